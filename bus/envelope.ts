@@ -1,0 +1,49 @@
+/**
+ * The envelope every message travels in. `epoch` is the sender's incarnation
+ * (bumped on every restart) so a receiver drops what a previous incarnation
+ * sent; `seq` numbers the sender's envelopes within one epoch; `re` names the
+ * `seq` of the request a reply answers.
+ */
+export const ENVELOPE_VERSION = 1;
+
+/** Limits, checked where envelopes are decoded and built. */
+export const limits = {
+  frameBytesMax: 4 * 1024 * 1024,
+  idCharsMax: 64,
+  kindCharsMax: 48,
+  endpointCharsMax: 256,
+  listItemsMax: 16_384,
+} as const;
+
+export interface Envelope<K extends string = string, B = unknown> {
+  v: number;
+  kind: K;
+  from: string;
+  to: string;
+  epoch: number;
+  seq: number;
+  re?: number;
+  body: B;
+}
+
+/** Why an inbound frame was dropped; the keys of `rejectedByReason`. */
+export type RejectReason =
+  | 'malformed'
+  | 'oversize'
+  | 'unknown_kind'
+  | 'bad_body'
+  | 'bad_version'
+  | 'stale_epoch'
+  | 'misaddressed'
+  | 'multipart';
+
+export const REJECT_REASONS: readonly RejectReason[] = [
+  'malformed',
+  'oversize',
+  'unknown_kind',
+  'bad_body',
+  'bad_version',
+  'stale_epoch',
+  'misaddressed',
+  'multipart',
+];

@@ -1,0 +1,110 @@
+/**
+ * Every message kind on the bus, its body schema, and the one validator the
+ * codec runs on every inbound envelope. Kinds are namespaced by protocol:
+ * `hb.` heartbeat (M3, M4), `ndb.` node database (M2), `pan.` primary anchor
+ * election (M16), `client.` requests from the CLI and client library, `reply.`
+ * their answers. Sizes are bounded here so a hostile frame cannot make a node
+ * allocate without limit.
+ */
+import { z } from 'zod';
+import { limits } from './envelope.js';
+
+const id = z.string().min(1).max(limits.idCharsMax);
+const endpoint = z.string().min(1).max(limits.endpointCharsMax);
+const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const shortId = z.number().int().nonnegative().max(2 ** 30);
+const list = <T extends z.ZodType>(item: T) => z.array(item).max(limits.listItemsMax);
+
+/** One node of the node database (M2). */
+export const nodeEntry = z.object({
+  id,
+  shortId,
+  endpoint,
+  anchor: z.boolean(),
+  votes: z.number().int().nonnegative().max(1000),
+  group: z.number().int().nonnegative().max(2 ** 24),
+});
+export type NodeEntry = z.infer<typeof nodeEntry>;
+
+/** A node as it introduces itself, before it has a short id. */
+export const identity = nodeEntry.omit({ shortId: true }).extend({ pid: count.optional() });
+export type Identity = z.infer<typeof identity>;
+
+export const nodeDbSnapshot = z.object({ version: count, nodes: list(nodeEntry) });
+export type NodeDbSnapshot = z.infer<typeof nodeDbSnapshot>;
+
+export const panClaim = z.object({ id, term: count });
+export type PanRef = z.infer<typeof panClaim>;
+
+const ndbOp = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('add'), node: nodeEntry }),
+  z.object({ op: z.literal('change'), node: nodeEntry }),
+  z.object({ op: z.literal('delete'), id }),
+]);
+export type NdbOp = z.infer<typeof ndbOp>;
+
+/** The body schema of every kind. Add a kind here and nowhere else. */
+export const bodies = {
+  // Heartbeat (M3, M4). `level` 0 is a group of nodes; level L+1 is a group of
+  // level-L groups, whose members are those groups' transmitters.
+  'hb.member_pulse': z.object({
+    level: z.number().int().min(0).max(4),
+    domain: count,
+    dbVersion: count,
+    /** Quorum as this member computed it (anchors only, M5). */
+    quorum: z.boolean().optional(),
+    pan: panClaim.optional(),
+    /** Level >= 1: short ids failed inside the transmitter's own subtree. */
+    failed: list(shortId).optional(),
+  }),
+  'hb.monitor_pulse': z.object({
+    level: z.number().int().min(0).max(4),
+    domain: count,
+    dbVersion: count,
+    /** Bit i set: slot i of the domain is alive. */
+    bitmap: z.instanceof(Uint8Array).refine((b) => b.byteLength === 8, 'bitmap is 8 bytes'),
+    /** Short ids known failed anywhere in the cluster, as this monitor knows it. */
+    failed: list(shortId),
+    quorum: z.boolean().optional(),
+    pan: panClaim.optional(),
+  }),
+  'hb.claim': z.object({ level: z.number().int().min(0).max(4), domain: count }),
+
+  // Node database (M2).
+  'ndb.hello': z.object({ identity, dbVersion: count }),
+  'ndb.welcome': z.object({ identity, dbVersion: count, db: nodeDbSnapshot.optional() }),
+  'ndb.join': z.object({ identity }),
+  'ndb.joined': z.object({ db: nodeDbSnapshot }),
+  'ndb.prepare': z.object({ version: count, change: ndbOp }),
+  'ndb.prepared': z.object({ version: count, ok: z.boolean(), have: count, reason: z.string().max(200).optional() }),
+  'ndb.commit': z.object({ version: count }),
+  'ndb.abort': z.object({ version: count }),
+  'ndb.fetch': z.object({}),
+  'ndb.snapshot': z.object({ db: nodeDbSnapshot }),
+
+  // Primary anchor node election (M16).
+  'pan.claim': z.object({ term: count }),
+  'pan.vote': z.object({ term: count, granted: z.boolean() }),
+  'pan.elected': z.object({ term: count }),
+
+  // Client requests, answered with `reply.ok` or `reply.err`.
+  'client.status': z.object({}),
+  'client.fault': z.object({ drop: list(id).optional(), heal: z.boolean().optional() }),
+  'client.ndb_update': z.object({ change: ndbOp }),
+  'reply.ok': z.object({ result: z.unknown() }),
+  'reply.err': z.object({ code: z.string().max(40), message: z.string().max(1000) }),
+} as const;
+
+export type Kind = keyof typeof bodies;
+export type Body<K extends Kind> = z.infer<(typeof bodies)[K]>;
+export const KINDS = Object.keys(bodies) as Kind[];
+
+export function isKind(k: unknown): k is Kind {
+  return typeof k === 'string' && Object.prototype.hasOwnProperty.call(bodies, k);
+}
+
+/** Validates a body for its kind; returns the parsed body or an error text. */
+export function checkBody(kind: Kind, body: unknown): { ok: true; body: unknown } | { ok: false; error: string } {
+  const r = bodies[kind].safeParse(body);
+  return r.success ? { ok: true, body: r.data } : { ok: false, error: r.error.issues[0]?.message ?? 'invalid body' };
+}
