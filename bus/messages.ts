@@ -67,6 +67,12 @@ export const bodies = {
     failed: list(shortId),
     quorum: z.boolean().optional(),
     pan: panClaim.optional(),
+    /** Monitors of the levels above this one, nearest first, so a member
+     * promoted to monitor knows where to transmit its group's report. */
+    uppers: list(id).max(4).optional(),
+    /** Level >= 1: the transmitters this monitor hears, so a member can claim
+     * the role among them when the monitor falls silent. */
+    members: list(id).max(64).optional(),
   }),
   'hb.claim': z.object({ level: z.number().int().min(0).max(4), domain: count }),
 

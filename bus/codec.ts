@@ -1,0 +1,141 @@
+/**
+ * The wire format: one envelope is one CBOR map (RFC 8949) in one frame.
+ * Plain maps, not cbor-x records, so any CBOR library can read a frame or a
+ * trace. Decoding is the first line of defence against a hostile or broken
+ * peer: it never throws, bounds sizes before trusting anything, and says
+ * why a frame was refused so the transport can count it.
+ */
+import { Encoder, isNativeAccelerationEnabled } from 'cbor-x';
+import { ENVELOPE_VERSION, limits, type Envelope, type RejectReason } from './envelope.js';
+import { checkBody, isKind } from './messages.js';
+
+export type DecodeResult = { ok: true; env: Envelope } | { ok: false; reason: RejectReason; detail: string };
+
+const cbor = new Encoder({
+  useRecords: false,
+  mapsAsObjects: true,
+  // One-byte map headers for small maps: frames stay as small as CBOR allows.
+  variableMapSize: true,
+  // Byte strings as plain CBOR major type 2, not the typed-array tag 64.
+  tagUint8Array: false,
+  // A decoded byte string must not pin the whole (up to 4 MiB) inbound frame.
+  copyBuffers: true,
+});
+
+/** Encodes an envelope. The result may share an ArrayBuffer with earlier
+ * results but is never overwritten, so it may be queued without a copy. */
+export function encode(env: Envelope): Uint8Array {
+  return cbor.encode(wireForm(env));
+}
+
+/** Encodes any value the way envelopes are encoded (trace records). */
+export function encodeValue(value: unknown): Uint8Array {
+  return cbor.encode(value);
+}
+
+/** Decodes and validates one frame; refuses rather than throws. */
+export function decode(frame: Uint8Array): DecodeResult {
+  if (frame.byteLength > limits.frameBytesMax) {
+    return reject('oversize', `frame of ${frame.byteLength} bytes exceeds ${limits.frameBytesMax}`);
+  }
+  if (frame.byteLength === 0) return reject('malformed', 'empty frame');
+  let value: unknown;
+  try {
+    value = cbor.decode(frame);
+  } catch (e) {
+    return reject('malformed', `not CBOR: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return checkEnvelope(value);
+}
+
+/** Validates an already decoded value as an envelope (frames and trace records). */
+export function checkEnvelope(value: unknown): DecodeResult {
+  if (!isPlainObject(value)) return reject('malformed', `envelope is not a map but ${describe(value)}`);
+  const w = value as Record<string, unknown>;
+  // The version decides what the other fields mean, so it is checked first.
+  if (typeof w.v !== 'number') return reject('malformed', 'v is missing or not a number');
+  if (w.v !== ENVELOPE_VERSION) return reject('bad_version', `version ${w.v}, this node speaks ${ENVELOPE_VERSION}`);
+  const bad =
+    badString(w.kind, 'kind', 1, limits.kindCharsMax) ??
+    badString(w.from, 'from', 1, limits.idCharsMax) ??
+    badString(w.to, 'to', 0, limits.idCharsMax) ??
+    badCount(w.epoch, 'epoch') ??
+    badCount(w.seq, 'seq') ??
+    (w.re === undefined ? undefined : badCount(w.re, 're')) ??
+    (Object.prototype.hasOwnProperty.call(w, 'body') ? undefined : 'body is missing');
+  if (bad !== undefined) return reject('malformed', bad);
+  const kind = w.kind as string;
+  if (!isKind(kind)) return reject('unknown_kind', `unknown kind ${JSON.stringify(kind)}`);
+  const body = checkBody(kind, w.body);
+  if (!body.ok) return reject('bad_body', `${kind}: ${body.error}`);
+  const env: Envelope = {
+    v: ENVELOPE_VERSION,
+    kind,
+    from: w.from as string,
+    to: w.to as string,
+    epoch: w.epoch as number,
+    seq: w.seq as number,
+    body: body.body,
+  };
+  if (w.re !== undefined) env.re = w.re as number;
+  return { ok: true, env };
+}
+
+/** Whether cbor-x decodes strings with the native `cbor-extract` addon
+ * (DESIGN.md: check at start-up that the accelerated paths are really on). */
+export function nativeDecoder(): boolean {
+  // A string long enough to take the native path, so any lazy set-up has run
+  // before the flag is read.
+  cbor.decode(cbor.encode({ probe: 'x'.repeat(200) }));
+  return isNativeAccelerationEnabled;
+}
+
+/** The envelope with a fixed key order and no undefined `re`, so equal
+ * envelopes give equal bytes (traces are compared byte for byte). */
+function wireForm(env: Envelope): Record<string, unknown> {
+  const w: Record<string, unknown> = {
+    v: env.v,
+    kind: env.kind,
+    from: env.from,
+    to: env.to,
+    epoch: env.epoch,
+    seq: env.seq,
+  };
+  if (env.re !== undefined) w.re = env.re;
+  w.body = env.body;
+  return w;
+}
+
+function reject(reason: RejectReason, detail: string): DecodeResult {
+  return { ok: false, reason, detail };
+}
+
+function isPlainObject(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function badString(v: unknown, name: string, minChars: number, maxChars: number): string | undefined {
+  if (typeof v !== 'string') return `${name} is ${describe(v)}, not a string`;
+  if (v.length < minChars) return `${name} is empty`;
+  if (v.length > maxChars) return `${name} has ${v.length} characters, more than ${maxChars}`;
+  return undefined;
+}
+
+function badCount(v: unknown, name: string): string | undefined {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    return `${name} is ${describe(v)}, not a non-negative integer`;
+  }
+  return undefined;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Uint8Array) return 'a byte string';
+  // The prototype's constructor, never an own `constructor` key a peer sent.
+  if (typeof v === 'object') return `a ${Object.getPrototypeOf(v)?.constructor?.name ?? 'null-prototype object'}`;
+  if (typeof v === 'string') return `a ${v.length}-character string`;
+  return typeof v === 'number' || typeof v === 'boolean' ? String(v) : typeof v;
+}

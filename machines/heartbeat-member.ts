@@ -1,0 +1,188 @@
+/**
+ * Heartbeat member, the patent's "slave" role (SPEC.md M3, M4).
+ *
+ * Safety claim: a member never follows a monitor it has not heard within
+ * three monitor-pulse deadlines; when it stops hearing its monitor it claims
+ * the role and yields to any better-ranked claimant or live monitor, so that
+ * of the members that hear each other exactly one ends up monitor (the best
+ * ranked by `rankCompare`: preference list, anchors first, lowest id).
+ *
+ * A member pulses its monitor every period. It learns from the bitmap in each
+ * monitor pulse whether it is counted alive; a member that can receive but
+ * not send learns there that it is out (`excluded`), and is counted in again
+ * as soon as one of its pulses gets through. The same machine serves every
+ * level of the hierarchy: at level L >= 1 the members are the transmitters
+ * (monitors) of the level-(L-1) groups.
+ *
+ * Emits: `member_pulse {to}` each period; `claim` when it claims the role
+ * (the actor sends `hb.claim` to every member of the domain); `excluded` and
+ * `included` when its own bit changes; `monitor {id}` when it follows a new
+ * monitor. Ends in `promoted` (output: the monitor it replaces), after which
+ * the actor starts a heartbeat-monitor machine for the same domain.
+ */
+import { assign, emit, enqueueActions, setup } from 'xstate';
+import { hasBit } from './bitmap.js';
+import { rankCompare, type Candidate } from './identity.js';
+
+export const machineName = 'heartbeat-member';
+
+export interface MemberInput {
+  self: string;
+  selfAnchor: boolean;
+  level: number;
+  domain: number;
+  /** This node's (or its group's) slot in the domain's bitmap. */
+  slot: number;
+  tickMs: number;
+  ticksPerPeriod: number;
+  monitorSilenceTicksMax: number;
+  claimWindowTicks: number;
+  preference: readonly string[];
+  /** A monitor already known (from a node-db reply or a lower level's pulse). */
+  monitor?: Candidate;
+}
+
+export interface MemberContext extends MemberInput {
+  monitor?: Candidate;
+  /** Ticks since the current monitor (or the claimant we defer to) was last heard. */
+  silence: number;
+  /** Ticks since our last member pulse. */
+  sincePulse: number;
+  /** Whether the current monitor's last bitmap counted us alive. */
+  included: boolean;
+}
+
+export type MemberEvent =
+  | { type: 'MONITOR_PULSE'; from: string; fromAnchor: boolean; bitmap: Uint8Array }
+  | { type: 'CLAIM'; from: string; fromAnchor: boolean };
+
+export type MemberEmitted =
+  | { type: 'member_pulse'; to: string }
+  | { type: 'claim' }
+  | { type: 'monitor'; id: string }
+  | { type: 'excluded' }
+  | { type: 'included' };
+
+export interface MemberOutput {
+  /** The monitor this member replaces, if it followed one. */
+  replaced?: string;
+}
+
+const better = (ctx: MemberContext, c: Candidate, than: Candidate | undefined): boolean =>
+  than === undefined || rankCompare(c, than, ctx.preference) < 0;
+
+type PulseEvent = Extract<MemberEvent, { type: 'MONITOR_PULSE' }>;
+
+export const heartbeatMember = setup({
+  types: {
+    context: {} as MemberContext,
+    input: {} as MemberInput,
+    events: {} as MemberEvent,
+    emitted: {} as MemberEmitted,
+    output: {} as MemberOutput,
+  },
+  delays: {
+    tick: ({ context }) => context.tickMs,
+    claimWindow: ({ context }) => context.tickMs * context.claimWindowTicks,
+  },
+  guards: {
+    isFromMonitor: ({ context, event }) => 'from' in event && event.from === context.monitor?.id,
+    isBetterMonitor: ({ context, event }) =>
+      event.type === 'MONITOR_PULSE' &&
+      event.from !== context.self &&
+      better(context, { id: event.from, anchor: event.fromAnchor }, context.monitor),
+    isBetterClaim: ({ context, event }) =>
+      event.type === 'CLAIM' &&
+      event.from !== context.self &&
+      better(context, { id: event.from, anchor: event.fromAnchor }, { id: context.self, anchor: context.selfAnchor }),
+    /** Another monitor while ours has already missed a pulse: ours is likely gone. */
+    isReplacementMonitor: ({ context, event }) =>
+      event.type === 'MONITOR_PULSE' && event.from !== context.self && context.silence > context.ticksPerPeriod + 1,
+    monitorSilent: ({ context }) => context.silence + 1 >= context.monitorSilenceTicksMax,
+  },
+  actions: {
+    countTick: assign({
+      silence: ({ context }) => context.silence + 1,
+      sincePulse: ({ context }) => context.sincePulse + 1,
+    }),
+    /** Pulses the monitor once a period. */
+    pulseIfDue: enqueueActions(({ context, enqueue }) => {
+      if (context.sincePulse < context.ticksPerPeriod || !context.monitor) return;
+      enqueue.emit({ type: 'member_pulse', to: context.monitor.id });
+      enqueue.assign({ sincePulse: 0 });
+    }),
+    pulseNow: enqueueActions(({ context, enqueue }) => {
+      if (!context.monitor) return;
+      enqueue.emit({ type: 'member_pulse', to: context.monitor.id });
+      enqueue.assign({ sincePulse: 0 });
+    }),
+    followSender: assign(({ event }) => {
+      const e = event as Extract<MemberEvent, { from: string }>;
+      return { monitor: { id: e.from, anchor: e.fromAnchor }, silence: 0, included: false };
+    }),
+    announceMonitor: emit(({ event }) => ({ type: 'monitor' as const, id: (event as { from: string }).from })),
+    heardMonitor: assign({ silence: 0 }),
+    /** Reads our own bit; says so only when it changes, so the actor logs a fact, not a pulse. */
+    readBitmap: enqueueActions(({ context, event, enqueue }) => {
+      const counted = hasBit((event as PulseEvent).bitmap, context.slot);
+      if (counted === context.included) return;
+      enqueue.assign({ included: counted });
+      enqueue.emit(counted ? { type: 'included' } : { type: 'excluded' });
+    }),
+    sendClaim: emit({ type: 'claim' as const }),
+  },
+}).createMachine({
+  id: machineName,
+  context: ({ input }) => ({
+    ...input,
+    monitor: input.monitor,
+    silence: 0,
+    // Pulse at the first tick when a monitor is known, so a new member is counted in sooner.
+    sincePulse: input.ticksPerPeriod,
+    included: false,
+  }),
+  initial: 'choosing',
+  states: {
+    choosing: {
+      always: [{ guard: ({ context }) => context.monitor !== undefined, target: 'following' }, { target: 'searching' }],
+    },
+    /** No monitor known: wait to hear one, then claim the role. */
+    searching: {
+      on: {
+        MONITOR_PULSE: { target: 'following', actions: ['followSender', 'announceMonitor', 'readBitmap', 'pulseNow'] },
+        CLAIM: { guard: 'isBetterClaim', target: 'following', actions: ['followSender', 'announceMonitor'] },
+      },
+      after: {
+        tick: [{ guard: 'monitorSilent', target: 'candidate' }, { target: 'searching', reenter: true, actions: 'countTick' }],
+      },
+    },
+    following: {
+      on: {
+        MONITOR_PULSE: [
+          { guard: 'isFromMonitor', actions: ['heardMonitor', 'readBitmap'] },
+          { guard: 'isBetterMonitor', actions: ['followSender', 'announceMonitor', 'readBitmap', 'pulseNow'] },
+          { guard: 'isReplacementMonitor', actions: ['followSender', 'announceMonitor', 'readBitmap', 'pulseNow'] },
+        ],
+      },
+      after: {
+        tick: [
+          { guard: 'monitorSilent', target: 'candidate' },
+          { target: 'following', reenter: true, actions: ['countTick', 'pulseIfDue'] },
+        ],
+      },
+    },
+    /** Claiming the monitor role: yield to a better claimant or to any live monitor. */
+    candidate: {
+      entry: 'sendClaim',
+      on: {
+        MONITOR_PULSE: { target: 'following', actions: ['followSender', 'announceMonitor', 'readBitmap', 'pulseNow'] },
+        CLAIM: { guard: 'isBetterClaim', target: 'following', actions: ['followSender', 'announceMonitor'] },
+      },
+      after: { claimWindow: 'promoted' },
+    },
+    promoted: {
+      type: 'final',
+    },
+  },
+  output: ({ context }) => ({ replaced: context.monitor?.id }),
+});
