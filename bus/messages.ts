@@ -23,11 +23,13 @@ export const nodeEntry = z.object({
   anchor: z.boolean(),
   votes: z.number().int().nonnegative().max(1000),
   group: z.number().int().nonnegative().max(2 ** 24),
+  /** The process of the node's current incarnation, for operators (`status`). */
+  pid: count.optional(),
 });
 export type NodeEntry = z.infer<typeof nodeEntry>;
 
 /** A node as it introduces itself, before it has a short id. */
-export const identity = nodeEntry.omit({ shortId: true }).extend({ pid: count.optional() });
+export const identity = nodeEntry.omit({ shortId: true });
 export type Identity = z.infer<typeof identity>;
 
 export const nodeDbSnapshot = z.object({ version: count, nodes: list(nodeEntry) });
@@ -62,9 +64,12 @@ export const bodies = {
     domain: count,
     dbVersion: count,
     /** Bit i set: slot i of the domain is alive. */
-    bitmap: z.instanceof(Uint8Array).refine((b) => b.byteLength === 8, 'bitmap is 8 bytes'),
+    bitmap: z.custom<Uint8Array>((b) => b instanceof Uint8Array, 'bitmap must be bytes').refine((b) => b.byteLength === 8, 'bitmap is 8 bytes'),
     /** Short ids known failed anywhere in the cluster, as this monitor knows it. */
     failed: list(shortId),
+    /** How far that knowledge reaches: the monitor's level-`horizon` domain. Nodes
+     * outside it are unknown, not alive (an upper level not yet formed or silent). */
+    horizon: z.number().int().min(0).max(4),
     quorum: z.boolean().optional(),
     pan: panClaim.optional(),
     /** Monitors of the levels above this one, nearest first, so a member

@@ -1,0 +1,251 @@
+/**
+ * One Mangrove node: its elements wired to the bus. The same class runs in a
+ * node process over ZeroMQ, many times over in the simulator, and in specs;
+ * only the transport, clock, randomness and store it is given differ.
+ */
+import { Subject, type Subscription } from 'rxjs';
+import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import type { Clock, Random } from '../bus/clock.js';
+import type { Envelope } from '../bus/envelope.js';
+import { MangroveError } from '../bus/errors.js';
+import type { Body } from '../bus/messages.js';
+import type { Inbound, ReplyRoute, Transport } from '../bus/transport.js';
+import { nativeDecoder } from '../bus/codec.js';
+import { findNode } from '../machines/node-db.js';
+import { networkState, nodeStateMachine, nodeStateOf } from '../machines/node-state.js';
+import { HeartbeatActor, type HeartbeatNews } from './heartbeat.js';
+import type { Log } from './log.js';
+import { NodeDbActor } from './node-db.js';
+import { Outbox } from './outbox.js';
+import { PanActor } from './pan.js';
+import { QuorumActor } from './quorum.js';
+import type { NodeSettings } from './settings.js';
+import type { NodeStatus, NodeView } from './status.js';
+import type { NodeStore } from './store.js';
+
+export interface NodeDeps {
+  settings: NodeSettings;
+  transport: Transport;
+  clock: Clock;
+  random: Random;
+  store: NodeStore;
+  log: Log;
+  inspect?: (e: InspectionEvent) => void;
+}
+
+/** What a node tells its host process: logs, metrics, the simulator's checks. */
+export type NodeNews =
+  | HeartbeatNews
+  | { type: 'quorum'; has: boolean }
+  | { type: 'pan'; id: string | null; term: number | null }
+  | { type: 'db'; version: number; nodes: number };
+
+export class MangroveNode {
+  readonly news$ = new Subject<NodeNews>();
+  readonly outbox: Outbox;
+  private readonly nodeDb: NodeDbActor;
+  private readonly heartbeat: HeartbeatActor;
+  private readonly quorum: QuorumActor;
+  private readonly pan: PanActor;
+  private readonly nodeState: Actor<typeof nodeStateMachine>;
+  private readonly subs: Subscription[] = [];
+  private running = false;
+
+  constructor(private readonly deps: NodeDeps) {
+    const { settings: s, clock, inspect } = deps;
+    this.outbox = new Outbox(deps.transport, s.id, s.epoch);
+    const isAlive = (id: string): boolean => {
+      const n = findNode(this.nodeDb.db, id);
+      return n !== undefined && this.heartbeat.isAlive(n);
+    };
+    this.nodeDb = new NodeDbActor({
+      settings: s,
+      outbox: this.outbox,
+      clock,
+      random: deps.random,
+      store: deps.store,
+      log: deps.log,
+      inspect,
+      quorumView: () => ({ quorate: this.quorum.has, aliveAnchors: this.pan.aliveAnchors() }),
+    });
+    this.quorum = new QuorumActor({ anchor: s.anchor, quorumTimeoutMs: s.quorumTimeoutMs, clock, inspect, isAlive, db: () => this.nodeDb.db });
+    this.pan = new PanActor({
+      self: s.id,
+      anchor: s.anchor,
+      preference: s.panPreference,
+      periodMs: s.periodMs,
+      clock,
+      outbox: this.outbox,
+      inspect,
+      isAlive,
+      db: () => this.nodeDb.db,
+      quorate: () => this.quorum.has,
+    });
+    this.heartbeat = new HeartbeatActor({
+      self: s.id,
+      anchor: s.anchor,
+      outbox: this.outbox,
+      clock,
+      periodMs: s.periodMs,
+      quorumTimeoutMs: s.quorumTimeoutMs,
+      preference: s.monitorPreference,
+      inspect,
+      extras: () => ({ dbVersion: this.nodeDb.db.version, quorum: this.quorum.toSend(), pan: this.pan.known() }),
+    });
+    this.nodeState = createActor(nodeStateMachine, { clock, inspect, input: {} });
+  }
+
+  get settings(): NodeSettings {
+    return this.deps.settings;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    const { log } = this.deps;
+    this.subs.push(
+      this.deps.transport.inbound.subscribe((m) => this.dispatch(m)),
+      this.heartbeat.news$.subscribe((n) => this.onHeartbeat(n)),
+      this.quorum.quorum$.subscribe((has) => {
+        if (this.deps.settings.anchor) this.heartbeat.noteOwnQuorum(has);
+        this.pan.onView();
+        this.news$.next({ type: 'quorum', has });
+      }),
+      this.pan.pan$.subscribe((p) => this.news$.next({ type: 'pan', id: p?.id ?? null, term: p?.term ?? null })),
+      this.nodeDb.db$.subscribe((db) => {
+        this.heartbeat.setDb(db);
+        this.pan.onView();
+        this.news$.next({ type: 'db', version: db.version, nodes: db.nodes.length });
+      }),
+    );
+    this.nodeState.start();
+    this.quorum.start();
+    this.pan.start();
+    this.nodeDb.start();
+    log.info({ id: this.deps.settings.id, epoch: this.deps.settings.epoch, endpoint: this.deps.settings.endpoint }, 'node started');
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    for (const s of this.subs.splice(0)) s.unsubscribe();
+    this.heartbeat.stop();
+    this.nodeDb.stop();
+    this.pan.stop();
+    this.quorum.stop();
+    this.nodeState.stop();
+    this.news$.complete();
+  }
+
+  private onHeartbeat(n: HeartbeatNews): void {
+    this.quorum.onHeartbeat(n);
+    switch (n.type) {
+      case 'pan_heard':
+        this.pan.heardInPulse(n.pan);
+        break;
+      case 'db_version':
+        this.nodeDb.noteVersion(n.version, n.from);
+        break;
+      case 'view':
+        this.pan.onView();
+        break;
+      case 'member_failed':
+        this.deps.log.warn({ level: n.level, slot: n.slot, node: n.id }, 'member failed');
+        break;
+      case 'member_alive':
+        this.deps.log.info({ level: n.level, slot: n.slot, node: n.id }, 'member alive');
+        break;
+      case 'monitor':
+        this.deps.log.info({ level: n.level, monitor: n.id }, 'heartbeat monitor');
+        break;
+      case 'excluded':
+        this.deps.log.warn({ level: n.level }, 'the monitor counts this node out');
+        break;
+    }
+    this.news$.next(n);
+  }
+
+  private dispatch({ env, route }: Inbound): void {
+    try {
+      const ns = env.kind.slice(0, env.kind.indexOf('.'));
+      if (ns === 'hb') this.heartbeat.handle(env);
+      else if (ns === 'ndb') this.nodeDb.handle(env, route);
+      else if (ns === 'pan') this.pan.handle(env);
+      else if (ns === 'client') this.onClient(env, route);
+    } catch (e) {
+      // One bad message must not stop the node: log it and carry on.
+      this.deps.log.error({ err: String(e), kind: env.kind, from: env.from }, 'message handling failed');
+    }
+  }
+
+  private onClient(env: Envelope, route: ReplyRoute): void {
+    const ok = (result: unknown) => this.outbox.reply(route, env, 'reply.ok', { result });
+    const err = (e: MangroveError) => this.outbox.reply(route, env, 'reply.err', { code: e.code, message: e.message });
+    switch (env.kind) {
+      case 'client.status':
+        return ok(this.status());
+      case 'client.fault': {
+        if (!this.deps.settings.faultInjection) {
+          return err(new MangroveError('E_FAULTS_DISABLED', 'fault injection is off in this node\'s config ("faultInjection": true turns it on)'));
+        }
+        const b = env.body as Body<'client.fault'>;
+        if (b.heal) this.deps.transport.setDropped([]);
+        else if (b.drop) this.deps.transport.setDropped(b.drop);
+        else return err(new MangroveError('E_BAD_ARGUMENT', 'say which peers to drop, or heal'));
+        this.deps.log.warn({ dropped: this.deps.transport.dropped() }, 'fault filter set');
+        return ok({ dropped: this.deps.transport.dropped() });
+      }
+      case 'client.ndb_update': {
+        if (!this.deps.settings.anchor) return err(new MangroveError('E_NOT_ANCHOR', 'node database updates go to an anchor node'));
+        const b = env.body as Body<'client.ndb_update'>;
+        this.nodeDb.update(b.change).then((r) =>
+          r.ok ? ok({ version: r.version }) : err(new MangroveError(r.code === 'E_NO_QUORUM' ? 'E_NO_QUORUM' : 'E_BUSY', `${r.code}: ${r.reason}`)),
+        );
+        return;
+      }
+    }
+  }
+
+  status(): NodeStatus {
+    const s = this.deps.settings;
+    const db = this.nodeDb.db;
+    const stats = this.deps.transport.stats();
+    const monitors = this.heartbeat.monitors();
+    const state = nodeStateOf(this.nodeState.getSnapshot());
+    const nodes: NodeView[] = db.nodes.map((n) => ({
+      id: n.id,
+      shortId: n.shortId,
+      endpoint: n.endpoint,
+      pid: n.pid ?? null,
+      anchor: n.anchor,
+      votes: n.votes,
+      group: n.group,
+      role: monitors.includes(n.id) ? 'monitor' : 'member',
+      state: n.id === s.id ? state : null,
+      alive: this.heartbeat.isAlive(n),
+    }));
+    return {
+      self: s.id,
+      epoch: s.epoch,
+      version: db.version,
+      quorum: this.quorum.has,
+      monitor: this.heartbeat.monitorOf(0) ?? null,
+      pan: this.pan.live(),
+      state,
+      network: networkState(state, [state]),
+      phase: this.nodeDb.joined() ? 'joined' : 'forming',
+      endpoint: s.endpoint,
+      pid: s.pid,
+      anchor: s.anchor,
+      group: s.group,
+      monitors,
+      nodes,
+      rejected: stats.rejected,
+      rejectedByReason: stats.rejectedByReason,
+      codec: { native: nativeDecoder() },
+      faults: { enabled: s.faultInjection, dropped: [...this.deps.transport.dropped()] },
+      messages: { sent: stats.sent, received: stats.received, unsent: stats.unsent, filtered: stats.filtered },
+      software: s.software,
+    };
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The cluster as one node sees it: the object behind `mangrove status --json`
+ * and the node's `/status` page. One shape, built in one place (node.ts).
+ */
+import type { RejectReason } from '../bus/envelope.js';
+
+export type NodeStateName = 'normal' | 'notified' | 'quiescent' | 'rebuilding';
+
+export interface NodeView {
+  id: string;
+  /** Short id as a number (group * 64 + slot), see machines/identity.ts. */
+  shortId: number;
+  endpoint: string;
+  pid: number | null;
+  anchor: boolean;
+  votes: number;
+  group: number;
+  /** 'monitor' when this node knows it to be a heartbeat monitor (of any level), else 'member'. */
+  role: 'monitor' | 'member';
+  /** Recovery state (M6) where this node knows it (its own), else null. */
+  state: NodeStateName | null;
+  alive: boolean;
+}
+
+export interface NodeStatus {
+  self: string;
+  epoch: number;
+  /** Node database version. */
+  version: number;
+  quorum: boolean;
+  /** This node's level-0 heartbeat monitor. */
+  monitor: string | null;
+  pan: string | null;
+  state: NodeStateName;
+  /** The network state (M6) as this node can aggregate it. */
+  network: NodeStateName;
+  /** 'forming' until the node is in a node database, then 'member'. */
+  phase: 'forming' | 'joined';
+  endpoint: string;
+  pid: number;
+  anchor: boolean;
+  group: number;
+  monitors: string[];
+  nodes: NodeView[];
+  rejected: number;
+  rejectedByReason: Record<RejectReason, number>;
+  codec: { native: boolean };
+  faults: { enabled: boolean; dropped: string[] };
+  messages: { sent: number; received: number; unsent: number; filtered: number };
+  software: string;
+}

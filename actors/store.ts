@@ -1,0 +1,48 @@
+/**
+ * What a node keeps across restarts: its identity, its epoch counter and its
+ * copy of the node database. LMDB in production (runtime/lmdb-store.ts), a
+ * Map in the simulator (MemoryStore, here); one interface for both. The
+ * calls are synchronous on purpose: writes here are rare (start-up and
+ * node-database commits), must be durable before the node acts on them, and
+ * a synchronous path keeps a simulated run a pure function of its seed.
+ */
+import type { NodeDbSnapshot } from '../bus/messages.js';
+
+export interface StoredIdentity {
+  id: string;
+  createdMs: number;
+}
+
+export interface NodeStore {
+  loadIdentity(): StoredIdentity | undefined;
+  saveIdentity(identity: StoredIdentity): void;
+  /** Increments and durably records the epoch; returns the new value (first start: 1). */
+  nextEpoch(): number;
+  loadNodeDb(): NodeDbSnapshot | undefined;
+  /** Durable when it returns: a committed node-database version survives a crash. */
+  saveNodeDb(db: NodeDbSnapshot): void;
+  close(): Promise<void>;
+}
+
+export class MemoryStore implements NodeStore {
+  private identity?: StoredIdentity;
+  private epoch = 0;
+  private db?: NodeDbSnapshot;
+
+  loadIdentity(): StoredIdentity | undefined {
+    return this.identity;
+  }
+  saveIdentity(identity: StoredIdentity): void {
+    this.identity = identity;
+  }
+  nextEpoch(): number {
+    return ++this.epoch;
+  }
+  loadNodeDb(): NodeDbSnapshot | undefined {
+    return this.db;
+  }
+  saveNodeDb(db: NodeDbSnapshot): void {
+    this.db = db;
+  }
+  async close(): Promise<void> {}
+}
