@@ -408,6 +408,9 @@ export class HeartbeatActor {
 
   private ownSubtreeFailed(l: Level): number[] {
     const alive = (l.actor as MonitorActor).getSnapshot().context.alive;
+    // Our own slot above level 0 is the group we transmit for: we know it first hand.
+    const below = this.levels[l.level - 1];
+    if (below?.role === 'monitor') l.reports.set(l.slot, this.ownSubtreeFailed(below));
     return subtreeFailed(this.db, l.level, l.domain, alive, l.reports);
   }
 

@@ -8,7 +8,7 @@ import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { Clock, Random } from '../bus/clock.js';
 import type { Envelope } from '../bus/envelope.js';
 import { MangroveError } from '../bus/errors.js';
-import type { Body } from '../bus/messages.js';
+import type { Body, NodeDbSnapshot } from '../bus/messages.js';
 import type { Inbound, ReplyRoute, Transport } from '../bus/transport.js';
 import { nativeDecoder } from '../bus/codec.js';
 import { findNode } from '../machines/node-db.js';
@@ -206,6 +206,11 @@ export class MangroveNode {
     }
   }
 
+  /** This node's copy of the node database (M2). */
+  database(): NodeDbSnapshot {
+    return this.nodeDb.db;
+  }
+
   status(): NodeStatus {
     const s = this.deps.settings;
     const db = this.nodeDb.db;
@@ -231,6 +236,7 @@ export class MangroveNode {
       quorum: this.quorum.has,
       monitor: this.heartbeat.monitorOf(0) ?? null,
       pan: this.pan.live(),
+      panTerm: this.pan.primaryTerm(),
       state,
       network: networkState(state, [state]),
       phase: this.nodeDb.joined() ? 'joined' : 'forming',

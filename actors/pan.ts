@@ -61,6 +61,12 @@ export class PanActor {
     return this.actor ? currentPan(this.actor.getSnapshot()) : this.heard;
   }
 
+  /** The term this anchor holds the PAN role in, if it is primary. */
+  primaryTerm(): number | null {
+    const snap = this.actor?.getSnapshot();
+    return snap && snap.value === 'primary' ? snap.context.term : null;
+  }
+
   /** The PAN for `status`: known and counted alive. */
   live(): string | null {
     const p = this.known();

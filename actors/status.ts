@@ -31,6 +31,8 @@ export interface NodeStatus {
   /** This node's level-0 heartbeat monitor. */
   monitor: string | null;
   pan: string | null;
+  /** The term in which this node is PAN, when it is (M16). */
+  panTerm: number | null;
   state: NodeStateName;
   /** The network state (M6) as this node can aggregate it. */
   network: NodeStateName;

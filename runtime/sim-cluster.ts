@@ -14,7 +14,7 @@ import { MemoryStore } from '../actors/store.js';
 import type { NodeStatus } from '../actors/status.js';
 import { makePermanentId } from '../machines/identity.js';
 import { genesis, nextShortId } from '../machines/node-db.js';
-import type { NodeDbSnapshot, Identity } from '../bus/messages.js';
+import type { Identity, NodeDbSnapshot, NodeEntry } from '../bus/messages.js';
 import { SimClock } from './clock.js';
 import { SeededRandom } from './random.js';
 
@@ -188,7 +188,7 @@ export class SimCluster {
     const anchors: Identity[] = this.members.filter((m) => m.settings.anchor).map((m) => identityOf(m.settings));
     const pids = new Map(this.members.map((m) => [m.settings.id, m.settings.pid]));
     let db: NodeDbSnapshot = genesis(anchors);
-    const nodes = db.nodes.map((n) => ({ ...n, pid: pids.get(n.id) }));
+    const nodes: NodeEntry[] = db.nodes.map((n) => ({ ...n, pid: pids.get(n.id) }));
     for (const m of this.members) {
       if (m.settings.anchor) continue;
       const slot = nextShortId({ version: 0, nodes }, m.settings.group);

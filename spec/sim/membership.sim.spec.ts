@@ -1,0 +1,154 @@
+/**
+ * Whole clusters of real node code in the simulator (M3-M6, M16): failure
+ * detection, monitor failover, partitions and quorum, node-database
+ * agreement and PAN election, over many seeds with loss, delay, duplication,
+ * reordering, crashes and partitions. A failing seed is printed for replay.
+ */
+import { expect } from 'chai';
+import type { TraceRecord } from '../../bus/transport.js';
+import { encode } from '../../bus/codec.js';
+import { SimCluster } from '../../runtime/sim-cluster.js';
+import { SeededRandom } from '../../runtime/random.js';
+import { checkOnePanPerTerm, checkQuorumSides, convergence, DbHistory, forSeeds } from '../helpers/sim-checks.js';
+
+const PERIOD = 100;
+const seeds = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+
+function formed(c: SimCluster): SimCluster {
+  c.startAll();
+  const took = c.runUntil(() => convergence(c).length === 0, 30_000);
+  if (took < 0) throw new Error(`cluster did not form: ${convergence(c).slice(0, 5).join('; ')}`);
+  return c;
+}
+
+/** Time until every live node other than `dead` counts `dead` failed, or -1. */
+function detection(c: SimCluster, dead: number, maxMs: number): number {
+  const id = c.id(dead);
+  return c.runUntil(
+    () =>
+      [...Array(c.size).keys()].every((i) => i === dead || !c.isUp(i) || c.status(i)!.nodes.find((n) => n.id === id)?.alive === false),
+    maxMs,
+    5,
+  );
+}
+
+describe('membership in the simulator', function () {
+  this.timeout(120_000);
+
+  it('every survivor counts a crashed member failed within 4 heartbeat periods', () => {
+    forSeeds(seeds(100, 12), (seed) => {
+      const r = new SeededRandom(seed);
+      const c = formed(new SimCluster({ seed, nodes: 5 + r.int(5), anchors: 3, periodMs: PERIOD }));
+      c.run(r.int(PERIOD));
+      const monitor = c.indexOf(c.status(0)!.monitor!);
+      let victim = r.int(c.size);
+      if (victim === monitor) victim = (victim + 1) % c.size;
+      c.crash(victim);
+      const took = detection(c, victim, 10 * PERIOD);
+      // From the crash, not from its last pulse: that went out up to a period earlier.
+      expect(took, 'detection time').to.be.within(2 * PERIOD, 4 * PERIOD);
+    });
+  });
+
+  it('a crashed monitor is replaced by one new monitor that every survivor names', () => {
+    forSeeds(seeds(200, 10), (seed) => {
+      const r = new SeededRandom(seed);
+      const c = formed(new SimCluster({ seed, nodes: 4 + r.int(6), anchors: 3, periodMs: PERIOD }));
+      const monitor = c.indexOf(c.status(0)!.monitor!);
+      c.crash(monitor);
+      expect(detection(c, monitor, 10 * PERIOD), 'monitor failure detected').to.be.within(0, 6 * PERIOD);
+      const took = c.runUntil(() => convergence(c).length === 0, 20 * PERIOD);
+      expect(convergence(c), `after ${took} ms`).to.deep.equal([]);
+      const named = new Set([...Array(c.size).keys()].filter((i) => c.isUp(i)).map((i) => c.status(i)!.monitor));
+      expect(named.size).to.equal(1);
+      expect([...named][0]).to.not.equal(c.id(monitor));
+    });
+  });
+
+  it('a 3|2 partition leaves quorum only on the majority side, and healing restores one view', () => {
+    forSeeds(seeds(300, 6), (seed) => {
+      const c = formed(new SimCluster({ seed, nodes: 5, anchors: 3, periodMs: PERIOD }));
+      const timeout = c.options.quorumTimeoutMs ?? PERIOD * 8;
+      // Nodes 0-2 are the anchors: the side with two of them holds the majority.
+      const sides = seed % 2 === 0 ? [[0, 1, 3], [2, 4]] : [[0, 3, 4], [1, 2]];
+      c.partition(sides);
+      c.run(timeout + 4 * PERIOD);
+      checkQuorumSides(c, sides);
+      const majority = sides[0].length === 3 && sides[0].filter((i) => i < 3).length >= 2 ? sides[0] : sides[1];
+      for (const i of majority) expect(c.status(i)!.quorum, `node ${i} on the majority side`).to.equal(true);
+      c.heal();
+      const took = c.runUntil(() => convergence(c).length === 0, 30 * PERIOD);
+      expect(convergence(c), `after healing (${took} ms)`).to.deep.equal([]);
+      for (let i = 0; i < 5; i++) expect(c.status(i)!.nodes.filter((n) => n.alive)).to.have.length(5);
+    });
+  });
+
+  it('keeps its safety rules under loss, delay, duplication, reordering, crashes and partitions, then converges', () => {
+    forSeeds(seeds(1000, 24), (seed) => {
+      const r = new SeededRandom(seed);
+      const n = 5 + r.int(8);
+      const c = new SimCluster({ seed, nodes: n, anchors: 3, groups: 1 + r.int(3), periodMs: PERIOD });
+      c.network.configure({ drop: r.next() * 0.08, duplicate: r.next() * 0.05, delayMs: [1, 1 + r.int(30)], reorder: r.next() < 0.5 });
+      c.startAll();
+      const history = new DbHistory();
+      let sides: number[][] = [];
+      let since = 0;
+      for (let step = 0; step < 400; step++) {
+        c.run(50);
+        history.observe(c);
+        checkOnePanPerTerm(c);
+        if (sides.length && c.clock.now() - since > (c.options.quorumTimeoutMs ?? 8 * PERIOD) + 4 * PERIOD) checkQuorumSides(c, sides);
+        if (step % 20 !== 19) continue;
+        const roll = r.int(10);
+        if (roll < 2) c.crash(r.int(n));
+        else if (roll < 4) c.start(r.int(n));
+        else if (roll < 6 && sides.length === 0) {
+          const cut = 1 + r.int(n - 1);
+          const order = [...Array(n).keys()].sort(() => r.next() - 0.5);
+          sides = [order.slice(0, cut), order.slice(cut)];
+          since = c.clock.now();
+          c.partition(sides);
+        } else if (roll < 8) {
+          sides = [];
+          c.heal();
+        }
+      }
+      // Liveness phase: heal everything and restart every node.
+      c.heal();
+      c.network.resetFaults();
+      for (let i = 0; i < n; i++) c.start(i);
+      const took = c.runUntil(() => convergence(c).length === 0, 60_000, 100);
+      history.observe(c);
+      expect(convergence(c), `converged after ${took} ms`).to.deep.equal([]);
+    });
+  });
+
+  it('with groups, a crash in one group is learned in every other group', () => {
+    forSeeds(seeds(400, 6), (seed) => {
+      const r = new SeededRandom(seed);
+      const c = formed(new SimCluster({ seed, nodes: 12 + r.int(12), anchors: 3, groups: 3 + r.int(3), periodMs: PERIOD }));
+      const victim = 3 + r.int(c.size - 3);
+      c.crash(victim);
+      // Up to 4 periods in the victim's group, then a period up and one down each level.
+      expect(detection(c, victim, 20 * PERIOD), 'detection time').to.be.within(3 * PERIOD, 7 * PERIOD);
+      expect(c.runUntil(() => convergence(c).length === 0, 30 * PERIOD)).to.be.at.least(0);
+    });
+  });
+
+  it('is a pure function of its seed: the same seed gives the same trace, byte for byte', () => {
+    const run = (seed: number): Buffer => {
+      const records: TraceRecord[] = [];
+      const c = new SimCluster({ seed, nodes: 7, anchors: 3, groups: 2, periodMs: PERIOD, trace: { record: (rec) => records.push(rec) } });
+      c.network.configure({ drop: 0.05, delayMs: [1, 20], reorder: true });
+      c.startAll();
+      c.run(3000);
+      c.crash(4);
+      c.run(2000);
+      return Buffer.concat(records.map((rec) => Buffer.from(encode(rec.env))));
+    };
+    const a = run(77);
+    expect(a.length).to.be.greaterThan(10_000);
+    expect(run(77).equals(a)).to.equal(true);
+    expect(run(78).equals(a)).to.equal(false);
+  });
+});
