@@ -33,6 +33,100 @@ export function encodeValue(value: unknown): Uint8Array {
   return cbor.encode(value);
 }
 
+/** Where a CBOR sequence stopped: at its end, or at an item that is cut
+ * short (a torn tail) or is not CBOR. */
+export type SequenceEnd =
+  | { complete: true }
+  | { complete: false; offset: number; truncated: boolean; detail: string };
+
+/**
+ * Decodes a CBOR sequence (RFC 8742), calling `each` with every whole item
+ * and its byte offset. Item boundaries are found by scanning heads before
+ * decoding, because cbor-x's native string extractor reads ahead over the
+ * rest of the buffer: one torn item at the end would fail the first.
+ */
+export function decodeSequence(data: Uint8Array, each: (value: unknown, offset: number) => void): SequenceEnd {
+  let offset = 0;
+  while (offset < data.byteLength) {
+    const end = itemEnd(data, offset);
+    if (typeof end === 'string') return { complete: false, offset, truncated: end === truncated, detail: end };
+    let value: unknown;
+    try {
+      value = cbor.decode(data.subarray(offset, end));
+    } catch (e) {
+      return { complete: false, offset, truncated: false, detail: e instanceof Error ? e.message : String(e) };
+    }
+    each(value, offset);
+    offset = end;
+  }
+  return { complete: true };
+}
+
+const truncated = 'the item is cut short';
+
+/** The offset just past the CBOR item starting at `start`, or why there is
+ * none. Iterative, so hostile nesting cannot overflow the stack. */
+function itemEnd(data: Uint8Array, start: number): number | string {
+  const len = data.byteLength;
+  // Items still owed per open container; -1 marks an indefinite-length one.
+  const owed: number[] = [1];
+  let pos = start;
+  while (owed.length > 0) {
+    const top = owed.length - 1;
+    if (owed[top] === 0) {
+      owed.pop();
+      continue;
+    }
+    if (pos >= len) return truncated;
+    const initial = data[pos++];
+    if (owed[top] === -1 && initial === 0xff) {
+      owed.pop();
+      continue;
+    }
+    if (owed[top] > 0) owed[top]--;
+    const major = initial >> 5;
+    const info = initial & 0x1f;
+    let arg = info;
+    if (info >= 24 && info <= 27) {
+      const size = 1 << (info - 24);
+      if (pos + size > len) return truncated;
+      arg = 0;
+      for (let i = 0; i < size; i++) arg = arg * 256 + data[pos + i];
+      pos += size;
+    } else if (info >= 28 && info <= 30) {
+      return `byte ${pos - 1}: reserved CBOR head 0x${initial.toString(16)}`;
+    } else if (info === 31 && (major < 2 || major >= 6)) {
+      // Only strings, arrays and maps have an indefinite length, and a
+      // break (0xff) belongs inside one of those.
+      return `byte ${pos - 1}: misplaced CBOR head 0x${initial.toString(16)}`;
+    }
+    const indefinite = info === 31;
+    switch (major) {
+      case 2:
+      case 3:
+        if (indefinite) owed.push(-1);
+        else if (arg > len - pos) return truncated;
+        else pos += arg;
+        break;
+      case 4:
+      case 5: {
+        const items = major === 5 ? arg * 2 : arg;
+        // Every item takes at least a byte: more than remain cannot fit.
+        if (indefinite) owed.push(-1);
+        else if (items > len - pos) return truncated;
+        else if (items > 0) owed.push(items);
+        break;
+      }
+      case 6:
+        owed.push(1);
+        break;
+      default:
+        break;
+    }
+  }
+  return pos;
+}
+
 /** Decodes and validates one frame; refuses rather than throws. */
 export function decode(frame: Uint8Array): DecodeResult {
   if (frame.byteLength > limits.frameBytesMax) {

@@ -1,0 +1,188 @@
+/**
+ * Traces: every envelope a node sent or accepted, as a CBOR sequence
+ * (RFC 8742) of `{t, node, dir, env}` maps, one file per run or node.
+ * A sequence needs no framing and survives a crash: a reader keeps every
+ * whole record and stops at a torn last one.
+ *
+ * Writes are synchronous on purpose: records reach the file in the order
+ * they were made with no write queue to bound, and close() is complete when
+ * it returns. Buffering keeps that to one system call per bufferBytesMax.
+ */
+import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { checkEnvelope, decodeSequence, encodeValue } from './codec.js';
+import { MangroveError } from './errors.js';
+import type { TraceRecord, TraceSink } from './transport.js';
+
+export const traceLimits = {
+  /** Encoded records held in memory before they are written. */
+  bufferBytesMax: 256 * 1024,
+  /** Longest a record waits in the buffer. */
+  flushIntervalMs: 1000,
+  /** Characters of a body shown by formatRecord. */
+  bodyCharsMax: 160,
+  /** Bytes of a byte string shown (as hex) by formatRecord. */
+  hexBytesMax: 16,
+  /** Items of a list or map shown by formatRecord. */
+  itemsMax: 8,
+  /** Largest trace readTrace loads (it reads the whole file). */
+  readBytesMax: 1024 * 1024 * 1024,
+} as const;
+
+export class TraceWriter implements TraceSink {
+  private readonly fd: number;
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+  /** Why a background flush failed; every later call reports it. */
+  private failure: MangroveError | undefined;
+
+  /** Appends to `path`, creating it if needed. */
+  constructor(readonly path: string) {
+    try {
+      this.fd = openSync(path, 'a');
+    } catch (err) {
+      throw new MangroveError('E_STORAGE', `cannot open trace ${path}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    this.timer = setInterval(() => {
+      // A timer callback that throws kills the process; keep the error for
+      // the next record() or close() to report instead.
+      try {
+        this.flush();
+      } catch (err) {
+        this.failure ??= err instanceof MangroveError ? err : new MangroveError('E_STORAGE', String(err));
+      }
+    }, traceLimits.flushIntervalMs);
+    // A trace must never be what keeps a finished process alive.
+    this.timer.unref();
+  }
+
+  record(rec: TraceRecord): void {
+    if (this.closed) throw new MangroveError('E_CLOSED', `trace ${this.path} is closed`);
+    if (this.failure) throw this.failure;
+    const bytes = encodeValue({ t: rec.t, node: rec.node, dir: rec.dir, env: rec.env });
+    this.chunks.push(bytes);
+    this.buffered += bytes.byteLength;
+    if (this.buffered >= traceLimits.bufferBytesMax) this.flush();
+  }
+
+  /** Writes every buffered record to the file. */
+  flush(): void {
+    if (this.chunks.length === 0) return;
+    const data = Buffer.concat(this.chunks);
+    this.chunks = [];
+    this.buffered = 0;
+    try {
+      let done = 0;
+      while (done < data.byteLength) done += writeSync(this.fd, data, done);
+    } catch (err) {
+      this.failure = new MangroveError('E_STORAGE', `cannot write trace ${this.path}: ${err instanceof Error ? err.message : String(err)}`);
+      throw this.failure;
+    }
+  }
+
+  /** Flushes and closes; throws if any record could not be written. */
+  close(): void {
+    if (this.closed) return;
+    clearInterval(this.timer);
+    try {
+      if (!this.failure) this.flush();
+    } finally {
+      this.closed = true;
+      closeSync(this.fd);
+    }
+    if (this.failure) throw this.failure;
+  }
+}
+
+export interface TruncatedTail {
+  /** Byte offset where the torn record starts. */
+  offset: number;
+  /** Bytes from there to the end of the file, ignored. */
+  bytes: number;
+}
+
+/**
+ * Reads a whole trace. A torn last record (the writer was killed mid-write)
+ * ends the read and is passed to `onTruncated`; anything else that is not
+ * a trace record is an error naming its offset.
+ */
+export function readTrace(path: string, onTruncated?: (tail: TruncatedTail) => void): TraceRecord[] {
+  const size = statSync(path).size;
+  if (size > traceLimits.readBytesMax) {
+    throw new MangroveError('E_FULL', `${path} has ${size} bytes; traces over ${traceLimits.readBytesMax} bytes cannot be read whole`);
+  }
+  const data = readFileSync(path);
+  const records: TraceRecord[] = [];
+  const end = decodeSequence(data, (value) => records.push(toRecord(value, path, records.length)));
+  if (!end.complete) {
+    if (!end.truncated) {
+      throw new MangroveError('E_BAD_MESSAGE', `${path}: record ${records.length + 1} at byte ${end.offset} is not CBOR: ${end.detail}`);
+    }
+    onTruncated?.({ offset: end.offset, bytes: data.byteLength - end.offset });
+  }
+  return records;
+}
+
+function toRecord(value: unknown, path: string, index: number): TraceRecord {
+  const fail = (why: string): MangroveError => new MangroveError('E_BAD_MESSAGE', `${path}: record ${index + 1} ${why}`);
+  if (typeof value !== 'object' || value === null) throw fail('is not a map');
+  const { t, node, dir, env } = value as Record<string, unknown>;
+  if (typeof t !== 'number') throw fail('has no time');
+  if (typeof node !== 'string') throw fail('has no node');
+  if (dir !== 'send' && dir !== 'recv') throw fail('is neither send nor recv');
+  const checked = checkEnvelope(env);
+  if (!checked.ok) throw fail(`holds a bad envelope (${checked.reason}: ${checked.detail})`);
+  return { t, node, dir, env: checked.env };
+}
+
+/** One line for `mangrove trace show`:
+ * time, node, send/recv, kind, from→to, epoch/seq (and re), compact body. */
+export function formatRecord(rec: TraceRecord): string {
+  const e = rec.env;
+  const to = e.to === '' ? '*' : e.to;
+  const re = e.re === undefined ? '' : ` re ${e.re}`;
+  return [
+    formatTime(rec.t),
+    rec.node.padEnd(8),
+    rec.dir === 'send' ? 'send' : 'recv',
+    e.kind.padEnd(18),
+    `${e.from}→${to}`,
+    `e${e.epoch}/#${e.seq}${re}`,
+    clip(compact(e.body, 0), traceLimits.bodyCharsMax),
+  ].join('  ');
+}
+
+/** Simulated runs start at 0 and read best as seconds; wall-clock
+ * times (ms since 1970) read best as UTC time of day. */
+function formatTime(t: number): string {
+  if (t >= 1e11) return new Date(t).toISOString().slice(11, 23);
+  return `${(t / 1000).toFixed(3)}s`.padStart(11);
+}
+
+const depthMax = 4;
+
+function compact(v: unknown, depth: number): string {
+  if (v instanceof Uint8Array) {
+    const shown = Buffer.from(v.subarray(0, traceLimits.hexBytesMax)).toString('hex');
+    return v.byteLength > traceLimits.hexBytesMax ? `0x${shown}…(${v.byteLength} B)` : `0x${shown}`;
+  }
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v !== 'object' || v === null) return String(v);
+  if (depth >= depthMax) return Array.isArray(v) ? '[…]' : '{…}';
+  if (Array.isArray(v)) return `[${items(v, (x) => compact(x, depth + 1))}]`;
+  const fields = Object.entries(v).filter(([, x]) => x !== undefined);
+  return `{${items(fields, ([k, x]) => `${k}:${compact(x, depth + 1)}`)}}`;
+}
+
+/** The first itemsMax items, so a 16,384-entry list costs no more than a short one. */
+function items<T>(list: readonly T[], show: (item: T) => string): string {
+  const shown = list.slice(0, traceLimits.itemsMax).map(show);
+  if (list.length > traceLimits.itemsMax) shown.push(`…+${list.length - traceLimits.itemsMax}`);
+  return shown.join(',');
+}
+
+function clip(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+}
