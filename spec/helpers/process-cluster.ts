@@ -1,0 +1,184 @@
+/**
+ * Real node processes on 127.0.0.1 for spec/cluster: each node is
+ * `node dist/runtime/cli.js start --config …` in its own process, reached over
+ * ZeroMQ. Every process this starts is stopped by pid in `stop()`, and every
+ * wait is a bounded loop.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ZmqClient } from '../../bus/zmq-client.js';
+import type { NodeStatus } from '../../actors/status.js';
+import { freePort } from './ports.js';
+
+const CLI = resolve('dist/runtime/cli.js');
+
+export interface ProcessClusterOptions {
+  nodes: number;
+  anchors?: number;
+  groups?: number;
+  periodMs?: number;
+  quorumTimeoutMs?: number;
+}
+
+export class ProcessCluster {
+  readonly dir = mkdtempSync(join(tmpdir(), 'mangrove-cluster-'));
+  readonly endpoints: string[] = [];
+  private readonly children: (ChildProcess | undefined)[] = [];
+  private readonly clients = new Map<number, ZmqClient>();
+
+  private constructor(readonly options: ProcessClusterOptions) {}
+
+  static async start(options: ProcessClusterOptions): Promise<ProcessCluster> {
+    const c = new ProcessCluster(options);
+    try {
+      await c.writeConfigs();
+      for (let i = 0; i < options.nodes; i++) c.spawn(i);
+    } catch (e) {
+      await c.stop();
+      throw e;
+    }
+    return c;
+  }
+
+  get periodMs(): number {
+    return this.options.periodMs ?? 100;
+  }
+
+  configPath(i: number): string {
+    return join(this.dir, `node-${i}`, 'config.json');
+  }
+
+  pid(i: number): number | undefined {
+    return this.children[i]?.pid;
+  }
+
+  isRunning(i: number): boolean {
+    const c = this.children[i];
+    return c !== undefined && c.exitCode === null && c.signalCode === null;
+  }
+
+  log(i: number): string {
+    try {
+      return readFileSync(join(this.dir, `node-${i}`, 'node.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Starts node i again with its config and data (a restart: new process, new epoch). */
+  spawn(i: number): void {
+    if (this.isRunning(i)) return;
+    const out = openSync(join(this.dir, `node-${i}`, 'node.log'), 'a');
+    const child = spawn(process.execPath, [CLI, 'start', '--config', this.configPath(i)], { stdio: ['ignore', out, out] });
+    closeSync(out);
+    this.children[i] = child;
+  }
+
+  signal(i: number, sig: NodeJS.Signals): void {
+    const pid = this.pid(i);
+    if (pid !== undefined) process.kill(pid, sig);
+  }
+
+  async kill(i: number): Promise<void> {
+    const child = this.children[i];
+    if (!child || !this.isRunning(i)) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    await this.dropClient(i);
+  }
+
+  async status(i: number, timeoutMs = 1000): Promise<NodeStatus> {
+    let client = this.clients.get(i);
+    if (!client) {
+      client = await ZmqClient.connect(this.endpoints[i], { timeoutMs });
+      this.clients.set(i, client);
+    }
+    const reply = (await client.request('client.status', {})) as { result: NodeStatus };
+    return reply.result;
+  }
+
+  /** Statuses of the running nodes (undefined for a node that does not answer). */
+  async statuses(only?: number[]): Promise<(NodeStatus | undefined)[]> {
+    const which = only ?? [...Array(this.options.nodes).keys()];
+    return Promise.all(
+      [...Array(this.options.nodes).keys()].map((i) =>
+        which.includes(i) && this.isRunning(i) ? this.status(i, 500).catch(() => undefined) : Promise.resolve(undefined),
+      ),
+    );
+  }
+
+  async request(i: number, kind: 'client.fault', body: { drop?: string[]; heal?: boolean }): Promise<unknown> {
+    await this.status(i);
+    return this.clients.get(i)!.request(kind, body);
+  }
+
+  /** Polls every `pollMs` until `check` returns true or `timeoutMs` passes; returns the elapsed ms, or -1. */
+  async waitFor(check: () => Promise<boolean>, timeoutMs: number, pollMs = 50): Promise<number> {
+    const start = Date.now();
+    while (Date.now() - start <= timeoutMs) {
+      if (await check()) return Date.now() - start;
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+    return -1;
+  }
+
+  /** Every running node joined, quorate, all running nodes alive in its view, one monitor, one PAN. */
+  async converged(expectAlive?: number[]): Promise<boolean> {
+    const alive = expectAlive ?? [...Array(this.options.nodes).keys()].filter((i) => this.isRunning(i));
+    const statuses = await this.statuses(alive);
+    const live = alive.map((i) => statuses[i]);
+    if (live.some((s) => !s || !s.quorum || s.phase !== 'joined')) return false;
+    const ids = new Set(live.map((s) => s!.self));
+    if (new Set(live.map((s) => s!.pan)).size !== 1 || live[0]!.pan === null) return false;
+    return live.every((s) => s!.nodes.filter((n) => n.alive).every((n) => ids.has(n.id)) && s!.nodes.filter((n) => n.alive).length === ids.size);
+  }
+
+  async stop(): Promise<void> {
+    for (const i of [...this.clients.keys()]) await this.dropClient(i);
+    await Promise.all(
+      this.children.map(async (child) => {
+        if (!child || child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGCONT');
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private async dropClient(i: number): Promise<void> {
+    const c = this.clients.get(i);
+    this.clients.delete(i);
+    await c?.close();
+  }
+
+  private async writeConfigs(): Promise<void> {
+    const { nodes, periodMs = 100 } = this.options;
+    const anchors = Math.min(this.options.anchors ?? 3, nodes);
+    const groups = this.options.groups ?? 1;
+    const ports = await Promise.all([...Array(nodes)].map(() => freePort()));
+    for (const p of ports) this.endpoints.push(`tcp://127.0.0.1:${p}`);
+    for (let i = 0; i < nodes; i++) {
+      mkdirSync(join(this.dir, `node-${i}`), { recursive: true });
+      const config = {
+        listen: this.endpoints[i],
+        dataDir: '.',
+        anchors: this.endpoints.slice(0, anchors),
+        anchor: i < anchors,
+        ...(i < anchors ? { votes: 1 } : {}),
+        group: Math.floor((i * groups) / nodes),
+        periodMs,
+        quorumTimeoutMs: this.options.quorumTimeoutMs ?? periodMs * 8,
+        faultInjection: true,
+        logLevel: 'info',
+      };
+      writeFileSync(this.configPath(i), JSON.stringify(config, null, 2));
+    }
+  }
+}
