@@ -166,8 +166,36 @@ export class HeartbeatActor {
         const b = env.body as Body<'hb.claim'>;
         const l = this.levels[b.level];
         if (l && l.domain === b.domain) l.actor.send({ type: 'CLAIM', from: env.from, fromAnchor: this.isAnchor(env.from) });
+        else this.redirect(env.from, b.level, b.domain);
         return;
       }
+      case 'hb.redirect':
+        return this.onRedirect(env.body as Body<'hb.redirect'>);
+    }
+  }
+
+  /**
+   * A pulse or claim for an upper level we are not in (our group's transmitter
+   * changed since the sender last heard): name our own monitor one level down,
+   * who is that transmitter or knows it.
+   */
+  private redirect(to: string, level: number, domain: number): void {
+    if (level === 0 || !this.me || domainAt(this.me.shortId, level) !== domain) return;
+    const below = this.levels[level - 1];
+    if (!below || below.role !== 'member') return;
+    const monitor = this.monitorOf(level - 1);
+    if (monitor && monitor !== to) this.deps.outbox.send(to, 'hb.redirect', { level, domain, monitor });
+  }
+
+  private onRedirect(b: Body<'hb.redirect'>): void {
+    const l = this.levels[b.level];
+    const named = findNode(this.db, b.monitor);
+    if (!l || l.domain !== b.domain || !named || domainAt(named.shortId, b.level) !== b.domain) return;
+    if (l.role === 'monitor') {
+      (l.actor as MonitorActor).send({ type: 'TRANSMITTER', slot: slotAt(named.shortId, b.level), id: b.monitor });
+    } else if (!this.hearsMonitor(l)) {
+      // Our monitor is silent: ask the named transmitter; a live monitor answers a claim with a pulse.
+      this.deps.outbox.send(b.monitor, 'hb.claim', { level: b.level, domain: b.domain });
     }
   }
 
@@ -192,7 +220,7 @@ export class HeartbeatActor {
     const b = env.body;
     this.noteDbVersion(b.dbVersion, env.from);
     const l = this.levels[b.level];
-    if (!l || l.domain !== b.domain) return;
+    if (!l || l.domain !== b.domain) return this.redirect(env.from, b.level, b.domain);
     l.actor.send({ type: 'MONITOR_PULSE', from: env.from, fromAnchor: this.isAnchor(env.from), bitmap: b.bitmap });
     if (l.role !== 'member' || this.levels[b.level] !== l) return;
     if ((l.actor as MemberActor).getSnapshot().context.monitor?.id !== env.from) return;

@@ -80,6 +80,9 @@ export const bodies = {
     members: list(id).max(64).optional(),
   }),
   'hb.claim': z.object({ level: z.number().int().min(0).max(4), domain: count }),
+  /** Answer to a level-L pulse or claim sent to a node that is not in level L:
+   * "my group's transmitter is `monitor`", so stale upper monitors find the live ones. */
+  'hb.redirect': z.object({ level: z.number().int().min(1).max(4), domain: count, monitor: id }),
 
   // Node database (M2).
   'ndb.hello': z.object({ identity, dbVersion: count }),

@@ -58,7 +58,9 @@ export type MonitorEvent =
   | { type: 'MEMBER_PULSE'; from: string; slot: number }
   | { type: 'MEMBERS'; members: readonly SlotMember[] }
   | { type: 'MONITOR_PULSE'; from: string; fromAnchor: boolean }
-  | { type: 'CLAIM'; from: string; fromAnchor: boolean };
+  | { type: 'CLAIM'; from: string; fromAnchor: boolean }
+  /** A node named the transmitter of a slot (level >= 1): pulses go there while the slot is silent. */
+  | { type: 'TRANSMITTER'; slot: number; id: string };
 
 export type MonitorEmitted =
   | { type: 'monitor_pulse'; to: string[]; bitmap: Uint8Array }
@@ -140,6 +142,16 @@ export const heartbeatMonitor = setup({
       alive[slot] = true;
       enqueue.assign({ ids, lastHeard, alive });
     }),
+    /** A live slot's transmitter is known first hand; only a silent slot takes a hint. */
+    learnTransmitter: assign({
+      ids: ({ context, event }) => {
+        const { slot, id } = event as Extract<MonitorEvent, { type: 'TRANSMITTER' }>;
+        if (slot < 0 || slot >= SLOTS || slot === context.slot || context.alive[slot]) return context.ids;
+        const ids = context.ids.slice();
+        ids[slot] = id;
+        return ids;
+      },
+    }),
     rememberBetter: assign({
       better: ({ event }) => {
         const e = event as Extract<MonitorEvent, { type: 'MONITOR_PULSE' }>;
@@ -178,6 +190,7 @@ export const heartbeatMonitor = setup({
           { guard: 'isOtherNode', actions: 'answerSender' },
         ],
         CLAIM: { guard: 'isOtherNode', actions: 'answerSender' },
+        TRANSMITTER: { actions: 'learnTransmitter' },
       },
       initial: 'ticking',
       states: {
