@@ -11,7 +11,7 @@ import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { Subject } from 'rxjs';
 import type { Clock } from '../bus/clock.js';
 import type { Envelope } from '../bus/envelope.js';
-import type { Body, NodeDbSnapshot, NodeEntry, PanRef } from '../bus/messages.js';
+import type { Body, NodeDbSnapshot, NodeEntry, PanRef, QuorumState } from '../bus/messages.js';
 import { heartbeatMember, type MemberEmitted } from '../machines/heartbeat-member.js';
 import { heartbeatMonitor, type MonitorEmitted, type SlotMember } from '../machines/heartbeat-monitor.js';
 import { timingFor } from '../machines/heartbeat-timing.js';
@@ -26,7 +26,7 @@ export type QuorumVia = 'member_pulse' | 'monitor_pulse' | 'upper_pulse';
 export type HeartbeatNews =
   | { type: 'view'; failed: ReadonlySet<number>; horizon: number }
   | { type: 'connectivity'; source: 'own' | 'monitor_pulse' }
-  | { type: 'quorum_heard'; has: boolean; via: QuorumVia; fromAnchor: boolean }
+  | { type: 'quorum_heard'; has: boolean; ttlMs: number; via: QuorumVia; fromAnchor: boolean }
   | { type: 'pan_heard'; pan: PanRef }
   | { type: 'db_version'; version: number; from: string }
   | { type: 'role'; level: number; role: 'member' | 'monitor' }
@@ -38,7 +38,7 @@ export type HeartbeatNews =
 /** What the rest of the node adds to every pulse. */
 export interface PulseExtras {
   dbVersion: number;
-  quorum?: boolean;
+  quorum?: QuorumState;
   pan?: PanRef;
 }
 
@@ -85,8 +85,8 @@ export class HeartbeatActor {
   private failed = new Set<number>();
   /** The level whose domain (around this node) the failed set covers; outside it nodes are unknown. */
   private horizon = 0;
-  /** Anchor-computed quorum heard from below (or computed here), for the reports we send up. */
-  private belowQuorum?: { has: boolean; at: number };
+  /** Anchor-computed quorum heard from below, for the reports we send up, and when it runs out. */
+  private belowQuorum?: { has: boolean; expiresAt: number };
   private stopped = false;
 
   constructor(private readonly deps: HeartbeatDeps) {}
@@ -150,11 +150,6 @@ export class HeartbeatActor {
     return this.levels.length;
   }
 
-  /** Quorum state heard from an anchor below within the quorum timeout, for reports sent up. */
-  noteOwnQuorum(has: boolean): void {
-    this.belowQuorum = { has, at: this.deps.clock.now() };
-  }
-
   handle(env: Envelope): void {
     if (!this.me || this.stopped) return;
     switch (env.kind) {
@@ -210,8 +205,8 @@ export class HeartbeatActor {
     if (b.level > 0) l.reports.set(slot, b.failed ?? []);
     (l.actor as MonitorActor).send({ type: 'MEMBER_PULSE', from: env.from, slot });
     if (b.quorum !== undefined && (sender.anchor || b.level > 0)) {
-      this.belowQuorum = { has: b.quorum, at: this.deps.clock.now() };
-      this.news$.next({ type: 'quorum_heard', has: b.quorum, via: 'member_pulse', fromAnchor: true });
+      this.belowQuorum = { has: b.quorum.has, expiresAt: this.deps.clock.now() + b.quorum.ttlMs };
+      this.news$.next({ type: 'quorum_heard', ...b.quorum, via: 'member_pulse', fromAnchor: true });
     }
     if (b.pan) this.news$.next({ type: 'pan_heard', pan: b.pan });
   }
@@ -231,7 +226,7 @@ export class HeartbeatActor {
     l.horizon = b.horizon;
     if (b.level === 0) this.setFailed(b.failed, b.horizon, 'monitor_pulse');
     if (b.quorum !== undefined) {
-      this.news$.next({ type: 'quorum_heard', has: b.quorum, via: b.level === 0 ? 'monitor_pulse' : 'upper_pulse', fromAnchor: false });
+      this.news$.next({ type: 'quorum_heard', ...b.quorum, via: b.level === 0 ? 'monitor_pulse' : 'upper_pulse', fromAnchor: false });
     }
     if (b.pan) this.news$.next({ type: 'pan_heard', pan: b.pan });
   }
@@ -254,8 +249,9 @@ export class HeartbeatActor {
     this.failed = next;
     this.horizon = horizon;
     if (changed) this.news$.next({ type: 'view', failed: next, horizon });
-    // A monitor recomputes at every deadline; a member on every change (M5).
-    if (source === 'own' || changed) this.news$.next({ type: 'connectivity', source });
+    // A monitor recomputes at every deadline, a member at every pulse (M5 asks
+    // for every change; recomputing an unchanged view is the same answer).
+    this.news$.next({ type: 'connectivity', source });
   }
 
   private groupMembers(l: Level): SlotMember[] {
@@ -386,9 +382,10 @@ export class HeartbeatActor {
     if (l.level > 0) {
       const below = this.levels[l.level - 1];
       body.failed = below?.role === 'monitor' ? this.ownSubtreeFailed(below) : [];
-      // Relay up only quorum an anchor below us computed, never what came from above.
-      const fresh = this.belowQuorum && this.deps.clock.now() - this.belowQuorum.at < this.deps.quorumTimeoutMs;
-      if (fresh && body.quorum === undefined) body.quorum = this.belowQuorum!.has;
+      // Relay up only quorum an anchor below us computed, never what came from
+      // above, and only with the lifetime it has left.
+      const left = this.belowQuorum ? this.belowQuorum.expiresAt - this.deps.clock.now() : 0;
+      if (left > 0 && body.quorum === undefined) body.quorum = { has: this.belowQuorum!.has, ttlMs: left };
     }
     return body;
   }

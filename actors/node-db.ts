@@ -19,7 +19,7 @@ import type { Envelope } from '../bus/envelope.js';
 import type { Body, Identity, NdbOp, NodeDbSnapshot, NodeEntry } from '../bus/messages.js';
 import type { ReplyRoute } from '../bus/transport.js';
 import { ndbCoordinatorMachine, type NdbUpdateOutput } from '../machines/node-db-coordinator.js';
-import { heldLock, ndbSubordinateMachine } from '../machines/node-db-subordinate.js';
+import { ndbSubordinateMachine } from '../machines/node-db-subordinate.js';
 import { anchorsOf, emptyDb, findNode, genesis, nextShortId, totalVotes } from '../machines/node-db.js';
 import type { SendOut } from '../machines/outbox.js';
 import type { Log } from './log.js';
@@ -31,8 +31,8 @@ import type { NodeStore } from './store.js';
 const QUEUE_MAX = 256;
 /** Tries of one update before it is given up (busy or lagging subordinates, lost messages). */
 const ATTEMPTS_MAX = 12;
-/** Refusals that pass: another update, a lagging or newer subordinate, a lost message. */
-const RETRIED: readonly string[] = ['E_BUSY', 'E_STALE', 'E_LAGGING', 'E_TIMEOUT'];
+/** Outcomes that pass: a higher ballot, a version decided elsewhere, lost messages. */
+const RETRIED: readonly string[] = ['E_BUSY', 'E_STALE', 'E_TIMEOUT'];
 
 export interface QuorumView {
   quorate: boolean;
@@ -75,6 +75,8 @@ export class NodeDbActor {
   private newest = 0;
   private lastFetchAt = -Infinity;
   private joinTurn = 0;
+  /** The highest ballot round this anchor has used or been outbid by. */
+  private round = 0;
   private timer?: unknown;
   private stopped = false;
 
@@ -156,18 +158,34 @@ export class NodeDbActor {
         return this.adopt((env.body as Body<'ndb.snapshot'>).db);
       case 'ndb.fetch':
         return outbox.reply(route, env, 'ndb.snapshot', { db: this.db });
-      case 'ndb.prepare': {
-        const b = env.body as Body<'ndb.prepare'>;
-        return this.sub?.send({ type: 'PREPARE', from: env.from, version: b.version, change: b.change });
-      }
+      case 'ndb.prepare':
+      case 'ndb.accept':
       case 'ndb.commit':
-        return this.sub?.send({ type: 'COMMIT', from: env.from, version: (env.body as Body<'ndb.commit'>).version });
-      case 'ndb.abort':
-        return this.sub?.send({ type: 'ABORT', from: env.from, version: (env.body as Body<'ndb.abort'>).version });
-      case 'ndb.prepared': {
-        const b = env.body as Body<'ndb.prepared'>;
-        return this.coordinating?.actor.send({ type: 'PREPARED', from: env.from, ...b });
+      case 'ndb.promise':
+      case 'ndb.accepted':
+        return this.deliver(env.from, env.kind, env.body);
+    }
+  }
+
+  /** The paxos messages, from a peer or from this node to itself (an anchor is its own subordinate). */
+  private deliver(from: string, kind: string, body: unknown): void {
+    switch (kind) {
+      case 'ndb.prepare': {
+        const b = body as Body<'ndb.prepare'>;
+        return this.sub?.send({ type: 'PREPARE', from, version: b.version, ballot: b.ballot });
       }
+      case 'ndb.accept': {
+        const b = body as Body<'ndb.accept'>;
+        return this.sub?.send({ type: 'ACCEPT', from, version: b.version, ballot: b.ballot, change: b.change });
+      }
+      case 'ndb.commit': {
+        const b = body as Body<'ndb.commit'>;
+        return this.sub?.send({ type: 'COMMIT', version: b.version, change: b.change });
+      }
+      case 'ndb.promise':
+        return this.coordinating?.actor.send({ type: 'PROMISE', from, ...(body as Body<'ndb.promise'>) });
+      case 'ndb.accepted':
+        return this.coordinating?.actor.send({ type: 'ACCEPTED', from, ...(body as Body<'ndb.accepted'>) });
     }
   }
 
@@ -175,17 +193,21 @@ export class NodeDbActor {
     const actor = createActor(ndbSubordinateMachine, {
       clock: this.deps.clock,
       inspect: this.deps.inspect,
-      input: { self: this.deps.settings.id, db: this.db, lockTimeoutMs: this.deps.settings.periodMs * 8 },
+      input: { self: this.deps.settings.id, db: this.db, acceptor: this.deps.store.loadAcceptor() },
     });
+    // Persisted before the answer that follows it goes out: a promise survives a crash.
+    actor.on('persist', (e) => this.deps.store.saveAcceptor(e.acceptor));
     actor.on('send', (e) => this.send(e));
     actor.on('committed', (e) => this.publish(e.db));
     actor.on('adopted', (e) => this.publish(e.db));
+    actor.on('behind', (e) => this.noteVersion(e.version - 1, ''));
     this.sub = actor;
     actor.start();
   }
 
   private send(e: SendOut): void {
-    this.deps.outbox.send(e.to, e.kind, e.body as never);
+    if (e.to === this.deps.settings.id) this.deliver(e.to, e.kind, e.body);
+    else this.deps.outbox.send(e.to, e.kind, e.body as never);
   }
 
   /** Persists first: a committed version must survive a crash of this node. */
@@ -279,7 +301,7 @@ export class NodeDbActor {
     if ('change' in intent) return intent.change;
     const who = intent.join;
     const have = findNode(this.db, who.id);
-    if (entryIsCurrent(have, who)) return { ok: true, version: this.db.version, change: { op: 'change', node: have! } };
+    if (entryIsCurrent(have, who)) return { ok: true, version: this.db.version, change: { op: 'change', node: have! }, own: true };
     if (have && have.group === who.group) return { op: 'change', node: { ...who, shortId: have.shortId } };
     const slot = nextShortId(have ? { ...this.db, nodes: this.db.nodes.filter((n) => n.id !== who.id) } : this.db, who.group);
     if (!slot.ok) return { ok: false, code: slot.code, reason: slot.reason };
@@ -287,35 +309,31 @@ export class NodeDbActor {
   }
 
   private runNext(): void {
-    const sub = this.sub;
     const head = this.queue[0];
-    if (!sub || !head || this.coordinating || this.stopped) return;
+    if (!this.sub || !head || this.coordinating || this.stopped) return;
     if (this.deps.clock.now() < head.notBefore) return;
     const change = this.changeFor(head.intent);
     if (!('op' in change)) return this.finish(head, change);
-    const version = this.db.version + 1;
-    sub.send({ type: 'BEGIN_LOCAL', version, change });
-    if (heldLock(sub.getSnapshot())?.coordinator !== this.deps.settings.id) return this.retry(head, 'E_BUSY');
-    const view = this.deps.quorumView();
+    const s = this.deps.settings;
     const anchors = anchorsOf(this.db);
-    const alive = new Set(view.aliveAnchors);
     const actor = createActor(ndbCoordinatorMachine, {
       clock: this.deps.clock,
       inspect: this.deps.inspect,
       input: {
-        self: this.deps.settings.id,
-        version,
+        self: s.id,
+        version: this.db.version + 1,
+        ballot: { round: ++this.round, by: `${s.id}/${s.epoch}` },
         change,
-        anchors: anchors.filter((a) => alive.has(a.id) || a.id === this.deps.settings.id).map((a) => a.id),
+        anchors: anchors.map((a) => a.id),
         votes: Object.fromEntries(anchors.map((a) => [a.id, a.votes])),
         totalVotes: totalVotes(this.db),
-        quorate: view.quorate,
-        timeoutMs: this.deps.settings.periodMs * 4,
+        quorate: this.deps.quorumView().quorate,
+        timeoutMs: s.periodMs * 4,
       },
     });
     actor.on('send', (e) => this.send(e));
-    actor.subscribe((s) => {
-      if (s.status === 'done' && this.coordinating?.actor === actor) this.concluded(head, s.output!);
+    actor.subscribe((snap) => {
+      if (snap.status === 'done' && this.coordinating?.actor === actor) this.concluded(head, snap.output!);
     });
     this.coordinating = { actor, pending: head };
     actor.start();
@@ -323,20 +341,21 @@ export class NodeDbActor {
 
   private concluded(p: Pending, out: NdbUpdateOutput): void {
     this.coordinating = undefined;
-    this.sub?.send({ type: 'END_LOCAL', commit: out.ok });
-    if (out.ok || out.code === 'E_NO_QUORUM' || out.code === 'E_NOT_ANCHOR') return this.finish(p, out);
+    if (out.ok && !out.own) return this.retry(p, 'E_BUSY', 0);
+    if (out.ok || !RETRIED.includes(out.code)) return this.finish(p, out);
+    if (out.round !== undefined) this.round = Math.max(this.round, out.round);
     if (out.code === 'E_STALE') this.fetch();
-    if (RETRIED.includes(out.code)) return this.retry(p, out.code);
-    this.finish(p, out);
+    this.retry(p, out.code);
   }
 
-  private retry(p: Pending, code: UpdateCode): void {
+  private retry(p: Pending, code: UpdateCode, pausePeriods = 1 + this.deps.random.next() * 2): void {
     p.attempts++;
     if (p.attempts >= ATTEMPTS_MAX) {
       return this.finish(p, { ok: false, code, reason: `gave up after ${p.attempts} tries (${code})` });
     }
     // A random pause breaks ties between anchors coordinating at once.
-    p.notBefore = this.deps.clock.now() + this.deps.settings.periodMs * (1 + this.deps.random.next() * 2);
+    p.notBefore = this.deps.clock.now() + this.deps.settings.periodMs * pausePeriods;
+    if (pausePeriods === 0) this.deps.clock.setTimeout(() => this.runNext(), 0);
   }
 
   private finish(p: Pending, out: NdbUpdateOutput): void {

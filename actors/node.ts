@@ -107,7 +107,6 @@ export class MangroveNode {
       this.deps.transport.inbound.subscribe((m) => this.dispatch(m)),
       this.heartbeat.news$.subscribe((n) => this.onHeartbeat(n)),
       this.quorum.quorum$.subscribe((has) => {
-        if (this.deps.settings.anchor) this.heartbeat.noteOwnQuorum(has);
         this.pan.onView();
         this.news$.next({ type: 'quorum', has });
       }),

@@ -6,7 +6,7 @@
 import { BehaviorSubject } from 'rxjs';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { Clock } from '../bus/clock.js';
-import type { NodeDbSnapshot } from '../bus/messages.js';
+import type { NodeDbSnapshot, QuorumState } from '../bus/messages.js';
 import { isQuorate, quorumMachine, quorumToSend, reachableVotes } from '../machines/quorum.js';
 import { anchorsOf, totalVotes } from '../machines/node-db.js';
 import type { HeartbeatNews } from './heartbeat.js';
@@ -47,8 +47,8 @@ export class QuorumActor {
   }
 
   /** What this node puts in its pulses (undefined: nothing, M5's fourth case). */
-  toSend(): boolean | undefined {
-    return quorumToSend(this.actor.getSnapshot());
+  toSend(): QuorumState | undefined {
+    return quorumToSend(this.actor.getSnapshot(), this.deps.clock.now());
   }
 
   /** Votes of the anchors the heartbeat counts alive. */
@@ -63,10 +63,11 @@ export class QuorumActor {
         if (news.level === 0) this.actor.send({ type: 'ROLE', role: news.role });
         return;
       case 'connectivity':
-        return this.actor.send({ type: 'CONNECTIVITY', source: news.source, ...this.reachable() });
-      case 'quorum_heard':
-        // TEMP until quorum.ts has the upper_pulse case
-        return this.actor.send({ type: 'QUORUM_HEARD', has: news.has, via: news.via === 'upper_pulse' ? 'member_pulse' : news.via, fromAnchor: news.via === 'upper_pulse' || news.fromAnchor });
+        return this.actor.send({ type: 'CONNECTIVITY', source: news.source, at: this.deps.clock.now(), ...this.reachable() });
+      case 'quorum_heard': {
+        const { has, ttlMs, via, fromAnchor } = news;
+        return this.actor.send({ type: 'QUORUM_HEARD', has, ttlMs, via, fromAnchor, at: this.deps.clock.now() });
+      }
     }
   }
 }

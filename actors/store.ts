@@ -7,6 +7,7 @@
  * a synchronous path keeps a simulated run a pure function of its seed.
  */
 import type { NodeDbSnapshot } from '../bus/messages.js';
+import type { AcceptorState } from '../machines/node-db-subordinate.js';
 
 export interface StoredIdentity {
   id: string;
@@ -21,6 +22,9 @@ export interface NodeStore {
   loadNodeDb(): NodeDbSnapshot | undefined;
   /** Durable when it returns: a committed node-database version survives a crash. */
   saveNodeDb(db: NodeDbSnapshot): void;
+  /** What this anchor promised and accepted for the next version (M2): it must keep its word across a crash. */
+  loadAcceptor(): AcceptorState | undefined;
+  saveAcceptor(state: AcceptorState): void;
   close(): Promise<void>;
 }
 
@@ -28,6 +32,7 @@ export class MemoryStore implements NodeStore {
   private identity?: StoredIdentity;
   private epoch = 0;
   private db?: NodeDbSnapshot;
+  private acceptor?: AcceptorState;
 
   loadIdentity(): StoredIdentity | undefined {
     return this.identity;
@@ -43,6 +48,12 @@ export class MemoryStore implements NodeStore {
   }
   saveNodeDb(db: NodeDbSnapshot): void {
     this.db = db;
+  }
+  loadAcceptor(): AcceptorState | undefined {
+    return this.acceptor;
+  }
+  saveAcceptor(state: AcceptorState): void {
+    this.acceptor = state;
   }
   async close(): Promise<void> {}
 }

@@ -36,14 +36,23 @@ export const nodeDbSnapshot = z.object({ version: count, nodes: list(nodeEntry) 
 export type NodeDbSnapshot = z.infer<typeof nodeDbSnapshot>;
 
 export const panClaim = z.object({ id, term: count });
+
+/** Quorum state with what is left of its lifetime, so relays never extend it (M5). */
+const quorumState = z.object({ has: z.boolean(), ttlMs: count.max(24 * 3600 * 1000) });
+export type QuorumState = z.infer<typeof quorumState>;
 export type PanRef = z.infer<typeof panClaim>;
 
-const ndbOp = z.discriminatedUnion('op', [
+export const ndbOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('add'), node: nodeEntry }),
   z.object({ op: z.literal('change'), node: nodeEntry }),
   z.object({ op: z.literal('delete'), id }),
 ]);
 export type NdbOp = z.infer<typeof ndbOp>;
+
+/** A node-database update attempt's rank: higher rounds win; `by` (node id and
+ * epoch) makes every coordinator's ballots distinct, even across restarts. */
+export const ballot = z.object({ round: count, by: z.string().min(1).max(limits.idCharsMax + 16) });
+export type Ballot = z.infer<typeof ballot>;
 
 /** The body schema of every kind. Add a kind here and nowhere else. */
 export const bodies = {
@@ -53,8 +62,8 @@ export const bodies = {
     level: z.number().int().min(0).max(4),
     domain: count,
     dbVersion: count,
-    /** Quorum as this member computed it (anchors only, M5). */
-    quorum: z.boolean().optional(),
+    /** Quorum as an anchor computed it (M5): this member, or one below it in the hierarchy. */
+    quorum: quorumState.optional(),
     pan: panClaim.optional(),
     /** Level >= 1: short ids failed inside the transmitter's own subtree. */
     failed: list(shortId).optional(),
@@ -70,7 +79,7 @@ export const bodies = {
     /** How far that knowledge reaches: the monitor's level-`horizon` domain. Nodes
      * outside it are unknown, not alive (an upper level not yet formed or silent). */
     horizon: z.number().int().min(0).max(4),
-    quorum: z.boolean().optional(),
+    quorum: quorumState.optional(),
     pan: panClaim.optional(),
     /** Monitors of the levels above this one, nearest first, so a member
      * promoted to monitor knows where to transmit its group's report. */
@@ -89,10 +98,33 @@ export const bodies = {
   'ndb.welcome': z.object({ identity, dbVersion: count, db: nodeDbSnapshot.optional() }),
   'ndb.join': z.object({ identity }),
   'ndb.joined': z.object({ db: nodeDbSnapshot }),
-  'ndb.prepare': z.object({ version: count, change: ndbOp }),
-  'ndb.prepared': z.object({ version: count, ok: z.boolean(), have: count, reason: z.string().max(200).optional() }),
-  'ndb.commit': z.object({ version: count }),
-  'ndb.abort': z.object({ version: count }),
+  // One update per version, ordered by ballots (single-decree Paxos): a
+  // coordinator first gathers promises, re-proposes any change a majority
+  // may already have accepted, then asks anchors to accept, then commits.
+  'ndb.prepare': z.object({ version: count, ballot }),
+  'ndb.promise': z.object({
+    version: count,
+    ballot,
+    ok: z.boolean(),
+    /** The answering anchor's committed version. */
+    have: count,
+    /** On refusal: the ballot this anchor has promised. */
+    promised: ballot.optional(),
+    /** A change this anchor accepted for `version` under an earlier ballot. */
+    accepted: z.object({ ballot, change: ndbOp }).optional(),
+    reason: z.string().max(200).optional(),
+  }),
+  'ndb.accept': z.object({ version: count, ballot, change: ndbOp }),
+  'ndb.accepted': z.object({
+    version: count,
+    ballot,
+    ok: z.boolean(),
+    have: count,
+    promised: ballot.optional(),
+    reason: z.string().max(200).optional(),
+  }),
+  /** The change chosen for `version`: every anchor applies it on top of version - 1. */
+  'ndb.commit': z.object({ version: count, change: ndbOp }),
   'ndb.fetch': z.object({}),
   'ndb.snapshot': z.object({ db: nodeDbSnapshot }),
 

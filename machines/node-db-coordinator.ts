@@ -1,27 +1,27 @@
 /**
- * One node-database update, run by the anchor that coordinates it (SPEC.md
- * M2), with every other anchor of the quorum set as subordinate. Safety
- * claim: the coordinator commits only when every subordinate locked the
- * same version and change for it and the locked anchors, itself included,
- * hold MORE than half of all configured votes. Two coordinators of one
- * version would each need such a majority, and majorities share an anchor,
- * which locks for one of them only; so at most one of them commits.
+ * Node database, coordinator anchor (SPEC.md M2): one update, one version.
  *
- * The version is fixed by the caller before it starts (current + 1). The
- * first act is the quorum check; then the anchor list: the coordinator must
- * be in it (the patent's "empty list" error, for which we also count a
- * coordinator that is not an anchor). The actor locks its own subordinate
- * (BEGIN_LOCAL) before starting this machine and ends that lock
- * (END_LOCAL) on the `commit` or `abort` this machine emits.
- *
- * Emits `send` (`ndb.prepare`, `ndb.commit`, `ndb.abort`),
- * `{ type: 'commit', version, change }` and `{ type: 'abort', version, code }`;
- * ends in final state `committed` or `failed` with an `NdbUpdateOutput`.
+ * Safety claim: the change committed for a version is the only one any
+ * coordinator can commit for it. The coordinator's first act is to check
+ * quorum (none, or no anchor list, ends the update at once). The new version
+ * is fixed before it starts: the coordinator's current + 1. It then runs two
+ * rounds with every anchor as subordinate, ordered by its ballot:
+ *  - prepare: anchors promise to ignore lower ballots and report any change
+ *    they accepted for this version; with promises from anchors holding more
+ *    than half the votes, the coordinator proposes the change accepted under
+ *    the highest ballot, or, when none was, its own;
+ *  - accept: with accepts from more than half the votes, the change is chosen,
+ *    and `ndb.commit` tells every anchor to apply it.
+ * A coordinator that finds another's change re-proposes it (and reports
+ * `own: false`, so its own waits for the next version); one outbid by a
+ * higher ballot, or finding the version already taken, fails so the actor
+ * can back off or catch up. Arbitration between anchors that would
+ * coordinate at once is by ballot: the highest wins, the others retry.
  */
-import { assign, emit, enqueueActions, setup, type SnapshotFrom } from 'xstate';
-import type { NdbOp } from '../bus/messages.js';
-import type { NdbErrorCode } from './node-db.js';
-import { REASON_BUSY, REASON_STALE } from './node-db-subordinate.js';
+import { assign, enqueueActions, setup, type SnapshotFrom } from 'xstate';
+import type { Ballot, NdbOp } from '../bus/messages.js';
+import { sameChange, type NdbErrorCode } from './node-db.js';
+import { compareBallots } from './node-db-subordinate.js';
 import { sendTo, type SendOut } from './outbox.js';
 import { hasMajority } from './quorum.js';
 
@@ -30,27 +30,26 @@ export const machineName = 'node-db-coordinator';
 export type NdbUpdateErrorCode =
   | 'E_NO_QUORUM'
   | 'E_NOT_ANCHOR'
-  /** Another update holds a lock: retry later. */
+  /** A higher ballot is deciding this version: back off and retry. */
   | 'E_BUSY'
-  /** A subordinate has this version already: fetch its snapshot, then retry. */
+  /** The version is already decided elsewhere: fetch a snapshot, then retry. */
   | 'E_STALE'
-  /** A subordinate is more than one version behind: it must fetch first. */
-  | 'E_LAGGING'
   | 'E_TIMEOUT'
-  /** The change does not apply (refused for a reason with no code of ours). */
+  /** The change does not apply to the current database. */
   | 'E_REJECTED'
   | NdbErrorCode;
 
 export type NdbUpdateOutput =
-  | { ok: true; version: number; change: NdbOp }
-  | { ok: false; code: NdbUpdateErrorCode; have?: number; reason: string };
+  | { ok: true; version: number; change: NdbOp; own: boolean }
+  | { ok: false; code: NdbUpdateErrorCode; have?: number; round?: number; reason: string };
 
 export interface NdbCoordinatorInput {
   self: string;
-  /** The version this update will create: the coordinator's current + 1. */
+  /** The version this update decides: the coordinator's current + 1. */
   version: number;
+  ballot: Ballot;
   change: NdbOp;
-  /** The anchors of the quorum set, self included when self is an anchor. */
+  /** Every anchor in the node database, self included. */
   anchors: string[];
   /** Configured votes per anchor (M5). */
   votes: Record<string, number>;
@@ -60,46 +59,50 @@ export interface NdbCoordinatorInput {
 }
 
 export interface NdbCoordinatorContext extends NdbCoordinatorInput {
-  /** Subordinates that locked for us. */
-  acked: string[];
-  /** Subordinates that refused: they hold no lock of ours. */
-  refused: string[];
-  result: NdbUpdateOutput | undefined;
+  promised: string[];
+  /** The change accepted under the highest ballot among the promises. */
+  found?: { ballot: Ballot; change: NdbOp };
+  /** The change proposed in the accept round. */
+  proposal?: NdbOp;
+  accepted: string[];
+  result?: NdbUpdateOutput;
 }
 
-export type NdbCoordinatorEvent = {
-  type: 'PREPARED';
+type Answer = {
   from: string;
   version: number;
+  ballot: Ballot;
   ok: boolean;
   have: number;
+  promised?: Ballot;
   reason?: string;
 };
 
-export type NdbCoordinatorEmitted =
-  | SendOut
-  | { type: 'commit'; version: number; change: NdbOp }
-  | { type: 'abort'; version: number; code: NdbUpdateErrorCode };
+export type NdbCoordinatorEvent =
+  | ({ type: 'PROMISE'; accepted?: { ballot: Ballot; change: NdbOp } } & Answer)
+  | ({ type: 'ACCEPTED' } & Answer);
 
-const subordinatesOf = (c: NdbCoordinatorContext): string[] => c.anchors.filter((id) => id !== c.self);
+export type NdbCoordinatorEmitted = SendOut | { type: 'commit'; version: number; change: NdbOp };
 
-const ackedVotes = (c: NdbCoordinatorContext): number =>
-  [c.self, ...c.acked].reduce((sum, id) => sum + (c.votes[id] ?? 0), 0);
-
-const allAcked = (c: NdbCoordinatorContext): boolean => subordinatesOf(c).every((id) => c.acked.includes(id));
-
-/** What a refusal means for this update. */
-export function refusalOutcome(version: number, have: number, reason: string | undefined): NdbUpdateOutput {
-  const text = reason ?? 'refused';
-  if (have >= version) return { ok: false, code: 'E_STALE', have, reason: `a subordinate has version ${have} already` };
-  if (text === REASON_BUSY) return { ok: false, code: 'E_BUSY', have, reason: 'another node database update is running' };
-  if (text === REASON_STALE) return { ok: false, code: 'E_LAGGING', have, reason: `a subordinate is at version ${have}` };
-  const code = /^(E_[A-Z_]+):/.exec(text)?.[1] as NdbErrorCode | undefined;
-  return { ok: false, code: code ?? 'E_REJECTED', have, reason: text };
-}
+const weight = (c: NdbCoordinatorContext, ids: readonly string[]): number => ids.reduce((s, id) => s + (c.votes[id] ?? 0), 0);
 
 const isOurs = (c: NdbCoordinatorContext, e: NdbCoordinatorEvent): boolean =>
-  e.version === c.version && subordinatesOf(c).includes(e.from) && !c.acked.includes(e.from) && !c.refused.includes(e.from);
+  e.version === c.version && compareBallots(e.ballot, c.ballot) === 0 && c.anchors.includes(e.from);
+
+/** What a refusal means for this update. */
+export function refusalOutcome(c: NdbCoordinatorContext, e: NdbCoordinatorEvent): NdbUpdateOutput {
+  if (e.have >= c.version) return { ok: false, code: 'E_STALE', have: e.have, reason: `${e.from} has version ${e.have} already` };
+  if (e.reason === 'outbid') {
+    return { ok: false, code: 'E_BUSY', round: e.promised?.round, reason: `${e.from} promised a higher ballot for version ${c.version}` };
+  }
+  if (e.reason === 'behind') return { ok: false, code: 'E_STALE', have: e.have, reason: `${e.from} is behind at version ${e.have}` };
+  const code = /^(E_[A-Z_]+):/.exec(e.reason ?? '')?.[1] as NdbErrorCode | undefined;
+  return { ok: false, code: code ?? 'E_REJECTED', have: e.have, reason: e.reason ?? 'refused' };
+}
+
+/** A refusal that ends the attempt: a higher ballot, a newer version, or a change that cannot apply.
+ * 'behind' refusals come from laggards that the others can outvote. */
+const isFatal = (c: NdbCoordinatorContext, e: NdbCoordinatorEvent): boolean => !e.ok && (e.reason !== 'behind' || e.have >= c.version);
 
 export const ndbCoordinatorMachine = setup({
   types: {
@@ -115,57 +118,58 @@ export const ndbCoordinatorMachine = setup({
       result: ({ context }) => ({
         ok: false as const,
         code: 'E_NOT_ANCHOR' as const,
-        reason:
-          context.anchors.length === 0 ? 'the anchor list is empty' : `${context.self} is not an anchor of the quorum set`,
+        reason: context.anchors.length === 0 ? 'the anchor list is empty' : `${context.self} is not an anchor`,
       }),
     }),
-    failSplitVotes: assign({
-      result: { ok: false, code: 'E_NO_QUORUM', reason: 'the anchors that locked hold no majority of the votes' },
-    }),
     failTimeout: assign({
-      result: { ok: false, code: 'E_TIMEOUT', reason: 'not every subordinate answered in time' },
+      result: ({ context }) => ({
+        ok: false as const,
+        code: 'E_TIMEOUT' as const,
+        reason: `anchors holding a majority of the votes did not answer in time (version ${context.version})`,
+      }),
     }),
-    failRefused: assign({
-      refused: ({ context, event }) => [...context.refused, event.from],
-      result: ({ context, event }) => refusalOutcome(context.version, event.have, event.reason),
+    failRefused: assign({ result: ({ context, event }) => refusalOutcome(context, event) }),
+    notePromise: assign(({ context, event }) => {
+      const e = event as Extract<NdbCoordinatorEvent, { type: 'PROMISE' }>;
+      const found = e.accepted && (!context.found || compareBallots(e.accepted.ballot, context.found.ballot) > 0) ? e.accepted : context.found;
+      return { promised: context.promised.includes(e.from) ? context.promised : [...context.promised, e.from], found };
     }),
-    countAck: assign({ acked: ({ context, event }) => [...context.acked, event.from] }),
-    succeed: assign({ result: ({ context }) => ({ ok: true as const, version: context.version, change: context.change }) }),
+    noteAccept: assign({
+      accepted: ({ context, event }) => (context.accepted.includes(event.from) ? context.accepted : [...context.accepted, event.from]),
+    }),
     sendPrepares: enqueueActions(({ context, enqueue }) => {
-      for (const id of subordinatesOf(context)) {
-        enqueue.emit(sendTo(id, 'ndb.prepare', { version: context.version, change: context.change }));
+      for (const id of context.anchors) enqueue.emit(sendTo(id, 'ndb.prepare', { version: context.version, ballot: context.ballot }));
+    }),
+    /** Proposes the change a majority may already hold, else our own. */
+    sendAccepts: enqueueActions(({ context, enqueue }) => {
+      const proposal = context.found?.change ?? context.change;
+      enqueue.assign({ proposal });
+      for (const id of context.promised) {
+        enqueue.emit(sendTo(id, 'ndb.accept', { version: context.version, ballot: context.ballot, change: proposal }));
       }
     }),
-    sendCommits: enqueueActions(({ context, enqueue }) => {
-      for (const id of subordinatesOf(context)) enqueue.emit(sendTo(id, 'ndb.commit', { version: context.version }));
+    commit: enqueueActions(({ context, enqueue }) => {
+      const change = context.proposal!;
+      for (const id of context.anchors) enqueue.emit(sendTo(id, 'ndb.commit', { version: context.version, change }));
+      enqueue.emit({ type: 'commit', version: context.version, change });
+      const own = sameChange(change, context.change);
+      enqueue.assign({ result: { ok: true, version: context.version, change, own } });
     }),
-    /** Every subordinate but those that refused: an ok may still be in flight. */
-    sendAborts: enqueueActions(({ context, enqueue }) => {
-      for (const id of subordinatesOf(context)) {
-        if (!context.refused.includes(id)) enqueue.emit(sendTo(id, 'ndb.abort', { version: context.version }));
-      }
-    }),
-    announceCommit: emit(({ context }) => ({ type: 'commit' as const, version: context.version, change: context.change })),
-    announceAbort: emit(({ context }) => ({
-      type: 'abort' as const,
-      version: context.version,
-      code: context.result && !context.result.ok ? context.result.code : ('E_REJECTED' as const),
-    })),
   },
   guards: {
     lacksQuorum: ({ context }) => !context.quorate,
     isNotAnAnchor: ({ context }) => !context.anchors.includes(context.self),
-    isAck: ({ context, event }) => isOurs(context, event) && event.ok,
-    isRefusal: ({ context, event }) => isOurs(context, event) && !event.ok,
-    allLockedWithMajority: ({ context }) => allAcked(context) && hasMajority(ackedVotes(context), context.totalVotes),
-    allLockedWithoutMajority: ({ context }) => allAcked(context) && !hasMajority(ackedVotes(context), context.totalVotes),
+    isGrant: ({ context, event }) => isOurs(context, event) && event.ok,
+    isFatalRefusal: ({ context, event }) => isOurs(context, event) && isFatal(context, event),
+    promisedByMajority: ({ context }) => hasMajority(weight(context, context.promised), context.totalVotes),
+    acceptedByMajority: ({ context }) => hasMajority(weight(context, context.accepted), context.totalVotes),
   },
   delays: {
-    updateTimeout: ({ context }) => context.timeoutMs,
+    roundTimeout: ({ context }) => context.timeoutMs,
   },
 }).createMachine({
   id: machineName,
-  context: ({ input }) => ({ ...input, acked: [], refused: [], result: undefined }),
+  context: ({ input }) => ({ ...input, promised: [], accepted: [] }),
   initial: 'checking',
   states: {
     checking: {
@@ -177,23 +181,31 @@ export const ndbCoordinatorMachine = setup({
     },
     preparing: {
       entry: 'sendPrepares',
-      always: [
-        { guard: 'allLockedWithMajority', target: 'committed', actions: 'succeed' },
-        { guard: 'allLockedWithoutMajority', target: 'failed', actions: ['failSplitVotes', 'sendAborts'] },
-      ],
-      after: { updateTimeout: { target: 'failed', actions: ['failTimeout', 'sendAborts'] } },
+      always: { guard: 'promisedByMajority', target: 'accepting' },
+      after: { roundTimeout: { target: 'failed', actions: 'failTimeout' } },
       on: {
-        PREPARED: [
-          { guard: 'isAck', actions: 'countAck' },
-          { guard: 'isRefusal', target: 'failed', actions: ['failRefused', 'sendAborts'] },
+        PROMISE: [
+          { guard: 'isGrant', actions: 'notePromise' },
+          { guard: 'isFatalRefusal', target: 'failed', actions: 'failRefused' },
         ],
       },
     },
-    committed: { type: 'final', entry: ['sendCommits', 'announceCommit'] },
-    failed: { type: 'final', entry: 'announceAbort' },
+    accepting: {
+      entry: 'sendAccepts',
+      always: { guard: 'acceptedByMajority', target: 'committed' },
+      after: { roundTimeout: { target: 'failed', actions: 'failTimeout' } },
+      on: {
+        ACCEPTED: [
+          { guard: 'isGrant', actions: 'noteAccept' },
+          { guard: 'isFatalRefusal', target: 'failed', actions: 'failRefused' },
+        ],
+      },
+    },
+    committed: { type: 'final', entry: 'commit' },
+    failed: { type: 'final' },
   },
-  output: ({ context }) =>
-    context.result ?? { ok: false, code: 'E_REJECTED', reason: 'the update ended without a result' },
+  output: ({ context }) => context.result ?? { ok: false, code: 'E_REJECTED', reason: 'the update ended without a result' },
 });
 
 export type NdbCoordinatorSnapshot = SnapshotFrom<typeof ndbCoordinatorMachine>;
+

@@ -1,99 +1,94 @@
 /**
- * The node-database lock every anchor holds (SPEC.md M2): the subordinate
- * half of an update, and the anchor's own lock when it coordinates one.
- * Safety claim: an anchor holds at most one lock at a time, locks only for
- * version `db.version + 1` with a change that applies to its `db`, and
- * changes its `db` only by committing the change it holds locked for the
- * lock holder, or by adopting a whole snapshot of a higher version.
- * Together with the coordinator's majority rule this gives "no two anchors
- * commit different contents under one version", PROVIDED a lock outlives
- * its coordinator's decision: the actor must set `lockTimeoutMs` above the
- * coordinator's `timeoutMs` plus the longest message delay. The lock times
- * out only so that a coordinator's crash cannot block updates for ever
- * (the patent's subordinates simply refuse a second update meanwhile).
+ * Node database, subordinate anchor (SPEC.md M2).
  *
- * Emits `send` (`ndb.prepared`), `{ type: 'begin', ok, reason? }` answering
- * BEGIN_LOCAL, `{ type: 'committed', db }` and `{ type: 'adopted', db }` (the
- * actor persists `db` on either), and `{ type: 'released', version, why }`
- * when a lock ends without a commit.
+ * Safety claim: two anchors never commit different contents under one
+ * version. Each version is decided once, by ballots (single-decree Paxos): a
+ * subordinate promises a ballot only if it is higher than every ballot it
+ * has promised for that version, accepts a change only under a ballot it has
+ * not promised away, and reports what it accepted, so a later coordinator
+ * re-proposes any change a majority may have accepted. Promises and accepts
+ * are persisted before they are answered (the `persist` output), so a
+ * restarted anchor keeps its word. A commit applies the chosen change on top
+ * of the previous version; a subordinate further behind fetches a snapshot.
+ *
+ * Only one update is decided at a time: promises and accepts are for the next
+ * version only, and a coordinator outbid by a higher ballot backs off.
+ *
+ * Emits: `send` (`ndb.promise`, `ndb.accepted` answers), `persist` (the
+ * promise and accept to store before anything is sent), `committed {db}`,
+ * `adopted {db}`, `behind {version}` (a commit or prepare from a version this
+ * anchor does not have yet: fetch a snapshot).
  */
-import { assign, emit, enqueueActions, setup, type SnapshotFrom } from 'xstate';
-import type { NdbOp, NodeDbSnapshot } from '../bus/messages.js';
+import { enqueueActions, setup, type SnapshotFrom } from 'xstate';
+import type { Ballot, NdbOp, NodeDbSnapshot } from '../bus/messages.js';
 import { applyChange } from './node-db.js';
 import { sendTo, type SendOut } from './outbox.js';
 
 export const machineName = 'node-db-subordinate';
 
-export interface NdbLock {
-  /** The anchor coordinating the update; `self` for a BEGIN_LOCAL lock. */
-  coordinator: string;
+/** What a subordinate has promised and accepted for the version after its own. */
+export interface AcceptorState {
+  /** The version these belong to: always db.version + 1 while set. */
   version: number;
-  change: NdbOp;
+  promised?: Ballot;
+  accepted?: { ballot: Ballot; change: NdbOp };
 }
 
 export interface NdbSubordinateContext {
   self: string;
   /** The committed database, as persisted. */
   db: NodeDbSnapshot;
-  lock: NdbLock | undefined;
-  lockTimeoutMs: number;
+  acceptor: AcceptorState;
 }
 
 export interface NdbSubordinateInput {
   self: string;
-  /** The database as loaded from disk (or `genesis`). */
   db: NodeDbSnapshot;
-  lockTimeoutMs: number;
+  /** Restored from the store after a restart, if it is for db.version + 1. */
+  acceptor?: AcceptorState;
 }
 
 export type NdbSubordinateEvent =
-  | { type: 'PREPARE'; from: string; version: number; change: NdbOp }
-  | { type: 'COMMIT'; from: string; version: number }
-  | { type: 'ABORT'; from: string; version: number }
-  | { type: 'BEGIN_LOCAL'; version: number; change: NdbOp }
-  | { type: 'END_LOCAL'; commit: boolean }
+  | { type: 'PREPARE'; from: string; version: number; ballot: Ballot }
+  | { type: 'ACCEPT'; from: string; version: number; ballot: Ballot; change: NdbOp }
+  | { type: 'COMMIT'; version: number; change: NdbOp }
   | { type: 'ADOPT'; db: NodeDbSnapshot };
 
 export type NdbSubordinateEmitted =
   | SendOut
-  | { type: 'begin'; ok: boolean; reason?: string }
+  | { type: 'persist'; acceptor: AcceptorState }
   | { type: 'committed'; db: NodeDbSnapshot }
   | { type: 'adopted'; db: NodeDbSnapshot }
-  | { type: 'released'; version: number; why: 'abort' | 'timeout' };
+  | { type: 'behind'; version: number };
 
-/** `ndb.prepared` reasons are free text; these two are the ones a coordinator acts on. */
-export const REASON_BUSY = 'busy';
-export const REASON_STALE = 'stale';
-const reasonCharsMax = 200;
-
-/** Why this anchor cannot lock for `version`/`change` now, or undefined when it can. */
-export function refusal(context: NdbSubordinateContext, version: number, change: NdbOp): string | undefined {
-  if (context.lock) return REASON_BUSY;
-  if (version !== context.db.version + 1) return REASON_STALE;
-  const applied = applyChange(context.db, change);
-  return applied.ok ? undefined : `${applied.code}: ${applied.reason}`.slice(0, reasonCharsMax);
+/** Ballot order: round first, then the coordinator's id and epoch. */
+export function compareBallots(a: Ballot, b: Ballot): number {
+  if (a.round !== b.round) return a.round < b.round ? -1 : 1;
+  return a.by < b.by ? -1 : a.by > b.by ? 1 : 0;
 }
 
-const sameOp = (a: NdbOp, b: NdbOp): boolean => JSON.stringify(a) === JSON.stringify(b);
-
-/** Whether the lock held is exactly the one this PREPARE asks for. */
-function holdsPrepared(context: NdbSubordinateContext, event: NdbSubordinateEvent & { type: 'PREPARE' }): boolean {
-  const held = context.lock;
-  return (
-    held !== undefined &&
-    held.coordinator === event.from &&
-    held.version === event.version &&
-    sameOp(held.change, event.change)
-  );
-}
+const fresh = (db: NodeDbSnapshot): AcceptorState => ({ version: db.version + 1 });
 
 type Ctx = { context: NdbSubordinateContext; event: NdbSubordinateEvent };
 
-function lockRequest({ context, event }: Ctx): NdbLock | undefined {
-  if (event.type === 'PREPARE') return { coordinator: event.from, version: event.version, change: event.change };
-  if (event.type === 'BEGIN_LOCAL') return { coordinator: context.self, version: event.version, change: event.change };
+/** Why this subordinate will not promise or accept, or undefined when it will. */
+function refusal({ context, event }: Ctx): string | undefined {
+  if (event.type !== 'PREPARE' && event.type !== 'ACCEPT') return 'not a request';
+  if (event.version <= context.db.version) return 'stale';
+  if (event.version > context.db.version + 1) return 'behind';
+  const promised = context.acceptor.promised;
+  if (promised && compareBallots(event.ballot, promised) < 0) return 'outbid';
+  if (event.type === 'ACCEPT') {
+    const applied = applyChange(context.db, event.change);
+    if (!applied.ok) return `${applied.code}: ${applied.reason}`.slice(0, 200);
+  }
   return undefined;
 }
+
+const refusals = [
+  { guard: 'isAhead', actions: ['refuse', 'askForSnapshot'] },
+  { actions: 'refuse' },
+] as const;
 
 export const ndbSubordinateMachine = setup({
   types: {
@@ -102,91 +97,107 @@ export const ndbSubordinateMachine = setup({
     events: {} as NdbSubordinateEvent,
     emitted: {} as NdbSubordinateEmitted,
   },
+  guards: {
+    grants: (a) => refusal(a) === undefined,
+    isNext: ({ context, event }) => event.type === 'COMMIT' && event.version === context.db.version + 1,
+    isAhead: ({ context, event }) =>
+      (event.type === 'COMMIT' || event.type === 'PREPARE' || event.type === 'ACCEPT') && event.version > context.db.version + 1,
+    isNewerDb: ({ context, event }) => event.type === 'ADOPT' && event.db.version > context.db.version,
+  },
   actions: {
-    lock: assign({ lock: (a) => lockRequest(a) }),
-    unlock: assign({ lock: undefined }),
-    answerPrepare: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== 'PREPARE') return;
-      // A retransmitted PREPARE of the update we hold is answered again, not called busy.
-      const reason = holdsPrepared(context, event) ? undefined : refusal(context, event.version, event.change);
+    promise: enqueueActions(({ context, event, enqueue }) => {
+      const e = event as Extract<NdbSubordinateEvent, { type: 'PREPARE' }>;
+      const acceptor: AcceptorState = { ...context.acceptor, promised: e.ballot };
+      enqueue.assign({ acceptor });
+      enqueue.emit({ type: 'persist', acceptor });
       enqueue.emit(
-        sendTo(event.from, 'ndb.prepared', {
-          version: event.version,
-          ok: reason === undefined,
+        sendTo(e.from, 'ndb.promise', {
+          version: e.version,
+          ballot: e.ballot,
+          ok: true,
           have: context.db.version,
-          ...(reason === undefined ? {} : { reason }),
+          ...(acceptor.accepted ? { accepted: acceptor.accepted } : {}),
         }),
       );
     }),
-    answerBegin: emit(({ context, event }) => {
-      const reason = event.type === 'BEGIN_LOCAL' ? refusal(context, event.version, event.change) : REASON_BUSY;
-      return reason === undefined
-        ? { type: 'begin' as const, ok: true }
-        : { type: 'begin' as const, ok: false, reason };
+    accept: enqueueActions(({ context, event, enqueue }) => {
+      const e = event as Extract<NdbSubordinateEvent, { type: 'ACCEPT' }>;
+      const acceptor: AcceptorState = { version: e.version, promised: e.ballot, accepted: { ballot: e.ballot, change: e.change } };
+      enqueue.assign({ acceptor });
+      enqueue.emit({ type: 'persist', acceptor });
+      enqueue.emit(sendTo(e.from, 'ndb.accepted', { version: e.version, ballot: e.ballot, ok: true, have: context.db.version }));
     }),
-    commitHeld: enqueueActions(({ context, enqueue }) => {
-      if (!context.lock) return;
-      // Checked when locked, and `db` cannot change while locked.
-      const applied = applyChange(context.db, context.lock.change);
+    refuse: enqueueActions((a) => {
+      const { context, event, enqueue } = a;
+      if (event.type !== 'PREPARE' && event.type !== 'ACCEPT') return;
+      const body = {
+        version: event.version,
+        ballot: event.ballot,
+        ok: false,
+        have: context.db.version,
+        reason: refusal(a),
+        ...(context.acceptor.promised ? { promised: context.acceptor.promised } : {}),
+      };
+      enqueue.emit(event.type === 'PREPARE' ? sendTo(event.from, 'ndb.promise', body) : sendTo(event.from, 'ndb.accepted', body));
+    }),
+    apply: enqueueActions(({ context, event, enqueue }) => {
+      const e = event as Extract<NdbSubordinateEvent, { type: 'COMMIT' }>;
+      const applied = applyChange(context.db, e.change);
+      // A chosen change was checked by a majority against this same version.
       if (!applied.ok) return;
-      enqueue.assign({ db: applied.db });
+      const acceptor = fresh(applied.db);
+      enqueue.assign({ db: applied.db, acceptor });
       enqueue.emit({ type: 'committed', db: applied.db });
+      enqueue.emit({ type: 'persist', acceptor });
     }),
-    announceAbort: emit(({ context }) => ({ type: 'released' as const, version: context.lock?.version ?? 0, why: 'abort' as const })),
-    announceTimeout: emit(({ context }) => ({ type: 'released' as const, version: context.lock?.version ?? 0, why: 'timeout' as const })),
     adopt: enqueueActions(({ event, enqueue }) => {
-      if (event.type !== 'ADOPT') return;
-      enqueue.assign({ db: event.db });
-      enqueue.emit({ type: 'adopted', db: event.db });
+      const { db } = event as Extract<NdbSubordinateEvent, { type: 'ADOPT' }>;
+      const acceptor = fresh(db);
+      enqueue.assign({ db, acceptor });
+      enqueue.emit({ type: 'adopted', db });
+      enqueue.emit({ type: 'persist', acceptor });
     }),
-  },
-  guards: {
-    mayLock: (a) => {
-      const req = lockRequest(a);
-      return req !== undefined && refusal(a.context, req.version, req.change) === undefined;
-    },
-    isFromHolder: ({ context, event }) =>
-      (event.type === 'COMMIT' || event.type === 'ABORT') &&
-      context.lock !== undefined &&
-      context.lock.coordinator === event.from &&
-      context.lock.version === event.version,
-    holdsLocalToCommit: ({ context, event }) =>
-      event.type === 'END_LOCAL' && event.commit && context.lock?.coordinator === context.self,
-    holdsLocalToRelease: ({ context, event }) =>
-      event.type === 'END_LOCAL' && !event.commit && context.lock?.coordinator === context.self,
-    isNewerDb: ({ context, event }) => event.type === 'ADOPT' && event.db.version > context.db.version,
-  },
-  delays: {
-    lockTimeout: ({ context }) => context.lockTimeoutMs,
+    askForSnapshot: enqueueActions(({ event, enqueue }) => {
+      if ('version' in event) enqueue.emit({ type: 'behind', version: event.version });
+    }),
   },
 }).createMachine({
   id: machineName,
-  context: ({ input }) => ({ self: input.self, db: input.db, lock: undefined, lockTimeoutMs: input.lockTimeoutMs }),
-  initial: 'idle',
+  context: ({ input }) => ({
+    self: input.self,
+    db: input.db,
+    acceptor: input.acceptor && input.acceptor.version === input.db.version + 1 ? input.acceptor : fresh(input.db),
+  }),
+  initial: 'restoring',
+  on: {
+    ACCEPT: [
+      { guard: 'grants', target: '.accepted', actions: 'accept' },
+      { guard: 'isAhead', actions: ['refuse', 'askForSnapshot'] },
+      { actions: 'refuse' },
+    ],
+    COMMIT: [{ guard: 'isNext', target: '.open', actions: 'apply' }, { guard: 'isAhead', actions: 'askForSnapshot' }],
+    ADOPT: { guard: 'isNewerDb', target: '.open', actions: 'adopt' },
+  },
   states: {
-    idle: {
-      on: {
-        PREPARE: [{ guard: 'mayLock', target: 'locked', actions: ['lock', 'answerPrepare'] }, { actions: 'answerPrepare' }],
-        BEGIN_LOCAL: [{ guard: 'mayLock', target: 'locked', actions: ['answerBegin', 'lock'] }, { actions: 'answerBegin' }],
-        ADOPT: { guard: 'isNewerDb', actions: 'adopt' },
-        // COMMIT, ABORT, END_LOCAL without a lock: late or repeated, nothing to do.
-      },
+    /** Back from the store: resume where the last promise or accept left off. */
+    restoring: {
+      always: [
+        { guard: ({ context }) => context.acceptor.accepted !== undefined, target: 'accepted' },
+        { guard: ({ context }) => context.acceptor.promised !== undefined, target: 'promised' },
+        { target: 'open' },
+      ],
     },
-    locked: {
-      // The coordinator may have died; see the timing proviso above.
-      after: { lockTimeout: { target: 'idle', actions: ['announceTimeout', 'unlock'] } },
-      on: {
-        PREPARE: { actions: 'answerPrepare' },
-        BEGIN_LOCAL: { actions: 'answerBegin' },
-        COMMIT: { guard: 'isFromHolder', target: 'idle', actions: ['commitHeld', 'unlock'] },
-        ABORT: { guard: 'isFromHolder', target: 'idle', actions: ['announceAbort', 'unlock'] },
-        END_LOCAL: [
-          { guard: 'holdsLocalToCommit', target: 'idle', actions: ['commitHeld', 'unlock'] },
-          { guard: 'holdsLocalToRelease', target: 'idle', actions: ['announceAbort', 'unlock'] },
-        ],
-        // ADOPT is not taken while locked: the update in flight was checked
-        // against the current `db`; the actor offers the snapshot again later.
-      },
+    /** Nothing promised for the next version yet. */
+    open: {
+      on: { PREPARE: [{ guard: 'grants', target: 'promised', actions: 'promise' }, ...refusals] },
+    },
+    /** A ballot promised: lower ballots are refused. */
+    promised: {
+      on: { PREPARE: [{ guard: 'grants', actions: 'promise' }, ...refusals] },
+    },
+    /** A change accepted: every later promise reports it, so it is not lost. */
+    accepted: {
+      on: { PREPARE: [{ guard: 'grants', actions: 'promise' }, ...refusals] },
     },
   },
 });
@@ -198,7 +209,3 @@ export function committedDb(snapshot: NdbSubordinateSnapshot): NodeDbSnapshot {
   return snapshot.context.db;
 }
 
-/** The update this anchor holds locked, if any. */
-export function heldLock(snapshot: NdbSubordinateSnapshot): NdbLock | undefined {
-  return snapshot.context.lock;
-}

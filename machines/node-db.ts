@@ -141,3 +141,9 @@ export function sameContents(a: NodeDbSnapshot, b: NodeDbSnapshot): boolean {
   const keys = new Set(a.nodes.map(entryKey));
   return b.nodes.every((n) => keys.has(entryKey(n))) && keys.size === b.nodes.length;
 }
+
+/** Whether two changes do the same thing (they may have crossed the wire, so compare fields, not objects). */
+export function sameChange(a: NdbOp, b: NdbOp): boolean {
+  if (a.op === 'delete' || b.op === 'delete') return a.op === b.op && (a as { id: string }).id === (b as { id: string }).id;
+  return a.op === b.op && entryKey(a.node) === entryKey(b.node);
+}

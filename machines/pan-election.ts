@@ -54,6 +54,8 @@ export interface PanElectionContext {
   view: PanView;
   /** A candidacy just failed: claim no sooner than the next retry tick. */
   backoff: boolean;
+  /** Retry ticks since the known PAN last renewed its role (`pan.elected`). */
+  panSilence: number;
   /** Others name this anchor PAN, but it is not primary (it restarted). */
   namedPan: boolean;
 }
@@ -72,6 +74,9 @@ export type PanElectionEvent =
   | { type: 'VOTE'; from: string; term: number; granted: boolean }
   | { type: 'ELECTED'; from: string; term: number }
   | { type: 'HEARD_PAN'; id: string; term: number };
+
+/** Retry periods a follower waits for the PAN to renew before forgetting it. */
+export const PAN_LEASE_RETRIES = 4;
 
 export type PanEmitted = SendOut | { type: 'pan'; pan: PanRef | undefined };
 
@@ -175,7 +180,7 @@ export const panElectionMachine = setup({
         news.id === context.self
           ? context.namedPan || known === undefined || news.term > known.term
           : context.namedPan && !adoptable;
-      enqueue.assign({ term: Math.max(context.term, news.term), pan: next, namedPan });
+      enqueue.assign({ term: Math.max(context.term, news.term), pan: next, namedPan, ...(adoptable ? { panSilence: 0 } : {}) });
       if (!samePan(next, context.pan)) enqueue.emit({ type: 'pan', pan: next });
     }),
     startCandidacy: assign(({ context }) => {
@@ -191,16 +196,31 @@ export const panElectionMachine = setup({
       granted: ({ context, event }) =>
         event.type === 'VOTE' && !context.granted.includes(event.from) ? [...context.granted, event.from] : context.granted,
     }),
+    /** On taking the role and every retry period after: the PAN's lease on it. */
     takePrimacy: enqueueActions(({ context, enqueue }) => {
       const pan = { id: context.self, term: context.term };
-      enqueue.assign({ pan });
-      enqueue.emit({ type: 'pan', pan });
+      if (!samePan(pan, context.pan)) {
+        enqueue.assign({ pan });
+        enqueue.emit({ type: 'pan', pan });
+      }
       for (const id of context.view.aliveAnchors) {
         if (id !== context.self) enqueue.emit(sendTo(id, 'pan.elected', { term: context.term }));
       }
     }),
     stepDown: enqueueActions(({ enqueue }) => {
       enqueue.assign({ pan: undefined, granted: [] });
+      enqueue.emit({ type: 'pan', pan: undefined });
+    }),
+    /** The known PAN renewed its lease. */
+    renewLease: assign({
+      panSilence: ({ context, event }) =>
+        event.type === 'ELECTED' && context.pan && event.from === context.pan.id && event.term >= context.pan.term ? 0 : context.panSilence,
+    }),
+    /** A PAN that stops renewing is forgotten, so a stale belief cannot block the next election. */
+    agePan: enqueueActions(({ context, enqueue }) => {
+      if (!context.pan || context.pan.id === context.self) return;
+      if (context.panSilence + 1 < PAN_LEASE_RETRIES) return void enqueue.assign({ panSilence: context.panSilence + 1 });
+      enqueue.assign({ pan: undefined, panSilence: 0 });
       enqueue.emit({ type: 'pan', pan: undefined });
     }),
     beginBackoff: assign({ backoff: true, granted: [] }),
@@ -246,6 +266,7 @@ export const panElectionMachine = setup({
     view: noView,
     backoff: false,
     namedPan: false,
+    panSilence: 0,
   }),
   initial: 'follower',
   states: {
@@ -253,12 +274,12 @@ export const panElectionMachine = setup({
       // Checked after every event: VIEW, a PAN dying, the backoff ending.
       always: { guard: 'shouldClaim', target: 'candidate' },
       // The periodic re-check, so a lost claim is retried without a new VIEW.
-      after: { retry: { target: 'follower', reenter: true, actions: 'endBackoff' } },
+      after: { retry: { target: 'follower', reenter: true, actions: ['endBackoff', 'agePan'] } },
       on: {
         VIEW: { actions: 'takeView' },
         CLAIM: { actions: 'answerClaim' },
         VOTE: { actions: 'catchUpTerm' },
-        ELECTED: { actions: 'learnPan' },
+        ELECTED: { actions: ['learnPan', 'renewLease'] },
         HEARD_PAN: { actions: 'learnPan' },
       },
     },
@@ -292,6 +313,7 @@ export const panElectionMachine = setup({
     },
     primary: {
       entry: 'takePrimacy',
+      after: { retry: { target: 'primary', reenter: true } },
       on: {
         VIEW: [
           { guard: 'viewRulesUsOut', target: 'follower', actions: ['keepView', 'stepDown'] },

@@ -18,6 +18,18 @@
  *   monitor's quorum state;
  * - member, not anchor: sends none (`quorumToSend` is undefined) and adopts
  *   the state in monitor pulses.
+ * With groups (M4) a group's monitor that is not an anchor also adopts the
+ * state in the pulses of the monitor one level up (via 'upper_pulse'), since
+ * that is how quorum computed in other groups reaches it.
+ *
+ * Expiry: quorum state travels with its remaining lifetime (`ttlMs`). An
+ * anchor's own computation lives `quorumTimeoutMs`; an adopted state lives
+ * only what its sender had left, so relaying it through monitors and group
+ * transmitters never extends it, and a node cut off from every anchor loses
+ * quorum within `quorumTimeoutMs` of the last anchor computation it heard,
+ * however many hops it came through. Every receipt restarts the timer: an
+ * anchor's (which ignores the state heard) to a full timeout, since the pulse
+ * shows its view still stands; a non-anchor's to the lifetime it adopts.
  *
  * Emits `{ type: 'quorum', has }` whenever the has-flag changes; the flag is
  * the state (`noQuorum` | `quorate`) so the chart shows it.
@@ -32,6 +44,10 @@ export interface QuorumContext {
   anchor: boolean;
   role: QuorumRole;
   quorumTimeoutMs: number;
+  /** Lifetime of the current state from `since`. */
+  ttlMs: number;
+  /** Actor clock time the current state was computed or adopted. */
+  since: number;
 }
 
 export interface QuorumInput {
@@ -49,13 +65,18 @@ export type QuorumEvent =
       totalVotes: number;
       /** 'own': a monitor's bitmap at a member-pulse deadline; 'monitor_pulse': the bitmap a member received. */
       source: 'own' | 'monitor_pulse';
+      /** The actor's clock, for the lifetime it hands on. */
+      at: number;
     }
   | {
       type: 'QUORUM_HEARD';
       has: boolean;
-      via: 'member_pulse' | 'monitor_pulse';
+      via: 'member_pulse' | 'monitor_pulse' | 'upper_pulse';
       /** The state was computed by an anchor (possibly relayed by a group transmitter). */
       fromAnchor: boolean;
+      /** What is left of the state's lifetime. */
+      ttlMs: number;
+      at: number;
     };
 
 export type QuorumEmitted = { type: 'quorum'; has: boolean };
@@ -86,8 +107,9 @@ function recomputesFrom({ context, event }: Ctx): boolean {
 
 /** Whether this node's role takes the heard state as its own (non-anchors only). */
 function adoptsHeard({ context, event }: Ctx): boolean {
-  if (event.type !== 'QUORUM_HEARD' || context.anchor) return false;
-  return context.role === 'monitor' ? event.via === 'member_pulse' && event.fromAnchor : event.via === 'monitor_pulse';
+  if (event.type !== 'QUORUM_HEARD' || context.anchor || event.ttlMs <= 0) return false;
+  if (context.role === 'member') return event.via === 'monitor_pulse';
+  return (event.via === 'member_pulse' && event.fromAnchor) || event.via === 'upper_pulse';
 }
 
 const viewHasMajority = (event: QuorumEvent): boolean =>
@@ -106,19 +128,36 @@ export const quorumMachine = setup({
     takeRole: assign({ role: ({ context, event }) => (event.type === 'ROLE' ? event.role : context.role) }),
     announceQuorum: emit({ type: 'quorum' as const, has: true }),
     announceNoQuorum: emit({ type: 'quorum' as const, has: false }),
+    /** An anchor's own view: good for a full timeout from now. */
+    stampOwn: assign({
+      ttlMs: ({ context }) => context.quorumTimeoutMs,
+      since: ({ context, event }) => ('at' in event ? event.at : context.since),
+    }),
+    /** An adopted state: good for what its sender had left, never longer than our own timeout. */
+    stampHeard: assign({
+      ttlMs: ({ context, event }) => (event.type === 'QUORUM_HEARD' ? Math.min(event.ttlMs, context.quorumTimeoutMs) : context.ttlMs),
+      since: ({ context, event }) => ('at' in event ? event.at : context.since),
+    }),
   },
   guards: {
     recomputesToQuorum: (a) => recomputesFrom(a) && viewHasMajority(a.event),
     recomputesToNoQuorum: (a) => recomputesFrom(a) && !viewHasMajority(a.event),
     adoptsQuorum: (a) => adoptsHeard(a) && heardHas(a.event),
     adoptsNoQuorum: (a) => adoptsHeard(a) && !heardHas(a.event),
+    isAnchor: ({ context }) => context.anchor,
   },
   delays: {
-    quorumExpiry: ({ context }) => context.quorumTimeoutMs,
+    quorumExpiry: ({ context }) => context.ttlMs,
   },
 }).createMachine({
   id: machineName,
-  context: ({ input }) => ({ anchor: input.anchor, role: input.role, quorumTimeoutMs: input.quorumTimeoutMs }),
+  context: ({ input }) => ({
+    anchor: input.anchor,
+    role: input.role,
+    quorumTimeoutMs: input.quorumTimeoutMs,
+    ttlMs: input.quorumTimeoutMs,
+    since: 0,
+  }),
   initial: 'noQuorum',
   on: {
     // A role change alters which inputs count from now on, not the has-flag.
@@ -127,24 +166,24 @@ export const quorumMachine = setup({
   states: {
     noQuorum: {
       on: {
-        CONNECTIVITY: { guard: 'recomputesToQuorum', target: 'quorate', actions: 'announceQuorum' },
-        QUORUM_HEARD: { guard: 'adoptsQuorum', target: 'quorate', actions: 'announceQuorum' },
+        CONNECTIVITY: { guard: 'recomputesToQuorum', target: 'quorate', actions: ['stampOwn', 'announceQuorum'] },
+        QUORUM_HEARD: { guard: 'adoptsQuorum', target: 'quorate', actions: ['stampHeard', 'announceQuorum'] },
       },
     },
     // The expiry timer could change nothing in noQuorum, so it runs here
-    // alone; every receipt of quorum state and every recompute restarts it
-    // by re-entering the state.
+    // alone; a receipt or a recompute restarts it by re-entering the state.
     quorate: {
       after: { quorumExpiry: { target: 'noQuorum', actions: 'announceNoQuorum' } },
       on: {
         CONNECTIVITY: [
-          { guard: 'recomputesToQuorum', target: 'quorate', reenter: true },
+          { guard: 'recomputesToQuorum', target: 'quorate', reenter: true, actions: 'stampOwn' },
           { guard: 'recomputesToNoQuorum', target: 'noQuorum', actions: 'announceNoQuorum' },
         ],
         QUORUM_HEARD: [
           { guard: 'adoptsNoQuorum', target: 'noQuorum', actions: 'announceNoQuorum' },
-          // Received but kept (or ignored by an anchor): still restarts expiry.
-          { target: 'quorate', reenter: true },
+          { guard: 'adoptsQuorum', target: 'quorate', reenter: true, actions: 'stampHeard' },
+          // An anchor ignores what it hears, but the pulse shows its view still stands.
+          { guard: 'isAnchor', target: 'quorate', reenter: true, actions: 'stampOwn' },
         ],
       },
     },
@@ -160,10 +199,12 @@ export function isQuorate(snapshot: QuorumSnapshot): boolean {
 /**
  * The quorum field of this node's outgoing pulses (M5): monitors send their
  * state (computed or adopted), member anchors send what they computed,
- * member non-anchors send nothing.
+ * member non-anchors send nothing. It carries what is left of its lifetime
+ * at `now`, so no relay makes it last longer.
  */
-export function quorumToSend(snapshot: QuorumSnapshot): boolean | undefined {
-  const { role, anchor } = snapshot.context;
+export function quorumToSend(snapshot: QuorumSnapshot, now: number): { has: boolean; ttlMs: number } | undefined {
+  const { role, anchor, ttlMs, since, quorumTimeoutMs } = snapshot.context;
   if (role === 'member' && !anchor) return undefined;
-  return isQuorate(snapshot);
+  if (!isQuorate(snapshot)) return { has: false, ttlMs: quorumTimeoutMs };
+  return { has: true, ttlMs: Math.max(0, ttlMs - (now - since)) };
 }

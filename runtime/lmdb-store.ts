@@ -1,7 +1,8 @@
 /**
  * The node's durable store in production: one LMDB environment under the
  * node's data directory with named databases, `meta` (identity, epoch) and
- * `nodedb` (the node database snapshot). The in-memory twin is MemoryStore
+ * `nodedb` (the node database snapshot, and this anchor's promises for the
+ * next version). The in-memory twin is MemoryStore
  * (actors/store.ts).
  *
  * Durability: every write is a synchronous transaction, and the environment
@@ -14,7 +15,9 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { MangroveError } from '../bus/errors.js';
-import { nodeDbSnapshot, type NodeDbSnapshot } from '../bus/messages.js';
+import { z } from 'zod';
+import { ballot, ndbOp, nodeDbSnapshot, type NodeDbSnapshot } from '../bus/messages.js';
+import type { AcceptorState } from '../machines/node-db-subordinate.js';
 import type { NodeStore, StoredIdentity } from '../actors/store.js';
 import { isPermanentId } from '../machines/identity.js';
 
@@ -24,6 +27,13 @@ export const STORE_FILE = 'node.mdb';
 const KEY_IDENTITY = 'identity';
 const KEY_EPOCH = 'epoch';
 const KEY_SNAPSHOT = 'snapshot';
+const KEY_ACCEPTOR = 'acceptor';
+
+const acceptorState = z.object({
+  version: z.number().int().nonnegative(),
+  promised: ballot.optional(),
+  accepted: z.object({ ballot, change: ndbOp }).optional(),
+});
 
 export class LmdbStore implements NodeStore {
   private closed = false;
@@ -92,6 +102,21 @@ export class LmdbStore implements NodeStore {
     // A plain copy: the snapshot may be a frozen machine context or carry extra fields.
     const copy: NodeDbSnapshot = { version: db.version, nodes: db.nodes.map((n) => ({ ...n })) };
     this.write('cannot save the node database in', () => this.nodedb.putSync(KEY_SNAPSHOT, copy));
+  }
+
+  loadAcceptor(): AcceptorState | undefined {
+    const v = this.read(this.nodedb, KEY_ACCEPTOR);
+    if (v === undefined) return undefined;
+    const parsed = acceptorState.safeParse(v);
+    if (!parsed.success) {
+      throw new MangroveError('E_STORAGE', `the node-database promises stored in ${this.dir} are damaged: ${parsed.error.issues[0]?.message}`);
+    }
+    return parsed.data;
+  }
+
+  saveAcceptor(state: AcceptorState): void {
+    const copy = JSON.parse(JSON.stringify(state)) as AcceptorState;
+    this.write('cannot save the node-database promises in', () => this.nodedb.putSync(KEY_ACCEPTOR, copy));
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@
  */
 import type { NodeDbSnapshot } from '../../bus/messages.js';
 import { sameContents } from '../../machines/node-db.js';
+import { GROUP_DEADLINES_MAX } from '../../machines/heartbeat-timing.js';
 import type { SimCluster } from '../../runtime/sim-cluster.js';
 
 /** Records every node-database version any node ever held, and fails on two contents under one version. */
@@ -36,8 +37,22 @@ export function checkOnePanPerTerm(c: SimCluster): void {
 }
 
 /**
- * Quorum safety (M5, M17): once a partition has stood longer than the quorum
- * timeout, no node on a side without a majority of anchor votes claims quorum.
+ * How long after a partition a node on a side without a majority may still
+ * claim quorum: the heartbeat must first count the far anchors failed (4
+ * periods in a group; with groups, a whole group only after the group
+ * deadline), then the last quorum state heard runs out (the quorum timeout).
+ */
+export function quorumLossBoundMs(c: SimCluster): number {
+  const period = c.options.periodMs ?? 1000;
+  const timeout = c.options.quorumTimeoutMs ?? period * 8;
+  const grouped = (c.options.groups ?? 1) > 1;
+  return timeout + 4 * period + (grouped ? (GROUP_DEADLINES_MAX + 1) * period : 0);
+}
+
+/**
+ * Quorum safety (M5, M17): once a partition has stood longer than
+ * `quorumLossBoundMs`, no node on a side without a majority of anchor votes
+ * claims quorum.
  */
 export function checkQuorumSides(c: SimCluster, sides: readonly (readonly number[])[]): void {
   const votes = (side: readonly number[]) => side.filter((i) => i < (c.options.anchors ?? 3)).length;

@@ -14,11 +14,11 @@ const events: QuorumEvent[] = [
   { type: 'ROLE', role: 'monitor' },
   { type: 'ROLE', role: 'member' },
   ...(['own', 'monitor_pulse'] as const).flatMap((source) =>
-    [2, 3].map((reachableVotes): QuorumEvent => ({ type: 'CONNECTIVITY', reachableVotes, totalVotes: 4, source })),
+    [2, 3].map((reachableVotes): QuorumEvent => ({ type: 'CONNECTIVITY', reachableVotes, totalVotes: 4, source, at: 0 })),
   ),
-  ...(['member_pulse', 'monitor_pulse'] as const).flatMap((via) =>
+  ...(['member_pulse', 'monitor_pulse', 'upper_pulse'] as const).flatMap((via) =>
     [true, false].flatMap((has) =>
-      [true, false].map((fromAnchor): QuorumEvent => ({ type: 'QUORUM_HEARD', has, via, fromAnchor })),
+      [true, false].map((fromAnchor): QuorumEvent => ({ type: 'QUORUM_HEARD', has, via, fromAnchor, ttlMs: 1000, at: 0 })),
     ),
   ),
   expiry as unknown as QuorumEvent,
@@ -35,7 +35,7 @@ function expectedHas(inputAnchor: boolean, inputRole: 'monitor' | 'member', path
       if (inputAnchor && e.source === mine) has = e.reachableVotes * 2 > e.totalVotes;
     } else if (e.type === 'QUORUM_HEARD') {
       if (inputAnchor) continue;
-      if (role === 'monitor' && e.via === 'member_pulse' && e.fromAnchor) has = e.has;
+      if (role === 'monitor' && ((e.via === 'member_pulse' && e.fromAnchor) || e.via === 'upper_pulse')) has = e.has;
       if (role === 'member' && e.via === 'monitor_pulse') has = e.has;
     } else if ((e as { type: string }).type === expiry.type) has = false;
   }

@@ -9,7 +9,7 @@ import type { TraceRecord } from '../../bus/transport.js';
 import { encode } from '../../bus/codec.js';
 import { SimCluster } from '../../runtime/sim-cluster.js';
 import { SeededRandom } from '../../runtime/random.js';
-import { checkOnePanPerTerm, checkQuorumSides, convergence, DbHistory, forSeeds } from '../helpers/sim-checks.js';
+import { checkOnePanPerTerm, checkQuorumSides, convergence, DbHistory, quorumLossBoundMs, forSeeds } from '../helpers/sim-checks.js';
 
 const PERIOD = 100;
 const seeds = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
@@ -97,7 +97,7 @@ describe('membership in the simulator', function () {
         c.run(50);
         history.observe(c);
         checkOnePanPerTerm(c);
-        if (sides.length && c.clock.now() - since > (c.options.quorumTimeoutMs ?? 8 * PERIOD) + 4 * PERIOD) checkQuorumSides(c, sides);
+        if (sides.length && c.clock.now() - since > quorumLossBoundMs(c)) checkQuorumSides(c, sides);
         if (step % 20 !== 19) continue;
         const roll = r.int(10);
         if (roll < 2) c.crash(r.int(n));

@@ -38,6 +38,36 @@ const votesSent = (r: Running<typeof panElectionMachine>) => r.sends('pan.vote')
 const pans = (r: Running<typeof panElectionMachine>) => r.of('pan').map((e) => e.pan as PanRef | undefined);
 
 describe('PAN election (M16)', () => {
+  describe('the PAN lease', () => {
+    it('a primary renews its role with pan.elected every retry period', () => {
+      const a = run('a');
+      a.send(view(ANCHORS));
+      for (const id of ['b', 'c']) a.send(vote(id, 1));
+      expect(a.value).to.equal('primary');
+      const before = a.sends('pan.elected').length;
+      a.clock.advance(retryMs * 3);
+      expect(a.sends('pan.elected').length).to.equal(before + 3 * 4);
+      expect(pans(a)).to.deep.equal([{ id: 'a', term: 1 }]);
+    });
+
+    it('a follower forgets a PAN that stops renewing, then the best live anchor claims', () => {
+      const b = run('b');
+      b.send(view(ANCHORS));
+      b.send({ type: 'ELECTED', from: 'a', term: 1 });
+      expect(currentPan(b.snapshot)).to.deep.equal({ id: 'a', term: 1 });
+      for (let i = 0; i < 3; i++) {
+        b.clock.advance(retryMs);
+        b.send({ type: 'ELECTED', from: 'a', term: 1 });
+      }
+      expect(currentPan(b.snapshot)).to.deep.equal({ id: 'a', term: 1 });
+      // 'a' is alive in the view but silent: its renewals are lost, or it thinks another is PAN.
+      b.clock.advance(retryMs * 4);
+      expect(currentPan(b.snapshot)).to.equal(undefined);
+      b.send(view(['b', 'c', 'd']));
+      expect(b.value).to.equal('candidate');
+    });
+  });
+
   describe('claiming', () => {
     it('a quorate follower that ranks first claims from every other live anchor', () => {
       const a = run('a');

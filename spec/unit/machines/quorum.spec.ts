@@ -13,23 +13,33 @@ import { Running, emittedBy } from '../../helpers/machine-harness.js';
 const timeoutMs = 3000;
 const input = (anchor: boolean, role: 'monitor' | 'member'): QuorumInput => ({ anchor, role, quorumTimeoutMs: timeoutMs });
 
-const own = (reachable: number, total = 5): QuorumEvent => ({
+const own = (reachable: number, total = 5, at = 0): QuorumEvent => ({
   type: 'CONNECTIVITY',
   reachableVotes: reachable,
   totalVotes: total,
   source: 'own',
+  at,
 });
-const fromMonitorPulse = (reachable: number, total = 5): QuorumEvent => ({
+const fromMonitorPulse = (reachable: number, total = 5, at = 0): QuorumEvent => ({
   type: 'CONNECTIVITY',
   reachableVotes: reachable,
   totalVotes: total,
   source: 'monitor_pulse',
+  at,
 });
-const heard = (has: boolean, via: 'member_pulse' | 'monitor_pulse', fromAnchor = true): QuorumEvent => ({
+const heard = (
+  has: boolean,
+  via: 'member_pulse' | 'monitor_pulse' | 'upper_pulse',
+  fromAnchor = true,
+  ttlMs = timeoutMs,
+  at = 0,
+): QuorumEvent => ({
   type: 'QUORUM_HEARD',
   has,
   via,
   fromAnchor,
+  ttlMs,
+  at,
 });
 
 const run = (anchor: boolean, role: 'monitor' | 'member') => new Running(quorumMachine, input(anchor, role));
@@ -120,11 +130,19 @@ describe('quorum (M5)', () => {
       expect(q.value).to.equal('noQuorum');
     });
 
+    it('with groups, adopts the state in its upper monitor\'s pulses (M4)', () => {
+      const q = run(false, 'monitor');
+      q.send(heard(true, 'upper_pulse', false));
+      expect(q.value).to.equal('quorate');
+      q.send(heard(false, 'upper_pulse', false));
+      expect(q.value).to.equal('noQuorum');
+    });
+
     it('sends the state it adopted in its monitor pulses', () => {
       const q = run(false, 'monitor');
-      expect(quorumToSend(q.snapshot)).to.equal(false);
+      expect(quorumToSend(q.snapshot, q.clock.now())?.has).to.equal(false);
       q.send(heard(true, 'member_pulse'));
-      expect(quorumToSend(q.snapshot)).to.equal(true);
+      expect(quorumToSend(q.snapshot, q.clock.now())?.has).to.equal(true);
     });
   });
 
@@ -147,9 +165,9 @@ describe('quorum (M5)', () => {
 
     it('puts what it computed in its member pulses', () => {
       const q = run(true, 'member');
-      expect(quorumToSend(q.snapshot)).to.equal(false);
+      expect(quorumToSend(q.snapshot, q.clock.now())?.has).to.equal(false);
       q.send(fromMonitorPulse(3));
-      expect(quorumToSend(q.snapshot)).to.equal(true);
+      expect(quorumToSend(q.snapshot, q.clock.now())?.has).to.equal(true);
     });
   });
 
@@ -171,7 +189,7 @@ describe('quorum (M5)', () => {
     it('sends no quorum state', () => {
       const q = run(false, 'member');
       q.send(heard(true, 'monitor_pulse'));
-      expect(quorumToSend(q.snapshot)).to.equal(undefined);
+      expect(quorumToSend(q.snapshot, q.clock.now())).to.equal(undefined);
     });
   });
 
@@ -191,7 +209,7 @@ describe('quorum (M5)', () => {
       const q = run(false, 'monitor');
       q.send(heard(true, 'member_pulse'));
       q.send({ type: 'ROLE', role: 'member' });
-      expect(quorumToSend(q.snapshot)).to.equal(undefined);
+      expect(quorumToSend(q.snapshot, q.clock.now())).to.equal(undefined);
       expect(q.value).to.equal('quorate');
     });
   });
@@ -217,6 +235,34 @@ describe('quorum (M5)', () => {
       expect(q.value).to.equal('quorate');
       q.clock.advance(timeoutMs);
       expect(q.value).to.equal('noQuorum');
+    });
+
+    it("an adopted state lives only what its sender had left: relays never extend it", () => {
+      const q = run(false, 'member');
+      q.send(heard(true, 'monitor_pulse', false, 1000, 0));
+      q.clock.advance(400);
+      expect(quorumToSend({ ...q.snapshot, context: { ...q.snapshot.context, role: 'monitor' } } as typeof q.snapshot, q.clock.now())).to.deep.equal({ has: true, ttlMs: 600 });
+      q.clock.advance(600);
+      expect(q.value).to.equal('noQuorum');
+    });
+
+    it('never keeps an adopted state longer than its own timeout', () => {
+      const q = run(false, 'member');
+      q.send(heard(true, 'monitor_pulse', false, timeoutMs * 10));
+      q.clock.advance(timeoutMs);
+      expect(q.value).to.equal('noQuorum');
+    });
+
+    it('ignores a state whose lifetime has run out', () => {
+      const q = run(false, 'member');
+      q.send(heard(true, 'monitor_pulse', false, 0));
+      expect(q.value).to.equal('noQuorum');
+    });
+
+    it('an anchor sends its own computation with a full lifetime', () => {
+      const q = run(true, 'member');
+      q.send(fromMonitorPulse(3));
+      expect(quorumToSend(q.snapshot, q.clock.now())).to.deep.equal({ has: true, ttlMs: timeoutMs });
     });
 
     it('is restarted by received state the role rule does not adopt', () => {
@@ -256,7 +302,7 @@ describe('quorum (M5)', () => {
       // The last anchor dies: only non-anchor member pulses, which carry nothing, arrive now.
       q.clock.advance(timeoutMs);
       expect(q.value).to.equal('noQuorum');
-      expect(quorumToSend(q.snapshot)).to.equal(false);
+      expect(quorumToSend(q.snapshot, q.clock.now())?.has).to.equal(false);
     });
   });
 
