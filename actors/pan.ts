@@ -67,10 +67,10 @@ export class PanActor {
     return snap && snap.value === 'primary' ? snap.context.term : null;
   }
 
-  /** The PAN for `status`: known and counted alive. */
+  /** The PAN for `status`: known, counted alive, and on a quorate side (M16: no PAN without quorum). */
   live(): string | null {
     const p = this.known();
-    return p && this.deps.isAlive(p.id) ? p.id : null;
+    return p && this.deps.quorate() && this.deps.isAlive(p.id) ? p.id : null;
   }
 
   /** The anchors the heartbeat counts alive: the quorum set. */
