@@ -267,8 +267,23 @@ export class HeartbeatActor {
     return { level, domain: domainAt(me.shortId, level), slot: slotAt(me.shortId, level), role, actor, reports: new Map(), failed: [], uppers: [], peers: [], horizon: level };
   }
 
-  private startMember(level: number, monitor?: Candidate): void {
+  /** What both roles are told about this node's place at `level`. */
+  private roleInput(level: number) {
     const me = this.me!;
+    const t = timingFor(this.deps.periodMs, level);
+    return {
+      self: this.deps.self,
+      selfAnchor: this.deps.anchor,
+      level,
+      domain: domainAt(me.shortId, level),
+      slot: slotAt(me.shortId, level),
+      tickMs: t.tickMs,
+      ticksPerPeriod: t.ticksPerPeriod,
+      preference: this.deps.preference,
+    };
+  }
+
+  private startMember(level: number, monitor?: Candidate): void {
     const below = this.levels[level - 1];
     // A new transmitter learns where to report from the pulses it heard as a member below.
     const hint = monitor ?? (below?.uppers[0] ? { id: below.uppers[0], anchor: this.isAnchor(below.uppers[0]) } : undefined);
@@ -276,19 +291,7 @@ export class HeartbeatActor {
     const actor = createActor(heartbeatMember, {
       clock: this.deps.clock,
       inspect: this.deps.inspect,
-      input: {
-        self: this.deps.self,
-        selfAnchor: this.deps.anchor,
-        level,
-        domain: domainAt(me.shortId, level),
-        slot: slotAt(me.shortId, level),
-        tickMs: t.tickMs,
-        ticksPerPeriod: t.ticksPerPeriod,
-        monitorSilenceTicksMax: t.monitorSilenceTicksMax,
-        claimWindowTicks: t.claimWindowTicks,
-        preference: this.deps.preference,
-        monitor: hint,
-      },
+      input: { ...this.roleInput(level), monitorSilenceTicksMax: t.monitorSilenceTicksMax, claimWindowTicks: t.claimWindowTicks, monitor: hint },
     });
     const l = this.newLevel(level, 'member', actor);
     this.stopLevels(level);
@@ -311,19 +314,7 @@ export class HeartbeatActor {
     const actor = createActor(heartbeatMonitor, {
       clock: this.deps.clock,
       inspect: this.deps.inspect,
-      input: {
-        self: this.deps.self,
-        selfAnchor: this.deps.anchor,
-        level,
-        domain: was.domain,
-        slot: was.slot,
-        tickMs: t.tickMs,
-        ticksPerPeriod: t.ticksPerPeriod,
-        memberSilenceTicksMax: t.memberSilenceTicksMax,
-        preference: this.deps.preference,
-        members,
-        presumedAlive,
-      },
+      input: { ...this.roleInput(level), memberSilenceTicksMax: t.memberSilenceTicksMax, members, presumedAlive },
     });
     const l = this.newLevel(level, 'monitor', actor);
     l.uppers = was.uppers;

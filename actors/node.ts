@@ -12,7 +12,7 @@ import type { Body, NodeDbSnapshot } from '../bus/messages.js';
 import type { Inbound, ReplyRoute, Transport } from '../bus/transport.js';
 import { nativeDecoder } from '../bus/codec.js';
 import { findNode } from '../machines/node-db.js';
-import { networkState, nodeStateMachine, nodeStateOf } from '../machines/node-state.js';
+import { nodeStateMachine, nodeStateOf } from '../machines/node-state.js';
 import { HeartbeatActor, type HeartbeatNews } from './heartbeat.js';
 import type { Log } from './log.js';
 import { NodeDbActor } from './node-db.js';
@@ -237,7 +237,6 @@ export class MangroveNode {
       pan: this.pan.live(),
       panTerm: this.pan.primaryTerm(),
       state,
-      network: networkState(state, [state]),
       phase: this.nodeDb.joined() ? 'joined' : 'forming',
       endpoint: s.endpoint,
       pid: s.pid,

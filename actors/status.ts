@@ -34,8 +34,6 @@ export interface NodeStatus {
   /** The term in which this node is PAN, when it is (M16). */
   panTerm: number | null;
   state: NodeStateName;
-  /** The network state (M6) as this node can aggregate it. */
-  network: NodeStateName;
   /** 'forming' until the node is in a node database, then 'member'. */
   phase: 'forming' | 'joined';
   endpoint: string;

@@ -12,7 +12,7 @@ import { ENVELOPE_VERSION, limits } from './envelope.js';
 import { MangroveError, type ErrorCode } from './errors.js';
 import type { Body, Kind } from './messages.js';
 import { describeError } from './transport-base.js';
-import { zmqLimits } from './zmq.js';
+import { openDealer, zmqLimits } from './zmq.js';
 
 export const clientLimits = {
   /** Requests awaiting an answer; more are refused rather than queued. */
@@ -55,18 +55,11 @@ export class ZmqClient {
       throw new MangroveError('E_BAD_ARGUMENT', `client id must have 1 to ${limits.idCharsMax} characters`);
     }
     if (!(opts.timeoutMs > 0)) throw new MangroveError('E_BAD_ARGUMENT', 'timeoutMs must be positive');
-    const dealer = new zmq.Dealer({
-      linger: 0,
-      sendTimeout: 0,
-      sendHighWaterMark: zmqLimits.sendQueueMax,
-      receiveHighWaterMark: zmqLimits.receiveQueueMax,
-      maxMessageSize: zmqLimits.wireBytesMax,
-    });
+    let dealer: zmq.Dealer;
     try {
-      dealer.connect(endpoint);
+      dealer = openDealer(endpoint);
     } catch (err) {
-      dealer.close();
-      throw new MangroveError('E_BAD_ARGUMENT', `cannot connect to ${JSON.stringify(endpoint)}: ${describeError(err)}`);
+      throw new MangroveError('E_BAD_ARGUMENT', describeError(err));
     }
     return new ZmqClient(dealer, endpoint, clientId, opts.timeoutMs);
   }

@@ -103,19 +103,11 @@ export class ZmqTransport extends BaseTransport {
       this.links.set(endpoint, existing);
       return existing;
     }
-    const dealer = new zmq.Dealer({
-      linger: 0,
-      sendTimeout: 0,
-      sendHighWaterMark: zmqLimits.sendQueueMax,
-      receiveHighWaterMark: zmqLimits.receiveQueueMax,
-      maxMessageSize: zmqLimits.wireBytesMax,
-      reconnectMaxInterval: zmqLimits.reconnectMaxMs,
-    });
+    let dealer: zmq.Dealer;
     try {
-      dealer.connect(endpoint);
+      dealer = openDealer(endpoint);
     } catch (err) {
-      dealer.close();
-      return `cannot connect to ${JSON.stringify(endpoint)}: ${describeError(err)}`;
+      return describeError(err);
     }
     this.links.set(endpoint, dealer);
     this.track(this.readLoop(dealer, (frames) => this.accept(frames, { endpoint })));
@@ -167,4 +159,27 @@ function settle(sending: Promise<void>): Promise<null | string> {
 
 function isEndpointRoute(route: unknown): route is { endpoint: string } {
   return typeof route === 'object' && route !== null && typeof (route as { endpoint?: unknown }).endpoint === 'string';
+}
+
+/**
+ * A Dealer connected to `endpoint` with the bus's limits: never blocks a
+ * send (a full queue refuses at once), never lingers at close. Throws a
+ * sentence naming the endpoint if the endpoint cannot be parsed.
+ */
+export function openDealer(endpoint: string): zmq.Dealer {
+  const dealer = new zmq.Dealer({
+    linger: 0,
+    sendTimeout: 0,
+    sendHighWaterMark: zmqLimits.sendQueueMax,
+    receiveHighWaterMark: zmqLimits.receiveQueueMax,
+    maxMessageSize: zmqLimits.wireBytesMax,
+    reconnectMaxInterval: zmqLimits.reconnectMaxMs,
+  });
+  try {
+    dealer.connect(endpoint);
+  } catch (err) {
+    dealer.close();
+    throw new Error(`cannot connect to ${JSON.stringify(endpoint)}: ${describeError(err)}`);
+  }
+  return dealer;
 }

@@ -36,7 +36,7 @@ export function renderStatus(s: NodeStatus): string {
   const summary = [
     ['node', `${s.self}  (epoch ${s.epoch}, pid ${s.pid}, software ${s.software})`],
     ['endpoint', `${s.endpoint}  anchor ${anchor}  group ${s.group}`],
-    ['phase', `${s.phase}  state ${s.state}  network ${s.network}`],
+    ['phase', `${s.phase}  state ${s.state}`],
     ['quorum', s.quorum ? 'yes' : 'NO'],
     ['monitor', s.monitor ?? 'none'],
     ['pan', `${s.pan ?? 'none'}${s.panTerm === null || s.panTerm === undefined ? '' : `  (this node, term ${s.panTerm})`}`],

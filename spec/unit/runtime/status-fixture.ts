@@ -15,7 +15,6 @@ export function sampleStatus(overrides: Partial<NodeStatus> = {}): NodeStatus {
     pan: IDS[1],
     panTerm: null,
     state: 'normal',
-    network: 'normal',
     phase: 'joined',
     endpoint: 'tcp://127.0.0.1:7400',
     pid: 4242,
