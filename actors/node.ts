@@ -8,7 +8,8 @@ import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { Clock, Random } from '../bus/clock.js';
 import type { Envelope } from '../bus/envelope.js';
 import { MangroveError } from '../bus/errors.js';
-import type { Body, NodeDbSnapshot } from '../bus/messages.js';
+import type { Body, NdbOp, NodeDbSnapshot } from '../bus/messages.js';
+import type { ErrorCode } from '../bus/errors.js';
 import type { Inbound, ReplyRoute, Transport } from '../bus/transport.js';
 import { nativeDecoder } from '../bus/codec.js';
 import { findNode } from '../machines/node-db.js';
@@ -39,6 +40,20 @@ export type NodeNews =
   | { type: 'quorum'; has: boolean }
   | { type: 'pan'; id: string | null; term: number | null }
   | { type: 'db'; version: number; nodes: number };
+
+/** How a failed node-database update is reported to a client. */
+const UPDATE_ERRORS: Record<string, ErrorCode> = {
+  E_NO_QUORUM: 'E_NO_QUORUM',
+  E_NOT_ANCHOR: 'E_NOT_ANCHOR',
+  E_UNKNOWN_NODE: 'E_NOT_FOUND',
+  E_EXISTS: 'E_BAD_ARGUMENT',
+  E_SHORT_ID_TAKEN: 'E_BAD_ARGUMENT',
+  E_BAD_SHORT_ID: 'E_BAD_ARGUMENT',
+  E_REJECTED: 'E_BAD_ARGUMENT',
+  E_GROUP_FULL: 'E_FULL',
+  E_DB_FULL: 'E_FULL',
+  E_TIMEOUT: 'E_TIMEOUT',
+};
 
 export class MangroveNode {
   readonly news$ = new Subject<NodeNews>();
@@ -195,14 +210,19 @@ export class MangroveNode {
         return ok({ dropped: this.deps.transport.dropped() });
       }
       case 'client.ndb_update': {
-        if (!this.deps.settings.anchor) return err(new MangroveError('E_NOT_ANCHOR', 'node database updates go to an anchor node'));
         const b = env.body as Body<'client.ndb_update'>;
-        this.nodeDb.update(b.change).then((r) =>
-          r.ok ? ok({ version: r.version }) : err(new MangroveError(r.code === 'E_NO_QUORUM' ? 'E_NO_QUORUM' : 'E_BUSY', `${r.code}: ${r.reason}`)),
-        );
+        this.updateNodeDatabase(b.change).then((version) => ok({ version }), err);
         return;
       }
     }
+  }
+
+  /** Adds, changes or removes a node (M2), coordinated from this anchor; resolves with the new version. */
+  async updateNodeDatabase(change: NdbOp): Promise<number> {
+    if (!this.deps.settings.anchor) throw new MangroveError('E_NOT_ANCHOR', 'node database updates go to an anchor node');
+    const r = await this.nodeDb.update(change);
+    if (r.ok) return r.version;
+    throw new MangroveError(UPDATE_ERRORS[r.code] ?? 'E_BUSY', `the node database update failed (${r.code}): ${r.reason}`);
   }
 
   /** This node's copy of the node database (M2). */

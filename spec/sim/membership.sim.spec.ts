@@ -135,6 +135,33 @@ describe('membership in the simulator', function () {
     });
   });
 
+  it('a node joining through any anchor is added everywhere; a removed node is gone from every copy', async () => {
+    const c = formed(new SimCluster({ seed: 500, nodes: 6, anchors: 3, periodMs: PERIOD }));
+    // Every non-anchor joined through some anchor; every anchor and node holds all six.
+    for (let i = 0; i < 6; i++) expect(c.node(i)!.database().nodes.map((n) => n.id).sort()).to.deep.equal([...Array(6).keys()].map((j) => c.id(j)).sort());
+    const gone = c.id(5);
+    c.crash(5);
+    let version = -1;
+    void c.node(1)!.updateNodeDatabase({ op: 'delete', id: gone }).then((v) => (version = v));
+    // The update resolves a promise: let its callback run between simulated steps.
+    for (let step = 0; step < 40 && version < 0; step++) {
+      c.run(PERIOD / 2);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(version, 'the update committed').to.be.greaterThan(0);
+    expect(c.runUntil(() => [0, 1, 2, 3, 4].every((i) => c.node(i)!.database().version === version), 20 * PERIOD)).to.be.at.least(0);
+    for (let i = 0; i < 5; i++) expect(c.node(i)!.database().nodes.map((n) => n.id)).to.not.include(gone);
+    for (let i = 0; i < 5; i++) expect(c.status(i)!.nodes).to.have.length(5);
+    // Without quorum the update is refused at once, and says why.
+    c.crash(1);
+    c.crash(2);
+    c.run(20 * PERIOD);
+    let refusal: unknown;
+    await c.node(0)!.updateNodeDatabase({ op: 'delete', id: c.id(4) }).catch((e) => (refusal = e));
+    expect(refusal).to.have.property('code', 'E_NO_QUORUM');
+    expect(c.node(0)!.database().nodes.map((n) => n.id)).to.include(c.id(4));
+  });
+
   it('is a pure function of its seed: the same seed gives the same trace, byte for byte', () => {
     const run = (seed: number): Buffer => {
       const records: TraceRecord[] = [];

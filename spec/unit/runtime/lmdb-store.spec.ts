@@ -40,6 +40,19 @@ describe('runtime/lmdb-store', () => {
     expect(s.loadNodeDb()).to.equal(undefined);
   });
 
+  it("keeps an anchor's node-database promises across close and reopen", async () => {
+    const s = openStore();
+    expect(s.loadAcceptor()).to.equal(undefined);
+    const acceptor = {
+      version: 8,
+      promised: { round: 4, by: `${identity.id}/3` },
+      accepted: { ballot: { round: 3, by: `${identity.id}/2` }, change: { op: 'delete' as const, id: '0f0e0d0c0b0a-018f2c3a4b5d' } },
+    };
+    s.saveAcceptor(acceptor);
+    await s.close();
+    expect(openStore().loadAcceptor()).to.deep.equal(acceptor);
+  });
+
   it('keeps the identity across close and reopen', async () => {
     const s = openStore();
     s.saveIdentity(identity);
