@@ -6,6 +6,7 @@
  */
 import { expect } from 'chai';
 import { ProcessCluster } from '../helpers/process-cluster.js';
+import { mangrove } from '../helpers/run-cli.js';
 
 const PERIOD = 200;
 
@@ -101,8 +102,14 @@ describe('membership across real processes', function () {
     // Nodes 0-2 are the anchors: {0, 3, 4} holds one anchor vote of three, {1, 2} two.
     const minority = [0, 3, 4];
     const majority = [1, 2];
-    for (const i of minority) await cluster.request(i, 'client.fault', { drop: majority.map((j) => ids[j]) });
-    for (const i of majority) await cluster.request(i, 'client.fault', { drop: minority.map((j) => ids[j]) });
+    // Through the CLI, as an operator would: `mangrove fault --connect E --drop ID,ID`.
+    const cut = async (i: number, peers: number[]) => {
+      const r = await mangrove(['fault', '--connect', cluster.endpoints[i], '--drop', peers.map((j) => ids[j]).join(','), '--json']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(JSON.parse(r.stdout).dropped).to.have.members(peers.map((j) => ids[j]));
+    };
+    for (const i of minority) await cut(i, majority);
+    for (const i of majority) await cut(i, minority);
     const timeout = PERIOD * 8;
     const lost = await cluster.waitFor(async () => {
       const now = await cluster.statuses();
@@ -112,6 +119,7 @@ describe('membership across real processes', function () {
     const now = await cluster.statuses();
     for (const i of majority) expect(now[i]!.quorum, `node ${i} keeps quorum`).to.equal(true);
     for (const i of minority) expect(now[i]!.pan, `node ${i} names no PAN`).to.equal(null);
+    for (let i = 0; i < 5; i++) expect((await mangrove(['fault', '--connect', cluster.endpoints[i], '--heal'])).code).to.equal(0);
     await healed();
     for (const x of await cluster.statuses()) {
       expect(x!.quorum).to.equal(true);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ENVELOPE_VERSION } from '../../../bus/envelope.js';
 import { TraceWriter } from '../../../bus/trace.js';
-import { CLI, mangrove } from './run-cli.js';
+import { CLI, mangrove } from '../../helpers/run-cli.js';
 
 describe('runtime/cli (built)', () => {
   let dir: string;

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { NodeStatus } from '../../../actors/status.js';
 import { writeConfig } from '../../../runtime/config.js';
 import { freePort } from '../../helpers/ports.js';
-import { CLI, mangrove } from './run-cli.js';
+import { CLI, mangrove } from '../../helpers/run-cli.js';
 
 const children = new Set<ChildProcess>();
 
