@@ -86,6 +86,7 @@ export const heartbeatMember = setup({
     claimWindow: ({ context }) => context.tickMs * context.claimWindowTicks,
   },
   guards: {
+    knowsMonitor: ({ context }) => context.monitor !== undefined,
     isFromMonitor: ({ context, event }) => 'from' in event && event.from === context.monitor?.id,
     isBetterMonitor: ({ context, event }) =>
       event.type === 'MONITOR_PULSE' &&
@@ -144,7 +145,7 @@ export const heartbeatMember = setup({
   initial: 'choosing',
   states: {
     choosing: {
-      always: [{ guard: ({ context }) => context.monitor !== undefined, target: 'following' }, { target: 'searching' }],
+      always: [{ guard: 'knowsMonitor', target: 'following' }, { target: 'searching' }],
     },
     /** No monitor known: wait to hear one, then claim the role. */
     searching: {

@@ -99,6 +99,8 @@ export const ndbSubordinateMachine = setup({
   },
   guards: {
     grants: (a) => refusal(a) === undefined,
+    hasAccepted: ({ context }) => context.acceptor.accepted !== undefined,
+    hasPromised: ({ context }) => context.acceptor.promised !== undefined,
     isNext: ({ context, event }) => event.type === 'COMMIT' && event.version === context.db.version + 1,
     isAhead: ({ context, event }) =>
       (event.type === 'COMMIT' || event.type === 'PREPARE' || event.type === 'ACCEPT') && event.version > context.db.version + 1,
@@ -182,8 +184,8 @@ export const ndbSubordinateMachine = setup({
     /** Back from the store: resume where the last promise or accept left off. */
     restoring: {
       always: [
-        { guard: ({ context }) => context.acceptor.accepted !== undefined, target: 'accepted' },
-        { guard: ({ context }) => context.acceptor.promised !== undefined, target: 'promised' },
+        { guard: 'hasAccepted', target: 'accepted' },
+        { guard: 'hasPromised', target: 'promised' },
         { target: 'open' },
       ],
     },
