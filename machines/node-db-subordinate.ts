@@ -101,7 +101,9 @@ export const ndbSubordinateMachine = setup({
     grants: (a) => refusal(a) === undefined,
     hasAccepted: ({ context }) => context.acceptor.accepted !== undefined,
     hasPromised: ({ context }) => context.acceptor.promised !== undefined,
-    isNext: ({ context, event }) => event.type === 'COMMIT' && event.version === context.db.version + 1,
+    /** A commit of the next version whose change applies (a chosen change always does). */
+    isNext: ({ context, event }) =>
+      event.type === 'COMMIT' && event.version === context.db.version + 1 && applyChange(context.db, event.change).ok,
     isAhead: ({ context, event }) =>
       (event.type === 'COMMIT' || event.type === 'PREPARE' || event.type === 'ACCEPT') && event.version > context.db.version + 1,
     isNewerDb: ({ context, event }) => event.type === 'ADOPT' && event.db.version > context.db.version,
@@ -145,8 +147,7 @@ export const ndbSubordinateMachine = setup({
     apply: enqueueActions(({ context, event, enqueue }) => {
       const e = event as Extract<NdbSubordinateEvent, { type: 'COMMIT' }>;
       const applied = applyChange(context.db, e.change);
-      // A chosen change was checked by a majority against this same version.
-      if (!applied.ok) return;
+      if (!applied.ok) return; // ruled out by isNext
       const acceptor = fresh(applied.db);
       enqueue.assign({ db: applied.db, acceptor });
       enqueue.emit({ type: 'committed', db: applied.db });

@@ -1,111 +1,199 @@
 /**
- * Generated paths through one anchor's node-db lock: every state is
- * reached; on every path the anchor holds at most one lock, only ever for
- * db.version + 1 with a change that applies, answers ok only for the lock it
- * then holds, and changes its db only by committing that lock or adopting a
- * newer snapshot.
+ * Generated paths through one anchor's node-db acceptor (single-decree Paxos
+ * per version), from a fresh start and from restored promises: every resting
+ * state is reached, and along every path, within one version, the promised
+ * ballot never goes down and an accepted change is never forgotten; an
+ * accepted ballot is never above the promised one; every change of the
+ * acceptor state is persisted in the step that makes it, and every ok answer
+ * follows the persist of the very state it answers from; the database
+ * changes only by committing the next version or adopting a newer one.
  */
 import { expect } from 'chai';
 import { getShortestPaths } from 'xstate/graph';
-import type { NdbOp, NodeDbSnapshot } from '../../bus/messages.js';
+import type { Ballot, NdbOp, NodeDbSnapshot } from '../../bus/messages.js';
 import { shortIdOf } from '../../machines/identity.js';
 import { applyChange, genesis } from '../../machines/node-db.js';
 import {
-  machineName,
+  compareBallots,
   ndbSubordinateMachine,
+  type AcceptorState,
   type NdbSubordinateEvent,
+  type NdbSubordinateInput,
   type NdbSubordinateSnapshot,
 } from '../../machines/node-db-subordinate.js';
-import { afterEvent, leafStates, pathEvents, replay, type Emitted } from '../helpers/machine-harness.js';
+import { leafStates, pathEvents, replay, type Emitted } from '../helpers/machine-harness.js';
 
-const VERSION_MAX = 4;
+/** The last version offered events: paths commit up to VERSION_MAX, adopt one beyond. */
+const VERSION_MAX = 3;
 const db1 = genesis(['a', 'b', 'c'].map((id) => ({ id, endpoint: `tcp://${id}:1`, anchor: true, votes: 1, group: 0 })));
-const input = { self: 'b', db: db1, lockTimeoutMs: 1000 };
 
+const b1: Ballot = { round: 1, by: 'a/1' };
+const b2: Ballot = { round: 2, by: 'c/1' };
+const b3: Ballot = { round: 3, by: 'a/1' };
 const add = (prefix: string, version: number, slot: number): NdbOp => ({
   op: 'add',
   node: { id: `${prefix}${version}`, shortId: shortIdOf(0, slot), endpoint: 'tcp://n:1', anchor: false, votes: 0, group: 0 },
 });
+const xOf = (v: number) => add('x', v, 10 + v);
+const yOf = (v: number) => add('y', v, 20 + v);
+const bad: NdbOp = { op: 'delete', id: 'nobody' };
 
+const inputs: [string, NdbSubordinateInput][] = [
+  ['a fresh anchor', { self: 'b', db: db1 }],
+  ['an anchor restored with a promise', { self: 'b', db: db1, acceptor: { version: 2, promised: b2 } }],
+  ['an anchor restored with an accept', { self: 'b', db: db1, acceptor: { version: 2, promised: b3, accepted: { ballot: b2, change: yOf(2) } } }],
+  ['an anchor restored with a promise for a version it has', { self: 'b', db: db1, acceptor: { version: 1, promised: b3 } }],
+];
+
+/** Events offered in each state, relative to the version the anchor has, so the graph stays finite. */
 function eventsFor(s: NdbSubordinateSnapshot): NdbSubordinateEvent[] {
   const v = s.context.db.version + 1;
   if (v > VERSION_MAX) return [];
-  const newer: NodeDbSnapshot = { version: v + 1, nodes: s.context.db.nodes };
+  const prepare = (from: string, version: number, ballot: Ballot): NdbSubordinateEvent => ({ type: 'PREPARE', from, version, ballot });
+  const accept = (from: string, version: number, ballot: Ballot, change: NdbOp): NdbSubordinateEvent => ({
+    type: 'ACCEPT',
+    from,
+    version,
+    ballot,
+    change,
+  });
   return [
-    { type: 'PREPARE', from: 'a', version: v, change: add('n', v, 10 + v) },
-    { type: 'PREPARE', from: 'c', version: v, change: add('m', v, 30 + v) },
-    { type: 'PREPARE', from: 'a', version: v + 1, change: add('n', v + 1, 20 + v) },
-    { type: 'PREPARE', from: 'c', version: v, change: { op: 'delete', id: 'nobody' } },
-    { type: 'COMMIT', from: 'a', version: v },
-    { type: 'COMMIT', from: 'c', version: v },
-    { type: 'ABORT', from: 'a', version: v },
-    { type: 'BEGIN_LOCAL', version: v, change: add('s', v, 50 + v) },
-    { type: 'END_LOCAL', commit: true },
-    { type: 'END_LOCAL', commit: false },
-    { type: 'ADOPT', db: newer },
-    afterEvent(machineName, 'lockTimeout', 'locked') as unknown as NdbSubordinateEvent,
+    prepare('a', v, b1),
+    prepare('c', v, b2),
+    prepare('a', v, b3),
+    prepare('a', v - 1, b3),
+    prepare('c', v + 1, b1),
+    accept('a', v, b1, xOf(v)),
+    accept('c', v, b2, yOf(v)),
+    accept('a', v, b3, xOf(v)),
+    accept('a', v, b3, bad),
+    accept('c', v + 1, b3, yOf(v + 1)),
+    { type: 'COMMIT', version: v, change: xOf(v) },
+    { type: 'COMMIT', version: v, change: yOf(v) },
+    { type: 'COMMIT', version: v - 1, change: yOf(v - 1) },
+    { type: 'COMMIT', version: v + 1, change: xOf(v + 1) },
+    { type: 'ADOPT', db: { version: v + 1, nodes: s.context.db.nodes } },
+    { type: 'ADOPT', db: { version: v - 1, nodes: [] } },
   ];
 }
 
+const key = (b?: Ballot) => (b ? `${b.round}:${b.by}` : '-');
+const changeKey = (c: NdbOp) => (c.op === 'delete' ? `-${c.id}` : `${c.op}:${c.node.id}`);
+
+function stateKey(s: NdbSubordinateSnapshot): string {
+  const { acceptor, db } = s.context;
+  const accepted = acceptor.accepted ? `${key(acceptor.accepted.ballot)}=${changeKey(acceptor.accepted.change)}` : '-';
+  return `${String(s.value)} v${db.version} p${key(acceptor.promised)} a${accepted}`;
+}
+
+function eventKey(e: NdbSubordinateEvent): string {
+  if (e.type === 'ADOPT') return `ADOPT@${e.db.version}`;
+  return `${e.type}@${e.version}/${'ballot' in e ? key(e.ballot) : ''}/${'change' in e ? changeKey(e.change) : ''}`;
+}
+
+/** Keyed on the step (from, event, to), so the paths take every transition, not only reach every state. */
+const serialize = (s: NdbSubordinateSnapshot, e: NdbSubordinateEvent | undefined, prev?: NdbSubordinateSnapshot): string =>
+  JSON.stringify([prev ? stateKey(prev) : null, e ? eventKey(e) : null, stateKey(s)]);
+
+const same = (a?: Ballot, b?: Ballot) => a !== undefined && b !== undefined && compareBallots(a, b) === 0;
+
+/** What a snapshot must hold whatever path led to it. */
 function checkSnapshot(s: NdbSubordinateSnapshot): void {
-  const { lock, db } = s.context;
-  expect(s.value === 'locked', 'locked exactly when a lock is held').to.equal(lock !== undefined);
-  if (lock) {
-    expect(lock.version).to.equal(db.version + 1);
-    expect(applyChange(db, lock.change).ok, 'a held change applies').to.equal(true);
+  const { acceptor, db } = s.context;
+  expect(acceptor.version, 'the acceptor is for the next version').to.equal(db.version + 1);
+  if (acceptor.accepted) {
+    expect(acceptor.promised, 'an accept raises the promise').to.not.equal(undefined);
+    expect(compareBallots(acceptor.accepted.ballot, acceptor.promised!), 'accepted ballot above the promised one').to.be.at.most(0);
   }
+  const want = acceptor.accepted ? 'accepted' : acceptor.promised ? 'promised' : 'open';
+  expect(s.value, 'the state names what the acceptor holds').to.equal(want);
+}
+
+/** One step of a path: before, the event, what it emitted, after. */
+function checkStep(before: NdbSubordinateSnapshot, event: NdbSubordinateEvent, out: Emitted[], after: NdbSubordinateSnapshot): void {
+  checkSnapshot(after);
+  const was = before.context.acceptor;
+  const now = after.context.acceptor;
+  const persists = out.flatMap((e, i) => (e.type === 'persist' ? [{ i, acceptor: e.acceptor as AcceptorState }] : []));
+
+  if (after.context.db === before.context.db) {
+    expect(now.version).to.equal(was.version);
+    if (was.promised) {
+      expect(now.promised, 'a promise is never dropped').to.not.equal(undefined);
+      expect(compareBallots(now.promised!, was.promised), 'the promised ballot never goes down').to.be.at.least(0);
+    }
+    if (was.accepted) expect(now.accepted, 'an accepted change is never forgotten').to.not.equal(undefined);
+  } else {
+    // A new database: committed or adopted, and a fresh acceptor for the version after it.
+    expect(now).to.deep.equal({ version: after.context.db.version + 1 });
+    const committed = out.filter((e) => e.type === 'committed');
+    const adopted = out.filter((e) => e.type === 'adopted');
+    if (event.type === 'COMMIT') {
+      const applied = applyChange(before.context.db, event.change);
+      expect(event.version).to.equal(before.context.db.version + 1);
+      expect(applied.ok && applied.db).to.deep.equal(after.context.db);
+      expect(committed.map((e) => e.db)).to.deep.equal([after.context.db]);
+    } else {
+      expect(event.type).to.equal('ADOPT');
+      expect(after.context.db.version).to.be.greaterThan(before.context.db.version);
+      expect(adopted.map((e) => e.db)).to.deep.equal([after.context.db]);
+    }
+  }
+  if (JSON.stringify(now) !== JSON.stringify(was)) {
+    expect(persists.at(-1)?.acceptor, 'every change of the acceptor is persisted').to.deep.equal(now);
+  }
+
+  out.forEach((e, i) => {
+    if (e.type !== 'send') return;
+    const body = e.body as { ok: boolean; version: number; ballot: Ballot; accepted?: unknown };
+    if (!body.ok) return;
+    const saved = persists.filter((p) => p.i < i).at(-1)?.acceptor;
+    expect(saved, `${e.kind as string} ok before any persist`).to.not.equal(undefined);
+    expect(saved, 'the answer follows the persist of the state it answers from').to.deep.equal(now);
+    expect(body.version).to.equal(saved!.version);
+    if (e.kind === 'ndb.promise') {
+      expect(event.type).to.equal('PREPARE');
+      expect(same(saved!.promised, body.ballot), 'the promised ballot is persisted').to.equal(true);
+      expect(body.accepted, 'the promise reports what was accepted').to.deep.equal(saved!.accepted);
+    } else {
+      expect(e.kind).to.equal('ndb.accepted');
+      expect(event.type).to.equal('ACCEPT');
+      expect(same(saved!.accepted?.ballot, body.ballot), 'the accepted ballot is persisted').to.equal(true);
+    }
+  });
 }
 
 describe('node-db subordinate (M2), generated paths', () => {
-  const paths = getShortestPaths(ndbSubordinateMachine, {
+  const reached = new Set<string>();
+  const runs = inputs.map(([name, input]) => ({
+    name,
     input,
-    events: eventsFor,
-    serializeState: (s, e) =>
-      JSON.stringify([s.value, s.context.db.version, s.context.lock?.coordinator ?? null, (e as { type: string } | undefined)?.type]),
-    limit: 20_000,
-  });
+    paths: getShortestPaths(ndbSubordinateMachine, { input, events: eventsFor, serializeState: serialize }),
+  }));
 
-  it('reaches every state, and versions up to the cap', () => {
-    const reached = new Set(paths.map((p) => String(p.state.value)));
-    expect([...reached].sort()).to.deep.equal(leafStates(ndbSubordinateMachine).sort());
-    expect(Math.max(...paths.map((p) => p.state.context.db.version))).to.equal(VERSION_MAX + 1);
-  });
-
-  it('never holds two locks, nor one it could not commit', () => {
-    for (const p of paths) checkSnapshot(p.state);
-  });
-
-  it('answers ok only for the lock it then holds, and changes its db only by commit or adoption', () => {
-    for (const p of paths) {
-      const evs = pathEvents(p.steps);
-      const { snapshots, emitted } = replay(ndbSubordinateMachine, input, evs);
-      for (let i = 1; i < snapshots.length; i++) {
-        const before = snapshots[i - 1].context;
-        const after = snapshots[i].context;
-        const event = evs[i - 1];
-        const out: Emitted[] = emitted[i];
-        checkSnapshot(snapshots[i]);
-        const oks = out.filter((e) => e.type === 'send' && (e.body as { ok: boolean }).ok);
-        if (oks.length > 0) {
-          expect(event.type).to.equal('PREPARE');
-          if (event.type !== 'PREPARE') continue;
-          expect(after.lock).to.deep.equal({ coordinator: event.from, version: event.version, change: event.change });
-          expect(before.lock === undefined || JSON.stringify(before.lock) === JSON.stringify(after.lock)).to.equal(true);
-        }
-        const committed = out.filter((e) => e.type === 'committed');
-        const adopted = out.filter((e) => e.type === 'adopted');
-        if (after.db === before.db) {
-          expect(committed.length + adopted.length).to.equal(0);
-        } else if (committed.length === 1) {
-          const want = applyChange(before.db, before.lock!.change);
-          expect(want.ok && want.db).to.deep.equal(after.db);
-          expect(committed[0].db).to.equal(after.db);
-        } else {
-          expect(adopted).to.have.length(1);
-          expect(after.db.version).to.be.greaterThan(before.db.version);
-          expect(before.lock).to.equal(undefined);
-        }
+  for (const { name, input, paths } of runs) {
+    it(`${name}: every path keeps its word`, () => {
+      expect(paths.length).to.be.greaterThan(100);
+      for (const p of paths) {
+        reached.add(String(p.state.value));
+        const events = pathEvents(p.steps);
+        const { snapshots, emitted } = replay(ndbSubordinateMachine, input, events);
+        expect(emitted[0], 'restoring emits nothing').to.deep.equal([]);
+        checkSnapshot(snapshots[0]);
+        for (let i = 1; i < snapshots.length; i++) checkStep(snapshots[i - 1], events[i - 1], emitted[i], snapshots[i]);
       }
-    }
+    });
+  }
+
+  it('starts where the store left off', () => {
+    expect(runs.map((r) => r.paths[0].steps[0].state.value)).to.deep.equal(['open', 'promised', 'accepted', 'open']);
+  });
+
+  it('reaches every resting state, and versions up to the cap', () => {
+    // `restoring` only decides where a restored anchor resumes (eventless): no snapshot rests in it.
+    const want = leafStates(ndbSubordinateMachine).filter((s) => s !== 'restoring');
+    expect([...reached].sort()).to.deep.equal(want.sort());
+    const versions = runs.flatMap((r) => r.paths.map((p) => p.state.context.db.version));
+    expect(Math.max(...versions)).to.equal(VERSION_MAX + 1);
   });
 });
