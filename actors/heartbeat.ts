@@ -14,7 +14,7 @@ import type { Envelope } from '../bus/envelope.js';
 import type { Body, NodeDbSnapshot, NodeEntry, PanRef, QuorumState } from '../bus/messages.js';
 import { heartbeatMember, type MemberEmitted } from '../machines/heartbeat-member.js';
 import { heartbeatMonitor, type MonitorEmitted, type SlotMember } from '../machines/heartbeat-monitor.js';
-import { timingFor } from '../machines/heartbeat-timing.js';
+import { timingFor, type HeartbeatPlace } from '../machines/heartbeat-timing.js';
 import { mergeFailed, naturalTransmitters, nodesUnder, subtreeFailed } from '../machines/heartbeat-view.js';
 import { domainAt, levelsFor, slotAt, type Candidate } from '../machines/identity.js';
 import { slotsOf } from '../machines/bitmap.js';
@@ -268,7 +268,7 @@ export class HeartbeatActor {
   }
 
   /** What both roles are told about this node's place at `level`. */
-  private roleInput(level: number) {
+  private roleInput(level: number): HeartbeatPlace {
     const me = this.me!;
     const t = timingFor(this.deps.periodMs, level);
     return {

@@ -22,22 +22,14 @@
  */
 import { assign, emit, enqueueActions, setup } from 'xstate';
 import { hasBit } from './bitmap.js';
+import type { HeartbeatPlace } from './heartbeat-timing.js';
 import { rankCompare, type Candidate } from './identity.js';
 
 export const machineName = 'heartbeat-member';
 
-export interface MemberInput {
-  self: string;
-  selfAnchor: boolean;
-  level: number;
-  domain: number;
-  /** This node's (or its group's) slot in the domain's bitmap. */
-  slot: number;
-  tickMs: number;
-  ticksPerPeriod: number;
+export interface MemberInput extends HeartbeatPlace {
   monitorSilenceTicksMax: number;
   claimWindowTicks: number;
-  preference: readonly string[];
   /** A monitor already known (from a node-db reply or a lower level's pulse). */
   monitor?: Candidate;
 }

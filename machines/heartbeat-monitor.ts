@@ -19,6 +19,7 @@
  */
 import { assign, emit, enqueueActions, setup } from 'xstate';
 import { bitmapOf } from './bitmap.js';
+import type { HeartbeatPlace } from './heartbeat-timing.js';
 import { MEMBERS_PER_GROUP_MAX, rankCompare, type Candidate } from './identity.js';
 
 export const machineName = 'heartbeat-monitor';
@@ -28,16 +29,8 @@ export interface SlotMember {
   id: string;
 }
 
-export interface MonitorInput {
-  self: string;
-  selfAnchor: boolean;
-  level: number;
-  domain: number;
-  slot: number;
-  tickMs: number;
-  ticksPerPeriod: number;
+export interface MonitorInput extends HeartbeatPlace {
   memberSilenceTicksMax: number;
-  preference: readonly string[];
   /** Who holds each slot (level 0: the node database's members of the group). */
   members: readonly SlotMember[];
   /** Slots the previous monitor last counted alive; each gets a full three deadlines to be heard. */

@@ -33,3 +33,17 @@ export function timingFor(periodMs: number, level: number): HeartbeatTiming {
     claimWindowTicks: TICKS_PER_PERIOD,
   };
 }
+
+/** Where a node stands in one heartbeat domain, as both roles' machines are told it. */
+export interface HeartbeatPlace {
+  self: string;
+  selfAnchor: boolean;
+  level: number;
+  domain: number;
+  /** This node's (or, above level 0, its group's) slot in the domain's bitmap. */
+  slot: number;
+  tickMs: number;
+  ticksPerPeriod: number;
+  /** Monitor arbitration order (M3); empty: anchors first, lowest id. */
+  preference: readonly string[];
+}
