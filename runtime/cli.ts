@@ -9,10 +9,12 @@
  * usage error (E_BAD_ARGUMENT), 1 for anything else.
  */
 import { fileURLToPath } from 'node:url';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import type { NodeStatus } from '../actors/status.js';
 import { MangroveError } from '../bus/errors.js';
 import { isPermanentId } from '../machines/identity.js';
+import { examples, integer, jsonLine, positive, print } from './cli-util.js';
+import { addTraceCommands } from './cli-trace.js';
 import { packageVersion } from './version.js';
 
 export const cliDefaults = {
@@ -28,23 +30,6 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 /** After a failure, the longest the process may linger to flush its output. */
 const forcedExitMs = 1000;
-/** Lines of `trace show` joined into one write: a whole trace as one string could exceed V8's limit. */
-const linesPerWrite = 1000;
-
-function integer(value: string): number {
-  if (!/^-?\d+$/.test(value.trim())) throw new InvalidArgumentError('It must be an integer.');
-  return Number(value);
-}
-
-function positive(value: string): number {
-  const n = integer(value);
-  if (n < 1) throw new InvalidArgumentError('It must be at least 1.');
-  return n;
-}
-
-function examples(...lines: string[]): string {
-  return `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
-}
 
 /** A request to one node; the client is closed whatever happens. */
 async function ask<T>(endpoint: string, timeoutMs: number, kind: 'client.status' | 'client.fault', body: object): Promise<T> {
@@ -60,23 +45,6 @@ async function ask<T>(endpoint: string, timeoutMs: number, kind: 'client.status'
   } finally {
     await client.close();
   }
-}
-
-function print(text: string): void {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
-}
-
-/** JSON for scripts: bytes as 0x-hex and bigints as 0x-hex (DESIGN.md, Conventions). */
-function jsonLine(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => {
-    if (typeof v === 'bigint') return `0x${v.toString(16)}`;
-    if (v instanceof Uint8Array) return `0x${Buffer.from(v).toString('hex')}`;
-    // Buffer#toJSON runs before the replacer sees it.
-    if (typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)) {
-      return `0x${Buffer.from((v as { data: number[] }).data).toString('hex')}`;
-    }
-    return v;
-  });
 }
 
 export function buildProgram(): Command {
@@ -196,31 +164,7 @@ export function buildProgram(): Command {
       print(dropped.length === 0 ? `${opts.connect}: healed, no peer is dropped` : `${opts.connect}: dropping all traffic to and from ${dropped.join(', ')}`);
     });
 
-  const trace = program.command('trace').description('read message traces recorded by nodes (`start --trace`, `local --trace`)');
-  trace
-    .command('show')
-    .description('print the records of one or more traces, merged in time order')
-    .argument('<files...>', 'trace files')
-    .option('--json', 'one JSON object per record (bytes and bigints as 0x-hex)')
-    .addHelpText('after', examples('mangrove trace show traces/node-0.trace', 'mangrove trace show traces/*.trace --json | jq .env.kind'))
-    .action(async (files: string[], opts: { json?: boolean }) => {
-      const { readTrace, formatRecord } = await import('../bus/trace.js');
-      const records = files.flatMap((file) => {
-        try {
-          return readTrace(file, (tail) => process.stderr.write(`${file}: ignored a torn last record (${tail.bytes} bytes at byte ${tail.offset})\n`));
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT') throw new MangroveError('E_NOT_FOUND', `no trace file ${file}`);
-          throw err;
-        }
-      });
-      // Array#sort is stable: records of one node at the same time keep their order.
-      if (files.length > 1) records.sort((a, b) => a.t - b.t);
-      for (let i = 0; i < records.length; i += linesPerWrite) {
-        print(records.slice(i, i + linesPerWrite).map((r) => (opts.json ? jsonLine(r) : formatRecord(r))).join('\n'));
-      }
-    });
-
+  addTraceCommands(program);
   return program;
 }
 

@@ -1,0 +1,41 @@
+/**
+ * What every `mangrove` command shares: argument parsers, help examples,
+ * and output (human lines, or JSON with bytes and bigints as 0x-hex).
+ */
+import { InvalidArgumentError } from 'commander';
+
+/** Lines joined into one write: a whole trace as one string could exceed V8's limit. */
+export const linesPerWrite = 1000;
+
+export function integer(value: string): number {
+  if (!/^-?\d+$/.test(value.trim())) throw new InvalidArgumentError('It must be an integer.');
+  return Number(value);
+}
+
+export function positive(value: string): number {
+  const n = integer(value);
+  if (n < 1) throw new InvalidArgumentError('It must be at least 1.');
+  return n;
+}
+
+export function examples(...lines: string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
+}
+
+export function print(text: string): void {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+/** JSON for scripts: bytes as 0x-hex and bigints as 0x-hex (DESIGN.md, Conventions). */
+export function jsonLine(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => {
+    if (typeof v === 'bigint') return `0x${v.toString(16)}`;
+    if (v instanceof Uint8Array) return `0x${Buffer.from(v).toString('hex')}`;
+    // Buffer#toJSON runs before the replacer sees it.
+    if (typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)) {
+      return `0x${Buffer.from((v as { data: number[] }).data).toString('hex')}`;
+    }
+    return v;
+  });
+}
+
