@@ -94,7 +94,7 @@ export class NodeDbActor {
   }
 
   start(): void {
-    this.registerPeers(this.db);
+    this.deps.outbox.transport.setDirectory((id) => findNode(this.db, id)?.endpoint);
     if (this.deps.settings.anchor) this.startSubordinate();
     this.tick();
   }
@@ -214,15 +214,9 @@ export class NodeDbActor {
   private publish(db: NodeDbSnapshot): void {
     if (db.version <= this.db.version && this.db.version > 0) return;
     this.deps.store.saveNodeDb(db);
-    this.registerPeers(db);
     this.newest = Math.max(this.newest, db.version);
     this.deps.log.info({ version: db.version, nodes: db.nodes.length }, 'node database');
     this.db$.next(db);
-  }
-
-  /** Peers are reached by id; the database is where ids meet endpoints. */
-  private registerPeers(db: NodeDbSnapshot): void {
-    for (const n of db.nodes) if (n.id !== this.deps.settings.id) this.deps.outbox.transport.setPeer(n.id, n.endpoint);
   }
 
   private adopt(db: NodeDbSnapshot): void {

@@ -225,6 +225,17 @@ export class MangroveNode {
     throw new MangroveError(UPDATE_ERRORS[r.code] ?? 'E_BUSY', `the node database update failed (${r.code}): ${r.reason}`);
   }
 
+  /** Whether the heartbeat counts node `id` alive (cheap: for simulations that ask often). */
+  countsAlive(id: string): boolean {
+    const n = findNode(this.nodeDb.db, id);
+    return n !== undefined && this.heartbeat.isAlive(n);
+  }
+
+  /** Quorate, and every node in the database counted alive. */
+  hasFullView(): boolean {
+    return this.quorum.has && this.nodeDb.db.nodes.every((n) => this.heartbeat.isAlive(n));
+  }
+
   /** This node's copy of the node database (M2). */
   database(): NodeDbSnapshot {
     return this.nodeDb.db;
@@ -270,6 +281,7 @@ export class MangroveNode {
       faults: { enabled: s.faultInjection, dropped: [...this.deps.transport.dropped()] },
       messages: { sent: stats.sent, received: stats.received, unsent: stats.unsent, filtered: stats.filtered },
       software: s.software,
+      http: s.httpPort ?? null,
     };
   }
 }

@@ -22,4 +22,6 @@ export interface NodeSettings {
   panPreference: readonly string[];
   faultInjection: boolean;
   software: string;
+  /** The node's HTTP port once bound (/status, /metrics, /machines); absent or null when it serves none. */
+  httpPort?: number | null;
 }

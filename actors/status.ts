@@ -48,4 +48,6 @@ export interface NodeStatus {
   faults: { enabled: boolean; dropped: string[] };
   messages: { sent: number; received: number; unsent: number; filtered: number };
   software: string;
+  /** The node's HTTP port on 127.0.0.1 (/status, /metrics, /machines), or null when it serves none. */
+  http: number | null;
 }

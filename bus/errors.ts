@@ -17,7 +17,9 @@ export type ErrorCode =
   | 'E_RECOVERING'
   | 'E_CLOSED'
   | 'E_FULL'
-  | 'E_STORAGE';
+  | 'E_STORAGE'
+  /** A bug: the report carries the stack. */
+  | 'E_INTERNAL';
 
 export class MangroveError extends Error {
   constructor(

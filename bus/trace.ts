@@ -8,8 +8,9 @@
  * they were made with no write queue to bound, and close() is complete when
  * it returns. Buffering keeps that to one system call per bufferBytesMax.
  */
-import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { checkEnvelope, decodeSequence, encodeValue } from './codec.js';
+import { limits } from './envelope.js';
 import { MangroveError } from './errors.js';
 import type { TraceRecord, TraceSink } from './transport.js';
 
@@ -26,6 +27,10 @@ export const traceLimits = {
   itemsMax: 8,
   /** Largest trace readTrace loads (it reads the whole file). */
   readBytesMax: 1024 * 1024 * 1024,
+  /** Bytes streamTrace reads at a time. */
+  readChunkBytes: 1024 * 1024,
+  /** Largest record a reader accepts: a largest frame plus t, node and dir. */
+  recordBytesMax: limits.frameBytesMax + 64 * 1024,
 } as const;
 
 export class TraceWriter implements TraceSink {
@@ -112,22 +117,114 @@ export function readTrace(path: string, onTruncated?: (tail: TruncatedTail) => v
   if (size > traceLimits.readBytesMax) {
     throw new MangroveError('E_FULL', `${path} has ${size} bytes; traces over ${traceLimits.readBytesMax} bytes cannot be read whole`);
   }
-  const data = readFileSync(path);
-  const records: TraceRecord[] = [];
-  const end = decodeSequence(data, (value) => records.push(toRecord(value, path, records.length)));
-  if (!end.complete) {
-    if (!end.truncated) {
-      throw new MangroveError('E_BAD_MESSAGE', `${path}: record ${records.length + 1} at byte ${end.offset} is not CBOR: ${end.detail}`);
-    }
-    onTruncated?.({ offset: end.offset, bytes: data.byteLength - end.offset });
+  return [...streamTrace(path, onTruncated)];
+}
+
+/**
+ * Reads a trace record by record, holding one chunk and one record in
+ * memory whatever the file's size, so `trace show` can merge many large
+ * traces. Same records, errors and torn-tail rule as readTrace. The file is
+ * opened on the first `next()` and closed when the loop ends or breaks.
+ */
+export function* streamTrace(path: string, onTruncated?: (tail: TruncatedTail) => void): Generator<TraceRecord, void, undefined> {
+  let index = 0;
+  for (const { value } of walk(path, onTruncated)) yield toRecord(value, path, index++);
+}
+
+/**
+ * The ids of the nodes that recorded a trace. Envelopes are not validated,
+ * which makes this several times faster than streamTrace: it is the first
+ * pass that resolves id prefixes before the real read.
+ */
+export function traceNodes(path: string): Set<string> {
+  const ids = new Set<string>();
+  let index = 0;
+  for (const { value } of walk(path)) {
+    const node = isMap(value) ? value.node : undefined;
+    if (typeof node !== 'string') throw recordError(path, index, 'has no node');
+    ids.add(node);
+    index++;
   }
-  return records;
+  return ids;
+}
+
+/** The CBOR items of a trace file, chunk by chunk. */
+function* walk(path: string, onTruncated?: (tail: TruncatedTail) => void): Generator<{ value: unknown; offset: number }, void, undefined> {
+  const fd = openSync(path, 'r');
+  try {
+    // Bytes of an item that continues in the next chunk, and where they start.
+    let pending: Uint8Array = new Uint8Array(0);
+    let base = 0;
+    let items = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(traceLimits.readChunkBytes);
+      const got = readSync(fd, chunk, 0, chunk.byteLength, null);
+      const atEof = got === 0;
+      const data = pending.byteLength === 0 ? chunk.subarray(0, got) : Buffer.concat([pending, chunk.subarray(0, got)]);
+      const found: { value: unknown; offset: number }[] = [];
+      const end = decodeSequence(data, (value, offset) => found.push({ value, offset: base + offset }));
+      yield* found;
+      items += found.length;
+      if (end.complete) {
+        pending = new Uint8Array(0);
+        base += data.byteLength;
+      } else {
+        const offset = base + end.offset;
+        if (!end.truncated) throw recordError(path, items, `at byte ${offset} is not CBOR: ${end.detail}`);
+        pending = data.subarray(end.offset);
+        base = offset;
+        if (atEof) return tornTail(path, items, offset, pending, onTruncated);
+        if (pending.byteLength > traceLimits.recordBytesMax) {
+          throw recordError(path, items, `at byte ${offset} is longer than ${traceLimits.recordBytesMax} bytes, the most a record can hold`);
+        }
+      }
+      if (atEof) return;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A cut-short item at the end is a torn record only if it starts like one:
+ * every record is a CBOR map. Anything else (a JSON or text file, junk
+ * appended to a trace) is not a trace and must not read as an empty one.
+ */
+function tornTail(path: string, index: number, offset: number, bytes: Uint8Array, onTruncated?: (tail: TruncatedTail) => void): void {
+  const cborMap = 5;
+  if (bytes[0] >> 5 !== cborMap) {
+    const start = Buffer.from(bytes.subarray(0, 4)).toString('hex');
+    throw recordError(path, index, `at byte ${offset} is not a trace record (it starts with 0x${start}, not a CBOR map)`);
+  }
+  onTruncated?.({ offset, bytes: bytes.byteLength });
+}
+
+/**
+ * A record that is not a trace record. `record` (from 1) lets a caller tell
+ * a file that is no trace at all (record 1) from a damaged trace.
+ */
+export class TraceFormatError extends MangroveError {
+  constructor(
+    readonly path: string,
+    readonly record: number,
+    readonly why: string,
+  ) {
+    super('E_BAD_MESSAGE', `${path}: record ${record} ${why}`);
+  }
+}
+
+function recordError(path: string, index: number, why: string): TraceFormatError {
+  return new TraceFormatError(path, index + 1, why);
+}
+
+function isMap(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }
 
 function toRecord(value: unknown, path: string, index: number): TraceRecord {
-  const fail = (why: string): MangroveError => new MangroveError('E_BAD_MESSAGE', `${path}: record ${index + 1} ${why}`);
-  if (typeof value !== 'object' || value === null) throw fail('is not a map');
-  const { t, node, dir, env } = value as Record<string, unknown>;
+  const fail = (why: string): TraceFormatError => recordError(path, index, why);
+  if (!isMap(value)) throw fail('is not a map');
+  const { t, node, dir, env } = value;
   if (typeof t !== 'number') throw fail('has no time');
   if (typeof node !== 'string') throw fail('has no node');
   if (dir !== 'send' && dir !== 'recv') throw fail('is neither send nor recv');
@@ -136,14 +233,20 @@ function toRecord(value: unknown, path: string, index: number): TraceRecord {
   return { t, node, dir, env: checked.env };
 }
 
-/** One line for `mangrove trace show`:
- * time, node, send/recv, kind, from→to, epoch/seq (and re), compact body. */
-export function formatRecord(rec: TraceRecord): string {
+/**
+ * One line for `mangrove trace show`: time, node, send/recv, kind,
+ * from→to, epoch/seq (and re), compact body. Given `originMs`, a record
+ * stamped with wall-clock time also shows its offset from it (+s.mmm),
+ * because a time of day alone makes intervals hard to read; simulated
+ * times already count from the run's start and show no offset.
+ */
+export function formatRecord(rec: TraceRecord, originMs?: number): string {
   const e = rec.env;
   const to = e.to === '' ? '*' : e.to;
   const re = e.re === undefined ? '' : ` re ${e.re}`;
+  const time = originMs !== undefined && isWallClock(rec.t) ? `${formatTime(rec.t)}  ${formatOffset(rec.t - originMs)}` : formatTime(rec.t);
   return [
-    formatTime(rec.t),
+    time,
     rec.node.padEnd(8),
     rec.dir === 'send' ? 'send' : 'recv',
     e.kind.padEnd(18),
@@ -153,11 +256,22 @@ export function formatRecord(rec: TraceRecord): string {
   ].join('  ');
 }
 
+/** Whether a record time is wall-clock (ms since 1970) rather than a
+ * simulated run's time, which starts at 0 and stays far below 1e11 (3 years). */
+export function isWallClock(t: number): boolean {
+  return t >= 1e11;
+}
+
 /** Simulated runs start at 0 and read best as seconds; wall-clock
  * times (ms since 1970) read best as UTC time of day. */
-function formatTime(t: number): string {
-  if (t >= 1e11) return new Date(t).toISOString().slice(11, 23);
+export function formatTime(t: number): string {
+  if (isWallClock(t)) return new Date(t).toISOString().slice(11, 23);
   return `${(t / 1000).toFixed(3)}s`.padStart(11);
+}
+
+/** A signed offset in seconds, e.g. `+1.250s`, `-0.004s` (a clock stepped back). */
+export function formatOffset(ms: number): string {
+  return `${ms < 0 ? '-' : '+'}${(Math.abs(ms) / 1000).toFixed(3)}s`.padStart(8);
 }
 
 const depthMax = 4;

@@ -53,6 +53,7 @@ export abstract class BaseTransport implements Transport {
 
   private readonly subject = new Subject<Inbound>();
   private readonly peers = new Map<string, string>();
+  private directory: (id: string) => string | undefined = () => undefined;
   private readonly epochs = new Map<string, number>();
   private droppedIds = new Set<string>();
   private trace: TraceSink | null = null;
@@ -89,7 +90,7 @@ export abstract class BaseTransport implements Transport {
   abstract close(): Promise<void>;
 
   send(env: Envelope): void {
-    const endpoint = this.peers.get(env.to);
+    const endpoint = this.endpointOf(env.to);
     if (endpoint === undefined) return this.unsent(env, `no endpoint known for ${JSON.stringify(env.to)}`);
     this.transmit({ endpoint }, env);
   }
@@ -119,9 +120,13 @@ export abstract class BaseTransport implements Transport {
     this.peers.delete(id);
   }
 
-  /** The endpoint the address book holds for `id`. */
+  setDirectory(lookup: (id: string) => string | undefined): void {
+    this.directory = lookup;
+  }
+
+  /** The endpoint for `id`: the directory's (current), else a bootstrap entry. */
   endpointOf(id: string): string | undefined {
-    return this.peers.get(id);
+    return this.directory(id) ?? this.peers.get(id);
   }
 
   setDropped(ids: readonly string[]): void {

@@ -54,8 +54,12 @@ export interface Transport {
   reply(route: ReplyRoute, env: Envelope): void;
   /** Bootstrap only: sends to an endpoint whose node id is not yet known. */
   sendToEndpoint(endpoint: string, env: Envelope): void;
+  /** Bootstrap entries: peers met before the node database names them. */
   setPeer(id: string, endpoint: string): void;
   removePeer(id: string): void;
+  /** Where ids the address book does not hold are looked up: the node
+   * database, so a node keeps no per-peer copy of what it already has. */
+  setDirectory(lookup: (id: string) => string | undefined): void;
   /** Fault filter: drop all traffic to and from these peers (real-process partitions). */
   setDropped(ids: readonly string[]): void;
   dropped(): readonly string[];

@@ -1,35 +1,167 @@
 /**
  * `mangrove trace …`: reading the message traces nodes record (`start
- * --trace`, `local --trace`): CBOR sequences of {t, node, dir, env}.
+ * --trace`, `local --trace`, `sim --trace`): CBOR sequences of
+ * {t, node, dir, env}. The rules (merge, filters, counts) live in
+ * trace-query.ts; this file parses options, opens files and prints.
  */
+import { once } from 'node:events';
 import type { Command } from 'commander';
-import { MangroveError } from '../bus/errors.js';
-import { examples, jsonLine, linesPerWrite, print } from './cli-util.js';
+import type { TruncatedTail } from '../bus/trace.js';
+import type { TraceRecord } from '../bus/transport.js';
+import { examples, jsonLine, linesPerWrite, positive, print } from './cli-util.js';
+import type { FilterSpec } from './trace-query.js';
+
+/** Repeated `--kind a --kind b` adds up, like `--kind a,b`. No default
+ * value, so help does not print `(default: [])`. */
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
+interface FilterOptions {
+  kind?: string[];
+  node?: string[];
+}
+
+interface ShowOptions extends FilterOptions {
+  dir?: string;
+  since?: string;
+  until?: string;
+  limit?: number;
+  json?: boolean;
+}
 
 export function addTraceCommands(program: Command): void {
-  const trace = program.command('trace').description('read message traces recorded by nodes (`start --trace`, `local --trace`)');
+  const trace = program.command('trace').description('read message traces recorded by nodes (`start --trace`, `local --trace`, `sim --trace`)');
   trace
     .command('show')
     .description('print the records of one or more traces, merged in time order')
     .argument('<files...>', 'trace files')
-    .option('--json', 'one JSON object per record (bytes and bigints as 0x-hex)')
-    .addHelpText('after', examples('mangrove trace show traces/node-0.trace', 'mangrove trace show traces/*.trace --json | jq .env.kind'))
-    .action(async (files: string[], opts: { json?: boolean }) => {
-      const { readTrace, formatRecord } = await import('../bus/trace.js');
-      const records = files.flatMap((file) => {
-        try {
-          return readTrace(file, (tail) => process.stderr.write(`${file}: ignored a torn last record (${tail.bytes} bytes at byte ${tail.offset})\n`));
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT') throw new MangroveError('E_NOT_FOUND', `no trace file ${file}`);
-          throw err;
-        }
-      });
-      // Array#sort is stable: records of one node at the same time keep their order.
-      if (files.length > 1) records.sort((a, b) => a.t - b.t);
-      for (let i = 0; i < records.length; i += linesPerWrite) {
-        print(records.slice(i, i + linesPerWrite).map((r) => (opts.json ? jsonLine(r) : formatRecord(r))).join('\n'));
-      }
-    });
+    .option('--kind <kinds>', 'only these kinds, comma-separated; `hb.` is every heartbeat kind', collect)
+    .option('--node <ids>', 'only records made by these nodes, comma-separated; a unique prefix of an id is enough', collect)
+    .option('--dir <dir>', 'only `send` or only `recv` records')
+    .option('--since <ms>', 'only records at or after this time: ms as `t` in --json, or +MS after the first record')
+    .option('--until <ms>', 'only records at or before this time (same forms as --since)')
+    .option('--limit <n>', 'stop after N records', positive)
+    .option('--json', 'one JSON object per record, as recorded (bytes and bigints as 0x-hex)')
+    .addHelpText(
+      'after',
+      examples(
+        'mangrove trace show traces/node-0.trace',
+        'mangrove trace show traces/*.trace --kind hb. --node 3945134a --limit 50',
+        'mangrove trace show sim.trace --kind ndb.commit,ndb.accept --since 2000 --until 2500',
+        'mangrove trace show traces/*.trace --since +1500 --dir send',
+        'mangrove trace show traces/*.trace --json | jq .env.kind',
+        '',
+        'Times: records of a simulated run show seconds since the run began (12.345s).',
+        'Records stamped with wall-clock time show the UTC time of day and then the',
+        'offset from the first record of the given files (+1.250s), before any filter,',
+        'so a record shows the same offset whatever the filters; +MS in --since and',
+        '--until counts from the same record. Both bounds are inclusive.',
+        'Each file is read in order and merged by time; records at the same time keep',
+        'the order of their file, and the files the order given.',
+      ),
+    )
+    .action((files: string[], opts: ShowOptions) => show(files, opts));
 
+  trace
+    .command('stats')
+    .description('count the records of one or more traces by kind and by node, sent and received')
+    .argument('<files...>', 'trace files')
+    .option('--kind <kinds>', 'count only these kinds, comma-separated; `hb.` is every heartbeat kind', collect)
+    .option('--node <ids>', 'count only records made by these nodes; a unique prefix of an id is enough', collect)
+    .option('--json', 'one JSON object: {records, spanMs, firstT, lastT, recordsPerSecond, byKind, byNode, files}')
+    .addHelpText(
+      'after',
+      examples(
+        'mangrove trace stats traces/*.trace',
+        'mangrove trace stats sim.trace --kind hb. --json | jq .byNode',
+        '',
+        'A file that ends in a torn record (its writer was killed) is counted up to it, and the table of files says so.',
+      ),
+    )
+    .action((files: string[], opts: FilterOptions & { json?: boolean }) => stats(files, opts));
+}
+
+async function show(files: string[], opts: ShowOptions): Promise<void> {
+  const q = await import('./trace-query.js');
+  const f = await import('./trace-files.js');
+  const { formatRecord } = await import('../bus/trace.js');
+  // Every option is checked before a file is read: a typo fails at once.
+  const spec: FilterSpec = {
+    kinds: opts.kind ? q.kindMatcher(q.listValues('--kind', opts.kind)) : undefined,
+    dir: opts.dir === undefined ? undefined : q.parseDir(opts.dir),
+    since: opts.since === undefined ? undefined : q.parseTimePoint('--since', opts.since),
+    until: opts.until === undefined ? undefined : q.parseTimePoint('--until', opts.until),
+  };
+  q.checkWindow(spec.since, spec.until);
+  const nodeValues = opts.node ? q.listValues('--node', opts.node) : undefined;
+  if (nodeValues) spec.nodes = q.resolveNodes(nodeValues, f.recordingNodes(files));
+
+  const opened = files.map((file) => f.openTrace(file, (tail) => warn(`${file}: ignored a torn last record (${tail.bytes} bytes at byte ${tail.offset})`)));
+  const out = new Output();
+  let keep: ((rec: TraceRecord) => boolean) | undefined;
+  let originMs = 0;
+  let shown = 0;
+  try {
+    for (const rec of q.mergeByTime(opened.map((o) => o.records))) {
+      if (keep === undefined) {
+        originMs = rec.t;
+        keep = q.compileFilter(spec, originMs);
+      }
+      if (!keep(rec)) continue;
+      await out.line(opts.json ? jsonLine(rec) : formatRecord(rec, originMs));
+      if (++shown === opts.limit) break;
+    }
+  } finally {
+    // The records before a damaged one are whole and worth seeing.
+    await out.flush();
+  }
+  for (const o of opened) {
+    if (o.counts.outOfOrder > 0) {
+      const n = o.counts.outOfOrder;
+      warn(`${o.file}: ${n} record${n === 1 ? ' is' : 's are'} earlier than the one before (the node's clock went back), shown in file order`);
+    }
+  }
+}
+
+async function stats(files: string[], opts: FilterOptions & { json?: boolean }): Promise<void> {
+  const q = await import('./trace-query.js');
+  const f = await import('./trace-files.js');
+  const kinds = opts.kind ? q.kindMatcher(q.listValues('--kind', opts.kind)) : undefined;
+  const nodeValues = opts.node ? q.listValues('--node', opts.node) : undefined;
+  const tally = new q.Tally();
+  const fileStats = [];
+  for (const file of files) {
+    let tail: TruncatedTail | undefined;
+    const o = f.openTrace(file, (t) => (tail = t));
+    for (const rec of o.records) tally.add(rec);
+    fileStats.push({ file, records: o.counts.records, truncated: tail !== undefined, tornBytes: tail?.bytes ?? 0, outOfOrder: o.counts.outOfOrder });
+  }
+  const nodes = nodeValues ? q.resolveNodes(nodeValues, tally.nodes()) : undefined;
+  const result = q.summarize(tally, { kinds, nodes }, fileStats);
+  if (opts.json) return print(jsonLine(result));
+  const { renderStats } = await import('./trace-render.js');
+  print(renderStats(result));
+}
+
+function warn(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/**
+ * Lines to stdout in batches of linesPerWrite. It waits for a slow reader
+ * (a pager, `| head`), or a large trace would pile up in memory as queued writes.
+ */
+class Output {
+  private lines: string[] = [];
+
+  async line(text: string): Promise<void> {
+    this.lines.push(text);
+    if (this.lines.length >= linesPerWrite) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.lines.length === 0) return;
+    const ready = process.stdout.write(`${this.lines.join('\n')}\n`);
+    this.lines = [];
+    if (!ready) await once(process.stdout, 'drain');
+  }
 }

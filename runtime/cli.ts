@@ -15,6 +15,8 @@ import { MangroveError } from '../bus/errors.js';
 import { isPermanentId } from '../machines/identity.js';
 import { examples, integer, jsonLine, positive, print } from './cli-util.js';
 import { addTraceCommands } from './cli-trace.js';
+import { addSimCommand } from './cli-sim.js';
+import { addMachinesCommands } from './cli-machines.js';
 import { packageVersion } from './version.js';
 
 export const cliDefaults = {
@@ -165,6 +167,8 @@ export function buildProgram(): Command {
     });
 
   addTraceCommands(program);
+  addSimCommand(program);
+  addMachinesCommands(program);
   return program;
 }
 

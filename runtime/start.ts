@@ -23,6 +23,8 @@ import { loadConfig, type NodeConfig } from './config.js';
 import { startHttp, type HttpServer } from './http.js';
 import { LmdbStore } from './lmdb-store.js';
 import { createLogger, throttledLog, type Logger } from './logger.js';
+import { MachineWatch } from './machine-watch.js';
+import { machineRoutes } from './machines-http.js';
 import { createMetrics, type NodeMetrics } from './metrics.js';
 import { CryptoRandom } from './random.js';
 import { packageVersion } from './version.js';
@@ -80,7 +82,10 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
       });
     }
 
-    const node = new MangroveNode({ settings: settingsFrom(config, identity.id, epoch), transport, clock, random: new CryptoRandom(), store, log });
+    // Machines can be watched only through the HTTP port, so only a node with one pays for inspection.
+    const watch = config.httpPort === undefined ? undefined : new MachineWatch({ node: identity.id, now: () => clock.now() });
+    const settings = settingsFrom(config, identity.id, epoch);
+    const node = new MangroveNode({ settings, transport, clock, random: new CryptoRandom(), store, log, inspect: watch?.inspect });
     const newsLog = logNews(node, log);
     node.start();
     undo.push(() => node.stop(), () => newsLog.unsubscribe());
@@ -88,9 +93,11 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     const metrics = createMetrics(node, transport, { processMetrics: opts.processMetrics });
     undo.push(() => metrics.stop());
     let http: HttpServer | undefined;
-    if (config.httpPort !== undefined) {
-      http = await startHttp(config.httpPort, { status: () => node.status(), registry: metrics.registry });
+    if (config.httpPort !== undefined && watch) {
+      http = await startHttp(config.httpPort, { status: () => node.status(), registry: metrics.registry, routes: machineRoutes(watch) });
       undo.push(() => http!.close());
+      // Known only once bound ("httpPort": 0 lets the OS pick); `machines watch` finds it in the status.
+      settings.httpPort = http.port;
     }
 
     const native = nativeDecoder();

@@ -20,6 +20,8 @@ export interface ProcessClusterOptions {
   groups?: number;
   periodMs?: number;
   quorumTimeoutMs?: number;
+  /** Give every node an HTTP port (the OS picks it; a node's status names it). */
+  http?: boolean;
 }
 
 export class ProcessCluster {
@@ -177,6 +179,7 @@ export class ProcessCluster {
         quorumTimeoutMs: this.options.quorumTimeoutMs ?? periodMs * 8,
         faultInjection: true,
         logLevel: 'info',
+        ...(this.options.http ? { httpPort: 0 } : {}),
       };
       writeFileSync(this.configPath(i), JSON.stringify(config, null, 2));
     }

@@ -32,6 +32,7 @@ export function sampleStatus(overrides: Partial<NodeStatus> = {}): NodeStatus {
     faults: { enabled: true, dropped: [] },
     messages: { sent: 10, received: 9, unsent: 1, filtered: 0 },
     software: '0.1.0',
+    http: 7500,
     ...overrides,
   };
 }

@@ -1,0 +1,112 @@
+/**
+ * `mangrove machines watch` against real node processes (M26, M3): a watcher
+ * on each survivor of a kill -9 of the heartbeat monitor shows the failover
+ * as it happens: both members go `candidate`, one is `promoted` and starts a
+ * heartbeat-monitor, the other yields. Every process is stopped by pid.
+ */
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { TransitionRecord } from '../../runtime/machine-watch.js';
+import { ProcessCluster } from '../helpers/process-cluster.js';
+import { CLI } from '../helpers/run-cli.js';
+
+const PERIOD = 200;
+
+/** A `mangrove machines watch --json` process and what it printed, each line with its arrival time. */
+class Watcher {
+  readonly lines: { at: number; record: TransitionRecord }[] = [];
+  stderr = '';
+  private readonly child: ChildProcess;
+  private partial = '';
+
+  constructor(endpoint: string) {
+    this.child = spawn(process.execPath, [CLI, 'machines', 'watch', '--connect', endpoint, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      const parts = (this.partial + chunk).split('\n');
+      this.partial = parts.pop()!;
+      for (const line of parts) if (line.trim() !== '') this.lines.push({ at: Date.now(), record: JSON.parse(line) as TransitionRecord });
+    });
+    this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  find(machine: string, from: string | null, to: string | null, after = 0): { at: number; record: TransitionRecord } | undefined {
+    return this.lines.find((l) => l.record.machine === machine && l.record.from === from && l.record.to === to && l.record.t >= after);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+describe('machines watch across real processes', function () {
+  this.timeout(90_000);
+  let cluster: ProcessCluster;
+  const watchers: Watcher[] = [];
+
+  before(async () => {
+    cluster = await ProcessCluster.start({ nodes: 3, anchors: 3, periodMs: PERIOD, http: true });
+    const took = await cluster.waitFor(() => cluster.converged(), 30_000);
+    if (took < 0) throw new Error(`cluster did not form; node-0 log:\n${cluster.log(0).slice(-3000)}`);
+  });
+
+  after(async () => {
+    for (const w of watchers.splice(0)) await w.stop();
+    await cluster?.stop();
+  });
+
+  it('shows a heartbeat monitor failover as it happens', async () => {
+    const statuses = await cluster.statuses();
+    for (const s of statuses) expect(s!.http, 'every node names its HTTP port').to.be.a('number');
+    const monitor = statuses[0]!.monitor!;
+    const victim = statuses.findIndex((s) => s!.self === monitor);
+    const survivors = [0, 1, 2].filter((i) => i !== victim);
+
+    // The monitor's own view: it runs a heartbeat-monitor, ticking.
+    const machines = (await (await fetch(`http://127.0.0.1:${statuses[victim]!.http}/machines`)).json()) as { actors: { machine: string; state: string }[] };
+    expect(machines.actors.some((a) => a.machine === 'heartbeat-monitor' && a.state === 'monitoring.ticking'), JSON.stringify(machines.actors)).to.equal(true);
+
+    for (const i of survivors) watchers.push(new Watcher(cluster.endpoints[i]));
+    const connected = await cluster.waitFor(async () => watchers.every((w) => w.stderr.includes('watching node')), 10_000);
+    expect(connected, `watchers connected: ${watchers.map((w) => w.stderr).join(' | ')}`).to.be.at.least(0);
+
+    const killedAt = Date.now();
+    await cluster.kill(victim);
+    const sawFailover = () => watchers.some((w) => w.find('heartbeat-monitor', null, 'monitoring.ticking', killedAt)) && watchers.every((w) => w.find('heartbeat-member', 'following', 'candidate', killedAt));
+    const took = await cluster.waitFor(async () => sawFailover(), 20 * PERIOD);
+    expect(took, `failover seen; watch output:\n${watchers.map((w) => w.lines.map((l) => JSON.stringify(l.record)).join('\n')).join('\n---\n')}`).to.be.at.least(0);
+
+    const ids = survivors.map((i) => statuses[i]!.self);
+    const winner = watchers.findIndex((w) => w.find('heartbeat-monitor', null, 'monitoring.ticking', killedAt));
+    const loser = 1 - winner;
+    for (const [k, w] of watchers.entries()) {
+      const candidate = w.find('heartbeat-member', 'following', 'candidate', killedAt)!;
+      expect(candidate.record.node, 'records name the watched node').to.equal(ids[k]);
+      expect(candidate.record.event).to.equal('xstate.after.tick.heartbeat-member.following');
+      // As it happens: printed within a second of the node's transition.
+      expect(candidate.at - candidate.record.t, 'ms from transition to the watch line').to.be.within(-1000, 1000);
+    }
+    const promoted = watchers[winner].find('heartbeat-member', 'candidate', 'promoted', killedAt);
+    expect(promoted, 'the winner\'s member is promoted').to.not.equal(undefined);
+    expect(watchers[winner].find('heartbeat-monitor', null, 'monitoring.ticking', killedAt)!.record.event).to.equal('xstate.init');
+    expect(watchers[loser].find('heartbeat-monitor', null, 'monitoring.ticking', killedAt), 'one monitor only').to.equal(undefined);
+    const yielded = await cluster.waitFor(async () => watchers[loser].find('heartbeat-member', 'candidate', 'following', killedAt) !== undefined, 10 * PERIOD);
+    expect(yielded, 'the other candidate yields and follows').to.be.at.least(0);
+
+    // What the watchers showed is what the cluster settled on.
+    const named = await cluster.waitFor(async () => {
+      const s = await cluster.statuses(survivors);
+      return survivors.every((i) => s[i]?.monitor === ids[winner]);
+    }, 20 * PERIOD);
+    expect(named, 'every survivor names the promoted node its monitor').to.be.at.least(0);
+    expect(watchers.every((w) => w.running), 'the watchers keep streaming').to.equal(true);
+  });
+});
