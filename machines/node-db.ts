@@ -42,18 +42,41 @@ export function findNode(db: NodeDbSnapshot, id: string): NodeEntry | undefined 
   return index.get(id);
 }
 
-export function anchorsOf(db: NodeDbSnapshot): NodeEntry[] {
-  return db.nodes.filter((n) => n.anchor);
+interface Summary {
+  anchors: NodeEntry[];
+  totalVotes: number;
+  maxGroup: number;
+}
+
+const summaryCache = new WeakMap<NodeDbSnapshot, Summary>();
+
+/** Asked at every pulse by every node, so computed once per snapshot, not once per call. */
+function summary(db: NodeDbSnapshot): Summary {
+  let s = summaryCache.get(db);
+  if (!s) {
+    const anchors = db.nodes.filter((n) => n.anchor);
+    s = {
+      anchors,
+      totalVotes: anchors.reduce((sum, n) => sum + n.votes, 0),
+      maxGroup: db.nodes.reduce((max, n) => Math.max(max, n.group), 0),
+    };
+    summaryCache.set(db, s);
+  }
+  return s;
+}
+
+export function anchorsOf(db: NodeDbSnapshot): readonly NodeEntry[] {
+  return summary(db).anchors;
 }
 
 /** All configured votes (M5): only anchors vote. */
 export function totalVotes(db: NodeDbSnapshot): number {
-  return anchorsOf(db).reduce((sum, n) => sum + n.votes, 0);
+  return summary(db).totalVotes;
 }
 
 /** The highest group number in use; 0 for an empty database. */
 export function maxGroup(db: NodeDbSnapshot): number {
-  return db.nodes.reduce((max, n) => Math.max(max, n.group), 0);
+  return summary(db).maxGroup;
 }
 
 /** The lowest free short id of `group` (M1: 64 slots a group). */
