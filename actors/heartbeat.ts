@@ -200,6 +200,7 @@ export class HeartbeatActor {
     const sender = findNode(this.db, env.from);
     const l = this.levels[b.level];
     if (!sender || !l || l.role !== 'monitor' || l.domain !== b.domain) return;
+    // The node database, not the sender's word, places it (the body's slot is for readers of traces).
     if (domainAt(sender.shortId, b.level) !== b.domain) return;
     const slot = slotAt(sender.shortId, b.level);
     if (b.level > 0) l.reports.set(slot, b.failed ?? []);
@@ -367,7 +368,7 @@ export class HeartbeatActor {
 
   private memberPulseBody(l: Level): Body<'hb.member_pulse'> {
     const x = this.deps.extras();
-    const body: Body<'hb.member_pulse'> = { level: l.level, domain: l.domain, dbVersion: x.dbVersion };
+    const body: Body<'hb.member_pulse'> = { level: l.level, domain: l.domain, slot: l.slot, dbVersion: x.dbVersion };
     if (x.pan) body.pan = x.pan;
     if (this.deps.anchor && x.quorum !== undefined) body.quorum = x.quorum;
     if (l.level > 0) {

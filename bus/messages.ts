@@ -61,6 +61,8 @@ export const bodies = {
   'hb.member_pulse': z.object({
     level: z.number().int().min(0).max(4),
     domain: count,
+    /** The sender's slot in the domain's bitmap (so a trace reads without the node database). */
+    slot: z.number().int().min(0).max(63),
     dbVersion: count,
     /** Quorum as an anchor computed it (M5): this member, or one below it in the hierarchy. */
     quorum: quorumState.optional(),
