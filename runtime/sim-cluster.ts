@@ -97,6 +97,11 @@ export class SimCluster {
     return this.members[i].node;
   }
 
+  /** Envelopes node i's current incarnation has sent (0 while it is down). */
+  sentBy(i: number): number {
+    return this.members[i].transport?.stats().sent ?? 0;
+  }
+
   isUp(i: number): boolean {
     return this.members[i].node !== undefined;
   }

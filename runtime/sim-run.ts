@@ -51,6 +51,8 @@ export interface SimReport {
   crashes: { id: string; detectedAfterMs: number | null }[];
   undetected: number;
   messagesPerNodePerSecond: number;
+  /** The busiest node's sends per simulated second: the monitors carry the most. */
+  busiestNodeMessagesPerSecond: number;
   quorumChanges: number;
   simulatedSecondsPerSecond: number;
 }
@@ -111,6 +113,7 @@ export function runSim(o: SimRunOptions): SimReport {
   if (o.loss > 0) c.network.configure({ drop: o.loss });
   const sides = o.partition ? partitionSides(o.partition, o.nodes, plan) : undefined;
   const sentBefore = c.network.stats().sent;
+  const sentByBefore = Array.from({ length: o.nodes }, (_, i) => c.sentBy(i));
   measuring = true;
   const start = c.clock.now();
   for (let t = 0; t < durationMs; t += STEP_MS) {
@@ -130,6 +133,8 @@ export function runSim(o: SimRunOptions): SimReport {
   }
   measuring = false;
   const sent = c.network.stats().sent - sentBefore;
+  let busiest = 0;
+  for (let i = 0; i < o.nodes; i++) if (c.isUp(i)) busiest = Math.max(busiest, c.sentBy(i) - sentByBefore[i]);
   const wallS = (performance.now() - started) / 1000;
   const crashes = victims.map((v) => ({ id: c.id(v), detectedAfterMs: detected.get(v) ?? null }));
   void c.stopAll();
@@ -143,6 +148,7 @@ export function runSim(o: SimRunOptions): SimReport {
     crashes,
     undetected: crashes.filter((x) => x.detectedAfterMs === null).length,
     messagesPerNodePerSecond: round3(sent / (o.nodes - victims.length / 2) / o.durationS),
+    busiestNodeMessagesPerSecond: round3(busiest / o.durationS),
     quorumChanges,
     simulatedSecondsPerSecond: round3((c.clock.now() - t0) / 1000 / wallS),
   };
