@@ -78,6 +78,7 @@ export class SimNetwork {
   private readonly inFaults = new Map<string, Partial<LinkFaults>>();
   /** Latest delivery time scheduled per directed link, for FIFO. */
   private readonly lastAt = new Map<string, number>();
+  private pruneAbove: number = simLimits.linkStateMax;
   private groups: Map<string, number> | null = null;
   private readonly observers: DeliverObserver[] = [];
   private inFlight = 0;
@@ -216,13 +217,17 @@ export class SimNetwork {
     const [min, max] = f.delayMs;
     const now = this.clock.now();
     let at = now + (max > min ? min + this.random.int(max - min + 1) : min);
-    if (!f.reorder) {
+    // A fixed delay is FIFO by itself (equal times keep creation order on the
+    // SimClock); only drawn delays need each link's last time.
+    if (!f.reorder && max > min) {
       const key = linkKey(from, dest.self);
-      // Equal times keep creation order on the SimClock, so clamping to the
-      // link's last time is enough for FIFO.
       at = Math.max(at, this.lastAt.get(key) ?? at);
       this.lastAt.set(key, at);
-      if (this.lastAt.size > simLimits.linkStateMax) this.pruneLinks(now);
+      if (this.lastAt.size > this.pruneAbove) {
+        this.pruneLinks(now);
+        // Links still in flight stay: prune again only when the map has doubled, so pruning costs O(1) a message.
+        this.pruneAbove = Math.max(simLimits.linkStateMax, 2 * this.lastAt.size);
+      }
     }
     this.inFlight++;
     this.clock.setTimeout(() => this.deliver(from, dest, frame, route), at - now);
