@@ -10,7 +10,7 @@ import { InvalidArgumentError } from 'commander';
 import { MangroveError } from '../bus/errors.js';
 import { MEMBERS_PER_GROUP_MAX } from '../machines/identity.js';
 import { examples, integer, jsonLine, positive, print } from './cli-util.js';
-import type { SimProgress, SimReport } from './sim-run.js';
+import type { SimPlan, SimProgress, SimReport } from './sim-run.js';
 
 export const simLimits = {
   nodesMax: 20_000,
@@ -84,9 +84,7 @@ export function addSimCommand(program: Command): void {
     });
 }
 
-type Plan = Required<Omit<SimCliOptions, 'partition' | 'trace' | 'json'>> & { partition?: number[]; trace?: string };
-
-function checked(o: SimCliOptions): Plan {
+function checked(o: SimCliOptions): SimPlan {
   if (o.nodes > simLimits.nodesMax) throw new MangroveError('E_BAD_ARGUMENT', `--nodes is at most ${simLimits.nodesMax} (got ${o.nodes})`);
   const groups = o.groups ?? Math.ceil(o.nodes / MEMBERS_PER_GROUP_MAX);
   if (Math.ceil(o.nodes / groups) > MEMBERS_PER_GROUP_MAX) {
@@ -105,7 +103,7 @@ function checked(o: SimCliOptions): Plan {
 }
 
 /** Runs the simulation in a child process with a large heap; progress lines come back on stderr. */
-function runInChild(plan: Plan): Promise<SimReport> {
+function runInChild(plan: SimPlan): Promise<SimReport> {
   const worker = fileURLToPath(new URL('./sim-worker.js', import.meta.url));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [`--max-old-space-size=${simLimits.heapMb}`, worker, JSON.stringify(plan)], { stdio: ['ignore', 'pipe', 'inherit'] });

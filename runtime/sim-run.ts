@@ -16,6 +16,20 @@ import type { NodeNews } from '../actors/node.js';
 import { SeededRandom } from './random.js';
 import { SimCluster } from './sim-cluster.js';
 
+/** A run as `mangrove sim` plans it and hands it to its worker process (JSON). */
+export interface SimPlan {
+  nodes: number;
+  groups: number;
+  anchors: number;
+  seed: number;
+  duration: number;
+  crash: number;
+  partition?: number[];
+  loss: number;
+  period: number;
+  trace?: string;
+}
+
 export interface SimRunOptions {
   nodes: number;
   groups: number;

@@ -6,23 +6,10 @@
 import { MangroveError } from '../bus/errors.js';
 import { TraceWriter } from '../bus/trace.js';
 import { renderProgress } from './cli-sim.js';
-import { runSim } from './sim-run.js';
-
-interface Plan {
-  nodes: number;
-  groups: number;
-  anchors: number;
-  seed: number;
-  duration: number;
-  crash: number;
-  partition?: number[];
-  loss: number;
-  period: number;
-  trace?: string;
-}
+import { runSim, type SimPlan } from './sim-run.js';
 
 function main(): void {
-  const plan = JSON.parse(process.argv[2] ?? '{}') as Plan;
+  const plan = JSON.parse(process.argv[2] ?? '{}') as SimPlan;
   const trace = plan.trace ? new TraceWriter(plan.trace) : undefined;
   try {
     const report = runSim({
