@@ -129,8 +129,9 @@ function runInChild(plan: SimPlan): Promise<SimReport> {
 }
 
 export function renderProgress(p: SimProgress): string {
-  const what = p.phase === 'forming' ? 'forming the heartbeat hierarchy' : `crashes detected ${p.detected}/${p.crashes}`;
-  return `sim: ${p.simulatedS.toFixed(1)} of ~${p.totalS.toFixed(0)} simulated s, ${p.simulatedSecondsPerSecond.toFixed(2)} simulated s per s, ${what}\n`;
+  const speed = `${p.simulatedSecondsPerSecond.toFixed(2)} simulated s per s`;
+  if (p.phase === 'forming') return `sim: ${p.simulatedS.toFixed(1)} simulated s, forming the heartbeat hierarchy, ${speed}\n`;
+  return `sim: ${p.simulatedS.toFixed(1)} of ${p.totalS.toFixed(0)} simulated s, crashes detected ${p.detected}/${p.crashes}, ${speed}\n`;
 }
 
 function render(r: SimReport): string {
