@@ -10,6 +10,9 @@ import type { TruncatedTail } from '../bus/trace.js';
 import type { TraceRecord } from '../bus/transport.js';
 import { examples, jsonLine, linesPerWrite, positive, print } from './cli-util.js';
 import type { FilterSpec } from './trace-query.js';
+import { heartbeatRules } from './conformance/rules-heartbeat.js';
+import { nodeDbRules } from './conformance/rules-node-db.js';
+import { panRules } from './conformance/rules-pan.js';
 
 /** Repeated `--kind a --kind b` adds up, like `--kind a,b`. No default
  * value, so help does not print `(default: [])`. */
@@ -78,6 +81,54 @@ export function addTraceCommands(program: Command): void {
       ),
     )
     .action((files: string[], opts: FilterOptions & { json?: boolean }) => stats(files, opts));
+
+  const rules = [...heartbeatRules, ...nodeDbRules, ...panRules];
+  const width = Math.max(...rules.map((r) => r.name.length));
+  trace
+    .command('check')
+    .description('check one or more traces against the protocol rules (SPEC.md M27); exit 1 if any is broken')
+    .argument('<files...>', 'trace files')
+    .option('--protocol <name>', 'only the rules of heartbeat, node-db or pan (comma-separated), or all', 'all')
+    .option('--period <ms>', 'heartbeat period for monitors whose period cannot be inferred from their pulses', positive)
+    .option('--json', 'one JSON object: {records, rules, skipped, violations: [{rule, node, t, detail, records}]}')
+    .addHelpText(
+      'after',
+      [
+        '\nRules:',
+        ...rules.map((r) => `  ${r.name.padEnd(width)}  ${r.description}`),
+        examples(
+          'mangrove trace check traces/*.trace',
+          'mangrove trace check sim.trace --protocol heartbeat --period 1000',
+          'mangrove trace check traces/*.trace --json | jq .violations',
+          '',
+          'Each monitor\'s period is the median interval between its pulses to one member;',
+          'slack is a quarter period plus the longest send-to-receive delay in the traces.',
+          'Exit status: 0 no rule broken, 1 some rule broken, 2 bad arguments.',
+        ),
+      ].join('\n'),
+    )
+    .action((files: string[], opts: { protocol: string; period?: number; json?: boolean }) => check(files, opts));
+}
+
+async function check(files: string[], opts: { protocol: string; period?: number; json?: boolean }): Promise<void> {
+  const c = await import('./conformance/check.js');
+  const f = await import('./trace-files.js');
+  const protocols = c.parseProtocol(opts.protocol);
+  const opened = files.map((file) => f.openTrace(file, (tail) => warn(`${file}: ignored a torn last record (${tail.bytes} bytes at byte ${tail.offset})`)));
+  const records = [...(await import('./trace-query.js')).mergeByTime(opened.map((o) => o.records))];
+  const result = c.checkRecords(records, { protocols, periodMs: opts.period });
+  if (opts.json) print(jsonLine(result));
+  else {
+    const origin = records[0]?.t;
+    const out = new Output();
+    for (const v of result.violations) await out.line(c.formatViolation(v, origin));
+    const broken = new Set(result.violations.map((v) => v.rule)).size;
+    const n = result.violations.length;
+    const skipped = result.skipped.map((s) => `; skipped ${s.rule}: ${s.reason}`).join('');
+    await out.line(`${n} violation${n === 1 ? '' : 's'} of ${broken} rule${broken === 1 ? '' : 's'}; ${result.rules.length} rules checked over ${result.records} records${skipped}`);
+    await out.flush();
+  }
+  if (result.violations.length > 0) process.exitCode = 1;
 }
 
 async function show(files: string[], opts: ShowOptions): Promise<void> {

@@ -1,0 +1,163 @@
+/**
+ * `mangrove trace check`: protocol rules (SPEC.md M27) checked over recorded
+ * traces. The engine merges the traces in time order, works out the timing
+ * every rule needs (each monitor's heartbeat period, the slack allowed for
+ * delivery), runs the selected rules and collects their violations. Rules
+ * are pure functions over records, so a spec can plant a fault in a clean
+ * trace and see which rule names it.
+ */
+import { MangroveError } from '../../bus/errors.js';
+import { formatOffset, formatTime, isWallClock } from '../../bus/trace.js';
+import type { TraceRecord } from '../../bus/transport.js';
+import { mergeByTime } from '../trace-query.js';
+import { heartbeatRules } from './rules-heartbeat.js';
+import { nodeDbRules } from './rules-node-db.js';
+import { panRules } from './rules-pan.js';
+
+export const PROTOCOLS = ['heartbeat', 'node-db', 'pan'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
+export interface Violation {
+  /** The rule's stable name, e.g. `hb.alive-within-deadlines`. */
+  rule: string;
+  /** The node whose behaviour broke the rule. */
+  node: string;
+  /** When (record time) it showed. */
+  t: number;
+  detail: string;
+  /** The records that show it, earliest first. */
+  records: TraceRecord[];
+}
+
+/** Timing the rules read; see buildContext. */
+export interface CheckContext {
+  /** A node's heartbeat period in ms, or undefined if neither inferred nor given. */
+  periodOf(node: string): number | undefined;
+  /** Slack in ms for a node: one tick (period / 4) plus the largest delivery delay seen (at least 1 ms). */
+  slackOf(node: string): number | undefined;
+  /** Largest send→recv delay observed for one envelope, at least 1 ms. */
+  readonly delayMs: number;
+}
+
+export interface Rule {
+  name: string;
+  protocol: Protocol;
+  /** One sentence for `--help`. */
+  description: string;
+  /** Returns a reason to skip (the trace cannot support the rule), or undefined. */
+  needs?(ctx: CheckContext): string | undefined;
+  check(records: readonly TraceRecord[], ctx: CheckContext): Violation[];
+}
+
+export const RULES: readonly Rule[] = [...heartbeatRules, ...nodeDbRules, ...panRules];
+
+export interface CheckOptions {
+  /** Protocols to check; all when omitted. */
+  protocols?: readonly Protocol[];
+  /** Period (ms) for monitors whose period cannot be inferred. */
+  periodMs?: number;
+}
+
+export interface CheckResult {
+  records: number;
+  /** Names of the rules that ran. */
+  rules: string[];
+  /** Rules selected but not run, and why. */
+  skipped: { rule: string; reason: string }[];
+  violations: Violation[];
+}
+
+export function parseProtocol(value: string): Protocol[] {
+  if (value === 'all') return [...PROTOCOLS];
+  const out: Protocol[] = [];
+  for (const v of value.split(',').map((s) => s.trim())) {
+    if (v === 'all') return [...PROTOCOLS];
+    if (!(PROTOCOLS as readonly string[]).includes(v)) {
+      throw new MangroveError('E_BAD_ARGUMENT', `--protocol must be one of ${PROTOCOLS.join(', ')} or all, not ${JSON.stringify(v)}`);
+    }
+    out.push(v as Protocol);
+  }
+  return out;
+}
+
+/** Checks records that are each in time order per source, merged by time. */
+export function checkTraces(sources: readonly Iterable<TraceRecord>[], opts: CheckOptions = {}): CheckResult {
+  return checkRecords([...mergeByTime(sources)], opts);
+}
+
+/** Checks records already in time order. */
+export function checkRecords(records: readonly TraceRecord[], opts: CheckOptions = {}): CheckResult {
+  const protocols = new Set(opts.protocols ?? PROTOCOLS);
+  const ctx = buildContext(records, opts.periodMs);
+  const result: CheckResult = { records: records.length, rules: [], skipped: [], violations: [] };
+  for (const rule of RULES) {
+    if (!protocols.has(rule.protocol)) continue;
+    const reason = rule.needs?.(ctx);
+    if (reason !== undefined) {
+      result.skipped.push({ rule: rule.name, reason });
+      continue;
+    }
+    result.rules.push(rule.name);
+    result.violations.push(...rule.check(records, ctx));
+  }
+  result.violations.sort((a, b) => a.t - b.t);
+  return result;
+}
+
+export function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/**
+ * Each monitor's period: the median interval between its consecutive sent
+ * level-0 monitor pulses to one recipient. A node with no such pulses takes
+ * `periodMs`, else the median of the monitors' periods.
+ */
+export function buildContext(records: readonly TraceRecord[], periodMs?: number): CheckContext {
+  const lastTo = new Map<string, number>();
+  const intervals = new Map<string, number[]>();
+  const sends = new Map<string, number>();
+  let delayMs = 0;
+  for (const r of records) {
+    const e = r.env;
+    const key = `${e.from}\u0000${e.epoch}\u0000${e.seq}`;
+    if (r.dir === 'send') {
+      if (!sends.has(key)) sends.set(key, r.t);
+      if (e.kind === 'hb.monitor_pulse' && (e.body as { level?: number }).level === 0) {
+        const link = `${r.node}\u0000${e.epoch}\u0000${e.to}`;
+        const prev = lastTo.get(link);
+        if (prev !== undefined && r.t > prev) {
+          let list = intervals.get(r.node);
+          if (!list) intervals.set(r.node, (list = []));
+          list.push(r.t - prev);
+        }
+        lastTo.set(link, r.t);
+      }
+    } else {
+      const sent = sends.get(key);
+      if (sent !== undefined) delayMs = Math.max(delayMs, r.t - sent);
+    }
+  }
+  delayMs = Math.max(1, delayMs);
+  const periods = new Map<string, number>();
+  for (const [node, list] of intervals) periods.set(node, median(list)!);
+  const fallback = periodMs ?? median([...periods.values()]);
+  const periodOf = (node: string): number | undefined => periods.get(node) ?? fallback;
+  return {
+    delayMs,
+    periodOf,
+    slackOf(node) {
+      const p = periodOf(node);
+      return p === undefined ? undefined : p / 4 + delayMs;
+    },
+  };
+}
+
+/** One line per violation, for people. */
+export function formatViolation(v: Violation, originMs?: number): string {
+  const t = originMs !== undefined && isWallClock(v.t) ? `${formatTime(v.t)}  ${formatOffset(v.t - originMs)}` : formatTime(v.t);
+  return `${t}  ${v.rule}  ${v.node}  ${v.detail}`;
+}
