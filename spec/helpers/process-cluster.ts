@@ -22,6 +22,8 @@ export interface ProcessClusterOptions {
   quorumTimeoutMs?: number;
   /** Give every node an HTTP port (the OS picks it; a node's status names it). */
   http?: boolean;
+  /** Record every node's messages to node-i/node.trace (see tracePath). */
+  trace?: boolean;
 }
 
 export class ProcessCluster {
@@ -50,6 +52,11 @@ export class ProcessCluster {
 
   configPath(i: number): string {
     return join(this.dir, `node-${i}`, 'config.json');
+  }
+
+  /** Node i's trace file (with the `trace` option); complete once the node has stopped. */
+  tracePath(i: number): string {
+    return join(this.dir, `node-${i}`, 'node.trace');
   }
 
   pid(i: number): number | undefined {
@@ -138,7 +145,8 @@ export class ProcessCluster {
     return live.every((s) => s!.nodes.filter((n) => n.alive).every((n) => ids.has(n.id)) && s!.nodes.filter((n) => n.alive).length === ids.size);
   }
 
-  async stop(): Promise<void> {
+  /** Stops every node cleanly (SIGTERM: traces are flushed), keeping the folder. */
+  async stopNodes(): Promise<void> {
     for (const i of [...this.clients.keys()]) await this.dropClient(i);
     await Promise.all(
       this.children.map(async (child) => {
@@ -151,6 +159,10 @@ export class ProcessCluster {
         clearTimeout(timer);
       }),
     );
+  }
+
+  async stop(): Promise<void> {
+    await this.stopNodes();
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -180,6 +192,7 @@ export class ProcessCluster {
         faultInjection: true,
         logLevel: 'info',
         ...(this.options.http ? { httpPort: 0 } : {}),
+        ...(this.options.trace ? { trace: 'node.trace' } : {}),
       };
       writeFileSync(this.configPath(i), JSON.stringify(config, null, 2));
     }

@@ -1,0 +1,69 @@
+/**
+ * Conformance of real processes (M27): traces recorded by five node
+ * processes over ZeroMQ, through a kill -9, a 3|2 partition and its healing,
+ * check clean; the same traces with a planted fault do not.
+ */
+import { expect } from 'chai';
+import { readTrace } from '../../bus/trace.js';
+import type { TraceRecord } from '../../bus/transport.js';
+import { checkRecords } from '../../runtime/conformance/check.js';
+import { hasBit } from '../../machines/bitmap.js';
+import { ProcessCluster } from '../helpers/process-cluster.js';
+
+const PERIOD = 200;
+
+describe('conformance of traces from real processes', function () {
+  this.timeout(120_000);
+  let cluster: ProcessCluster;
+  let records: TraceRecord[] = [];
+
+  before(async () => {
+    cluster = await ProcessCluster.start({ nodes: 5, anchors: 3, periodMs: PERIOD, trace: true });
+    expect(await cluster.waitFor(() => cluster.converged(), 30_000), 'formed').to.be.at.least(0);
+    const ids = (await cluster.statuses()).map((s) => s!.self);
+    await cluster.kill(4);
+    cluster.spawn(4);
+    expect(await cluster.waitFor(() => cluster.converged(), 30_000), 'rejoined').to.be.at.least(0);
+    const [left, right] = [[0, 3], [1, 2, 4]];
+    for (const i of left) await cluster.request(i, 'client.fault', { drop: right.map((j) => ids[j]) });
+    for (const i of right) await cluster.request(i, 'client.fault', { drop: left.map((j) => ids[j]) });
+    await new Promise((r) => setTimeout(r, 12 * PERIOD));
+    for (let i = 0; i < 5; i++) await cluster.request(i, 'client.fault', { heal: true });
+    expect(await cluster.waitFor(() => cluster.converged(), 30_000), 'healed').to.be.at.least(0);
+    await cluster.stopNodes();
+    records = [0, 1, 2, 3, 4].flatMap((i) => readTrace(cluster.tracePath(i))).sort((a, b) => a.t - b.t);
+  });
+
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('checks clean, every rule run', () => {
+    expect(records.length).to.be.greaterThan(300);
+    const r = checkRecords(records);
+    expect(r.skipped, JSON.stringify(r.skipped)).to.deep.equal([]);
+    expect(r.violations, JSON.stringify(r.violations.slice(0, 3))).to.deep.equal([]);
+  });
+
+  it('catches a monitor that reports a member alive it has not heard from', () => {
+    // The busiest monitor, and a member pulse it heard well into its time as monitor.
+    const sent = new Map<string, TraceRecord[]>();
+    for (const r of records) if (r.dir === 'send' && r.env.kind === 'hb.monitor_pulse') sent.set(r.node, [...(sent.get(r.node) ?? []), r]);
+    const [monitor, pulses] = [...sent].sort((a, b) => b[1].length - a[1].length)[0];
+    // One whose sender the monitor really kept counting alive for the next 6 periods: hiding those pulses must be caught.
+    const countedAlive = (from: number) =>
+      pulses.filter((p) => p.t > from + 4 * PERIOD && p.t < from + 6 * PERIOD && (p.env.body as { level: number }).level === 0);
+    const pick = records.find((r) => {
+      if (r.node !== monitor || r.dir !== 'recv' || r.env.kind !== 'hb.member_pulse' || r.t < pulses[0].t + 5 * PERIOD) return false;
+      const b = r.env.body as { level: number; slot: number };
+      const later = countedAlive(r.t);
+      return b.level === 0 && later.length > 0 && later.every((p) => hasBit((p.env.body as { bitmap: Uint8Array }).bitmap, b.slot));
+    })!;
+    expect(pick, 'a member pulse to hide').to.not.equal(undefined);
+    const planted = records.filter(
+      (r) => !(r.node === monitor && r.dir === 'recv' && r.env.kind === 'hb.member_pulse' && r.env.from === pick.env.from && r.t >= pick.t && r.t < pick.t + 6 * PERIOD),
+    );
+    const rules = new Set(checkRecords(planted).violations.map((v) => v.rule));
+    expect([...rules]).to.deep.equal(['hb.alive-within-deadlines']);
+  });
+});
