@@ -23,28 +23,36 @@ describe('grouped membership across real processes', function () {
   });
 
   it('each group has its own monitor, and one upper monitor links them', async () => {
-    const s = await cluster.statuses();
+    // Polled: on a loaded machine a node may miss one status request.
+    const all = async () => {
+      const s = await cluster.statuses();
+      return s.every((x) => x !== undefined) ? (s as NonNullable<(typeof s)[number]>[]) : undefined;
+    };
+    let s = await all();
+    expect(await cluster.waitFor(async () => (s = await all()) !== undefined, 10_000)).to.be.at.least(0);
     const byGroup = new Map<number, Set<string | null>>();
-    for (const x of s) byGroup.set(x!.group, (byGroup.get(x!.group) ?? new Set()).add(x!.monitor));
+    for (const x of s!) byGroup.set(x.group, (byGroup.get(x.group) ?? new Set()).add(x.monitor));
     expect([...byGroup.keys()].sort()).to.deep.equal([0, 1]);
     for (const monitors of byGroup.values()) expect(monitors.size).to.equal(1);
     // Every node names the same monitor last: the top of the hierarchy, one of the two group monitors.
-    const tops = new Set(s.map((x) => x!.monitors.at(-1)));
+    const tops = new Set(s!.map((x) => x.monitors.at(-1)));
     expect(tops.size).to.equal(1);
     expect([...byGroup.get(0)!, ...byGroup.get(1)!]).to.include([...tops][0]);
-    for (const x of s) expect(x!.nodes.filter((n) => n.alive)).to.have.length(8);
+    for (const x of s!) expect(x.nodes.filter((n) => n.alive)).to.have.length(8);
   });
 
   it('a node killed in one group is counted failed in both', async () => {
     const s = await cluster.statuses();
-    const victim = s.findIndex((x, i) => i >= 3 && x!.group === 1 && x!.self !== x!.monitor);
+    const victim = s.findIndex((x, i) => i >= 3 && x?.group === 1 && x.self !== x.monitor);
+    expect(victim, 'a group-1 member to kill').to.be.at.least(0);
     const id = s[victim]!.self;
     await cluster.kill(victim);
     const survivors = [...Array(8).keys()].filter((i) => i !== victim);
     const took = await cluster.waitFor(async () => {
       const now = await cluster.statuses(survivors);
       return survivors.every((i) => now[i]?.nodes.find((n) => n.id === id)?.alive === false);
-    }, 12 * PERIOD, 20);
+    }, 25 * PERIOD, 20);
+    // The bound on detection is the simulator's to check; here: it crosses groups at all, on real processes.
     expect(took, 'every survivor, in both groups').to.be.at.least(0);
     cluster.spawn(victim);
     expect(await cluster.waitFor(() => cluster.converged(), 30_000), 'back in').to.be.at.least(0);
