@@ -18,19 +18,8 @@ export const simLimits = {
   heapMb: 12_000,
 } as const;
 
-interface SimCliOptions {
-  nodes: number;
-  groups?: number;
-  anchors: number;
-  seed?: number;
-  duration: number;
-  crash: number;
-  partition?: number[];
-  loss: number;
-  period: number;
-  trace?: string;
-  json?: boolean;
-}
+/** What commander hands over: the plan, before defaults for the group count and the seed. */
+type SimCliOptions = Omit<SimPlan, 'groups' | 'seed'> & { groups?: number; seed?: number; json?: boolean };
 
 function probability(value: string): number {
   const p = Number(value);
