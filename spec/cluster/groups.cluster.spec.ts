@@ -15,7 +15,7 @@ describe('grouped membership across real processes', function () {
   before(async () => {
     cluster = await ProcessCluster.start({ nodes: 8, anchors: 3, groups: 2, periodMs: PERIOD });
     const took = await cluster.waitFor(() => cluster.converged(), 40_000);
-    if (took < 0) throw new Error(`cluster did not form; node-0 log:\n${cluster.log(0).slice(-3000)}`);
+    if (took < 0) throw new Error(`cluster did not form; ${cluster.died().join('\n') || `node-0 log:\n${cluster.log(0).slice(-3000)}`}`);
   });
 
   after(async () => {

@@ -55,7 +55,7 @@ describe('machines watch across real processes', function () {
   before(async () => {
     cluster = await ProcessCluster.start({ nodes: 3, anchors: 3, periodMs: PERIOD, http: true });
     const took = await cluster.waitFor(() => cluster.converged(), 30_000);
-    if (took < 0) throw new Error(`cluster did not form; node-0 log:\n${cluster.log(0).slice(-3000)}`);
+    if (took < 0) throw new Error(`cluster did not form; ${cluster.died().join('\n') || `node-0 log:\n${cluster.log(0).slice(-3000)}`}`);
   });
 
   after(async () => {

@@ -31,6 +31,8 @@ export class ProcessCluster {
   readonly endpoints: string[] = [];
   private readonly children: (ChildProcess | undefined)[] = [];
   private readonly clients = new Map<number, ZmqClient>();
+  /** Nodes a spec stopped on purpose; any other that is not running has died. */
+  private readonly killed = new Set<number>();
 
   private constructor(readonly options: ProcessClusterOptions) {}
 
@@ -79,6 +81,7 @@ export class ProcessCluster {
   /** Starts node i again with its config and data (a restart: new process, new epoch). */
   spawn(i: number): void {
     if (this.isRunning(i)) return;
+    this.killed.delete(i);
     const out = openSync(join(this.dir, `node-${i}`, 'node.log'), 'a');
     const child = spawn(process.execPath, [CLI, 'start', '--config', this.configPath(i)], { stdio: ['ignore', out, out] });
     closeSync(out);
@@ -92,6 +95,7 @@ export class ProcessCluster {
 
   async kill(i: number): Promise<void> {
     const child = this.children[i];
+    this.killed.add(i);
     if (!child || !this.isRunning(i)) return;
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');
@@ -134,9 +138,17 @@ export class ProcessCluster {
     return -1;
   }
 
-  /** Every running node joined, quorate, all running nodes alive in its view, one monitor, one PAN. */
+  /** Nodes that exited without a spec stopping them, with the end of their logs. */
+  died(): string[] {
+    return [...Array(this.options.nodes).keys()]
+      .filter((i) => !this.killed.has(i) && this.children[i] !== undefined && !this.isRunning(i))
+      .map((i) => `node ${i} exited (${this.children[i]!.exitCode ?? this.children[i]!.signalCode}):\n${this.log(i).slice(-2000)}`);
+  }
+
+  /** Every node not stopped on purpose is running, joined and quorate, sees all of them alive; one PAN. */
   async converged(expectAlive?: number[]): Promise<boolean> {
-    const alive = expectAlive ?? [...Array(this.options.nodes).keys()].filter((i) => this.isRunning(i));
+    const alive = expectAlive ?? [...Array(this.options.nodes).keys()].filter((i) => !this.killed.has(i));
+    if (alive.some((i) => !this.isRunning(i))) return false;
     const statuses = await this.statuses(alive);
     const live = alive.map((i) => statuses[i]);
     if (live.some((s) => !s || !s.quorum || s.phase !== 'joined')) return false;
