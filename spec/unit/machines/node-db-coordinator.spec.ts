@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import { createActor, enqueueActions, initialTransition, transition, type Actor } from 'xstate';
-import type { Ballot, NdbOp, NodeDbSnapshot, NodeEntry } from '../../../bus/messages.js';
-import { shortIdOf } from '../../../machines/identity.js';
+import type { Ballot, NdbOp, NodeDbSnapshot } from '../../../bus/messages.js';
 import { applyChange, genesis, sameChange, sameContents } from '../../../machines/node-db.js';
 import {
   ndbCoordinatorMachine,
@@ -15,16 +14,10 @@ import { sendTo, type SendOut } from '../../../machines/outbox.js';
 import { SimClock } from '../../../runtime/clock.js';
 import { SeededRandom } from '../../../runtime/random.js';
 import { Running, emittedBy } from '../../helpers/machine-harness.js';
+import { nodeAt } from '../../fixtures/node-entries.js';
 
 const timeoutMs = 200;
-const node = (id: string, slot: number): NodeEntry => ({
-  id,
-  shortId: shortIdOf(0, slot),
-  endpoint: `tcp://${id}:1`,
-  anchor: false,
-  votes: 0,
-  group: 0,
-});
+const node = nodeAt;
 const addX: NdbOp = { op: 'add', node: node('x', 10) };
 const addY: NdbOp = { op: 'add', node: node('y', 11) };
 const addZ: NdbOp = { op: 'add', node: node('z', 12) };

@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import { initialTransition, transition } from 'xstate';
-import type { Ballot, NdbOp, NodeDbSnapshot, NodeEntry } from '../../../bus/messages.js';
-import { shortIdOf } from '../../../machines/identity.js';
+import type { Ballot, NdbOp, NodeDbSnapshot } from '../../../bus/messages.js';
 import { applyChange, genesis } from '../../../machines/node-db.js';
 import {
   committedDb,
@@ -11,16 +10,10 @@ import {
   type NdbSubordinateEvent,
 } from '../../../machines/node-db-subordinate.js';
 import { Running, emittedBy } from '../../helpers/machine-harness.js';
+import { nodeAt } from '../../fixtures/node-entries.js';
 
 const db1 = genesis(['a', 'b', 'c'].map((id) => ({ id, endpoint: `tcp://${id}:1`, anchor: true, votes: 1, group: 0 })));
-const node = (id: string, slot: number): NodeEntry => ({
-  id,
-  shortId: shortIdOf(0, slot),
-  endpoint: `tcp://${id}:1`,
-  anchor: false,
-  votes: 0,
-  group: 0,
-});
+const node = nodeAt;
 const addX: NdbOp = { op: 'add', node: node('x', 10) };
 const addY: NdbOp = { op: 'add', node: node('y', 11) };
 const after = (db: NodeDbSnapshot, change: NdbOp): NodeDbSnapshot => {
