@@ -1,6 +1,10 @@
 /**
  * Traces: every envelope a node sent or accepted, as a CBOR sequence
  * (RFC 8742) of `{t, node, dir, env}` maps, one file per run or node.
+ * Two more kinds of record carry what replay needs besides envelopes: a
+ * `{t, node, dir: "start", start}` record opens each incarnation of a node
+ * and a `{t, node, dir: "timer", timer}` record marks each timer it fired.
+ * Readers of envelopes (streamTrace) pass over them; streamEntries yields all.
  * A sequence needs no framing and survives a crash: a reader keeps every
  * whole record and stops at a torn last one.
  *
@@ -12,7 +16,7 @@ import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { checkEnvelope, decodeSequence, encodeValue } from './codec.js';
 import { limits } from './envelope.js';
 import { MangroveError } from './errors.js';
-import type { TraceRecord, TraceSink } from './transport.js';
+import type { TraceEntry, TraceMark, TraceRecord, TraceSink } from './transport.js';
 
 export const traceLimits = {
   /** Encoded records held in memory before they are written. */
@@ -63,9 +67,18 @@ export class TraceWriter implements TraceSink {
   }
 
   record(rec: TraceRecord): void {
+    this.append({ t: rec.t, node: rec.node, dir: rec.dir, env: rec.env });
+  }
+
+  note(mark: TraceMark): void {
+    if (mark.dir === 'start') this.append({ t: mark.t, node: mark.node, dir: mark.dir, start: mark.start });
+    else this.append({ t: mark.t, node: mark.node, dir: mark.dir, timer: mark.timer });
+  }
+
+  private append(value: Record<string, unknown>): void {
     if (this.closed) throw new MangroveError('E_CLOSED', `trace ${this.path} is closed`);
     if (this.failure) throw this.failure;
-    const bytes = encodeValue({ t: rec.t, node: rec.node, dir: rec.dir, env: rec.env });
+    const bytes = encodeValue(value);
     this.chunks.push(bytes);
     this.buffered += bytes.byteLength;
     if (this.buffered >= traceLimits.bufferBytesMax) this.flush();
@@ -127,8 +140,13 @@ export function readTrace(path: string, onTruncated?: (tail: TruncatedTail) => v
  * opened on the first `next()` and closed when the loop ends or breaks.
  */
 export function* streamTrace(path: string, onTruncated?: (tail: TruncatedTail) => void): Generator<TraceRecord, void, undefined> {
+  for (const e of streamEntries(path, onTruncated)) if (e.dir === 'send' || e.dir === 'recv') yield e;
+}
+
+/** Every record of a trace, start and timer records too, in file order. */
+export function* streamEntries(path: string, onTruncated?: (tail: TruncatedTail) => void): Generator<TraceEntry, void, undefined> {
   let index = 0;
-  for (const { value } of walk(path, onTruncated)) yield toRecord(value, path, index++);
+  for (const { value } of walk(path, onTruncated)) yield toEntry(value, path, index++);
 }
 
 /**
@@ -221,13 +239,22 @@ function isMap(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }
 
-function toRecord(value: unknown, path: string, index: number): TraceRecord {
+function toEntry(value: unknown, path: string, index: number): TraceEntry {
   const fail = (why: string): TraceFormatError => recordError(path, index, why);
   if (!isMap(value)) throw fail('is not a map');
   const { t, node, dir, env } = value;
   if (typeof t !== 'number') throw fail('has no time');
   if (typeof node !== 'string') throw fail('has no node');
-  if (dir !== 'send' && dir !== 'recv') throw fail('is neither send nor recv');
+  if (dir === 'start') {
+    if (!isMap(value.start)) throw fail('is a start record without its start map');
+    return { t, node, dir, start: value.start };
+  }
+  if (dir === 'timer') {
+    const timer = value.timer;
+    if (typeof timer !== 'number' || !Number.isSafeInteger(timer) || timer < 0) throw fail('is a timer record without a timer number');
+    return { t, node, dir, timer };
+  }
+  if (dir !== 'send' && dir !== 'recv') throw fail('is neither send, recv, start nor timer');
   const checked = checkEnvelope(env);
   if (!checked.ok) throw fail(`holds a bad envelope (${checked.reason}: ${checked.detail})`);
   return { t, node, dir, env: checked.env };

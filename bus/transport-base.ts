@@ -201,7 +201,12 @@ export abstract class BaseTransport implements Transport {
       return this.rejectFrame('stale_epoch', `${env.kind} from ${env.from} epoch ${env.epoch}, current ${known}`);
     }
     this.rememberEpoch(env.from, env.epoch);
+    this.deliver(env, route);
+  }
 
+  /** Counts, traces and hands on an envelope the gate accepted (replay
+   * feeds recorded envelopes here, past a gate they already passed). */
+  protected deliver(env: Envelope, route: ReplyRoute): void {
     this.counts.received++;
     this.counts.receivedByKind[env.kind] = (this.counts.receivedByKind[env.kind] ?? 0) + 1;
     this.record('recv', env);
@@ -241,6 +246,9 @@ export abstract class BaseTransport implements Transport {
     if (frame.byteLength > limits.frameBytesMax) {
       return this.unsent(env, `${env.kind} encodes to ${frame.byteLength} bytes, more than ${limits.frameBytesMax}`);
     }
+    // Traced before the link is tried: the trace shows what the node sent,
+    // and a replay of the node must not depend on a peer's queue filling up.
+    this.record('send', env);
     let result: WriteResult;
     try {
       result = this.write(target, frame);
@@ -250,7 +258,6 @@ export abstract class BaseTransport implements Transport {
     if (typeof result === 'string') return this.unsent(env, result);
     this.counts.sent++;
     this.counts.sentByKind[env.kind] = (this.counts.sentByKind[env.kind] ?? 0) + 1;
-    this.record('send', env);
     if (result !== null) {
       result.then(
         (late) => late !== null && this.unsend(env, late),

@@ -38,8 +38,41 @@ export interface TraceRecord {
   env: Envelope;
 }
 
+/**
+ * The first record of a node's incarnation in a trace: what replay needs to
+ * rebuild the node as it started (runtime/conformance/replay.ts): its
+ * settings, the seed of its randomness, and what its store held.
+ * `start` is opaque here: the bus knows nothing of node settings.
+ */
+export interface TraceStart {
+  t: number;
+  node: string;
+  dir: 'start';
+  start: Record<string, unknown>;
+}
+
+/** A node's timer fired: the `timer`-th timer the incarnation created (from 0). */
+export interface TraceTimer {
+  t: number;
+  node: string;
+  dir: 'timer';
+  timer: number;
+}
+
+/** Records that are not envelopes: the inputs replay needs beyond what arrived. */
+export type TraceMark = TraceStart | TraceTimer;
+
+/** Anything a trace file holds. */
+export type TraceEntry = TraceRecord | TraceMark;
+
 export interface TraceSink {
   record(rec: TraceRecord): void;
+  /** Start and timer records; sinks that only want envelopes leave it out. */
+  note?(mark: TraceMark): void;
+}
+
+export function isEnvelopeRecord(e: TraceEntry): e is TraceRecord {
+  return e.dir === 'send' || e.dir === 'recv';
 }
 
 export interface Transport {

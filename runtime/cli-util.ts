@@ -39,3 +39,17 @@ export function jsonLine(value: unknown): string {
   });
 }
 
+
+/**
+ * An error from a command whose exit status means something else, e.g.
+ * `trace check`, where 1 says a rule was broken: a trace it cannot read must
+ * exit with another status. The CLI reports `cause` and exits `exitCode`.
+ */
+export class ExitWith extends Error {
+  constructor(
+    override readonly cause: unknown,
+    readonly exitCode: number,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+}

@@ -13,7 +13,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { NodeStatus } from '../actors/status.js';
 import { MangroveError } from '../bus/errors.js';
 import { isPermanentId } from '../machines/identity.js';
-import { examples, integer, jsonLine, positive, print } from './cli-util.js';
+import { examples, ExitWith, integer, jsonLine, positive, print } from './cli-util.js';
 import { addTraceCommands } from './cli-trace.js';
 import { addSimCommand } from './cli-sim.js';
 import { addMachinesCommands } from './cli-machines.js';
@@ -224,6 +224,10 @@ function helpHint(program: Command, argv: readonly string[]): string {
 
 /** Prints the one-line error; returns the exit code. */
 function report(err: unknown, hint: string): number {
+  if (err instanceof ExitWith) {
+    report(err.cause, hint);
+    return err.exitCode;
+  }
   if (err instanceof CommanderError) {
     // Help and version end in a CommanderError too, with exit code 0.
     if (err.exitCode === 0) return 0;

@@ -16,6 +16,7 @@ import { makePermanentId } from '../machines/identity.js';
 import { genesis, nextShortId } from '../machines/node-db.js';
 import type { Identity, NodeDbSnapshot, NodeEntry } from '../bus/messages.js';
 import { SimClock } from './clock.js';
+import { traceNode } from './node-trace.js';
 import { SeededRandom } from './random.js';
 
 export interface SimClusterOptions {
@@ -116,12 +117,14 @@ export class SimCluster {
     if (m.node) return;
     m.settings = { ...m.settings, epoch: m.store.nextEpoch(), pid: 1000 + i + 100_000 * m.epochs++ };
     const transport = this.network.isAttached(m.settings.id) ? this.network.restart(m.settings.id) : this.network.attach(m.settings.id);
-    if (this.options.trace) transport.setTrace(this.options.trace);
+    const random = this.random.derive(`node-${i}-${m.epochs}`);
+    const trace = this.options.trace;
+    if (trace) transport.setTrace(trace);
     const node = new MangroveNode({
       settings: m.settings,
       transport,
-      clock: this.clock,
-      random: this.random.derive(`node-${i}-${m.epochs}`),
+      clock: trace ? traceNode(trace, this.clock, m.settings, random.seed, m.store) : this.clock,
+      random,
       store: m.store,
       log: this.options.log?.(i) ?? silentLog,
       inspect: this.options.inspect ? (e) => this.options.inspect!(i, e) : undefined,

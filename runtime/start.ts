@@ -26,7 +26,8 @@ import { createLogger, throttledLog, type Logger } from './logger.js';
 import { MachineWatch } from './machine-watch.js';
 import { machineRoutes } from './machines-http.js';
 import { createMetrics, type NodeMetrics } from './metrics.js';
-import { CryptoRandom } from './random.js';
+import { traceNode } from './node-trace.js';
+import { CryptoRandom, SeededRandom } from './random.js';
 import { packageVersion } from './version.js';
 
 export const startLimits = {
@@ -85,7 +86,10 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     // Machines can be watched only through the HTTP port, so only a node with one pays for inspection.
     const watch = config.httpPort === undefined ? undefined : new MachineWatch({ node: identity.id, now: () => clock.now() });
     const settings = settingsFrom(config, identity.id, epoch);
-    const node = new MangroveNode({ settings, transport, clock, random: new CryptoRandom(), store, log, inspect: watch?.inspect });
+    // Seeded from the OS, and the seed is traced, so replay draws what the node drew.
+    const seed = new CryptoRandom().int(2 ** 32);
+    const nodeClock = trace ? traceNode(trace, clock, settings, seed, store) : clock;
+    const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, log, inspect: watch?.inspect });
     const newsLog = logNews(node, log);
     node.start();
     undo.push(() => node.stop(), () => newsLog.unsubscribe());

@@ -4,8 +4,8 @@
  * can act on (a missing file, a file that is not a trace).
  */
 import { MangroveError } from '../bus/errors.js';
-import { streamTrace, traceNodes, TraceFormatError, type TruncatedTail } from '../bus/trace.js';
-import type { TraceRecord } from '../bus/transport.js';
+import { streamEntries, streamTrace, traceNodes, TraceFormatError, type TruncatedTail } from '../bus/trace.js';
+import type { TraceEntry, TraceRecord } from '../bus/transport.js';
 import { trackFile, type FileCounts } from './trace-query.js';
 
 export interface OpenTrace {
@@ -26,6 +26,15 @@ export function openTrace(file: string, onTruncated: (tail: TruncatedTail) => vo
     }
   }
   return { file, records: records(), counts };
+}
+
+/** Every record of a trace, start and timer records too, in file order (for `trace check`, which replays). */
+export function readEntries(file: string, onTruncated: (tail: TruncatedTail) => void): TraceEntry[] {
+  try {
+    return [...streamEntries(file, onTruncated)];
+  } catch (err) {
+    throw userError(file, err);
+  }
 }
 
 /** The ids of the nodes that recorded `files`, for resolving --node prefixes. */

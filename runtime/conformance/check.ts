@@ -8,13 +8,16 @@
  */
 import { MangroveError } from '../../bus/errors.js';
 import { formatOffset, formatTime, isWallClock } from '../../bus/trace.js';
-import type { TraceRecord } from '../../bus/transport.js';
+import { isEnvelopeRecord, type TraceEntry, type TraceRecord } from '../../bus/transport.js';
 import { mergeByTime } from '../trace-query.js';
 import { heartbeatRules } from './rules-heartbeat.js';
 import { nodeDbRules } from './rules-node-db.js';
 import { panRules } from './rules-pan.js';
+import { REPLAY_RULES } from './replay-rules.js';
+import { replayTrace, type ReplayStats } from './replay.js';
 
-export const PROTOCOLS = ['heartbeat', 'node-db', 'pan'] as const;
+/** `replay` is no rule set: every node rebuilt and fed its recorded inputs (replay.ts). */
+export const PROTOCOLS = ['heartbeat', 'node-db', 'pan', 'replay'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
 export interface Violation {
@@ -26,7 +29,7 @@ export interface Violation {
   t: number;
   detail: string;
   /** The records that show it, earliest first. */
-  records: TraceRecord[];
+  records: TraceEntry[];
 }
 
 /** Timing the rules read; see buildContext. */
@@ -59,12 +62,15 @@ export interface CheckOptions {
 }
 
 export interface CheckResult {
+  /** Envelope records the rules read. */
   records: number;
   /** Names of the rules that ran. */
   rules: string[];
   /** Rules selected but not run, and why. */
   skipped: { rule: string; reason: string }[];
   violations: Violation[];
+  /** What replay covered, when it ran. */
+  replay?: ReplayStats;
 }
 
 export function parseProtocol(value: string): Protocol[] {
@@ -83,6 +89,27 @@ export function parseProtocol(value: string): Protocol[] {
 /** Checks records that are each in time order per source, merged by time. */
 export function checkTraces(sources: readonly Iterable<TraceRecord>[], opts: CheckOptions = {}): CheckResult {
   return checkRecords([...mergeByTime(sources)], opts);
+}
+
+/**
+ * The whole check: the rules over the envelope records of every source
+ * merged by time, and replay of every node over each source's entries in
+ * recorded order. A node with no start record cannot be replayed; it is
+ * listed under `skipped`.
+ */
+export async function checkEntries(sources: readonly (readonly TraceEntry[])[], opts: CheckOptions = {}): Promise<CheckResult> {
+  const envelopes = sources.map((entries) => entries.filter(isEnvelopeRecord));
+  const result = checkRecords([...mergeByTime(envelopes)], opts);
+  if (!(opts.protocols ?? PROTOCOLS).includes('replay')) return result;
+  const replay = await replayTrace(sources.flat());
+  result.replay = replay.stats;
+  if (replay.stats.nodes > 0) result.rules.push(...REPLAY_RULES);
+  if (replay.stats.unreplayable.length > 0) {
+    result.skipped.push({ rule: 'replay', reason: `no start record for ${replay.stats.unreplayable.join(', ')} (traced before replay was recorded, or by another program)` });
+  }
+  result.violations.push(...replay.violations);
+  result.violations.sort((a, b) => a.t - b.t);
+  return result;
 }
 
 /** Checks records already in time order. */

@@ -228,7 +228,7 @@ describe('runtime/cli-trace (built)', () => {
       const r = await mangrove(['trace', 'show', damaged]);
       expect(r.code).to.equal(1);
       expect(seqs(r.stdout)).to.deep.equal([1]);
-      expect(r.stderr).to.equal(`error E_BAD_MESSAGE: ${damaged}: record 2 is neither send nor recv\n`);
+      expect(r.stderr).to.equal(`error E_BAD_MESSAGE: ${damaged}: record 2 is neither send, recv, start nor timer\n`);
     });
 
     const badOptions: [string, string[], string][] = [

@@ -1,0 +1,62 @@
+/**
+ * What a trace records of a node beyond its envelopes, so that replay can
+ * rebuild it: a start record per incarnation (its settings, the seed of its
+ * randomness, what its store held) and, through a TracedClock, every timer
+ * it fires. `traceNode` is how both the node process and the simulator wire
+ * a traced node; `readStart` is how replay reads the start record back.
+ */
+import type { NodeSettings } from '../actors/settings.js';
+import type { NodeStore } from '../actors/store.js';
+import type { Clock } from '../bus/clock.js';
+import { MangroveError } from '../bus/errors.js';
+import type { NodeDbSnapshot } from '../bus/messages.js';
+import { TracedClock } from '../bus/traced-clock.js';
+import type { TraceSink, TraceStart } from '../bus/transport.js';
+import type { AcceptorState } from '../machines/node-db-subordinate.js';
+
+/** What a start record holds. */
+export interface NodeStart {
+  settings: NodeSettings;
+  /** Seed of the node's SeededRandom for this incarnation. */
+  seed: number;
+  /** The store's node database and acceptor state as the node found them. */
+  db?: NodeDbSnapshot;
+  acceptor?: AcceptorState;
+}
+
+/**
+ * Records the start of an incarnation and returns the clock the node must
+ * be given (its timers traced). Call before the node is built: the store is
+ * read as the node will read it.
+ */
+export function traceNode(sink: TraceSink, clock: Clock, settings: NodeSettings, seed: number, store: NodeStore): Clock {
+  const start: NodeStart = { settings: { ...settings }, seed };
+  const db = store.loadNodeDb();
+  const acceptor = store.loadAcceptor();
+  if (db !== undefined) start.db = db;
+  if (acceptor !== undefined) start.acceptor = acceptor;
+  sink.note?.({ t: clock.now(), node: settings.id, dir: 'start', start: start as unknown as Record<string, unknown> });
+  return new TracedClock(clock, settings.id, sink);
+}
+
+/** The start record's content, checked enough that replay can build a node from it. */
+export function readStart(rec: TraceStart): NodeStart {
+  const s = rec.start;
+  const settings = s.settings as Partial<NodeSettings> | undefined;
+  const bad = (what: string): MangroveError => new MangroveError('E_BAD_MESSAGE', `the start record of ${rec.node} at ${rec.t} has ${what}`);
+  if (typeof settings !== 'object' || settings === null) throw bad('no settings');
+  for (const k of ['id', 'endpoint', 'software'] as const) if (typeof settings[k] !== 'string') throw bad(`no settings.${k}`);
+  for (const k of ['epoch', 'pid', 'votes', 'group', 'periodMs', 'quorumTimeoutMs'] as const) {
+    if (typeof settings[k] !== 'number') throw bad(`no settings.${k}`);
+  }
+  for (const k of ['anchor', 'faultInjection'] as const) if (typeof settings[k] !== 'boolean') throw bad(`no settings.${k}`);
+  for (const k of ['seeds', 'monitorPreference', 'panPreference'] as const) if (!Array.isArray(settings[k])) throw bad(`no settings.${k}`);
+  if (settings.id !== rec.node) throw bad(`settings for ${String(settings.id)}`);
+  if (typeof s.seed !== 'number') throw bad('no seed');
+  return {
+    settings: settings as NodeSettings,
+    seed: s.seed,
+    db: s.db as NodeDbSnapshot | undefined,
+    acceptor: s.acceptor as AcceptorState | undefined,
+  };
+}
