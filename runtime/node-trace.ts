@@ -21,8 +21,16 @@ export interface NodeStart {
   seed: number;
   /** The store's node database and acceptor state as the node found them. */
   db?: NodeDbSnapshot;
+  /** Instead of `db`: the database is the one in the start record of this
+   * incarnation (`<node>/<epoch>`), earlier in the same trace. A simulated
+   * cluster formed in advance gives every node the same database, which
+   * would otherwise fill the trace once per node. */
+  dbOf?: string;
   acceptor?: AcceptorState;
 }
+
+/** Per sink, the databases already written whole, and by which node's start record. */
+const written = new WeakMap<TraceSink, WeakMap<NodeDbSnapshot, string>>();
 
 /**
  * Records the start of an incarnation and returns the clock the node must
@@ -33,14 +41,32 @@ export function traceNode(sink: TraceSink, clock: Clock, settings: NodeSettings,
   const start: NodeStart = { settings: { ...settings }, seed };
   const db = store.loadNodeDb();
   const acceptor = store.loadAcceptor();
-  if (db !== undefined) start.db = db;
+  if (db !== undefined) {
+    let dbs = written.get(sink);
+    if (!dbs) written.set(sink, (dbs = new WeakMap()));
+    const holder = dbs.get(db);
+    if (holder !== undefined) start.dbOf = holder;
+    else {
+      start.db = db;
+      dbs.set(db, incarnationOf(settings.id, settings.epoch));
+    }
+  }
   if (acceptor !== undefined) start.acceptor = acceptor;
   sink.note?.({ t: clock.now(), node: settings.id, dir: 'start', start: start as unknown as Record<string, unknown> });
   return new TracedClock(clock, settings.id, sink);
 }
 
-/** The start record's content, checked enough that replay can build a node from it. */
-export function readStart(rec: TraceStart): NodeStart {
+/** How `dbOf` names an incarnation. */
+export function incarnationOf(node: string, epoch: number): string {
+  return `${node}/${epoch}`;
+}
+
+/**
+ * The start record's content, checked enough that replay can build a node
+ * from it. `dbOf` names the incarnation whose start record holds the
+ * database; `lookup` finds it.
+ */
+export function readStart(rec: TraceStart, lookup: (incarnation: string) => NodeDbSnapshot | undefined = () => undefined): NodeStart {
   const s = rec.start;
   const settings = s.settings as Partial<NodeSettings> | undefined;
   const bad = (what: string): MangroveError => new MangroveError('E_BAD_MESSAGE', `the start record of ${rec.node} at ${rec.t} has ${what}`);
@@ -53,10 +79,15 @@ export function readStart(rec: TraceStart): NodeStart {
   for (const k of ['seeds', 'monitorPreference', 'panPreference'] as const) if (!Array.isArray(settings[k])) throw bad(`no settings.${k}`);
   if (settings.id !== rec.node) throw bad(`settings for ${String(settings.id)}`);
   if (typeof s.seed !== 'number') throw bad('no seed');
+  let db = s.db as NodeDbSnapshot | undefined;
+  if (typeof s.dbOf === 'string') {
+    db = lookup(s.dbOf);
+    if (db === undefined) throw bad(`its node database in the start record of ${s.dbOf}, which the trace does not hold before it`);
+  }
   return {
     settings: settings as NodeSettings,
     seed: s.seed,
-    db: s.db as NodeDbSnapshot | undefined,
+    db,
     acceptor: s.acceptor as AcceptorState | undefined,
   };
 }

@@ -25,9 +25,10 @@ import { silentLog } from '../../actors/log.js';
 import { MangroveNode } from '../../actors/node.js';
 import { MemoryStore } from '../../actors/store.js';
 import type { Envelope } from '../../bus/envelope.js';
+import type { NodeDbSnapshot } from '../../bus/messages.js';
 import { formatTime, isWallClock } from '../../bus/trace.js';
 import type { TraceEntry, TraceRecord, TraceStart } from '../../bus/transport.js';
-import { readStart } from '../node-trace.js';
+import { incarnationOf, readStart } from '../node-trace.js';
 import { SeededRandom } from '../random.js';
 import type { Violation } from './check.js';
 import { ReplayClock, ReplayTransport } from './replay-world.js';
@@ -55,7 +56,13 @@ type Input = TraceStart | Exclude<TraceEntry, TraceStart>;
 /** Replays every node in `entries` (any mix of nodes; each node's entries in recorded order). */
 export async function replayTrace(entries: Iterable<TraceEntry>): Promise<ReplayResult> {
   const byNode = new Map<string, TraceEntry[]>();
+  // Start records may share a database by naming the incarnation whose start record holds it (node-trace.ts).
+  const dbs = new Map<string, NodeDbSnapshot>();
   for (const e of entries) {
+    if (e.dir === 'start' && e.start.db !== undefined) {
+      const epoch = (e.start.settings as { epoch?: unknown } | undefined)?.epoch;
+      if (typeof epoch === 'number') dbs.set(incarnationOf(e.node, epoch), e.start.db as NodeDbSnapshot);
+    }
     let list = byNode.get(e.node);
     if (!list) byNode.set(e.node, (list = []));
     list.push(e);
@@ -70,7 +77,7 @@ export async function replayTrace(entries: Iterable<TraceEntry>): Promise<Replay
     result.stats.nodes++;
     for (let k = 0; k < starts.length; k++) {
       const slice = list.slice(starts[k], starts[k + 1] ?? list.length);
-      const v = await replayIncarnation(slice, result.stats);
+      const v = await replayIncarnation(slice, result.stats, (incarnation) => dbs.get(incarnation));
       if (v) result.violations.push(v);
     }
   }
@@ -79,11 +86,15 @@ export async function replayTrace(entries: Iterable<TraceEntry>): Promise<Replay
 }
 
 /** Replays one incarnation (a start record and what follows it); returns its first divergence. */
-async function replayIncarnation(entries: readonly TraceEntry[], stats: ReplayStats): Promise<Violation | undefined> {
+async function replayIncarnation(
+  entries: readonly TraceEntry[],
+  stats: ReplayStats,
+  sharedDb: (incarnation: string) => NodeDbSnapshot | undefined,
+): Promise<Violation | undefined> {
   const start = entries[0] as TraceStart;
   let startInfo;
   try {
-    startInfo = readStart(start);
+    startInfo = readStart(start, sharedDb);
   } catch (err) {
     return violation('replay.start', start, (err as Error).message, [start]);
   }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { ENVELOPE_VERSION } from '../../bus/envelope.js';
 import { simEndpoint } from '../../bus/sim-network.js';
 import { streamEntries, TraceWriter } from '../../bus/trace.js';
-import type { TraceEntry, TraceRecord } from '../../bus/transport.js';
+import { isEnvelopeRecord, type TraceEntry, type TraceRecord } from '../../bus/transport.js';
 import { checkEntries } from '../../runtime/conformance/check.js';
 import { replayTrace, type ReplayResult } from '../../runtime/conformance/replay.js';
 import { SimCluster } from '../../runtime/sim-cluster.js';
@@ -90,6 +90,26 @@ describe('replay conformance', function () {
       expect(r.stats.nodes, `seed ${seed}`).to.equal(nodes);
     });
   }
+
+  it('a cluster formed in advance writes its shared node database once, and replays clean', async () => {
+    const entries: TraceEntry[] = [];
+    const c = new SimCluster({ seed: 8, nodes: 60, groups: 3, preformed: true, periodMs: PERIOD, trace: { record: (r) => entries.push(r), note: (m) => entries.push(m) } });
+    c.startAll();
+    c.run(1500);
+    c.crash(0);
+    c.crash(9);
+    c.run(800);
+    c.start(9);
+    c.start(0);
+    c.run(1200);
+    await c.stopAll();
+    const starts = entries.filter((e) => e.dir === 'start');
+    expect(starts.filter((e) => e.start.db !== undefined).length, 'whole databases').to.be.at.most(3);
+    expect(starts.filter((e) => e.start.dbOf !== undefined).length, 'references').to.be.at.least(57);
+    const r = await replayTrace(entries);
+    expect(r.violations.map((v) => v.detail)).to.deep.equal([]);
+    expect(r.stats).to.include({ nodes: 60, incarnations: 62 });
+  });
 
   describe('planted faults', () => {
     const plant = (at: number, change: (e: TraceEntry) => TraceEntry | undefined): TraceEntry[] =>
@@ -175,7 +195,7 @@ describe('replay conformance', function () {
       const path = join(dir, 'run.trace');
       const w = new TraceWriter(path);
       for (const e of flat) {
-        if (e.dir === 'send' || e.dir === 'recv') w.record(e);
+        if (isEnvelopeRecord(e)) w.record(e);
         else w.note(e);
       }
       w.close();
