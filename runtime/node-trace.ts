@@ -68,7 +68,20 @@ export function incarnationOf(node: string, epoch: number): string {
  */
 export function readStart(rec: TraceStart, lookup: (incarnation: string) => NodeDbSnapshot | undefined = () => undefined): NodeStart {
   const s = rec.start;
-  const settings = s.settings as Partial<NodeSettings> | undefined;
+  const settings = readStartSettings(rec);
+  const bad = (what: string): MangroveError => new MangroveError('E_BAD_MESSAGE', `the start record of ${rec.node} at ${rec.t} has ${what}`);
+  if (typeof s.seed !== 'number') throw bad('no seed');
+  let db = s.db as NodeDbSnapshot | undefined;
+  if (typeof s.dbOf === 'string') {
+    db = lookup(s.dbOf);
+    if (db === undefined) throw bad(`its node database in the start record of ${s.dbOf}, which the trace does not hold before it`);
+  }
+  return { settings, seed: s.seed, db, acceptor: s.acceptor as AcceptorState | undefined };
+}
+
+/** The settings in a start record, checked. */
+export function readStartSettings(rec: TraceStart): NodeSettings {
+  const settings = rec.start.settings as Partial<NodeSettings> | undefined;
   const bad = (what: string): MangroveError => new MangroveError('E_BAD_MESSAGE', `the start record of ${rec.node} at ${rec.t} has ${what}`);
   if (typeof settings !== 'object' || settings === null) throw bad('no settings');
   for (const k of ['id', 'endpoint', 'software'] as const) if (typeof settings[k] !== 'string') throw bad(`no settings.${k}`);
@@ -78,16 +91,5 @@ export function readStart(rec: TraceStart, lookup: (incarnation: string) => Node
   for (const k of ['anchor', 'faultInjection'] as const) if (typeof settings[k] !== 'boolean') throw bad(`no settings.${k}`);
   for (const k of ['seeds', 'monitorPreference', 'panPreference'] as const) if (!Array.isArray(settings[k])) throw bad(`no settings.${k}`);
   if (settings.id !== rec.node) throw bad(`settings for ${String(settings.id)}`);
-  if (typeof s.seed !== 'number') throw bad('no seed');
-  let db = s.db as NodeDbSnapshot | undefined;
-  if (typeof s.dbOf === 'string') {
-    db = lookup(s.dbOf);
-    if (db === undefined) throw bad(`its node database in the start record of ${s.dbOf}, which the trace does not hold before it`);
-  }
-  return {
-    settings: settings as NodeSettings,
-    seed: s.seed,
-    db,
-    acceptor: s.acceptor as AcceptorState | undefined,
-  };
+  return settings as NodeSettings;
 }

@@ -8,16 +8,19 @@
  */
 import { MangroveError } from '../../bus/errors.js';
 import { formatOffset, formatTime, isWallClock } from '../../bus/trace.js';
-import { isEnvelopeRecord, type TraceEntry, type TraceRecord } from '../../bus/transport.js';
+import { isEnvelopeRecord, type TraceEntry, type TraceRecord, type TraceStart } from '../../bus/transport.js';
+import type { NodeSettings } from '../../actors/settings.js';
+import { readStartSettings } from '../node-trace.js';
 import { mergeByTime } from '../trace-query.js';
 import { heartbeatRules } from './rules-heartbeat.js';
 import { nodeDbRules } from './rules-node-db.js';
 import { panRules } from './rules-pan.js';
+import { quorumRules } from './rules-quorum.js';
 import { REPLAY_RULES } from './replay-rules.js';
 import { replayTrace, type ReplayStats } from './replay.js';
 
 /** `replay` is no rule set: every node rebuilt and fed its recorded inputs (replay.ts). */
-export const PROTOCOLS = ['heartbeat', 'node-db', 'pan', 'replay'] as const;
+export const PROTOCOLS = ['heartbeat', 'quorum', 'node-db', 'pan', 'replay'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
 export interface Violation {
@@ -40,6 +43,10 @@ export interface CheckContext {
   slackOf(node: string): number | undefined;
   /** Largest send→recv delay observed for one envelope, at least 1 ms. */
   readonly delayMs: number;
+  /** A node's settings from its latest start record, if the traces hold one. */
+  settingsOf(node: string): NodeSettings | undefined;
+  /** Votes of every anchor the start records name (empty without start records). */
+  readonly anchors: ReadonlyMap<string, number>;
 }
 
 export interface Rule {
@@ -52,13 +59,15 @@ export interface Rule {
   check(records: readonly TraceRecord[], ctx: CheckContext): Violation[];
 }
 
-export const RULES: readonly Rule[] = [...heartbeatRules, ...nodeDbRules, ...panRules];
+export const RULES: readonly Rule[] = [...heartbeatRules, ...quorumRules, ...nodeDbRules, ...panRules];
 
 export interface CheckOptions {
   /** Protocols to check; all when omitted. */
   protocols?: readonly Protocol[];
   /** Period (ms) for monitors whose period cannot be inferred. */
   periodMs?: number;
+  /** The traces' start records: nodes' settings, for rules that need them. */
+  starts?: readonly TraceStart[];
 }
 
 export interface CheckResult {
@@ -99,7 +108,8 @@ export function checkTraces(sources: readonly Iterable<TraceRecord>[], opts: Che
  */
 export async function checkEntries(sources: readonly (readonly TraceEntry[])[], opts: CheckOptions = {}): Promise<CheckResult> {
   const envelopes = sources.map((entries) => entries.filter(isEnvelopeRecord));
-  const result = checkRecords([...mergeByTime(envelopes)], opts);
+  const starts = sources.flatMap((entries) => entries.filter((e): e is TraceStart => e.dir === 'start'));
+  const result = checkRecords([...mergeByTime(envelopes)], { ...opts, starts });
   if (!(opts.protocols ?? PROTOCOLS).includes('replay')) return result;
   const replay = await replayTrace(sources.flat());
   result.replay = replay.stats;
@@ -115,7 +125,7 @@ export async function checkEntries(sources: readonly (readonly TraceEntry[])[], 
 /** Checks records already in time order. */
 export function checkRecords(records: readonly TraceRecord[], opts: CheckOptions = {}): CheckResult {
   const protocols = new Set(opts.protocols ?? PROTOCOLS);
-  const ctx = buildContext(records, opts.periodMs);
+  const ctx = buildContext(records, opts.periodMs, opts.starts);
   const result: CheckResult = { records: records.length, rules: [], skipped: [], violations: [] };
   for (const rule of RULES) {
     if (!protocols.has(rule.protocol)) continue;
@@ -143,7 +153,16 @@ export function median(values: readonly number[]): number | undefined {
  * level-0 monitor pulses to one recipient. A node with no such pulses takes
  * `periodMs`, else the median of the monitors' periods.
  */
-export function buildContext(records: readonly TraceRecord[], periodMs?: number): CheckContext {
+export function buildContext(records: readonly TraceRecord[], periodMs?: number, starts: readonly TraceStart[] = []): CheckContext {
+  const settings = new Map<string, NodeSettings>();
+  for (const s of starts) {
+    try {
+      settings.set(s.node, readStartSettings(s));
+    } catch {
+      // A damaged start record is replay's to report (replay.start); here the node just has no settings.
+    }
+  }
+  const anchors = new Map([...settings.values()].filter((s) => s.anchor && s.votes > 0).map((s) => [s.id, s.votes]));
   const lastTo = new Map<string, number>();
   const intervals = new Map<string, number[]>();
   const sends = new Map<string, number>();
@@ -175,6 +194,8 @@ export function buildContext(records: readonly TraceRecord[], periodMs?: number)
   const periodOf = (node: string): number | undefined => periods.get(node) ?? fallback;
   return {
     delayMs,
+    anchors,
+    settingsOf: (node) => settings.get(node),
     periodOf,
     slackOf(node) {
       const p = periodOf(node);
