@@ -16,6 +16,7 @@ import { ndbSubordinateMachine, machineName as ndbSubordinateName } from '../mac
 import { nodeStateMachine, machineName as nodeStateName } from '../machines/node-state.js';
 import { panElectionMachine, machineName as panElectionName } from '../machines/pan-election.js';
 import { quorumMachine, machineName as quorumName } from '../machines/quorum.js';
+import { pageHomeMachine, machineName as pageHomeName } from '../machines/page-home.js';
 
 export interface CatalogEntry {
   name: string;
@@ -55,6 +56,12 @@ export const machineCatalog: readonly CatalogEntry[] = [
   },
   { name: panElectionName, spec: 'M16', summary: 'the election of the primary anchor node', machine: panElectionMachine },
   { name: nodeStateName, spec: 'M6', summary: 'the node\'s recovery state: normal, notified, quiescent, rebuilding', machine: nodeStateMachine },
+  {
+    name: pageHomeName,
+    spec: 'M10',
+    summary: 'one page\'s coherence at its home: single writer, many readers, by invalidation',
+    machine: pageHomeMachine,
+  },
 ];
 
 export function machineNames(): string[] {

@@ -14,6 +14,7 @@ import { machineName as monitorName } from '../../../machines/heartbeat-monitor.
 import { machineName as coordinatorName } from '../../../machines/node-db-coordinator.js';
 import { machineName as subordinateName } from '../../../machines/node-db-subordinate.js';
 import { machineName as nodeStateName } from '../../../machines/node-state.js';
+import { machineName as pageHomeName } from '../../../machines/page-home.js';
 import { machineName as panName } from '../../../machines/pan-election.js';
 import { machineName as quorumName } from '../../../machines/quorum.js';
 import { renderChart, toMermaid, toScxml } from '../../../runtime/diagram.js';
@@ -96,7 +97,7 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 describe('runtime/machine-catalog', () => {
   it('names every protocol machine by its file\'s machineName, which is its XState id', () => {
-    expect(machineNames()).to.deep.equal([memberName, monitorName, quorumName, subordinateName, coordinatorName, panName, nodeStateName]);
+    expect(machineNames()).to.deep.equal([memberName, monitorName, quorumName, subordinateName, coordinatorName, panName, nodeStateName, pageHomeName]);
     for (const e of machineCatalog) expect(e.machine.id, e.name).to.equal(e.name);
   });
 

@@ -1,0 +1,299 @@
+/**
+ * Coherence of one page at its home, the page's responsible node (SPEC.md
+ * M10; docs/engine.md): single writer, many readers, by invalidation. This is
+ * Li and Hudak's fixed distributed manager: the home serialises every request
+ * for its page, one at a time, and the data itself moves between holders.
+ *
+ * The home knows the page's `owner` (the node whose copy is the newest; it
+ * may write while it is the only holder) and its `readers` (read-only
+ * copies). Safety claims, checked at every step of the model specs:
+ * - at most one owner, and while a write is granted nobody else holds a copy
+ *   (every reader acknowledged its invalidation before the grant);
+ * - the version rises by one with every granted write and never goes back;
+ * - one request at a time: the next waits until the requester confirms it
+ *   holds what it asked for, so a read can never see an older version than
+ *   a write the home already granted.
+ *
+ * A read: the home asks the owner to send a copy to the requester (the
+ * owner's own copy becomes read-only: it has readers now), and waits for the
+ * requester to confirm. A write: the home invalidates every reader but the
+ * requester, waits for each to acknowledge, then asks the owner to hand the
+ * page over, waits for the requester's confirmation that it has it, and only
+ * then invalidates the old owner's copy: a hand-over lost on the way must
+ * not lose the page, so the old owner keeps its copy (for nobody to read)
+ * until the new one is confirmed. Once the old copy is gone the write is
+ * granted (`served`): the requester is the owner and only holder, at the
+ * next version.
+ *
+ * Lost messages are retried every `retryMs` (a holder answers a repeated
+ * request again; a requester confirms a repeated hand-over again). A holder
+ * the membership reports failed (`HOLDER_FAILED`) is no longer waited for;
+ * if it was the owner, the page has no owner until recovery names one
+ * (`SET_OWNER`, from the freshest core holder's disk copy, M15) and requests
+ * fail with `E_PAGE_LOST` meanwhile: the newest copy may have died with it.
+ *
+ * The machine emits what the home must send, as semantic events the page
+ * actor turns into `page.*` messages:
+ * - `invalidate {to, round, version}`: drop your copy and acknowledge. A
+ *   holder remembers the round its copy came in (the `forward`'s) and drops
+ *   it only for an invalidation of a later round: a late duplicate of an
+ *   old invalidation must not destroy a copy granted since;
+ * - `forward {to, requester, req, round, mode, version}`: send your copy to
+ *   `requester` for its request `req` (mode `read`: keep yours, read-only;
+ *   `write`: keep yours, unreadable, until invalidated). A requester takes
+ *   data only for the request it is waiting on, so a late duplicate of an
+ *   old hand-over never brings back a copy the home has invalidated;
+ * - `served {request, version}` when a request is complete, `refused
+ *   {request, code}` when it cannot be served.
+ */
+import { and, assign, enqueueActions, setup, type SnapshotFrom } from 'xstate';
+
+export const machineName = 'page-home';
+
+export type AccessMode = 'read' | 'write';
+
+export interface PageRequest {
+  mode: AccessMode;
+  from: string;
+  /** The requester's request number: confirmations name it, so a stale one is recognised. */
+  req: number;
+}
+
+export interface PageHomeContext {
+  owner: string | null;
+  /** Sorted; never holds the owner. */
+  readers: string[];
+  version: number;
+  queue: PageRequest[];
+  /** The request being served. */
+  current: PageRequest | null;
+  /** Numbers the requests the home has taken up, from 1; see `invalidate`. */
+  round: number;
+  /** Readers whose invalidation acknowledgement the current write still needs. */
+  waiting: string[];
+  /** Per requester, its last served request: requests are numbered upwards per requester, so an
+   * older one arriving late is dropped, and a repeat of the last is answered again (its answer was lost). */
+  lastServed: Record<string, { req: number; version: number }>;
+  retryMs: number;
+}
+
+export interface PageHomeInput {
+  /** The node holding the newest copy (on materialize: the home itself). */
+  owner: string | null;
+  readers?: string[];
+  version?: number;
+  retryMs: number;
+}
+
+export type PageHomeEvent =
+  | ({ type: 'REQUEST' } & PageRequest)
+  /** `round`: the invalidation's; an acknowledgement of an earlier round is a late duplicate. */
+  | { type: 'INVALIDATED'; from: string; round: number }
+  | { type: 'CONFIRMED'; from: string; req: number }
+  | { type: 'HOLDER_FAILED'; id: string }
+  | { type: 'SET_OWNER'; owner: string; version: number };
+
+export type PageHomeEmitted =
+  | { type: 'invalidate'; to: string; round: number; version: number }
+  | { type: 'forward'; to: string; requester: string; req: number; round: number; mode: AccessMode; version: number }
+  | { type: 'served'; request: PageRequest; version: number }
+  | { type: 'refused'; request: PageRequest; code: 'E_PAGE_LOST' };
+
+const without = (list: readonly string[], id: string): string[] => list.filter((x) => x !== id);
+const withId = (list: readonly string[], id: string): string[] => (list.includes(id) ? [...list] : [...list, id].sort());
+
+function served(ctx: PageHomeContext, r: PageRequest, version: number): PageHomeContext['lastServed'] {
+  return { ...ctx.lastServed, [r.from]: { req: r.req, version } };
+}
+
+/** Readers that must drop their copies before `to` may write. */
+function toInvalidate(ctx: PageHomeContext, to: string): string[] {
+  return without(ctx.readers, to);
+}
+
+export const pageHomeMachine = setup({
+  types: {
+    context: {} as PageHomeContext,
+    input: {} as PageHomeInput,
+    events: {} as PageHomeEvent,
+    emitted: {} as PageHomeEmitted,
+  },
+  delays: {
+    retry: ({ context }) => context.retryMs,
+  },
+  guards: {
+    hasQueued: ({ context }) => context.queue.length > 0,
+    ownerLost: ({ context }) => context.owner === null,
+    /** The requester already holds what it asks for: serve at once. */
+    alreadyHeld: ({ context }) => {
+      const r = context.current!;
+      if (r.mode === 'read') return context.owner === r.from || context.readers.includes(r.from);
+      return context.owner === r.from && context.readers.length === 0;
+    },
+    isWrite: ({ context }) => context.current!.mode === 'write',
+    requesterOwns: ({ context }) => context.current!.from === context.owner,
+    allInvalidated: ({ context }) => context.waiting.length === 0,
+    confirmsCurrent: ({ context, event }) =>
+      event.type === 'CONFIRMED' && context.current !== null && event.from === context.current.from && event.req === context.current.req,
+    currentRequesterFailed: ({ context, event }) => event.type === 'HOLDER_FAILED' && context.current?.from === event.id,
+  },
+  actions: {
+    enqueue: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'REQUEST') return;
+      const { mode, from, req } = event;
+      const last = context.lastServed[from];
+      if (last && req <= last.req) {
+        if (req === last.req) enqueue.emit({ type: 'served', request: { mode, from, req }, version: last.version });
+        return;
+      }
+      // A repeated request (the requester retried) is served once.
+      const dup = context.queue.some((q) => q.from === from && q.req === req) || (context.current?.from === from && context.current.req === req);
+      if (!dup) enqueue.assign({ queue: [...context.queue, { mode, from, req }] });
+    }),
+    takeNext: assign({
+      current: ({ context }) => context.queue[0],
+      queue: ({ context }) => context.queue.slice(1),
+      round: ({ context }) => context.round + 1,
+    }),
+    serveHeld: enqueueActions(({ context, enqueue }) => {
+      const r = context.current!;
+      const version = r.mode === 'write' ? context.version + 1 : context.version;
+      enqueue.assign({ version, current: null, lastServed: served(context, r, version) });
+      enqueue.emit({ type: 'served', request: r, version });
+    }),
+    refuseLost: enqueueActions(({ context, enqueue }) => {
+      enqueue.emit({ type: 'refused', request: context.current!, code: 'E_PAGE_LOST' });
+      enqueue.assign({ current: null });
+    }),
+    startInvalidating: assign({ waiting: ({ context }) => toInvalidate(context, context.current!.from) }),
+    sendInvalidations: enqueueActions(({ context, enqueue }) => {
+      for (const to of context.waiting) enqueue.emit({ type: 'invalidate', to, round: context.round, version: context.version });
+    }),
+    noteInvalidated: assign(({ context, event }) => {
+      if (event.type !== 'INVALIDATED' && event.type !== 'HOLDER_FAILED') return {};
+      if (event.type === 'INVALIDATED' && event.round !== context.round) return {};
+      const id = event.type === 'INVALIDATED' ? event.from : event.id;
+      return { waiting: without(context.waiting, id), readers: without(context.readers, id) };
+    }),
+    sendForward: enqueueActions(({ context, enqueue }) => {
+      const r = context.current!;
+      if (context.owner === null || context.owner === r.from) return;
+      enqueue.emit({ type: 'forward', to: context.owner!, requester: r.from, req: r.req, round: context.round, mode: r.mode, version: context.version });
+    }),
+    completeRead: enqueueActions(({ context, enqueue }) => {
+      const r = context.current!;
+      enqueue.assign({
+        readers: r.from === context.owner ? context.readers : withId(context.readers, r.from),
+        current: null,
+        lastServed: served(context, r, context.version),
+      });
+      enqueue.emit({ type: 'served', request: r, version: context.version });
+    }),
+    revertHandOver: assign(({ context }) => ({ owner: context.waiting[0] ?? null, current: null, waiting: [] })),
+    handOver: assign(({ context }) => ({
+      owner: context.current!.from,
+      readers: without(context.readers, context.current!.from),
+      waiting: context.owner === null ? [] : [context.owner],
+    })),
+    completeWrite: enqueueActions(({ context, enqueue }) => {
+      const r = context.current!;
+      const version = context.version + 1;
+      enqueue.assign({ owner: r.from, readers: [], version, current: null, waiting: [], lastServed: served(context, r, version) });
+      enqueue.emit({ type: 'served', request: r, version });
+    }),
+    dropRequest: assign({ current: null, waiting: [] }),
+    forgetHolder: assign(({ context, event }) => {
+      if (event.type !== 'HOLDER_FAILED') return {};
+      return {
+        owner: context.owner === event.id ? null : context.owner,
+        readers: without(context.readers, event.id),
+        waiting: without(context.waiting, event.id),
+        queue: context.queue.filter((q) => q.from !== event.id),
+      };
+    }),
+    setOwner: assign(({ context, event }) => {
+      if (event.type !== 'SET_OWNER') return {};
+      // Recovery names the holder of the freshest surviving copy; versions never go back.
+      return { owner: event.owner, readers: without(context.readers, event.owner), version: Math.max(context.version, event.version) };
+    }),
+  },
+}).createMachine({
+  id: machineName,
+  context: ({ input }) => ({
+    owner: input.owner,
+    readers: [...(input.readers ?? [])].filter((r) => r !== input.owner).sort(),
+    version: input.version ?? 0,
+    queue: [],
+    current: null,
+    round: 0,
+    waiting: [],
+    lastServed: {},
+    retryMs: input.retryMs,
+  }),
+  on: {
+    REQUEST: { actions: 'enqueue' },
+    SET_OWNER: { actions: 'setOwner' },
+  },
+  initial: 'idle',
+  states: {
+    idle: {
+      always: { guard: 'hasQueued', target: 'choosing', actions: 'takeNext' },
+      on: { HOLDER_FAILED: { actions: 'forgetHolder' } },
+    },
+    choosing: {
+      always: [
+        { guard: 'ownerLost', target: 'idle', actions: 'refuseLost' },
+        { guard: 'alreadyHeld', target: 'idle', actions: 'serveHeld' },
+        { guard: 'isWrite', target: 'invalidating', actions: 'startInvalidating' },
+        { target: 'forwarding' },
+      ],
+    },
+    invalidating: {
+      entry: 'sendInvalidations',
+      always: { guard: 'allInvalidated', target: 'forwarding' },
+      after: { retry: { target: 'invalidating', reenter: true } },
+      on: {
+        INVALIDATED: { actions: 'noteInvalidated' },
+        HOLDER_FAILED: [
+          { guard: 'currentRequesterFailed', target: 'idle', actions: ['dropRequest', 'forgetHolder'] },
+          { actions: ['noteInvalidated', 'forgetHolder'] },
+        ],
+      },
+    },
+    forwarding: {
+      entry: 'sendForward',
+      always: [
+        { guard: 'ownerLost', target: 'idle', actions: 'refuseLost' },
+        // The owner itself writes, its readers now gone: nothing to hand over.
+        { guard: 'requesterOwns', target: 'idle', actions: 'completeWrite' },
+      ],
+      after: { retry: { target: 'forwarding', reenter: true } },
+      on: {
+        CONFIRMED: [
+          { guard: and(['confirmsCurrent', 'isWrite']), target: 'releasing', actions: 'handOver' },
+          { guard: 'confirmsCurrent', target: 'idle', actions: 'completeRead' },
+        ],
+        HOLDER_FAILED: [
+          { guard: 'currentRequesterFailed', target: 'idle', actions: ['dropRequest', 'forgetHolder'] },
+          { actions: 'forgetHolder' },
+        ],
+      },
+    },
+    /** The new owner holds the page; the old one drops the copy it kept until now. */
+    releasing: {
+      entry: 'sendInvalidations',
+      always: { guard: 'allInvalidated', target: 'idle', actions: 'completeWrite' },
+      after: { retry: { target: 'releasing', reenter: true } },
+      on: {
+        INVALIDATED: { actions: 'noteInvalidated' },
+        HOLDER_FAILED: [
+          // The new owner died before the write was granted: the old owner still has the page.
+          { guard: 'currentRequesterFailed', target: 'idle', actions: 'revertHandOver' },
+          { actions: ['noteInvalidated', 'forgetHolder'] },
+        ],
+      },
+    },
+  },
+});
+
+export type PageHomeSnapshot = SnapshotFrom<typeof pageHomeMachine>;
