@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'E_BAD_CONFIG'
   | 'E_BAD_MESSAGE'
   | 'E_BAD_ARGUMENT'
+  | 'E_BAD_ADDRESS'
   | 'E_NO_QUORUM'
   | 'E_BUSY'
   | 'E_STALE'
