@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from 'lmdb';
-import { isMangroveError } from '../../../bus/errors.js';
 import { addressKey, formatAddress, MAX_ADDRESS, PAGE_BYTES, parseAddress } from '../../../machines/address.js';
 import {
   FS_ATTR_BYTES,
@@ -22,6 +21,7 @@ import {
 } from '../../../actors/page-store.js';
 import { LmdbPageStore, PAGES_FILE } from '../../../runtime/lmdb-pages.js';
 import { SeededRandom } from '../../../runtime/random.js';
+import { errorOf } from '../../helpers/error-of.js';
 import { WRITER_PAGES, writerPage } from '../../fixtures/page-writer.js';
 
 const SEED = 5_909_540;
@@ -29,16 +29,6 @@ const P = BigInt(PAGE_BYTES);
 
 function page(version: number, fill: number, attr = fill): StoredPage {
   return { data: new Uint8Array(PAGE_BYTES).fill(fill), version, attrs: new Uint8Array(FS_ATTR_BYTES).fill(attr) };
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (isMangroveError(err)) return `${err.code}: ${err.message}`;
-    throw err;
-  }
-  return 'no error';
 }
 
 function sortBig(xs: bigint[]): bigint[] {

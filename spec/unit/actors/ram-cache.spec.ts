@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { isMangroveError } from '../../../bus/errors.js';
 import { PAGE_BYTES } from '../../../machines/address.js';
 import { RamCache, type NewPage } from '../../../actors/ram-cache.js';
 import { SeededRandom } from '../../../runtime/random.js';
+import { errorOf } from '../../helpers/error-of.js';
 
 const SEED = 1_997_0613;
 const P = BigInt(PAGE_BYTES);
@@ -10,16 +10,6 @@ const at = (i: number) => BigInt(i) * P;
 
 function newPage(version: number, extra: Partial<NewPage> = {}): NewPage {
   return { data: new Uint8Array(PAGE_BYTES).fill(version & 0xff), version, ...extra };
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (isMangroveError(err)) return `${err.code}: ${err.message}`;
-    throw err;
-  }
-  return 'no error';
 }
 
 describe('actors/ram-cache', () => {

@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { isMangroveError } from '../../../bus/errors.js';
 import {
   addressFromKey,
   addressKey,
@@ -14,18 +13,9 @@ import {
   parsePageAddress,
 } from '../../../machines/address.js';
 import { SeededRandom } from '../../../runtime/random.js';
+import { errorOf as codeOf } from '../../helpers/error-of.js';
 
 const SEED = 20_250_611;
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (isMangroveError(err)) return `${err.code}: ${err.message}`;
-    throw err;
-  }
-  return 'no error';
-}
 
 /** A random address of 1 to 128 bits, so small and large values both occur. */
 function randomAddress(rng: SeededRandom): bigint {

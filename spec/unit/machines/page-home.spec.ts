@@ -212,6 +212,18 @@ function run(seed: number): void {
     }
   };
 
+  /** Delivers the earliest message in flight (or lets the retry timers run), then checks. */
+  const deliverNext = (): void => {
+    inflight.sort((x, y) => x.at - y.at);
+    const next = inflight.shift();
+    if (next) {
+      r.clock.runUntil(next.at);
+      next.deliver();
+    } else r.clock.advance(RETRY);
+    react();
+    check();
+  };
+
   for (let step = 0; step < 400; step++) {
     if (rnd.next() < 0.2) {
       const from = nodes[rnd.int(nodes.length)];
@@ -223,26 +235,12 @@ function run(seed: number): void {
     }
     // Requesters repeat what they have not been answered (their own retry).
     if (step % 25 === 0) retry();
-    inflight.sort((x, y) => x.at - y.at);
-    const next = inflight.shift();
-    if (next) {
-      r.clock.runUntil(next.at);
-      next.deliver();
-    } else r.clock.advance(RETRY);
-    react();
-    check();
+    deliverNext();
   }
   // Drain: no new requests; everything asked is eventually served.
   for (let i = 0; i < 5000 && pending.size > 0; i++) {
     if (i % 25 === 0) retry();
-    inflight.sort((x, y) => x.at - y.at);
-    const next = inflight.shift();
-    if (next) {
-      r.clock.runUntil(next.at);
-      next.deliver();
-    } else r.clock.advance(RETRY);
-    react();
-    check();
+    deliverNext();
   }
   expect(pending.size, `seed ${seed}: requests never served ${JSON.stringify([...pending])}; home ${JSON.stringify(r.value)} ${JSON.stringify(r.snapshot.context)}; copies ${JSON.stringify([...copies])}`).to.equal(0);
   expect(served, `seed ${seed}`).to.be.greaterThan(5);
