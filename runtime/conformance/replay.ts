@@ -32,7 +32,6 @@ import { incarnationOf, readStart } from '../node-trace.js';
 import { SeededRandom } from '../random.js';
 import type { Violation } from './check.js';
 import { ReplayClock, ReplayTransport } from './replay-world.js';
-export { REPLAY_RULES } from './replay-rules.js';
 
 export interface ReplayStats {
   /** Nodes replayed (with at least one start record). */
