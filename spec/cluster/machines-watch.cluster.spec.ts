@@ -84,9 +84,8 @@ describe('machines watch across real processes', function () {
     const took = await cluster.waitFor(async () => sawFailover(), 20 * PERIOD);
     expect(took, `failover seen; watch output:\n${watchers.map((w) => w.lines.map((l) => JSON.stringify(l.record)).join('\n')).join('\n---\n')}`).to.be.at.least(0);
 
+    const output = () => watchers.map((w) => w.lines.map((l) => JSON.stringify(l.record)).join('\n')).join('\n---\n');
     const ids = survivors.map((i) => statuses[i]!.self);
-    const winner = watchers.findIndex((w) => w.find('heartbeat-monitor', null, 'monitoring.ticking', killedAt));
-    const loser = 1 - winner;
     for (const [k, w] of watchers.entries()) {
       const candidate = w.find('heartbeat-member', 'following', 'candidate', killedAt)!;
       expect(candidate.record.node, 'records name the watched node').to.equal(ids[k]);
@@ -94,19 +93,30 @@ describe('machines watch across real processes', function () {
       // As it happens: printed within a second of the node's transition.
       expect(candidate.at - candidate.record.t, 'ms from transition to the watch line').to.be.within(-1000, 1000);
     }
-    const promoted = watchers[winner].find('heartbeat-member', 'candidate', 'promoted', killedAt);
-    expect(promoted, 'the winner\'s member is promoted').to.not.equal(undefined);
-    expect(watchers[winner].find('heartbeat-monitor', null, 'monitoring.ticking', killedAt)!.record.event).to.equal('xstate.init');
-    expect(watchers[loser].find('heartbeat-monitor', null, 'monitoring.ticking', killedAt), 'one monitor only').to.equal(undefined);
-    const yielded = await cluster.waitFor(async () => watchers[loser].find('heartbeat-member', 'candidate', 'following', killedAt) !== undefined, 10 * PERIOD);
-    expect(yielded, 'the other candidate yields and follows').to.be.at.least(0);
 
-    // What the watchers showed is what the cluster settled on.
+    // The cluster settles on one monitor, and the watchers showed it promoted.
+    let settled: string | undefined;
     const named = await cluster.waitFor(async () => {
       const s = await cluster.statuses(survivors);
-      return survivors.every((i) => s[i]?.monitor === ids[winner]);
+      settled = s[survivors[0]]?.monitor;
+      return settled !== undefined && ids.includes(settled) && survivors.every((i) => s[i]?.monitor === settled);
     }, 20 * PERIOD);
-    expect(named, 'every survivor names the promoted node its monitor').to.be.at.least(0);
+    expect(named, `every survivor names one survivor its monitor; watch output:\n${output()}`).to.be.at.least(0);
+    const winner = ids.indexOf(settled!);
+    const loser = 1 - winner;
+    expect(watchers[winner].find('heartbeat-member', 'candidate', 'promoted', killedAt), `the winner's member is promoted; watch output:\n${output()}`).to.not.equal(undefined);
+    expect(watchers[winner].find('heartbeat-monitor', null, 'monitoring.ticking', killedAt)!.record.event).to.equal('xstate.init');
+
+    // The other candidate yields: normally its claim loses and it follows
+    // (candidate → following). On a loaded host a claim can arrive after the
+    // claim window, so both promote, and arbitration stops the loser's
+    // monitor and starts a member that follows (null → following). Either
+    // way the watcher shows it, and no monitor is left running on the loser.
+    const follows = () => watchers[loser].lines.find((l) => l.record.machine === 'heartbeat-member' && l.record.to === 'following' && (l.record.from === 'candidate' || l.record.from === null) && l.record.t >= killedAt);
+    const yielded = await cluster.waitFor(async () => follows() !== undefined, 20 * PERIOD);
+    expect(yielded, `the other candidate yields and follows; watch output:\n${output()}`).to.be.at.least(0);
+    const loserMonitor = watchers[loser].lines.filter((l) => l.record.machine === 'heartbeat-monitor' && l.record.t >= killedAt);
+    if (loserMonitor.length > 0) expect(loserMonitor.at(-1)!.record.to, `a second monitor stops; watch output:\n${output()}`).to.equal(null);
     expect(watchers.every((w) => w.running), 'the watchers keep streaming').to.equal(true);
   });
 });
