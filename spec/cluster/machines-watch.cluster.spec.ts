@@ -98,7 +98,7 @@ describe('machines watch across real processes', function () {
     let settled: string | undefined;
     const named = await cluster.waitFor(async () => {
       const s = await cluster.statuses(survivors);
-      settled = s[survivors[0]]?.monitor;
+      settled = s[survivors[0]]?.monitor ?? undefined;
       return settled !== undefined && ids.includes(settled) && survivors.every((i) => s[i]?.monitor === settled);
     }, 20 * PERIOD);
     expect(named, `every survivor names one survivor its monitor; watch output:\n${output()}`).to.be.at.least(0);
