@@ -23,6 +23,8 @@ import { QuorumActor } from './quorum.js';
 import type { NodeSettings } from './settings.js';
 import type { NodeStatus, NodeView } from './status.js';
 import type { NodeStore } from './store.js';
+import { engineDefaults, PageEngine, type EngineSettings } from './page-engine.js';
+import { MemoryPageStore, type PageStore } from './page-store.js';
 
 export interface NodeDeps {
   settings: NodeSettings;
@@ -32,6 +34,9 @@ export interface NodeDeps {
   store: NodeStore;
   log: Log;
   inspect?: (e: InspectionEvent) => void;
+  /** The disk cache of the memory engine (M9); a memory twin when absent. */
+  pages?: PageStore;
+  engine?: Partial<EngineSettings>;
 }
 
 /** What a node tells its host process: logs, metrics, the simulator's checks. */
@@ -58,6 +63,8 @@ const UPDATE_ERRORS: Record<string, ErrorCode> = {
 export class MangroveNode {
   readonly news$ = new Subject<NodeNews>();
   readonly outbox: Outbox;
+  /** The memory engine (M7-M13). */
+  readonly engine: PageEngine;
   private readonly nodeDb: NodeDbActor;
   private readonly heartbeat: HeartbeatActor;
   private readonly quorum: QuorumActor;
@@ -108,6 +115,19 @@ export class MangroveNode {
       extras: () => ({ dbVersion: this.nodeDb.db.version, quorum: this.quorum.toSend(), pan: this.pan.known() }),
     });
     this.nodeState = createActor(nodeStateMachine, { clock, inspect, input: {} });
+    this.engine = new PageEngine({
+      self: s.id,
+      epoch: s.epoch,
+      outbox: this.outbox,
+      clock,
+      store: deps.pages ?? new MemoryPageStore(),
+      log: deps.log,
+      settings: { ...engineDefaults, ...deps.engine },
+      db: () => this.nodeDb.db,
+      isAlive,
+      quorate: () => this.quorum.has,
+      inspect,
+    });
   }
 
   get settings(): NodeSettings {
@@ -143,6 +163,7 @@ export class MangroveNode {
     if (!this.running) return;
     this.running = false;
     for (const s of this.subs.splice(0)) s.unsubscribe();
+    this.engine.close();
     this.heartbeat.stop();
     this.nodeDb.stop();
     this.pan.stop();
@@ -185,6 +206,8 @@ export class MangroveNode {
       if (ns === 'hb') this.heartbeat.handle(env);
       else if (ns === 'ndb') this.nodeDb.handle(env, route);
       else if (ns === 'pan') this.pan.handle(env);
+      else if (ns === 'page') this.engine.handle(env);
+      else if (env.kind === 'client.page') this.engine.onClient(env, route);
       else if (ns === 'client') this.onClient(env, route);
     } catch (e) {
       // One bad message must not stop the node: log it and carry on.
@@ -282,6 +305,7 @@ export class MangroveNode {
       messages: { sent: stats.sent, received: stats.received, unsent: stats.unsent, filtered: stats.filtered },
       software: s.software,
       http: s.httpPort ?? null,
+      pages: { ...this.engine.space(), copies: this.engine.holder.counts() },
     };
   }
 }

@@ -59,6 +59,8 @@ export interface PageStore {
   /** Durable when it returns; false if the page was not there. */
   delete(addr: bigint): boolean;
   count(): number;
+  /** Most pages the store holds (its `pagesMax`). */
+  capacity(): number;
   /** Bytes of page data held (count × PAGE_BYTES), what the policy element counts (M12). */
   bytesUsed(): number;
   /** Pages at address `from` (default 0, need not be a page base) and above, in address order, at most `limit` (default and most SCAN_PAGES_MAX). */
@@ -161,6 +163,10 @@ export class MemoryPageStore implements PageStore {
   delete(addr: bigint): boolean {
     this.checkOpen();
     return this.pages.delete(checkPageAddress(addr));
+  }
+
+  capacity(): number {
+    return this.pagesMax;
   }
 
   count(): number {

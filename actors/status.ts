@@ -3,6 +3,7 @@
  * and the node's `/status` page. One shape, built in one place (node.ts).
  */
 import type { RejectReason } from '../bus/envelope.js';
+import type { SpaceReport } from '../bus/page-messages.js';
 
 export type NodeStateName = 'normal' | 'notified' | 'quiescent' | 'rebuilding';
 
@@ -50,4 +51,6 @@ export interface NodeStatus {
   software: string;
   /** The node's HTTP port on 127.0.0.1 (/status, /metrics, /machines), or null when it serves none. */
   http: number | null;
+  /** The memory engine here (M24): RAM cache use, disk pages and free space, pages this node is home to, and its copies by coherence mode. */
+  pages: SpaceReport & { copies: Record<'read' | 'write' | 'kept' | 'incoming', number> };
 }

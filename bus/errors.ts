@@ -19,6 +19,18 @@ export type ErrorCode =
   | 'E_CLOSED'
   | 'E_FULL'
   | 'E_STORAGE'
+  /** Memory engine (M7): an address in no reservation. */
+  | 'E_NOT_RESERVED'
+  /** A reserved page that has no storage (materialize it first). */
+  | 'E_NOT_MATERIALIZED'
+  /** A range that overlaps one already reserved or materialized. */
+  | 'E_EXISTS'
+  /** A lock another client holds. */
+  | 'E_LOCKED'
+  /** A page whose newest copy died with its node, until recovery (M15). */
+  | 'E_PAGE_LOST'
+  /** Too few live nodes for the core copies a page asks for (M11). */
+  | 'E_TOO_FEW_NODES'
   /** A bug: the report carries the stack. */
   | 'E_INTERNAL';
 

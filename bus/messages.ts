@@ -2,12 +2,13 @@
  * Every message kind on the bus, its body schema, and the one validator the
  * codec runs on every inbound envelope. Kinds are namespaced by protocol:
  * `hb.` heartbeat (M3, M4), `ndb.` node database (M2), `pan.` primary anchor
- * election (M16), `client.` requests from the CLI and client library, `reply.`
+ * election (M16), `page.` the memory engine (M7-M13, bus/page-messages.ts), `client.` requests from the CLI and client library, `reply.`
  * their answers. Sizes are bounded here so a hostile frame cannot make a node
  * allocate without limit.
  */
 import { z } from 'zod';
 import { limits } from './envelope.js';
+import { pageBodies } from './page-messages.js';
 
 const id = z.string().min(1).max(limits.idCharsMax);
 const endpoint = z.string().min(1).max(limits.endpointCharsMax);
@@ -141,6 +142,9 @@ export const bodies = {
   'client.ndb_update': z.object({ change: ndbOp }),
   'reply.ok': z.object({ result: z.unknown() }),
   'reply.err': z.object({ code: z.string().max(40), message: z.string().max(1000) }),
+
+  // The memory engine (M7-M13): `page.` between nodes, `client.page` from programs.
+  ...pageBodies,
 } as const;
 
 export type Kind = keyof typeof bodies;

@@ -26,7 +26,9 @@
  * next version.
  *
  * Lost messages are retried every `retryMs` (a holder answers a repeated
- * request again; a requester confirms a repeated hand-over again). A holder
+ * request again; a requester confirms a repeated hand-over again; the home
+ * answers a repeated request or confirmation of the request it served last
+ * with `served` again). A holder
  * the membership reports failed (`HOLDER_FAILED`) is no longer waited for;
  * if it was the owner, the page has no owner until recovery names one
  * (`SET_OWNER`, from the freshest core holder's disk copy, M15) and requests
@@ -73,7 +75,7 @@ export interface PageHomeContext {
   waiting: string[];
   /** Per requester, its last served request: requests are numbered upwards per requester, so an
    * older one arriving late is dropped, and a repeat of the last is answered again (its answer was lost). */
-  lastServed: Record<string, { req: number; version: number }>;
+  lastServed: Record<string, { req: number; mode: AccessMode; version: number; round: number }>;
   retryMs: number;
 }
 
@@ -96,14 +98,15 @@ export type PageHomeEvent =
 export type PageHomeEmitted =
   | { type: 'invalidate'; to: string; round: number; version: number }
   | { type: 'forward'; to: string; requester: string; req: number; round: number; mode: AccessMode; version: number }
-  | { type: 'served'; request: PageRequest; version: number }
+  /** `round`: the request's; a holder that already saw a later round knows its grant is superseded. */
+  | { type: 'served'; request: PageRequest; version: number; round: number }
   | { type: 'refused'; request: PageRequest; code: 'E_PAGE_LOST' };
 
 const without = (list: readonly string[], id: string): string[] => list.filter((x) => x !== id);
 const withId = (list: readonly string[], id: string): string[] => (list.includes(id) ? [...list] : [...list, id].sort());
 
 function served(ctx: PageHomeContext, r: PageRequest, version: number): PageHomeContext['lastServed'] {
-  return { ...ctx.lastServed, [r.from]: { req: r.req, version } };
+  return { ...ctx.lastServed, [r.from]: { req: r.req, mode: r.mode, version, round: ctx.round } };
 }
 
 /** Readers that must drop their copies before `to` may write. */
@@ -143,12 +146,18 @@ export const pageHomeMachine = setup({
       const { mode, from, req } = event;
       const last = context.lastServed[from];
       if (last && req <= last.req) {
-        if (req === last.req) enqueue.emit({ type: 'served', request: { mode, from, req }, version: last.version });
+        if (req === last.req) enqueue.emit({ type: 'served', request: { mode, from, req }, version: last.version, round: last.round });
         return;
       }
       // A repeated request (the requester retried) is served once.
       const dup = context.queue.some((q) => q.from === from && q.req === req) || (context.current?.from === from && context.current.req === req);
       if (!dup) enqueue.assign({ queue: [...context.queue, { mode, from, req }] });
+    }),
+    /** A confirmation of the last request served: the `served` was lost, so say it again. */
+    reserve: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'CONFIRMED') return;
+      const last = context.lastServed[event.from];
+      if (last && last.req === event.req) enqueue.emit({ type: 'served', request: { mode: last.mode, from: event.from, req: event.req }, version: last.version, round: last.round });
     }),
     takeNext: assign({
       current: ({ context }) => context.queue[0],
@@ -159,7 +168,7 @@ export const pageHomeMachine = setup({
       const r = context.current!;
       const version = r.mode === 'write' ? context.version + 1 : context.version;
       enqueue.assign({ version, current: null, lastServed: served(context, r, version) });
-      enqueue.emit({ type: 'served', request: r, version });
+      enqueue.emit({ type: 'served', request: r, version, round: context.round });
     }),
     refuseLost: enqueueActions(({ context, enqueue }) => {
       enqueue.emit({ type: 'refused', request: context.current!, code: 'E_PAGE_LOST' });
@@ -187,7 +196,7 @@ export const pageHomeMachine = setup({
         current: null,
         lastServed: served(context, r, context.version),
       });
-      enqueue.emit({ type: 'served', request: r, version: context.version });
+      enqueue.emit({ type: 'served', request: r, version: context.version, round: context.round });
     }),
     revertHandOver: assign(({ context }) => ({ owner: context.waiting[0] ?? null, current: null, waiting: [] })),
     handOver: assign(({ context }) => ({
@@ -199,7 +208,7 @@ export const pageHomeMachine = setup({
       const r = context.current!;
       const version = context.version + 1;
       enqueue.assign({ owner: r.from, readers: [], version, current: null, waiting: [], lastServed: served(context, r, version) });
-      enqueue.emit({ type: 'served', request: r, version });
+      enqueue.emit({ type: 'served', request: r, version, round: context.round });
     }),
     dropRequest: assign({ current: null, waiting: [] }),
     forgetHolder: assign(({ context, event }) => {
@@ -232,6 +241,7 @@ export const pageHomeMachine = setup({
   }),
   on: {
     REQUEST: { actions: 'enqueue' },
+    CONFIRMED: { actions: 'reserve' },
     SET_OWNER: { actions: 'setOwner' },
   },
   initial: 'idle',

@@ -68,16 +68,31 @@ export class SimClock implements Clock {
   }
 
   runUntil(target: number): void {
-    for (;;) {
-      this.dropCleared();
-      const top = this.heap[0];
-      if (!top || top.at > target) break;
-      this.pop();
-      this.live.delete(top.order);
-      this.time = Math.max(this.time, top.at);
-      top.fn();
-    }
+    while (this.fireNext(target));
     this.time = Math.max(this.time, target);
+  }
+
+  /**
+   * `runUntil` for code that awaits: after each timer, every microtask and
+   * immediate it started runs before the next timer fires, so promise
+   * chains advance in simulated time as they would in real time.
+   */
+  async runUntilAsync(target: number): Promise<void> {
+    do await new Promise((resolve) => setImmediate(resolve));
+    while (this.fireNext(target));
+    this.time = Math.max(this.time, target);
+  }
+
+  /** Fires the earliest timer due by `target`; false when there is none. */
+  private fireNext(target: number): boolean {
+    this.dropCleared();
+    const top = this.heap[0];
+    if (!top || top.at > target) return false;
+    this.pop();
+    this.live.delete(top.order);
+    this.time = Math.max(this.time, top.at);
+    top.fn();
+    return true;
   }
 
   private dropCleared(): void {

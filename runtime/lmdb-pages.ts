@@ -121,6 +121,10 @@ export class LmdbPageStore implements PageStore {
     return this.attempt(`cannot delete page ${formatAddress(addr)} from`, () => this.db.removeSync(key));
   }
 
+  capacity(): number {
+    return this.pagesMax;
+  }
+
   count(): number {
     this.checkOpen();
     return this.attempt('cannot count the pages in', () => this.entryCount());

@@ -11,6 +11,8 @@ import { MangroveNode, type NodeNews } from '../actors/node.js';
 import { silentLog, type Log } from '../actors/log.js';
 import type { NodeSettings } from '../actors/settings.js';
 import { MemoryStore } from '../actors/store.js';
+import { MemoryPageStore } from '../actors/page-store.js';
+import type { EngineSettings } from '../actors/page-engine.js';
 import type { NodeStatus } from '../actors/status.js';
 import { makePermanentId } from '../machines/identity.js';
 import { genesis, nextShortId } from '../machines/node-db.js';
@@ -32,11 +34,15 @@ export interface SimClusterOptions {
   onNews?: (index: number, news: NodeNews) => void;
   inspect?: (index: number, e: InspectionEvent) => void;
   trace?: TraceSink;
+  /** Memory-engine settings for every node (M7-M13). */
+  engine?: Partial<EngineSettings>;
 }
 
 interface SimNode {
   settings: NodeSettings;
   store: MemoryStore;
+  /** The node's disk cache: like its store, it survives a crash. */
+  pages: MemoryPageStore;
   node?: MangroveNode;
   transport?: SimTransport;
   epochs: number;
@@ -60,6 +66,7 @@ export class SimCluster {
     for (let i = 0; i < n; i++) {
       this.members.push({
         store: new MemoryStore(),
+        pages: new MemoryPageStore(),
         epochs: 0,
         settings: {
           id: ids[i],
@@ -126,6 +133,8 @@ export class SimCluster {
       clock: trace ? traceNode(trace, this.clock, m.settings, random.seed, m.store) : this.clock,
       random,
       store: m.store,
+      pages: m.pages,
+      engine: this.options.engine,
       log: this.options.log?.(i) ?? silentLog,
       inspect: this.options.inspect ? (e) => this.options.inspect!(i, e) : undefined,
     });
@@ -170,6 +179,38 @@ export class SimCluster {
       this.clock.advance(stepMs);
     }
     return done() ? this.clock.now() - start : -1;
+  }
+
+  /**
+   * `run` for specs that await the nodes' promises (the memory engine's
+   * applets): after every timer, the microtasks it started run to the end
+   * before the next timer fires. Still a pure function of the seed.
+   */
+  async runAsync(ms: number): Promise<void> {
+    await this.clock.runUntilAsync(this.clock.now() + ms);
+  }
+
+  /** `runUntil` for specs that await the nodes' promises; returns the time taken, or -1. */
+  async runUntilAsync(done: () => boolean, maxMs: number, stepMs = 10): Promise<number> {
+    const start = this.clock.now();
+    while (this.clock.now() - start <= maxMs) {
+      if (done()) return this.clock.now() - start;
+      await this.clock.runUntilAsync(this.clock.now() + stepMs);
+    }
+    return done() ? this.clock.now() - start : -1;
+  }
+
+  /** Runs the simulation until `work` settles (or `maxMs` of simulated time pass: E_TIMEOUT). */
+  async settle<T>(work: Promise<T>, maxMs = 60_000): Promise<T> {
+    let state: { ok: true; value: T } | { ok: false; err: unknown } | undefined;
+    work.then(
+      (value) => (state = { ok: true, value }),
+      (err: unknown) => (state = { ok: false, err }),
+    );
+    await this.runUntilAsync(() => state !== undefined, maxMs, 1);
+    if (!state) throw new Error(`still running after ${maxMs} simulated ms`);
+    if (!state.ok) throw state.err;
+    return state.value;
   }
 
   status(i: number): NodeStatus | undefined {

@@ -94,14 +94,33 @@ export function convergence(c: SimCluster): string[] {
 
 /** Runs `fn` for each seed; a failure names the seed so it can be replayed alone. */
 export function forSeeds(seeds: readonly number[], fn: (seed: number) => void): void {
-  const only = process.env.MANGROVE_SEED;
-  for (const seed of only ? [Number(only)] : seeds) {
+  for (const seed of seedsToRun(seeds)) {
     try {
       fn(seed);
     } catch (e) {
-      const err = e as Error;
-      err.message = `seed ${seed}: ${err.message}\n    replay with MANGROVE_SEED=${seed}`;
-      throw err;
+      throw withSeed(e, seed);
     }
   }
+}
+
+/** `forSeeds` for async checks (simulations that await the nodes' promises). */
+export async function forSeedsAsync(seeds: readonly number[], fn: (seed: number) => Promise<void>): Promise<void> {
+  for (const seed of seedsToRun(seeds)) {
+    try {
+      await fn(seed);
+    } catch (e) {
+      throw withSeed(e, seed);
+    }
+  }
+}
+
+function seedsToRun(seeds: readonly number[]): readonly number[] {
+  const only = process.env.MANGROVE_SEED;
+  return only ? [Number(only)] : seeds;
+}
+
+function withSeed(e: unknown, seed: number): Error {
+  const err = e instanceof Error ? e : new Error(String(e));
+  err.message = `seed ${seed}: ${err.message}\n    replay with MANGROVE_SEED=${seed}`;
+  return err;
 }

@@ -16,7 +16,7 @@ const home = (owner: string | null = 'h', readers: string[] = [], version = 0) =
 describe('page home machine', () => {
   it('serves a read by the owner at once', () => {
     const r = home().send({ type: 'REQUEST', mode: 'read', from: 'h', req: 1 });
-    expect(r.of('served')).to.deep.equal([{ type: 'served', request: { mode: 'read', from: 'h', req: 1 }, version: 0 }]);
+    expect(r.of('served')).to.deep.equal([{ type: 'served', request: { mode: 'read', from: 'h', req: 1 }, version: 0, round: 1 }]);
     expect(r.value).to.equal('idle');
   });
 
@@ -49,7 +49,7 @@ describe('page home machine', () => {
     expect(r.of('served')).to.deep.equal([]);
     r.send({ type: 'INVALIDATED', from: 'h', round: 1 });
     expect(r.snapshot.context).to.deep.include({ owner: 'b', readers: [], version: 5, current: null });
-    expect(r.of('served')).to.deep.equal([{ type: 'served', request: { mode: 'write', from: 'b', req: 9 }, version: 5 }]);
+    expect(r.of('served')).to.deep.equal([{ type: 'served', request: { mode: 'write', from: 'b', req: 9 }, version: 5, round: 1 }]);
   });
 
   it('lets the owner write once its readers are gone, with nothing to hand over', () => {

@@ -33,6 +33,13 @@ export function sampleStatus(overrides: Partial<NodeStatus> = {}): NodeStatus {
     messages: { sent: 10, received: 9, unsent: 1, filtered: 0 },
     software: '0.1.0',
     http: 7500,
+    pages: {
+      node: IDS[0],
+      ram: { budgetBytes: 268435456, usedBytes: 8192, pages: 2, dirtyPages: 1 },
+      disk: { pages: 5, pagesMax: 1048576, freePages: 1048571 },
+      homePages: 4,
+      copies: { read: 1, write: 1, kept: 0, incoming: 0 },
+    },
     ...overrides,
   };
 }
