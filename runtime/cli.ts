@@ -17,6 +17,7 @@ import { examples, ExitWith, integer, jsonLine, positive, print } from './cli-ut
 import { addTraceCommands } from './cli-trace.js';
 import { addSimCommand } from './cli-sim.js';
 import { addMachinesCommands } from './cli-machines.js';
+import { addPageCommands } from './cli-page.js';
 import { packageVersion } from './version.js';
 
 export const cliDefaults = {
@@ -51,7 +52,7 @@ async function ask<T>(endpoint: string, timeoutMs: number, kind: 'client.status'
 
 export function buildProgram(): Command {
   const program = new Command('mangrove')
-    .description('Mangrove: a cluster of peer nodes with heartbeat membership, quorum and a node database (US patent 5,909,540).')
+    .description('Mangrove: a cluster of peer nodes with heartbeat membership, quorum and a node database, sharing one paged 128-bit address space (US patent 5,909,540).')
     .version(packageVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
     .showSuggestionAfterError()
@@ -169,6 +170,7 @@ export function buildProgram(): Command {
   addTraceCommands(program);
   addSimCommand(program);
   addMachinesCommands(program);
+  addPageCommands(program, cliDefaults);
   return program;
 }
 

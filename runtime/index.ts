@@ -1,9 +1,23 @@
 /**
- * The package's public entry (`import { ZmqClient } from 'mangrove'`): what a
- * program needs to talk to a running cluster and to read a node's config.
+ * The package's public entry (`import { connect } from 'mangrove'`): what a
+ * program needs to use a running cluster's pages (connect, MangroveClient),
+ * talk to a node at the message level (ZmqClient) and read a node's config.
  * Kept small on purpose: everything here is a promise to users.
  */
 export { MangroveError, isMangroveError, type ErrorCode } from '../bus/errors.js';
 export { ZmqClient, type ZmqClientOptions } from '../bus/zmq-client.js';
 export { loadConfig, type NodeConfig } from './config.js';
+export {
+  connect,
+  MangroveClient,
+  type AllocOptions,
+  type AttrChanges,
+  type ConnectOptions,
+  type FlushResult,
+  type LockMode,
+  type PageAttrs,
+  type PageStat,
+  type SpaceReport,
+} from './page-client.js';
+export { formatAddress, PAGE_BYTES, parseAddress } from '../machines/address.js';
 export type { NodeStatus, NodeView, NodeStateName } from '../actors/status.js';
