@@ -1,0 +1,393 @@
+/**
+ * `npm run bench -- engine`: what Mangrove's memory engine costs against
+ * Redis and against LMDB's own durable commit, on one machine.
+ *
+ * Mangrove: a 3-node cluster of real node processes on 127.0.0.1
+ * (spec/helpers/process-cluster.ts), pages of 4 KiB with 2 core holders
+ * each (alloc's `copies`), driven by a client in another process
+ * (bench/engine-peer.ts) talking to node 0 with 8 requests in flight:
+ *  - local-hit read: pages node 0 wrote (so it owns them), read again and again;
+ *  - remote-miss read: distinct pages written through node 1 (which then
+ *    holds the only copy in RAM), each read exactly once through node 0, so
+ *    every read is node 0's first touch and fetches node 1's copy (the read
+ *    checks the page carries node 1's stamp);
+ *  - write: one page rewritten by node 0, which owns it;
+ *  - write + flush: the same, then flush the page, durable on both core holders.
+ * Redis (redis-server from Debian's packages, started here on free loopback
+ * ports and stopped after), from the same client process with one
+ * connection per worker, so again 8 requests in flight: GET and SET on a
+ * server without replica or AOF; SET then `WAIT 1 0` on a primary with
+ * `appendfsync always` and a replica (also `appendfsync always`).
+ * LMDB: runtime/lmdb-pages.ts's store in a temp dir on the same disk,
+ * synchronous durable 4 KiB puts, one at a time: the ceiling a node's own
+ * durable commit sets.
+ *
+ * Every workload warms up, then is measured for a fixed time; figures are
+ * ops/s and p50/p99 latency in ms. Ratios are throughput, Mangrove ÷ peer
+ * (higher is better). A part that fails is reported on stderr and in
+ * `errors`; the others still run. Without redis-server the bench says so
+ * and prints Mangrove's figures. Exits non-zero when a Mangrove or LMDB
+ * figure is missing. Builds dist/ first when a source is newer than it.
+ *
+ * Last stdout line:
+ * {"bench":"engine","figures":{...},"ratios":{...},"errors":[...]}
+ * (`errors` only when something failed).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { PAGE_BYTES } from '../machines/address.js';
+import { FS_ATTR_BYTES } from '../actors/page-store.js';
+import { LmdbPageStore } from '../runtime/lmdb-pages.js';
+import { ProcessCluster } from '../spec/helpers/process-cluster.js';
+import type { Plan } from './engine-peer.js';
+import { findRedisServer, RedisServer } from './redis-peer.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+process.chdir(root);
+
+const CONCURRENCY = 8;
+const COPIES = 2;
+
+const timing = {
+  warmupMs: 1_000,
+  measureMs: 4_000,
+  opTimeoutMs: 10_000,
+  clusterFormMs: 30_000,
+  /** Longest a client process may run, per system. */
+  mangrovePeerMs: 80_000,
+  redisPeerMs: 40_000,
+  lmdbWarmupMs: 500,
+  lmdbMeasureMs: 3_000,
+};
+
+const figures: Record<string, number> = {};
+const errors: string[] = [];
+
+function fail(part: string, text: string): void {
+  const line = `${part}: ${text}`.replace(/\s+/g, ' ').trim();
+  errors.push(line);
+  console.error(`bench engine: ${line}`);
+}
+
+const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+// ------------------------------------------------------------ clean-up
+
+/** What must be stopped whatever happens: stop() on the way out, kill() on exit as a last resort. */
+const running = new Set<{ stop: () => Promise<void>; kill: () => void }>();
+
+async function stopAll(): Promise<void> {
+  for (const r of [...running].reverse()) {
+    await r.stop().catch(() => undefined);
+    running.delete(r);
+  }
+}
+
+process.on('exit', () => {
+  for (const r of running) r.kill();
+});
+/** Set by SIGINT or SIGTERM: no further part starts. */
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    stopping = true;
+    console.error(`bench engine: ${sig}, stopping what it started`);
+    void stopAll().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+  });
+}
+
+function killPid(pid: number | undefined, sig: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+// ------------------------------------------------------------ the build
+
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
+    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** The nodes run dist/: rebuild it when a source under it is newer. */
+function ensureBuild(): void {
+  let built = 0;
+  try {
+    built = statSync(join(root, 'dist/runtime/cli.js')).mtimeMs;
+  } catch {
+    // never built
+  }
+  const newest = Math.max(...['actors', 'machines', 'bus', 'runtime'].map((d) => newestSource(join(root, d))));
+  if (built >= newest) return;
+  console.error('bench engine: dist/ is older than the sources; running npm run build');
+  // Its output goes to stderr: stdout is the report.
+  const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: ['ignore', 2, 2], timeout: 120_000 });
+  if (r.status !== 0) fail('build', `npm run build failed (${r.error?.message ?? `exit ${r.status}`}); the nodes run the dist/ there is`);
+}
+
+// ------------------------------------------------------------ the client process
+
+/** Runs bench/engine-peer.ts with `plan`; merges its figures, records its errors. */
+async function runPeer(part: string, plan: Plan, limitMs: number): Promise<void> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench/engine-peer.ts'), JSON.stringify(plan)], {
+    cwd: root,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const handle = {
+    stop: () => stopChild(child),
+    kill: () => killPid(child.exitCode === null ? child.pid : undefined, 'SIGKILL'),
+  };
+  running.add(handle);
+  let done = false;
+  try {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        fail(part, `the client process did not finish within ${limitMs / 1000} s; stopped it`);
+        resolve();
+      }, limitMs);
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        fail(part, `cannot start the client process: ${err.message}`);
+        resolve();
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (!done) fail(part, `the client process exited (${code ?? signal}) before it was done`);
+        resolve();
+      });
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.startsWith('FIGURE ')) Object.assign(figures, JSON.parse(line.slice(7)) as Record<string, number>);
+        else if (line.startsWith('ERROR ')) {
+          errors.push(line.slice(6));
+        } else if (line === 'DONE') done = true;
+      });
+    });
+  } finally {
+    await handle.stop();
+    running.delete(handle);
+  }
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => killPid(child.pid, 'SIGKILL'), 3_000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.stdin?.end();
+    killPid(child.pid, 'SIGTERM');
+  });
+}
+
+// ------------------------------------------------------------ Mangrove
+
+async function mangrove(): Promise<void> {
+  ensureBuild();
+  let cluster: ProcessCluster | undefined;
+  const handle = {
+    stop: async () => {
+      await cluster?.stop();
+    },
+    kill: () => {
+      for (let i = 0; i < 3; i++) if (cluster?.isRunning(i)) killPid(cluster.pid(i), 'SIGKILL');
+    },
+  };
+  running.add(handle);
+  try {
+    const started = performance.now();
+    cluster = await ProcessCluster.start({ nodes: 3, anchors: 3 });
+    const c = cluster;
+    if ((await c.waitFor(() => c.converged(), timing.clusterFormMs, 100)) < 0) {
+      fail('mangrove', `the 3-node cluster did not form (quorum, all 3 alive) within ${timing.clusterFormMs / 1000} s. ${c.died().join(' ')}`);
+      return;
+    }
+    console.error(`bench engine: 3-node cluster formed in ${Math.round(performance.now() - started)} ms (${c.dir})`);
+    await runPeer(
+      'mangrove',
+      {
+        concurrency: CONCURRENCY,
+        warmupMs: timing.warmupMs,
+        measureMs: timing.measureMs,
+        opTimeoutMs: timing.opTimeoutMs,
+        mangrove: {
+          node0: c.endpoints[0],
+          node1: c.endpoints[1],
+          copies: COPIES,
+          localPages: 256,
+          remotePagesMin: 2_048,
+          remotePagesMax: 16_384,
+          remoteSetupMs: 15_000,
+        },
+      },
+      timing.mangrovePeerMs,
+    );
+    const died = c.died();
+    if (died.length > 0) fail('mangrove', `nodes died during the run: ${died.join(' ')}`);
+  } catch (err) {
+    fail('mangrove', message(err));
+  } finally {
+    await handle.stop().catch((err: unknown) => fail('mangrove', `stopping the cluster: ${message(err)}`));
+    running.delete(handle);
+  }
+}
+
+// ------------------------------------------------------------ Redis
+
+async function redis(): Promise<void> {
+  const binary = findRedisServer();
+  if (binary === undefined) {
+    fail('redis', 'redis-server is not installed (apt-get install redis-server); no Redis figures or ratios');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'mangrove-bench-redis-'));
+  const servers: RedisServer[] = [];
+  const handle = {
+    stop: async () => {
+      await Promise.all(servers.map((s) => s.stop()));
+    },
+    kill: () => servers.forEach((s) => s.killNow()),
+  };
+  running.add(handle);
+  try {
+    const plain = await RedisServer.start({ binary, dir: join(dir, 'plain') });
+    servers.push(plain);
+    const primary = await RedisServer.start({ binary, dir: join(dir, 'primary'), durable: true });
+    servers.push(primary);
+    const replica = await RedisServer.start({ binary, dir: join(dir, 'replica'), durable: true, replicaOf: primary.port });
+    servers.push(replica);
+    await primary.waitForReplica();
+    console.error(`bench engine: redis-server on ports ${plain.port} (plain), ${primary.port} (durable primary), ${replica.port} (its replica)`);
+    await runPeer(
+      'redis',
+      {
+        concurrency: CONCURRENCY,
+        warmupMs: timing.warmupMs,
+        measureMs: timing.measureMs,
+        opTimeoutMs: timing.opTimeoutMs,
+        redis: { plain: plain.port, durable: primary.port },
+      },
+      timing.redisPeerMs,
+    );
+  } catch (err) {
+    fail('redis', `cannot run Redis: ${message(err)}`);
+  } finally {
+    await handle.stop();
+    running.delete(handle);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ------------------------------------------------------------ LMDB
+
+/** Synchronous durable 4 KiB puts into the node's page store, one at a time. */
+async function lmdb(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'mangrove-bench-lmdb-'));
+  let store: LmdbPageStore | undefined;
+  try {
+    store = LmdbPageStore.open(dir);
+    const pages = 256;
+    const data = new Uint8Array(PAGE_BYTES).fill(0x5a);
+    const attrs = new Uint8Array(FS_ATTR_BYTES);
+    const latencies: number[] = [];
+    const t0 = performance.now();
+    const from = t0 + timing.lmdbWarmupMs;
+    const to = from + timing.lmdbMeasureMs;
+    let last = from;
+    for (let n = 0; ; n++) {
+      const start = performance.now();
+      if (start >= to) break;
+      data[0] = n & 0xff;
+      store.put(BigInt(n % pages) * BigInt(PAGE_BYTES), { data, version: Math.floor(n / pages), attrs });
+      const end = performance.now();
+      if (start >= from) {
+        latencies.push(end - start);
+        last = end;
+      }
+    }
+    latencies.sort((a, b) => a - b);
+    const at = (q: number): number => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] * 1000) / 1000;
+    figures.lmdbSyncPutOps = Math.round((latencies.length * 1000) / (last - from));
+    figures.lmdbSyncPutP50Ms = at(0.5);
+    figures.lmdbSyncPutP99Ms = at(0.99);
+  } catch (err) {
+    fail('lmdb', message(err));
+  } finally {
+    await store?.close().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ------------------------------------------------------------ report
+
+const rows: [string, string][] = [
+  ['mangroveLocalRead', 'Mangrove local-hit read'],
+  ['mangroveRemoteRead', 'Mangrove remote-miss read'],
+  ['mangroveWrite', 'Mangrove write'],
+  ['mangroveWriteFlush', 'Mangrove write+flush (2 holders)'],
+  ['redisGet', 'Redis GET'],
+  ['redisSet', 'Redis SET'],
+  ['redisSetWait', 'Redis SET+WAIT 1 0 (fsync always)'],
+  ['lmdbSyncPut', 'LMDB sync put (1 at a time)'],
+];
+
+/** Mangrove ÷ peer, three significant digits; left out when either side is missing. */
+function ratios(): Record<string, number> {
+  const pairs: [string, string, string][] = [
+    ['localReadVsGet', 'mangroveLocalReadOps', 'redisGetOps'],
+    ['remoteReadVsGet', 'mangroveRemoteReadOps', 'redisGetOps'],
+    ['writeVsSet', 'mangroveWriteOps', 'redisSetOps'],
+    ['durableWriteVsSetWait', 'mangroveWriteFlushOps', 'redisSetWaitOps'],
+    ['durableWriteVsLmdbSync', 'mangroveWriteFlushOps', 'lmdbSyncPutOps'],
+  ];
+  const out: Record<string, number> = {};
+  for (const [name, a, b] of pairs) {
+    if (figures[a] > 0 && figures[b] > 0) out[name] = Number((figures[a] / figures[b]).toPrecision(3));
+  }
+  return out;
+}
+
+async function main(): Promise<number> {
+  figures.concurrency = CONCURRENCY;
+  figures.pageBytes = PAGE_BYTES;
+  figures.copies = COPIES;
+  try {
+    for (const part of [mangrove, redis, lmdb]) if (!stopping) await part();
+  } finally {
+    await stopAll();
+  }
+  for (const [key, label] of rows) {
+    if (figures[`${key}Ops`] === undefined) continue;
+    console.log(
+      `${label.padEnd(36)} ${String(figures[`${key}Ops`]).padStart(7)} ops/s  p50 ${figures[`${key}P50Ms`]} ms  p99 ${figures[`${key}P99Ms`]} ms`,
+    );
+  }
+  const r = ratios();
+  console.log(JSON.stringify({ bench: 'engine', figures, ratios: r, ...(errors.length > 0 ? { errors } : {}) }));
+  const required = ['mangroveLocalReadOps', 'mangroveRemoteReadOps', 'mangroveWriteOps', 'mangroveWriteFlushOps', 'lmdbSyncPutOps'];
+  const missing = required.filter((k) => figures[k] === undefined);
+  if (missing.length > 0) console.error(`bench engine: no figure for ${missing.join(', ')}`);
+  return missing.length > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (err: unknown) => {
+    console.error(`bench engine failed: ${message(err)}`);
+    await stopAll();
+    process.exit(1);
+  },
+);
