@@ -12,8 +12,8 @@
  * - `level`, 0 for a leaf, the height above the leaves for an inner page;
  * - `items`: a leaf's entries `[start, pages, flags, copies, holders]` sorted
  *   by start and disjoint; an inner page's `[key, child]` pairs, keys rising,
- *   child i holding the starts from key i (from the page's own lower bound
- *   for i = 0) up to key i+1;
+ *   child i holding the starts from key i up to key i+1 (child 0 everything
+ *   below key 1 in the page's own range: key 0 is not used for routing);
  * - `meta`, on the root page only: `[highWater, superRoot or null]` (M7).
  * Addresses are 16 bytes big-endian, as on the wire (docs/engine.md).
  *
@@ -81,7 +81,6 @@ const FLAG_MATERIALIZED = 1;
 const FLAG_VOLATILE = 2;
 const FLAG_CACHE_IN_RAM = 4;
 const FLAGS_ALL = 7;
-const LONE_SURROGATE = /\p{Cs}/u;
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false, copyBuffers: true });
 const encoded = new WeakMap<DirectoryEntry, Uint8Array>();
@@ -91,10 +90,10 @@ export function entryEnd(e: DirectoryEntry): bigint {
   return e.start + BigInt(e.pages) * BigInt(PAGE_BYTES);
 }
 
-/** `0x… (+N pages, to 0x…)`: both ends in hex, for error messages. */
+/** `0x… (N pages, to 0x…)`: both ends in hex, for error messages. */
 export function describeRange(start: bigint, pages: number): string {
   const last = start + BigInt(pages) * BigInt(PAGE_BYTES) - 1n;
-  return `${formatAddress(start)} (+${pages} pages, to ${formatAddress(last)})`;
+  return `${formatAddress(start)} (${pages} ${pages === 1 ? 'page' : 'pages'}, to ${formatAddress(last)})`;
 }
 
 /** A checked copy of `e` (only the known fields); E_BAD_ADDRESS or E_BAD_ARGUMENT naming what is wrong. */
@@ -116,12 +115,24 @@ export function checkEntry(e: DirectoryEntry): DirectoryEntry {
     if (typeof h !== 'string' || h.length < 1 || h.length > ID_CHARS_MAX) {
       badEntry(e, `has holder ${i} ${typeof h === 'string' ? `of ${h.length} characters` : `a ${typeof h}`}; an id has 1 to ${ID_CHARS_MAX} characters`);
     }
-    if (LONE_SURROGATE.test(h)) badEntry(e, `has holder ${i} that is not well-formed Unicode`);
+    if (!wellFormed(h)) badEntry(e, `has holder ${i} that is not well-formed Unicode (a lone surrogate)`);
     if (holders.indexOf(h) !== i) badEntry(e, `names holder ${JSON.stringify(h)} twice; core holders are distinct nodes`);
   }
   if (e.state === 'reserved' && (e.copies !== 0 || holders.length !== 0)) badEntry(e, 'is reserved, so it has 0 copies and no holders');
   if (e.state === 'materialized' && holders.length === 0) badEntry(e, 'is materialized, so it names its responsible node (the first holder)');
   return { start: e.start, pages: e.pages, state: e.state, copies: e.copies, volatile: e.volatile, holders, cacheInRam: e.cacheInRam };
+}
+
+/** No lone surrogate, so the UTF-8 form reads back as the same string. */
+function wellFormed(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    const d = s.charCodeAt(i + 1);
+    if (c > 0xdbff || !(d >= 0xdc00 && d <= 0xdfff)) return false;
+    i += 1;
+  }
+  return true;
 }
 
 function badEntry(e: DirectoryEntry, what: string): never {
@@ -195,7 +206,8 @@ export function decodeDirectoryPage(addr: bigint, data: Uint8Array): DirectoryPa
   if (length > BODY_BYTES_MAX) corrupt(`a body of ${length} bytes does not fit`);
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   if (view.getUint32(3) !== checksum(data, length)) corrupt('checksum mismatch');
-  for (let i = HEADER_BYTES + length; i < PAGE_BYTES; i++) if (data[i] !== 0) corrupt(`byte ${i} after the body is not zero`);
+  const size = data.byteLength;
+  for (let i = HEADER_BYTES + length; i < size; i++) if (data[i] !== 0) corrupt(`byte ${i} after the body is not zero`);
   let body: unknown;
   try {
     body = cbor.decode(data.subarray(HEADER_BYTES, HEADER_BYTES + length));

@@ -173,6 +173,7 @@ export class Directory {
   }
 
   setMeta(meta: { highWater: bigint; superRoot: bigint | null }): void {
+    if (typeof meta !== 'object' || meta === null) throw new MangroveError('E_BAD_ARGUMENT', `the directory meta record is an object, not ${String(meta)}`);
     const next: DirectoryMeta = { highWater: checkAddress(meta.highWater), superRoot: meta.superRoot === null ? null : checkPageAddress(meta.superRoot) };
     const root = this.root0();
     const now = root.meta ?? EMPTY_META;
@@ -287,10 +288,8 @@ export class Directory {
       d -= 1;
       const { page, index } = path[d];
       const p = page as InnerPage;
-      const keys = splice(p.keys, index, []);
-      // The next child takes over the removed one's keys from below.
-      if (index === 0 && keys.length > 0) keys[0] = p.keys[0];
-      content = { kind: 'inner', level: p.level, keys, children: splice(p.children, index, []), meta: null };
+      // The child before takes over the removed one's keys (for the first child, the one after: routing ignores key 0).
+      content = { kind: 'inner', level: p.level, keys: splice(p.keys, index, []), children: splice(p.children, index, []), meta: null };
       if (d === 0 && isEmpty(content)) content = { kind: 'leaf', level: 0, entries: [], meta: null };
     }
     if (d === 0) content = this.collapse(content, released);
