@@ -22,6 +22,7 @@ import type { ReplyRoute } from '../bus/transport.js';
 import { addressFromKey, addressKey, formatAddress, PAGE_BYTES, pageRange } from '../machines/address.js';
 import type { DirectoryEntry } from '../machines/directory.js';
 import { FlowScheduler } from './flow-scheduler.js';
+import { GroupCommit } from './group-commit.js';
 import type { Log } from './log.js';
 import type { Outbox } from './outbox.js';
 import { PageHolder, type PageFacts } from './page-holder.js';
@@ -72,6 +73,7 @@ export class PageEngine {
   private readonly homes: PageHomes;
   private readonly addressSpace: PageSpace;
   private readonly calls: PeerCalls;
+  private readonly commits: GroupCommit;
   private closed = false;
   /** Reads answered from a core holder's durable copy because the home was counted failed. */
   readsFromHolders = 0;
@@ -80,6 +82,7 @@ export class PageEngine {
     const { self, epoch, clock, settings } = deps;
     this.cache = new RamCache(settings.ramBytes);
     this.addressSpace = new PageSpace(deps.store);
+    this.commits = new GroupCommit(deps.store);
     this.holder = new PageHolder({ self, epoch, clock, cache: this.cache, retryMs: settings.retryMs, homeOf: (a) => this.homeOf(a), send: (to, kind, body) => this.send(to, kind, body) });
     this.homes = new PageHomes({
       self,
@@ -308,14 +311,8 @@ export class PageEngine {
     // What other engines ask of this one.
     peer('store', async ({ addr, version, data, attrs }) => {
       const a = addressFromKey(addr);
-      const old = this.deps.store.get(a);
-      if (old && old.version > version) {
-        // Newer data is already here: keep it, take only new attributes.
-        if (attrs) this.deps.store.put(a, { ...old, attrs });
-        return { version: old.version };
-      }
-      this.deps.store.put(a, { data, version, attrs: attrs ?? old?.attrs ?? ZERO_ATTRS });
-      return { version };
+      const kept = attrs ?? this.deps.store.get(a)?.attrs ?? ZERO_ATTRS;
+      return { version: await this.commits.put(a, { data, version, attrs: kept }) };
     });
     peer('fetch', async ({ addr }) => {
       const page = this.deps.store.get(addressFromKey(addr));
