@@ -32,6 +32,9 @@ const mode = z.enum(['read', 'write']);
 export const lockMode = z.enum(['shared', 'exclusive']);
 const holders = z.array(id).max(COPIES_MAX);
 const errorCode = z.string().max(40);
+/** Most bytes one transaction-log record holds. */
+export const TXN_RECORD_BYTES_MAX = 4096;
+const txnRecord = bytes('a log record', (n) => n <= TXN_RECORD_BYTES_MAX, `at most ${TXN_RECORD_BYTES_MAX} bytes`);
 
 /** What a program asks of its node: one op-code per engine call (M7, M13). */
 export const clientPageOp = z.discriminatedUnion('op', [
@@ -51,6 +54,15 @@ export const clientPageOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('set_attrs'), addr: wireAddress, fs: fsAttr.optional(), cacheInRam: z.boolean().optional() }),
   z.object({ op: z.literal('super_root') }),
   z.object({ op: z.literal('set_super_root'), addr: wireAddress }),
+  z.object({ op: z.literal('access'), addr: wireAddress, pages: ioPages, mode }),
+  z.object({ op: z.literal('unreference'), addr: wireAddress, pages: ioPages }),
+  // The transaction log (M7): records of one transaction become durable together at commit.
+  z.object({ op: z.literal('txn_begin') }),
+  z.object({ op: z.literal('txn_log'), txn: count, record: txnRecord }),
+  z.object({ op: z.literal('txn_commit'), txn: count }),
+  z.object({ op: z.literal('txn_abort'), txn: count }),
+  z.object({ op: z.literal('txn_end'), txn: count }),
+  z.object({ op: z.literal('txn_read'), txn: count.optional() }),
 ]);
 export type ClientPageOp = z.infer<typeof clientPageOp>;
 
@@ -99,6 +111,10 @@ export const pageBodies = {
  * reserve → ReserveResult; read → ReadResult; write → WriteResult;
  * flush → FlushResult; stat → PageStat; space → SpaceReport;
  * get_attrs and set_attrs → PageAttrs; super_root → {address};
+ * access → {pages, versions}; unreference → {pages, dropped};
+ * txn_begin → {txn}; txn_log → {txn, seq}; txn_commit, txn_abort, txn_end →
+ * {txn, state: 'committed' | 'aborted' | 'ended', records}; txn_read →
+ * {records: TxnRecord[]};
  * unreserve, alloc, unallocate, dealloc, lock, unlock, set_super_root →
  * {address, pages} of what changed.
  */
@@ -156,4 +172,12 @@ export interface SpaceReport {
   homePages: number;
   /** The whole cluster, summed over the nodes that answered. */
   cluster?: { nodes: number; freeRamBytes: number; freeDiskPages: number };
+}
+
+/** One durable transaction-log record, as `txn_read` returns it: only committed, not yet ended, transactions have any. */
+export interface TxnRecord {
+  txn: number;
+  /** The record's place in its transaction, from 1. */
+  seq: number;
+  data: Uint8Array;
 }
