@@ -61,7 +61,7 @@ export interface PageEngineDeps {
   inspect?: (e: InspectionEvent) => void;
 }
 
-type PageKind = 'page.request' | 'page.invalidate' | 'page.invalidated' | 'page.forward' | 'page.data' | 'page.confirmed' | 'page.served' | 'page.refused';
+type PageKind = 'page.request' | 'page.invalidate' | 'page.invalidated' | 'page.forward' | 'page.data' | 'page.confirmed' | 'page.dropped' | 'page.served' | 'page.refused';
 
 const pageKey = (addr: bigint) => `page:${addr.toString(16)}`;
 const ZERO_ATTRS = new Uint8Array(FS_ATTR_BYTES);
@@ -83,7 +83,7 @@ export class PageEngine {
     this.cache = new RamCache(settings.ramBytes);
     this.addressSpace = new PageSpace(deps.store);
     this.commits = new GroupCommit(deps.store);
-    this.holder = new PageHolder({ self, epoch, clock, cache: this.cache, retryMs: settings.retryMs, homeOf: (a) => this.homeOf(a), send: (to, kind, body) => this.send(to, kind, body) });
+    this.holder = new PageHolder({ self, epoch, clock, cache: this.cache, store: deps.store, pageOut: (a) => this.pageOut(a), retryMs: settings.retryMs, homeOf: (a) => this.homeOf(a), send: (to, kind, body) => this.send(to, kind, body) });
     this.homes = new PageHomes({
       self,
       clock,
@@ -124,6 +124,8 @@ export class PageEngine {
         return this.homes.onInvalidated(env.body as Body<'page.invalidated'>, addr, env.from);
       case 'page.confirmed':
         return this.homes.onConfirmed(env.body as Body<'page.confirmed'>, addr, env.from);
+      case 'page.dropped':
+        return this.homes.onDropped(env.body as Body<'page.dropped'>, addr, env.from);
       case 'page.invalidate':
         return this.holder.onInvalidate(env.body as Body<'page.invalidate'>, addr, env.from);
       case 'page.forward':
@@ -163,7 +165,7 @@ export class PageEngine {
     const pages = this.deps.store.count();
     return {
       node: this.deps.self,
-      ram: { budgetBytes: s.budgetBytes - this.holder.overBudgetPages * PAGE_BYTES, usedBytes: s.bytes, pages: s.pages, dirtyPages: s.dirty },
+      ram: { budgetBytes: this.deps.settings.ramBytes, usedBytes: s.bytes, pages: s.pages, dirtyPages: s.dirty },
       disk: { pages, pagesMax, freePages: Math.max(0, pagesMax - pages) },
       homePages: this.addressSpace.materializedPages(),
     };
@@ -247,6 +249,14 @@ export class PageEngine {
     s.register<bigint, ReadResult>('page.read1', { key: pageKey, applet: (addr) => this.readOne(addr) });
     s.register<{ addr: bigint; data: Uint8Array }, number>('page.write1', { key: (i) => pageKey(i.addr), applet: (i) => this.writeOne(i.addr, i.data) });
     s.register<bigint, string[]>('page.flush1', { key: pageKey, applet: (addr) => this.flushOne(addr) });
+    s.register<{ addr: bigint; mode: 'read' | 'write' }, number>('page.access1', {
+      key: (i) => pageKey(i.addr),
+      applet: async ({ addr, mode }) => {
+        await this.within(this.holder.acquire(addr, mode), `${mode} access to ${formatAddress(addr)}`);
+        return this.cache.peek(addr)?.version ?? 0;
+      },
+    });
+    s.register<bigint, boolean>('page.release1', { key: pageKey, applet: async (addr) => this.holder.release(addr) });
 
     client('reserve', async ({ pages }) => {
       this.needQuorum('reserving pages');
@@ -292,11 +302,39 @@ export class PageEngine {
     });
     client('unlock', async ({ addr }, origin) => this.calls.call(this.homeOf(addressFromKey(addr)), { op: 'unlock', addr, client: origin }));
     const statOf = (addr: Uint8Array) => this.calls.call<PageStat & { attrs: PageAttrs }>(this.homeOf(addressFromKey(addr)), { op: 'stat', addr });
+    client('access', async ({ addr, pages, mode }) => {
+      if (mode === 'write') this.needQuorum('write access');
+      const first = addressFromKey(addr);
+      pageRange(first, pages);
+      const versions = await Promise.all(Array.from({ length: pages }, (_, i) => s.dispatch<number>('page.access1', { addr: first + BigInt(i * PAGE_BYTES), mode })));
+      return { pages, versions };
+    });
+    client('unreference', async ({ addr, pages }) => {
+      const first = addressFromKey(addr);
+      pageRange(first, pages);
+      let dropped = 0;
+      for (let i = 0; i < pages; i++) dropped += (await s.dispatch<boolean>('page.release1', first + BigInt(i * PAGE_BYTES))) ? 1 : 0;
+      return { pages, dropped };
+    });
     client('stat', async ({ addr }) => {
       const { attrs: _attrs, ...stat } = await statOf(addr);
       return stat;
     });
-    client('space', async () => this.space());
+    client('space', async () => {
+      // The whole space (M7): this node's report, plus every live node's that answers.
+      const live = this.deps.db().nodes.filter((n) => n.id === this.deps.self || this.deps.isAlive(n.id));
+      const reports = await Promise.all(live.map((n) => this.calls.call<SpaceReport>(n.id, { op: 'space' }).catch(() => null)));
+      const got = reports.filter((r): r is SpaceReport => r !== null);
+      const sum = (f: (r: SpaceReport) => number) => got.reduce((n, r) => n + f(r), 0);
+      const cluster = {
+        nodes: got.length,
+        totalRamBytes: sum((r) => r.ram.budgetBytes),
+        freeRamBytes: sum((r) => Math.max(0, r.ram.budgetBytes - r.ram.usedBytes)),
+        totalDiskPages: sum((r) => r.disk.pagesMax),
+        freeDiskPages: sum((r) => r.disk.freePages),
+      };
+      return { ...this.space(), cluster } satisfies SpaceReport;
+    });
     client('get_attrs', async ({ addr }) => (await statOf(addr)).attrs);
     client('set_attrs', async ({ addr, fs, cacheInRam }) => {
       this.needQuorum('setting attributes');
@@ -314,6 +352,7 @@ export class PageEngine {
       const kept = attrs ?? this.deps.store.get(a)?.attrs ?? ZERO_ATTRS;
       return { version: await this.commits.put(a, { data, version, attrs: kept }) };
     });
+    peer('space', async () => this.space());
     peer('fetch', async ({ addr }) => {
       const page = this.deps.store.get(addressFromKey(addr));
       return page ? { version: page.version, data: page.data } : null;
@@ -395,6 +434,16 @@ export class PageEngine {
     if (!page) return this.writeOne(addr, data);
     page.data.set(data);
     return this.holder.wrote(addr);
+  }
+
+  /** Memory pressure (M12): a dirty copy goes to its core holders' disks, then out of RAM. */
+  private async pageOut(addr: bigint): Promise<void> {
+    try {
+      await this.scheduler.dispatch('page.flush1', addr);
+      await this.scheduler.dispatch('page.release1', addr);
+    } catch (err) {
+      this.deps.log.warn({ addr: formatAddress(addr), err: String(err) }, 'page-out failed; the page stays in RAM');
+    }
   }
 
   /** Makes this node's copy durable on every core holder, if it is newer than what they hold. */

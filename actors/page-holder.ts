@@ -27,6 +27,7 @@ import type { Body } from '../bus/messages.js';
 import { addressKey, formatAddress, PAGE_BYTES } from '../machines/address.js';
 import type { AccessMode } from '../machines/page-home.js';
 import type { CachedPage, RamCache } from './ram-cache.js';
+import type { PageStore } from './page-store.js';
 
 export type CopyMode = 'read' | 'write' | 'kept' | 'incoming';
 
@@ -51,7 +52,20 @@ export interface PageHolderDeps {
   retryMs: number;
   homeOf(addr: bigint): string;
   /** Sends a `page.` message (to this node too: the caller routes it locally). */
-  send<K extends 'page.request' | 'page.invalidated' | 'page.data' | 'page.confirmed'>(to: string, kind: K, body: Body<K>): void;
+  send<K extends 'page.request' | 'page.invalidated' | 'page.data' | 'page.confirmed' | 'page.dropped'>(to: string, kind: K, body: Body<K>): void;
+  /** This node's disk cache: where an owner's clean copy is paged out to (M12). */
+  store: PageStore;
+  /** Flushes a dirty owner copy to its core holders, then releases it (M12). */
+  pageOut(addr: bigint): Promise<void>;
+}
+
+interface CopyState {
+  mode: CopyMode;
+  round: number;
+  /** This node is the page's owner (its copy is the newest), whatever it may do with it now. */
+  owner: boolean;
+  /** Paged out (M12): the RAM copy is gone, the same version is in this node's disk cache. */
+  paged: boolean;
 }
 
 interface Pending {
@@ -68,26 +82,64 @@ const REQS_PER_EPOCH = 2 ** 32;
 
 export class PageHolder {
   readonly changes$ = new Subject<PageChange>();
-  private readonly modes = new Map<bigint, { mode: CopyMode; round: number }>();
+  private readonly modes = new Map<bigint, CopyState>();
   private readonly pending = new Map<bigint, Pending>();
   private readonly facts = new Map<bigint, PageFacts>();
+  /** Per page, the round of the reader's copy this node last dropped: said again if the home still counts it. */
+  private readonly dropped = new Map<bigint, number>();
   /** Per page, the latest round of a forward or invalidation this node has acted on. */
   private readonly seen = new Map<bigint, number>();
   private seq = 0;
-  /** Pages cached beyond the configured RAM budget. */
-  overBudgetPages = 0;
+  /** The configured RAM budget; the cache's own may run over it while dirty pages wait to be paged out. */
+  private readonly budgetBytes: number;
+  private readonly pagingOut = new Set<bigint>();
+  /** Reader copies dropped and owner copies paged out to the disk cache (M12). */
+  released = 0;
 
-  constructor(private readonly deps: PageHolderDeps) {}
+  constructor(private readonly deps: PageHolderDeps) {
+    this.budgetBytes = deps.cache.stats().budgetBytes;
+  }
 
   /** The copy, if this node may read it now. */
   readable(addr: bigint): CachedPage | undefined {
     const m = this.modes.get(addr)?.mode;
-    return m === 'read' || m === 'write' ? this.deps.cache.get(addr) : undefined;
+    return m === 'read' || m === 'write' ? this.cached(addr) : undefined;
   }
 
   /** The copy, if this node owns the page alone and may write it now. */
   writable(addr: bigint): CachedPage | undefined {
-    return this.modes.get(addr)?.mode === 'write' ? this.deps.cache.get(addr) : undefined;
+    return this.modes.get(addr)?.mode === 'write' ? this.cached(addr) : undefined;
+  }
+
+  /**
+   * Drops a reader's copy and tells the home (M12: memory pressure, or the
+   * program no longer needs the page); an owner's clean copy that this node
+   * also holds on disk is paged out instead. False when the copy must stay
+   * (dirty, in use, or not held).
+   */
+  release(addr: bigint): boolean {
+    const state = this.modes.get(addr);
+    const page = this.deps.cache.peek(addr);
+    if (!state || !page || state.paged || this.pending.has(addr) || page.pins > 0) return false;
+    if (state.mode === 'read' && !state.owner) {
+      this.modes.delete(addr);
+      this.deps.cache.remove(addr);
+      this.dropped.set(addr, state.round);
+      this.deps.send(this.deps.homeOf(addr), 'page.dropped', { addr: addressKey(addr), round: state.round });
+      this.changes$.next({ addr, why: 'dropped', version: null });
+      this.released++;
+      this.shrink();
+      return true;
+    }
+    const onDisk = this.deps.store.get(addr);
+    if (state.owner && !page.dirty && !page.volatile && onDisk?.version === page.version) {
+      this.deps.cache.remove(addr);
+      state.paged = true;
+      this.released++;
+      this.shrink();
+      return true;
+    }
+    return false;
   }
 
   modeOf(addr: bigint): CopyMode | undefined {
@@ -115,7 +167,7 @@ export class PageHolder {
   installOwn(addr: bigint, data: Uint8Array, version: number, facts: PageFacts): void {
     if (this.modes.has(addr)) return;
     this.put(addr, data, version, false, facts.volatile);
-    this.modes.set(addr, { mode: 'write', round: 0 });
+    this.modes.set(addr, { mode: 'write', round: 0, owner: true, paged: false });
     this.facts.set(addr, facts);
   }
 
@@ -132,6 +184,7 @@ export class PageHolder {
   /** Forgets a copy the home no longer counts (unallocate, dealloc). */
   forget(addr: bigint): void {
     this.modes.delete(addr);
+    this.dropped.delete(addr);
     this.seen.delete(addr);
     this.facts.delete(addr);
     if (this.deps.cache.remove(addr)) this.changes$.next({ addr, why: 'dropped', version: null });
@@ -140,12 +193,15 @@ export class PageHolder {
   onForward(b: Body<'page.forward'>, addr: bigint): void {
     this.see(addr, b.round);
     const state = this.modes.get(addr);
-    const page = state && state.mode !== 'incoming' ? this.deps.cache.peek(addr) : undefined;
+    const page = state && state.mode !== 'incoming' ? this.cached(addr) : undefined;
     // No copy: this node lost it (a restart); the home keeps retrying until recovery (M15) steps in.
     if (!state || !page) return;
     this.deps.send(b.requester, 'page.data', { addr: b.addr, req: b.req, round: b.round, mode: b.mode, data: page.data.slice(), version: page.version, dirty: page.dirty });
     if (b.mode === 'read' && state.mode === 'write') state.mode = 'read';
-    if (b.mode === 'write') state.mode = 'kept';
+    if (b.mode === 'write') {
+      state.mode = 'kept';
+      state.owner = false;
+    }
   }
 
   onInvalidate(b: Body<'page.invalidate'>, addr: bigint, from: string): void {
@@ -163,9 +219,10 @@ export class PageHolder {
     const p = this.pending.get(addr);
     if (!p || p.req !== b.req || p.mode !== b.mode) return;
     if (!p.gotData) {
-      p.gotData = true;
       this.put(addr, b.data, b.version, b.dirty, false);
-      this.modes.set(addr, { mode: b.mode === 'read' ? 'read' : 'incoming', round: b.round });
+      p.gotData = true;
+      this.dropped.delete(addr);
+      this.modes.set(addr, { mode: b.mode === 'read' ? 'read' : 'incoming', round: b.round, owner: false, paged: false });
     }
     this.deps.send(this.deps.homeOf(addr), 'page.confirmed', { addr: b.addr, req: b.req });
   }
@@ -175,8 +232,11 @@ export class PageHolder {
     if (!p || p.req !== b.req) return;
     this.facts.set(addr, { holders: b.holders, volatile: b.volatile });
     const state = this.modes.get(addr);
-    if (!state || !this.deps.cache.peek(addr)) {
-      // Served without a copy here (the home counts a copy this node dropped): ask again.
+    if (!state || !this.cached(addr)) {
+      // Served without a copy here: the home still counts a copy this node dropped (the word
+      // of it was lost). Say it again, then ask again.
+      const round = this.dropped.get(addr);
+      if (round !== undefined) this.deps.send(this.deps.homeOf(addr), 'page.dropped', { addr: b.addr, round });
       this.modes.delete(addr);
       this.facts.delete(addr);
       return this.finish(addr, p);
@@ -185,7 +245,10 @@ export class PageHolder {
     // forward, an invalidation, which can overtake the `served`) has touched that copy since.
     // Otherwise the grant is already superseded: the request ends and the caller asks again.
     const superseded = (this.seen.get(addr) ?? 0) > b.round;
-    if (p.mode === 'write' && (state.mode === 'incoming' || (state.mode === 'read' && !superseded))) state.mode = 'write';
+    if (p.mode === 'write' && (state.mode === 'incoming' || (state.mode === 'read' && !superseded))) {
+      state.mode = 'write';
+      state.owner = true;
+    }
     this.changes$.next({ addr, why: 'arrived', version: this.deps.cache.peek(addr)!.version });
     this.finish(addr, p);
   }
@@ -205,6 +268,57 @@ export class PageHolder {
 
   close(): void {
     for (const [addr, p] of [...this.pending]) this.finish(addr, p, new MangroveError('E_CLOSED', 'the node is stopping'));
+  }
+
+  /**
+   * Making room for one more page (M12), least recently used first: a
+   * reader's copy is dropped (the home is told), an owner's clean copy is
+   * paged out to disk, and the oldest dirty owner copy is flushed to its
+   * core holders and then paged out (`pageOut`, in the background). Until
+   * then the cache runs over its budget; `overBudgetPages` says by how much.
+   */
+  private makeRoom(incoming: bigint): void {
+    const { cache } = this.deps;
+    const fits = () => cache.stats().bytes + PAGE_BYTES <= this.budgetBytes;
+    if (fits()) return;
+    let dirty: bigint | undefined;
+    for (const victim of cache.addresses()) {
+      if (victim === incoming) continue;
+      if (this.release(victim) && fits()) return;
+      const state = this.modes.get(victim);
+      if (dirty === undefined && state?.owner && cache.peek(victim)?.dirty && !this.pending.has(victim)) dirty = victim;
+    }
+    if (dirty !== undefined && !this.pagingOut.has(dirty)) {
+      const victim = dirty;
+      this.pagingOut.add(victim);
+      void this.deps.pageOut(victim).finally(() => this.pagingOut.delete(victim));
+    }
+    // Over the budget until the page-out is done: the cache must still take this copy.
+    const s = cache.stats();
+    if (s.bytes + PAGE_BYTES > s.budgetBytes) cache.setBudget(s.bytes + PAGE_BYTES);
+  }
+
+  /** Back toward the configured budget as pages leave. */
+  private shrink(): void {
+    const { cache } = this.deps;
+    cache.setBudget(Math.max(this.budgetBytes, Math.ceil(cache.stats().bytes / PAGE_BYTES) * PAGE_BYTES));
+  }
+
+  /** Pages held beyond the configured RAM budget (dirty pages waiting to be paged out). */
+  get overBudgetPages(): number {
+    return Math.max(0, Math.ceil((this.deps.cache.stats().bytes - this.budgetBytes) / PAGE_BYTES));
+  }
+
+  /** The RAM copy, read back from the disk cache if it was paged out. */
+  private cached(addr: bigint): CachedPage | undefined {
+    const state = this.modes.get(addr);
+    if (state?.paged) {
+      const stored = this.deps.store.get(addr);
+      if (!stored) throw new MangroveError('E_STORAGE', `${formatAddress(addr)} was paged out but is gone from the disk cache`);
+      state.paged = false;
+      this.put(addr, stored.data, stored.version, false, false);
+    }
+    return this.deps.cache.get(addr);
   }
 
   private see(addr: bigint, round: number): void {
@@ -250,13 +364,7 @@ export class PageHolder {
     if (data.byteLength !== PAGE_BYTES) throw new MangroveError('E_BAD_MESSAGE', `page data for ${formatAddress(addr)} is ${data.byteLength} bytes`);
     // A copy replaces whatever was here, even a higher version left from before a home restart.
     cache.remove(addr);
-    // Copies the home counts are never dropped behind its back (paging them out, M12, is not
-    // built yet): past the budget the cache grows, and `overBudgetPages` says by how much.
-    const s = cache.stats();
-    if (s.bytes + PAGE_BYTES > s.budgetBytes) {
-      cache.setBudget(s.budgetBytes + PAGE_BYTES);
-      this.overBudgetPages++;
-    }
+    this.makeRoom(addr);
     cache.put(addr, { data: new Uint8Array(data), version, dirty, volatile });
   }
 }

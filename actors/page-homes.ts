@@ -60,6 +60,10 @@ export class PageHomes {
     this.homes.get(addr)?.send({ type: 'CONFIRMED', from, req: b.req });
   }
 
+  onDropped(b: Body<'page.dropped'>, addr: bigint, from: string): void {
+    this.homes.get(addr)?.send({ type: 'DROPPED', from, round: b.round });
+  }
+
   /** Owner, readers and grant count, if the page has been taken up. */
   view(addr: bigint): { owner: string | null; readers: string[]; grants: number } | undefined {
     const home = this.homes.get(addr);

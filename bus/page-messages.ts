@@ -83,6 +83,8 @@ export const peerCall = z.discriminatedUnion('op', [
   z.object({ op: z.literal('set_attrs'), addr: wireAddress, fs: fsAttr.optional(), cacheInRam: z.boolean().optional() }),
   /** To the system arena's home: the super-root address (M7), or set it. */
   z.object({ op: z.literal('super_root'), set: wireAddress.optional() }),
+  /** To any node: its own space report, for the cluster's totals (M7, M12). */
+  z.object({ op: z.literal('space') }),
   /** To a core holder: forget these pages (unallocate, dealloc). */
   z.object({ op: z.literal('drop'), addr: wireAddress, pages: rangePages }),
 ]);
@@ -96,6 +98,8 @@ export const pageBodies = {
   'page.forward': z.object({ addr: wireAddress, requester: id, req: count, round: count, mode, version: count }),
   'page.data': z.object({ addr: wireAddress, req: count, round: count, mode, data: pageData, version: count, dirty: z.boolean() }),
   'page.confirmed': z.object({ addr: wireAddress, req: count }),
+  /** A reader dropped the copy it got in `round` (M12). */
+  'page.dropped': z.object({ addr: wireAddress, round: count }),
   'page.served': z.object({ addr: wireAddress, req: count, round: count, version: count, holders, volatile: z.boolean() }),
   'page.refused': z.object({ addr: wireAddress, req: count, code: errorCode, message: z.string().max(1000) }),
   // Calls between engines (M11 flush and fetch, M7 locks and allocation at the home).
@@ -171,7 +175,7 @@ export interface SpaceReport {
   /** Pages this node is home to, materialized. */
   homePages: number;
   /** The whole cluster, summed over the nodes that answered. */
-  cluster?: { nodes: number; freeRamBytes: number; freeDiskPages: number };
+  cluster?: { nodes: number; totalRamBytes: number; freeRamBytes: number; totalDiskPages: number; freeDiskPages: number };
 }
 
 /** One durable transaction-log record, as `txn_read` returns it: only committed, not yet ended, transactions have any. */

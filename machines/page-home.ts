@@ -65,6 +65,8 @@ export interface PageHomeContext {
   owner: string | null;
   /** Sorted; never holds the owner. */
   readers: string[];
+  /** Per reader, the round its copy came in: a reader's word that it dropped a copy counts only for that copy. */
+  readSince: Record<string, number>;
   version: number;
   queue: PageRequest[];
   /** The request being served. */
@@ -92,6 +94,8 @@ export type PageHomeEvent =
   /** `round`: the invalidation's; an acknowledgement of an earlier round is a late duplicate. */
   | { type: 'INVALIDATED'; from: string; round: number }
   | { type: 'CONFIRMED'; from: string; req: number }
+  /** A reader dropped the copy it got in `round` (memory pressure, unreference; M12). */
+  | { type: 'DROPPED'; from: string; round: number }
   | { type: 'HOLDER_FAILED'; id: string }
   | { type: 'SET_OWNER'; owner: string; version: number };
 
@@ -153,6 +157,15 @@ export const pageHomeMachine = setup({
       const dup = context.queue.some((q) => q.from === from && q.req === req) || (context.current?.from === from && context.current.req === req);
       if (!dup) enqueue.assign({ queue: [...context.queue, { mode, from, req }] });
     }),
+    /** A reader that dropped its copy is no reader any more, unless the home is invalidating or serving it now. */
+    noteDropped: assign(({ context, event }) => {
+      if (event.type !== 'DROPPED') return {};
+      const { from, round } = event;
+      if (!context.readers.includes(from) || context.readSince[from] !== round) return {};
+      if (context.waiting.includes(from) || context.current?.from === from) return {};
+      const { [from]: _gone, ...readSince } = context.readSince;
+      return { readers: without(context.readers, from), readSince };
+    }),
     /** A confirmation of the last request served: the `served` was lost, so say it again. */
     reserve: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'CONFIRMED') return;
@@ -193,6 +206,7 @@ export const pageHomeMachine = setup({
       const r = context.current!;
       enqueue.assign({
         readers: r.from === context.owner ? context.readers : withId(context.readers, r.from),
+        readSince: r.from === context.owner ? context.readSince : { ...context.readSince, [r.from]: context.round },
         current: null,
         lastServed: served(context, r, context.version),
       });
@@ -231,6 +245,7 @@ export const pageHomeMachine = setup({
   context: ({ input }) => ({
     owner: input.owner,
     readers: [...(input.readers ?? [])].filter((r) => r !== input.owner).sort(),
+    readSince: {},
     version: input.version ?? 0,
     queue: [],
     current: null,
@@ -242,6 +257,7 @@ export const pageHomeMachine = setup({
   on: {
     REQUEST: { actions: 'enqueue' },
     CONFIRMED: { actions: 'reserve' },
+    DROPPED: { actions: 'noteDropped' },
     SET_OWNER: { actions: 'setOwner' },
   },
   initial: 'idle',

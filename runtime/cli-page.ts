@@ -408,7 +408,7 @@ export function renderSpace(s: SpaceReport): string {
     ['home pages', String(s.homePages)],
   ];
   if (s.cluster) {
-    rows.push(['cluster', `${plural(s.cluster.nodes, 'node')}: ${mib(s.cluster.freeRamBytes)} of RAM and ${plural(s.cluster.freeDiskPages, 'disk page')} free`]);
+    rows.push(['cluster', `${plural(s.cluster.nodes, 'node')}: ${mib(s.cluster.freeRamBytes)} of ${mib(s.cluster.totalRamBytes)} RAM and ${plural(s.cluster.freeDiskPages, 'disk page')} of ${s.cluster.totalDiskPages} free`]);
   }
   return table(rows);
 }

@@ -4,7 +4,8 @@
  * messages are dropped, duplicated, delayed and reordered and nodes pause
  * (cut off, then back). The whole history is kept and checked linearizable
  * per page (runtime/conformance/linearizability.ts, a Porcupine-style
- * search); no read may return a torn page. A spec that breaks invalidation
+ * search); no read may return a torn page. `DEBUG_ENGINE=1` prints every
+ * failed call. A spec that breaks invalidation
  * on purpose shows the checker catching it. A failing seed is printed.
  */
 import { expect } from 'chai';
@@ -41,8 +42,8 @@ function isWhole(data: Uint8Array): boolean {
   return true;
 }
 
-async function formedCluster(seed: number, nodes: number): Promise<SimCluster> {
-  const c = new SimCluster({ seed, nodes, anchors: 3, periodMs: PERIOD, engine: { retryMs: 40, timeoutMs: 60_000 } });
+async function formedCluster(seed: number, nodes: number, ramPages = 1024): Promise<SimCluster> {
+  const c = new SimCluster({ seed, nodes, anchors: 3, periodMs: PERIOD, engine: { retryMs: 40, timeoutMs: 60_000, ramBytes: ramPages * PAGE_BYTES } });
   c.startAll();
   if (c.runUntil(() => convergence(c).length === 0, 30_000) < 0) throw new Error(`cluster did not form: ${convergence(c).slice(0, 3).join('; ')}`);
   return c;
@@ -61,9 +62,18 @@ async function sharedPages(c: SimCluster, perHome: number): Promise<bigint[]> {
   return pages;
 }
 
-async function workload(seed: number, opts: { clients: number; opsPerClient: number; faults: boolean; plant?: (c: SimCluster) => void }): Promise<Run> {
+interface WorkloadOptions {
+  clients: number;
+  opsPerClient: number;
+  faults: boolean;
+  /** Each node's RAM cache budget in pages: a small one makes copies drop and page out (M12). */
+  ramPages?: number;
+  plant?: (c: SimCluster) => void;
+}
+
+async function workload(seed: number, opts: WorkloadOptions): Promise<Run> {
   const r = new SeededRandom(seed);
-  const c = await formedCluster(seed, 3 + r.int(3));
+  const c = await formedCluster(seed, 3 + r.int(3), opts.ramPages);
   const pages = await sharedPages(c, 2);
   opts.plant?.(c);
   if (opts.faults) c.network.configure({ drop: 0.05, duplicate: 0.05, delayMs: [1, 25], reorder: true });
@@ -95,9 +105,12 @@ async function workload(seed: number, opts: { clients: number; opsPerClient: num
           run.history.push(op);
           await engine.call({ op: 'write', addr, data: value });
           op.ret = c.clock.now();
-        } else if (roll < 0.95) {
+        } else if (roll < 0.92) {
           await engine.call({ op: 'flush', addr, pages: 1 });
           run.history.push({ client: name, input: { kind: 'flush', page: key }, call, ret: c.clock.now() });
+        } else if (roll < 0.96) {
+          // The program no longer needs the page here: a reader's copy goes, an owner's clean one pages out.
+          await engine.call({ op: 'unreference', addr, pages: 1 });
         } else {
           // Locks exclude: one client at a time holds a page's exclusive lock.
           await engine.call({ op: 'lock', addr, mode: 'exclusive' }, name);
@@ -107,6 +120,7 @@ async function workload(seed: number, opts: { clients: number; opsPerClient: num
       } catch (err) {
         const code = err instanceof MangroveError ? err.code : String(err);
         run.failures[code] = (run.failures[code] ?? 0) + 1;
+        if (process.env.DEBUG_ENGINE) console.log(name, c.clock.now(), String(err));
       }
     }
     running--;
@@ -160,6 +174,19 @@ describe('memory engine in the simulator', function () {
       await run.c.stopAll();
     });
     expect(ops).to.be.greaterThan(500);
+  });
+
+  it('stays linearizable when copies are dropped and paged out under memory pressure (M12)', async () => {
+    await forSeedsAsync([41, 42, 43, 44], async (seed) => {
+      const run = await workload(seed, { clients: 6, opsPerClient: 25, faults: true, ramPages: 2 });
+      expect(run.torn, 'no torn pages').to.deep.equal([]);
+      const result = check(run);
+      expect(result.ok, result.ok ? '' : result.explanation).to.equal(true);
+      expect(Object.keys(run.failures).filter((code) => code !== 'E_LOCKED'), 'no call failed except on a held lock').to.deep.equal([]);
+      const released = [...Array(run.c.size).keys()].reduce((n, i) => n + run.c.node(i)!.engine.holder.released, 0);
+      expect(released, 'copies dropped or paged out to make room').to.be.greaterThan(0);
+      await run.c.stopAll();
+    });
   });
 
   it('the checker catches a planted bug: readers acknowledge invalidations but keep their copies', async () => {

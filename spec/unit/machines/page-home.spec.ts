@@ -32,6 +32,28 @@ describe('page home machine', () => {
     expect(r.snapshot.context.readers).to.deep.equal(['a']);
   });
 
+  it('forgets a reader that dropped the copy it got, but not for a drop of an older copy', () => {
+    const r = home().send({ type: 'REQUEST', mode: 'read', from: 'a', req: 1 }).send({ type: 'CONFIRMED', from: 'a', req: 1 });
+    expect(r.snapshot.context.readSince).to.deep.equal({ a: 1 });
+    r.send({ type: 'DROPPED', from: 'a', round: 0 }); // a late word about an older copy
+    expect(r.snapshot.context.readers).to.deep.equal(['a']);
+    r.send({ type: 'DROPPED', from: 'a', round: 1 });
+    expect(r.snapshot.context.readers).to.deep.equal([]);
+    // Its next read is forwarded to the owner again, not served as already held.
+    r.send({ type: 'REQUEST', mode: 'read', from: 'a', req: 2 });
+    expect(r.of('forward').at(-1)).to.deep.include({ to: 'h', requester: 'a', req: 2, round: 2 });
+  });
+
+  it('says served again when a confirmation of the last request served comes back (its served was lost)', () => {
+    const r = home().send({ type: 'REQUEST', mode: 'read', from: 'a', req: 1 }).send({ type: 'CONFIRMED', from: 'a', req: 1 });
+    expect(r.of('served')).to.have.length(1);
+    r.send({ type: 'CONFIRMED', from: 'a', req: 1 });
+    expect(r.of('served')).to.deep.equal([
+      { type: 'served', request: { mode: 'read', from: 'a', req: 1 }, version: 0, round: 1 },
+      { type: 'served', request: { mode: 'read', from: 'a', req: 1 }, version: 0, round: 1 },
+    ]);
+  });
+
   it('invalidates every other reader before a write, then hands the page over at the next version', () => {
     const r = home('h', ['a', 'b', 'c'], 4).send({ type: 'REQUEST', mode: 'write', from: 'b', req: 9 });
     expect(r.of('invalidate').map((e) => e.to)).to.deep.equal(['a', 'c']);

@@ -161,7 +161,7 @@ describe('runtime/cli-page', () => {
         ram: { budgetBytes: 64 * 1024 * 1024, usedBytes: 1024 * 1024, pages: 256, dirtyPages: 3 },
         disk: { pages: 1000, pagesMax: 262144, freePages: 261144 },
         homePages: 42,
-        cluster: { nodes: 3, freeRamBytes: 189 * 1024 * 1024, freeDiskPages: 780000 },
+        cluster: { nodes: 3, totalRamBytes: 192 * 1024 * 1024, freeRamBytes: 189 * 1024 * 1024, totalDiskPages: 786432, freeDiskPages: 780000 },
       };
       expect(renderSpace(space)).to.equal(
         [
@@ -169,7 +169,7 @@ describe('runtime/cli-page', () => {
           'ram         1.0 MiB of 64.0 MiB used: 256 pages, 3 dirty',
           'disk        1000 pages of 262144, 261144 free',
           'home pages  42',
-          'cluster     3 nodes: 189.0 MiB of RAM and 780000 disk pages free',
+          'cluster     3 nodes: 189.0 MiB of 192.0 MiB RAM and 780000 disk pages of 786432 free',
         ].join('\n'),
       );
       expect(renderSpace({ ...space, cluster: undefined })).to.not.include('cluster');
