@@ -23,6 +23,7 @@ import { addressFromKey, addressKey, formatAddress, PAGE_BYTES, pageRange } from
 import type { DirectoryEntry } from '../machines/directory.js';
 import { FlowScheduler } from './flow-scheduler.js';
 import { GroupCommit } from './group-commit.js';
+import { chooseHolders, failedHolders, reduplex, type CoreHolderDeps } from './core-holders.js';
 import type { Log } from './log.js';
 import type { Outbox } from './outbox.js';
 import { PageHolder, type PageFacts } from './page-holder.js';
@@ -74,6 +75,7 @@ export class PageEngine {
   private readonly addressSpace: PageSpace;
   private readonly calls: PeerCalls;
   private readonly commits: GroupCommit;
+  private readonly coreDeps: CoreHolderDeps;
   private closed = false;
   /** Reads answered from a core holder's durable copy because the home was counted failed. */
   readsFromHolders = 0;
@@ -83,6 +85,7 @@ export class PageEngine {
     this.cache = new RamCache(settings.ramBytes);
     this.addressSpace = new PageSpace(deps.store);
     this.commits = new GroupCommit(deps.store);
+    this.coreDeps = { self, db: deps.db, isAlive: deps.isAlive, store: deps.store, call: (to, req) => this.calls.call(to, req) };
     this.holder = new PageHolder({ self, epoch, clock, cache: this.cache, store: deps.store, pageOut: (a) => this.pageOut(a), retryMs: settings.retryMs, homeOf: (a) => this.homeOf(a), send: (to, kind, body) => this.send(to, kind, body) });
     this.homes = new PageHomes({
       self,
@@ -226,6 +229,24 @@ export class PageEngine {
     if (this.holder.modeOf(addr) !== undefined) return;
     const stored = facts.volatile ? undefined : this.deps.store.get(addr);
     this.holder.installOwn(addr, stored?.data ?? new Uint8Array(PAGE_BYTES), stored?.version ?? 0, facts);
+    // Activation (M11): a core holder counted failed is replaced, in the background.
+    const entry = this.addressSpace.lookup(addr);
+    if (entry && failedHolders(this.coreDeps, entry).length > 0) {
+      this.scheduler.dispatch('peer.reduplex', { op: 'reduplex', addr: addressKey(addr) }).catch((err: unknown) => this.deps.log.warn({ addr: formatAddress(addr), err: String(err) }, 'reduplexing failed; retried at the next activation'));
+    }
+  }
+
+  /** Replaces failed core holders of the range holding `addr`; the directory names the new ones once they hold every flushed page. */
+  private async reduplexAtHome(addr: bigint): Promise<string[]> {
+    this.needQuorum('replacing core holders');
+    const entry = this.entryAt(addr, 'materialized');
+    const holders = await reduplex(this.coreDeps, entry);
+    if (holders.some((h, i) => h !== entry.holders[i])) {
+      this.addressSpace.carve(entry.start, entry.pages, (old) => ({ ...old, holders }));
+      this.deps.log.info({ range: formatAddress(entry.start), pages: entry.pages, was: entry.holders, now: holders }, 'core holders replaced');
+      if (this.holder.factsOf(addr)) this.holder.setHolders(addr, holders);
+    }
+    return holders;
   }
 
   private entryAt(addr: bigint, state?: DirectoryEntry['state']): DirectoryEntry {
@@ -353,6 +374,8 @@ export class PageEngine {
       return { version: await this.commits.put(a, { data, version, attrs: kept }) };
     });
     peer('space', async () => this.space());
+    // One reduplexing at a time per home, so two cannot appoint different replacements.
+    peer('reduplex', async ({ addr }) => this.reduplexAtHome(addressFromKey(addr)), () => 'reduplex');
     peer('fetch', async ({ addr }) => {
       const page = this.deps.store.get(addressFromKey(addr));
       return page ? { version: page.version, data: page.data } : null;
@@ -469,31 +492,26 @@ export class PageEngine {
     if (!page.dirty) return facts.holders;
     const version = page.version;
     const data = page.data.slice();
-    await Promise.all(facts.holders.map((h) => this.calls.call(h, { op: 'store', addr: addressKey(addr), version, data })));
+    let holders = facts.holders;
+    // A core holder counted failed is replaced first (M11): a flush is durable on every live one.
+    if (holders.some((h) => h !== this.deps.self && !this.deps.isAlive(h))) {
+      holders = await this.calls.call<string[]>(this.homeOf(addr), { op: 'reduplex', addr: addressKey(addr) });
+      this.holder.setHolders(addr, holders);
+    }
+    await Promise.all(holders.map((h) => this.calls.call(h, { op: 'store', addr: addressKey(addr), version, data })));
     this.cache.markClean(addr, version);
-    return facts.holders;
+    return holders;
   }
 
   private async allocAtHome(req: Extract<PeerCall, { op: 'alloc' }>): Promise<unknown> {
     this.needQuorum('allocating pages');
     const first = addressFromKey(req.addr);
-    const holders = req.volatile ? [this.deps.self] : this.chooseHolders(req.copies);
+    const holders = req.volatile ? [this.deps.self] : chooseHolders(this.coreDeps, req.copies);
     this.addressSpace.carve(first, req.pages, (old) => {
       if (old.state === 'materialized') throw new MangroveError('E_EXISTS', `${formatAddress(first)} is already allocated (range ${formatAddress(old.start)}, ${plural(old.pages, 'page')})`);
       return { ...old, state: 'materialized', copies: req.volatile ? 1 : req.copies, volatile: req.volatile, holders };
     });
     return { address: formatAddress(first), pages: req.pages, holders };
-  }
-
-  /** This node first, then live nodes of other groups, then the rest: distinct nodes (M11). */
-  private chooseHolders(copies: number): string[] {
-    const self = this.deps.self;
-    const nodes = this.deps.db().nodes;
-    const myGroup = nodes.find((n) => n.id === self)?.group;
-    const others = nodes.filter((n) => n.id !== self && this.deps.isAlive(n.id)).sort((a, b) => Number(a.group === myGroup) - Number(b.group === myGroup) || a.shortId - b.shortId);
-    const holders = [self, ...others.map((n) => n.id)].slice(0, copies);
-    if (holders.length < copies) throw new MangroveError('E_TOO_FEW_NODES', `${copies} core copies need ${copies} live nodes; ${holders.length} are live. Ask for fewer copies or start more nodes`);
-    return holders;
   }
 
   private async freeAtHome(req: Extract<PeerCall, { op: 'free' }>): Promise<unknown> {

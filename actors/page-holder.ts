@@ -150,6 +150,12 @@ export class PageHolder {
     return this.facts.get(addr);
   }
 
+  /** The home replaced core holders (M11). */
+  setHolders(addr: bigint, holders: string[]): void {
+    const f = this.facts.get(addr);
+    if (f) this.facts.set(addr, { ...f, holders });
+  }
+
   /** Resolves once this node may read (or write) `addr`, asking its home as needed. */
   async acquire(addr: bigint, mode: AccessMode): Promise<void> {
     for (;;) {

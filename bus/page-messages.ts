@@ -83,6 +83,8 @@ export const peerCall = z.discriminatedUnion('op', [
   z.object({ op: z.literal('set_attrs'), addr: wireAddress, fs: fsAttr.optional(), cacheInRam: z.boolean().optional() }),
   /** To the system arena's home: the super-root address (M7), or set it. */
   z.object({ op: z.literal('super_root'), set: wireAddress.optional() }),
+  /** To a home: replace core holders counted failed (M11, demand-driven reduplexing); answers the holders. */
+  z.object({ op: z.literal('reduplex'), addr: wireAddress }),
   /** To any node: its own space report, for the cluster's totals (M7, M12). */
   z.object({ op: z.literal('space') }),
   /** To a core holder: forget these pages (unallocate, dealloc). */

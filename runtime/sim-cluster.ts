@@ -110,6 +110,11 @@ export class SimCluster {
     return this.members[i].transport?.stats().sent ?? 0;
   }
 
+  /** Node i's disk cache (M9): it survives crashes, like a disk. */
+  diskOf(i: number): MemoryPageStore {
+    return this.members[i].pages;
+  }
+
   isUp(i: number): boolean {
     return this.members[i].node !== undefined;
   }

@@ -10,7 +10,7 @@
  */
 import { expect } from 'chai';
 import { MangroveError } from '../../bus/errors.js';
-import type { ReadResult } from '../../bus/page-messages.js';
+import type { PageStat, ReadResult } from '../../bus/page-messages.js';
 import { addressKey, formatAddress, PAGE_BYTES, parseAddress } from '../../machines/address.js';
 import { checkLinearizable, registerModel, type RegisterOp } from '../../runtime/conformance/linearizability.js';
 import { SeededRandom } from '../../runtime/random.js';
@@ -205,6 +205,39 @@ describe('memory engine in the simulator', function () {
     expect(result.ok, 'the planted bug shows as a non-linearizable page history').to.equal(false);
     if (!result.ok) expect(result.explanation).to.match(/read/);
     await run.c.stopAll();
+  });
+
+  it('replaces a failed core holder before the next flush, copying every flushed page to its successor (M11)', async () => {
+    const c = await formedCluster(51, 5);
+    const e = (i: number) => c.node(i)!.engine;
+    const { address } = (await c.settle(e(0).call({ op: 'reserve', pages: 3 }))) as { address: string };
+    const base = parseAddress(address);
+    await c.settle(e(0).call({ op: 'alloc', addr: addressKey(base), pages: 3, copies: 2 }));
+    const before = (await c.settle(e(0).call({ op: 'stat', addr: addressKey(base) }))) as PageStat;
+    const lost = c.indexOf(before.coreHolders[1]);
+    // The writer holds no core copy: neither the home nor the holder about to fail.
+    const w = [1, 2, 3, 4].find((i) => i !== lost)!;
+    for (let i = 0; i < 3; i++) await c.settle(e(w).call({ op: 'write', addr: addressKey(base + BigInt(i * PAGE_BYTES)), data: pageOf(i + 1) }));
+    await c.settle(e(w).call({ op: 'flush', addr: addressKey(base), pages: 3 }));
+    c.crash(lost);
+    await c.runUntilAsync(() => [0, w].every((i) => c.status(i)!.nodes.find((n) => n.id === c.id(lost))?.alive === false), 30_000);
+
+    // The owner writes and flushes page 0 again: the home appoints a live holder first.
+    await c.settle(e(w).call({ op: 'write', addr: addressKey(base), data: pageOf(9) }));
+    const flushed = (await c.settle(e(w).call({ op: 'flush', addr: addressKey(base), pages: 1 }))) as { holders: string[][] };
+    const holders = flushed.holders[0];
+    expect(holders[0]).to.equal(c.id(0));
+    expect(holders[1]).to.not.equal(c.id(lost));
+    expect(c.status(0)!.nodes.find((n) => n.id === holders[1])?.alive, 'the new holder is alive').to.equal(true);
+    const after = (await c.settle(e(w).call({ op: 'stat', addr: addressKey(base + 2n * BigInt(PAGE_BYTES)) }))) as PageStat;
+    expect(after.coreHolders, 'the whole range names the new holder').to.deep.equal(holders);
+    // It holds every flushed page of the range on disk, the rewritten one at its new version.
+    const disk = c.diskOf(c.indexOf(holders[1]));
+    for (let i = 0; i < 3; i++) {
+      const stored = disk.get(base + BigInt(i * PAGE_BYTES));
+      expect(stored?.data, `page ${i} on the successor's disk`).to.deep.equal(i === 0 ? pageOf(9) : pageOf(i + 1));
+    }
+    await c.stopAll();
   });
 
   it('refuses writes without quorum (E_NO_QUORUM) and goes on serving reads of pages held', async () => {

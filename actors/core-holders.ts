@@ -1,0 +1,89 @@
+/**
+ * Core holders (M11): which nodes keep a persistent page on disk, and
+ * keeping that many alive. A range's holders are distinct nodes, the home
+ * (the primary core holder) first, then live nodes of other groups before
+ * its own, so one group's failure takes as few copies as possible.
+ *
+ * Demand-driven reduplexing: when a page is activated (its home takes it
+ * up) or flushed, and a core holder is counted failed, the home appoints a
+ * live node in its place and copies to it, from its own disk, each page of
+ * the range that has ever been flushed; only then does the directory name
+ * the new holder. A crash half-way leaves the old holders named: the copy is
+ * redone at the next activation.
+ */
+import { MangroveError } from '../bus/errors.js';
+import type { NodeDbSnapshot } from '../bus/messages.js';
+import type { PeerCall } from '../bus/page-messages.js';
+import { addressKey, PAGE_BYTES, pageRange } from '../machines/address.js';
+import type { DirectoryEntry } from '../machines/directory.js';
+import type { PageStore } from './page-store.js';
+
+export interface CoreHolderDeps {
+  self: string;
+  db(): NodeDbSnapshot;
+  isAlive(id: string): boolean;
+  store: PageStore;
+  call(to: string, req: PeerCall): Promise<unknown>;
+}
+
+/** Pages copied to a new holder at a time. */
+const COPY_CONCURRENCY = 16;
+
+/** `copies` distinct holders: this node first, then live nodes of other groups, then of its own. */
+export function chooseHolders(deps: CoreHolderDeps, copies: number, exclude: readonly string[] = []): string[] {
+  const { self } = deps;
+  const nodes = deps.db().nodes;
+  const myGroup = nodes.find((n) => n.id === self)?.group;
+  const others = nodes
+    .filter((n) => n.id !== self && !exclude.includes(n.id) && deps.isAlive(n.id))
+    .sort((a, b) => Number(a.group === myGroup) - Number(b.group === myGroup) || a.shortId - b.shortId);
+  const holders = [self, ...others.map((n) => n.id)].slice(0, copies);
+  if (holders.length < copies) {
+    throw new MangroveError('E_TOO_FEW_NODES', `${copies} core copies need ${copies} live nodes; ${holders.length} are live. Ask for fewer copies or start more nodes`);
+  }
+  return holders;
+}
+
+/** Holders of `entry` the membership counts failed (never this node). */
+export function failedHolders(deps: CoreHolderDeps, entry: DirectoryEntry): string[] {
+  return entry.holders.filter((h) => h !== deps.self && !deps.isAlive(h));
+}
+
+/**
+ * The holders `entry` should have now: each failed one replaced by a live
+ * node that has been given every flushed page of the range. Returns the
+ * entry's holders unchanged when none failed or no live node is free.
+ */
+export async function reduplex(deps: CoreHolderDeps, entry: DirectoryEntry): Promise<string[]> {
+  const failed = failedHolders(deps, entry);
+  if (failed.length === 0 || entry.volatile) return entry.holders;
+  const spare = deps
+    .db()
+    .nodes.filter((n) => !entry.holders.includes(n.id) && deps.isAlive(n.id))
+    .map((n) => n.id);
+  const holders = [...entry.holders];
+  for (const dead of failed) {
+    const next = spare.shift();
+    if (next === undefined) break;
+    await copyRange(deps, entry, next);
+    holders[holders.indexOf(dead)] = next;
+  }
+  return holders;
+}
+
+/** Every page of the range this node holds on disk, stored durably on `to`. */
+async function copyRange(deps: CoreHolderDeps, entry: DirectoryEntry, to: string): Promise<void> {
+  const range = pageRange(entry.start, entry.pages);
+  for (let from = range.first; ; ) {
+    const batch = deps.store.scan(from).filter((e) => e.addr <= range.last);
+    if (batch.length === 0) return;
+    for (let i = 0; i < batch.length; i += COPY_CONCURRENCY) {
+      await Promise.all(
+        batch
+          .slice(i, i + COPY_CONCURRENCY)
+          .map(({ addr, page }) => deps.call(to, { op: 'store', addr: addressKey(addr), version: page.version, data: page.data, attrs: page.attrs })),
+      );
+    }
+    from = batch[batch.length - 1].addr + BigInt(PAGE_BYTES);
+  }
+}
