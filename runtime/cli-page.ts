@@ -7,14 +7,14 @@
  *
  * Addresses are `0x` hex; output is one human line or block, or one JSON line
  * with --json; `page read` writes the raw bytes. A bad address exits 2 like
- * any other usage error, with E_BAD_ADDRESS.
+ * any other usage error, with E_BAD_ADDRESS (runtime/cli.ts).
  */
 import { open } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { isMangroveError, MangroveError } from '../bus/errors.js';
 import { formatAddress, PAGE_BYTES, pageRange, parsePageAddress } from '../machines/address.js';
 import type { FlushResult, MangroveClient, PageAttrs, PageStat, SpaceReport } from './page-client.js';
-import { examples, ExitWith, jsonLine, positive, print } from './cli-util.js';
+import { examples, jsonLine, positive, print } from './cli-util.js';
 
 export const pageCliDefaults = {
   /** Longer than `status`'s: a call may wait on other nodes' disks. */
@@ -26,7 +26,6 @@ export const PAGES_PER_CHUNK = 256;
 /** The most pages one range names (bus/page-messages.ts PAGES_PER_RANGE_MAX). */
 const RANGE_PAGES_MAX = 2 ** 32;
 const FS_HEX_DIGITS = 32;
-const EXIT_USAGE = 2;
 
 interface LinkOpts {
   connect: string;
@@ -63,10 +62,10 @@ export function addPageCommands(program: Command, defaults: { connect: string })
   link(sub('reserve', 'reserve address space for N pages (no storage yet); prints its base address'), 'print {"address","pages"}')
     .requiredOption('--pages <n>', `how many pages (1 to 2^32)`, positive)
     .addHelpText('after', examples('A=$(mangrove page reserve --pages 16)', 'mangrove page reserve --pages 1 --json'))
-    .action(action(async (o: LinkOpts & { pages: number }) => {
+    .action(async (o: LinkOpts & { pages: number }) => {
       const base = await session(o, (c) => c.reserve(o.pages));
       print(o.json ? jsonLine({ address: formatAddress(base), pages: o.pages }) : formatAddress(base));
-    }));
+    });
 
   rangeCommand(sub('unreserve', 'give back reserved pages, with any storage they have'), 'unreserved', (c, a, n) => c.unreserve(a, n));
   rangeCommand(sub('unallocate', 'drop the storage of pages; they stay reserved'), 'unallocated', (c, a, n) => c.unallocate(a, n));
@@ -78,13 +77,13 @@ export function addPageCommands(program: Command, defaults: { connect: string })
     .option('--copies <k>', 'core copies, each on a distinct node (1 to 8; default: the node\'s)', positive)
     .option('--volatile', 'never written to disk: lost if every RAM copy is')
     .addHelpText('after', examples('mangrove page alloc 0x10000 --pages 16 --copies 2', 'mangrove page alloc 0x10000 --pages 1 --volatile'))
-    .action(action(async (addr: string, o: LinkOpts & { pages: number; copies?: number; volatile?: boolean }) => {
+    .action(async (addr: string, o: LinkOpts & { pages: number; copies?: number; volatile?: boolean }) => {
       const a = parsePageAddress(addr);
       await session(o, (c) => c.alloc(a, o.pages, { ...(o.copies !== undefined ? { copies: o.copies } : {}), ...(o.volatile ? { volatile: true } : {}) }));
       if (o.json) return print(jsonLine({ address: formatAddress(a), pages: o.pages }));
       const how = [o.copies !== undefined ? `${o.copies} core copies` : '', o.volatile ? 'volatile' : ''].filter((s) => s).join(', ');
       print(`allocated ${plural(o.pages, 'page')} at ${formatAddress(a)}${how ? ` (${how})` : ''}`);
-    }));
+    });
 
   link(sub('write', 'write bytes from stdin (or --file) to pages from ADDR on'), 'print {"address","pages","bytes","versions"}')
     .argument('<addr>', 'the first page, 0x hex')
@@ -99,9 +98,9 @@ export function addPageCommands(program: Command, defaults: { connect: string })
         `writes of ${PAGES_PER_CHUNK} pages, in order: a failure part way leaves the earlier parts written.`,
       ),
     )
-    .action(action(async (addr: string, o: LinkOpts & { file?: string }) => {
+    .action(async (addr: string, o: LinkOpts & { file?: string }) => {
       await writeCommand(parsePageAddress(addr), o);
-    }));
+    });
 
   link(sub('read', 'write the bytes of N pages from ADDR to stdout'), `print {"address","pages","versions","data"} (data in base64; at most ${PAGES_PER_CHUNK} pages)`)
     .argument('<addr>', 'the first page, 0x hex')
@@ -117,9 +116,9 @@ export function addPageCommands(program: Command, defaults: { connect: string })
         'A page that is reserved but not allocated is refused with E_NOT_MATERIALIZED.',
       ),
     )
-    .action(action(async (addr: string, o: LinkOpts & { pages: number }) => {
+    .action(async (addr: string, o: LinkOpts & { pages: number }) => {
       await readCommand(parsePageAddress(addr), o);
-    }));
+    });
 
   link(sub('lock', 'take a page lock (exclusive unless --shared); it belongs to the client id'), 'print {"address","mode","client"}')
     .argument('<addr>', 'the page, 0x hex')
@@ -134,7 +133,7 @@ export function addPageCommands(program: Command, defaults: { connect: string })
         'unlock it through the same node with the same --client-id (printed when none is given).',
       ),
     )
-    .action(action(async (addr: string, o: LinkOpts & { shared?: boolean }) => {
+    .action(async (addr: string, o: LinkOpts & { shared?: boolean }) => {
       const a = parsePageAddress(addr);
       const mode = o.shared ? 'shared' : 'exclusive';
       const client = await session(o, async (c) => {
@@ -144,62 +143,62 @@ export function addPageCommands(program: Command, defaults: { connect: string })
       if (o.json) return print(jsonLine({ address: formatAddress(a), mode, client }));
       print(`locked ${formatAddress(a)} (${mode}) for client ${client}`);
       if (o.clientId === undefined) print(`unlock: mangrove page unlock ${formatAddress(a)} --client-id ${client} --connect ${o.connect}`);
-    }));
+    });
 
   link(sub('unlock', 'release a page lock this client id holds'), 'print {"address","client"}')
     .argument('<addr>', 'the page, 0x hex')
     .addHelpText('after', examples('mangrove page unlock 0x10000 --client-id backup-job'))
-    .action(action(async (addr: string, o: LinkOpts) => {
+    .action(async (addr: string, o: LinkOpts) => {
       const a = parsePageAddress(addr);
       const client = await session(o, async (c) => {
         await c.unlock(a);
         return c.clientId;
       });
       print(o.json ? jsonLine({ address: formatAddress(a), client }) : `unlocked ${formatAddress(a)} for client ${client}`);
-    }));
+    });
 
   link(sub('flush', 'make the newest copy of N pages durable on every core holder'), 'print {"address","pages","holders"}')
     .argument('<addr>', 'the first page, 0x hex')
     .option('--pages <n>', `how many pages (1 to ${PAGES_PER_CHUNK})`, positive, 1)
     .addHelpText('after', examples('mangrove page flush 0x10000', 'mangrove page flush 0x10000 --pages 16 --json'))
-    .action(action(async (addr: string, o: LinkOpts & { pages: number }) => {
+    .action(async (addr: string, o: LinkOpts & { pages: number }) => {
       const a = parsePageAddress(addr);
       const r = await session(o, (c) => c.flush(a, o.pages));
       print(o.json ? jsonLine({ address: formatAddress(a), ...r }) : renderFlush(a, r));
-    }));
+    });
 
   link(sub('stat', 'where a page lives: home, owner, readers, core holders, version, lock'), 'print the page\'s stat object')
     .argument('<addr>', 'the page, 0x hex')
     .addHelpText('after', examples('mangrove page stat 0x10000', 'mangrove page stat 0x10000 --json | jq .coreHolders'))
-    .action(action(async (addr: string, o: LinkOpts) => {
+    .action(async (addr: string, o: LinkOpts) => {
       const a = parsePageAddress(addr);
       const s = await session(o, (c) => c.stat(a));
       print(o.json ? jsonLine(s) : renderStat(s));
-    }));
+    });
 
   link(sub('space', 'RAM and disk of the node, and free space in the cluster'), 'print the node\'s space report')
     .addHelpText('after', examples('mangrove page space', 'mangrove page space --connect tcp://127.0.0.1:7401 --json | jq .cluster'))
-    .action(action(async (o: LinkOpts) => {
+    .action(async (o: LinkOpts) => {
       const s = await session(o, (c) => c.space());
       print(o.json ? jsonLine(s) : renderSpace(s));
-    }));
+    });
 
   link(sub('attrs', 'show a page\'s attributes, or set its file-system attribute and RAM caching'), 'print the page\'s attributes')
     .argument('<addr>', 'the page, 0x hex')
     .option('--fs <hex32>', 'set the 16-byte file-system attribute: 32 hex digits')
     .addOption(new Option('--cache-in-ram <on|off>', 'keep the page cached in RAM').choices(['on', 'off']))
     .addHelpText('after', examples('mangrove page attrs 0x10000', 'mangrove page attrs 0x10000 --fs 000102030405060708090a0b0c0d0e0f --cache-in-ram on'))
-    .action(action(async (addr: string, o: LinkOpts & { fs?: string; cacheInRam?: 'on' | 'off' }) => {
+    .action(async (addr: string, o: LinkOpts & { fs?: string; cacheInRam?: 'on' | 'off' }) => {
       const a = parsePageAddress(addr);
       const set = { ...(o.fs !== undefined ? { fs: parseFsAttr(o.fs) } : {}), ...(o.cacheInRam !== undefined ? { cacheInRam: o.cacheInRam === 'on' } : {}) };
       const attrs = await session(o, (c) => (Object.keys(set).length > 0 ? c.setAttrs(a, set) : c.getAttrs(a)));
       print(o.json ? jsonLine(attrs) : renderAttrs(attrs));
-    }));
+    });
 
   link(sub('super-root', 'print the file system\'s super-root address, or set it'), 'print {"address"}')
     .option('--set <addr>', 'make this page the super root')
     .addHelpText('after', examples('mangrove page super-root', 'mangrove page super-root --set 0x10000'))
-    .action(action(async (o: LinkOpts & { set?: string }) => {
+    .action(async (o: LinkOpts & { set?: string }) => {
       const target = o.set === undefined ? undefined : parsePageAddress(o.set);
       const a = await session(o, async (c) => {
         if (target === undefined) return c.superRoot();
@@ -207,30 +206,19 @@ export function addPageCommands(program: Command, defaults: { connect: string })
         return target;
       });
       print(o.json ? jsonLine({ address: formatAddress(a) }) : formatAddress(a));
-    }));
+    });
 
   function rangeCommand(cmd: Command, done: string, call: (c: MangroveClient, addr: bigint, pages: number) => Promise<void>): void {
     link(cmd, 'print {"address","pages"}')
       .argument('<addr>', 'the first page, 0x hex')
       .requiredOption('--pages <n>', 'how many pages (1 to 2^32)', positive)
       .addHelpText('after', examples(`mangrove page ${cmd.name()} 0x10000 --pages 16`))
-      .action(action(async (addr: string, o: LinkOpts & { pages: number }) => {
+      .action(async (addr: string, o: LinkOpts & { pages: number }) => {
         const a = parsePageAddress(addr);
         await session(o, (c) => call(c, a, o.pages));
         print(o.json ? jsonLine({ address: formatAddress(a), pages: o.pages }) : `${done} ${plural(o.pages, 'page')} at ${formatAddress(a)}`);
-      }));
+      });
   }
-}
-
-/** An action whose E_BAD_ADDRESS exits 2: a mistyped address is a usage error like any other. */
-function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
-  return async (...args: A) => {
-    try {
-      await fn(...args);
-    } catch (err) {
-      throw isMangroveError(err) && err.code === 'E_BAD_ADDRESS' ? new ExitWith(err, EXIT_USAGE) : err;
-    }
-  };
 }
 
 /** One client for one command, closed whatever happens. */

@@ -6,7 +6,7 @@
  * nodes, lmdb only for `start`).
  *
  * Every failure prints `error E_CODE: sentence` on stderr: exit 2 for a
- * usage error (E_BAD_ARGUMENT), 1 for anything else.
+ * usage error (E_BAD_ARGUMENT, E_BAD_ADDRESS), 1 for anything else.
  */
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
@@ -239,7 +239,7 @@ function report(err: unknown, hint: string): number {
   }
   if (err instanceof MangroveError) {
     process.stderr.write(`error ${err.code}: ${err.message}\n`);
-    return err.code === 'E_BAD_ARGUMENT' ? EXIT_USAGE : EXIT_FAILURE;
+    return err.code === 'E_BAD_ARGUMENT' || err.code === 'E_BAD_ADDRESS' ? EXIT_USAGE : EXIT_FAILURE;
   }
   // A bug, not a user error: keep the stack for the report.
   process.stderr.write(`error E_INTERNAL: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
