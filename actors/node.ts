@@ -25,6 +25,7 @@ import type { NodeStatus, NodeView } from './status.js';
 import type { NodeStore } from './store.js';
 import { engineDefaults, PageEngine, type EngineSettings } from './page-engine.js';
 import { MemoryPageStore, type PageStore } from './page-store.js';
+import { MemoryTxnLogStore, TxnLog, type TxnLogStore } from './txn-log.js';
 
 export interface NodeDeps {
   settings: NodeSettings;
@@ -36,6 +37,8 @@ export interface NodeDeps {
   inspect?: (e: InspectionEvent) => void;
   /** The disk cache of the memory engine (M9); a memory twin when absent. */
   pages?: PageStore;
+  /** The transaction log's store (M7); a memory twin when absent. */
+  txnLog?: TxnLogStore;
   engine?: Partial<EngineSettings>;
 }
 
@@ -121,6 +124,7 @@ export class MangroveNode {
       outbox: this.outbox,
       clock,
       store: deps.pages ?? new MemoryPageStore(),
+      txnLog: new TxnLog(deps.txnLog ?? new MemoryTxnLogStore()),
       log: deps.log,
       settings: { ...engineDefaults, ...deps.engine },
       db: () => this.nodeDb.db,

@@ -120,7 +120,8 @@ export const pageBodies = {
  * access → {pages, versions}; unreference → {pages, dropped};
  * txn_begin → {txn}; txn_log → {txn, seq}; txn_commit, txn_abort, txn_end →
  * {txn, state: 'committed' | 'aborted' | 'ended', records}; txn_read →
- * {records: TxnRecord[]};
+ * {records: TxnRecord[], more, txns?} (without a txn: whole transactions up
+ * to 2 MiB, `more` if there are others, `txns` naming every committed one);
  * unreserve, alloc, unallocate, dealloc, lock, unlock, set_super_root →
  * {address, pages} of what changed.
  */

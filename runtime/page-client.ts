@@ -11,6 +11,7 @@
  * (anything else), naming what was given, and sends nothing.
  */
 import type { NodeStatus } from '../actors/status.js';
+import type { TxnOutcome, TxnState } from '../actors/txn-log.js';
 import { limits } from '../bus/envelope.js';
 import { MangroveError } from '../bus/errors.js';
 import type { Body } from '../bus/messages.js';
@@ -18,6 +19,7 @@ import {
   COPIES_MAX,
   PAGES_PER_RANGE_MAX,
   PAGES_PER_REQUEST_MAX,
+  TXN_RECORD_BYTES_MAX,
   type ClientPageOp,
   type FlushResult,
   type PageAttrs,
@@ -25,14 +27,15 @@ import {
   type ReadResult,
   type ReserveResult,
   type SpaceReport,
+  type TxnRecord,
   type WriteResult,
 } from '../bus/page-messages.js';
 import { ZmqClient } from '../bus/zmq-client.js';
 import { addressKey, checkPageAddress, PAGE_BYTES, pageRange, parseAddress } from '../machines/address.js';
 import { isTcpEndpoint } from './config.js';
 
-export { COPIES_MAX, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX };
-export type { FlushResult, PageAttrs, PageStat, SpaceReport };
+export { COPIES_MAX, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX };
+export type { FlushResult, PageAttrs, PageStat, SpaceReport, TxnOutcome, TxnRecord, TxnState };
 
 export const clientDefaults = {
   timeoutMs: 10_000,
@@ -234,6 +237,75 @@ export class MangroveClient {
     await this.call('set_super_root', { op: 'set_super_root', addr: pageAddress(addr) });
   }
 
+  /**
+   * Begins a transaction in the node's transaction log (M7); resolves with its
+   * id, unique on that node forever. Its records stay in the node's RAM until
+   * txnCommit: a restart of the node forgets an open transaction.
+   */
+  async txnBegin(): Promise<number> {
+    const r = await this.call<{ txn: unknown }>('txn_begin', { op: 'txn_begin' });
+    const txn = field(r, 'txn', 'txn_begin');
+    if (!isIntIn(txn, 1, Number.MAX_SAFE_INTEGER)) throw badAnswer('txn_begin', 'a transaction id', txn);
+    return txn;
+  }
+
+  /** Adds `record` (0 to 4096 bytes) to open transaction `txn`; resolves with its place in it, from 1. Nothing is durable before txnCommit. */
+  async txnLog(txn: number, record: Uint8Array): Promise<number> {
+    const t = txnId(txn);
+    if (!(record instanceof Uint8Array)) throw new MangroveError('E_BAD_ARGUMENT', `a log record must be a Uint8Array, not ${describe(record)}`);
+    if (record.byteLength > TXN_RECORD_BYTES_MAX) {
+      throw new MangroveError(
+        'E_BAD_ARGUMENT',
+        `a log record holds at most ${TXN_RECORD_BYTES_MAX} bytes; ${record.byteLength} were given: split it into several records`,
+      );
+    }
+    const r = await this.call<{ seq: unknown }>('txn_log', { op: 'txn_log', txn: t, record });
+    const seq = field(r, 'seq', 'txn_log');
+    if (!isIntIn(seq, 1, Number.MAX_SAFE_INTEGER)) throw badAnswer('txn_log', 'a record number from 1', seq);
+    return seq;
+  }
+
+  /** Makes every record of open transaction `txn` durable in one commit; when it resolves they survive a crash of the node. */
+  async txnCommit(txn: number): Promise<TxnOutcome> {
+    return this.txnOutcome('txn_commit', txnId(txn), 'committed');
+  }
+
+  /** Discards open transaction `txn` and its records. */
+  async txnAbort(txn: number): Promise<TxnOutcome> {
+    return this.txnOutcome('txn_abort', txnId(txn), 'aborted');
+  }
+
+  /** Says committed transaction `txn` is applied: the node deletes its records. */
+  async txnEnd(txn: number): Promise<TxnOutcome> {
+    return this.txnOutcome('txn_end', txnId(txn), 'ended');
+  }
+
+  /**
+   * The records of committed transactions not yet ended, in (txn, seq) order:
+   * transaction `txn`'s alone, or, without it, all of them (what to replay
+   * after a crash).
+   */
+  async txnRead(txn?: number): Promise<TxnRecord[]> {
+    const t = txn === undefined ? undefined : txnId(txn);
+    const r = await this.call<{ records: unknown; more?: unknown; txns?: unknown }>('txn_read', t === undefined ? { op: 'txn_read' } : { op: 'txn_read', txn: t });
+    const records = field(r, 'records', 'txn_read');
+    if (!Array.isArray(records)) throw badAnswer('txn_read', 'an array of records', records);
+    const got = records.map((rec: unknown) => {
+      const { txn: rt, seq, data } = (typeof rec === 'object' && rec !== null ? rec : {}) as Partial<TxnRecord>;
+      if (!isIntIn(rt, 1, Number.MAX_SAFE_INTEGER) || (t !== undefined && rt !== t) || !isIntIn(seq, 1, Number.MAX_SAFE_INTEGER)) {
+        throw badAnswer('txn_read', t === undefined ? 'records with a txn and a seq' : `records of transaction ${t} with a seq`, rec);
+      }
+      if (!(data instanceof Uint8Array) || data.byteLength > TXN_RECORD_BYTES_MAX) throw badAnswer('txn_read', `records of at most ${TXN_RECORD_BYTES_MAX} bytes`, data);
+      return { txn: rt, seq, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    });
+    if (t !== undefined || r.more !== true) return got;
+    // The whole log did not fit one reply: the rest, transaction by transaction.
+    if (!Array.isArray(r.txns) || !r.txns.every((x) => isIntIn(x, 1, Number.MAX_SAFE_INTEGER))) throw badAnswer('txn_read', 'the committed transactions named', r.txns);
+    const have = new Set(got.map((x) => x.txn));
+    for (const other of r.txns as number[]) if (!have.has(other)) got.push(...(await this.txnRead(other)));
+    return got;
+  }
+
   /** The cluster as the node sees it (what `mangrove status` shows). */
   async status(): Promise<NodeStatus> {
     const reply = await this.link.request('client.status', {});
@@ -243,6 +315,14 @@ export class MangroveClient {
   /** Closes the link; calls still waiting reject with E_CLOSED. */
   async close(): Promise<void> {
     await this.link.close();
+  }
+
+  private async txnOutcome(op: 'txn_commit' | 'txn_abort' | 'txn_end', txn: number, state: TxnState): Promise<TxnOutcome> {
+    const r = await this.call<Partial<TxnOutcome>>(op, { op, txn });
+    if (field(r, 'txn', op) !== txn || field(r, 'state', op) !== state || !isIntIn(field(r, 'records', op), 0, Number.MAX_SAFE_INTEGER)) {
+      throw badAnswer(op, `{txn: ${txn}, state: '${state}', records}`, r);
+    }
+    return { txn, state, records: r.records as number };
   }
 
   private async call<T = unknown>(op: string, body: ClientPageOp): Promise<T> {
@@ -283,6 +363,14 @@ function ioRange(addr: unknown, pages: unknown): { addr: Uint8Array; pages: numb
   }
   pageRange(a, pages);
   return { addr: addressKey(a), pages };
+}
+
+/** A transaction id as txnBegin gave it: a whole number, 1 or more. */
+function txnId(txn: unknown): number {
+  if (!isIntIn(txn, 1, Number.MAX_SAFE_INTEGER)) {
+    throw new MangroveError('E_BAD_ARGUMENT', `a transaction id is a whole number from txnBegin (1 or more), not ${describe(txn)}`);
+  }
+  return txn;
 }
 
 function rangePages(pages: unknown): number {

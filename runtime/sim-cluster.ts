@@ -12,6 +12,7 @@ import { silentLog, type Log } from '../actors/log.js';
 import type { NodeSettings } from '../actors/settings.js';
 import { MemoryStore } from '../actors/store.js';
 import { MemoryPageStore } from '../actors/page-store.js';
+import { MemoryTxnLogStore } from '../actors/txn-log.js';
 import type { EngineSettings } from '../actors/page-engine.js';
 import type { NodeStatus } from '../actors/status.js';
 import { makePermanentId } from '../machines/identity.js';
@@ -43,6 +44,7 @@ interface SimNode {
   store: MemoryStore;
   /** The node's disk cache: like its store, it survives a crash. */
   pages: MemoryPageStore;
+  txnLog: MemoryTxnLogStore;
   node?: MangroveNode;
   transport?: SimTransport;
   epochs: number;
@@ -67,6 +69,7 @@ export class SimCluster {
       this.members.push({
         store: new MemoryStore(),
         pages: new MemoryPageStore(),
+        txnLog: new MemoryTxnLogStore(),
         epochs: 0,
         settings: {
           id: ids[i],
@@ -139,6 +142,7 @@ export class SimCluster {
       random,
       store: m.store,
       pages: m.pages,
+      txnLog: m.txnLog,
       engine: this.options.engine,
       log: this.options.log?.(i) ?? silentLog,
       inspect: this.options.inspect ? (e) => this.options.inspect!(i, e) : undefined,

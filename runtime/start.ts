@@ -23,6 +23,7 @@ import { loadConfig, type NodeConfig } from './config.js';
 import { startHttp, type HttpServer } from './http.js';
 import { LmdbStore } from './lmdb-store.js';
 import { LmdbPageStore } from './lmdb-pages.js';
+import { LmdbTxnLogStore } from './lmdb-txn-log.js';
 import { createLogger, throttledLog, type Logger } from './logger.js';
 import { MachineWatch } from './machine-watch.js';
 import { machineRoutes } from './machines-http.js';
@@ -67,6 +68,8 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     undo.push(() => store.close());
     const pages = LmdbPageStore.open(config.dataDir);
     undo.push(() => pages.close());
+    const txnLog = LmdbTxnLogStore.open(config.dataDir);
+    undo.push(() => txnLog.close());
     const identity = store.loadIdentity() ?? createIdentity(store);
     const epoch = store.nextEpoch();
     const log = baseLog.child({ node: identity.id });
@@ -92,7 +95,7 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     // Seeded from the OS, and the seed is traced, so replay draws what the node drew.
     const seed = new CryptoRandom().int(2 ** 32);
     const nodeClock = trace ? traceNode(trace, clock, settings, seed, store) : clock;
-    const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, log, inspect: watch?.inspect });
+    const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, txnLog, log, inspect: watch?.inspect });
     const newsLog = logNews(node, log);
     node.start();
     undo.push(() => node.stop(), () => newsLog.unsubscribe());

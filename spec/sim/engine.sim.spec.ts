@@ -240,6 +240,34 @@ describe('memory engine in the simulator', function () {
     await c.stopAll();
   });
 
+  it('keeps committed transaction-log records across a crash until they are ended, and loses open ones (M7)', async () => {
+    const c = await formedCluster(61, 3);
+    const e = () => c.node(1)!.engine;
+    const rec = (text: string) => new TextEncoder().encode(text);
+    const { txn } = (await c.settle(e().call({ op: 'txn_begin' }))) as { txn: number };
+    await c.settle(e().call({ op: 'txn_log', txn, record: rec('rename a b') }));
+    await c.settle(e().call({ op: 'txn_log', txn, record: rec('update dir') }));
+    expect(await c.settle(e().call({ op: 'txn_commit', txn }))).to.deep.include({ txn, state: 'committed', records: 2 });
+    const open = ((await c.settle(e().call({ op: 'txn_begin' }))) as { txn: number }).txn;
+    await c.settle(e().call({ op: 'txn_log', txn: open, record: rec('never committed') }));
+
+    c.crash(1);
+    c.start(1);
+    await c.runUntilAsync(() => c.status(1)!.quorum, 30_000);
+    const { records } = (await c.settle(e().call({ op: 'txn_read' }))) as { records: { txn: number; seq: number; data: Uint8Array }[] };
+    expect(records.map((r) => [r.txn, r.seq, new TextDecoder().decode(r.data)])).to.deep.equal([
+      [txn, 1, 'rename a b'],
+      [txn, 2, 'update dir'],
+    ]);
+    const gone = await c.settle(e().call({ op: 'txn_read', txn: open })).catch((err: unknown) => err);
+    expect((gone as MangroveError).code).to.equal('E_NOT_FOUND');
+    await c.settle(e().call({ op: 'txn_end', txn }));
+    expect(((await c.settle(e().call({ op: 'txn_read' }))) as { records: unknown[] }).records).to.deep.equal([]);
+    const next = ((await c.settle(e().call({ op: 'txn_begin' }))) as { txn: number }).txn;
+    expect(next, 'ids are never reused').to.be.greaterThan(open);
+    await c.stopAll();
+  });
+
   it('refuses writes without quorum (E_NO_QUORUM) and goes on serving reads of pages held', async () => {
     const c = await formedCluster(31, 5);
     const [page] = await sharedPages(c, 1);

@@ -7,8 +7,9 @@
 import { expect } from 'chai';
 import { MangroveError } from '../../../bus/errors.js';
 import type { Body } from '../../../bus/messages.js';
+import { clientPageOp } from '../../../bus/page-messages.js';
 import { MAX_ADDRESS, PAGE_BYTES } from '../../../machines/address.js';
-import { connect, MangroveClient, type PageLink } from '../../../runtime/page-client.js';
+import { connect, MangroveClient, TXN_RECORD_BYTES_MAX, type PageLink } from '../../../runtime/page-client.js';
 
 type Sent = { kind: string; body: Record<string, unknown> };
 
@@ -225,5 +226,104 @@ describe('runtime/page-client', () => {
         await Promise.all([a.close(), b.close()]);
       }
     });
+  });
+});
+
+describe('runtime/page-client: the transaction log (M7)', () => {
+  const outcome = (b: Record<string, unknown>) => {
+    const state = { txn_commit: 'committed', txn_abort: 'aborted', txn_end: 'ended' }[b.op as string];
+    return { result: { txn: b.txn, state, records: 2 } };
+  };
+
+  it('sends each call as the protocol has it, and every body passes the wire schema', async () => {
+    const link = new FakeLink((b) => {
+      if (b.op === 'txn_begin') return { result: { txn: 7 } };
+      if (b.op === 'txn_log') return { result: { txn: b.txn, seq: 3 } };
+      if (b.op === 'txn_read') return { result: { records: [{ txn: 7, seq: 1, data: Buffer.from([1, 2]) }] } };
+      return outcome(b);
+    });
+    const c = new MangroveClient(link);
+    const record = new Uint8Array(TXN_RECORD_BYTES_MAX).fill(1);
+    expect(await c.txnBegin()).to.equal(7);
+    expect(await c.txnLog(7, record)).to.equal(3);
+    expect(await c.txnLog(7, new Uint8Array(0))).to.equal(3);
+    expect(await c.txnCommit(7)).to.deep.equal({ txn: 7, state: 'committed', records: 2 });
+    expect(await c.txnAbort(8)).to.deep.equal({ txn: 8, state: 'aborted', records: 2 });
+    expect(await c.txnEnd(Number.MAX_SAFE_INTEGER)).to.deep.equal({ txn: Number.MAX_SAFE_INTEGER, state: 'ended', records: 2 });
+    const all = await c.txnRead();
+    expect(all).to.deep.equal([{ txn: 7, seq: 1, data: new Uint8Array([1, 2]) }]);
+    expect(Buffer.isBuffer(all[0].data), 'a plain Uint8Array, not a Buffer').to.equal(false);
+    await c.txnRead(7);
+    expect(link.sent.map((s) => s.body)).to.deep.equal([
+      { op: 'txn_begin' },
+      { op: 'txn_log', txn: 7, record },
+      { op: 'txn_log', txn: 7, record: new Uint8Array(0) },
+      { op: 'txn_commit', txn: 7 },
+      { op: 'txn_abort', txn: 8 },
+      { op: 'txn_end', txn: Number.MAX_SAFE_INTEGER },
+      { op: 'txn_read' },
+      { op: 'txn_read', txn: 7 },
+    ]);
+    for (const { kind, body } of link.sent) {
+      expect(kind).to.equal('client.page');
+      expect(clientPageOp.safeParse(body).success, JSON.stringify(body.op)).to.equal(true);
+    }
+  });
+
+  it('passes the node\'s refusal through with its code', async () => {
+    const link = new FakeLink(() => Promise.reject(new MangroveError('E_NOT_FOUND', 'transaction 9 cannot be ended: it was aborted or ended')));
+    expect(await refusal(new MangroveClient(link).txnEnd(9))).to.equal('E_NOT_FOUND: transaction 9 cannot be ended: it was aborted or ended');
+  });
+
+  it('refuses an answer that breaks the protocol with E_BAD_MESSAGE', async () => {
+    const answering = (result: unknown) => new MangroveClient(new FakeLink(() => ({ result })));
+    expect(await refusal(answering({ txn: 0 }).txnBegin())).to.match(/^E_BAD_MESSAGE: the node's answer to txn_begin should hold a transaction id, but has a number \(0\)/);
+    expect(await refusal(answering({ txn: 1 }).txnLog(1, new Uint8Array(1)))).to.match(/^E_BAD_MESSAGE: the node's answer to txn_log should hold a field seq/);
+    expect(await refusal(answering({ txn: 1, state: 'aborted', records: 0 }).txnCommit(1))).to.match(
+      /^E_BAD_MESSAGE: the node's answer to txn_commit should hold \{txn: 1, state: 'committed', records\}/,
+    );
+    expect(await refusal(answering({ txn: 2, state: 'ended', records: 0 }).txnEnd(1))).to.match(/^E_BAD_MESSAGE: .*txn_end/);
+    expect(await refusal(answering({ txn: 1, state: 'aborted', records: -1 }).txnAbort(1))).to.match(/^E_BAD_MESSAGE: .*txn_abort/);
+    expect(await refusal(answering({ records: 'none' }).txnRead())).to.match(/^E_BAD_MESSAGE: .*an array of records, but has a string/);
+    expect(await refusal(answering({ records: [{ txn: 2, seq: 1, data: new Uint8Array(1) }] }).txnRead(1))).to.match(
+      /^E_BAD_MESSAGE: the node's answer to txn_read should hold records of transaction 1 with a seq/,
+    );
+    expect(await refusal(answering({ records: [{ txn: 1, seq: 1, data: [1] }] }).txnRead())).to.match(/^E_BAD_MESSAGE: .*records of at most 4096 bytes, but has an array of 1/);
+  });
+
+  describe('refuses bad arguments before sending anything', () => {
+    const idRule = /^E_BAD_ARGUMENT: a transaction id is a whole number from txnBegin \(1 or more\), not /;
+    const cases: [string, (c: MangroveClient) => Promise<unknown>, RegExp][] = [
+      ['a transaction id of 0', (c) => c.txnCommit(0), /not a number \(0\)$/],
+      ['a negative transaction id', (c) => c.txnAbort(-1), /not a number \(-1\)$/],
+      ['a fractional transaction id', (c) => c.txnEnd(1.5), /not a number \(1\.5\)$/],
+      ['a transaction id past 2^53', (c) => c.txnLog(2 ** 53, new Uint8Array(1)), /not a number \(9007199254740992\)$/],
+      ['a string transaction id', (c) => c.txnRead('7' as unknown as number), /not a string \("7"\)$/],
+      ['a bigint transaction id', (c) => c.txnCommit(7n as unknown as number), /not 0x7n$/],
+      ['a null transaction id for txnRead', (c) => c.txnRead(null as unknown as number), /not null$/],
+    ];
+    for (const [what, call, shown] of cases) {
+      it(what, async () => {
+        const link = new FakeLink();
+        const refused = await refusal(call(new MangroveClient(link)));
+        expect(refused).to.match(idRule);
+        expect(refused).to.match(shown);
+        expect(link.sent, 'nothing sent').to.deep.equal([]);
+      });
+    }
+
+    const records: [string, unknown, RegExp][] = [
+      ['a record of 4097 bytes', new Uint8Array(TXN_RECORD_BYTES_MAX + 1), /^E_BAD_ARGUMENT: a log record holds at most 4096 bytes; 4097 were given: split it into several records$/],
+      ['a record that is an array', [1, 2], /^E_BAD_ARGUMENT: a log record must be a Uint8Array, not an array of 2$/],
+      ['a record that is a string', 'abc', /^E_BAD_ARGUMENT: a log record must be a Uint8Array, not a string \("abc"\)$/],
+      ['no record', undefined, /^E_BAD_ARGUMENT: a log record must be a Uint8Array, not undefined$/],
+    ];
+    for (const [what, record, expected] of records) {
+      it(what, async () => {
+        const link = new FakeLink();
+        expect(await refusal(new MangroveClient(link).txnLog(1, record as Uint8Array))).to.match(expected);
+        expect(link.sent, 'nothing sent').to.deep.equal([]);
+      });
+    }
   });
 });
