@@ -74,6 +74,9 @@ interface Pending {
   gotData: boolean;
   timer: unknown;
   done: Promise<void>;
+  /** Resolves when a read's data is in: the copy is readable before the home hears the confirmation. */
+  arrived: Promise<void>;
+  arrive(): void;
   resolve(): void;
   reject(err: MangroveError): void;
 }
@@ -158,14 +161,17 @@ export class PageHolder {
 
   /** Resolves once this node may read (or write) `addr`, asking its home as needed. */
   async acquire(addr: bigint, mode: AccessMode): Promise<void> {
+    const ok = () => (mode === 'read' ? this.readable(addr) : this.writable(addr)) !== undefined;
     for (;;) {
-      if (mode === 'read' ? this.readable(addr) : this.writable(addr)) return;
-      const p = this.pending.get(addr);
-      if (p) {
-        await p.done;
-        continue;
+      if (ok()) return;
+      const p = this.pending.get(addr) ?? this.request(addr, mode);
+      // A read may use its copy as soon as it arrives: the home serves nothing else for the
+      // page until this node confirms it, so no write can be granted before the read returns.
+      if (mode === 'read' && !p.gotData) {
+        await Promise.race([p.done, p.arrived]);
+        if (ok()) return;
       }
-      await this.request(addr, mode).done;
+      await p.done;
     }
   }
 
@@ -225,10 +231,12 @@ export class PageHolder {
     const p = this.pending.get(addr);
     if (!p || p.req !== b.req || p.mode !== b.mode) return;
     if (!p.gotData) {
-      this.put(addr, b.data, b.version, b.dirty, false);
+      // A reader's copy is never dirty: making the page durable is its owner's business.
+      this.put(addr, b.data, b.version, b.mode === 'write' && b.dirty, false);
       p.gotData = true;
       this.dropped.delete(addr);
       this.modes.set(addr, { mode: b.mode === 'read' ? 'read' : 'incoming', round: b.round, owner: false, paged: false });
+      if (b.mode === 'read') p.arrive();
     }
     this.deps.send(this.deps.homeOf(addr), 'page.confirmed', { addr: b.addr, req: b.req });
   }
@@ -344,7 +352,9 @@ export class PageHolder {
       resolve = res;
       reject = rej;
     });
-    const p: Pending = { req, mode, gotData: false, timer: undefined, done, resolve, reject };
+    let arrive!: () => void;
+    const arrived = new Promise<void>((res) => (arrive = res));
+    const p: Pending = { req, mode, gotData: false, timer: undefined, done, resolve, reject, arrived, arrive };
     this.pending.set(addr, p);
     const home = this.deps.homeOf(addr);
     const again = () => {
