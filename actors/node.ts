@@ -40,6 +40,9 @@ export interface NodeDeps {
   /** The transaction log's store (M7); a memory twin when absent. */
   txnLog?: TxnLogStore;
   engine?: Partial<EngineSettings>;
+  /** The engine's clock, when it must differ from the node's: a traced node's engine runs on the
+   * untraced clock, so its timers stay out of the membership protocols' replay (M27). */
+  engineClock?: Clock;
 }
 
 /** What a node tells its host process: logs, metrics, the simulator's checks. */
@@ -122,7 +125,7 @@ export class MangroveNode {
       self: s.id,
       epoch: s.epoch,
       outbox: this.outbox,
-      clock,
+      clock: deps.engineClock ?? clock,
       store: deps.pages ?? new MemoryPageStore(),
       txnLog: new TxnLog(deps.txnLog ?? new MemoryTxnLogStore()),
       log: deps.log,

@@ -143,6 +143,7 @@ export class SimCluster {
       store: m.store,
       pages: m.pages,
       txnLog: m.txnLog,
+      engineClock: this.clock,
       engine: this.options.engine,
       log: this.options.log?.(i) ?? silentLog,
       inspect: this.options.inspect ? (e) => this.options.inspect!(i, e) : undefined,
