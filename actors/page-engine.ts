@@ -31,7 +31,8 @@ import type { CoreHolderDeps } from './core-holders.js';
 import type { EngineParts, PageEngineDeps } from './engine-parts.js';
 import { FlowScheduler } from './flow-scheduler.js';
 import { GroupCommit } from './group-commit.js';
-import { PageHolder } from './page-holder.js';
+import { PageHolder, type PageChange } from './page-holder.js';
+import type { Observable } from 'rxjs';
 import { PageHomes } from './page-homes.js';
 import { arenaOf, PageSpace } from './page-space.js';
 import { PeerCalls } from './peer-calls.js';
@@ -107,6 +108,11 @@ export class PageEngine {
     };
     registerLocalApplets(this.parts, () => this.space());
     registerHomeApplets(this.parts, () => this.space());
+  }
+
+  /** Changes to this node's copies, for local waiters (M10; the file system's locks build on it). */
+  get changes$(): Observable<PageChange> {
+    return this.holder.changes$;
   }
 
   /** Reads answered from a core holder's durable copy because the home was counted failed. */

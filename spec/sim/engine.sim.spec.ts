@@ -268,6 +268,23 @@ describe('memory engine in the simulator', function () {
     await c.stopAll();
   });
 
+  it('tells local waiters when a page changes: a copy arrives, is written, is invalidated (M10)', async () => {
+    const c = await formedCluster(71, 3);
+    const [page] = await sharedPages(c, 1);
+    const addr = addressKey(page);
+    const seen: string[] = [];
+    const sub = c.node(2)!.engine.changes$.subscribe((ch) => ch.addr === page && seen.push(ch.why));
+    await c.settle(c.node(2)!.engine.call({ op: 'read', addr, pages: 1 }));
+    await c.settle(c.node(2)!.engine.call({ op: 'write', addr, data: pageOf(1) }));
+    await c.settle(c.node(1)!.engine.call({ op: 'write', addr, data: pageOf(2) }));
+    await c.runAsync(200);
+    sub.unsubscribe();
+    expect(seen).to.include.members(['arrived', 'written', 'invalidated']);
+    expect(seen.indexOf('written')).to.be.greaterThan(seen.indexOf('arrived'));
+    expect(seen.lastIndexOf('invalidated')).to.be.greaterThan(seen.indexOf('written'));
+    await c.stopAll();
+  });
+
   it('refuses writes without quorum (E_NO_QUORUM) and goes on serving reads of pages held', async () => {
     const c = await formedCluster(31, 5);
     const [page] = await sharedPages(c, 1);
