@@ -26,6 +26,18 @@ function levelsOf(nodes: readonly Pick<NodeView, 'group'>[]): number {
 }
 
 /** Summary lines, then one row per node of the node database. */
+const MIB = 1024 * 1024;
+
+/** The memory engine on one line: RAM cache use, disk pages, pages this node is home to, copies held. */
+function pagesLine(s: NodeStatus): string {
+  const p = s.pages;
+  if (!p) return 'none';
+  const ram = `RAM ${(p.ram.usedBytes / MIB).toFixed(1)} of ${(p.ram.budgetBytes / MIB).toFixed(1)} MiB (${p.ram.pages} pages, ${p.ram.dirtyPages} dirty)`;
+  const disk = `disk ${p.disk.pages} of ${p.disk.pagesMax} pages`;
+  const copies = `copies: ${p.copies.write} writable, ${p.copies.read} read-only`;
+  return `${ram}, ${disk}, home to ${p.homePages}; ${copies}`;
+}
+
 export function renderStatus(s: NodeStatus): string {
   const alive = s.nodes.filter((n) => n.alive).length;
   const failed = s.nodes.length - alive;
@@ -44,6 +56,7 @@ export function renderStatus(s: NodeStatus): string {
     ['messages', `sent ${s.messages.sent}, received ${s.messages.received}, unsent ${s.messages.unsent}, filtered ${s.messages.filtered}, rejected ${rejected}`],
     ['faults', `injection ${s.faults.enabled ? 'on' : 'off'}, dropping ${dropped}`],
     ['codec', s.codec.native ? 'native' : 'JavaScript (native decoder not loaded)'],
+    ['pages', pagesLine(s)],
   ];
   const width = Math.max(...summary.map(([k]) => k.length));
   const head = summary.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');

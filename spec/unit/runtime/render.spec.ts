@@ -25,6 +25,7 @@ describe('runtime/render', () => {
       expect(text).to.match(/\npan\s+1b2c3d4e5f60-018f2c3a4b5d\n/);
       expect(text).to.include('version 3, 3 nodes: 2 alive, 1 failed');
       expect(text).to.include('rejected 2 (malformed 2)');
+      expect(text).to.match(/\npages\s+RAM 0\.0 of 256\.0 MiB \(2 pages, 1 dirty\), disk 5 of 1048576 pages, home to 4; copies: 1 writable, 1 read-only\n/);
     });
 
     it('shows which nodes are alive and which failed', () => {
