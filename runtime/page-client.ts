@@ -190,6 +190,22 @@ export class MangroveClient {
     return this.call<FlushResult>('flush', { op: 'flush', ...ioRange(addr, pages) });
   }
 
+  /** Brings the pages to the node this client talks to, for reading or writing (M7); resolves with their versions. */
+  async access(addr: bigint, pages = 1, mode: 'read' | 'write' = 'read'): Promise<number[]> {
+    const range = ioRange(addr, pages);
+    if (mode !== 'read' && mode !== 'write') throw new MangroveError('E_BAD_ARGUMENT', `access is for 'read' or 'write', not ${describe(mode)}`);
+    const r = await this.call<{ versions: unknown }>('access', { op: 'access', ...range, mode });
+    if (!Array.isArray(r.versions) || r.versions.length !== pages || !r.versions.every((v) => isIntIn(v, 0, Number.MAX_SAFE_INTEGER))) throw badAnswer('access', `${pages} versions`, r.versions);
+    return r.versions as number[];
+  }
+
+  /** Says the pages are no longer needed here (M7): read-only copies go, clean owned ones page out; resolves with how many left RAM. */
+  async unreference(addr: bigint, pages = 1): Promise<number> {
+    const r = await this.call<{ dropped: unknown }>('unreference', { op: 'unreference', ...ioRange(addr, pages) });
+    if (!isIntIn(r.dropped, 0, pages)) throw badAnswer('unreference', `a count of 0 to ${pages} pages`, r.dropped);
+    return r.dropped as number;
+  }
+
   /** Where the page is and who holds it: home, owner, readers, core holders, version, lock. */
   async stat(addr: bigint): Promise<PageStat> {
     return this.call<PageStat>('stat', { op: 'stat', addr: pageAddress(addr) });

@@ -135,6 +135,21 @@ describe('runtime/page-client', () => {
       expect([c.endpoint, c.clientId]).to.deep.equal(['tcp://127.0.0.1:7400', 'client-spec']);
     });
 
+    it('asks for access in a mode and unreferences pages, checking what comes back', async () => {
+      const link = new FakeLink((body) => ({ result: body.op === 'access' ? { pages: 2, versions: [3, 0] } : { pages: 2, dropped: 1 } }));
+      const c = new MangroveClient(link);
+      expect(await c.access(0x2000n, 2, 'write')).to.deep.equal([3, 0]);
+      expect(await c.unreference(0x2000n, 2)).to.equal(1);
+      expect(link.sent.map((x) => x.body)).to.deep.equal([
+        { op: 'access', addr: bytesOf('00000000000000000000000000002000'), pages: 2, mode: 'write' },
+        { op: 'unreference', addr: bytesOf('00000000000000000000000000002000'), pages: 2 },
+      ]);
+      expect(await refusal(c.access(0x2000n, 1, 'own' as never))).to.match(/^E_BAD_ARGUMENT: access is for 'read' or 'write'/);
+      expect(link.sent).to.have.length(2);
+      const wrong = new MangroveClient(new FakeLink(() => ({ result: { dropped: 5 } })));
+      expect(await refusal(wrong.unreference(0x2000n, 2))).to.match(/^E_BAD_MESSAGE/);
+    });
+
     it('passes the node\'s refusal through with its code', async () => {
       const link = new FakeLink(() => Promise.reject(new MangroveError('E_LOCKED', 'client-b holds an exclusive lock')));
       expect(await refusal(new MangroveClient(link).lock(0x1000n))).to.equal('E_LOCKED: client-b holds an exclusive lock');
