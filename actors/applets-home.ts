@@ -64,12 +64,14 @@ export function registerHomeApplets(e: EngineParts, localSpace: () => SpaceRepor
   });
   peer('unlock', async ({ addr, client }) => {
     const a = addressFromKey(addr);
+    mustBeHome(e, a);
     e.homes.unlock(a, client);
     return { address: formatAddress(a), pages: 1 };
   });
   peer('stat', async ({ addr }) => statAtHome(e, addressFromKey(addr)));
   peer('set_attrs', async (req) => setAttrsAtHome(e, req));
   peer('super_root', async ({ set }) => {
+    mustBeHome(e, 0n);
     const dir = e.space.directory(0n);
     if (set) dir.setMeta({ ...dir.meta(), superRoot: addressFromKey(set) });
     const root = dir.meta().superRoot;
@@ -78,8 +80,26 @@ export function registerHomeApplets(e: EngineParts, localSpace: () => SpaceRepor
   });
 }
 
+/** Refuses a request for a page this node is not responsible for: its directory has no say there. */
+function notHome(e: EngineParts, addr: bigint): MangroveError | undefined {
+  let home: string;
+  try {
+    home = e.homeOf(addr);
+  } catch (err) {
+    return err instanceof MangroveError ? err : new MangroveError('E_INTERNAL', String(err));
+  }
+  return home === e.deps.self ? undefined : new MangroveError('E_NOT_FOUND', `${formatAddress(addr)} is not in this node's arena: its home is ${home}`);
+}
+
+function mustBeHome(e: EngineParts, addr: bigint): void {
+  const refused = notHome(e, addr);
+  if (refused) throw refused;
+}
+
 /** What the home tells a requester about a page: its core holders, or why there is no such page. */
 export function homeFacts(e: EngineParts, addr: bigint): PageFacts | MangroveError {
+  const refused = notHome(e, addr);
+  if (refused) return refused;
   const entry = e.space.lookup(addr);
   if (!entry) return notReserved(addr);
   if (entry.state !== 'materialized') return new MangroveError('E_NOT_MATERIALIZED', `${formatAddress(addr)} is reserved but has no storage; allocate it first (page alloc)`);
@@ -105,6 +125,7 @@ function notReserved(addr: bigint): MangroveError {
 }
 
 function entryAt(e: EngineParts, addr: bigint, state?: DirectoryEntry['state']): DirectoryEntry {
+  mustBeHome(e, addr);
   const facts = homeFacts(e, addr);
   if (state === 'materialized' && facts instanceof MangroveError) throw facts;
   const entry = e.space.lookup(addr);
@@ -138,6 +159,7 @@ async function flushAtHome(e: EngineParts, addr: bigint): Promise<string[]> {
 async function allocAtHome(e: EngineParts, req: Call<'alloc'>): Promise<unknown> {
   e.needQuorum('allocating pages');
   const first = addressFromKey(req.addr);
+  mustBeHome(e, first);
   const holders = req.volatile ? [e.deps.self] : chooseHolders(e.core, req.copies);
   e.space.carve(first, req.pages, (old) => {
     if (old.state === 'materialized') throw new MangroveError('E_EXISTS', `${formatAddress(first)} is already allocated (range ${formatAddress(old.start)}, ${plural(old.pages, 'page')})`);
@@ -149,6 +171,7 @@ async function allocAtHome(e: EngineParts, req: Call<'alloc'>): Promise<unknown>
 async function freeAtHome(e: EngineParts, req: Call<'free'>): Promise<unknown> {
   e.needQuorum('freeing pages');
   const first = addressFromKey(req.addr);
+  mustBeHome(e, first);
   const range = pageRange(first, req.pages);
   // Every other copy is invalidated first: the home takes each live page for writing.
   for (const a of e.homes.within(range.first, range.last)) {

@@ -9,7 +9,10 @@
  * on purpose shows the checker catching it. A failing seed is printed.
  */
 import { expect } from 'chai';
+import { decode } from '../../bus/codec.js';
+import { ENVELOPE_VERSION } from '../../bus/envelope.js';
 import { MangroveError } from '../../bus/errors.js';
+import { simEndpoint } from '../../bus/sim-network.js';
 import type { PageStat, ReadResult } from '../../bus/page-messages.js';
 import { addressKey, formatAddress, PAGE_BYTES, parseAddress } from '../../machines/address.js';
 import { checkLinearizable, registerModel, type RegisterOp } from '../../runtime/conformance/linearizability.js';
@@ -282,6 +285,42 @@ describe('memory engine in the simulator', function () {
     expect(seen).to.include.members(['arrived', 'written', 'invalidated']);
     expect(seen.indexOf('written')).to.be.greaterThan(seen.indexOf('arrived'));
     expect(seen.lastIndexOf('invalidated')).to.be.greaterThan(seen.indexOf('written'));
+    await c.stopAll();
+  });
+
+  it('refuses engine requests sent to a node that is not the page\'s home, and drops malformed ones, changing nothing', async () => {
+    const c = await formedCluster(81, 3);
+    const [page] = await sharedPages(c, 1);
+    const home = c.indexOf(((await c.settle(c.node(2)!.engine.call({ op: 'stat', addr: addressKey(page) }))) as PageStat).home);
+    const other = [0, 1, 2].find((i) => i !== home)!;
+    // What `other` answers the home: read off the network.
+    const answers: { kind: string; body: Record<string, unknown> }[] = [];
+    c.network.onDeliver((from, to, frame) => {
+      const d = decode(frame);
+      if (from === c.id(other) && to === c.id(home) && d.ok && d.env.kind.startsWith('page.')) answers.push({ kind: d.env.kind, body: d.env.body as Record<string, unknown> });
+    });
+    const diskBefore = c.diskOf(other).count();
+    const rejectedBefore = c.status(other)!.rejected;
+
+    // Misrouted (the home sends to a node that is not the page's home): refused, nothing written.
+    const outbox = c.node(home)!.outbox;
+    outbox.send(c.id(other), 'page.request', { addr: addressKey(page), mode: 'write', req: 1 });
+    outbox.send(c.id(other), 'page.call', { call: 1, req: { op: 'alloc', addr: addressKey(page + 0x10_0000n), pages: 1, copies: 2, volatile: false } });
+    // Malformed: the codec drops and counts them before the engine sees them.
+    const rogue = c.network.attach('rogue');
+    rogue.setPeer(c.id(other), simEndpoint(c.id(other)));
+    const raw = (seq: number, kind: string, body: unknown) => rogue.send({ v: ENVELOPE_VERSION, kind, from: 'rogue', to: c.id(other), epoch: 1, seq, body } as never);
+    raw(1, 'page.request', { addr: new Uint8Array(3), mode: 'write', req: 2 });
+    raw(2, 'page.data', { addr: addressKey(page), req: 1, round: 1, mode: 'read', data: new Uint8Array(10), version: 1, dirty: false });
+    await c.runAsync(500);
+
+    expect(answers.find((x) => x.kind === 'page.refused')?.body.code).to.equal('E_NOT_FOUND');
+    expect(answers.filter((x) => x.kind === 'page.answer').map((x) => [x.body.ok, x.body.code])).to.deep.include.members([[false, 'E_NOT_FOUND']]);
+    expect(c.status(other)!.rejected - rejectedBefore, 'malformed bodies dropped and counted').to.equal(2);
+    expect(c.diskOf(other).count(), 'no directory page written for an arena the node does not own').to.equal(diskBefore);
+    // The page itself is untouched and still served.
+    const got = (await c.settle(c.node(other)!.engine.call({ op: 'read', addr: addressKey(page), pages: 1 }))) as ReadResult;
+    expect(got.data).to.deep.equal(new Uint8Array(PAGE_BYTES));
     await c.stopAll();
   });
 
