@@ -73,7 +73,10 @@ export function registerHomeApplets(e: EngineParts, localSpace: () => SpaceRepor
   peer('super_root', async ({ set }) => {
     mustBeHome(e, 0n);
     const dir = e.space.directory(0n);
-    if (set) dir.setMeta({ ...dir.meta(), superRoot: addressFromKey(set) });
+    if (set) {
+      dir.setMeta({ ...dir.meta(), superRoot: addressFromKey(set) });
+      await e.syncDirectory();
+    }
     const root = dir.meta().superRoot;
     if (root === null) throw new MangroveError('E_NOT_FOUND', 'no super-root has been set yet (page super-root --set ADDR)');
     return { address: formatAddress(root) };
@@ -140,6 +143,7 @@ async function reduplexAtHome(e: EngineParts, addr: bigint): Promise<string[]> {
   const holders = await reduplex(e.core, entry);
   if (holders.some((h, i) => h !== entry.holders[i])) {
     e.space.carve(entry.start, entry.pages, (old) => ({ ...old, holders }));
+    await e.syncDirectory();
     e.deps.log.info({ range: formatAddress(entry.start), pages: entry.pages, was: entry.holders, now: holders }, 'core holders replaced');
     if (e.holder.factsOf(addr)) e.holder.setHolders(addr, holders);
   }
@@ -165,6 +169,7 @@ async function allocAtHome(e: EngineParts, req: Call<'alloc'>): Promise<unknown>
     if (old.state === 'materialized') throw new MangroveError('E_EXISTS', `${formatAddress(first)} is already allocated (range ${formatAddress(old.start)}, ${plural(old.pages, 'page')})`);
     return { ...old, state: 'materialized', copies: req.volatile ? 1 : req.copies, volatile: req.volatile, holders };
   });
+  await e.syncDirectory();
   return { address: formatAddress(first), pages: req.pages, holders };
 }
 
@@ -179,6 +184,7 @@ async function freeAtHome(e: EngineParts, req: Call<'free'>): Promise<unknown> {
     e.holder.forget(a);
   }
   const olds = e.space.carve(first, req.pages, (old) => (req.unreserve ? null : { ...old, state: 'reserved', copies: 0, volatile: false, holders: [] }));
+  await e.syncDirectory();
   e.homes.dropLocks(range.first, range.last);
   const holders = new Set(olds.flatMap((old) => (old.state === 'materialized' ? old.holders : [])));
   await Promise.all([...holders].map((h) => e.calls.call(h, { op: 'drop', addr: req.addr, pages: req.pages })));
@@ -219,7 +225,10 @@ async function setAttrsAtHome(e: EngineParts, req: Call<'set_attrs'>): Promise<P
   e.needQuorum('setting attributes');
   const addr = addressFromKey(req.addr);
   const entry = entryAt(e, addr, 'materialized');
-  if (req.cacheInRam !== undefined && req.cacheInRam !== entry.cacheInRam) e.space.carve(addr, 1, (old) => ({ ...old, cacheInRam: req.cacheInRam! }));
+  if (req.cacheInRam !== undefined && req.cacheInRam !== entry.cacheInRam) {
+    e.space.carve(addr, 1, (old) => ({ ...old, cacheInRam: req.cacheInRam! }));
+    await e.syncDirectory();
+  }
   if (req.fs) {
     if (entry.volatile) throw new MangroveError('E_BAD_ARGUMENT', `${formatAddress(addr)} is volatile: it has no file-system attribute on disk`);
     const stored = e.deps.store.get(addr);

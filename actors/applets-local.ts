@@ -48,6 +48,7 @@ export function registerLocalApplets(e: EngineParts, localSpace: () => SpaceRepo
   client('reserve', async ({ pages }) => {
     e.needQuorum('reserving pages');
     const range = e.space.reserve(e.ownArena(), pages);
+    await e.syncDirectory();
     return { address: formatAddress(range.first), pages };
   });
   client('alloc', async ({ addr, pages, copies, volatile }) => {

@@ -29,8 +29,12 @@ export interface CoreHolderDeps {
 /** Pages copied to a new holder at a time. */
 const COPY_CONCURRENCY = 16;
 
-/** `copies` distinct holders: this node first, then live nodes of other groups, then of its own. */
-export function chooseHolders(deps: CoreHolderDeps, copies: number, exclude: readonly string[] = []): string[] {
+/**
+ * `copies` distinct holders: this node first, then live nodes of other
+ * groups, then of its own. Too few live nodes: E_TOO_FEW_NODES, or with
+ * `partial`, as many as there are.
+ */
+export function chooseHolders(deps: CoreHolderDeps, copies: number, exclude: readonly string[] = [], partial = false): string[] {
   const { self } = deps;
   const nodes = deps.db().nodes;
   const myGroup = nodes.find((n) => n.id === self)?.group;
@@ -38,7 +42,7 @@ export function chooseHolders(deps: CoreHolderDeps, copies: number, exclude: rea
     .filter((n) => n.id !== self && !exclude.includes(n.id) && deps.isAlive(n.id))
     .sort((a, b) => Number(a.group === myGroup) - Number(b.group === myGroup) || a.shortId - b.shortId);
   const holders = [self, ...others.map((n) => n.id)].slice(0, copies);
-  if (holders.length < copies) {
+  if (holders.length < copies && !partial) {
     throw new MangroveError('E_TOO_FEW_NODES', `${copies} core copies need ${copies} live nodes; ${holders.length} are live. Ask for fewer copies or start more nodes`);
   }
   return holders;
@@ -86,4 +90,24 @@ async function copyRange(deps: CoreHolderDeps, entry: DirectoryEntry, to: string
     }
     from = batch[batch.length - 1].addr + BigInt(PAGE_BYTES);
   }
+}
+
+/**
+ * Copies this home's directory pages just written to `copies - 1` other
+ * live nodes' disks (as many as there are), so the GDD survives the loss of
+ * the home's disk like any data page (M8, M15). Resolves with the nodes
+ * that could not be reached, if any.
+ */
+export async function replicateDirectory(deps: CoreHolderDeps, pages: readonly { addr: bigint; version: number; data: Uint8Array }[], copies: number): Promise<string[]> {
+  if (pages.length === 0) return [];
+  const replicas = chooseHolders(deps, copies, [], true).filter((h) => h !== deps.self);
+  const failed = await Promise.all(
+    replicas.map((to) =>
+      Promise.all(pages.map((p) => deps.call(to, { op: 'store', addr: addressKey(p.addr), version: p.version, data: p.data }))).then(
+        () => null,
+        () => to,
+      ),
+    ),
+  );
+  return failed.filter((x): x is string => x !== null);
 }

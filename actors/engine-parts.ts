@@ -67,6 +67,8 @@ export interface EngineParts {
   ownArena(): bigint;
   /** Throws E_NO_QUORUM unless this node has quorum (M17). */
   needQuorum(what: string): void;
+  /** Copies the directory pages written since the last call to their replicas (M8); call after every directory change. */
+  syncDirectory(): Promise<void>;
   /** Waits for `work`, at most `ms` (the access timeout by default); the work itself goes on. */
   within<T>(work: Promise<T>, what: string, ms?: number): Promise<T>;
 }

@@ -27,7 +27,7 @@ import type { ReplyRoute } from '../bus/transport.js';
 import { addressFromKey, formatAddress } from '../machines/address.js';
 import { homeFacts, registerHomeApplets, takeUp } from './applets-home.js';
 import { pageOut, registerLocalApplets } from './applets-local.js';
-import type { CoreHolderDeps } from './core-holders.js';
+import { replicateDirectory, type CoreHolderDeps } from './core-holders.js';
 import type { EngineParts, PageEngineDeps } from './engine-parts.js';
 import { FlowScheduler } from './flow-scheduler.js';
 import { GroupCommit } from './group-commit.js';
@@ -105,6 +105,7 @@ export class PageEngine {
       ownArena: () => this.ownArena(),
       needQuorum: (what) => this.needQuorum(what),
       within: (work, what, ms) => this.within(work, what, ms),
+      syncDirectory: () => this.syncDirectory(core),
     };
     registerLocalApplets(this.parts, () => this.space());
     registerHomeApplets(this.parts, () => this.space());
@@ -218,6 +219,12 @@ export class PageEngine {
     if (to !== this.deps.self) return this.deps.outbox.send(to, kind, body);
     const env = this.deps.outbox.envelope(to, kind, body);
     queueMicrotask(() => this.handle(env));
+  }
+
+  private async syncDirectory(core: CoreHolderDeps): Promise<void> {
+    const missed = await replicateDirectory(core, this.addressSpace.takeWritten(), this.deps.settings.copies);
+    // The change stands (it is on this node's disk); a replica missed gets the next change's pages.
+    if (missed.length > 0) this.deps.log.warn({ missed }, 'directory pages not copied to every replica');
   }
 
   private needQuorum(what: string): void {

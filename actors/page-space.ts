@@ -13,7 +13,10 @@
  * advanced durably before an address is handed out, so a crash may waste
  * addresses, never give one out twice; it never goes back.
  *
- * The directory pages live in this node's disk cache (the page store).
+ * The directory pages live in this node's disk cache (the page store), and
+ * every change is copied to the disk caches of `copies` other live nodes
+ * before it is acknowledged (applets-home.ts), so the directory survives
+ * the loss of its home's disk as data pages do.
  */
 import { MangroveError } from '../bus/errors.js';
 import { formatAddress, PAGE_BYTES, pageRange, type PageRange } from '../machines/address.js';
@@ -39,7 +42,7 @@ export function arenaBase(arena: bigint): bigint {
 }
 
 /** Directory pages of one arena, kept in the page store. */
-function directoryPages(store: PageStore, arena: bigint): DirectoryPages {
+function directoryPages(store: PageStore, arena: bigint, written: (addr: bigint) => void): DirectoryPages {
   const base = arenaBase(arena);
   let next = base + BigInt(PAGE_BYTES);
   for (let from = base; ; ) {
@@ -51,7 +54,10 @@ function directoryPages(store: PageStore, arena: bigint): DirectoryPages {
   }
   return {
     read: (addr) => store.get(addr)?.data,
-    write: (addr, data) => store.put(addr, { data, version: (store.get(addr)?.version ?? 0) + 1, attrs: new Uint8Array(FS_ATTR_BYTES) }),
+    write: (addr, data) => {
+      store.put(addr, { data, version: (store.get(addr)?.version ?? 0) + 1, attrs: new Uint8Array(FS_ATTR_BYTES) });
+      written(addr);
+    },
     allocate: () => {
       if (next >= base + DATA_OFFSET) throw new MangroveError('E_FULL', `the directory of arena ${arena} has no page addresses left`);
       const addr = next;
@@ -64,14 +70,26 @@ function directoryPages(store: PageStore, arena: bigint): DirectoryPages {
 
 export class PageSpace {
   private readonly directories = new Map<bigint, Directory>();
+  /** Directory pages written since `takeWritten` last ran: what must be copied to the replicas. */
+  private written = new Set<bigint>();
 
   constructor(private readonly store: PageStore) {}
+
+  /** The directory pages written since the last call, as stored now (released ones left out). */
+  takeWritten(): { addr: bigint; version: number; data: Uint8Array }[] {
+    const addrs = [...this.written];
+    this.written = new Set();
+    return addrs.flatMap((addr) => {
+      const page = this.store.get(addr);
+      return page ? [{ addr, version: page.version, data: page.data }] : [];
+    });
+  }
 
   /** The directory of `arena` (this node must be responsible for it). */
   directory(arena: bigint): Directory {
     let dir = this.directories.get(arena);
     if (!dir) {
-      dir = Directory.open(directoryPages(this.store, arena), arenaBase(arena));
+      dir = Directory.open(directoryPages(this.store, arena, (a) => this.written.add(a)), arenaBase(arena));
       const meta = dir.meta();
       if (meta.highWater < DATA_OFFSET) dir.setMeta({ ...meta, highWater: DATA_OFFSET });
       this.directories.set(arena, dir);

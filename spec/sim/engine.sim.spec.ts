@@ -18,6 +18,8 @@ import { addressKey, formatAddress, PAGE_BYTES, parseAddress } from '../../machi
 import { checkLinearizable, registerModel, type RegisterOp } from '../../runtime/conformance/linearizability.js';
 import { SeededRandom } from '../../runtime/random.js';
 import { SimCluster } from '../../runtime/sim-cluster.js';
+import { arenaBase, arenaOf } from '../../actors/page-space.js';
+import { Directory } from '../../machines/directory.js';
 import { convergence, forSeedsAsync } from '../helpers/sim-checks.js';
 
 const PERIOD = 100;
@@ -321,6 +323,31 @@ describe('memory engine in the simulator', function () {
     // The page itself is untouched and still served.
     const got = (await c.settle(c.node(other)!.engine.call({ op: 'read', addr: addressKey(page), pages: 1 }))) as ReadResult;
     expect(got.data).to.deep.equal(new Uint8Array(PAGE_BYTES));
+    await c.stopAll();
+  });
+
+  it('copies every directory change to another node\'s disk before answering (M8)', async () => {
+    const c = await formedCluster(91, 3);
+    const e = c.node(0)!.engine;
+    const { address } = (await c.settle(e.call({ op: 'reserve', pages: 8 }))) as { address: string };
+    const base = parseAddress(address);
+    await c.settle(e.call({ op: 'alloc', addr: addressKey(base + 2n * BigInt(PAGE_BYTES)), pages: 3, copies: 2 }));
+    const root = arenaBase(arenaOf(base));
+    const mine = c.diskOf(0).get(root)!;
+    const replicas = [1, 2].filter((i) => c.diskOf(i).get(root) !== undefined);
+    expect(replicas, 'a replica of the directory root').to.have.length(1);
+    const copy = c.diskOf(replicas[0]).get(root)!;
+    expect([copy.version, copy.data]).to.deep.equal([mine.version, mine.data]);
+    // The replica alone is enough to read the directory back.
+    const fromReplica = Directory.open(
+      { read: (a) => c.diskOf(replicas[0]).get(a)?.data, write: () => {}, allocate: () => 0n, release: () => {} },
+      root,
+    );
+    expect([...fromReplica.entries()].map((x) => [x.pages, x.state])).to.deep.equal([
+      [2, 'reserved'],
+      [3, 'materialized'],
+      [3, 'reserved'],
+    ]);
     await c.stopAll();
   });
 
