@@ -223,7 +223,7 @@ export class PageEngine {
 
   private async syncDirectory(core: CoreHolderDeps): Promise<void> {
     const missed = await replicateDirectory(core, this.addressSpace.takeWritten(), this.deps.settings.copies);
-    // The change stands (it is on this node's disk); a replica missed gets the next change's pages.
+    // The change stands (it is on this node's disk); a replica missed lacks these pages until they are written again.
     if (missed.length > 0) this.deps.log.warn({ missed }, 'directory pages not copied to every replica');
   }
 
