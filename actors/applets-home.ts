@@ -68,6 +68,14 @@ export function registerHomeApplets(e: EngineParts, localSpace: () => SpaceRepor
     e.homes.unlock(a, client);
     return { address: formatAddress(a), pages: 1 };
   });
+  // An owner under memory pressure hands the page back: the home takes it for writing (M12).
+  peer('reclaim', async ({ addr }) => {
+    const a = addressFromKey(addr);
+    mustBeHome(e, a);
+    const facts = homeFacts(e, a);
+    if (facts instanceof MangroveError) throw facts;
+    return { version: await e.scheduler.dispatch<number>('page.access1', { addr: a, mode: 'write' }) };
+  });
   peer('stat', async ({ addr }) => statAtHome(e, addressFromKey(addr)));
   peer('set_attrs', async (req) => setAttrsAtHome(e, req));
   peer('super_root', async ({ set }) => {

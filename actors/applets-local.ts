@@ -215,11 +215,18 @@ export async function flushOwn(e: EngineParts, addr: bigint): Promise<string[]> 
   return holders;
 }
 
-/** Memory pressure (M12): a dirty copy goes to its core holders' disks, then out of RAM. */
+/**
+ * Memory pressure (M12): an owner's copy goes to its core holders' disks,
+ * then out of RAM. A node that keeps no disk copy of the page hands it to
+ * the page's home instead (the RAM directory hands it to the disk
+ * directory): the home takes it for writing, which moves the copy there.
+ */
 export async function pageOut(e: EngineParts, addr: bigint): Promise<void> {
   try {
     await e.scheduler.dispatch('page.flush1', addr);
-    await e.scheduler.dispatch('page.release1', addr);
+    if (await e.scheduler.dispatch<boolean>('page.release1', addr)) return;
+    const home = e.homeOf(addr);
+    if (home !== e.deps.self && e.holder.modeOf(addr) !== undefined) await e.calls.call(home, { op: 'reclaim', addr: addressKey(addr) });
   } catch (err) {
     e.deps.log.warn({ addr: formatAddress(addr), err: String(err) }, 'page-out failed; the page stays in RAM');
   }

@@ -55,7 +55,7 @@ export interface PageHolderDeps {
   send<K extends 'page.request' | 'page.invalidated' | 'page.data' | 'page.confirmed' | 'page.dropped'>(to: string, kind: K, body: Body<K>): void;
   /** This node's disk cache: where an owner's clean copy is paged out to (M12). */
   store: PageStore;
-  /** Flushes a dirty owner copy to its core holders, then releases it (M12). */
+  /** Flushes an owner's copy to its core holders, then releases it, or hands it to its home (M12). */
   pageOut(addr: bigint): Promise<void>;
 }
 
@@ -287,23 +287,24 @@ export class PageHolder {
   /**
    * Making room for one more page (M12), least recently used first: a
    * reader's copy is dropped (the home is told), an owner's clean copy is
-   * paged out to disk, and the oldest dirty owner copy is flushed to its
-   * core holders and then paged out (`pageOut`, in the background). Until
-   * then the cache runs over its budget; `overBudgetPages` says by how much.
+   * paged out to disk, and the oldest other owner copy is flushed to its
+   * core holders and then paged out, or handed to its home if this node
+   * keeps no disk copy (`pageOut`, in the background). Until then the cache
+   * runs over its budget; `overBudgetPages` says by how much.
    */
   private makeRoom(incoming: bigint): void {
     const { cache } = this.deps;
     const fits = () => cache.stats().bytes + PAGE_BYTES <= this.budgetBytes;
     if (fits()) return;
-    let dirty: bigint | undefined;
+    let owned: bigint | undefined;
     for (const victim of cache.addresses()) {
       if (victim === incoming) continue;
       if (this.release(victim) && fits()) return;
       const state = this.modes.get(victim);
-      if (dirty === undefined && state?.owner && cache.peek(victim)?.dirty && !this.pending.has(victim)) dirty = victim;
+      if (owned === undefined && state?.owner && !state.paged && !this.pending.has(victim) && !this.pagingOut.has(victim)) owned = victim;
     }
-    if (dirty !== undefined && !this.pagingOut.has(dirty)) {
-      const victim = dirty;
+    if (owned !== undefined) {
+      const victim = owned;
       this.pagingOut.add(victim);
       void this.deps.pageOut(victim).finally(() => this.pagingOut.delete(victim));
     }

@@ -85,6 +85,8 @@ export const peerCall = z.discriminatedUnion('op', [
   z.object({ op: z.literal('super_root'), set: wireAddress.optional() }),
   /** To a home: replace core holders counted failed (M11, demand-driven reduplexing); answers the holders. */
   z.object({ op: z.literal('reduplex'), addr: wireAddress }),
+  /** To a home, from an owner short of RAM that keeps no disk copy: take the page back (M12). */
+  z.object({ op: z.literal('reclaim'), addr: wireAddress }),
   /** To any node: its own space report, for the cluster's totals (M7, M12). */
   z.object({ op: z.literal('space') }),
   /** To a core holder: forget these pages (unallocate, dealloc). */

@@ -154,6 +154,17 @@ async function workload(seed: number, opts: WorkloadOptions): Promise<Run> {
   return run;
 }
 
+/**
+ * No call failed but for a lock another client held, or, rarely, a write
+ * refused because its node had lost quorum for a moment (M17: a refusal is
+ * the right answer then; the write never happened, which the checker allows).
+ */
+function expectOnlyRefusals(run: Run): void {
+  const { E_LOCKED: _locked, E_NO_QUORUM: noQuorum = 0, ...others } = run.failures;
+  expect(others, 'no call failed except on a held lock or without quorum').to.deep.equal({});
+  expect(noQuorum, 'refusals for want of quorum are rare').to.be.at.most(run.history.length / 20);
+}
+
 function check(run: Run): ReturnType<typeof checkLinearizable> {
   return checkLinearizable(registerModel(new Uint8Array(PAGE_BYTES)), run.history, { sequentialClients: true });
 }
@@ -172,7 +183,7 @@ describe('memory engine in the simulator', function () {
       const reads = run.history.filter((o) => o.input.kind === 'read').length;
       expect(writes, 'writes returned').to.be.greaterThan(10);
       expect(reads, 'reads returned').to.be.greaterThan(10);
-      expect(Object.keys(run.failures).filter((code) => code !== 'E_LOCKED'), 'no call failed except on a held lock').to.deep.equal([]);
+      expectOnlyRefusals(run);
       const fromHolders = [...Array(run.c.size).keys()].reduce((n, i) => n + run.c.node(i)!.engine.readsFromHolders, 0);
       expect(fromHolders, 'no read fell back to a durable copy (no home was counted failed)').to.equal(0);
       ops += run.history.length;
@@ -182,16 +193,19 @@ describe('memory engine in the simulator', function () {
   });
 
   it('stays linearizable when copies are dropped and paged out under memory pressure (M12)', async () => {
+    let reclaimed = 0;
     await forSeedsAsync([41, 42, 43, 44], async (seed) => {
       const run = await workload(seed, { clients: 6, opsPerClient: 25, faults: true, ramPages: 2 });
       expect(run.torn, 'no torn pages').to.deep.equal([]);
       const result = check(run);
       expect(result.ok, result.ok ? '' : result.explanation).to.equal(true);
-      expect(Object.keys(run.failures).filter((code) => code !== 'E_LOCKED'), 'no call failed except on a held lock').to.deep.equal([]);
+      expectOnlyRefusals(run);
       const released = [...Array(run.c.size).keys()].reduce((n, i) => n + run.c.node(i)!.engine.holder.released, 0);
       expect(released, 'copies dropped or paged out to make room').to.be.greaterThan(0);
+      reclaimed += [...Array(run.c.size).keys()].reduce((n, i) => n + run.c.node(i)!.engine.scheduler.statsOf('peer.reclaim').dispatched, 0);
       await run.c.stopAll();
     });
+    expect(reclaimed, 'owners that keep no disk copy handed pages back to their homes').to.be.greaterThan(0);
   });
 
   it('the checker catches a planted bug: readers acknowledge invalidations but keep their copies', async () => {
