@@ -116,7 +116,8 @@ describe('machines watch across real processes', function () {
     const yielded = await cluster.waitFor(async () => follows() !== undefined, 20 * PERIOD);
     expect(yielded, `the other candidate yields and follows; watch output:\n${output()}`).to.be.at.least(0);
     const loserMonitor = watchers[loser].lines.filter((l) => l.record.machine === 'heartbeat-monitor' && l.record.t >= killedAt);
-    if (loserMonitor.length > 0) expect(loserMonitor.at(-1)!.record.to, `a second monitor stops; watch output:\n${output()}`).to.equal(null);
+    // Its monitor yields: it ends `demoted` (its final state) or stopped.
+    if (loserMonitor.length > 0) expect(loserMonitor.at(-1)!.record.to, `a second monitor stops; watch output:\n${output()}`).to.be.oneOf([null, 'demoted']);
     expect(watchers.every((w) => w.running), 'the watchers keep streaming').to.equal(true);
   });
 });
