@@ -172,6 +172,10 @@ async function allocAtHome(e: EngineParts, req: Call<'alloc'>): Promise<unknown>
   e.needQuorum('allocating pages');
   const first = addressFromKey(req.addr);
   mustBeHome(e, first);
+  if (!req.volatile) {
+    const live = e.deps.db().nodes.filter((n) => n.id === e.deps.self || e.deps.isAlive(n.id));
+    await e.policy.refresh(live.map((n) => n.id), (id) => e.calls.call<SpaceReport>(id, { op: 'space' }));
+  }
   const holders = req.volatile ? [e.deps.self] : chooseHolders(e.core, req.copies);
   e.space.carve(first, req.pages, (old) => {
     if (old.state === 'materialized') throw new MangroveError('E_EXISTS', `${formatAddress(first)} is already allocated (range ${formatAddress(old.start)}, ${plural(old.pages, 'page')})`);

@@ -105,6 +105,7 @@ export function registerLocalApplets(e: EngineParts, localSpace: () => SpaceRepo
     const live = deps.db().nodes.filter((n) => n.id === deps.self || deps.isAlive(n.id));
     const reports = await Promise.all(live.map((n) => e.calls.call<SpaceReport>(n.id, { op: 'space' }).catch(() => null)));
     const got = reports.filter((r): r is SpaceReport => r !== null);
+    for (const r of got) e.policy.note(r);
     const sum = (f: (r: SpaceReport) => number) => got.reduce((n, r) => n + f(r), 0);
     const cluster = {
       nodes: got.length,

@@ -2,7 +2,9 @@
  * Core holders (M11): which nodes keep a persistent page on disk, and
  * keeping that many alive. A range's holders are distinct nodes, the home
  * (the primary core holder) first, then live nodes of other groups before
- * its own, so one group's failure takes as few copies as possible.
+ * its own, so one group's failure takes as few copies as possible, and
+ * among those the policy element's choice: the emptier disks, never a full
+ * one (M12).
  *
  * Demand-driven reduplexing: when a page is activated (its home takes it
  * up) or flushed, and a core holder is counted failed, the home appoints a
@@ -24,6 +26,8 @@ export interface CoreHolderDeps {
   isAlive(id: string): boolean;
   store: PageStore;
   call(to: string, req: PeerCall): Promise<unknown>;
+  /** The policy element's order of candidates by free space (M12): nodes with a full disk left out. */
+  rank<T extends { id: string }>(candidates: readonly T[]): T[];
 }
 
 /** Pages copied to a new holder at a time. */
@@ -38,9 +42,9 @@ export function chooseHolders(deps: CoreHolderDeps, copies: number, exclude: rea
   const { self } = deps;
   const nodes = deps.db().nodes;
   const myGroup = nodes.find((n) => n.id === self)?.group;
-  const others = nodes
-    .filter((n) => n.id !== self && !exclude.includes(n.id) && deps.isAlive(n.id))
-    .sort((a, b) => Number(a.group === myGroup) - Number(b.group === myGroup) || a.shortId - b.shortId);
+  const live = nodes.filter((n) => n.id !== self && !exclude.includes(n.id) && deps.isAlive(n.id)).sort((a, b) => a.shortId - b.shortId);
+  // Other groups first (a group's failure takes fewer copies), and within that the emptier disks.
+  const others = deps.rank(live).sort((a, b) => Number(a.group === myGroup) - Number(b.group === myGroup));
   const holders = [self, ...others.map((n) => n.id)].slice(0, copies);
   if (holders.length < copies && !partial) {
     throw new MangroveError('E_TOO_FEW_NODES', `${copies} core copies need ${copies} live nodes; ${holders.length} are live. Ask for fewer copies or start more nodes`);
@@ -61,10 +65,7 @@ export function failedHolders(deps: CoreHolderDeps, entry: DirectoryEntry): stri
 export async function reduplex(deps: CoreHolderDeps, entry: DirectoryEntry): Promise<string[]> {
   const failed = failedHolders(deps, entry);
   if (failed.length === 0 || entry.volatile) return entry.holders;
-  const spare = deps
-    .db()
-    .nodes.filter((n) => !entry.holders.includes(n.id) && deps.isAlive(n.id))
-    .map((n) => n.id);
+  const spare = deps.rank(deps.db().nodes.filter((n) => !entry.holders.includes(n.id) && deps.isAlive(n.id))).map((n) => n.id);
   const holders = [...entry.holders];
   for (const dead of failed) {
     const next = spare.shift();

@@ -18,6 +18,7 @@ import type { PageSpace } from './page-space.js';
 import type { PageStore } from './page-store.js';
 import type { PeerCalls } from './peer-calls.js';
 import type { RamCache } from './ram-cache.js';
+import type { SpacePolicy } from './space-policy.js';
 import type { TxnLog } from './txn-log.js';
 
 export interface EngineSettings {
@@ -60,6 +61,8 @@ export interface EngineParts {
   readonly calls: PeerCalls;
   readonly commits: GroupCommit;
   readonly core: CoreHolderDeps;
+  /** Free RAM and disk per node, for placement (M12). */
+  readonly policy: SpacePolicy;
   readonly stats: { readsFromHolders: number };
   /** The responsible node (the home) of `addr`. */
   homeOf(addr: bigint): string;

@@ -37,8 +37,12 @@ import { PageHomes } from './page-homes.js';
 import { arenaOf, PageSpace } from './page-space.js';
 import { PeerCalls } from './peer-calls.js';
 import { RamCache } from './ram-cache.js';
+import { SpacePolicy } from './space-policy.js';
 
 export { engineDefaults, type EngineSettings, type PageEngineDeps } from './engine-parts.js';
+
+/** How long a node's space report guides placement before it is asked for again (M12). */
+const SPACE_REPORT_TTL_MS = 5000;
 
 type PageKind = 'page.request' | 'page.invalidate' | 'page.invalidated' | 'page.forward' | 'page.data' | 'page.confirmed' | 'page.dropped' | 'page.served' | 'page.refused';
 
@@ -59,7 +63,8 @@ export class PageEngine {
     this.cache = new RamCache(settings.ramBytes);
     this.addressSpace = new PageSpace(deps.store);
     this.commits = new GroupCommit(deps.store);
-    const core: CoreHolderDeps = { self, db: deps.db, isAlive: deps.isAlive, store: deps.store, call: (to, req) => this.calls.call(to, req) };
+    const policy = new SpacePolicy(clock, SPACE_REPORT_TTL_MS);
+    const core: CoreHolderDeps = { self, db: deps.db, isAlive: deps.isAlive, store: deps.store, call: (to, req) => this.calls.call(to, req), rank: (c) => policy.rank(c) };
     this.holder = new PageHolder({
       self,
       epoch,
@@ -100,6 +105,7 @@ export class PageEngine {
       calls: this.calls,
       commits: this.commits,
       core,
+      policy,
       stats: this.stats,
       homeOf: (a) => this.homeOf(a),
       ownArena: () => this.ownArena(),

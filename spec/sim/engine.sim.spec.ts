@@ -348,10 +348,11 @@ describe('memory engine in the simulator', function () {
     await c.settle(e.call({ op: 'alloc', addr: addressKey(base + 2n * BigInt(PAGE_BYTES)), pages: 3, copies: 2 }));
     const root = arenaBase(arenaOf(base));
     const mine = c.diskOf(0).get(root)!;
-    const replicas = [1, 2].filter((i) => c.diskOf(i).get(root) !== undefined);
-    expect(replicas, 'a replica of the directory root').to.have.length(1);
+    // The replicas are chosen afresh at each change (by free space): the newest copy is the current one.
+    const replicas = [1, 2].filter((i) => c.diskOf(i).get(root)?.version === mine.version);
+    expect(replicas, 'a current replica of the directory root').to.have.length.at.least(1);
     const copy = c.diskOf(replicas[0]).get(root)!;
-    expect([copy.version, copy.data]).to.deep.equal([mine.version, mine.data]);
+    expect(copy.data).to.deep.equal(mine.data);
     // The replica alone is enough to read the directory back.
     const fromReplica = Directory.open(
       { read: (a) => c.diskOf(replicas[0]).get(a)?.data, write: () => {}, allocate: () => 0n, release: () => {} },
