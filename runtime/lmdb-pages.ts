@@ -23,9 +23,8 @@
  * Durability as in lmdb-store.ts: synchronous transactions with
  * overlappingSync off, so a write has been flushed when the call returns.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
+import { LmdbFile } from './lmdb-file.js';
 import { MangroveError } from '../bus/errors.js';
 import { addressFromKey, addressKey, checkAddress, checkPageAddress, formatAddress, PAGE_BYTES } from '../machines/address.js';
 import {
@@ -54,41 +53,30 @@ export const RECORD_BYTES = DATA_AT + PAGE_BYTES;
 
 type PageDb = Database<Buffer, Uint8Array>;
 
-export class LmdbPageStore implements PageStore {
-  private closed = false;
-
+export class LmdbPageStore extends LmdbFile implements PageStore {
   private constructor(
-    readonly dir: string,
-    private readonly env: RootDatabase,
+    dir: string,
+    env: RootDatabase,
     private readonly db: PageDb,
     private readonly pagesMax: number,
-  ) {}
+  ) {
+    super(dir, env, 'the page store');
+  }
 
   /** Opens (creating if needed) the disk cache in the data directory `dir`. */
   static open(dir: string, options: PageStoreOptions = {}): LmdbPageStore {
     const pagesMax = checkPagesMax(options.pagesMax ?? STORE_PAGES_MAX_DEFAULT);
-    let env: RootDatabase | undefined;
-    try {
-      mkdirSync(dir, { recursive: true });
-      env = open({ path: join(dir, PAGES_FILE), overlappingSync: false, noSync: false, maxDbs: 4 });
-      const db = env.openDB<Buffer, Uint8Array>({ name: 'pages', keyEncoding: 'binary', encoding: 'binary' });
-      return new LmdbPageStore(dir, env, db, pagesMax);
-    } catch (err) {
-      void env?.close().catch(() => undefined);
-      throw storageError(dir, 'cannot open the page store in', err);
-    }
+    return this.openIn(dir, PAGES_FILE, 'the page store', 4, (env) => new LmdbPageStore(dir, env, env.openDB<Buffer, Uint8Array>({ name: 'pages', keyEncoding: 'binary', encoding: 'binary' }), pagesMax));
   }
 
   get(addr: bigint): StoredPage | undefined {
     const key = addressKey(checkPageAddress(addr));
-    this.checkOpen();
     const raw = this.attempt(`cannot read page ${formatAddress(addr)} from`, () => this.db.getBinary(key));
     return raw === undefined ? undefined : this.decode(addr, raw);
   }
 
   has(addr: bigint): boolean {
     const key = addressKey(checkPageAddress(addr));
-    this.checkOpen();
     return this.attempt(`cannot read page ${formatAddress(addr)} from`, () => this.db.doesExist(key));
   }
 
@@ -117,7 +105,6 @@ export class LmdbPageStore implements PageStore {
 
   delete(addr: bigint): boolean {
     const key = addressKey(checkPageAddress(addr));
-    this.checkOpen();
     return this.attempt(`cannot delete page ${formatAddress(addr)} from`, () => this.db.removeSync(key));
   }
 
@@ -126,7 +113,6 @@ export class LmdbPageStore implements PageStore {
   }
 
   count(): number {
-    this.checkOpen();
     return this.attempt('cannot count the pages in', () => this.entryCount());
   }
 
@@ -137,7 +123,6 @@ export class LmdbPageStore implements PageStore {
   scan(from = 0n, limit = SCAN_PAGES_MAX): PageEntry[] {
     const start = addressKey(checkAddress(from));
     checkScanLimit(limit);
-    this.checkOpen();
     return this.attempt('cannot scan the pages in', () => {
       const out: PageEntry[] = [];
       for (const { key, value } of this.db.getRange({ start, limit })) {
@@ -146,16 +131,6 @@ export class LmdbPageStore implements PageStore {
       }
       return out;
     });
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      await this.env.close();
-    } catch (err) {
-      throw storageError(this.dir, 'cannot close the page store in', err);
-    }
   }
 
   private storedVersion(addr: bigint): number | undefined {
@@ -183,18 +158,6 @@ export class LmdbPageStore implements PageStore {
       attrs: new Uint8Array(raw.subarray(ATTRS_AT, DATA_AT)),
     };
   }
-
-  private attempt<T>(what: string, fn: () => T): T {
-    try {
-      return fn();
-    } catch (err) {
-      throw storageError(this.dir, what, err);
-    }
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new MangroveError('E_CLOSED', `the page store in ${this.dir} is closed`);
-  }
 }
 
 function encode(page: StoredPage): Buffer {
@@ -204,10 +167,4 @@ function encode(page: StoredPage): Buffer {
   record.set(page.attrs, ATTRS_AT);
   record.set(page.data, DATA_AT);
   return record;
-}
-
-function storageError(dir: string, what: string, err: unknown): MangroveError {
-  if (err instanceof MangroveError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  return new MangroveError('E_STORAGE', `${what} ${dir}: ${message}`);
 }

@@ -11,9 +11,8 @@
  * a "synchronous" commit returns before the flush: a node could then act on
  * a node-database version, crash, and come back without it.)
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
+import { LmdbFile } from './lmdb-file.js';
 import { MangroveError } from '../bus/errors.js';
 import { z } from 'zod';
 import { ballot, ndbOp, nodeDbSnapshot, type NodeDbSnapshot } from '../bus/messages.js';
@@ -35,29 +34,19 @@ const acceptorState = z.object({
   accepted: z.object({ ballot, change: ndbOp }).optional(),
 });
 
-export class LmdbStore implements NodeStore {
-  private closed = false;
-
+export class LmdbStore extends LmdbFile implements NodeStore {
   private constructor(
-    readonly dir: string,
-    private readonly env: RootDatabase,
+    dir: string,
+    env: RootDatabase,
     private readonly meta: Database,
     private readonly nodedb: Database,
-  ) {}
+  ) {
+    super(dir, env, 'the store');
+  }
 
   /** Opens (creating if needed) the store in `dir`. */
   static open(dir: string): LmdbStore {
-    let env: RootDatabase | undefined;
-    try {
-      mkdirSync(dir, { recursive: true });
-      env = open({ path: join(dir, STORE_FILE), overlappingSync: false, noSync: false, maxDbs: 8 });
-      const meta = env.openDB({ name: 'meta' });
-      const nodedb = env.openDB({ name: 'nodedb' });
-      return new LmdbStore(dir, env, meta, nodedb);
-    } catch (err) {
-      void env?.close().catch(() => undefined);
-      throw storageError(dir, 'cannot open the store in', err);
-    }
+    return this.openIn(dir, STORE_FILE, 'the store', 8, (env) => new LmdbStore(dir, env, env.openDB({ name: 'meta' }), env.openDB({ name: 'nodedb' })));
   }
 
   loadIdentity(): StoredIdentity | undefined {
@@ -119,41 +108,11 @@ export class LmdbStore implements NodeStore {
     this.write('cannot save the node-database promises in', () => this.nodedb.putSync(KEY_ACCEPTOR, copy));
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      await this.env.close();
-    } catch (err) {
-      throw storageError(this.dir, 'cannot close the store in', err);
-    }
-  }
-
   private read(db: Database, key: string): unknown {
-    this.checkOpen();
-    try {
-      return db.get(key);
-    } catch (err) {
-      throw storageError(this.dir, `cannot read "${key}" from the store in`, err);
-    }
+    return this.attempt(`cannot read "${key}" from the store in`, () => db.get(key));
   }
 
   private write<T>(what: string, fn: () => T): T {
-    this.checkOpen();
-    try {
-      return fn();
-    } catch (err) {
-      throw storageError(this.dir, what, err);
-    }
+    return this.attempt(what, fn);
   }
-
-  private checkOpen(): void {
-    if (this.closed) throw new MangroveError('E_CLOSED', `the store in ${this.dir} is closed`);
-  }
-}
-
-function storageError(dir: string, what: string, err: unknown): MangroveError {
-  if (err instanceof MangroveError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  return new MangroveError('E_STORAGE', `${what} ${dir}: ${message}`);
 }

@@ -21,9 +21,8 @@
  * flushed to disk when the call returns; a commit's records and marker are
  * one LMDB transaction, so a crash leaves all of them or none.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
+import { LmdbFile } from './lmdb-file.js';
 import { MangroveError } from '../bus/errors.js';
 import {
   alreadyCommitted,
@@ -55,39 +54,31 @@ export function txnKey(txn: number, seq: number): Buffer {
   return key;
 }
 
-export class LmdbTxnLogStore implements TxnLogStore {
-  private closed = false;
-
+export class LmdbTxnLogStore extends LmdbFile implements TxnLogStore {
   private constructor(
-    readonly dir: string,
-    private readonly env: RootDatabase,
+    dir: string,
+    env: RootDatabase,
     private readonly meta: Database<Buffer, string>,
     private readonly records: Database<Buffer, Buffer>,
-  ) {}
+  ) {
+    super(dir, env, 'the transaction log');
+  }
 
   /** Opens (creating if needed) the transaction log in the data directory `dir`. */
   static open(dir: string): LmdbTxnLogStore {
-    let env: RootDatabase | undefined;
-    try {
-      mkdirSync(dir, { recursive: true });
-      env = open({ path: join(dir, TXN_LOG_FILE), overlappingSync: false, noSync: false, maxDbs: 4 });
+    return this.openIn(dir, TXN_LOG_FILE, 'the transaction log', 4, (env) => {
       const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
       const records = env.openDB<Buffer, Buffer>({ name: 'records', keyEncoding: 'binary', encoding: 'binary' });
       return new LmdbTxnLogStore(dir, env, meta, records);
-    } catch (err) {
-      void env?.close().catch(() => undefined);
-      throw storageError(dir, 'cannot open the transaction log in', err);
-    }
+    });
   }
 
   lastTxn(): number {
-    this.checkOpen();
     return this.attempt('cannot read the transaction counter in', () => this.readLast());
   }
 
   reserveTxns(count: number): number {
     checkIdBlock(count);
-    this.checkOpen();
     return this.attempt('cannot advance the transaction counter in', () =>
       // Read and advance in one transaction: an id can never be reserved twice.
       this.env.transactionSync(() => {
@@ -104,7 +95,6 @@ export class LmdbTxnLogStore implements TxnLogStore {
   commit(txn: number, records: readonly Uint8Array[]): void {
     checkTxnId(txn);
     checkTxnRecords(txn, records);
-    this.checkOpen();
     this.attempt(`cannot commit transaction ${txn} to`, () =>
       this.env.transactionSync(() => {
         // Every check before the first write; a throw would abort the transaction anyway.
@@ -127,7 +117,6 @@ export class LmdbTxnLogStore implements TxnLogStore {
 
   committedRecords(txn: number): number | undefined {
     checkTxnId(txn);
-    this.checkOpen();
     return this.attempt(`cannot read transaction ${txn} from`, () => {
       const raw = this.records.getBinary(txnKey(txn, 0));
       return raw === undefined ? undefined : this.markerCount(txn, raw);
@@ -172,7 +161,6 @@ export class LmdbTxnLogStore implements TxnLogStore {
 
   end(txn: number): number | undefined {
     checkTxnId(txn);
-    this.checkOpen();
     return this.attempt(`cannot end transaction ${txn} in`, () =>
       this.env.transactionSync(() => {
         const raw = this.records.getBinary(txnKey(txn, 0));
@@ -184,16 +172,6 @@ export class LmdbTxnLogStore implements TxnLogStore {
         return count;
       }),
     );
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      await this.env.close();
-    } catch (err) {
-      throw storageError(this.dir, 'cannot close the transaction log in', err);
-    }
   }
 
   private readLast(): number {
@@ -227,22 +205,4 @@ export class LmdbTxnLogStore implements TxnLogStore {
       `${where} in ${this.dir} is damaged (${why}); move ${TXN_LOG_FILE} away to start with an empty log, losing the committed transactions not yet ended`,
     );
   }
-
-  private attempt<T>(what: string, fn: () => T): T {
-    try {
-      return fn();
-    } catch (err) {
-      throw storageError(this.dir, what, err);
-    }
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new MangroveError('E_CLOSED', `the transaction log in ${this.dir} is closed`);
-  }
-}
-
-function storageError(dir: string, what: string, err: unknown): MangroveError {
-  if (err instanceof MangroveError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  return new MangroveError('E_STORAGE', `${what} ${dir}: ${message}`);
 }
