@@ -13,6 +13,10 @@
  * - `incoming`: arrived for a pending write, not yet granted.
  * Each copy remembers the round it came in: an invalidation of an earlier
  * round is a late duplicate and is acknowledged without dropping anything.
+ * It also remembers whether this node is the page's owner (its copy is the
+ * newest, even when read-only because readers share it), which decides how
+ * the copy may leave RAM: a reader's is dropped and the home told; an
+ * owner's is paged out to disk or handed back to the home (M12).
  *
  * A request is numbered (epoch in the high bits, so a restarted node's
  * numbers keep rising) and resent every `retryMs`: the request itself until
@@ -290,7 +294,7 @@ export class PageHolder {
    * paged out to disk, and the oldest other owner copy is flushed to its
    * core holders and then paged out, or handed to its home if this node
    * keeps no disk copy (`pageOut`, in the background). Until then the cache
-   * runs over its budget; `overBudgetPages` says by how much.
+   * runs over its budget (`status` shows RAM used above it).
    */
   private makeRoom(incoming: bigint): void {
     const { cache } = this.deps;
@@ -317,11 +321,6 @@ export class PageHolder {
   private shrink(): void {
     const { cache } = this.deps;
     cache.setBudget(Math.max(this.budgetBytes, Math.ceil(cache.stats().bytes / PAGE_BYTES) * PAGE_BYTES));
-  }
-
-  /** Pages held beyond the configured RAM budget (dirty pages waiting to be paged out). */
-  get overBudgetPages(): number {
-    return Math.max(0, Math.ceil((this.deps.cache.stats().bytes - this.budgetBytes) / PAGE_BYTES));
   }
 
   /** The RAM copy, read back from the disk cache if it was paged out. */
