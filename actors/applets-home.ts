@@ -192,7 +192,7 @@ async function freeAtHome(e: EngineParts, req: Call<'free'>): Promise<unknown> {
   const range = pageRange(first, req.pages);
   // Every other copy is invalidated first: the home takes each live page for writing.
   for (const a of e.homes.within(range.first, range.last)) {
-    await e.scheduler.dispatch('page.write1', { addr: a, data: new Uint8Array(PAGE_BYTES) });
+    await e.scheduler.dispatch('page.access1', { addr: a, mode: 'write' });
     e.holder.forget(a);
   }
   const olds = e.space.carve(first, req.pages, (old) => (req.unreserve ? null : { ...old, state: 'reserved', copies: 0, volatile: false, holders: [] }));

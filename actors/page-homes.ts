@@ -2,8 +2,8 @@
  * The home side of coherence (M10): one page-home machine per page this node
  * is responsible for, taken up on the page's first request and kept (its
  * round numbers must keep rising for holders to tell late invalidations from
- * new ones), and the page's byte-range-free lock table (M7 lock and unlock,
- * shared or exclusive, per client).
+ * new ones), and each page's lock table (M7 lock and unlock, shared or
+ * exclusive, per client).
  *
  * What the machines emit becomes `page.` messages; a message to this node
  * itself goes through the same route, so the home treats its own node's

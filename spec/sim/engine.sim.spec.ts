@@ -366,6 +366,33 @@ describe('memory engine in the simulator', function () {
     await c.stopAll();
   });
 
+  it('unallocates (copies invalidated, disks freed, addresses kept), allocates again zero filled, and deallocates for good (M7)', async () => {
+    const c = await formedCluster(101, 3);
+    const e = (i: number) => c.node(i)!.engine;
+    const [page] = await sharedPages(c, 1);
+    const addr = addressKey(page);
+    await c.settle(e(2).call({ op: 'write', addr, data: pageOf(5) }));
+    await c.settle(e(2).call({ op: 'flush', addr, pages: 1 }));
+    await c.settle(e(1).call({ op: 'read', addr, pages: 1 }));
+    const { coreHolders } = (await c.settle(e(2).call({ op: 'stat', addr }))) as PageStat;
+    const code = (p: Promise<unknown>) => c.settle(p).then(() => 'ok', (err: MangroveError) => err.code);
+
+    await c.settle(e(2).call({ op: 'unallocate', addr, pages: 1 }));
+    for (const h of coreHolders) expect(c.diskOf(c.indexOf(h)).has(page), `${h} freed the page on disk`).to.equal(false);
+    for (const i of [0, 1, 2]) expect(await code(e(i).call({ op: 'read', addr, pages: 1 })), `node ${i} holds no copy`).to.equal('E_NOT_MATERIALIZED');
+    const stat = (await c.settle(e(0).call({ op: 'stat', addr }))) as PageStat;
+    expect(stat.state, 'the address stays reserved').to.equal('reserved');
+
+    await c.settle(e(1).call({ op: 'alloc', addr, pages: 1, copies: 2 }));
+    const fresh = (await c.settle(e(2).call({ op: 'read', addr, pages: 1 }))) as ReadResult;
+    expect(fresh.data, 'allocated again: zero filled').to.deep.equal(new Uint8Array(PAGE_BYTES));
+
+    await c.settle(e(1).call({ op: 'dealloc', addr, pages: 1 }));
+    expect(await code(e(2).call({ op: 'read', addr, pages: 1 }))).to.equal('E_NOT_RESERVED');
+    expect(await code(e(2).call({ op: 'alloc', addr, pages: 1 }))).to.equal('E_NOT_RESERVED');
+    await c.stopAll();
+  });
+
   it('refuses writes without quorum (E_NO_QUORUM) and goes on serving reads of pages held', async () => {
     const c = await formedCluster(31, 5);
     const [page] = await sharedPages(c, 1);
