@@ -24,6 +24,10 @@ export const configLimits = {
   votesMax: 1000,
   groupMax: 2 ** 24,
   pathCharsMax: 4096,
+  /** The memory engine (M9, M11). */
+  ramMiBMax: 1024 * 1024,
+  diskPagesMax: 2 ** 40,
+  copiesMax: 8,
 } as const;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -45,6 +49,12 @@ export interface NodeConfig {
   panPreference: string[];
   logLevel: LogLevel;
   trace?: string;
+  /** RAM cache budget of the memory engine, MiB (M9). */
+  ramMiB: number;
+  /** Most pages the disk cache holds (M9). */
+  diskPages: number;
+  /** Core copies of a page when an allocation does not say (M11). */
+  copies: number;
 }
 
 /** What a config file may hold: the required fields, anything else optional. */
@@ -80,6 +90,9 @@ const schema = z.strictObject({
   panPreference: z.array(permanentId).max(configLimits.preferenceMax).default([]),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   trace: path.optional(),
+  ramMiB: int(1, configLimits.ramMiBMax).default(256),
+  diskPages: int(1, configLimits.diskPagesMax).default(1 << 20),
+  copies: int(1, configLimits.copiesMax).default(2),
 });
 
 const ENDPOINT_RULE = 'a tcp endpoint tcp://HOST:PORT with a concrete host and a port 1-65535, e.g. tcp://127.0.0.1:7400';
@@ -101,6 +114,9 @@ const rules: Record<keyof NodeConfig, { whole: string; item?: string }> = {
   panPreference: { whole: `a list of at most ${configLimits.preferenceMax} node ids`, item: ID_RULE },
   logLevel: { whole: `one of ${LOG_LEVELS.join(', ')}` },
   trace: { whole: 'a non-empty file path (relative to the config file\'s folder)' },
+  ramMiB: { whole: `an integer number of MiB from 1 to ${configLimits.ramMiBMax}` },
+  diskPages: { whole: `an integer number of 4 KiB pages from 1 to ${configLimits.diskPagesMax}` },
+  copies: { whole: `an integer from 1 to ${configLimits.copiesMax}` },
 };
 
 export interface ParseOptions {
@@ -144,6 +160,9 @@ export function parseConfig(obj: unknown, sourceName: string, opts: ParseOptions
     monitorPreference: c.monitorPreference,
     panPreference: c.panPreference,
     logLevel: c.logLevel,
+    ramMiB: c.ramMiB,
+    diskPages: c.diskPages,
+    copies: c.copies,
   };
   if (c.httpPort !== undefined) config.httpPort = c.httpPort;
   if (c.trace !== undefined) config.trace = resolve(baseDir, c.trace);

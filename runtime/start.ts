@@ -66,7 +66,7 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
   try {
     const store = LmdbStore.open(config.dataDir);
     undo.push(() => store.close());
-    const pages = LmdbPageStore.open(config.dataDir);
+    const pages = LmdbPageStore.open(config.dataDir, { pagesMax: config.diskPages });
     undo.push(() => pages.close());
     const txnLog = LmdbTxnLogStore.open(config.dataDir);
     undo.push(() => txnLog.close());
@@ -95,7 +95,7 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     // Seeded from the OS, and the seed is traced, so replay draws what the node drew.
     const seed = new CryptoRandom().int(2 ** 32);
     const nodeClock = trace ? traceNode(trace, clock, settings, seed, store) : clock;
-    const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, txnLog, engineClock: clock, log, inspect: watch?.inspect });
+    const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, txnLog, engineClock: clock, engine: { ramBytes: config.ramMiB * 1024 * 1024, copies: config.copies }, log, inspect: watch?.inspect });
     const newsLog = logNews(node, log);
     node.start();
     undo.push(() => node.stop(), () => newsLog.unsubscribe());

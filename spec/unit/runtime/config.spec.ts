@@ -41,6 +41,9 @@ describe('runtime/config', () => {
         monitorPreference: [],
         panPreference: [],
         logLevel: 'info',
+        ramMiB: 256,
+        diskPages: 1048576,
+        copies: 2,
       });
     });
 
@@ -64,6 +67,9 @@ describe('runtime/config', () => {
         logLevel: 'debug',
         trace: '/var/trace/n0.trace',
         dataDir: '/var/lib/mangrove',
+        ramMiB: 64,
+        diskPages: 4096,
+        copies: 3,
       };
       expect(parse(full)).to.deep.equal(full);
     });
@@ -102,6 +108,9 @@ describe('runtime/config', () => {
       ['panPreference not a list', { panPreference: ID }, '"panPreference" must be a list'],
       ['logLevel unknown', { logLevel: 'loud' }, '"logLevel" must be one of fatal, error, warn, info, debug, trace, silent (got "loud")'],
       ['trace empty', { trace: '' }, '"trace" must be a non-empty file path'],
+      ['ramMiB zero', { ramMiB: 0 }, '"ramMiB" must be an integer number of MiB from 1 to 1048576 (got 0)'],
+      ['diskPages fractional', { diskPages: 10.5 }, '"diskPages" must be an integer number of 4 KiB pages'],
+      ['copies too many', { copies: 9 }, '"copies" must be an integer from 1 to 8 (got 9)'],
     ];
     for (const [what, change, expected] of cases) {
       it(what, () => {
