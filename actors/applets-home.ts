@@ -80,6 +80,7 @@ export function registerHomeApplets(e: EngineParts, localSpace: () => SpaceRepor
   peer('set_attrs', async (req) => setAttrsAtHome(e, req));
   peer('super_root', async ({ set }) => {
     mustBeHome(e, 0n);
+    if (!set && !e.space.hasDirectory(0n)) throw new MangroveError('E_NOT_FOUND', 'no super-root has been set yet (page super-root --set ADDR)');
     const dir = e.space.directory(0n);
     if (set) {
       dir.setMeta({ ...dir.meta(), superRoot: addressFromKey(set) });

@@ -85,7 +85,12 @@ export class PageSpace {
     });
   }
 
-  /** The directory of `arena` (this node must be responsible for it). */
+  /** Whether `arena`'s directory exists here (reading one never creates it). */
+  hasDirectory(arena: bigint): boolean {
+    return this.directories.has(arena) || this.store.has(arenaBase(arena));
+  }
+
+  /** The directory of `arena` (this node must be responsible for it), created if it has none yet. */
   directory(arena: bigint): Directory {
     let dir = this.directories.get(arena);
     if (!dir) {
@@ -111,7 +116,8 @@ export class PageSpace {
 
   /** The directory entry holding `addr`, if any (this node must be responsible for its arena). */
   lookup(addr: bigint): DirectoryEntry | undefined {
-    return this.directory(arenaOf(addr)).lookup(addr);
+    const arena = arenaOf(addr);
+    return this.hasDirectory(arena) ? this.directory(arena).lookup(addr) : undefined;
   }
 
   /**

@@ -393,6 +393,36 @@ describe('memory engine in the simulator', function () {
     await c.stopAll();
   });
 
+  it('refuses bad calls with their codes and changes nothing', async () => {
+    const c = await formedCluster(111, 3);
+    const e = c.node(1)!.engine;
+    const { address } = (await c.settle(e.call({ op: 'reserve', pages: 4 }))) as { address: string };
+    const base = parseAddress(address);
+    const at = (i: number) => addressKey(base + BigInt(i * PAGE_BYTES));
+    await c.settle(e.call({ op: 'alloc', addr: at(0), pages: 2, copies: 2 }));
+    const disks = () => [0, 1, 2].map((i) => c.diskOf(i).count());
+    const before = disks();
+    const code = (op: Parameters<typeof e.call>[0], client?: string) => c.settle(e.call(op, client)).then(() => 'ok', (err: MangroveError) => err.code);
+
+    expect(await code({ op: 'write', addr: at(2), data: pageOf(1) }), 'a reserved page without storage').to.equal('E_NOT_MATERIALIZED');
+    expect(await code({ op: 'read', addr: addressKey(base + 100n * BigInt(PAGE_BYTES)), pages: 1 }), 'outside any reservation').to.equal('E_NOT_RESERVED');
+    expect(await code({ op: 'read', addr: addressKey(0x7_0000_0000_0000_0000n), pages: 1 }), 'an arena no node owns').to.equal('E_NOT_RESERVED');
+    expect(await code({ op: 'alloc', addr: at(2), pages: 5 }), 'past the end of the reservation').to.equal('E_NOT_RESERVED');
+    expect(await code({ op: 'alloc', addr: at(1), pages: 1 }), 'allocated twice').to.equal('E_EXISTS');
+    expect(await code({ op: 'alloc', addr: at(2), pages: 1, copies: 5 }), 'more copies than nodes').to.equal('E_TOO_FEW_NODES');
+    expect(await code({ op: 'lock', addr: at(0), mode: 'exclusive' }, 'a')).to.equal('ok');
+    expect(await code({ op: 'lock', addr: at(0), mode: 'shared' }, 'b'), 'held by another').to.equal('E_LOCKED');
+    expect(await code({ op: 'unlock', addr: at(0) }, 'b'), 'not held by this client').to.equal('E_BAD_ARGUMENT');
+    expect(await code({ op: 'txn_log', txn: 999, record: new Uint8Array(1) }), 'no such transaction').to.equal('E_NOT_FOUND');
+    expect(await code({ op: 'super_root' }), 'no super-root yet').to.equal('E_NOT_FOUND');
+    expect(await code({ op: 'nonsense' } as never), 'no such op-code').to.equal('E_NOT_FOUND');
+
+    expect(disks(), 'nothing written to any disk').to.deep.equal(before);
+    const stat = (await c.settle(e.call({ op: 'stat', addr: at(2) }))) as PageStat;
+    expect([stat.state, stat.reservation.pages]).to.deep.equal(['reserved', 2]);
+    await c.stopAll();
+  });
+
   it('refuses writes without quorum (E_NO_QUORUM) and goes on serving reads of pages held', async () => {
     const c = await formedCluster(31, 5);
     const [page] = await sharedPages(c, 1);
