@@ -536,7 +536,7 @@ describe('machines/directory', () => {
 
   it('survives a crash at every 29th write while growing to depth 3 and shrinking back to one page', () => {
     let grown = false;
-    const { crashes, deepest } = crashRun(SEEDS[1], 29, true, (i, model) => {
+    const { crashes, deepest } = crashRun(SEEDS[1], 29, true, (_i, model) => {
       grown ||= model.entries.length >= 700;
       if (!grown) return 0.95;
       return model.entries.length > 0 ? 0 : undefined;
