@@ -23,6 +23,7 @@ import { LmdbPageStore, PAGES_FILE } from '../../../runtime/lmdb-pages.js';
 import { SeededRandom } from '../../../runtime/random.js';
 import { errorOf } from '../../helpers/error-of.js';
 import { WRITER_PAGES, writerPage } from '../../fixtures/page-writer.js';
+import { tempStores } from '../../helpers/temp-stores.js';
 
 const SEED = 5_909_540;
 const P = BigInt(PAGE_BYTES);
@@ -239,21 +240,8 @@ pageStoreCompliance('LmdbPageStore', () => {
 });
 
 describe('runtime/lmdb-pages', () => {
-  let dir: string;
-  const stores: LmdbPageStore[] = [];
-  const openStore = () => {
-    const s = LmdbPageStore.open(dir);
-    stores.push(s);
-    return s;
-  };
-
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'mangrove-pages-'));
-  });
-  afterEach(async () => {
-    for (const s of stores.splice(0)) await s.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const temp = tempStores('mangrove-pages-', (dir) => LmdbPageStore.open(dir));
+  const openStore = () => temp.open();
 
   it('keeps pages, versions and attributes across close and reopen', async () => {
     const s = openStore();
@@ -277,7 +265,7 @@ describe('runtime/lmdb-pages', () => {
     const s = openStore();
     s.put(0x1000n, page(1, 1));
     await s.close();
-    const env = open({ path: join(dir, PAGES_FILE), maxDbs: 4 });
+    const env = open({ path: join(temp.dir, PAGES_FILE), maxDbs: 4 });
     env.openDB<Buffer, Uint8Array>({ name: 'pages', keyEncoding: 'binary', encoding: 'binary' }).putSync(addressKey(0x1000n), Buffer.from([1, 2, 3]));
     await env.close();
     const again = openStore();
@@ -285,13 +273,13 @@ describe('runtime/lmdb-pages', () => {
   });
 
   it('refuses a directory it cannot use, naming it', () => {
-    const file = join(dir, 'not-a-dir');
+    const file = join(temp.dir, 'not-a-dir');
     writeFileSync(file, 'x');
     expect(errorOf(() => LmdbPageStore.open(join(file, 'data')))).to.match(new RegExp(`^E_STORAGE: .*${join(file, 'data')}`));
   });
 
   it('has every acknowledged page, intact, after the writer is killed with SIGKILL', async function () {
-    const acked = await runWriterUntilKilled(dir, 300);
+    const acked = await runWriterUntilKilled(temp.dir, 300);
     expect(acked.size).to.be.greaterThan(0);
     const s = openStore();
     for (const [addr, version] of acked) {

@@ -26,6 +26,7 @@ import { MangroveError } from '../../../bus/errors.js';
 import { LmdbTxnLogStore, TXN_LOG_FILE, txnKey } from '../../../runtime/lmdb-txn-log.js';
 import { errorOf } from '../../helpers/error-of.js';
 import { WRITER_ID_BLOCK, writerRecord, writerRecordCount } from '../../fixtures/txn-writer.js';
+import { tempStores } from '../../helpers/temp-stores.js';
 
 function bytes(...xs: number[]): Uint8Array {
   return new Uint8Array(xs);
@@ -401,21 +402,8 @@ txnLogCompliance('LmdbTxnLogStore', () => {
 });
 
 describe('runtime/lmdb-txn-log', () => {
-  let dir: string;
-  const stores: LmdbTxnLogStore[] = [];
-  const openStore = () => {
-    const s = LmdbTxnLogStore.open(dir);
-    stores.push(s);
-    return s;
-  };
-
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'mangrove-txnlog-'));
-  });
-  afterEach(async () => {
-    for (const s of stores.splice(0)) await s.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const temp = tempStores('mangrove-txnlog-', (dir) => LmdbTxnLogStore.open(dir));
+  const openStore = () => temp.open();
 
   it('reports a damaged log as E_STORAGE naming the transaction', async () => {
     const s = openStore();
@@ -423,7 +411,7 @@ describe('runtime/lmdb-txn-log', () => {
     s.commit(1, [bytes(1), bytes(2)]);
     s.commit(2, [bytes(3)]);
     await s.close();
-    const env = open({ path: join(dir, TXN_LOG_FILE), maxDbs: 4 });
+    const env = open({ path: join(temp.dir, TXN_LOG_FILE), maxDbs: 4 });
     const records = env.openDB<Buffer, Buffer>({ name: 'records', keyEncoding: 'binary', encoding: 'binary' });
     records.removeSync(txnKey(1, 2));
     records.putSync(txnKey(2, 0), Buffer.from([1, 2, 3]));
@@ -435,13 +423,13 @@ describe('runtime/lmdb-txn-log', () => {
   });
 
   it('refuses a directory it cannot use, naming it', () => {
-    const file = join(dir, 'not-a-dir');
+    const file = join(temp.dir, 'not-a-dir');
     writeFileSync(file, 'x');
     expect(errorOf(() => LmdbTxnLogStore.open(join(file, 'data')))).to.match(new RegExp(`^E_STORAGE: cannot open the transaction log in ${join(file, 'data')}`));
   });
 
   it('keeps every acknowledged commit whole, and no acknowledged end, after the writer is killed with SIGKILL', async () => {
-    const said = await runWriterUntilKilled(dir, 150);
+    const said = await runWriterUntilKilled(temp.dir, 150);
     expect(said.committed.size).to.be.at.least(150);
     expect(said.ended.size, 'ends acknowledged').to.be.greaterThan(0);
     expect(said.open.size, 'transactions left open').to.be.greaterThan(0);
