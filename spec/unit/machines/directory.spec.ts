@@ -126,6 +126,16 @@ function randomEntry(rng: SeededRandom, heavy = false): DirectoryEntry {
 }
 
 /** Runs `body` with a generator for `seed`, naming the seed in any failure. */
+/** Inserts random entries, in the directory and the model alike, until the tree is `depth` deep. */
+function growTo(dir: Directory, model: Model, rng: SeededRandom, depth: number, heavy = false): void {
+  while (dir.shape().depth < depth) {
+    const e = randomEntry(rng, heavy);
+    if (model.conflict(e)) continue;
+    dir.insert(e);
+    model.insert(e);
+  }
+}
+
 function seeded(seed: number, body: (rng: SeededRandom) => void): void {
   try {
     body(new SeededRandom(seed));
@@ -262,12 +272,7 @@ describe('machines/directory', () => {
       const pages = new MemoryPages();
       const dir = Directory.open(pages, ROOT);
       const model = new Model();
-      while (dir.shape().depth < 3) {
-        const e = randomEntry(rng, true);
-        if (model.conflict(e)) continue;
-        dir.insert(e);
-        model.insert(e);
-      }
+      growTo(dir, model, rng, 3, true);
       checkAll(dir, model, pages, rng, `depth 3 at ${model.entries.length} entries`);
       expect(textOf(Directory.open(pages, ROOT))).to.equal(model.text());
       const order = model.entries.map((e) => e.start);
@@ -283,12 +288,7 @@ describe('machines/directory', () => {
       expect(dir.shape()).to.deep.equal({ depth: 1, pages: 1 });
       expect([...pages.map.keys()], 'every page but the root released').to.deep.equal([ROOT]);
       // Removed in address order, the entries left soon fit in the root again.
-      while (dir.shape().depth < 3) {
-        const e = randomEntry(rng, true);
-        if (model.conflict(e)) continue;
-        dir.insert(e);
-        model.insert(e);
-      }
+      growTo(dir, model, rng, 3, true);
       for (const e of model.entries.slice(0, -1)) dir.remove(e.start);
       expect(dir.shape(), 'one entry left').to.deep.equal({ depth: 1, pages: 1 });
       expect(pages.map.size).to.equal(1);
@@ -319,12 +319,7 @@ describe('machines/directory', () => {
     dir.setMeta({ highWater: 0x5000n, superRoot: 0x1000n });
     const rng = new SeededRandom(SEEDS[0]);
     const model = new Model();
-    while (dir.shape().depth < 2) {
-      const e = randomEntry(rng, true);
-      if (model.conflict(e)) continue;
-      model.insert(e);
-      dir.insert(e);
-    }
+    growTo(dir, model, rng, 2, true);
     expect(Directory.open(pages, ROOT).meta()).to.deep.equal({ highWater: 0x5000n, superRoot: 0x1000n });
     dir.setMeta({ highWater: 1n << 100n, superRoot: null });
     expect(Directory.open(pages, ROOT).meta()).to.deep.equal({ highWater: 1n << 100n, superRoot: null });
@@ -464,12 +459,7 @@ describe('machines/directory', () => {
       const pages = new MemoryPages();
       const dir = Directory.open(pages, ROOT);
       const model = new Model();
-      while (dir.shape().depth < 3) {
-        const e = randomEntry(rng, true);
-        if (model.conflict(e)) continue;
-        dir.insert(e);
-        model.insert(e);
-      }
+      growTo(dir, model, rng, 3, true);
       const depth = dir.shape().depth;
       for (let i = 0; i < 50; i++) {
         const cold = Directory.open(pages, ROOT);
@@ -550,12 +540,7 @@ describe('machines/directory', () => {
     const dir = Directory.open(pages, ROOT);
     const rng = new SeededRandom(SEEDS[3]);
     const model = new Model();
-    while (dir.shape().depth < 2) {
-      const e = randomEntry(rng);
-      if (model.conflict(e)) continue;
-      dir.insert(e);
-      model.insert(e);
-    }
+    growTo(dir, model, rng, 2);
     const release = pages.release.bind(pages);
     pages.release = () => {
       throw new Crash('release failed');
@@ -591,12 +576,7 @@ describe('machines/directory', () => {
       const dir = Directory.open(pages, ROOT);
       model = new Model();
       const rng = new SeededRandom(SEEDS[0]);
-      while (dir.shape().depth < 3) {
-        const e = randomEntry(rng, true);
-        if (model.conflict(e)) continue;
-        dir.insert(e);
-        model.insert(e);
-      }
+      growTo(dir, model, rng, 3, true);
       for (const [addr, data] of pages.map) {
         const page = decodeDirectoryPage(addr, data);
         // Not the first leaf, so an entry at 0x0 lies outside its range.
