@@ -4,7 +4,6 @@
  * reopen, and across a SIGKILL (spec/fixtures/page-writer.ts).
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +23,7 @@ import { SeededRandom } from '../../../runtime/random.js';
 import { errorOf } from '../../helpers/error-of.js';
 import { WRITER_PAGES, writerPage } from '../../fixtures/page-writer.js';
 import { tempStores } from '../../helpers/temp-stores.js';
+import { killWriterWhen } from '../../helpers/kill-writer.js';
 
 const SEED = 5_909_540;
 const P = BigInt(PAGE_BYTES);
@@ -297,40 +297,15 @@ describe('runtime/lmdb-pages', () => {
 });
 
 /** Starts the writer, kills it once `acks` pages are acknowledged, and returns each page's highest acked version. */
-function runWriterUntilKilled(dir: string, acks: number): Promise<Map<bigint, number>> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join('spec', 'fixtures', 'page-writer.ts'), dir, '1000000'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+async function runWriterUntilKilled(dir: string, acks: number): Promise<Map<bigint, number>> {
   const acked = new Map<bigint, number>();
   let lines = 0;
-  let out = '';
-  let err = '';
-  let killed = false;
-  return new Promise((resolve, reject) => {
-    const bound = setTimeout(() => {
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-      reject(new Error(`the writer acknowledged ${lines} pages in 20 s, not ${acks}: ${err}`));
-    }, 20_000);
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      out += chunk;
-      const complete = out.split('\n');
-      out = complete.pop() ?? '';
-      for (const line of complete) {
-        const [word, addr, version] = line.split(' ');
-        if (word !== 'acked') continue;
-        lines++;
-        acked.set(parseAddress(addr), Math.max(acked.get(parseAddress(addr)) ?? 0, Number(version)));
-      }
-      if (!killed && lines >= acks && child.pid !== undefined) {
-        killed = true;
-        process.kill(child.pid, 'SIGKILL');
-      }
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-    child.on('close', (code, signal) => {
-      clearTimeout(bound);
-      if (signal !== 'SIGKILL') reject(new Error(`the writer ended with code ${code}, signal ${signal}, before it was killed: ${err}`));
-      else resolve(acked);
-    });
-  });
+  const onLine = (line: string) => {
+    const [word, addr, version] = line.split(' ');
+    if (word !== 'acked') return;
+    lines++;
+    acked.set(parseAddress(addr), Math.max(acked.get(parseAddress(addr)) ?? 0, Number(version)));
+  };
+  await killWriterWhen('page-writer.ts', dir, onLine, () => lines >= acks, () => `${lines} pages, not ${acks}`);
+  return acked;
 }

@@ -7,7 +7,6 @@
  * reopened (the memory twin's "disk" is the store object itself).
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +26,7 @@ import { LmdbTxnLogStore, TXN_LOG_FILE, txnKey } from '../../../runtime/lmdb-txn
 import { errorOf } from '../../helpers/error-of.js';
 import { WRITER_ID_BLOCK, writerRecord, writerRecordCount } from '../../fixtures/txn-writer.js';
 import { tempStores } from '../../helpers/temp-stores.js';
+import { killWriterWhen } from '../../helpers/kill-writer.js';
 
 function bytes(...xs: number[]): Uint8Array {
   return new Uint8Array(xs);
@@ -465,37 +465,12 @@ interface WriterSaid {
 }
 
 /** Starts the writer, kills it once `commits` transactions are acknowledged, and returns what it said. */
-function runWriterUntilKilled(dir: string, commits: number): Promise<WriterSaid> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join('spec', 'fixtures', 'txn-writer.ts'), dir, '1000000'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+async function runWriterUntilKilled(dir: string, commits: number): Promise<WriterSaid> {
   const said: WriterSaid = { began: new Set(), open: new Set(), committed: new Set(), ending: new Set(), ended: new Set() };
-  let out = '';
-  let err = '';
-  let killed = false;
-  return new Promise((resolve, reject) => {
-    const bound = setTimeout(() => {
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-      reject(new Error(`the writer acknowledged ${said.committed.size} commits in 20 s, not ${commits}: ${err}`));
-    }, 20_000);
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      out += chunk;
-      const complete = out.split('\n');
-      out = complete.pop() ?? '';
-      for (const line of complete) {
-        const [word, txn] = line.split(' ');
-        if (word in said) said[word as keyof WriterSaid].add(Number(txn));
-      }
-      if (!killed && said.committed.size >= commits && child.pid !== undefined) {
-        killed = true;
-        process.kill(child.pid, 'SIGKILL');
-      }
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-    child.on('close', (code, signal) => {
-      clearTimeout(bound);
-      if (signal !== 'SIGKILL') reject(new Error(`the writer ended with code ${code}, signal ${signal}, before it was killed: ${err}`));
-      else resolve(said);
-    });
-  });
+  const onLine = (line: string) => {
+    const [word, txn] = line.split(' ');
+    if (word in said) said[word as keyof WriterSaid].add(Number(txn));
+  };
+  await killWriterWhen('txn-writer.ts', dir, onLine, () => said.committed.size >= commits, () => `${said.committed.size} commits, not ${commits}`);
+  return said;
 }
