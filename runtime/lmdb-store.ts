@@ -59,11 +59,11 @@ export class LmdbStore extends LmdbFile implements NodeStore {
   }
 
   saveIdentity(identity: StoredIdentity): void {
-    this.write('cannot save the identity in', () => this.meta.putSync(KEY_IDENTITY, { id: identity.id, createdMs: identity.createdMs }));
+    this.attempt('cannot save the identity in', () => this.meta.putSync(KEY_IDENTITY, { id: identity.id, createdMs: identity.createdMs }));
   }
 
   nextEpoch(): number {
-    return this.write('cannot record a new epoch in', () =>
+    return this.attempt('cannot record a new epoch in', () =>
       // Read and bump in one transaction: two starts can never share an epoch.
       this.env.transactionSync(() => {
         const prev = this.meta.get(KEY_EPOCH);
@@ -90,7 +90,7 @@ export class LmdbStore extends LmdbFile implements NodeStore {
   saveNodeDb(db: NodeDbSnapshot): void {
     // A plain copy: the snapshot may be a frozen machine context or carry extra fields.
     const copy: NodeDbSnapshot = { version: db.version, nodes: db.nodes.map((n) => ({ ...n })) };
-    this.write('cannot save the node database in', () => this.nodedb.putSync(KEY_SNAPSHOT, copy));
+    this.attempt('cannot save the node database in', () => this.nodedb.putSync(KEY_SNAPSHOT, copy));
   }
 
   loadAcceptor(): AcceptorState | undefined {
@@ -105,14 +105,10 @@ export class LmdbStore extends LmdbFile implements NodeStore {
 
   saveAcceptor(state: AcceptorState): void {
     const copy = JSON.parse(JSON.stringify(state)) as AcceptorState;
-    this.write('cannot save the node-database promises in', () => this.nodedb.putSync(KEY_ACCEPTOR, copy));
+    this.attempt('cannot save the node-database promises in', () => this.nodedb.putSync(KEY_ACCEPTOR, copy));
   }
 
   private read(db: Database, key: string): unknown {
     return this.attempt(`cannot read "${key}" from the store in`, () => db.get(key));
-  }
-
-  private write<T>(what: string, fn: () => T): T {
-    return this.attempt(what, fn);
   }
 }
