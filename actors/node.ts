@@ -8,24 +8,25 @@ import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { Clock, Random } from '../bus/clock.js';
 import type { Envelope } from '../bus/envelope.js';
 import { MangroveError } from '../bus/errors.js';
-import type { Body, NdbOp, NodeDbSnapshot } from '../bus/messages.js';
+import type { Body, NdbOp, NodeDbSnapshot } from '../bus/messages/index.js';
 import type { ErrorCode } from '../bus/errors.js';
-import type { Inbound, ReplyRoute, Transport } from '../bus/transport.js';
+import type { Inbound, ReplyRoute, Transport } from '../bus/transport/transport.js';
 import { nativeDecoder } from '../bus/codec.js';
-import { findNode } from '../machines/node-db.js';
-import { nodeStateMachine, nodeStateOf } from '../machines/node-state.js';
-import { HeartbeatActor, type HeartbeatNews } from './heartbeat.js';
+import { findNode } from '../machines/membership/node-db.js';
+import { nodeStateMachine, nodeStateOf } from '../machines/recovery/node-state.js';
+import { HeartbeatActor, type HeartbeatNews } from './membership/heartbeat.js';
 import type { Log } from './log.js';
-import { NodeDbActor } from './node-db.js';
+import { NodeDbActor } from './membership/node-db.js';
 import { Outbox } from './outbox.js';
-import { PanActor } from './pan.js';
-import { QuorumActor } from './quorum.js';
+import { PanActor } from './membership/pan.js';
+import { QuorumActor } from './membership/quorum.js';
 import type { NodeSettings } from './settings.js';
 import type { NodeStatus, NodeView } from './status.js';
-import type { NodeStore } from './store.js';
-import { engineDefaults, PageEngine, type EngineSettings } from './page-engine.js';
-import { MemoryPageStore, type PageStore } from './page-store.js';
-import { MemoryTxnLogStore, TxnLog, type TxnLogStore } from './txn-log.js';
+import type { NodeStore } from './storage/node-store.js';
+import { engineDefaults, PageEngine, type EngineSettings } from './engine/page-engine.js';
+import type { PageStore } from './storage/page-store.js';
+import { TxnLog } from './pages/txn-log.js';
+import type { TxnLogStore } from './storage/txn-log-store.js';
 
 export interface NodeDeps {
   settings: NodeSettings;
@@ -35,10 +36,10 @@ export interface NodeDeps {
   store: NodeStore;
   log: Log;
   inspect?: (e: InspectionEvent) => void;
-  /** The disk cache of the memory engine (M9); a memory twin when absent. */
-  pages?: PageStore;
-  /** The transaction log's store (M7); a memory twin when absent. */
-  txnLog?: TxnLogStore;
+  /** The disk cache of the memory engine (M9): LMDB in a node process, the memory twin in the simulator. */
+  pages: PageStore;
+  /** The transaction log's store (M7), LMDB or its memory twin likewise. */
+  txnLog: TxnLogStore;
   engine?: Partial<EngineSettings>;
   /** The engine's clock, when it must differ from the node's: a traced node's engine runs on the
    * untraced clock, so its timers stay out of the membership protocols' replay (M27). */
@@ -126,8 +127,8 @@ export class MangroveNode {
       epoch: s.epoch,
       outbox: this.outbox,
       clock: deps.engineClock ?? clock,
-      store: deps.pages ?? new MemoryPageStore(),
-      txnLog: new TxnLog(deps.txnLog ?? new MemoryTxnLogStore()),
+      store: deps.pages,
+      txnLog: new TxnLog(deps.txnLog),
       log: deps.log,
       settings: { ...engineDefaults, ...deps.engine },
       db: () => this.nodeDb.db,

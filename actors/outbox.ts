@@ -4,8 +4,8 @@
  * numbers its messages from one counter.
  */
 import { ENVELOPE_VERSION, type Envelope } from '../bus/envelope.js';
-import type { Body, Kind } from '../bus/messages.js';
-import type { ReplyRoute, Transport } from '../bus/transport.js';
+import type { Body, Kind } from '../bus/messages/index.js';
+import type { ReplyRoute, Transport } from '../bus/transport/transport.js';
 
 export class Outbox {
   private seq = 0;

@@ -1,5 +1,5 @@
 /**
- * What a node is told at start, already validated (runtime/config.ts reads
+ * What a node is told at start, already validated (runtime/node/config.ts reads
  * and checks the JSON file; the simulator builds these directly).
  */
 export interface NodeSettings {

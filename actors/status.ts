@@ -3,13 +3,13 @@
  * and the node's `/status` page. One shape, built in one place (node.ts).
  */
 import type { RejectReason } from '../bus/envelope.js';
-import type { SpaceReport } from '../bus/page-messages.js';
+import type { SpaceReport } from '../bus/messages/page.js';
 
 export type NodeStateName = 'normal' | 'notified' | 'quiescent' | 'rebuilding';
 
 export interface NodeView {
   id: string;
-  /** Short id as a number (group * 64 + slot), see machines/identity.ts. */
+  /** Short id as a number (group * 64 + slot), see machines/membership/identity.ts. */
   shortId: number;
   endpoint: string;
   pid: number | null;

@@ -6,8 +6,8 @@
  * stdin or sends SIGTERM.
  */
 import * as zmq from 'zeromq';
-import { ZmqTransport, zmqLimits } from '../bus/zmq.js';
-import { WallClock } from '../runtime/clock.js';
+import { ZmqTransport, zmqLimits } from '../bus/transport/zmq.js';
+import { WallClock } from '../runtime/world/clock.js';
 
 const node = await ZmqTransport.open({ self: 'bench-peer', endpoint: 'tcp://127.0.0.1:*', clock: new WallClock() });
 let seq = 0;

@@ -9,8 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import * as zmq from 'zeromq';
 import { ENVELOPE_VERSION, type Envelope } from '../bus/envelope.js';
-import { ZmqTransport, zmqLimits } from '../bus/zmq.js';
-import { WallClock } from '../runtime/clock.js';
+import { ZmqTransport, zmqLimits } from '../bus/transport/zmq.js';
+import { WallClock } from '../runtime/world/clock.js';
 
 const sizes = { '100': 100, '4k': 4096 } as const;
 type Size = keyof typeof sizes;

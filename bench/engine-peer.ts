@@ -16,7 +16,7 @@
  * A request started inside the measured window counts; throughput is the
  * count over the time from the window's start to the last one's answer.
  */
-import { PAGE_BYTES } from '../machines/address.js';
+import { PAGE_BYTES } from '../machines/memory/address.js';
 import { RespClient, type RespValue } from './redis-peer.js';
 
 export interface Plan {
@@ -49,15 +49,15 @@ export interface Plan {
 }
 
 /* The page client is loaded at run time (a non-literal specifier), so the
- * Redis half still runs when runtime/page-client.ts cannot be loaded; the
+ * Redis half still runs when runtime/client/pages.ts cannot be loaded; the
  * Mangrove half then fails with the import's error and says so. Its types
  * are the real ones. */
-type PageClientModule = typeof import('../runtime/page-client.js');
+type PageClientModule = typeof import('../runtime/client/pages.js');
 type MangroveClient = Awaited<ReturnType<PageClientModule['connect']>>;
-const PAGE_CLIENT_MODULE = '../runtime/page-client.js';
+const PAGE_CLIENT_MODULE = '../runtime/client/pages.js';
 
 const PAGE = BigInt(PAGE_BYTES);
-/** Most pages one client write carries (bus/page-messages.ts). */
+/** Most pages one client write carries (bus/messages/index/page.ts). */
 const WRITE_BATCH_PAGES = 256;
 
 const plan = JSON.parse(process.argv[2] ?? '{}') as Plan;
@@ -219,7 +219,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
     try {
       connect = ((await import(PAGE_CLIENT_MODULE)) as PageClientModule).connect;
     } catch (err) {
-      error(`mangrove: cannot load the page client (runtime/page-client.ts): ${message(err)}`);
+      error(`mangrove: cannot load the page client (runtime/client/pages.ts): ${message(err)}`);
       return;
     }
     c0 = await connect(p.node0, { timeoutMs: plan.opTimeoutMs, clientId: 'bench-engine-0' });

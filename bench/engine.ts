@@ -18,7 +18,7 @@
  * connection per worker, so again 8 requests in flight: GET and SET on a
  * server without replica or AOF; SET then `WAIT 1 0` on a primary with
  * `appendfsync always` and a replica (also `appendfsync always`).
- * LMDB: runtime/lmdb-pages.ts's store in a temp dir on the same disk,
+ * LMDB: runtime/storage/lmdb-pages.ts's store in a temp dir on the same disk,
  * synchronous durable 4 KiB puts, one at a time: the ceiling a node's own
  * durable commit sets.
  *
@@ -39,9 +39,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import { PAGE_BYTES } from '../machines/address.js';
-import { FS_ATTR_BYTES } from '../actors/page-store.js';
-import { LmdbPageStore } from '../runtime/lmdb-pages.js';
+import { PAGE_BYTES } from '../machines/memory/address.js';
+import { FS_ATTR_BYTES } from '../actors/storage/page-store.js';
+import { LmdbPageStore } from '../runtime/storage/lmdb-pages.js';
 import { ProcessCluster } from '../spec/helpers/process-cluster.js';
 import type { Plan } from './engine-peer.js';
 import { findRedisServer, RedisServer } from './redis-peer.js';
@@ -125,7 +125,7 @@ function newestSource(dir: string): number {
 function ensureBuild(): void {
   let built = 0;
   try {
-    built = statSync(join(root, 'dist/runtime/cli.js')).mtimeMs;
+    built = statSync(join(root, 'dist/runtime/cli/main.js')).mtimeMs;
   } catch {
     // never built
   }

@@ -7,14 +7,14 @@
  * the busiest node: a flat monitor sends one pulse per member per period, so
  * its load grows with the cluster (and a group holds at most 64 nodes, M1),
  * while a hierarchical monitor answers only its own group and its peers.
- * Each run is `runtime/sim-worker.js` in a child with a large heap (needs
+ * Each run is `runtime/sim/worker.js` in a child with a large heap (needs
  * `npm run build`). Last line: {"bench":"sim","figures":{...},"ratios":{...}}.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { SimReport } from '../runtime/sim-run.js';
+import type { SimReport } from '../runtime/sim/run.js';
 
-const worker = fileURLToPath(new URL('../dist/runtime/sim-worker.js', import.meta.url));
+const worker = fileURLToPath(new URL('../dist/runtime/sim/worker.js', import.meta.url));
 const DURATION_S = 20;
 
 function run(nodes: number, groups: number): SimReport {

@@ -7,7 +7,7 @@
  */
 import { Encoder, isNativeAccelerationEnabled } from 'cbor-x';
 import { ENVELOPE_VERSION, limits, type Envelope, type RejectReason } from './envelope.js';
-import { checkBody, isKind } from './messages.js';
+import { checkBody, isKind } from './messages/index.js';
 
 export type DecodeResult = { ok: true; env: Envelope } | { ok: false; reason: RejectReason; detail: string };
 

@@ -4,7 +4,7 @@
  * message on the bus. Machines never hold a transport, so the same machine
  * runs in production, in the simulator and under `transition()` in specs.
  */
-import type { Body, Kind } from '../bus/messages.js';
+import type { Body, Kind } from '../bus/messages/index.js';
 
 /** One outgoing message, addressed by the peer's permanent id (M1). */
 export type SendOut = { type: 'send'; to: string; kind: Kind; body: unknown };

@@ -5,8 +5,8 @@
  * Kept small on purpose: everything here is a promise to users.
  */
 export { MangroveError, isMangroveError, type ErrorCode } from '../bus/errors.js';
-export { ZmqClient, type ZmqClientOptions } from '../bus/zmq-client.js';
-export { loadConfig, type NodeConfig } from './config.js';
+export { ZmqClient, type ZmqClientOptions } from '../bus/transport/zmq-client.js';
+export { loadConfig, type NodeConfig } from './node/config.js';
 export {
   connect,
   MangroveClient,
@@ -18,6 +18,6 @@ export {
   type PageAttrs,
   type PageStat,
   type SpaceReport,
-} from './page-client.js';
-export { formatAddress, PAGE_BYTES, parseAddress } from '../machines/address.js';
+} from './client/pages.js';
+export { formatAddress, PAGE_BYTES, parseAddress } from '../machines/memory/address.js';
 export type { NodeStatus, NodeView, NodeStateName } from '../actors/status.js';

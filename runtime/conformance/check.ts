@@ -7,17 +7,17 @@
  * trace and see which rule names it.
  */
 import { MangroveError } from '../../bus/errors.js';
-import { formatOffset, formatTime, isWallClock } from '../../bus/trace.js';
-import { isEnvelopeRecord, type TraceEntry, type TraceRecord, type TraceStart } from '../../bus/transport.js';
+import { formatOffset, formatTime, isWallClock } from '../../bus/trace/trace.js';
+import { isEnvelopeRecord, type TraceEntry, type TraceRecord, type TraceStart } from '../../bus/transport/transport.js';
 import type { NodeSettings } from '../../actors/settings.js';
-import { readStartSettings } from '../node-trace.js';
-import { mergeByTime } from '../trace-query.js';
-import { heartbeatRules } from './rules-heartbeat.js';
-import { nodeDbRules } from './rules-node-db.js';
-import { panRules } from './rules-pan.js';
-import { quorumRules } from './rules-quorum.js';
-import { REPLAY_RULES } from './replay-rules.js';
-import { replayTrace, type ReplayStats } from './replay.js';
+import { readStartSettings } from '../trace/node-trace.js';
+import { mergeByTime } from '../trace/query.js';
+import { heartbeatRules } from './rules/heartbeat.js';
+import { nodeDbRules } from './rules/node-db.js';
+import { panRules } from './rules/pan.js';
+import { quorumRules } from './rules/quorum.js';
+import { REPLAY_RULES } from './replay/rules.js';
+import { replayTrace, type ReplayStats } from './replay/replay.js';
 
 /** `replay` is no rule set: every node rebuilt and fed its recorded inputs (replay.ts). */
 export const PROTOCOLS = ['heartbeat', 'quorum', 'node-db', 'pan', 'replay'] as const;

@@ -7,8 +7,8 @@
 import { expect } from 'chai';
 import { encode, encodeValue } from '../../bus/codec.js';
 import { ENVELOPE_VERSION, limits, type Envelope } from '../../bus/envelope.js';
-import { ZmqClient } from '../../bus/zmq-client.js';
-import { SeededRandom } from '../../runtime/random.js';
+import { ZmqClient } from '../../bus/transport/zmq-client.js';
+import { SeededRandom } from '../../runtime/world/random.js';
 import { ProcessCluster } from '../helpers/process-cluster.js';
 
 describe('bad input to a real node', function () {

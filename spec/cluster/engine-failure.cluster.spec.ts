@@ -8,8 +8,8 @@
  */
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { PAGE_BYTES } from '../../machines/address.js';
-import { connect, type MangroveClient } from '../../runtime/page-client.js';
+import { PAGE_BYTES } from '../../machines/memory/address.js';
+import { connect, type MangroveClient } from '../../runtime/client/pages.js';
 import { ProcessCluster } from '../helpers/process-cluster.js';
 
 const PERIOD = 200;

@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { TransitionRecord } from '../../runtime/machine-watch.js';
+import type { TransitionRecord } from '../../runtime/inspect/watch.js';
 import { ProcessCluster } from '../helpers/process-cluster.js';
 import { CLI } from '../helpers/run-cli.js';
 

@@ -10,9 +10,9 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { formatAddress, MAX_ADDRESS, PAGE_BYTES, parseAddress } from '../../machines/address.js';
-import type { PageStat } from '../../bus/page-messages.js';
-import { connect, type MangroveClient } from '../../runtime/page-client.js';
+import { formatAddress, MAX_ADDRESS, PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
+import type { PageStat } from '../../bus/messages/page.js';
+import { connect, type MangroveClient } from '../../runtime/client/pages.js';
 import { ProcessCluster } from '../helpers/process-cluster.js';
 import { CLI } from '../helpers/run-cli.js';
 

@@ -5,11 +5,11 @@
  * with a planted fault do not. The CLI part runs the built command (dist/).
  */
 import { expect } from 'chai';
-import { readTrace, streamEntries } from '../../bus/trace.js';
-import type { TraceEntry, TraceRecord } from '../../bus/transport.js';
+import { readTrace, streamEntries } from '../../bus/trace/trace.js';
+import type { TraceEntry, TraceRecord } from '../../bus/transport/transport.js';
 import { checkEntries, checkRecords } from '../../runtime/conformance/check.js';
 import { mangrove } from '../helpers/run-cli.js';
-import { hasBit } from '../../machines/bitmap.js';
+import { hasBit } from '../../machines/membership/bitmap.js';
 import { ProcessCluster } from '../helpers/process-cluster.js';
 
 const PERIOD = 200;

@@ -6,12 +6,12 @@
  * break no rule; each planted fault is named by the rule written for it.
  */
 import { expect } from 'chai';
-import type { TraceRecord } from '../../bus/transport.js';
-import { hasBit } from '../../machines/bitmap.js';
+import type { TraceRecord } from '../../bus/transport/transport.js';
+import { hasBit } from '../../machines/membership/bitmap.js';
 import { checkRecords, type CheckResult } from '../../runtime/conformance/check.js';
-import { heartbeatRules } from '../../runtime/conformance/rules-heartbeat.js';
-import { SeededRandom } from '../../runtime/random.js';
-import { SimCluster } from '../../runtime/sim-cluster.js';
+import { heartbeatRules } from '../../runtime/conformance/rules/heartbeat.js';
+import { SeededRandom } from '../../runtime/world/random.js';
+import { SimCluster } from '../../runtime/sim/cluster.js';
 
 const PERIOD = 100;
 const ONE = 'hb.one-monitor-per-group';

@@ -4,9 +4,9 @@
  * majority that goes on claiming is caught.
  */
 import { expect } from 'chai';
-import { isEnvelopeRecord, type TraceEntry, type TraceRecord } from '../../bus/transport.js';
+import { isEnvelopeRecord, type TraceEntry, type TraceRecord } from '../../bus/transport/transport.js';
 import { checkEntries } from '../../runtime/conformance/check.js';
-import { SimCluster } from '../../runtime/sim-cluster.js';
+import { SimCluster } from '../../runtime/sim/cluster.js';
 
 const PERIOD = 100;
 

@@ -7,12 +7,12 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { NdbOp } from '../../bus/messages.js';
-import { TraceWriter } from '../../bus/trace.js';
-import type { TraceRecord } from '../../bus/transport.js';
-import { hasBit } from '../../machines/bitmap.js';
+import type { NdbOp } from '../../bus/messages/index.js';
+import { TraceWriter } from '../../bus/trace/trace.js';
+import type { TraceRecord } from '../../bus/transport/transport.js';
+import { hasBit } from '../../machines/membership/bitmap.js';
 import { checkRecords, checkTraces, parseProtocol, RULES, type CheckResult } from '../../runtime/conformance/check.js';
-import { SimCluster } from '../../runtime/sim-cluster.js';
+import { SimCluster } from '../../runtime/sim/cluster.js';
 import { mangrove } from '../helpers/run-cli.js';
 
 const PERIOD = 100;

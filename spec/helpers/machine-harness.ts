@@ -14,7 +14,7 @@ import {
   type SnapshotFrom,
 } from 'xstate';
 import { getStateNodes } from 'xstate/graph';
-import { SimClock } from '../../runtime/clock.js';
+import { SimClock } from '../../runtime/world/clock.js';
 import type { SendOut } from '../../machines/outbox.js';
 
 export type Emitted = { type: string } & Record<string, unknown>;

@@ -1,6 +1,6 @@
 /**
  * Real node processes on 127.0.0.1 for spec/cluster: each node is
- * `node dist/runtime/cli.js start --config …` in its own process, reached over
+ * `node dist/runtime/cli/main.js start --config …` in its own process, reached over
  * ZeroMQ. Every process this starts is stopped by pid in `stop()`, and every
  * wait is a bounded loop.
  */
@@ -8,11 +8,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ZmqClient } from '../../bus/zmq-client.js';
+import { ZmqClient } from '../../bus/transport/zmq-client.js';
 import type { NodeStatus } from '../../actors/status.js';
 import { freePort } from './ports.js';
 
-const CLI = resolve('dist/runtime/cli.js');
+const CLI = resolve('dist/runtime/cli/main.js');
 
 export interface ProcessClusterOptions {
   nodes: number;

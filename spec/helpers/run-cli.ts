@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 
-export const CLI = resolve('dist', 'runtime', 'cli.js');
+export const CLI = resolve('dist', 'runtime', 'cli', 'main.js');
 
 export interface Run {
   code: number;

@@ -2,10 +2,10 @@
  * Invariants of the membership protocols, checked on a running simulated
  * cluster: safety at every step of a faulty run, convergence after it heals.
  */
-import type { NodeDbSnapshot } from '../../bus/messages.js';
-import { sameContents } from '../../machines/node-db.js';
-import { GROUP_DEADLINES_MAX } from '../../machines/heartbeat-timing.js';
-import type { SimCluster } from '../../runtime/sim-cluster.js';
+import type { NodeDbSnapshot } from '../../bus/messages/index.js';
+import { sameContents } from '../../machines/membership/node-db.js';
+import { GROUP_DEADLINES_MAX } from '../../machines/membership/heartbeat-timing.js';
+import type { SimCluster } from '../../runtime/sim/cluster.js';
 
 /** Records every node-database version any node ever held, and fails on two contents under one version. */
 export class DbHistory {

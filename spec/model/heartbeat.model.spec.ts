@@ -8,9 +8,9 @@
  */
 import { expect } from 'chai';
 import { getShortestPaths } from 'xstate/graph';
-import { hasBit, bitmapOf } from '../../machines/bitmap.js';
-import { heartbeatMember, machineName as memberName, type MemberEvent, type MemberInput } from '../../machines/heartbeat-member.js';
-import { heartbeatMonitor, machineName as monitorName, type MonitorEvent, type MonitorInput } from '../../machines/heartbeat-monitor.js';
+import { hasBit, bitmapOf } from '../../machines/membership/bitmap.js';
+import { heartbeatMember, machineName as memberName, type MemberEvent, type MemberInput } from '../../machines/membership/heartbeat-member.js';
+import { heartbeatMonitor, machineName as monitorName, type MonitorEvent, type MonitorInput } from '../../machines/membership/heartbeat-monitor.js';
 import { afterEvent, leafStates, pathEvents, replay } from '../helpers/machine-harness.js';
 
 const bits = (...slots: number[]) => bitmapOf(Array.from({ length: 64 }, (_, i) => slots.includes(i)));

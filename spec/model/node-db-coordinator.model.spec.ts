@@ -11,18 +11,18 @@
  */
 import { expect } from 'chai';
 import { getShortestPaths } from 'xstate/graph';
-import type { Ballot, NdbOp } from '../../bus/messages.js';
-import { sameChange } from '../../machines/node-db.js';
+import type { Ballot, NdbOp } from '../../bus/messages/index.js';
+import { sameChange } from '../../machines/membership/node-db.js';
 import {
   machineName,
   ndbCoordinatorMachine,
   type NdbCoordinatorEvent,
   type NdbCoordinatorInput,
   type NdbCoordinatorSnapshot,
-} from '../../machines/node-db-coordinator.js';
-import { compareBallots } from '../../machines/node-db-subordinate.js';
+} from '../../machines/membership/node-db-coordinator.js';
+import { compareBallots } from '../../machines/membership/node-db-subordinate.js';
 import type { SendOut } from '../../machines/outbox.js';
-import { hasMajority } from '../../machines/quorum.js';
+import { hasMajority } from '../../machines/membership/quorum.js';
 import { afterEvent, leafStates, pathEvents, replay, type Emitted } from '../helpers/machine-harness.js';
 
 const VERSION = 5;

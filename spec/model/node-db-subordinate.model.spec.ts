@@ -10,9 +10,9 @@
  */
 import { expect } from 'chai';
 import { getShortestPaths } from 'xstate/graph';
-import type { Ballot, NdbOp, NodeDbSnapshot } from '../../bus/messages.js';
-import { shortIdOf } from '../../machines/identity.js';
-import { applyChange, genesis } from '../../machines/node-db.js';
+import type { Ballot, NdbOp, NodeDbSnapshot } from '../../bus/messages/index.js';
+import { shortIdOf } from '../../machines/membership/identity.js';
+import { applyChange, genesis } from '../../machines/membership/node-db.js';
 import {
   compareBallots,
   ndbSubordinateMachine,
@@ -20,7 +20,7 @@ import {
   type NdbSubordinateEvent,
   type NdbSubordinateInput,
   type NdbSubordinateSnapshot,
-} from '../../machines/node-db-subordinate.js';
+} from '../../machines/membership/node-db-subordinate.js';
 import { leafStates, pathEvents, replay, type Emitted } from '../helpers/machine-harness.js';
 
 /** The last version offered events: paths commit up to VERSION_MAX, adopt one beyond. */

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { getShortestPaths } from 'xstate/graph';
-import { nodeStateMachine, type NodeStateEvent, type NodeStateName } from '../../machines/node-state.js';
+import { nodeStateMachine, type NodeStateEvent, type NodeStateName } from '../../machines/recovery/node-state.js';
 import { leafStates, pathEvents, replay } from '../helpers/machine-harness.js';
 
 const events: NodeStateEvent[] = (

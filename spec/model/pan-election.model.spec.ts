@@ -12,8 +12,8 @@ import {
   type PanElectionContext,
   type PanElectionEvent,
   type PanElectionSnapshot,
-} from '../../machines/pan-election.js';
-import { hasMajority } from '../../machines/quorum.js';
+} from '../../machines/membership/pan-election.js';
+import { hasMajority } from '../../machines/membership/quorum.js';
 import type { SendOut } from '../../machines/outbox.js';
 import { afterEvent, leafStates, pathEvents, replay } from '../helpers/machine-harness.js';
 

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { getShortestPaths } from 'xstate/graph';
-import { machineName, quorumMachine, type QuorumEvent, type QuorumInput } from '../../machines/quorum.js';
+import { machineName, quorumMachine, type QuorumEvent, type QuorumInput } from '../../machines/membership/quorum.js';
 import { afterEvent, leafStates, pathEvents, replay } from '../helpers/machine-harness.js';
 
 const expiry = afterEvent(machineName, 'quorumExpiry', 'quorate');

@@ -3,7 +3,7 @@
  * nodes read, write and flush a few shared pages, and lock them, while
  * messages are dropped, duplicated, delayed and reordered and nodes pause
  * (cut off, then back). The whole history is kept and checked linearizable
- * per page (runtime/conformance/linearizability.ts, a Porcupine-style
+ * per page (runtime/conformance/linearizability/search.ts, a Porcupine-style
  * search); no read may return a torn page. `DEBUG_ENGINE=1` prints every
  * failed call. A spec that breaks invalidation
  * on purpose shows the checker catching it. A failing seed is printed.
@@ -12,14 +12,14 @@ import { expect } from 'chai';
 import { decode } from '../../bus/codec.js';
 import { ENVELOPE_VERSION } from '../../bus/envelope.js';
 import { MangroveError } from '../../bus/errors.js';
-import { simEndpoint } from '../../bus/sim-network.js';
-import type { PageStat, ReadResult } from '../../bus/page-messages.js';
-import { addressKey, formatAddress, PAGE_BYTES, parseAddress } from '../../machines/address.js';
-import { checkLinearizable, registerModel, type RegisterOp } from '../../runtime/conformance/linearizability.js';
-import { SeededRandom } from '../../runtime/random.js';
-import { SimCluster } from '../../runtime/sim-cluster.js';
-import { arenaBase, arenaOf } from '../../actors/page-space.js';
-import { Directory } from '../../machines/directory.js';
+import { simEndpoint } from '../../bus/transport/sim-network.js';
+import type { PageStat, ReadResult } from '../../bus/messages/page.js';
+import { addressKey, formatAddress, PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
+import { checkLinearizable, registerModel, type RegisterOp } from '../../runtime/conformance/linearizability/search.js';
+import { SeededRandom } from '../../runtime/world/random.js';
+import { SimCluster } from '../../runtime/sim/cluster.js';
+import { arenaBase, arenaOf } from '../../actors/pages/page-space.js';
+import { Directory } from '../../machines/memory/directory.js';
 import { convergence, forSeedsAsync } from '../helpers/sim-checks.js';
 
 const PERIOD = 100;

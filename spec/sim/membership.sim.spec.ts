@@ -5,10 +5,10 @@
  * reordering, crashes and partitions. A failing seed is printed for replay.
  */
 import { expect } from 'chai';
-import type { TraceRecord } from '../../bus/transport.js';
+import type { TraceRecord } from '../../bus/transport/transport.js';
 import { encode } from '../../bus/codec.js';
-import { SimCluster } from '../../runtime/sim-cluster.js';
-import { SeededRandom } from '../../runtime/random.js';
+import { SimCluster } from '../../runtime/sim/cluster.js';
+import { SeededRandom } from '../../runtime/world/random.js';
 import { checkOnePanPerTerm, checkQuorumSides, convergence, DbHistory, quorumLossBoundMs, forSeeds } from '../helpers/sim-checks.js';
 
 const PERIOD = 100;

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runSim } from '../../runtime/sim-run.js';
+import { runSim } from '../../runtime/sim/run.js';
 import { mangrove } from '../helpers/run-cli.js';
 
 const base = { anchors: 3, durationS: 12, crash: 0, loss: 0, periodMs: 500 };

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { checkEnvelope, decode, decodeSequence, encode, encodeValue, nativeDecoder, type DecodeResult } from '../../../bus/codec.js';
 import { ENVELOPE_VERSION, limits, REJECT_REASONS, type Envelope, type RejectReason } from '../../../bus/envelope.js';
-import { KINDS } from '../../../bus/messages.js';
-import { SeededRandom } from '../../../runtime/random.js';
+import { KINDS } from '../../../bus/messages/index.js';
+import { SeededRandom } from '../../../runtime/world/random.js';
 import { sampleBodies } from '../../fixtures/sample-bodies.js';
 
 const base = { v: ENVELOPE_VERSION, kind: 'hb.claim', from: 'n1', to: 'n2', epoch: 3, seq: 17, body: { level: 0, domain: 4 } };

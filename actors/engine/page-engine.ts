@@ -1,0 +1,256 @@
+/**
+ * The memory engine of one node (SPEC.md M7-M13; docs/engine.md): a
+ * program's calls and other nodes' requests become op-codes dispatched by
+ * the flow scheduler to applets that compose the elements: the space and its
+ * directory (page-space.ts), the homes (page-homes.ts), this node's copies
+ * (page-holder.ts), the RAM cache, the disk cache (the page store, written
+ * through group-commit.ts), core holders (core-holders.ts), the transaction
+ * log (txn-log.ts) and calls to other engines (peer-calls.ts). Requests for
+ * one page run one at a time in arrival order; different pages proceed
+ * concurrently.
+ *
+ * Op-codes: `client.<op>` for a program's calls (bus/messages/index/page.ts
+ * `clientPageOp`; applets-local.ts), `peer.<op>` for other engines'
+ * (`peerCall`; applets-home.ts), and `page.read1`, `page.write1`,
+ * `page.flush1`, `page.access1`, `page.release1` for one page, keyed by it.
+ * `scheduler.replace(op, applet)` swaps any of them at run time.
+ *
+ * Coherence messages (`page.request`, `page.forward`…) are not op-codes:
+ * they drive the page-home machines and the holder's copies directly, so a
+ * page's protocol never waits behind a request queued for the same page.
+ */
+import type { Envelope } from '../../bus/envelope.js';
+import { MangroveError, isMangroveError } from '../../bus/errors.js';
+import type { Body } from '../../bus/messages/index.js';
+import type { ClientPageOp, SpaceReport } from '../../bus/messages/page.js';
+import type { ReplyRoute } from '../../bus/transport/transport.js';
+import { addressFromKey, formatAddress } from '../../machines/memory/address.js';
+import { homeFacts, registerHomeApplets, takeUp } from './applets/home.js';
+import { pageOut, registerLocalApplets } from './applets/local.js';
+import { replicateDirectory, type CoreHolderDeps } from '../pages/core-holders.js';
+import type { EngineParts, PageEngineDeps } from './engine-parts.js';
+import { FlowScheduler } from './flow-scheduler.js';
+import { GroupCommit } from '../pages/group-commit.js';
+import { PageHolder, type PageChange } from '../pages/page-holder.js';
+import type { Observable } from 'rxjs';
+import { PageHomes } from '../pages/page-homes.js';
+import { arenaOf, PageSpace } from '../pages/page-space.js';
+import { PeerCalls } from './peer-calls.js';
+import { RamCache } from '../pages/ram-cache.js';
+import { SpacePolicy } from '../pages/space-policy.js';
+
+export { engineDefaults, type EngineSettings, type PageEngineDeps } from './engine-parts.js';
+
+/** How long a node's space report guides placement before it is asked for again (M12). */
+const SPACE_REPORT_TTL_MS = 5000;
+
+type PageKind = 'page.request' | 'page.invalidate' | 'page.invalidated' | 'page.forward' | 'page.data' | 'page.confirmed' | 'page.dropped' | 'page.served' | 'page.refused';
+
+export class PageEngine {
+  readonly scheduler = new FlowScheduler();
+  readonly cache: RamCache;
+  readonly holder: PageHolder;
+  private readonly homes: PageHomes;
+  private readonly addressSpace: PageSpace;
+  private readonly calls: PeerCalls;
+  private readonly commits: GroupCommit;
+  private readonly parts: EngineParts;
+  private readonly stats = { readsFromHolders: 0 };
+  private closed = false;
+
+  constructor(private readonly deps: PageEngineDeps) {
+    const { self, epoch, clock, settings } = deps;
+    this.cache = new RamCache(settings.ramBytes);
+    this.addressSpace = new PageSpace(deps.store);
+    this.commits = new GroupCommit(deps.store);
+    const policy = new SpacePolicy(clock, SPACE_REPORT_TTL_MS);
+    const core: CoreHolderDeps = { self, db: deps.db, isAlive: deps.isAlive, store: deps.store, call: (to, req) => this.calls.call(to, req), rank: (c) => policy.rank(c) };
+    this.holder = new PageHolder({
+      self,
+      epoch,
+      clock,
+      cache: this.cache,
+      store: deps.store,
+      retryMs: settings.retryMs,
+      pageOut: (a) => pageOut(this.parts, a),
+      homeOf: (a) => this.homeOf(a),
+      send: (to, kind, body) => this.send(to, kind, body),
+    });
+    this.homes = new PageHomes({
+      self,
+      clock,
+      retryMs: settings.retryMs,
+      inspect: deps.inspect,
+      factsOf: (a) => homeFacts(this.parts, a),
+      takeUp: (a, facts) => takeUp(this.parts, a, facts),
+      send: (to, kind, body) => this.send(to, kind, body),
+    });
+    this.calls = new PeerCalls({
+      self,
+      epoch,
+      clock,
+      retryMs: settings.retryMs,
+      timeoutMs: settings.timeoutMs,
+      send: (to, body) => deps.outbox.send(to, 'page.call', body),
+      answer: (to, body) => deps.outbox.send(to, 'page.answer', body),
+      run: (from, req) => this.scheduler.dispatch(`peer.${req.op}`, req, from),
+    });
+    this.parts = {
+      deps,
+      scheduler: this.scheduler,
+      cache: this.cache,
+      holder: this.holder,
+      homes: this.homes,
+      space: this.addressSpace,
+      calls: this.calls,
+      commits: this.commits,
+      core,
+      policy,
+      stats: this.stats,
+      homeOf: (a) => this.homeOf(a),
+      ownArena: () => this.ownArena(),
+      needQuorum: (what) => this.needQuorum(what),
+      within: (work, what, ms) => this.within(work, what, ms),
+      syncDirectory: () => this.syncDirectory(core),
+    };
+    registerLocalApplets(this.parts, () => this.space());
+    registerHomeApplets(this.parts, () => this.space());
+  }
+
+  /** Changes to this node's copies, for local waiters (M10; the file system's locks build on it). */
+  get changes$(): Observable<PageChange> {
+    return this.holder.changes$;
+  }
+
+  /** Reads answered from a core holder's durable copy because the home was counted failed. */
+  get readsFromHolders(): number {
+    return this.stats.readsFromHolders;
+  }
+
+  /** A `page.` message from another node (or this one). */
+  handle(env: Envelope): void {
+    if (this.closed) return;
+    switch (env.kind) {
+      case 'page.call':
+        return this.calls.onCall(env.from, env.body as Body<'page.call'>);
+      case 'page.answer':
+        return this.calls.onAnswer(env.body as Body<'page.answer'>);
+    }
+    const addr = addressFromKey((env.body as { addr: Uint8Array }).addr);
+    switch (env.kind as PageKind) {
+      case 'page.request':
+        return this.homes.onRequest(env.body as Body<'page.request'>, addr, env.from);
+      case 'page.invalidated':
+        return this.homes.onInvalidated(env.body as Body<'page.invalidated'>, addr, env.from);
+      case 'page.confirmed':
+        return this.homes.onConfirmed(env.body as Body<'page.confirmed'>, addr, env.from);
+      case 'page.dropped':
+        return this.homes.onDropped(env.body as Body<'page.dropped'>, addr, env.from);
+      case 'page.invalidate':
+        return this.holder.onInvalidate(env.body as Body<'page.invalidate'>, addr, env.from);
+      case 'page.forward':
+        return this.holder.onForward(env.body as Body<'page.forward'>, addr);
+      case 'page.data':
+        return this.holder.onData(env.body as Body<'page.data'>, addr);
+      case 'page.served':
+        return this.holder.onServed(env.body as Body<'page.served'>, addr);
+      case 'page.refused':
+        return this.holder.onRefused(env.body as Body<'page.refused'>, addr);
+    }
+  }
+
+  /** A program's call (`client.page`), answered on its route. */
+  onClient(env: Envelope, route: ReplyRoute): void {
+    const op = env.body as ClientPageOp;
+    this.call(op, env.from).then(
+      (result) => this.deps.outbox.reply(route, env, 'reply.ok', { result }),
+      (err: unknown) => {
+        const e = isMangroveError(err) ? err : new MangroveError('E_INTERNAL', String(err));
+        if (e.code === 'E_INTERNAL') this.deps.log.error({ err: String(err), op: op.op }, 'engine call failed');
+        this.deps.outbox.reply(route, env, 'reply.err', { code: e.code, message: e.message });
+      },
+    );
+  }
+
+  /** Runs a program's call on this node; `client` names the caller (locks are per client). */
+  call(op: ClientPageOp, client = 'local'): Promise<unknown> {
+    if (this.closed) return Promise.reject(new MangroveError('E_CLOSED', 'the node is stopping'));
+    return this.scheduler.dispatch(`client.${op.op}`, op, client);
+  }
+
+  /** Page counts, cache use and free space for `status` (M24). */
+  space(): SpaceReport {
+    const s = this.cache.stats();
+    const pagesMax = this.deps.store.capacity();
+    const pages = this.deps.store.count();
+    return {
+      node: this.deps.self,
+      ram: { budgetBytes: this.deps.settings.ramBytes, usedBytes: s.bytes, pages: s.pages, dirtyPages: s.dirty },
+      disk: { pages, pagesMax, freePages: Math.max(0, pagesMax - pages) },
+      homePages: this.addressSpace.materializedPages(),
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.calls.close();
+    this.holder.close();
+    this.homes.stop();
+    this.holder.changes$.complete();
+  }
+
+  /** The responsible node (the home) of `addr`: from its arena and the node database. */
+  homeOf(addr: bigint): string {
+    const arena = arenaOf(addr);
+    const nodes = this.deps.db().nodes;
+    if (arena === 0n) {
+      const anchors = nodes.filter((n) => n.anchor).sort((a, b) => a.shortId - b.shortId);
+      if (anchors.length === 0) throw new MangroveError('E_RECOVERING', 'the node database names no anchor yet; wait for the cluster to form');
+      return anchors[0].id;
+    }
+    const node = nodes.find((n) => BigInt(n.shortId) + 1n === arena);
+    if (!node) throw new MangroveError('E_NOT_RESERVED', `${formatAddress(addr)} is in arena ${arena}, which no node of the cluster owns; reserve pages first (page reserve)`);
+    return node.id;
+  }
+
+  private ownArena(): bigint {
+    const me = this.deps.db().nodes.find((n) => n.id === this.deps.self);
+    if (!me) throw new MangroveError('E_RECOVERING', 'this node has not joined the cluster yet; try again once it has');
+    return BigInt(me.shortId) + 1n;
+  }
+
+  /** A coherence message; to this node itself, delivered on the next microtask like any other arrival. */
+  private send<K extends PageKind>(to: string, kind: K, body: Body<K>): void {
+    if (to !== this.deps.self) return this.deps.outbox.send(to, kind, body);
+    const env = this.deps.outbox.envelope(to, kind, body);
+    queueMicrotask(() => this.handle(env));
+  }
+
+  private async syncDirectory(core: CoreHolderDeps): Promise<void> {
+    const missed = await replicateDirectory(core, this.addressSpace.takeWritten(), this.deps.settings.copies);
+    // The change stands (it is on this node's disk); a replica missed lacks these pages until they are written again.
+    if (missed.length > 0) this.deps.log.warn({ missed }, 'directory pages not copied to every replica');
+  }
+
+  private needQuorum(what: string): void {
+    if (!this.deps.quorate()) throw new MangroveError('E_NO_QUORUM', `${what} needs quorum and this node has none (too few anchors reachable); reads of pages held go on`);
+  }
+
+  private within<T>(work: Promise<T>, what: string, ms = this.deps.settings.timeoutMs): Promise<T> {
+    const { clock } = this.deps;
+    return new Promise<T>((resolve, reject) => {
+      const timer = clock.setTimeout(() => reject(new MangroveError('E_TIMEOUT', `${what} took more than ${ms} ms; the page's home or owner may be unreachable`)), ms);
+      work.then(
+        (v) => {
+          clock.clearTimeout(timer);
+          resolve(v);
+        },
+        (err) => {
+          clock.clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+}

@@ -1,0 +1,386 @@
+/**
+ * The holder and requester side of coherence (M10; machines/memory/page-home.ts is
+ * the home side): this node's copies of pages, what it may do with each, and
+ * its requests to pages' homes.
+ *
+ * A copy's data, version and dirty bit live in the RAM cache; its coherence
+ * state lives here:
+ * - `read`: a read-only copy; the home counts this node a reader;
+ * - `write`: this node is the owner and only holder; it writes in place;
+ * - `kept`: handed to a new owner for a write; kept, unreadable, until the
+ *   home confirms the hand-over with an invalidation (so a lost hand-over
+ *   never loses the page);
+ * - `incoming`: arrived for a pending write, not yet granted.
+ * Each copy remembers the round it came in: an invalidation of an earlier
+ * round is a late duplicate and is acknowledged without dropping anything.
+ * It also remembers whether this node is the page's owner (its copy is the
+ * newest, even when read-only because readers share it), which decides how
+ * the copy may leave RAM: a reader's is dropped and the home told; an
+ * owner's is paged out to disk or handed back to the home (M12).
+ *
+ * A request is numbered (epoch in the high bits, so a restarted node's
+ * numbers keep rising) and resent every `retryMs`: the request itself until
+ * data arrives, then the confirmation, until the home's `served`. Data is
+ * taken only for the request it answers. A caller that stops waiting does
+ * not stop the request: the protocol runs to its end either way.
+ */
+import { Subject } from 'rxjs';
+import type { Clock } from '../../bus/clock.js';
+import { MangroveError, type ErrorCode } from '../../bus/errors.js';
+import type { Body } from '../../bus/messages/index.js';
+import { addressKey, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
+import type { AccessMode } from '../../machines/memory/page-home.js';
+import type { CachedPage, RamCache } from './ram-cache.js';
+import type { PageStore } from '../storage/page-store.js';
+
+export type CopyMode = 'read' | 'write' | 'kept' | 'incoming';
+
+/** What a page's home told this node about the page with its last grant. */
+export interface PageFacts {
+  holders: string[];
+  volatile: boolean;
+}
+
+/** A change local waiters hear of (M10): a write here, a new copy, or a copy gone. */
+export interface PageChange {
+  addr: bigint;
+  why: 'written' | 'arrived' | 'invalidated' | 'dropped';
+  version: number | null;
+}
+
+export interface PageHolderDeps {
+  self: string;
+  epoch: number;
+  clock: Clock;
+  cache: RamCache;
+  retryMs: number;
+  homeOf(addr: bigint): string;
+  /** Sends a `page.` message (to this node too: the caller routes it locally). */
+  send<K extends 'page.request' | 'page.invalidated' | 'page.data' | 'page.confirmed' | 'page.dropped'>(to: string, kind: K, body: Body<K>): void;
+  /** This node's disk cache: where an owner's clean copy is paged out to (M12). */
+  store: PageStore;
+  /** Flushes an owner's copy to its core holders, then releases it, or hands it to its home (M12). */
+  pageOut(addr: bigint): Promise<void>;
+}
+
+interface CopyState {
+  mode: CopyMode;
+  round: number;
+  /** This node is the page's owner (its copy is the newest), whatever it may do with it now. */
+  owner: boolean;
+  /** Paged out (M12): the RAM copy is gone, the same version is in this node's disk cache. */
+  paged: boolean;
+}
+
+interface Pending {
+  req: number;
+  mode: AccessMode;
+  gotData: boolean;
+  timer: unknown;
+  done: Promise<void>;
+  /** Resolves when a read's data is in: the copy is readable before the home hears the confirmation. */
+  arrived: Promise<void>;
+  arrive(): void;
+  resolve(): void;
+  reject(err: MangroveError): void;
+}
+
+const REQS_PER_EPOCH = 2 ** 32;
+
+export class PageHolder {
+  readonly changes$ = new Subject<PageChange>();
+  private readonly modes = new Map<bigint, CopyState>();
+  private readonly pending = new Map<bigint, Pending>();
+  private readonly facts = new Map<bigint, PageFacts>();
+  /** Per page, the round of the reader's copy this node last dropped: said again if the home still counts it. */
+  private readonly dropped = new Map<bigint, number>();
+  /** Per page, the latest round of a forward or invalidation this node has acted on. */
+  private readonly seen = new Map<bigint, number>();
+  private seq = 0;
+  /** The configured RAM budget; the cache's own may run over it while dirty pages wait to be paged out. */
+  private readonly budgetBytes: number;
+  private readonly pagingOut = new Set<bigint>();
+  /** Reader copies dropped and owner copies paged out to the disk cache (M12). */
+  released = 0;
+
+  constructor(private readonly deps: PageHolderDeps) {
+    this.budgetBytes = deps.cache.stats().budgetBytes;
+  }
+
+  /** The copy, if this node may read it now. */
+  readable(addr: bigint): CachedPage | undefined {
+    const m = this.modes.get(addr)?.mode;
+    return m === 'read' || m === 'write' ? this.cached(addr) : undefined;
+  }
+
+  /** The copy, if this node owns the page alone and may write it now. */
+  writable(addr: bigint): CachedPage | undefined {
+    return this.modes.get(addr)?.mode === 'write' ? this.cached(addr) : undefined;
+  }
+
+  /**
+   * Drops a reader's copy and tells the home (M12: memory pressure, or the
+   * program no longer needs the page); an owner's clean copy that this node
+   * also holds on disk is paged out instead. False when the copy must stay
+   * (dirty, in use, or not held).
+   */
+  release(addr: bigint): boolean {
+    const state = this.modes.get(addr);
+    const page = this.deps.cache.peek(addr);
+    if (!state || !page || state.paged || this.pending.has(addr) || page.pins > 0) return false;
+    if (state.mode === 'read' && !state.owner) {
+      this.modes.delete(addr);
+      this.deps.cache.remove(addr);
+      this.dropped.set(addr, state.round);
+      this.deps.send(this.deps.homeOf(addr), 'page.dropped', { addr: addressKey(addr), round: state.round });
+      this.changes$.next({ addr, why: 'dropped', version: null });
+      this.released++;
+      this.shrink();
+      return true;
+    }
+    const onDisk = this.deps.store.get(addr);
+    if (state.owner && !page.dirty && !page.volatile && onDisk?.version === page.version) {
+      this.deps.cache.remove(addr);
+      state.paged = true;
+      this.released++;
+      this.shrink();
+      return true;
+    }
+    return false;
+  }
+
+  modeOf(addr: bigint): CopyMode | undefined {
+    return this.modes.get(addr)?.mode;
+  }
+
+  factsOf(addr: bigint): PageFacts | undefined {
+    return this.facts.get(addr);
+  }
+
+  /** The home replaced core holders (M11). */
+  setHolders(addr: bigint, holders: string[]): void {
+    const f = this.facts.get(addr);
+    if (f) this.facts.set(addr, { ...f, holders });
+  }
+
+  /** Resolves once this node may read (or write) `addr`, asking its home as needed. */
+  async acquire(addr: bigint, mode: AccessMode): Promise<void> {
+    const ok = () => (mode === 'read' ? this.readable(addr) : this.writable(addr)) !== undefined;
+    for (;;) {
+      if (ok()) return;
+      const p = this.pending.get(addr) ?? this.request(addr, mode);
+      // A read may use its copy as soon as it arrives: the home serves nothing else for the
+      // page until this node confirms it, so no write can be granted before the read returns.
+      if (mode === 'read' && !p.gotData) {
+        await Promise.race([p.done, p.arrived]);
+        if (ok()) return;
+      }
+      await p.done;
+    }
+  }
+
+  /** The home's own copy when it takes up a page: it starts as the owner (round 0). */
+  installOwn(addr: bigint, data: Uint8Array, version: number, facts: PageFacts): void {
+    if (this.modes.has(addr)) return;
+    this.put(addr, data, version, false, facts.volatile);
+    this.modes.set(addr, { mode: 'write', round: 0, owner: true, paged: false });
+    this.facts.set(addr, facts);
+  }
+
+  /** Records a write in place: the caller changed the cached buffer; returns the new version. */
+  wrote(addr: bigint): number {
+    const page = this.writable(addr);
+    if (!page) throw new MangroveError('E_INTERNAL', `wrote ${formatAddress(addr)} without write access`);
+    const version = page.version + 1;
+    this.deps.cache.markDirty(addr, version);
+    this.changes$.next({ addr, why: 'written', version });
+    return version;
+  }
+
+  /** Forgets a copy the home no longer counts (unallocate, dealloc). */
+  forget(addr: bigint): void {
+    this.modes.delete(addr);
+    this.dropped.delete(addr);
+    this.seen.delete(addr);
+    this.facts.delete(addr);
+    if (this.deps.cache.remove(addr)) this.changes$.next({ addr, why: 'dropped', version: null });
+  }
+
+  onForward(b: Body<'page.forward'>, addr: bigint): void {
+    this.see(addr, b.round);
+    const state = this.modes.get(addr);
+    const page = state && state.mode !== 'incoming' ? this.cached(addr) : undefined;
+    // No copy: this node lost it (a restart); the home keeps retrying until recovery (M15) steps in.
+    if (!state || !page) return;
+    this.deps.send(b.requester, 'page.data', { addr: b.addr, req: b.req, round: b.round, mode: b.mode, data: page.data.slice(), version: page.version, dirty: page.dirty });
+    if (b.mode === 'read' && state.mode === 'write') state.mode = 'read';
+    if (b.mode === 'write') {
+      state.mode = 'kept';
+      state.owner = false;
+    }
+  }
+
+  onInvalidate(b: Body<'page.invalidate'>, addr: bigint, from: string): void {
+    this.see(addr, b.round);
+    const state = this.modes.get(addr);
+    if (state && b.round > state.round && !this.isPendingData(addr)) {
+      this.modes.delete(addr);
+      this.deps.cache.remove(addr);
+      this.changes$.next({ addr, why: 'invalidated', version: null });
+    }
+    this.deps.send(from, 'page.invalidated', { addr: b.addr, round: b.round });
+  }
+
+  onData(b: Body<'page.data'>, addr: bigint): void {
+    const p = this.pending.get(addr);
+    if (!p || p.req !== b.req || p.mode !== b.mode) return;
+    if (!p.gotData) {
+      // A reader's copy is never dirty: making the page durable is its owner's business.
+      this.put(addr, b.data, b.version, b.mode === 'write' && b.dirty, false);
+      p.gotData = true;
+      this.dropped.delete(addr);
+      this.modes.set(addr, { mode: b.mode === 'read' ? 'read' : 'incoming', round: b.round, owner: false, paged: false });
+      if (b.mode === 'read') p.arrive();
+    }
+    this.deps.send(this.deps.homeOf(addr), 'page.confirmed', { addr: b.addr, req: b.req });
+  }
+
+  onServed(b: Body<'page.served'>, addr: bigint): void {
+    const p = this.pending.get(addr);
+    if (!p || p.req !== b.req) return;
+    this.facts.set(addr, { holders: b.holders, volatile: b.volatile });
+    const state = this.modes.get(addr);
+    if (!state || !this.cached(addr)) {
+      // Served without a copy here: the home still counts a copy this node dropped (the word
+      // of it was lost). Say it again, then ask again.
+      const round = this.dropped.get(addr);
+      if (round !== undefined) this.deps.send(this.deps.homeOf(addr), 'page.dropped', { addr: b.addr, round });
+      this.modes.delete(addr);
+      this.facts.delete(addr);
+      return this.finish(addr, p);
+    }
+    // A write is granted on data that came for it, or on the copy held, if no later round (a
+    // forward, an invalidation, which can overtake the `served`) has touched that copy since.
+    // Otherwise the grant is already superseded: the request ends and the caller asks again.
+    const superseded = (this.seen.get(addr) ?? 0) > b.round;
+    if (p.mode === 'write' && (state.mode === 'incoming' || (state.mode === 'read' && !superseded))) {
+      state.mode = 'write';
+      state.owner = true;
+    }
+    this.changes$.next({ addr, why: 'arrived', version: this.deps.cache.peek(addr)!.version });
+    this.finish(addr, p);
+  }
+
+  onRefused(b: Body<'page.refused'>, addr: bigint): void {
+    const p = this.pending.get(addr);
+    if (!p || p.req !== b.req) return;
+    this.finish(addr, p, new MangroveError(b.code as ErrorCode, b.message));
+  }
+
+  /** Copies held, by mode. */
+  counts(): Record<CopyMode, number> {
+    const out: Record<CopyMode, number> = { read: 0, write: 0, kept: 0, incoming: 0 };
+    for (const { mode } of this.modes.values()) out[mode]++;
+    return out;
+  }
+
+  close(): void {
+    for (const [addr, p] of [...this.pending]) this.finish(addr, p, new MangroveError('E_CLOSED', 'the node is stopping'));
+  }
+
+  /**
+   * Making room for one more page (M12), least recently used first: a
+   * reader's copy is dropped (the home is told), an owner's clean copy is
+   * paged out to disk, and the oldest other owner copy is flushed to its
+   * core holders and then paged out, or handed to its home if this node
+   * keeps no disk copy (`pageOut`, in the background). Until then the cache
+   * runs over its budget (`status` shows RAM used above it).
+   */
+  private makeRoom(incoming: bigint): void {
+    const { cache } = this.deps;
+    const fits = () => cache.stats().bytes + PAGE_BYTES <= this.budgetBytes;
+    if (fits()) return;
+    let owned: bigint | undefined;
+    for (const victim of cache.addresses()) {
+      if (victim === incoming) continue;
+      if (this.release(victim) && fits()) return;
+      const state = this.modes.get(victim);
+      if (owned === undefined && state?.owner && !state.paged && !this.pending.has(victim) && !this.pagingOut.has(victim)) owned = victim;
+    }
+    if (owned !== undefined) {
+      const victim = owned;
+      this.pagingOut.add(victim);
+      void this.deps.pageOut(victim).finally(() => this.pagingOut.delete(victim));
+    }
+    // Over the budget until the page-out is done: the cache must still take this copy.
+    const s = cache.stats();
+    if (s.bytes + PAGE_BYTES > s.budgetBytes) cache.setBudget(s.bytes + PAGE_BYTES);
+  }
+
+  /** Back toward the configured budget as pages leave. */
+  private shrink(): void {
+    const { cache } = this.deps;
+    cache.setBudget(Math.max(this.budgetBytes, Math.ceil(cache.stats().bytes / PAGE_BYTES) * PAGE_BYTES));
+  }
+
+  /** The RAM copy, read back from the disk cache if it was paged out. */
+  private cached(addr: bigint): CachedPage | undefined {
+    const state = this.modes.get(addr);
+    if (state?.paged) {
+      const stored = this.deps.store.get(addr);
+      if (!stored) throw new MangroveError('E_STORAGE', `${formatAddress(addr)} was paged out but is gone from the disk cache`);
+      state.paged = false;
+      this.put(addr, stored.data, stored.version, false, false);
+    }
+    return this.deps.cache.get(addr);
+  }
+
+  private see(addr: bigint, round: number): void {
+    if (round > (this.seen.get(addr) ?? 0)) this.seen.set(addr, round);
+  }
+
+  private isPendingData(addr: bigint): boolean {
+    const p = this.pending.get(addr);
+    return p !== undefined && p.gotData && this.modes.get(addr)?.mode === 'incoming';
+  }
+
+  private request(addr: bigint, mode: AccessMode): Pending {
+    const req = this.deps.epoch * REQS_PER_EPOCH + (++this.seq % REQS_PER_EPOCH);
+    let resolve!: () => void;
+    let reject!: (err: MangroveError) => void;
+    const done = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    let arrive!: () => void;
+    const arrived = new Promise<void>((res) => (arrive = res));
+    const p: Pending = { req, mode, gotData: false, timer: undefined, done, resolve, reject, arrived, arrive };
+    this.pending.set(addr, p);
+    const home = this.deps.homeOf(addr);
+    const again = () => {
+      if (this.pending.get(addr) !== p) return;
+      if (p.gotData) this.deps.send(home, 'page.confirmed', { addr: addressKey(addr), req });
+      else this.deps.send(home, 'page.request', { addr: addressKey(addr), mode, req });
+      p.timer = this.deps.clock.setTimeout(again, this.deps.retryMs);
+    };
+    again();
+    return p;
+  }
+
+  private finish(addr: bigint, p: Pending, err?: MangroveError): void {
+    if (this.pending.get(addr) !== p) return;
+    this.pending.delete(addr);
+    this.deps.clock.clearTimeout(p.timer);
+    if (err) p.reject(err);
+    else p.resolve();
+  }
+
+  private put(addr: bigint, data: Uint8Array, version: number, dirty: boolean, volatile: boolean): void {
+    const { cache } = this.deps;
+    if (data.byteLength !== PAGE_BYTES) throw new MangroveError('E_BAD_MESSAGE', `page data for ${formatAddress(addr)} is ${data.byteLength} bytes`);
+    // A copy replaces whatever was here, even a higher version left from before a home restart.
+    cache.remove(addr);
+    this.makeRoom(addr);
+    cache.put(addr, { data: new Uint8Array(data), version, dirty, volatile });
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The home side of coherence (M10): one page-home machine per page this node
+ * is responsible for, taken up on the page's first request and kept (its
+ * round numbers must keep rising for holders to tell late invalidations from
+ * new ones), and each page's lock table (M7 lock and unlock, shared or
+ * exclusive, per client).
+ *
+ * What the machines emit becomes `page.` messages; a message to this node
+ * itself goes through the same route, so the home treats its own node's
+ * requests like any other's.
+ */
+import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import type { Clock } from '../../bus/clock.js';
+import { MangroveError } from '../../bus/errors.js';
+import type { Body } from '../../bus/messages/index.js';
+import { addressKey, formatAddress } from '../../machines/memory/address.js';
+import { pageHomeMachine, type PageHomeEmitted } from '../../machines/memory/page-home.js';
+import type { PageFacts } from './page-holder.js';
+
+export type LockMode = 'shared' | 'exclusive';
+
+export interface PageHomesDeps {
+  self: string;
+  clock: Clock;
+  retryMs: number;
+  inspect?: (e: InspectionEvent) => void;
+  /** The page's facts if it is materialized here, else the error a requester gets. */
+  factsOf(addr: bigint): PageFacts | MangroveError;
+  /** Makes sure this node holds its own copy before the home first runs (it starts as the owner). */
+  takeUp(addr: bigint, facts: PageFacts): void;
+  send<K extends 'page.invalidate' | 'page.forward' | 'page.served' | 'page.refused'>(to: string, kind: K, body: Body<K>): void;
+}
+
+interface Lock {
+  mode: LockMode;
+  /** Client → how many times it holds the lock. */
+  holders: Map<string, number>;
+}
+
+export class PageHomes {
+  private readonly homes = new Map<bigint, Actor<typeof pageHomeMachine>>();
+  private readonly locks = new Map<bigint, Lock>();
+
+  constructor(private readonly deps: PageHomesDeps) {}
+
+  onRequest(b: Body<'page.request'>, addr: bigint, from: string): void {
+    const facts = this.deps.factsOf(addr);
+    if (facts instanceof MangroveError) {
+      this.deps.send(from, 'page.refused', { addr: b.addr, req: b.req, code: facts.code, message: facts.message });
+      return;
+    }
+    this.homeOf(addr, facts).send({ type: 'REQUEST', mode: b.mode, from, req: b.req });
+  }
+
+  onInvalidated(b: Body<'page.invalidated'>, addr: bigint, from: string): void {
+    this.homes.get(addr)?.send({ type: 'INVALIDATED', from, round: b.round });
+  }
+
+  onConfirmed(b: Body<'page.confirmed'>, addr: bigint, from: string): void {
+    this.homes.get(addr)?.send({ type: 'CONFIRMED', from, req: b.req });
+  }
+
+  onDropped(b: Body<'page.dropped'>, addr: bigint, from: string): void {
+    this.homes.get(addr)?.send({ type: 'DROPPED', from, round: b.round });
+  }
+
+  /** Owner, readers and grant count, if the page has been taken up. */
+  view(addr: bigint): { owner: string | null; readers: string[]; grants: number } | undefined {
+    const home = this.homes.get(addr);
+    if (!home) return undefined;
+    const c = home.getSnapshot().context;
+    return { owner: c.owner, readers: c.readers, grants: c.version };
+  }
+
+  /** Pages taken up whose address lies in [first, last]. */
+  within(first: bigint, last: bigint): bigint[] {
+    return [...this.homes.keys()].filter((a) => a >= first && a <= last);
+  }
+
+  count(): number {
+    return this.homes.size;
+  }
+
+  lock(addr: bigint, client: string, mode: LockMode): void {
+    const held = this.locks.get(addr);
+    if (!held) {
+      this.locks.set(addr, { mode, holders: new Map([[client, 1]]) });
+      return;
+    }
+    const mine = held.holders.get(client);
+    const sole = held.holders.size === 1 && mine !== undefined;
+    if (held.mode === 'shared' && mode === 'shared') {
+      held.holders.set(client, (mine ?? 0) + 1);
+      return;
+    }
+    if (sole && (held.mode === 'exclusive' || mode === 'exclusive')) {
+      // The only holder may take the lock again, or upgrade it.
+      held.mode = mode === 'exclusive' ? 'exclusive' : held.mode;
+      held.holders.set(client, mine + 1);
+      return;
+    }
+    const others = [...held.holders.keys()].filter((c) => c !== client);
+    throw new MangroveError('E_LOCKED', `${formatAddress(addr)} is locked ${held.mode} by ${others.join(', ')}; try again after they unlock`);
+  }
+
+  unlock(addr: bigint, client: string): void {
+    const held = this.locks.get(addr);
+    const mine = held?.holders.get(client);
+    if (!held || mine === undefined) throw new MangroveError('E_BAD_ARGUMENT', `${formatAddress(addr)} is not locked by this client`);
+    if (mine > 1) held.holders.set(client, mine - 1);
+    else held.holders.delete(client);
+    if (held.holders.size === 0) this.locks.delete(addr);
+  }
+
+  lockOf(addr: bigint): { mode: LockMode; holders: string[] } | null {
+    const held = this.locks.get(addr);
+    return held ? { mode: held.mode, holders: [...held.holders.keys()] } : null;
+  }
+
+  /** Forgets the locks of pages being freed. */
+  dropLocks(first: bigint, last: bigint): void {
+    for (const a of [...this.locks.keys()]) if (a >= first && a <= last) this.locks.delete(a);
+  }
+
+  stop(): void {
+    for (const home of this.homes.values()) home.stop();
+    this.homes.clear();
+  }
+
+  private homeOf(addr: bigint, facts: PageFacts): Actor<typeof pageHomeMachine> {
+    let home = this.homes.get(addr);
+    if (home) {
+      // Freed and allocated again since: the home, still the owner, holds the page anew.
+      if (home.getSnapshot().context.owner === this.deps.self) this.deps.takeUp(addr, facts);
+      return home;
+    }
+    this.deps.takeUp(addr, facts);
+    const { self, clock, retryMs, inspect } = this.deps;
+    home = createActor(pageHomeMachine, { clock, inspect, input: { owner: self, retryMs } });
+    const wire = addressKey(addr);
+    home.on('*', (e) => this.emitted(addr, wire, e as PageHomeEmitted));
+    this.homes.set(addr, home);
+    home.start();
+    return home;
+  }
+
+  private emitted(addr: bigint, wire: Uint8Array, e: PageHomeEmitted): void {
+    const { send } = this.deps;
+    switch (e.type) {
+      case 'invalidate':
+        return send(e.to, 'page.invalidate', { addr: wire, round: e.round, version: e.version });
+      case 'forward':
+        return send(e.to, 'page.forward', { addr: wire, requester: e.requester, req: e.req, round: e.round, mode: e.mode, version: e.version });
+      case 'served': {
+        const facts = this.deps.factsOf(addr);
+        const f = facts instanceof MangroveError ? { holders: [], volatile: false } : facts;
+        return send(e.request.from, 'page.served', { addr: wire, req: e.request.req, round: e.round, version: e.version, holders: f.holders, volatile: f.volatile });
+      }
+      case 'refused':
+        return send(e.request.from, 'page.refused', { addr: wire, req: e.request.req, code: e.code, message: `the newest copy of ${formatAddress(addr)} was on a failed node; recovery will restore it` });
+    }
+  }
+}

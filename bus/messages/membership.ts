@@ -1,0 +1,128 @@
+/**
+ * Membership's message bodies: `hb.` heartbeat (M3, M4), `ndb.` node
+ * database (M2), `pan.` primary anchor election (M16), and the records they
+ * carry (node entries, snapshots, quorum state, ballots).
+ */
+import { z } from 'zod';
+import { limits } from '../envelope.js';
+import { count, endpoint, id, list, shortId } from './schema.js';
+
+/** One node of the node database (M2). */
+export const nodeEntry = z.object({
+  id,
+  shortId,
+  endpoint,
+  anchor: z.boolean(),
+  votes: z.number().int().nonnegative().max(1000),
+  group: z.number().int().nonnegative().max(2 ** 24),
+  /** The process of the node's current incarnation, for operators (`status`). */
+  pid: count.optional(),
+});
+export type NodeEntry = z.infer<typeof nodeEntry>;
+
+/** A node as it introduces itself, before it has a short id. */
+export const identity = nodeEntry.omit({ shortId: true });
+export type Identity = z.infer<typeof identity>;
+
+export const nodeDbSnapshot = z.object({ version: count, nodes: list(nodeEntry) });
+export type NodeDbSnapshot = z.infer<typeof nodeDbSnapshot>;
+
+export const panClaim = z.object({ id, term: count });
+
+/** Quorum state with what is left of its lifetime, so relays never extend it (M5). */
+const quorumState = z.object({ has: z.boolean(), ttlMs: count.max(24 * 3600 * 1000) });
+export type QuorumState = z.infer<typeof quorumState>;
+export type PanRef = z.infer<typeof panClaim>;
+
+export const ndbOp = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('add'), node: nodeEntry }),
+  z.object({ op: z.literal('change'), node: nodeEntry }),
+  z.object({ op: z.literal('delete'), id }),
+]);
+export type NdbOp = z.infer<typeof ndbOp>;
+
+/** A node-database update attempt's rank: higher rounds win; `by` (node id and
+ * epoch) makes every coordinator's ballots distinct, even across restarts. */
+export const ballot = z.object({ round: count, by: z.string().min(1).max(limits.idCharsMax + 16) });
+export type Ballot = z.infer<typeof ballot>;
+
+export const membershipBodies = {
+  // Heartbeat (M3, M4). `level` 0 is a group of nodes; level L+1 is a group of
+  // level-L groups, whose members are those groups' transmitters.
+  'hb.member_pulse': z.object({
+    level: z.number().int().min(0).max(4),
+    domain: count,
+    /** The sender's slot in the domain's bitmap (so a trace reads without the node database). */
+    slot: z.number().int().min(0).max(63),
+    dbVersion: count,
+    /** Quorum as an anchor computed it (M5): this member, or one below it in the hierarchy. */
+    quorum: quorumState.optional(),
+    pan: panClaim.optional(),
+    /** Level >= 1: short ids failed inside the transmitter's own subtree. */
+    failed: list(shortId).optional(),
+  }),
+  'hb.monitor_pulse': z.object({
+    level: z.number().int().min(0).max(4),
+    domain: count,
+    dbVersion: count,
+    /** Bit i set: slot i of the domain is alive. */
+    bitmap: z.custom<Uint8Array>((b) => b instanceof Uint8Array, 'bitmap must be bytes').refine((b) => b.byteLength === 8, 'bitmap is 8 bytes'),
+    /** Short ids known failed anywhere in the cluster, as this monitor knows it. */
+    failed: list(shortId),
+    /** How far that knowledge reaches: the monitor's level-`horizon` domain. Nodes
+     * outside it are unknown, not alive (an upper level not yet formed or silent). */
+    horizon: z.number().int().min(0).max(4),
+    quorum: quorumState.optional(),
+    pan: panClaim.optional(),
+    /** Monitors of the levels above this one, nearest first, so a member
+     * promoted to monitor knows where to transmit its group's report. */
+    uppers: list(id).max(4).optional(),
+    /** Level >= 1: the transmitters this monitor hears, so a member can claim
+     * the role among them when the monitor falls silent. */
+    members: list(id).max(64).optional(),
+  }),
+  'hb.claim': z.object({ level: z.number().int().min(0).max(4), domain: count }),
+  /** Answer to a level-L pulse or claim sent to a node that is not in level L:
+   * "my group's transmitter is `monitor`", so stale upper monitors find the live ones. */
+  'hb.redirect': z.object({ level: z.number().int().min(1).max(4), domain: count, monitor: id }),
+
+  // Node database (M2).
+  'ndb.hello': z.object({ identity, dbVersion: count }),
+  'ndb.welcome': z.object({ identity, dbVersion: count, db: nodeDbSnapshot.optional() }),
+  'ndb.join': z.object({ identity }),
+  'ndb.joined': z.object({ db: nodeDbSnapshot }),
+  // One update per version, ordered by ballots (single-decree Paxos): a
+  // coordinator first gathers promises, re-proposes any change a majority
+  // may already have accepted, then asks anchors to accept, then commits.
+  'ndb.prepare': z.object({ version: count, ballot }),
+  'ndb.promise': z.object({
+    version: count,
+    ballot,
+    ok: z.boolean(),
+    /** The answering anchor's committed version. */
+    have: count,
+    /** On refusal: the ballot this anchor has promised. */
+    promised: ballot.optional(),
+    /** A change this anchor accepted for `version` under an earlier ballot. */
+    accepted: z.object({ ballot, change: ndbOp }).optional(),
+    reason: z.string().max(200).optional(),
+  }),
+  'ndb.accept': z.object({ version: count, ballot, change: ndbOp }),
+  'ndb.accepted': z.object({
+    version: count,
+    ballot,
+    ok: z.boolean(),
+    have: count,
+    promised: ballot.optional(),
+    reason: z.string().max(200).optional(),
+  }),
+  /** The change chosen for `version`: every anchor applies it on top of version - 1. */
+  'ndb.commit': z.object({ version: count, change: ndbOp }),
+  'ndb.fetch': z.object({}),
+  'ndb.snapshot': z.object({ db: nodeDbSnapshot }),
+
+  // Primary anchor node election (M16).
+  'pan.claim': z.object({ term: count }),
+  'pan.vote': z.object({ term: count, granted: z.boolean() }),
+  'pan.elected': z.object({ term: count }),
+} as const;

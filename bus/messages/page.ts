@@ -1,0 +1,188 @@
+/**
+ * The memory engine's message bodies (SPEC.md M7-M13, docs/engine.md):
+ * `page.` kinds between nodes and the `client.page` request a program sends
+ * its node. Addresses travel as 16 bytes big-endian, page data as byte
+ * strings of whole 4096-byte pages; every size is bounded here, so a hostile
+ * frame is refused by the codec before the engine sees it.
+ */
+import { z } from 'zod';
+import { limits } from '../envelope.js';
+import { bytes, count, errorCode, errorMessage, id } from './schema.js';
+
+export const PAGE_SIZE = 4096;
+/** Most pages one client read or write carries (1 MiB). */
+export const PAGES_PER_REQUEST_MAX = 256;
+/** Most core copies a page may ask for (M11). */
+export const COPIES_MAX = 8;
+/** Most pages one reserve, alloc, unallocate or dealloc call spans. */
+export const PAGES_PER_RANGE_MAX = 2 ** 32;
+
+
+/** A 128-bit address, 16 bytes big-endian. */
+export const wireAddress = bytes('an address', (n) => n === 16, '16 bytes');
+export const pageData = bytes('page data', (n) => n === PAGE_SIZE, `${PAGE_SIZE} bytes`);
+const pagesData = bytes('data', (n) => n > 0 && n % PAGE_SIZE === 0 && n <= PAGE_SIZE * PAGES_PER_REQUEST_MAX, `whole ${PAGE_SIZE}-byte pages, 1 to ${PAGES_PER_REQUEST_MAX} of them`);
+export const fsAttr = bytes('a file-system attribute', (n) => n === 16, '16 bytes');
+const rangePages = z.number().int().min(1).max(PAGES_PER_RANGE_MAX);
+const ioPages = z.number().int().min(1).max(PAGES_PER_REQUEST_MAX);
+const mode = z.enum(['read', 'write']);
+export const lockMode = z.enum(['shared', 'exclusive']);
+const holders = z.array(id).max(COPIES_MAX);
+/** Most bytes one transaction-log record holds. */
+export const TXN_RECORD_BYTES_MAX = 4096;
+const txnRecord = bytes('a log record', (n) => n <= TXN_RECORD_BYTES_MAX, `at most ${TXN_RECORD_BYTES_MAX} bytes`);
+
+/** What a program asks of its node: one op-code per engine call (M7, M13). */
+export const clientPageOp = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('reserve'), pages: rangePages }),
+  z.object({ op: z.literal('unreserve'), addr: wireAddress, pages: rangePages }),
+  z.object({ op: z.literal('alloc'), addr: wireAddress, pages: rangePages, copies: z.number().int().min(1).max(COPIES_MAX).optional(), volatile: z.boolean().optional() }),
+  z.object({ op: z.literal('unallocate'), addr: wireAddress, pages: rangePages }),
+  z.object({ op: z.literal('dealloc'), addr: wireAddress, pages: rangePages }),
+  z.object({ op: z.literal('read'), addr: wireAddress, pages: ioPages }),
+  z.object({ op: z.literal('write'), addr: wireAddress, data: pagesData }),
+  z.object({ op: z.literal('lock'), addr: wireAddress, mode: lockMode }),
+  z.object({ op: z.literal('unlock'), addr: wireAddress }),
+  z.object({ op: z.literal('flush'), addr: wireAddress, pages: ioPages }),
+  z.object({ op: z.literal('stat'), addr: wireAddress }),
+  z.object({ op: z.literal('space') }),
+  z.object({ op: z.literal('get_attrs'), addr: wireAddress }),
+  z.object({ op: z.literal('set_attrs'), addr: wireAddress, fs: fsAttr.optional(), cacheInRam: z.boolean().optional() }),
+  z.object({ op: z.literal('super_root') }),
+  z.object({ op: z.literal('set_super_root'), addr: wireAddress }),
+  z.object({ op: z.literal('access'), addr: wireAddress, pages: ioPages, mode }),
+  z.object({ op: z.literal('unreference'), addr: wireAddress, pages: ioPages }),
+  // The transaction log (M7): records of one transaction become durable together at commit.
+  z.object({ op: z.literal('txn_begin') }),
+  z.object({ op: z.literal('txn_log'), txn: count, record: txnRecord }),
+  z.object({ op: z.literal('txn_commit'), txn: count }),
+  z.object({ op: z.literal('txn_abort'), txn: count }),
+  z.object({ op: z.literal('txn_end'), txn: count }),
+  z.object({ op: z.literal('txn_read'), txn: count.optional() }),
+]);
+export type ClientPageOp = z.infer<typeof clientPageOp>;
+
+/** A request to another node's engine, answered by `page.answer` with the same `call`. */
+export const peerCall = z.discriminatedUnion('op', [
+  /** To a core holder: commit this copy durably (flush, materialize). */
+  z.object({ op: z.literal('store'), addr: wireAddress, version: count, data: pageData, attrs: fsAttr.optional() }),
+  /** To a core holder: your durable copy, for a read whose home is down. */
+  z.object({ op: z.literal('fetch'), addr: wireAddress }),
+  /** To a home: materialize pages it is responsible for. */
+  z.object({ op: z.literal('alloc'), addr: wireAddress, pages: rangePages, copies: z.number().int().min(1).max(COPIES_MAX), volatile: z.boolean() }),
+  z.object({ op: z.literal('free'), addr: wireAddress, pages: rangePages, unreserve: z.boolean() }),
+  /** To a home, then from the home to the owner: make the newest copy durable on every core holder. */
+  z.object({ op: z.literal('flush'), addr: wireAddress }),
+  z.object({ op: z.literal('lock'), addr: wireAddress, mode: lockMode, client: z.string().min(1).max(limits.idCharsMax * 2 + 1) }),
+  z.object({ op: z.literal('unlock'), addr: wireAddress, client: z.string().min(1).max(limits.idCharsMax * 2 + 1) }),
+  z.object({ op: z.literal('stat'), addr: wireAddress }),
+  z.object({ op: z.literal('set_attrs'), addr: wireAddress, fs: fsAttr.optional(), cacheInRam: z.boolean().optional() }),
+  /** To the system arena's home: the super-root address (M7), or set it. */
+  z.object({ op: z.literal('super_root'), set: wireAddress.optional() }),
+  /** To a home: replace core holders counted failed (M11, demand-driven reduplexing); answers the holders. */
+  z.object({ op: z.literal('reduplex'), addr: wireAddress }),
+  /** To a home, from an owner short of RAM that keeps no disk copy: take the page back (M12). */
+  z.object({ op: z.literal('reclaim'), addr: wireAddress }),
+  /** To any node: its own space report, for the cluster's totals (M7, M12). */
+  z.object({ op: z.literal('space') }),
+  /** To a core holder: forget these pages (unallocate, dealloc). */
+  z.object({ op: z.literal('drop'), addr: wireAddress, pages: rangePages }),
+]);
+export type PeerCall = z.infer<typeof peerCall>;
+
+export const pageBodies = {
+  // Coherence (M10), driven by the home's page-home machine.
+  'page.request': z.object({ addr: wireAddress, mode, req: count }),
+  'page.invalidate': z.object({ addr: wireAddress, round: count, version: count }),
+  'page.invalidated': z.object({ addr: wireAddress, round: count }),
+  'page.forward': z.object({ addr: wireAddress, requester: id, req: count, round: count, mode, version: count }),
+  'page.data': z.object({ addr: wireAddress, req: count, round: count, mode, data: pageData, version: count, dirty: z.boolean() }),
+  'page.confirmed': z.object({ addr: wireAddress, req: count }),
+  /** A reader dropped the copy it got in `round` (M12). */
+  'page.dropped': z.object({ addr: wireAddress, round: count }),
+  'page.served': z.object({ addr: wireAddress, req: count, round: count, version: count, holders, volatile: z.boolean() }),
+  'page.refused': z.object({ addr: wireAddress, req: count, code: errorCode, message: errorMessage }),
+  // Calls between engines (M11 flush and fetch, M7 locks and allocation at the home).
+  'page.call': z.object({ call: count, req: peerCall }),
+  'page.answer': z.object({ call: count, ok: z.boolean(), result: z.unknown().optional(), code: errorCode.optional(), message: errorMessage.optional() }),
+  // A program's engine call (M24), answered with `reply.ok` or `reply.err`.
+  'client.page': clientPageOp,
+} as const;
+
+/*
+ * What `client.page` answers (`reply.ok {result}`), per op. Addresses in
+ * results are `0x` hex text, so a script can print them as they are.
+ * reserve → ReserveResult; read → ReadResult; write → WriteResult;
+ * flush → FlushResult; stat → PageStat; space → SpaceReport;
+ * get_attrs and set_attrs → PageAttrs; super_root → {address};
+ * access → {pages, versions}; unreference → {pages, dropped};
+ * txn_begin → {txn}; txn_log → {txn, seq}; txn_commit, txn_abort, txn_end →
+ * {txn, state: 'committed' | 'aborted' | 'ended', records}; txn_read →
+ * {records: TxnRecord[], more, txns?} (without a txn: whole transactions up
+ * to 2 MiB, `more` if there are others, `txns` naming every committed one);
+ * unreserve, alloc, unallocate, dealloc, lock, unlock, set_super_root →
+ * {address, pages} of what changed.
+ */
+export interface ReserveResult {
+  address: string;
+  pages: number;
+}
+export interface ReadResult {
+  /** pages × 4096 bytes. */
+  data: Uint8Array;
+  /** Each page's version, in order. */
+  versions: number[];
+}
+export interface WriteResult {
+  versions: number[];
+}
+export interface FlushResult {
+  pages: number;
+  /** Per page flushed, the core holders that committed it. */
+  holders: string[][];
+}
+export interface PageAttrs {
+  address: string;
+  /** The coherency protocol (M10): invalidation, single writer. */
+  coherency: 'invalidate';
+  copies: number;
+  volatile: boolean;
+  cacheInRam: boolean;
+  /** The 16-byte file-system attribute, hex. */
+  fs: string;
+}
+export interface PageStat {
+  address: string;
+  /** The reservation the page belongs to. */
+  reservation: { address: string; pages: number };
+  state: 'reserved' | 'materialized';
+  /** The responsible node: the page's home (M8). */
+  home: string;
+  /** The node whose copy is newest (M10); null while no node holds the page in RAM. */
+  owner: string | null;
+  /** RAM copyset: nodes holding read-only copies. */
+  readers: string[];
+  /** Disk copyset: the core holders (M11), on distinct nodes. */
+  coreHolders: string[];
+  copies: number;
+  volatile: boolean;
+  version: number;
+  lock: { mode: 'shared' | 'exclusive'; holders: string[] } | null;
+}
+export interface SpaceReport {
+  node: string;
+  ram: { budgetBytes: number; usedBytes: number; pages: number; dirtyPages: number };
+  disk: { pages: number; pagesMax: number; freePages: number };
+  /** Pages this node is home to, materialized. */
+  homePages: number;
+  /** The whole cluster, summed over the nodes that answered. */
+  cluster?: { nodes: number; totalRamBytes: number; freeRamBytes: number; totalDiskPages: number; freeDiskPages: number };
+}
+
+/** One durable transaction-log record, as `txn_read` returns it: only committed, not yet ended, transactions have any. */
+export interface TxnRecord {
+  txn: number;
+  /** The record's place in its transaction, from 1. */
+  seq: number;
+  data: Uint8Array;
+}

@@ -1,0 +1,150 @@
+/**
+ * A process that is not a node (the CLI, tests, the client library) talking
+ * to one node: a DEALER to the node's ROUTER, requests matched to replies by
+ * `seq`. A client has no endpoint of its own; the node answers on the link
+ * the request came by. Every request ends, with the reply, the node's error
+ * or a timeout that tells the user what to check.
+ */
+import { randomBytes } from 'node:crypto';
+import * as zmq from 'zeromq';
+import { decode, encode } from '../codec.js';
+import { ENVELOPE_VERSION, limits } from '../envelope.js';
+import { MangroveError, type ErrorCode } from '../errors.js';
+import type { Body, Kind } from '../messages/index.js';
+import { describeError } from './transport-base.js';
+import { openDealer, zmqLimits } from './zmq.js';
+
+export const clientLimits = {
+  /** Requests awaiting an answer; more are refused rather than queued. */
+  pendingMax: 1024,
+} as const;
+
+export interface ZmqClientOptions {
+  /** Defaults to 'client-' and 12 random hex digits. */
+  clientId?: string;
+  /** How long a request waits for its answer. */
+  timeoutMs: number;
+}
+
+interface Pending {
+  resolve: (body: unknown) => void;
+  reject: (err: MangroveError) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class ZmqClient {
+  private readonly pending = new Map<number, Pending>();
+  private seq = 0;
+  private readonly loop: Promise<void>;
+  private closed = false;
+
+  private constructor(
+    private readonly dealer: zmq.Dealer,
+    readonly endpoint: string,
+    readonly clientId: string,
+    private readonly timeoutMs: number,
+  ) {
+    this.loop = this.readLoop();
+  }
+
+  /** Opens the link. ZeroMQ connects in the background, so an unreachable
+   * node shows up as a request timeout, not here. */
+  static async connect(endpoint: string, opts: ZmqClientOptions): Promise<ZmqClient> {
+    const clientId = opts.clientId ?? `client-${randomBytes(6).toString('hex')}`;
+    if (clientId.length === 0 || clientId.length > limits.idCharsMax) {
+      throw new MangroveError('E_BAD_ARGUMENT', `client id must have 1 to ${limits.idCharsMax} characters`);
+    }
+    if (!(opts.timeoutMs > 0)) throw new MangroveError('E_BAD_ARGUMENT', 'timeoutMs must be positive');
+    let dealer: zmq.Dealer;
+    try {
+      dealer = openDealer(endpoint);
+    } catch (err) {
+      throw new MangroveError('E_BAD_ARGUMENT', describeError(err));
+    }
+    return new ZmqClient(dealer, endpoint, clientId, opts.timeoutMs);
+  }
+
+  /** Sends one request; resolves with the body of its reply (`{result}` for
+   * 'reply.ok'), rejects with the node's error for 'reply.err'. */
+  request<K extends Kind>(kind: K, body: Body<K>): Promise<unknown> {
+    if (this.closed) return Promise.reject(new MangroveError('E_CLOSED', 'the client is closed'));
+    if (this.pending.size >= clientLimits.pendingMax) {
+      return Promise.reject(new MangroveError('E_BUSY', `${clientLimits.pendingMax} requests are already waiting`));
+    }
+    const seq = ++this.seq;
+    const frame = encode({ v: ENVELOPE_VERSION, kind, from: this.clientId, to: '', epoch: 1, seq, body });
+    if (frame.byteLength > limits.frameBytesMax) {
+      return Promise.reject(new MangroveError('E_BAD_ARGUMENT', `${kind} request is ${frame.byteLength} bytes, more than ${limits.frameBytesMax}`));
+    }
+    if (!this.dealer.writable) {
+      return Promise.reject(new MangroveError('E_BUSY', `${zmqLimits.sendQueueMax} requests are queued for ${this.endpoint}`));
+    }
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(seq);
+        reject(
+          new MangroveError('E_UNREACHABLE', `no answer from ${this.endpoint} within ${this.timeoutMs} ms: is the node running?`),
+        );
+      }, this.timeoutMs);
+      this.pending.set(seq, { resolve, reject, timer });
+      this.dealer.send(frame).catch((err: unknown) => {
+        this.settle(seq)?.reject(new MangroveError('E_UNREACHABLE', `cannot send to ${this.endpoint}: ${describeError(err)}`));
+      });
+    });
+  }
+
+  /** Sends frames as they are, for specs that feed a node garbage. */
+  async sendRaw(frames: Uint8Array[]): Promise<void> {
+    if (this.closed) throw new MangroveError('E_CLOSED', 'the client is closed');
+    await this.dealer.send(frames);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.dealer.close();
+    for (const seq of [...this.pending.keys()]) {
+      this.settle(seq)?.reject(new MangroveError('E_CLOSED', 'the client was closed before the answer came'));
+    }
+    await this.loop;
+  }
+
+  private settle(seq: number): Pending | undefined {
+    const p = this.pending.get(seq);
+    if (!p) return undefined;
+    this.pending.delete(seq);
+    clearTimeout(p.timer);
+    return p;
+  }
+
+  private async readLoop(): Promise<void> {
+    while (!this.dealer.closed) {
+      let frames: Buffer[];
+      try {
+        frames = await this.dealer.receive();
+      } catch {
+        if (this.dealer.closed) return;
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
+      this.handle(frames);
+    }
+  }
+
+  /** Anything that is not a well-formed answer to a waiting request (late,
+   * duplicate, garbage) is ignored: the request times out on its own. */
+  private handle(frames: Buffer[]): void {
+    if (frames.length !== 1) return;
+    const r = decode(frames[0]);
+    if (!r.ok || r.env.re === undefined) return;
+    const p = this.settle(r.env.re);
+    if (!p) return;
+    if (r.env.kind === 'reply.err') {
+      const err = r.env.body as Body<'reply.err'>;
+      // The node speaks the same codes; a newer node's code passes through as is.
+      p.reject(new MangroveError(err.code as ErrorCode, err.message));
+    } else {
+      p.resolve(r.env.body);
+    }
+  }
+}

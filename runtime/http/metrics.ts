@@ -1,0 +1,165 @@
+/**
+ * Prometheus metrics of one node, on a registry of its own (never prom-client's
+ * global one), so several nodes can live in one process, as they do in specs.
+ *
+ * Two sources. What the transport and the node already count (messages by
+ * kind, rejections, quorum, node-db version) is read when Prometheus scrapes,
+ * so there is one count, not two that can drift apart. What only the node's
+ * news tells (failures detected, role changes) is counted as the news arrives.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Observable } from 'rxjs';
+import type { NodeStatus } from '../../actors/status.js';
+import type { TransportStats } from '../../bus/transport/transport.js';
+
+/** The loose shape of the node's news, enough to count it. */
+export interface NewsLike {
+  type: string;
+}
+
+/** What metrics need of a node (MangroveNode satisfies it; specs pass fakes). */
+export interface MetricsNode {
+  status(): NodeStatus;
+  readonly news$: Observable<NewsLike>;
+}
+
+export interface MetricsTransport {
+  readonly self: string;
+  stats(): TransportStats;
+}
+
+export interface MetricsOptions {
+  /** Process metrics (CPU, memory, event-loop lag, GC). They observe the whole
+   * process and cannot be stopped, so in-process specs turn them off. */
+  processMetrics?: boolean;
+}
+
+export interface NodeMetrics {
+  registry: Registry;
+  stop(): void;
+}
+
+export const metricsLimits = {
+  /** How long one status() read serves the gauges of one scrape. */
+  statusReuseMs: 100,
+  /** News types counted by label; anything beyond counts as 'other'. */
+  newsTypesMax: 64,
+} as const;
+
+/** Pulses are `hb.*_pulse`; `hb.claim` (a monitor claiming its slot) is not one. */
+const isPulse = (kind: string): boolean => kind.startsWith('hb.') && kind.endsWith('_pulse');
+
+export function createMetrics(node: MetricsNode, transport: MetricsTransport, opts: MetricsOptions = {}): NodeMetrics {
+  const registry = new Registry();
+  const status = memo(() => node.status(), metricsLimits.statusReuseMs);
+  registry.setDefaultLabels({ node: transport.self });
+  if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+
+  const counterFromStats = (name: string, help: string, label: string, read: (s: TransportStats) => Record<string, number>) =>
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [value, n] of Object.entries(read(transport.stats()))) this.inc({ [label]: value }, n);
+      },
+    });
+  const totalFromStats = (name: string, help: string, read: (s: TransportStats) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read(transport.stats()));
+      },
+    });
+  const gaugeFromStatus = (name: string, help: string, read: (s: NodeStatus) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(status()));
+      },
+    });
+
+  counterFromStats('mangrove_heartbeat_pulses_sent_total', 'Heartbeat pulses sent, by kind.', 'kind', (s) => only(s.sentByKind, isPulse));
+  counterFromStats('mangrove_heartbeat_pulses_received_total', 'Heartbeat pulses accepted, by kind.', 'kind', (s) =>
+    only(s.receivedByKind, isPulse),
+  );
+  counterFromStats('mangrove_messages_sent_total', 'Envelopes sent, by kind.', 'kind', (s) => s.sentByKind);
+  counterFromStats('mangrove_messages_received_total', 'Envelopes accepted, by kind.', 'kind', (s) => s.receivedByKind);
+  counterFromStats('mangrove_messages_rejected_total', 'Inbound frames refused by validation, by reason.', 'reason', (s) => s.rejectedByReason);
+  totalFromStats('mangrove_messages_unsent_total', 'Envelopes not sent: unknown or dead peer, full queue, or the fault filter.', (s) => s.unsent);
+  totalFromStats('mangrove_messages_filtered_total', 'Inbound envelopes dropped by the fault filter.', (s) => s.filtered);
+
+  gaugeFromStatus('mangrove_quorum', '1 when this node sees a quorum of anchor votes, else 0.', (s) => (s.quorum ? 1 : 0));
+  gaugeFromStatus('mangrove_nodedb_version', 'Version of the node database this node holds.', (s) => s.version);
+  gaugeFromStatus('mangrove_nodes_alive', 'Nodes of the node database this node sees alive.', (s) => s.nodes.filter((n) => n.alive).length);
+  gaugeFromStatus('mangrove_nodes', 'Nodes in the node database.', (s) => s.nodes.length);
+  gaugeFromStatus('mangrove_monitor', '1 when this node is a heartbeat monitor (of any level), else 0.', (s) => (isMonitor(s) ? 1 : 0));
+  gaugeFromStatus('mangrove_epoch', 'Incarnation of this node, bumped on every start.', (s) => s.epoch);
+  new Gauge({
+    name: 'mangrove_node_info',
+    help: 'Always 1; the labels describe the node.',
+    labelNames: ['software', 'anchor', 'group'],
+    registers: [registry],
+    collect() {
+      const s = status();
+      this.reset();
+      this.set({ software: s.software, anchor: String(s.anchor), group: String(s.group) }, 1);
+    },
+  });
+
+  const failures = new Counter({
+    name: 'mangrove_failures_detected_total',
+    help: 'Members this node reported failed (as a heartbeat monitor or from pulses it heard).',
+    registers: [registry],
+  });
+  const news = new Counter({
+    name: 'mangrove_news_total',
+    help: 'Events the node reported, by type (member_failed, member_alive, quorum, role, monitor, pan, db...).',
+    labelNames: ['type'],
+    registers: [registry],
+  });
+  const types = new Set<string>();
+  const subscription = node.news$.subscribe((n) => {
+    if (n.type === 'member_failed') failures.inc();
+    if (!types.has(n.type) && types.size < metricsLimits.newsTypesMax) types.add(n.type);
+    news.inc({ type: types.has(n.type) ? n.type : 'other' });
+  });
+
+  return {
+    registry,
+    stop() {
+      subscription.unsubscribe();
+      registry.clear();
+    },
+  };
+}
+
+function isMonitor(s: NodeStatus): boolean {
+  const self = s.nodes.find((n) => n.id === s.self);
+  return self ? self.role === 'monitor' : s.monitors.includes(s.self);
+}
+
+function only(byKind: Record<string, number>, keep: (kind: string) => boolean): Record<string, number> {
+  return Object.fromEntries(Object.entries(byKind).filter(([kind]) => keep(kind)));
+}
+
+/** One status() serves every gauge of a scrape instead of one call per gauge. */
+function memo<T>(read: () => T, reuseMs: number): () => T {
+  let value: T | undefined;
+  let atMs = -Infinity;
+  return () => {
+    const now = performance.now();
+    if (value === undefined || now - atMs > reuseMs) {
+      value = read();
+      atMs = now;
+    }
+    return value;
+  };
+}

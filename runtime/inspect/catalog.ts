@@ -1,0 +1,84 @@
+/**
+ * Every protocol machine a node runs, by name (SPEC.md M26): what `mangrove
+ * machines list` shows, what `export NAME` and `watch --machine NAME` accept.
+ * A name is the machine file's own `machineName`, which is also the machine's
+ * XState `id`, so the records of `machines watch` name the same machines.
+ *
+ * Loading this file loads every machine (and XState): the CLI imports it only
+ * in the commands that need it.
+ */
+import type { AnyStateMachine } from 'xstate';
+import { MangroveError } from '../../bus/errors.js';
+import { heartbeatMember, machineName as heartbeatMemberName } from '../../machines/membership/heartbeat-member.js';
+import { heartbeatMonitor, machineName as heartbeatMonitorName } from '../../machines/membership/heartbeat-monitor.js';
+import { ndbCoordinatorMachine, machineName as ndbCoordinatorName } from '../../machines/membership/node-db-coordinator.js';
+import { ndbSubordinateMachine, machineName as ndbSubordinateName } from '../../machines/membership/node-db-subordinate.js';
+import { nodeStateMachine, machineName as nodeStateName } from '../../machines/recovery/node-state.js';
+import { panElectionMachine, machineName as panElectionName } from '../../machines/membership/pan-election.js';
+import { quorumMachine, machineName as quorumName } from '../../machines/membership/quorum.js';
+import { pageHomeMachine, machineName as pageHomeName } from '../../machines/memory/page-home.js';
+
+export interface CatalogEntry {
+  name: string;
+  /** The SPEC.md requirements the machine implements. */
+  spec: string;
+  /** One line for `machines list`; the machine file's header comment says the rest. */
+  summary: string;
+  machine: AnyStateMachine;
+}
+
+/** In the order a node starts them: membership first, then what builds on it. */
+export const machineCatalog: readonly CatalogEntry[] = [
+  {
+    name: heartbeatMemberName,
+    spec: 'M3, M4',
+    summary: 'pulses its heartbeat monitor; claims the role when the monitor falls silent',
+    machine: heartbeatMember,
+  },
+  {
+    name: heartbeatMonitorName,
+    spec: 'M3, M4',
+    summary: 'keeps the connectivity bitmap, declares silent members failed, broadcasts it',
+    machine: heartbeatMonitor,
+  },
+  { name: quorumName, spec: 'M5', summary: 'whether this node has quorum, computed or adopted by its role', machine: quorumMachine },
+  {
+    name: ndbSubordinateName,
+    spec: 'M2',
+    summary: 'an anchor\'s promises, accepts and commits of node-database versions',
+    machine: ndbSubordinateMachine,
+  },
+  {
+    name: ndbCoordinatorName,
+    spec: 'M2',
+    summary: 'one node-database update, from the quorum check to the commit',
+    machine: ndbCoordinatorMachine,
+  },
+  { name: panElectionName, spec: 'M16', summary: 'the election of the primary anchor node', machine: panElectionMachine },
+  { name: nodeStateName, spec: 'M6', summary: 'the node\'s recovery state: normal, notified, quiescent, rebuilding', machine: nodeStateMachine },
+  {
+    name: pageHomeName,
+    spec: 'M10',
+    summary: 'one page\'s coherence at its home: single writer, many readers, by invalidation',
+    machine: pageHomeMachine,
+  },
+];
+
+export function machineNames(): string[] {
+  return machineCatalog.map((e) => e.name);
+}
+
+export function isMachineName(name: string): boolean {
+  return machineCatalog.some((e) => e.name === name);
+}
+
+/** The catalog entry of `name`; E_NOT_FOUND names the known machines. */
+export function findMachine(name: string): CatalogEntry {
+  const entry = machineCatalog.find((e) => e.name === name);
+  if (!entry) throw unknownMachine(name);
+  return entry;
+}
+
+export function unknownMachine(name: string): MangroveError {
+  return new MangroveError('E_NOT_FOUND', `no protocol machine is named ${JSON.stringify(name)}; the machines are: ${machineNames().join(', ')}`);
+}

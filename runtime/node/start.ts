@@ -1,0 +1,279 @@
+/**
+ * A node process (`mangrove start`): config → store → identity and epoch →
+ * ZeroMQ transport → node → metrics and HTTP, and the way back down on
+ * SIGINT/SIGTERM. Anything that fails half-way closes what was opened
+ * before it, so a failed start never leaves a bound port or an open store.
+ *
+ * `openNode` does the wiring and touches nothing process-wide (specs can run
+ * several in one process); `startNode` adds the signal and crash handling a
+ * real node process needs.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Log } from '../../actors/log.js';
+import { MangroveNode, type NodeNews } from '../../actors/node.js';
+import type { NodeSettings } from '../../actors/settings.js';
+import type { StoredIdentity } from '../../actors/storage/node-store.js';
+import { nativeDecoder } from '../../bus/codec.js';
+import { MangroveError } from '../../bus/errors.js';
+import { TraceWriter } from '../../bus/trace/trace.js';
+import { ZmqTransport } from '../../bus/transport/zmq.js';
+import { makePermanentId } from '../../machines/membership/identity.js';
+import { WallClock } from '../world/clock.js';
+import { loadConfig, type NodeConfig } from './config.js';
+import { startHttp, type HttpServer } from '../http/server.js';
+import { LmdbNodeStore } from '../storage/lmdb-node-store.js';
+import { LmdbPageStore } from '../storage/lmdb-pages.js';
+import { LmdbTxnLogStore } from '../storage/lmdb-txn-log.js';
+import { createLogger, throttledLog, type Logger } from './logger.js';
+import { MachineWatch } from '../inspect/watch.js';
+import { machineRoutes } from '../http/machines.js';
+import { createMetrics, type NodeMetrics } from '../http/metrics.js';
+import { traceNode } from '../trace/node-trace.js';
+import { CryptoRandom, SeededRandom } from '../world/random.js';
+import { packageVersion } from './version.js';
+
+export const startLimits = {
+  /** A clean stop taking longer than this is given up and the process exits 1. */
+  shutdownMs: 10_000,
+  /** A repeated transport complaint (bad frames, a dead peer) is logged once per this. */
+  complaintIntervalMs: 10_000,
+} as const;
+
+export interface RunningNode {
+  config: NodeConfig;
+  id: string;
+  epoch: number;
+  node: MangroveNode;
+  transport: ZmqTransport;
+  metrics: NodeMetrics;
+  http?: HttpServer;
+  trace?: TraceWriter;
+  log: Logger;
+  /** Stops everything, in order; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** Overrides config.trace (`mangrove start --trace`). */
+  trace?: string;
+  /** Process metrics on /metrics (off for several nodes in one process). */
+  processMetrics?: boolean;
+}
+
+/** Wires a node from a validated config. Throws MangroveError with nothing left open. */
+export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOptions = {}): Promise<RunningNode> {
+  const undo: (() => unknown)[] = [];
+  try {
+    const store = LmdbNodeStore.open(config.dataDir);
+    undo.push(() => store.close());
+    const pages = LmdbPageStore.open(config.dataDir, { pagesMax: config.diskPages });
+    undo.push(() => pages.close());
+    const txnLog = LmdbTxnLogStore.open(config.dataDir);
+    undo.push(() => txnLog.close());
+    const identity = store.loadIdentity() ?? createIdentity(store);
+    const epoch = store.nextEpoch();
+    const log = baseLog.child({ node: identity.id });
+    const clock = new WallClock();
+
+    const transport = await ZmqTransport.open({ self: identity.id, endpoint: config.listen, clock, ...transportComplaints(log) });
+    undo.push(() => transport.close());
+
+    let trace: TraceWriter | undefined;
+    const tracePath = opts.trace ?? config.trace;
+    if (tracePath !== undefined) {
+      trace = openTrace(tracePath);
+      transport.setTrace(trace);
+      undo.push(() => {
+        transport.setTrace(null);
+        trace!.close();
+      });
+    }
+
+    // Machines can be watched only through the HTTP port, so only a node with one pays for inspection.
+    const watch = config.httpPort === undefined ? undefined : new MachineWatch({ node: identity.id, now: () => clock.now() });
+    const settings = settingsFrom(config, identity.id, epoch);
+    // Seeded from the OS, and the seed is traced, so replay draws what the node drew.
+    const seed = new CryptoRandom().int(2 ** 32);
+    const nodeClock = trace ? traceNode(trace, clock, settings, seed, store) : clock;
+    const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, txnLog, engineClock: clock, engine: { ramBytes: config.ramMiB * 1024 * 1024, copies: config.copies }, log, inspect: watch?.inspect });
+    const newsLog = logNews(node, log);
+    node.start();
+    undo.push(() => node.stop(), () => newsLog.unsubscribe());
+
+    const metrics = createMetrics(node, transport, { processMetrics: opts.processMetrics });
+    undo.push(() => metrics.stop());
+    let http: HttpServer | undefined;
+    if (config.httpPort !== undefined && watch) {
+      http = await startHttp(config.httpPort, { status: () => node.status(), registry: metrics.registry, routes: machineRoutes(watch) });
+      undo.push(() => http!.close());
+      // Known only once bound ("httpPort": 0 lets the OS pick); `machines watch` finds it in the status.
+      settings.httpPort = http.port;
+    }
+
+    const native = nativeDecoder();
+    log.info(
+      { epoch, listen: transport.endpoint, anchors: config.anchors, anchor: config.anchor, dataDir: config.dataDir, httpPort: http?.port, trace: tracePath, codecNative: native },
+      'node process ready',
+    );
+    if (!native) log.warn({}, 'the native CBOR decoder is not loaded: decoding runs in JavaScript, slower (is cbor-extract installed?)');
+
+    let stopping: Promise<void> | undefined;
+    return {
+      config,
+      id: identity.id,
+      epoch,
+      node,
+      transport,
+      metrics,
+      http,
+      trace,
+      log,
+      stop() {
+        stopping ??= unwind(undo, log);
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await unwind(undo, baseLog);
+    throw err;
+  }
+}
+
+/**
+ * Runs a node as this process: SIGINT/SIGTERM stop it cleanly and exit 0;
+ * a second signal, a stop that hangs, or an unexpected exception exits 1.
+ * Logs go to stdout; nothing else is written there.
+ */
+export async function startNode(configPath: string, opts: OpenOptions = {}): Promise<RunningNode> {
+  const config = loadConfig(configPath);
+  const log = createLogger({ level: config.logLevel });
+  const running = await openNode(config, log, opts);
+
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      running.log.warn({ signal }, 'second signal while stopping: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    running.log.info({ signal }, 'stopping');
+    const timer = setTimeout(() => {
+      running.log.error({ afterMs: startLimits.shutdownMs }, 'stopping took too long: exiting');
+      process.exit(1);
+    }, startLimits.shutdownMs);
+    timer.unref();
+    running.stop().then(
+      () => {
+        running.log.info({}, 'stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        running.log.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+
+  // A node in an unknown state must not linger half-working: record why and
+  // exit, so the supervisor (or `mangrove local`) sees it die. LMDB commits
+  // are atomic, so there is nothing to repair on the next start.
+  const crash = (err: unknown, origin: string): void => {
+    running.log.fatal({ err, origin }, 'unexpected exception: exiting');
+    try {
+      running.trace?.close();
+    } catch {
+      // Exiting anyway; the trace reader keeps every whole record.
+    }
+    process.exit(1);
+  };
+  process.on('uncaughtException', (err, origin) => crash(err, origin));
+  process.on('unhandledRejection', (reason) => crash(reason, 'unhandledRejection'));
+  return running;
+}
+
+export function settingsFrom(config: NodeConfig, id: string, epoch: number): NodeSettings {
+  return {
+    id,
+    epoch,
+    endpoint: config.listen,
+    pid: process.pid,
+    anchor: config.anchor,
+    votes: config.votes,
+    group: config.group,
+    seeds: config.anchors,
+    periodMs: config.periodMs,
+    quorumTimeoutMs: config.quorumTimeoutMs,
+    monitorPreference: config.monitorPreference,
+    panPreference: config.panPreference,
+    faultInjection: config.faultInjection,
+    software: packageVersion(),
+  };
+}
+
+function createIdentity(store: LmdbNodeStore): StoredIdentity {
+  const createdMs = Date.now();
+  const identity = { id: makePermanentId(new Uint8Array(randomBytes(6)), createdMs), createdMs };
+  store.saveIdentity(identity);
+  return identity;
+}
+
+function openTrace(path: string): TraceWriter {
+  try {
+    return new TraceWriter(path);
+  } catch (err) {
+    throw new MangroveError('E_BAD_CONFIG', `cannot open the trace file ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Transport complaints repeat (every pulse to a dead peer is unsendable), so
+ * each kind is logged once per interval with a count of the ones left out. */
+function transportComplaints(log: Log) {
+  const rejected = throttledLog(log, 'warn', startLimits.complaintIntervalMs);
+  const unsent = throttledLog(log, 'debug', startLimits.complaintIntervalMs);
+  const failed = throttledLog(log, 'warn', startLimits.complaintIntervalMs);
+  return {
+    onReject: (reason: string, detail: string) => rejected(reason, { reason, detail }, 'inbound frame rejected'),
+    onError: (source: string, detail: string) =>
+      source === 'unsent' ? unsent(source, { detail }, 'envelope not sent') : failed(source, { source, detail }, 'transport error contained'),
+  };
+}
+
+/** News the node does not log itself; member failures, recoveries and monitor
+ * changes it logs where it learns them (actors/node.ts). */
+function logNews(node: MangroveNode, log: Log) {
+  return node.news$.subscribe((n: NodeNews) => {
+    switch (n.type) {
+      case 'quorum':
+        if (n.has) log.info({ quorum: true }, 'quorum gained');
+        else log.warn({ quorum: false }, 'quorum lost');
+        break;
+      case 'pan':
+        log.info({ pan: n.id, term: n.term }, 'primary anchor node');
+        break;
+      case 'db':
+        log.info({ version: n.version, nodes: n.nodes }, 'node database version');
+        break;
+      case 'role':
+        log.info({ level: n.level, role: n.role }, 'heartbeat role');
+        break;
+      case 'included':
+        log.info({ level: n.level }, 'the monitor counts this node in');
+        break;
+      default:
+        log.debug({ news: n }, n.type);
+    }
+  });
+}
+
+/** Runs the undo steps newest first; every step runs even if one fails. */
+async function unwind(undo: (() => unknown)[], log: Log): Promise<void> {
+  for (const step of undo.splice(0).reverse()) {
+    try {
+      await step();
+    } catch (err) {
+      log.error({ err: String(err) }, 'error while stopping');
+    }
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * A whole cluster of real node code on virtual time (DESIGN.md, the
+ * simulation world): every node is a MangroveNode over the in-memory network,
+ * driven by one SimClock, every random choice drawn from one seed. A run is a
+ * pure function of its seed and the faults the caller schedules.
+ */
+import type { InspectionEvent } from 'xstate';
+import type { TraceSink } from '../../bus/transport/transport.js';
+import { SimNetwork, simEndpoint, type SimTransport } from '../../bus/transport/sim-network.js';
+import { MangroveNode, type NodeNews } from '../../actors/node.js';
+import { silentLog, type Log } from '../../actors/log.js';
+import type { NodeSettings } from '../../actors/settings.js';
+import { MemoryNodeStore } from '../storage/memory-node-store.js';
+import { MemoryPageStore } from '../storage/memory-pages.js';
+import { MemoryTxnLogStore } from '../storage/memory-txn-log.js';
+import type { EngineSettings } from '../../actors/engine/page-engine.js';
+import type { NodeStatus } from '../../actors/status.js';
+import { makePermanentId } from '../../machines/membership/identity.js';
+import { genesis, nextShortId } from '../../machines/membership/node-db.js';
+import type { Identity, NodeDbSnapshot, NodeEntry } from '../../bus/messages/index.js';
+import { SimClock } from '../world/clock.js';
+import { traceNode } from '../trace/node-trace.js';
+import { SeededRandom } from '../world/random.js';
+
+export interface SimClusterOptions {
+  seed: number;
+  nodes: number;
+  anchors?: number;
+  groups?: number;
+  periodMs?: number;
+  quorumTimeoutMs?: number;
+  /** Start with every node already in the node database (large runs skip joining). */
+  preformed?: boolean;
+  log?: (index: number) => Log;
+  onNews?: (index: number, news: NodeNews) => void;
+  inspect?: (index: number, e: InspectionEvent) => void;
+  trace?: TraceSink;
+  /** Memory-engine settings for every node (M7-M13). */
+  engine?: Partial<EngineSettings>;
+}
+
+interface SimNode {
+  settings: NodeSettings;
+  store: MemoryNodeStore;
+  /** The node's disk cache: like its store, it survives a crash. */
+  pages: MemoryPageStore;
+  txnLog: MemoryTxnLogStore;
+  node?: MangroveNode;
+  transport?: SimTransport;
+  epochs: number;
+}
+
+export class SimCluster {
+  readonly clock = new SimClock(1_700_000_000_000);
+  readonly random: SeededRandom;
+  readonly network: SimNetwork;
+  private readonly members: SimNode[] = [];
+
+  constructor(readonly options: SimClusterOptions) {
+    this.random = new SeededRandom(options.seed);
+    this.network = new SimNetwork({ clock: this.clock, random: this.random.derive('network') });
+    const n = options.nodes;
+    const anchors = Math.min(options.anchors ?? 3, n);
+    const groups = Math.max(1, options.groups ?? 1);
+    const periodMs = options.periodMs ?? 1000;
+    const ids = this.makeIds(n);
+    const seeds = ids.slice(0, anchors).map(simEndpoint);
+    for (let i = 0; i < n; i++) {
+      this.members.push({
+        store: new MemoryNodeStore(),
+        pages: new MemoryPageStore(),
+        txnLog: new MemoryTxnLogStore(),
+        epochs: 0,
+        settings: {
+          id: ids[i],
+          epoch: 0,
+          endpoint: simEndpoint(ids[i]),
+          pid: 1000 + i,
+          anchor: i < anchors,
+          votes: i < anchors ? 1 : 0,
+          group: Math.floor((i * groups) / n),
+          seeds,
+          periodMs,
+          quorumTimeoutMs: options.quorumTimeoutMs ?? periodMs * 8,
+          monitorPreference: [],
+          panPreference: [],
+          faultInjection: true,
+          software: 'sim',
+        },
+      });
+    }
+    if (options.preformed) this.preform();
+  }
+
+  get size(): number {
+    return this.members.length;
+  }
+
+  id(i: number): string {
+    return this.members[i].settings.id;
+  }
+
+  indexOf(id: string): number {
+    return this.members.findIndex((m) => m.settings.id === id);
+  }
+
+  node(i: number): MangroveNode | undefined {
+    return this.members[i].node;
+  }
+
+  /** Envelopes node i's current incarnation has sent (0 while it is down). */
+  sentBy(i: number): number {
+    return this.members[i].transport?.stats().sent ?? 0;
+  }
+
+  /** Node i's disk cache (M9): it survives crashes, like a disk. */
+  diskOf(i: number): MemoryPageStore {
+    return this.members[i].pages;
+  }
+
+  isUp(i: number): boolean {
+    return this.members[i].node !== undefined;
+  }
+
+  startAll(): void {
+    for (let i = 0; i < this.members.length; i++) this.start(i);
+  }
+
+  /** Starts (or restarts after a crash) node i with a new epoch. */
+  start(i: number): void {
+    const m = this.members[i];
+    if (m.node) return;
+    m.settings = { ...m.settings, epoch: m.store.nextEpoch(), pid: 1000 + i + 100_000 * m.epochs++ };
+    const transport = this.network.isAttached(m.settings.id) ? this.network.restart(m.settings.id) : this.network.attach(m.settings.id);
+    const random = this.random.derive(`node-${i}-${m.epochs}`);
+    const trace = this.options.trace;
+    if (trace) transport.setTrace(trace);
+    const node = new MangroveNode({
+      settings: m.settings,
+      transport,
+      clock: trace ? traceNode(trace, this.clock, m.settings, random.seed, m.store) : this.clock,
+      random,
+      store: m.store,
+      pages: m.pages,
+      txnLog: m.txnLog,
+      engineClock: this.clock,
+      engine: this.options.engine,
+      log: this.options.log?.(i) ?? silentLog,
+      inspect: this.options.inspect ? (e) => this.options.inspect!(i, e) : undefined,
+    });
+    const onNews = this.options.onNews;
+    if (onNews) node.news$.subscribe((n) => onNews(i, n));
+    m.node = node;
+    m.transport = transport;
+    node.start();
+  }
+
+  /** kill -9: the process is gone, its store (the disk) stays. */
+  crash(i: number): void {
+    const m = this.members[i];
+    if (!m.node) return;
+    this.network.crash(m.settings.id);
+    void m.node.stop();
+    m.node = undefined;
+    m.transport = undefined;
+  }
+
+  /** Partition by node indexes; unlisted nodes form one more side. */
+  partition(sides: readonly (readonly number[])[]): void {
+    const listed = new Set(sides.flat());
+    const rest = this.members.map((_, i) => i).filter((i) => !listed.has(i));
+    const all = rest.length > 0 ? [...sides, rest] : sides;
+    this.network.partition(all.map((side) => side.map((i) => this.id(i))));
+  }
+
+  heal(): void {
+    this.network.heal();
+  }
+
+  run(ms: number): void {
+    this.clock.advance(ms);
+  }
+
+  /** Advances in steps of `stepMs` until `done()` holds or `maxMs` passes; returns the time taken, or -1. */
+  runUntil(done: () => boolean, maxMs: number, stepMs = 50): number {
+    const start = this.clock.now();
+    while (this.clock.now() - start <= maxMs) {
+      if (done()) return this.clock.now() - start;
+      this.clock.advance(stepMs);
+    }
+    return done() ? this.clock.now() - start : -1;
+  }
+
+  /**
+   * `run` for specs that await the nodes' promises (the memory engine's
+   * applets): after every timer, the microtasks it started run to the end
+   * before the next timer fires. Still a pure function of the seed.
+   */
+  async runAsync(ms: number): Promise<void> {
+    await this.clock.runUntilAsync(this.clock.now() + ms);
+  }
+
+  /** `runUntil` for specs that await the nodes' promises; returns the time taken, or -1. */
+  async runUntilAsync(done: () => boolean, maxMs: number, stepMs = 10): Promise<number> {
+    const start = this.clock.now();
+    while (this.clock.now() - start <= maxMs) {
+      if (done()) return this.clock.now() - start;
+      await this.clock.runUntilAsync(this.clock.now() + stepMs);
+    }
+    return done() ? this.clock.now() - start : -1;
+  }
+
+  /** Runs the simulation until `work` settles (or `maxMs` of simulated time pass: E_TIMEOUT). */
+  async settle<T>(work: Promise<T>, maxMs = 60_000): Promise<T> {
+    let state: { ok: true; value: T } | { ok: false; err: unknown } | undefined;
+    work.then(
+      (value) => (state = { ok: true, value }),
+      (err: unknown) => (state = { ok: false, err }),
+    );
+    await this.runUntilAsync(() => state !== undefined, maxMs, 1);
+    if (!state) throw new Error(`still running after ${maxMs} simulated ms`);
+    if (!state.ok) throw state.err;
+    return state.value;
+  }
+
+  status(i: number): NodeStatus | undefined {
+    return this.members[i].node?.status();
+  }
+
+  statuses(): (NodeStatus | undefined)[] {
+    return this.members.map((_, i) => this.status(i));
+  }
+
+  async stopAll(): Promise<void> {
+    for (let i = 0; i < this.members.length; i++) this.crash(i);
+  }
+
+  private makeIds(n: number): string[] {
+    const r = this.random.derive('ids');
+    const ids = new Set<string>();
+    while (ids.size < n) ids.add(makePermanentId(r.bytes(6), this.clock.now() - r.int(1e9)));
+    return [...ids];
+  }
+
+  /** Gives every node a database holding all nodes, as if all had joined. */
+  private preform(): void {
+    const anchors: Identity[] = this.members.filter((m) => m.settings.anchor).map((m) => identityOf(m.settings));
+    const pids = new Map(this.members.map((m) => [m.settings.id, m.settings.pid]));
+    let db: NodeDbSnapshot = genesis(anchors);
+    const nodes: NodeEntry[] = db.nodes.map((n) => ({ ...n, pid: pids.get(n.id) }));
+    for (const m of this.members) {
+      if (m.settings.anchor) continue;
+      const slot = nextShortId({ version: 0, nodes }, m.settings.group);
+      if (!slot.ok) throw new RangeError(slot.reason);
+      nodes.push({ ...identityOf(m.settings), shortId: slot.shortId });
+    }
+    db = { version: 2, nodes: nodes.sort((a, b) => (a.id < b.id ? -1 : 1)) };
+    for (const m of this.members) m.store.saveNodeDb(db);
+  }
+}
+
+/** The entry a node will claim at its first start (start() numbers pids the same way). */
+function identityOf(s: NodeSettings): Identity {
+  return { id: s.id, endpoint: s.endpoint, anchor: s.anchor, votes: s.votes, group: s.group, pid: s.pid };
+}

@@ -1,0 +1,67 @@
+/**
+ * Group commit (actors/pages/group-commit.ts): concurrent durable writes share one
+ * store commit, each caller learns the version now durable, a newer stored
+ * version is never overwritten, and a refused commit fails every caller in
+ * it and changes nothing.
+ */
+import { expect } from 'chai';
+import { GroupCommit } from '../../../../actors/pages/group-commit.js';
+import { FS_ATTR_BYTES, type PageEntry } from '../../../../actors/storage/page-store.js';
+import { MemoryPageStore } from '../../../../runtime/storage/memory-pages.js';
+import { PAGE_BYTES } from '../../../../machines/memory/address.js';
+import { MangroveError } from '../../../../bus/errors.js';
+
+const page = (fill: number, version: number, attr = 0) => ({ data: new Uint8Array(PAGE_BYTES).fill(fill), version, attrs: new Uint8Array(FS_ATTR_BYTES).fill(attr) });
+const at = (i: number) => BigInt(i) * BigInt(PAGE_BYTES);
+
+/** A memory store that counts its commits. */
+class CountingStore extends MemoryPageStore {
+  commits = 0;
+  override putMany(entries: readonly PageEntry[]): void {
+    this.commits++;
+    super.putMany(entries);
+  }
+}
+
+describe('actors/pages/group-commit', () => {
+  it('commits the writes of one turn together, and answers each with its durable version', async () => {
+    const store = new CountingStore();
+    const gc = new GroupCommit(store);
+    const versions = await Promise.all([1, 2, 3, 4, 5].map((i) => gc.put(at(i), page(i, 7))));
+    expect(versions).to.deep.equal([7, 7, 7, 7, 7]);
+    expect(store.commits).to.equal(1);
+    expect(gc.commits).to.equal(1);
+    expect(gc.pages).to.equal(5);
+    expect(store.get(at(3))!.data[0]).to.equal(3);
+  });
+
+  it('keeps the newest of several writes to one page in a batch', async () => {
+    const store = new CountingStore();
+    const gc = new GroupCommit(store);
+    const answers = await Promise.all([gc.put(at(1), page(1, 3)), gc.put(at(1), page(2, 5)), gc.put(at(1), page(3, 4))]);
+    expect(answers).to.deep.equal([5, 5, 5]);
+    expect(store.get(at(1))).to.deep.include({ version: 5 });
+    expect(store.get(at(1))!.data[0]).to.equal(2);
+  });
+
+  it('never goes back: a newer stored version stays, taking only the new attributes', async () => {
+    const store = new CountingStore();
+    store.put(at(1), page(9, 10));
+    const gc = new GroupCommit(store);
+    expect(await gc.put(at(1), page(1, 4, 0xab))).to.equal(10);
+    const stored = store.get(at(1))!;
+    expect(stored.version).to.equal(10);
+    expect(stored.data[0]).to.equal(9);
+    expect(stored.attrs[0]).to.equal(0xab);
+  });
+
+  it('fails every caller of a refused commit and changes nothing', async () => {
+    const store = new CountingStore({ pagesMax: 2 });
+    const gc = new GroupCommit(store);
+    const outcomes = await Promise.all([1, 2, 3].map((i) => gc.put(at(i), page(i, 1)).catch((e: unknown) => e)));
+    for (const err of outcomes) expect((err as MangroveError).code).to.equal('E_FULL');
+    expect(store.count()).to.equal(0);
+    // The next batch is independent of the failed one.
+    expect(await gc.put(at(1), page(1, 1))).to.equal(1);
+  });
+});

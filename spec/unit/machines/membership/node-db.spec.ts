@@ -1,0 +1,193 @@
+import { expect } from 'chai';
+import type { Identity, NodeDbSnapshot, NodeEntry } from '../../../../bus/messages/index.js';
+import { MEMBERS_PER_GROUP_MAX, shortIdOf } from '../../../../machines/membership/identity.js';
+import {
+  anchorsOf,
+  applyChange,
+  emptyDb,
+  findNode,
+  genesis,
+  maxGroup,
+  nextShortId,
+  sameContents,
+  totalVotes,
+} from '../../../../machines/membership/node-db.js';
+
+const ident = (id: string, group = 0, votes = 1): Identity => ({
+  id,
+  endpoint: `tcp://10.0.0.1:${id.length}`,
+  anchor: true,
+  votes,
+  group,
+});
+
+const entry = (id: string, shortId: number, over: Partial<NodeEntry> = {}): NodeEntry => ({
+  id,
+  shortId,
+  endpoint: `tcp://host-${id}:7000`,
+  anchor: false,
+  votes: 0,
+  group: Math.floor(shortId / MEMBERS_PER_GROUP_MAX),
+  ...over,
+});
+
+function mustApply(db: NodeDbSnapshot, ...changes: Parameters<typeof applyChange>[1][]): NodeDbSnapshot {
+  for (const c of changes) {
+    const r = applyChange(db, c);
+    if (!r.ok) throw new Error(r.reason);
+    db = r.db;
+  }
+  return db;
+}
+
+describe('node database (M2)', () => {
+  describe('emptyDb and genesis', () => {
+    it('starts empty at version 0', () => {
+      expect(emptyDb()).to.deep.equal({ version: 0, nodes: [] });
+    });
+
+    it('holds exactly the configured anchors at version 1', () => {
+      const db = genesis([ident('b'), ident('a'), ident('c', 1, 2)]);
+      expect(db.version).to.equal(1);
+      expect(db.nodes.map((n) => [n.id, n.shortId, n.group, n.votes])).to.deep.equal([
+        ['a', shortIdOf(0, 0), 0, 1],
+        ['b', shortIdOf(0, 1), 0, 1],
+        ['c', shortIdOf(1, 0), 1, 2],
+      ]);
+      expect(totalVotes(db)).to.equal(4);
+    });
+
+    it('builds the same database whatever order the anchors are listed in', () => {
+      const anchors = ['e', 'a', 'd', 'b', 'c'].map((id, i) => ident(id, i % 2));
+      const want = genesis(anchors);
+      for (const order of [[...anchors].reverse(), [anchors[2], anchors[0], anchors[4], anchors[1], anchors[3]]]) {
+        expect(genesis(order)).to.deep.equal(want);
+      }
+    });
+
+    it('keeps the fields of an entry and nothing else', () => {
+      const stray = { ...ident('a'), pid: 42, extra: 'x' } as Identity;
+      const db = genesis([stray, ident('b')]);
+      expect(Object.keys(db.nodes[0]).sort()).to.deep.equal(['anchor', 'endpoint', 'group', 'id', 'pid', 'shortId', 'votes']);
+      expect(Object.keys(db.nodes[1])).to.not.include('pid');
+    });
+
+    it('refuses a duplicate id and a non-anchor', () => {
+      expect(() => genesis([ident('a'), ident('a')])).to.throw(/listed twice/);
+      expect(() => genesis([{ ...ident('a'), anchor: false }])).to.throw(/not an anchor/);
+    });
+  });
+
+  describe('nextShortId', () => {
+    it('gives the lowest free slot of the group', () => {
+      let db = mustApply(
+        emptyDb(),
+        { op: 'add', node: entry('x', shortIdOf(2, 0)) },
+        { op: 'add', node: entry('y', shortIdOf(2, 2)) },
+        { op: 'add', node: entry('z', shortIdOf(3, 1)) },
+      );
+      expect(nextShortId(db, 2)).to.deep.equal({ ok: true, shortId: shortIdOf(2, 1) });
+      expect(nextShortId(db, 3)).to.deep.equal({ ok: true, shortId: shortIdOf(3, 0) });
+      expect(nextShortId(db, 7)).to.deep.equal({ ok: true, shortId: shortIdOf(7, 0) });
+      db = mustApply(db, { op: 'delete', id: 'x' });
+      expect(nextShortId(db, 2)).to.deep.equal({ ok: true, shortId: shortIdOf(2, 0) });
+    });
+
+    it('reports a full group of 64', () => {
+      let db = emptyDb();
+      for (let slot = 0; slot < MEMBERS_PER_GROUP_MAX; slot++) {
+        const next = nextShortId(db, 1);
+        if (!next.ok) throw new Error(next.reason);
+        db = mustApply(db, { op: 'add', node: entry(`n${String(slot).padStart(2, '0')}`, next.shortId) });
+      }
+      const full = nextShortId(db, 1);
+      expect(full.ok).to.equal(false);
+      expect(full.ok ? '' : full.code).to.equal('E_GROUP_FULL');
+      expect(nextShortId(db, 0).ok).to.equal(true);
+      expect(() => genesis(Array.from({ length: 65 }, (_, i) => ident(`a${i}`)))).to.throw(/64 members/);
+    });
+  });
+
+  describe('applyChange', () => {
+    const base = genesis([ident('a'), ident('b')]);
+
+    it('adds, changes and deletes, one version each, keeping nodes sorted by id', () => {
+      const added = mustApply(base, { op: 'add', node: entry('0c', shortIdOf(0, 5)) });
+      expect(added.version).to.equal(2);
+      expect(added.nodes.map((n) => n.id)).to.deep.equal(['0c', 'a', 'b']);
+      const changed = mustApply(added, { op: 'change', node: entry('0c', shortIdOf(1, 0), { endpoint: 'tcp://new:1' }) });
+      expect(changed.version).to.equal(3);
+      expect(findNode(changed, '0c')).to.deep.include({ endpoint: 'tcp://new:1', group: 1 });
+      const deleted = mustApply(changed, { op: 'delete', id: 'a' });
+      expect(deleted.version).to.equal(4);
+      expect(deleted.nodes.map((n) => n.id)).to.deep.equal(['0c', 'b']);
+    });
+
+    it('never mutates the snapshot it is given', () => {
+      const copy = structuredClone(base);
+      mustApply(base, { op: 'add', node: entry('c', shortIdOf(0, 9)) }, { op: 'delete', id: 'a' });
+      expect(base).to.deep.equal(copy);
+    });
+
+    const refusals: [string, Parameters<typeof applyChange>[1], string][] = [
+      ['adding an id already present', { op: 'add', node: entry('a', shortIdOf(0, 9)) }, 'E_EXISTS'],
+      ['adding on a short id taken', { op: 'add', node: entry('c', shortIdOf(0, 1)) }, 'E_SHORT_ID_TAKEN'],
+      ['a short id outside the group', { op: 'add', node: entry('c', shortIdOf(0, 3), { group: 4 }) }, 'E_BAD_SHORT_ID'],
+      ['deleting an unknown id', { op: 'delete', id: 'zz' }, 'E_UNKNOWN_NODE'],
+      ['changing an unknown id', { op: 'change', node: entry('zz', 3) }, 'E_UNKNOWN_NODE'],
+      ['changing onto a short id held by another', { op: 'change', node: entry('a', shortIdOf(0, 1)) }, 'E_SHORT_ID_TAKEN'],
+    ];
+    for (const [what, change, code] of refusals) {
+      it(`refuses ${what} with ${code}, without throwing`, () => {
+        const r = applyChange(base, change);
+        expect(r.ok).to.equal(false);
+        if (!r.ok) {
+          expect(r.code).to.equal(code);
+          expect(r.reason).to.be.a('string').and.not.equal('');
+        }
+      });
+    }
+
+    it('lets a change keep its own short id', () => {
+      const r = applyChange(base, { op: 'change', node: { ...findNode(base, 'a')!, votes: 3 } });
+      expect(r.ok && totalVotes(r.db)).to.equal(4);
+    });
+  });
+
+  describe('queries', () => {
+    const db = mustApply(
+      genesis([ident('a', 0, 2), ident('b')]),
+      { op: 'add', node: entry('m', shortIdOf(5, 0)) },
+      { op: 'add', node: entry('n', shortIdOf(3, 0), { votes: 7 }) },
+    );
+
+    it('counts votes of anchors only', () => {
+      expect(totalVotes(db)).to.equal(3);
+      expect(anchorsOf(db).map((n) => n.id)).to.deep.equal(['a', 'b']);
+    });
+
+    it('finds nodes and the highest group', () => {
+      expect(findNode(db, 'm')?.group).to.equal(5);
+      expect(findNode(db, 'zz')).to.equal(undefined);
+      expect(maxGroup(db)).to.equal(5);
+      expect(maxGroup(emptyDb())).to.equal(0);
+    });
+  });
+
+  describe('sameContents', () => {
+    const db = genesis([ident('a'), ident('b'), ident('c')]);
+
+    it('ignores the order of nodes', () => {
+      expect(sameContents(db, { ...db, nodes: [...db.nodes].reverse() })).to.equal(true);
+    });
+
+    it('tells apart another version, another node, or one field changed', () => {
+      expect(sameContents(db, { ...db, version: 2 })).to.equal(false);
+      expect(sameContents(db, { ...db, nodes: db.nodes.slice(1) })).to.equal(false);
+      const tweaked = { ...db, nodes: db.nodes.map((n, i) => (i === 1 ? { ...n, endpoint: 'tcp://x:1' } : n)) };
+      expect(sameContents(db, tweaked)).to.equal(false);
+      const doubled = { ...db, nodes: [db.nodes[0], db.nodes[0], db.nodes[1]] };
+      expect(sameContents(doubled, { ...db, nodes: [db.nodes[0], db.nodes[1], db.nodes[1]] })).to.equal(false);
+    });
+  });
+});

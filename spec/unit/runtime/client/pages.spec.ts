@@ -1,0 +1,344 @@
+/**
+ * The client library (M24) without a node: what each call puts on the wire
+ * (addresses as 16 bytes big-endian), how answers become bigints and bytes,
+ * and every refused argument, which must reject with its code and a sentence
+ * naming what was given, and send nothing.
+ */
+import { expect } from 'chai';
+import { MangroveError } from '../../../../bus/errors.js';
+import type { Body } from '../../../../bus/messages/index.js';
+import { clientPageOp } from '../../../../bus/messages/page.js';
+import { MAX_ADDRESS, PAGE_BYTES } from '../../../../machines/memory/address.js';
+import { connect, MangroveClient, TXN_RECORD_BYTES_MAX, type PageLink } from '../../../../runtime/client/pages.js';
+
+type Sent = { kind: string; body: Record<string, unknown> };
+
+/** A link that records what is sent and answers from a script. */
+class FakeLink implements PageLink {
+  readonly endpoint = 'tcp://127.0.0.1:7400';
+  readonly clientId = 'client-spec';
+  readonly sent: Sent[] = [];
+  closed = false;
+  constructor(private readonly answer: (body: Record<string, unknown>) => unknown = () => ({ result: {} })) {}
+
+  async request<K extends 'client.page' | 'client.status'>(kind: K, body: Body<K>): Promise<unknown> {
+    this.sent.push({ kind, body: body as Record<string, unknown> });
+    return this.answer(body as Record<string, unknown>);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+function bytesOf(hex: string): Uint8Array {
+  return new Uint8Array(Buffer.from(hex, 'hex'));
+}
+
+/** `CODE: message` of a rejection, or 'resolved'. */
+async function refusal(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof MangroveError) return `${err.code}: ${err.message}`;
+    throw err;
+  }
+  return 'resolved';
+}
+
+describe('runtime/client/pages', () => {
+  describe('on the wire', () => {
+    it('sends addresses as 16 bytes big-endian and turns answered addresses into bigints', async () => {
+      const link = new FakeLink((b) => ({ result: b.op === 'reserve' ? { address: '0x0000000000000000000000000010f000', pages: 16 } : {} }));
+      const c = new MangroveClient(link);
+      expect(await c.reserve(16)).to.equal(0x10f000n);
+      await c.alloc((1n << 64n) + 0x1000n, 16);
+      expect(link.sent).to.deep.equal([
+        { kind: 'client.page', body: { op: 'reserve', pages: 16 } },
+        { kind: 'client.page', body: { op: 'alloc', addr: bytesOf('00000000000000010000000000001000'), pages: 16 } },
+      ]);
+    });
+
+    it('sends copies and volatile only when given', async () => {
+      const link = new FakeLink();
+      const c = new MangroveClient(link);
+      await c.alloc(0x2000n, 2, { copies: 3, volatile: true });
+      await c.alloc(0x2000n, 2, { volatile: false });
+      expect(link.sent.map((s) => s.body)).to.deep.equal([
+        { op: 'alloc', addr: bytesOf('00000000000000000000000000002000'), pages: 2, copies: 3, volatile: true },
+        { op: 'alloc', addr: bytesOf('00000000000000000000000000002000'), pages: 2, volatile: false },
+      ]);
+    });
+
+    it('reads pages × 4096 bytes with their versions, one page by default', async () => {
+      const link = new FakeLink((b) => ({ result: { data: Buffer.alloc((b.pages as number) * PAGE_BYTES, 7), versions: Array(b.pages).fill(3) } }));
+      const c = new MangroveClient(link);
+      const one = await c.read(0x1000n);
+      expect(one).to.be.instanceOf(Uint8Array);
+      expect(Buffer.isBuffer(one), 'a plain Uint8Array, not a Buffer').to.equal(false);
+      expect(one.byteLength).to.equal(PAGE_BYTES);
+      const three = await c.readVersions(0x1000n, 3);
+      expect(three.data.byteLength).to.equal(3 * PAGE_BYTES);
+      expect(three.versions).to.deep.equal([3, 3, 3]);
+      expect(link.sent.map((s) => s.body.pages)).to.deep.equal([1, 3]);
+    });
+
+    it('writes whole pages as they are and resolves with the versions', async () => {
+      const link = new FakeLink(() => ({ result: { versions: [4, 9] } }));
+      const data = new Uint8Array(2 * PAGE_BYTES).fill(5);
+      expect(await new MangroveClient(link).write(0x3000n, data)).to.deep.equal([4, 9]);
+      expect(link.sent[0].body).to.deep.equal({ op: 'write', addr: bytesOf('00000000000000000000000000003000'), data });
+    });
+
+    it('locks exclusively unless asked for shared, and names every other op as the protocol does', async () => {
+      const link = new FakeLink((b) => ({ result: b.op === 'super_root' ? { address: '0x5000' } : {} }));
+      const c = new MangroveClient(link);
+      await c.lock(0x1000n);
+      await c.lock(0x1000n, 'shared');
+      await c.unlock(0x1000n);
+      await c.unreserve(0x1000n, 1);
+      await c.unallocate(0x1000n, 1);
+      await c.dealloc(0x1000n, 1);
+      await c.flush(0x1000n);
+      await c.stat(0x1000n);
+      await c.space();
+      await c.getAttrs(0x1000n);
+      await c.setAttrs(0x1000n, { cacheInRam: true, fs: new Uint8Array(16).fill(1) });
+      expect(await c.superRoot()).to.equal(0x5000n);
+      await c.setSuperRoot(0x5000n);
+      const ops = link.sent.map((s) => [s.body.op, s.body.mode ?? s.body.pages ?? '']);
+      expect(ops).to.deep.equal([
+        ['lock', 'exclusive'],
+        ['lock', 'shared'],
+        ['unlock', ''],
+        ['unreserve', 1],
+        ['unallocate', 1],
+        ['dealloc', 1],
+        ['flush', 1],
+        ['stat', ''],
+        ['space', ''],
+        ['get_attrs', ''],
+        ['set_attrs', ''],
+        ['super_root', ''],
+        ['set_super_root', ''],
+      ]);
+      expect(link.sent[10].body).to.deep.equal({ op: 'set_attrs', addr: bytesOf('00000000000000000000000000001000'), fs: new Uint8Array(16).fill(1), cacheInRam: true });
+    });
+
+    it('asks client.status for status and closes its link', async () => {
+      const link = new FakeLink(() => ({ result: { self: 'n0' } }));
+      const c = new MangroveClient(link);
+      expect(await c.status()).to.deep.equal({ self: 'n0' });
+      expect(link.sent).to.deep.equal([{ kind: 'client.status', body: {} }]);
+      await c.close();
+      expect(link.closed).to.equal(true);
+      expect([c.endpoint, c.clientId]).to.deep.equal(['tcp://127.0.0.1:7400', 'client-spec']);
+    });
+
+    it('asks for access in a mode and unreferences pages, checking what comes back', async () => {
+      const link = new FakeLink((body) => ({ result: body.op === 'access' ? { pages: 2, versions: [3, 0] } : { pages: 2, dropped: 1 } }));
+      const c = new MangroveClient(link);
+      expect(await c.access(0x2000n, 2, 'write')).to.deep.equal([3, 0]);
+      expect(await c.unreference(0x2000n, 2)).to.equal(1);
+      expect(link.sent.map((x) => x.body)).to.deep.equal([
+        { op: 'access', addr: bytesOf('00000000000000000000000000002000'), pages: 2, mode: 'write' },
+        { op: 'unreference', addr: bytesOf('00000000000000000000000000002000'), pages: 2 },
+      ]);
+      expect(await refusal(c.access(0x2000n, 1, 'own' as never))).to.match(/^E_BAD_ARGUMENT: access is for 'read' or 'write'/);
+      expect(link.sent).to.have.length(2);
+      const wrong = new MangroveClient(new FakeLink(() => ({ result: { dropped: 5 } })));
+      expect(await refusal(wrong.unreference(0x2000n, 2))).to.match(/^E_BAD_MESSAGE/);
+    });
+
+    it('passes the node\'s refusal through with its code', async () => {
+      const link = new FakeLink(() => Promise.reject(new MangroveError('E_LOCKED', 'client-b holds an exclusive lock')));
+      expect(await refusal(new MangroveClient(link).lock(0x1000n))).to.equal('E_LOCKED: client-b holds an exclusive lock');
+    });
+
+    it('refuses an answer that breaks the protocol with E_BAD_MESSAGE', async () => {
+      const short = new MangroveClient(new FakeLink(() => ({ result: { data: new Uint8Array(10), versions: [1] } })));
+      expect(await refusal(short.read(0x1000n))).to.match(/^E_BAD_MESSAGE: the node's answer to read should hold 4096 bytes of data, but has 10 bytes/);
+      const versions = new MangroveClient(new FakeLink(() => ({ result: { versions: [1] } })));
+      expect(await refusal(versions.write(0x1000n, new Uint8Array(2 * PAGE_BYTES)))).to.match(/^E_BAD_MESSAGE: .*2 page versions/);
+      const address = new MangroveClient(new FakeLink(() => ({ result: { address: 'here' } })));
+      expect(await refusal(address.reserve(1))).to.match(/^E_BAD_MESSAGE: .*an address in 0x hex, but has a string \("here"\)/);
+    });
+  });
+
+  describe('refuses bad arguments before sending anything', () => {
+    const page = 0x1000n;
+    const last = MAX_ADDRESS - BigInt(PAGE_BYTES - 1);
+    const cases: [string, (c: MangroveClient) => Promise<unknown>, RegExp][] = [
+      ['an unaligned address', (c) => c.read(0x1001n), /^E_BAD_ADDRESS: 0x0+1001 is not the start of a page/],
+      ['a negative address', (c) => c.stat(-4096n), /^E_BAD_ADDRESS: -0x1000 is outside the 128-bit address space/],
+      ['an address past 2^128', (c) => c.lock(1n << 128n), /^E_BAD_ADDRESS: 0x1(0){32} is outside the 128-bit address space/],
+      ['a number for an address', (c) => c.read(4096 as unknown as bigint), /^E_BAD_ARGUMENT: an address is a bigint such as 0x1000n, not a number \(4096\)/],
+      ['a string for an address', (c) => c.unlock('0x1000' as unknown as bigint), /^E_BAD_ARGUMENT: an address is a bigint .*not a string \("0x1000"\)/],
+      ['read of 0 pages', (c) => c.read(page, 0), /^E_BAD_ARGUMENT: pages must be an integer from 1 to 256 .*not a number \(0\)/],
+      ['read of 257 pages', (c) => c.readVersions(page, 257), /^E_BAD_ARGUMENT: pages must be an integer from 1 to 256 \(one request carries at most 256 pages\), not a number \(257\)/],
+      ['read of 1.5 pages', (c) => c.read(page, 1.5), /^E_BAD_ARGUMENT: pages must be an integer/],
+      ['flush of 257 pages', (c) => c.flush(page, 257), /^E_BAD_ARGUMENT: pages must be an integer from 1 to 256/],
+      ['read past the end of the space', (c) => c.read(last, 2), /^E_BAD_ADDRESS: 2 pages from 0xf+000 run past the end of the 128-bit address space/],
+      ['reserve of 0 pages', (c) => c.reserve(0), /^E_BAD_ARGUMENT: pages must be an integer from 1 to 4294967296 \(2\^32\), not a number \(0\)/],
+      ['reserve of 2^32+1 pages', (c) => c.reserve(2 ** 32 + 1), /^E_BAD_ARGUMENT: pages must be an integer from 1 to 4294967296/],
+      ['reserve of NaN pages', (c) => c.reserve(NaN), /^E_BAD_ARGUMENT: pages must be .*not a number \(NaN\)/],
+      ['a bigint page count', (c) => c.dealloc(page, 2n as unknown as number), /^E_BAD_ARGUMENT: pages must be .*not 0x2n/],
+      ['a range past the end', (c) => c.unreserve(last, 2), /^E_BAD_ADDRESS: 2 pages from 0xf+000 run past the end/],
+      ['alloc of 0 copies', (c) => c.alloc(page, 1, { copies: 0 }), /^E_BAD_ARGUMENT: copies must be an integer from 1 to 8, not a number \(0\)/],
+      ['alloc of 9 copies', (c) => c.alloc(page, 1, { copies: 9 }), /^E_BAD_ARGUMENT: copies must be an integer from 1 to 8/],
+      ['alloc with volatile "yes"', (c) => c.alloc(page, 1, { volatile: 'yes' as unknown as boolean }), /^E_BAD_ARGUMENT: volatile must be true or false, not a string \("yes"\)/],
+      ['alloc with a misspelt option', (c) => c.alloc(page, 1, { copis: 2 } as never), /^E_BAD_ARGUMENT: alloc options has no "copis"; it takes copies, volatile/],
+      ['a write of part of a page', (c) => c.write(page, new Uint8Array(100)), /^E_BAD_ARGUMENT: data must be whole 4096-byte pages; 100 bytes were given \(0 pages and 100 bytes\)/],
+      ['a write of 1.5 pages', (c) => c.write(page, new Uint8Array(6144)), /; 6144 bytes were given \(1 page and 2048 bytes\)/],
+      ['an empty write', (c) => c.write(page, new Uint8Array(0)), /^E_BAD_ARGUMENT: data must be whole 4096-byte pages; 0 bytes were given/],
+      ['a write of 257 pages', (c) => c.write(page, new Uint8Array(257 * PAGE_BYTES)), /^E_BAD_ARGUMENT: one write carries at most 256 pages \(1048576 bytes\); 1052672 bytes \(257 pages\) were given/],
+      ['a write of an array', (c) => c.write(page, [1, 2] as unknown as Uint8Array), /^E_BAD_ARGUMENT: data must be a Uint8Array, not an array of 2/],
+      ['a write past the end', (c) => c.write(last, new Uint8Array(2 * PAGE_BYTES)), /^E_BAD_ADDRESS: 2 pages from 0xf+000 run past the end/],
+      ['a lock mode that is not one', (c) => c.lock(page, 'write' as never), /^E_BAD_ARGUMENT: a lock is 'shared' or 'exclusive', not a string \("write"\)/],
+      ['setAttrs with nothing to set', (c) => c.setAttrs(page, {}), /^E_BAD_ARGUMENT: setAttrs has nothing to set/],
+      ['an fs attribute of 15 bytes', (c) => c.setAttrs(page, { fs: new Uint8Array(15) }), /^E_BAD_ARGUMENT: fs must be a Uint8Array of 16 bytes, not 15 bytes/],
+      ['cacheInRam "on"', (c) => c.setAttrs(page, { cacheInRam: 'on' as unknown as boolean }), /^E_BAD_ARGUMENT: cacheInRam must be true or false/],
+      ['setAttrs with an unknown key', (c) => c.setAttrs(page, { cache: true } as never), /^E_BAD_ARGUMENT: setAttrs has no "cache"/],
+      ['setSuperRoot of an unaligned address', (c) => c.setSuperRoot(0x10n), /^E_BAD_ADDRESS: .* is not the start of a page/],
+    ];
+    for (const [what, call, expected] of cases) {
+      it(what, async () => {
+        const link = new FakeLink();
+        expect(await refusal(call(new MangroveClient(link)))).to.match(expected);
+        expect(link.sent, 'nothing sent').to.deep.equal([]);
+      });
+    }
+  });
+
+  describe('connect', () => {
+    it('refuses a bad endpoint, timeout or client id before opening anything', async () => {
+      expect(await refusal(connect('localhost:7400'))).to.match(/^E_BAD_ARGUMENT: the endpoint must be like tcp:\/\/127\.0\.0\.1:7400, not a string \("localhost:7400"\)/);
+      expect(await refusal(connect('tcp://127.0.0.1:7400', { timeoutMs: 0 }))).to.match(/^E_BAD_ARGUMENT: timeoutMs must be an integer from 1 to 2147483647, not a number \(0\)/);
+      expect(await refusal(connect('tcp://127.0.0.1:7400', { timeoutMs: 2 ** 31 }))).to.match(/^E_BAD_ARGUMENT: timeoutMs must be/);
+      expect(await refusal(connect('tcp://127.0.0.1:7400', { clientId: '' }))).to.match(/^E_BAD_ARGUMENT: clientId must be a string of 1 to 64 characters/);
+      expect(await refusal(connect('tcp://127.0.0.1:7400', { clientId: 'x'.repeat(65) }))).to.match(/^E_BAD_ARGUMENT: clientId must be/);
+      expect(await refusal(connect('tcp://127.0.0.1:7400', { timeout: 5 } as never))).to.match(/^E_BAD_ARGUMENT: connect options has no "timeout"/);
+    });
+
+    it('opens a link without a node; a call then times out with the ZeroMQ client\'s error', async () => {
+      const c = await connect('tcp://127.0.0.1:1', { timeoutMs: 200, clientId: 'spec-client' });
+      try {
+        expect(c.endpoint).to.equal('tcp://127.0.0.1:1');
+        expect(c.clientId).to.equal('spec-client');
+        expect(await refusal(c.space())).to.match(/^E_UNREACHABLE: no answer from tcp:\/\/127\.0\.0\.1:1 within 200 ms/);
+      } finally {
+        await c.close();
+      }
+      expect(await refusal(c.space())).to.match(/^E_CLOSED/);
+    });
+
+    it('gives every client its own random id by default', async () => {
+      const [a, b] = await Promise.all([connect('tcp://127.0.0.1:1'), connect('tcp://127.0.0.1:1')]);
+      try {
+        expect(a.clientId).to.match(/^client-[0-9a-f]{12}$/);
+        expect(a.clientId).to.not.equal(b.clientId);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+  });
+});
+
+describe('runtime/client/pages: the transaction log (M7)', () => {
+  const outcome = (b: Record<string, unknown>) => {
+    const state = { txn_commit: 'committed', txn_abort: 'aborted', txn_end: 'ended' }[b.op as string];
+    return { result: { txn: b.txn, state, records: 2 } };
+  };
+
+  it('sends each call as the protocol has it, and every body passes the wire schema', async () => {
+    const link = new FakeLink((b) => {
+      if (b.op === 'txn_begin') return { result: { txn: 7 } };
+      if (b.op === 'txn_log') return { result: { txn: b.txn, seq: 3 } };
+      if (b.op === 'txn_read') return { result: { records: [{ txn: 7, seq: 1, data: Buffer.from([1, 2]) }] } };
+      return outcome(b);
+    });
+    const c = new MangroveClient(link);
+    const record = new Uint8Array(TXN_RECORD_BYTES_MAX).fill(1);
+    expect(await c.txnBegin()).to.equal(7);
+    expect(await c.txnLog(7, record)).to.equal(3);
+    expect(await c.txnLog(7, new Uint8Array(0))).to.equal(3);
+    expect(await c.txnCommit(7)).to.deep.equal({ txn: 7, state: 'committed', records: 2 });
+    expect(await c.txnAbort(8)).to.deep.equal({ txn: 8, state: 'aborted', records: 2 });
+    expect(await c.txnEnd(Number.MAX_SAFE_INTEGER)).to.deep.equal({ txn: Number.MAX_SAFE_INTEGER, state: 'ended', records: 2 });
+    const all = await c.txnRead();
+    expect(all).to.deep.equal([{ txn: 7, seq: 1, data: new Uint8Array([1, 2]) }]);
+    expect(Buffer.isBuffer(all[0].data), 'a plain Uint8Array, not a Buffer').to.equal(false);
+    await c.txnRead(7);
+    expect(link.sent.map((s) => s.body)).to.deep.equal([
+      { op: 'txn_begin' },
+      { op: 'txn_log', txn: 7, record },
+      { op: 'txn_log', txn: 7, record: new Uint8Array(0) },
+      { op: 'txn_commit', txn: 7 },
+      { op: 'txn_abort', txn: 8 },
+      { op: 'txn_end', txn: Number.MAX_SAFE_INTEGER },
+      { op: 'txn_read' },
+      { op: 'txn_read', txn: 7 },
+    ]);
+    for (const { kind, body } of link.sent) {
+      expect(kind).to.equal('client.page');
+      expect(clientPageOp.safeParse(body).success, JSON.stringify(body.op)).to.equal(true);
+    }
+  });
+
+  it('passes the node\'s refusal through with its code', async () => {
+    const link = new FakeLink(() => Promise.reject(new MangroveError('E_NOT_FOUND', 'transaction 9 cannot be ended: it was aborted or ended')));
+    expect(await refusal(new MangroveClient(link).txnEnd(9))).to.equal('E_NOT_FOUND: transaction 9 cannot be ended: it was aborted or ended');
+  });
+
+  it('refuses an answer that breaks the protocol with E_BAD_MESSAGE', async () => {
+    const answering = (result: unknown) => new MangroveClient(new FakeLink(() => ({ result })));
+    expect(await refusal(answering({ txn: 0 }).txnBegin())).to.match(/^E_BAD_MESSAGE: the node's answer to txn_begin should hold a transaction id, but has a number \(0\)/);
+    expect(await refusal(answering({ txn: 1 }).txnLog(1, new Uint8Array(1)))).to.match(/^E_BAD_MESSAGE: the node's answer to txn_log should hold a field seq/);
+    expect(await refusal(answering({ txn: 1, state: 'aborted', records: 0 }).txnCommit(1))).to.match(
+      /^E_BAD_MESSAGE: the node's answer to txn_commit should hold \{txn: 1, state: 'committed', records\}/,
+    );
+    expect(await refusal(answering({ txn: 2, state: 'ended', records: 0 }).txnEnd(1))).to.match(/^E_BAD_MESSAGE: .*txn_end/);
+    expect(await refusal(answering({ txn: 1, state: 'aborted', records: -1 }).txnAbort(1))).to.match(/^E_BAD_MESSAGE: .*txn_abort/);
+    expect(await refusal(answering({ records: 'none' }).txnRead())).to.match(/^E_BAD_MESSAGE: .*an array of records, but has a string/);
+    expect(await refusal(answering({ records: [{ txn: 2, seq: 1, data: new Uint8Array(1) }] }).txnRead(1))).to.match(
+      /^E_BAD_MESSAGE: the node's answer to txn_read should hold records of transaction 1 with a seq/,
+    );
+    expect(await refusal(answering({ records: [{ txn: 1, seq: 1, data: [1] }] }).txnRead())).to.match(/^E_BAD_MESSAGE: .*records of at most 4096 bytes, but has an array of 1/);
+  });
+
+  describe('refuses bad arguments before sending anything', () => {
+    const idRule = /^E_BAD_ARGUMENT: a transaction id is a whole number from txnBegin \(1 or more\), not /;
+    const cases: [string, (c: MangroveClient) => Promise<unknown>, RegExp][] = [
+      ['a transaction id of 0', (c) => c.txnCommit(0), /not a number \(0\)$/],
+      ['a negative transaction id', (c) => c.txnAbort(-1), /not a number \(-1\)$/],
+      ['a fractional transaction id', (c) => c.txnEnd(1.5), /not a number \(1\.5\)$/],
+      ['a transaction id past 2^53', (c) => c.txnLog(2 ** 53, new Uint8Array(1)), /not a number \(9007199254740992\)$/],
+      ['a string transaction id', (c) => c.txnRead('7' as unknown as number), /not a string \("7"\)$/],
+      ['a bigint transaction id', (c) => c.txnCommit(7n as unknown as number), /not 0x7n$/],
+      ['a null transaction id for txnRead', (c) => c.txnRead(null as unknown as number), /not null$/],
+    ];
+    for (const [what, call, shown] of cases) {
+      it(what, async () => {
+        const link = new FakeLink();
+        const refused = await refusal(call(new MangroveClient(link)));
+        expect(refused).to.match(idRule);
+        expect(refused).to.match(shown);
+        expect(link.sent, 'nothing sent').to.deep.equal([]);
+      });
+    }
+
+    const records: [string, unknown, RegExp][] = [
+      ['a record of 4097 bytes', new Uint8Array(TXN_RECORD_BYTES_MAX + 1), /^E_BAD_ARGUMENT: a log record holds at most 4096 bytes; 4097 were given: split it into several records$/],
+      ['a record that is an array', [1, 2], /^E_BAD_ARGUMENT: a log record must be a Uint8Array, not an array of 2$/],
+      ['a record that is a string', 'abc', /^E_BAD_ARGUMENT: a log record must be a Uint8Array, not a string \("abc"\)$/],
+      ['no record', undefined, /^E_BAD_ARGUMENT: a log record must be a Uint8Array, not undefined$/],
+    ];
+    for (const [what, record, expected] of records) {
+      it(what, async () => {
+        const link = new FakeLink();
+        expect(await refusal(new MangroveClient(link).txnLog(1, record as Uint8Array))).to.match(expected);
+        expect(link.sent, 'nothing sent').to.deep.equal([]);
+      });
+    }
+  });
+});
