@@ -18,46 +18,9 @@ import { panRules } from './rules/pan.js';
 import { quorumRules } from './rules/quorum.js';
 import { REPLAY_RULES } from './replay/rules.js';
 import { replayTrace, type ReplayStats } from './replay/replay.js';
+import { PROTOCOLS, type CheckContext, type Protocol, type Rule, type Violation } from './rule.js';
 
-/** `replay` is no rule set: every node rebuilt and fed its recorded inputs (replay.ts). */
-export const PROTOCOLS = ['heartbeat', 'quorum', 'node-db', 'pan', 'replay'] as const;
-export type Protocol = (typeof PROTOCOLS)[number];
-
-export interface Violation {
-  /** The rule's stable name, e.g. `hb.alive-within-deadlines`. */
-  rule: string;
-  /** The node whose behaviour broke the rule. */
-  node: string;
-  /** When (record time) it showed. */
-  t: number;
-  detail: string;
-  /** The records that show it, earliest first. */
-  records: TraceEntry[];
-}
-
-/** Timing the rules read; see buildContext. */
-export interface CheckContext {
-  /** A node's heartbeat period in ms, or undefined if neither inferred nor given. */
-  periodOf(node: string): number | undefined;
-  /** Slack in ms for a node: one tick (period / 4) plus the largest delivery delay seen (at least 1 ms). */
-  slackOf(node: string): number | undefined;
-  /** Largest send→recv delay observed for one envelope, at least 1 ms. */
-  readonly delayMs: number;
-  /** A node's settings from its latest start record, if the traces hold one. */
-  settingsOf(node: string): NodeSettings | undefined;
-  /** Votes of every anchor the start records name (empty without start records). */
-  readonly anchors: ReadonlyMap<string, number>;
-}
-
-export interface Rule {
-  name: string;
-  protocol: Protocol;
-  /** One sentence for `--help`. */
-  description: string;
-  /** Returns a reason to skip (the trace cannot support the rule), or undefined. */
-  needs?(ctx: CheckContext): string | undefined;
-  check(records: readonly TraceRecord[], ctx: CheckContext): Violation[];
-}
+export { PROTOCOLS, type CheckContext, type Protocol, type Rule, type Violation } from './rule.js';
 
 export const RULES: readonly Rule[] = [...heartbeatRules, ...quorumRules, ...nodeDbRules, ...panRules];
 

@@ -32,7 +32,7 @@ import { formatTime, isWallClock } from '../../../bus/trace/trace.js';
 import type { TraceEntry, TraceRecord, TraceStart } from '../../../bus/transport/transport.js';
 import { incarnationOf, readStart } from '../../trace/node-trace.js';
 import { SeededRandom } from '../../world/random.js';
-import type { Violation } from '../check.js';
+import type { Violation } from '../rule.js';
 import { ReplayClock, ReplayTransport } from './world.js';
 
 export interface ReplayStats {

@@ -18,7 +18,7 @@ import type { TraceRecord } from '../../../bus/transport/transport.js';
 import { hasBit } from '../../../machines/membership/bitmap.js';
 import { GROUP_DEADLINES_MAX, MISSED_DEADLINES_MAX, timingFor } from '../../../machines/membership/heartbeat-timing.js';
 import { MEMBERS_PER_GROUP_MAX } from '../../../machines/membership/identity.js';
-import type { CheckContext, Rule, Violation } from '../check.js';
+import type { CheckContext, Rule, Violation } from '../rule.js';
 
 const SLOTS = MEMBERS_PER_GROUP_MAX;
 /** A monitor that starts (or resumes after a gap) carries over its predecessor's

@@ -5,7 +5,7 @@
 import type { NdbOp, NodeDbSnapshot } from '../../../bus/messages/index.js';
 import type { TraceRecord } from '../../../bus/transport/transport.js';
 import { sameChange, sameContents } from '../../../machines/membership/node-db.js';
-import type { Rule, Violation } from '../check.js';
+import type { Rule, Violation } from '../rule.js';
 
 const PULSES = new Set(['hb.member_pulse', 'hb.monitor_pulse']);
 const SNAPSHOTS = new Set(['ndb.welcome', 'ndb.joined', 'ndb.snapshot']);

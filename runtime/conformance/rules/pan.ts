@@ -1,6 +1,6 @@
 /** Primary anchor election rules (M16): one primary anchor per term. */
 import type { TraceRecord } from '../../../bus/transport/transport.js';
-import type { Rule, Violation } from '../check.js';
+import type { Rule, Violation } from '../rule.js';
 
 const onePerTerm: Rule = {
   name: 'pan.one-per-term',

@@ -8,15 +8,12 @@
 import { expect } from 'chai';
 import {
   checkLinearizable,
-  registerModel,
   type LinOptions,
   type LinResult,
   type Model,
   type Operation,
-  type RegisterInput,
-  type RegisterOp,
-  type RegisterOutput,
 } from '../../../../runtime/conformance/linearizability/search.js';
+import { registerModel, type RegisterInput, type RegisterOp, type RegisterOutput } from '../../../../runtime/conformance/linearizability/register.js';
 import { SeededRandom } from '../../../../runtime/world/random.js';
 
 const bytes = (...b: number[]): Uint8Array => Uint8Array.from(b);

@@ -1,6 +1,6 @@
 /**
  * The page register: the sequential model of one page that the memory
- * engine's histories are checked against (linearizability.ts). A read
+ * engine's histories are checked against (search.ts). A read
  * returns the bytes of the last write, or the initial value; a flush only
  * makes the page durable, so it never changes or reveals the value.
  *
@@ -9,7 +9,7 @@
  * per distinct write or read value, not one per search step. A recorder must
  * therefore not mutate a value after handing it over.
  */
-import type { Model, Operation, EffectWindow } from './search.js';
+import type { EffectWindow, Model, Operation } from './history.js';
 
 export type RegisterInput =
   | { kind: 'read'; page: string }
