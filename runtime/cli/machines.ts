@@ -105,7 +105,7 @@ async function watch(opts: { connect: string; machine?: string; all?: boolean; j
 }
 
 async function askStatus(endpoint: string, timeoutMs: number): Promise<NodeStatus> {
-  const { isTcpEndpoint } = await import('../node/config.js');
+  const { isTcpEndpoint } = await import('../../bus/transport/endpoint.js');
   if (!isTcpEndpoint(endpoint)) {
     throw new MangroveError('E_BAD_ARGUMENT', `--connect must be a tcp endpoint like ${watchDefaults.connect} (got ${JSON.stringify(endpoint)})`);
   }

@@ -36,7 +36,7 @@ const forcedExitMs = 1000;
 
 /** A request to one node; the client is closed whatever happens. */
 async function ask<T>(endpoint: string, timeoutMs: number, kind: 'client.status' | 'client.fault', body: object): Promise<T> {
-  const { isTcpEndpoint } = await import('../node/config.js');
+  const { isTcpEndpoint } = await import('../../bus/transport/endpoint.js');
   if (!isTcpEndpoint(endpoint)) {
     throw new MangroveError('E_BAD_ARGUMENT', `--connect must be a tcp endpoint like ${cliDefaults.connect} (got ${JSON.stringify(endpoint)})`);
   }

@@ -223,7 +223,7 @@ export function addPageCommands(program: Command, defaults: { connect: string })
 
 /** One client for one command, closed whatever happens. */
 async function session<T>(o: LinkOpts, fn: (client: MangroveClient) => Promise<T>): Promise<T> {
-  const [{ isTcpEndpoint }, { connect }] = await Promise.all([import('../node/config.js'), import('../client/pages.js')]);
+  const [{ isTcpEndpoint }, { connect }] = await Promise.all([import('../../bus/transport/endpoint.js'), import('../client/pages.js')]);
   if (!isTcpEndpoint(o.connect)) {
     throw new MangroveError('E_BAD_ARGUMENT', `--connect must be a tcp endpoint like tcp://127.0.0.1:7400 (got ${JSON.stringify(o.connect)})`);
   }

@@ -32,7 +32,7 @@ import {
 } from '../../bus/messages/page.js';
 import { ZmqClient } from '../../bus/transport/zmq-client.js';
 import { addressKey, checkPageAddress, PAGE_BYTES, pageRange, parseAddress } from '../../machines/memory/address.js';
-import { isTcpEndpoint } from '../node/config.js';
+import { isTcpEndpoint } from '../../bus/transport/endpoint.js';
 
 export { COPIES_MAX, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX };
 export type { FlushResult, PageAttrs, PageStat, SpaceReport, TxnOutcome, TxnRecord, TxnState };

@@ -12,6 +12,9 @@ import { z } from 'zod';
 import { limits } from '../../bus/envelope.js';
 import { MangroveError } from '../../bus/errors.js';
 import { isPermanentId } from '../../machines/membership/identity.js';
+import { isTcpEndpoint } from '../../bus/transport/endpoint.js';
+
+export { isTcpEndpoint };
 
 export const configLimits = {
   fileBytesMax: 1024 * 1024,
@@ -59,16 +62,6 @@ export interface NodeConfig {
 
 /** What a config file may hold: the required fields, anything else optional. */
 export type NodeConfigInput = Pick<NodeConfig, 'listen' | 'dataDir' | 'anchors'> & Partial<Omit<NodeConfig, 'listen' | 'dataDir' | 'anchors'>>;
-
-/** A concrete host (a node announces this endpoint to its peers, so no `*`) and a port. */
-const TCP_ENDPOINT = /^tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;
-
-export function isTcpEndpoint(s: string): boolean {
-  const m = TCP_ENDPOINT.exec(s);
-  if (!m || s.length > limits.endpointCharsMax) return false;
-  const port = Number(m[2]);
-  return port >= 1 && port <= 65535;
-}
 
 const endpoint = z.string().refine(isTcpEndpoint);
 const permanentId = z.string().refine(isPermanentId);
