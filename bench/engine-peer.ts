@@ -57,7 +57,7 @@ type MangroveClient = Awaited<ReturnType<PageClientModule['connect']>>;
 const PAGE_CLIENT_MODULE = '../runtime/client/pages.js';
 
 const PAGE = BigInt(PAGE_BYTES);
-/** Most pages one client write carries (bus/messages/index/page.ts). */
+/** Most pages one client write carries (bus/messages/page.ts). */
 const WRITE_BATCH_PAGES = 256;
 
 const plan = JSON.parse(process.argv[2] ?? '{}') as Plan;

@@ -9,7 +9,7 @@
  * one page run one at a time in arrival order; different pages proceed
  * concurrently.
  *
- * Op-codes: `client.<op>` for a program's calls (bus/messages/index/page.ts
+ * Op-codes: `client.<op>` for a program's calls (bus/messages/page.ts
  * `clientPageOp`; applets-local.ts), `peer.<op>` for other engines'
  * (`peerCall`; applets-home.ts), and `page.read1`, `page.write1`,
  * `page.flush1`, `page.access1`, `page.release1` for one page, keyed by it.

@@ -8,8 +8,16 @@
  * A batch is cut at the end of the current turn of the event loop
  * (`setImmediate`), which in the simulator is a deterministic point too.
  */
+import { present } from '../../bus/assert.js';
 import { MangroveError } from '../../bus/errors.js';
 import { PUT_MANY_PAGES_MAX, type PageStore, type StoredPage } from '../storage/page-store.js';
+
+/**
+ * Durable writes one batch holds before `put` refuses more (E_BUSY): about
+ * 64 MiB of page data waiting for one turn of the event loop. A batch is cut
+ * every turn, so only a flood within one turn reaches it.
+ */
+export const GROUP_COMMIT_WAITING_MAX = 16_384;
 
 interface Waiting {
   page: StoredPage;
@@ -19,6 +27,8 @@ interface Waiting {
 
 export class GroupCommit {
   private batch = new Map<bigint, Waiting[]>();
+  /** Puts in `batch`, over every address. */
+  private waiting = 0;
   private scheduled = false;
   /** Commits made and pages written, for status and benchmarks. */
   commits = 0;
@@ -28,6 +38,10 @@ export class GroupCommit {
 
   /** Resolves with the version durable for `addr` once it is on disk. */
   put(addr: bigint, page: StoredPage): Promise<number> {
+    if (this.waiting >= GROUP_COMMIT_WAITING_MAX) {
+      return Promise.reject(new MangroveError('E_BUSY', `${GROUP_COMMIT_WAITING_MAX} durable writes already wait for this node's next disk commit; try again`));
+    }
+    this.waiting++;
     return new Promise<number>((resolve, reject) => {
       const list = this.batch.get(addr) ?? [];
       list.push({ page, resolve, reject });
@@ -46,6 +60,7 @@ export class GroupCommit {
     this.scheduled = false;
     const all = [...this.batch.entries()];
     this.batch = new Map();
+    this.waiting = 0;
     for (let i = 0; i < all.length; i += PUT_MANY_PAGES_MAX) this.commitSome(all.slice(i, i + PUT_MANY_PAGES_MAX));
   }
 
@@ -69,10 +84,13 @@ export class GroupCommit {
       this.commits++;
       this.pages += entries.length;
     } catch (err) {
-      const e = err instanceof MangroveError ? err : new MangroveError('E_STORAGE', `the disk cache refused a commit of ${entries.length} pages: ${String(err)}`);
-      for (const [, waiting] of items) for (const w of waiting) w.reject(e);
+      const refused = err instanceof MangroveError ? err : new MangroveError('E_STORAGE', `the disk cache refused a commit of ${entries.length} pages: ${String(err)}`);
+      for (const [, waiting] of items) for (const w of waiting) w.reject(refused);
       return;
     }
-    for (const [addr, waiting] of items) for (const w of waiting) w.resolve(outcome.get(addr)!);
+    for (const [addr, waiting] of items) {
+      const version = present(outcome.get(addr), 'every address of the batch has an outcome');
+      for (const w of waiting) w.resolve(version);
+    }
   }
 }

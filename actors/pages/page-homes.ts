@@ -14,7 +14,7 @@ import type { Clock } from '../../bus/clock.js';
 import { MangroveError } from '../../bus/errors.js';
 import type { Body } from '../../bus/messages/index.js';
 import { addressKey, formatAddress } from '../../machines/memory/address.js';
-import { pageHomeMachine, type PageHomeEmitted } from '../../machines/memory/page-home.js';
+import { PAGE_REQUESTS_QUEUED_MAX, pageHomeMachine, type PageHomeEmitted } from '../../machines/memory/page-home.js';
 import type { PageFacts } from './page-holder.js';
 
 export type LockMode = 'shared' | 'exclusive';
@@ -157,7 +157,13 @@ export class PageHomes {
         return send(e.request.from, 'page.served', { addr: wire, req: e.request.req, round: e.round, version: e.version, holders: f.holders, volatile: f.volatile });
       }
       case 'refused':
-        return send(e.request.from, 'page.refused', { addr: wire, req: e.request.req, code: e.code, message: `the newest copy of ${formatAddress(addr)} was on a failed node; recovery will restore it` });
+        return send(e.request.from, 'page.refused', { addr: wire, req: e.request.req, code: e.code, message: refusal(e.code, addr) });
     }
   }
+}
+
+/** Why the home refuses a request, in words a user can act on. */
+function refusal(code: 'E_PAGE_LOST' | 'E_BUSY', addr: bigint): string {
+  if (code === 'E_BUSY') return `${PAGE_REQUESTS_QUEUED_MAX} requests already wait for ${formatAddress(addr)} at its home; try again`;
+  return `the newest copy of ${formatAddress(addr)} was on a failed node; recovery will restore it`;
 }

@@ -31,7 +31,7 @@ import { ADDRESS_BYTES, addressFromKey, addressKey, checkAddress, checkPageAddre
 export const DIRECTORY_FORMAT = 0xd1;
 export const HEADER_BYTES = 7;
 export const BODY_BYTES_MAX = PAGE_BYTES - HEADER_BYTES;
-/** Most core holders an entry names (COPIES_MAX in bus/messages/index/page.ts). */
+/** Most core holders an entry names (COPIES_MAX in bus/messages/page.ts). */
 export const HOLDERS_MAX = 8;
 /** Longest node id, in UTF-16 units (limits.idCharsMax in bus/envelope.ts). */
 export const ID_CHARS_MAX = 64;

@@ -49,8 +49,18 @@
  *   {request, code}` when it cannot be served.
  */
 import { and, assign, enqueueActions, setup, type SnapshotFrom } from 'xstate';
+import { present } from '../../bus/assert.js';
 
 export const machineName = 'page-home';
+
+/**
+ * Requests one page's home keeps waiting. A holder has one request per page
+ * outstanding, so the queue holds about one per node that wants the page;
+ * the bound stops requesters that send fresh request numbers and never
+ * confirm from growing it without limit. Past it a request is refused with
+ * E_BUSY at once (the requester's access fails; it may ask again).
+ */
+export const PAGE_REQUESTS_QUEUED_MAX = 4096;
 
 export type AccessMode = 'read' | 'write';
 
@@ -104,13 +114,18 @@ export type PageHomeEmitted =
   | { type: 'forward'; to: string; requester: string; req: number; round: number; mode: AccessMode; version: number }
   /** `round`: the request's; a holder that already saw a later round knows its grant is superseded. */
   | { type: 'served'; request: PageRequest; version: number; round: number }
-  | { type: 'refused'; request: PageRequest; code: 'E_PAGE_LOST' };
+  | { type: 'refused'; request: PageRequest; code: 'E_PAGE_LOST' | 'E_BUSY' };
 
 const without = (list: readonly string[], id: string): string[] => list.filter((x) => x !== id);
 const withId = (list: readonly string[], id: string): string[] => (list.includes(id) ? [...list] : [...list, id].sort());
 
 function served(ctx: PageHomeContext, r: PageRequest, version: number): PageHomeContext['lastServed'] {
   return { ...ctx.lastServed, [r.from]: { req: r.req, mode: r.mode, version, round: ctx.round } };
+}
+
+/** The request being served: only called in the states that serve one. */
+function currentOf(ctx: PageHomeContext): PageRequest {
+  return present(ctx.current, 'a request is being served in this state');
 }
 
 /** Readers that must drop their copies before `to` may write. */
@@ -133,12 +148,12 @@ export const pageHomeMachine = setup({
     ownerLost: ({ context }) => context.owner === null,
     /** The requester already holds what it asks for: serve at once. */
     alreadyHeld: ({ context }) => {
-      const r = context.current!;
+      const r = currentOf(context);
       if (r.mode === 'read') return context.owner === r.from || context.readers.includes(r.from);
       return context.owner === r.from && context.readers.length === 0;
     },
-    isWrite: ({ context }) => context.current!.mode === 'write',
-    requesterOwns: ({ context }) => context.current!.from === context.owner,
+    isWrite: ({ context }) => currentOf(context).mode === 'write',
+    requesterOwns: ({ context }) => currentOf(context).from === context.owner,
     allInvalidated: ({ context }) => context.waiting.length === 0,
     confirmsCurrent: ({ context, event }) =>
       event.type === 'CONFIRMED' && context.current !== null && event.from === context.current.from && event.req === context.current.req,
@@ -155,7 +170,9 @@ export const pageHomeMachine = setup({
       }
       // A repeated request (the requester retried) is served once.
       const dup = context.queue.some((q) => q.from === from && q.req === req) || (context.current?.from === from && context.current.req === req);
-      if (!dup) enqueue.assign({ queue: [...context.queue, { mode, from, req }] });
+      if (dup) return;
+      if (context.queue.length >= PAGE_REQUESTS_QUEUED_MAX) enqueue.emit({ type: 'refused', request: { mode, from, req }, code: 'E_BUSY' });
+      else enqueue.assign({ queue: [...context.queue, { mode, from, req }] });
     }),
     /** A reader that dropped its copy is no reader any more, unless the home is invalidating or serving it now. */
     noteDropped: assign(({ context, event }) => {
@@ -178,16 +195,16 @@ export const pageHomeMachine = setup({
       round: ({ context }) => context.round + 1,
     }),
     serveHeld: enqueueActions(({ context, enqueue }) => {
-      const r = context.current!;
+      const r = currentOf(context);
       const version = r.mode === 'write' ? context.version + 1 : context.version;
       enqueue.assign({ version, current: null, lastServed: served(context, r, version) });
       enqueue.emit({ type: 'served', request: r, version, round: context.round });
     }),
     refuseLost: enqueueActions(({ context, enqueue }) => {
-      enqueue.emit({ type: 'refused', request: context.current!, code: 'E_PAGE_LOST' });
+      enqueue.emit({ type: 'refused', request: currentOf(context), code: 'E_PAGE_LOST' });
       enqueue.assign({ current: null });
     }),
-    startInvalidating: assign({ waiting: ({ context }) => toInvalidate(context, context.current!.from) }),
+    startInvalidating: assign({ waiting: ({ context }) => toInvalidate(context, currentOf(context).from) }),
     sendInvalidations: enqueueActions(({ context, enqueue }) => {
       for (const to of context.waiting) enqueue.emit({ type: 'invalidate', to, round: context.round, version: context.version });
     }),
@@ -198,12 +215,12 @@ export const pageHomeMachine = setup({
       return { waiting: without(context.waiting, id), readers: without(context.readers, id) };
     }),
     sendForward: enqueueActions(({ context, enqueue }) => {
-      const r = context.current!;
+      const r = currentOf(context);
       if (context.owner === null || context.owner === r.from) return;
-      enqueue.emit({ type: 'forward', to: context.owner!, requester: r.from, req: r.req, round: context.round, mode: r.mode, version: context.version });
+      enqueue.emit({ type: 'forward', to: present(context.owner, 'a forward goes to an owner (ownerLost refuses first)'), requester: r.from, req: r.req, round: context.round, mode: r.mode, version: context.version });
     }),
     completeRead: enqueueActions(({ context, enqueue }) => {
-      const r = context.current!;
+      const r = currentOf(context);
       enqueue.assign({
         readers: r.from === context.owner ? context.readers : withId(context.readers, r.from),
         readSince: r.from === context.owner ? context.readSince : { ...context.readSince, [r.from]: context.round },
@@ -214,12 +231,12 @@ export const pageHomeMachine = setup({
     }),
     revertHandOver: assign(({ context }) => ({ owner: context.waiting[0] ?? null, current: null, waiting: [] })),
     handOver: assign(({ context }) => ({
-      owner: context.current!.from,
-      readers: without(context.readers, context.current!.from),
+      owner: currentOf(context).from,
+      readers: without(context.readers, currentOf(context).from),
       waiting: context.owner === null ? [] : [context.owner],
     })),
     completeWrite: enqueueActions(({ context, enqueue }) => {
-      const r = context.current!;
+      const r = currentOf(context);
       const version = context.version + 1;
       enqueue.assign({ owner: r.from, readers: [], version, current: null, waiting: [], lastServed: served(context, r, version) });
       enqueue.emit({ type: 'served', request: r, version, round: context.round });

@@ -124,38 +124,54 @@ interface Member {
 }
 
 /** Runs the cluster until SIGINT/SIGTERM; resolves with the exit code. */
-export async function runLocal(o: LocalOptions, cliPath: string, out: NodeJS.WriteStream = process.stdout): Promise<number> {
-  validateLocal(o);
-  const plans = planLocal(o);
-  if (o.traceDir !== undefined) mkdirSync(resolve(o.traceDir), { recursive: true });
+export async function runLocal(options: LocalOptions, cliPath: string, out: NodeJS.WriteStream = process.stdout): Promise<number> {
+  const { members, reused } = await prepareMembers(options);
+  const dir = resolve(options.dir);
+  printLayout(dir, members, reused, options.traceDir);
+  await launchMembers(members, cliPath, options.traceDir);
+  return showUntilStopped(members, dir, out);
+}
+
+/** Checks the options, writes the configs not kept from an earlier run, and checks every port is free. */
+async function prepareMembers(options: LocalOptions): Promise<{ members: Member[]; reused: number }> {
+  validateLocal(options);
+  const plans = planLocal(options);
+  if (options.traceDir !== undefined) mkdirSync(resolve(options.traceDir), { recursive: true });
   const existing = new Map(plans.filter((p) => existsSync(p.configPath)).map((p) => [p.index, loadConfig(p.configPath)]));
-  const reused = existing.size;
   const members: Member[] = adoptAnchors(plans, [...existing.values()]).map((plan) => {
     if (!existing.has(plan.index)) writeConfig(plan.configPath, plan.config);
     return { plan, config: existing.get(plan.index) ?? loadConfig(plan.configPath), view: { index: plan.index, pid: null } };
   });
   await checkPortsFree(members);
+  return { members, reused: existing.size };
+}
 
-  const dir = resolve(o.dir);
+function printLayout(dir: string, members: Member[], reused: number, traceDir: string | undefined): void {
   process.stderr.write(
     `mangrove local: ${members.length} nodes in ${dir}\n` +
       `  configs: ${join(dir, 'node-<i>', 'config.json')}${reused > 0 ? ` (${reused} reused from a previous run; their settings win over flags)` : ''}\n` +
       `  logs:    ${join(dir, 'node-<i>', 'node.log')}\n` +
-      (o.traceDir !== undefined ? `  traces:  ${join(resolve(o.traceDir), 'node-<i>.trace')}\n` : '') +
+      (traceDir !== undefined ? `  traces:  ${join(resolve(traceDir), 'node-<i>.trace')}\n` : '') +
       `  status:  mangrove status --connect ${members[0].config.listen}\n\n`,
   );
+}
 
+/** Starts each node's process and connects a status client to it. */
+async function launchMembers(members: Member[], cliPath: string, traceDir: string | undefined): Promise<void> {
   const { ZmqClient } = await import('../../bus/transport/zmq-client.js');
   // Should this launcher die on an error, its nodes must not outlive it.
   process.on('exit', () => {
     for (const m of members) if (isRunning(m.child)) m.child!.kill('SIGTERM');
   });
-  for (const m of members) {
-    m.child = spawnNode(m, cliPath, o.traceDir);
-    m.view.pid = m.child.pid ?? null;
-    m.client = await ZmqClient.connect(m.config.listen, { timeoutMs: localLimits.statusTimeoutMs });
+  for (const member of members) {
+    member.child = spawnNode(member, cliPath, traceDir);
+    member.view.pid = member.child.pid ?? null;
+    member.client = await ZmqClient.connect(member.config.listen, { timeoutMs: localLimits.statusTimeoutMs });
   }
+}
 
+/** Polls and shows every node each refresh until a signal, or until every node has exited. */
+function showUntilStopped(members: Member[], dir: string, out: NodeJS.WriteStream): Promise<number> {
   return new Promise<number>((resolveExit) => {
     const screen = new Screen(out);
     let timer: NodeJS.Timeout | undefined;

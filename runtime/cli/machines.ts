@@ -76,7 +76,7 @@ export function addMachinesCommands(program: Command): void {
         '',
         'The node must serve HTTP ("httpPort" in its config; `mangrove local` gives every node one).',
         'from is null when an actor starts, to is null when it stops. The stream is GET /machines/stream',
-        'on the node\'s HTTP port (Server-Sent Events), documented in runtime/http/server/machines.ts.',
+        'on the node\'s HTTP port (Server-Sent Events), documented in runtime/http/machines.ts.',
       ),
     )
     .action(async (opts: { connect: string; machine?: string; all?: boolean; json?: boolean; timeout: number }) => {

@@ -51,7 +51,21 @@ async function ask<T>(endpoint: string, timeoutMs: number, kind: 'client.status'
 }
 
 export function buildProgram(): Command {
-  const program = new Command('mangrove')
+  const program = createRootCommand();
+  addStartCommand(program);
+  addLocalCommand(program);
+  addStatusCommand(program);
+  addFaultCommand(program);
+  addTraceCommands(program);
+  addSimCommand(program);
+  addMachinesCommands(program);
+  addPageCommands(program, cliDefaults);
+  return program;
+}
+
+/** The bare `mangrove` program: its help, version and error handling. */
+function createRootCommand(): Command {
+  return new Command('mangrove')
     .description('Mangrove: a cluster of peer nodes with heartbeat membership, quorum and a node database, sharing one paged 128-bit address space (US patent 5,909,540).')
     .version(packageVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
@@ -67,7 +81,9 @@ export function buildProgram(): Command {
         'mangrove <command> --help           # details of one command',
       ),
     );
+}
 
+function addStartCommand(program: Command): void {
   program
     .command('start')
     .description('run a node in this process until SIGINT/SIGTERM (logs: JSON lines on stdout)')
@@ -88,7 +104,9 @@ export function buildProgram(): Command {
       const { startNode } = await import('../node/start.js');
       await startNode(opts.config, { trace: opts.trace });
     });
+}
 
+function addLocalCommand(program: Command): void {
   program
     .command('local')
     .description('run a cluster of N node processes on this host and show it live until Ctrl-C')
@@ -118,7 +136,9 @@ export function buildProgram(): Command {
       );
       process.exitCode = code;
     });
+}
 
+function addStatusCommand(program: Command): void {
   program
     .command('status')
     .description('show the cluster as one node sees it')
@@ -140,7 +160,9 @@ export function buildProgram(): Command {
       const { renderStatus } = await import('./render.js');
       print(renderStatus(status));
     });
+}
 
+function addFaultCommand(program: Command): void {
   program
     .command('fault')
     .description('cut a node off from some peers, or heal it (the node\'s config must have "faultInjection": true)')
@@ -166,12 +188,6 @@ export function buildProgram(): Command {
       const dropped = result?.dropped ?? [];
       print(dropped.length === 0 ? `${opts.connect}: healed, no peer is dropped` : `${opts.connect}: dropping all traffic to and from ${dropped.join(', ')}`);
     });
-
-  addTraceCommands(program);
-  addSimCommand(program);
-  addMachinesCommands(program);
-  addPageCommands(program, cliDefaults);
-  return program;
 }
 
 function faultBody(opts: { drop?: string; heal?: boolean }): { drop: string[] } | { heal: true } {

@@ -34,6 +34,12 @@ interface ShowOptions extends FilterOptions {
 
 export function addTraceCommands(program: Command): void {
   const trace = program.command('trace').description('read message traces recorded by nodes (`start --trace`, `local --trace`, `sim --trace`)');
+  addShowCommand(trace);
+  addStatsCommand(trace);
+  addCheckCommand(trace);
+}
+
+function addShowCommand(trace: Command): void {
   trace
     .command('show')
     .description('print the records of one or more traces, merged in time order')
@@ -64,7 +70,9 @@ export function addTraceCommands(program: Command): void {
       ),
     )
     .action((files: string[], opts: ShowOptions) => show(files, opts));
+}
 
+function addStatsCommand(trace: Command): void {
   trace
     .command('stats')
     .description('count the records of one or more traces by kind and by node, sent and received')
@@ -82,9 +90,11 @@ export function addTraceCommands(program: Command): void {
       ),
     )
     .action((files: string[], opts: FilterOptions & { json?: boolean }) => stats(files, opts));
+}
 
+function addCheckCommand(trace: Command): void {
   const rules = [...heartbeatRules, ...nodeDbRules, ...panRules, ...Object.entries(REPLAY_RULE_HELP).map(([name, description]) => ({ name, description }))];
-  const width = Math.max(...rules.map((r) => r.name.length));
+  const width = Math.max(...rules.map((rule) => rule.name.length));
   trace
     .command('check')
     .description('check one or more traces against the protocol rules (SPEC.md M27); exit 1 if any is broken')
@@ -96,7 +106,7 @@ export function addTraceCommands(program: Command): void {
       'after',
       [
         '\nRules:',
-        ...rules.map((r) => `  ${r.name.padEnd(width)}  ${r.description}`),
+        ...rules.map((rule) => `  ${rule.name.padEnd(width)}  ${rule.description}`),
         examples(
           'mangrove trace check traces/*.trace',
           'mangrove trace check sim.trace --protocol heartbeat --period 1000',

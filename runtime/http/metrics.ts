@@ -8,7 +8,7 @@
  * news tells (failures detected, role changes) is counted as the news arrives.
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import type { Observable } from 'rxjs';
+import type { Observable, Subscription } from 'rxjs';
 import type { NodeStatus } from '../../actors/status.js';
 import type { TransportStats } from '../../bus/transport/transport.js';
 
@@ -55,6 +55,21 @@ export function createMetrics(node: MetricsNode, transport: MetricsTransport, op
   registry.setDefaultLabels({ node: transport.self });
   if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 
+  registerTransportCounters(registry, () => transport.stats());
+  registerStatusGauges(registry, status);
+  const subscription = countNews(registry, node.news$);
+
+  return {
+    registry,
+    stop() {
+      subscription.unsubscribe();
+      registry.clear();
+    },
+  };
+}
+
+/** Counters read from the transport's own counts at scrape time. */
+function registerTransportCounters(registry: Registry, stats: () => TransportStats): void {
   const counterFromStats = (name: string, help: string, label: string, read: (s: TransportStats) => Record<string, number>) =>
     new Counter({
       name,
@@ -63,7 +78,7 @@ export function createMetrics(node: MetricsNode, transport: MetricsTransport, op
       registers: [registry],
       collect() {
         this.reset();
-        for (const [value, n] of Object.entries(read(transport.stats()))) this.inc({ [label]: value }, n);
+        for (const [value, n] of Object.entries(read(stats()))) this.inc({ [label]: value }, n);
       },
     });
   const totalFromStats = (name: string, help: string, read: (s: TransportStats) => number) =>
@@ -73,16 +88,7 @@ export function createMetrics(node: MetricsNode, transport: MetricsTransport, op
       registers: [registry],
       collect() {
         this.reset();
-        this.inc(read(transport.stats()));
-      },
-    });
-  const gaugeFromStatus = (name: string, help: string, read: (s: NodeStatus) => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(read(status()));
+        this.inc(read(stats()));
       },
     });
 
@@ -95,6 +101,19 @@ export function createMetrics(node: MetricsNode, transport: MetricsTransport, op
   counterFromStats('mangrove_messages_rejected_total', 'Inbound frames refused by validation, by reason.', 'reason', (s) => s.rejectedByReason);
   totalFromStats('mangrove_messages_unsent_total', 'Envelopes not sent: unknown or dead peer, full queue, or the fault filter.', (s) => s.unsent);
   totalFromStats('mangrove_messages_filtered_total', 'Inbound envelopes dropped by the fault filter.', (s) => s.filtered);
+}
+
+/** Gauges read from the node's status at scrape time (one status() a scrape, see memo). */
+function registerStatusGauges(registry: Registry, status: () => NodeStatus): void {
+  const gaugeFromStatus = (name: string, help: string, read: (s: NodeStatus) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(status()));
+      },
+    });
 
   gaugeFromStatus('mangrove_quorum', '1 when this node sees a quorum of anchor votes, else 0.', (s) => (s.quorum ? 1 : 0));
   gaugeFromStatus('mangrove_nodedb_version', 'Version of the node database this node holds.', (s) => s.version);
@@ -113,7 +132,10 @@ export function createMetrics(node: MetricsNode, transport: MetricsTransport, op
       this.set({ software: s.software, anchor: String(s.anchor), group: String(s.group) }, 1);
     },
   });
+}
 
+/** Counters only the node's news can tell, counted as the news arrives; the caller unsubscribes. */
+function countNews(registry: Registry, news$: Observable<NewsLike>): Subscription {
   const failures = new Counter({
     name: 'mangrove_failures_detected_total',
     help: 'Members this node reported failed (as a heartbeat monitor or from pulses it heard).',
@@ -126,19 +148,11 @@ export function createMetrics(node: MetricsNode, transport: MetricsTransport, op
     registers: [registry],
   });
   const types = new Set<string>();
-  const subscription = node.news$.subscribe((n) => {
+  return news$.subscribe((n) => {
     if (n.type === 'member_failed') failures.inc();
     if (!types.has(n.type) && types.size < metricsLimits.newsTypesMax) types.add(n.type);
     news.inc({ type: types.has(n.type) ? n.type : 'other' });
   });
-
-  return {
-    registry,
-    stop() {
-      subscription.unsubscribe();
-      registry.clear();
-    },
-  };
 }
 
 function isMonitor(s: NodeStatus): boolean {

@@ -1,6 +1,6 @@
 /**
  * Reading a node's machine stream (`GET /machines/stream`, documented in
- * runtime/http/server/machines.ts) from a process: what `mangrove machines watch`
+ * runtime/http/machines.ts) from a process: what `mangrove machines watch`
  * does, and what a spec or script can do the same way.
  */
 import { get, type IncomingMessage } from 'node:http';

@@ -1,7 +1,7 @@
 /**
  * A node's protocol machines as they run (SPEC.md M26): XState inspection
  * events in, transition records out, for `mangrove machines watch` and the
- * dashboard (runtime/http/server/machines.ts serves them).
+ * dashboard (runtime/http/machines.ts serves them).
  *
  * Only `@xstate.snapshot` is read: it carries the actor, its new snapshot and
  * the event that produced it, which is all a transition record needs

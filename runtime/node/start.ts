@@ -62,60 +62,24 @@ export interface OpenOptions {
 
 /** Wires a node from a validated config. Throws MangroveError with nothing left open. */
 export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOptions = {}): Promise<RunningNode> {
-  const undo: (() => unknown)[] = [];
+  const undo: UndoSteps = [];
   try {
-    const store = LmdbNodeStore.open(config.dataDir);
-    undo.push(() => store.close());
-    const pages = LmdbPageStore.open(config.dataDir, { pagesMax: config.diskPages });
-    undo.push(() => pages.close());
-    const txnLog = LmdbTxnLogStore.open(config.dataDir);
-    undo.push(() => txnLog.close());
-    const identity = store.loadIdentity() ?? createIdentity(store);
-    const epoch = store.nextEpoch();
+    const stores = openStores(config, undo);
+    const identity = stores.store.loadIdentity() ?? createIdentity(stores.store);
+    const epoch = stores.store.nextEpoch();
     const log = baseLog.child({ node: identity.id });
     const clock = new WallClock();
 
     const transport = await ZmqTransport.open({ self: identity.id, endpoint: config.listen, clock, ...transportComplaints(log) });
     undo.push(() => transport.close());
-
-    let trace: TraceWriter | undefined;
     const tracePath = opts.trace ?? config.trace;
-    if (tracePath !== undefined) {
-      trace = openTrace(tracePath);
-      transport.setTrace(trace);
-      undo.push(() => {
-        transport.setTrace(null);
-        trace!.close();
-      });
-    }
+    const trace = tracePath === undefined ? undefined : attachTrace(transport, tracePath, undo);
 
-    // Machines can be watched only through the HTTP port, so only a node with one pays for inspection.
-    const watch = config.httpPort === undefined ? undefined : new MachineWatch({ node: identity.id, now: () => clock.now() });
-    const settings = settingsFrom(config, identity.id, epoch);
-    // Seeded from the OS, and the seed is traced, so replay draws what the node drew.
-    const seed = new CryptoRandom().int(2 ** 32);
-    const nodeClock = trace ? traceNode(trace, clock, settings, seed, store) : clock;
-    const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, txnLog, engineClock: clock, engine: { ramBytes: config.ramMiB * 1024 * 1024, copies: config.copies }, log, inspect: watch?.inspect });
-    const newsLog = logNews(node, log);
-    node.start();
-    undo.push(() => node.stop(), () => newsLog.unsubscribe());
-
+    const { node, settings, watch } = startMangroveNode({ config, id: identity.id, epoch, log, clock, transport, trace, stores }, undo);
     const metrics = createMetrics(node, transport, { processMetrics: opts.processMetrics });
     undo.push(() => metrics.stop());
-    let http: HttpServer | undefined;
-    if (config.httpPort !== undefined && watch) {
-      http = await startHttp(config.httpPort, { status: () => node.status(), registry: metrics.registry, routes: machineRoutes(watch) });
-      undo.push(() => http!.close());
-      // Known only once bound ("httpPort": 0 lets the OS pick); `machines watch` finds it in the status.
-      settings.httpPort = http.port;
-    }
-
-    const native = nativeDecoder();
-    log.info(
-      { epoch, listen: transport.endpoint, anchors: config.anchors, anchor: config.anchor, dataDir: config.dataDir, httpPort: http?.port, trace: tracePath, codecNative: native },
-      'node process ready',
-    );
-    if (!native) log.warn({}, 'the native CBOR decoder is not loaded: decoding runs in JavaScript, slower (is cbor-extract installed?)');
+    const http = await serveHttp(config, node, metrics, watch, settings, undo);
+    logReady(log, config, epoch, transport, http, tracePath);
 
     let stopping: Promise<void> | undefined;
     return {
@@ -137,6 +101,81 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     await unwind(undo, baseLog);
     throw err;
   }
+}
+
+/** How to close what has been opened so far, oldest first (`unwind` runs them newest first). */
+type UndoSteps = (() => unknown)[];
+
+interface NodeStores {
+  store: LmdbNodeStore;
+  pages: LmdbPageStore;
+  txnLog: LmdbTxnLogStore;
+}
+
+/** What the node is built from, all opened before it. */
+interface NodeParts {
+  config: NodeConfig;
+  id: string;
+  epoch: number;
+  log: Logger;
+  clock: WallClock;
+  transport: ZmqTransport;
+  trace: TraceWriter | undefined;
+  stores: NodeStores;
+}
+
+function openStores(config: NodeConfig, undo: UndoSteps): NodeStores {
+  const store = LmdbNodeStore.open(config.dataDir);
+  undo.push(() => store.close());
+  const pages = LmdbPageStore.open(config.dataDir, { pagesMax: config.diskPages });
+  undo.push(() => pages.close());
+  const txnLog = LmdbTxnLogStore.open(config.dataDir);
+  undo.push(() => txnLog.close());
+  return { store, pages, txnLog };
+}
+
+function attachTrace(transport: ZmqTransport, path: string, undo: UndoSteps): TraceWriter {
+  const trace = openTrace(path);
+  transport.setTrace(trace);
+  undo.push(() => {
+    transport.setTrace(null);
+    trace.close();
+  });
+  return trace;
+}
+
+function startMangroveNode(parts: NodeParts, undo: UndoSteps): { node: MangroveNode; settings: NodeSettings; watch: MachineWatch | undefined } {
+  const { config, id, epoch, log, clock, transport, trace } = parts;
+  const { store, pages, txnLog } = parts.stores;
+  // Machines can be watched only through the HTTP port, so only a node with one pays for inspection.
+  const watch = config.httpPort === undefined ? undefined : new MachineWatch({ node: id, now: () => clock.now() });
+  const settings = settingsFrom(config, id, epoch);
+  // Seeded from the OS, and the seed is traced, so replay draws what the node drew.
+  const seed = new CryptoRandom().int(2 ** 32);
+  const nodeClock = trace ? traceNode(trace, clock, settings, seed, store) : clock;
+  const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, txnLog, engineClock: clock, engine: { ramBytes: config.ramMiB * 1024 * 1024, copies: config.copies }, log, inspect: watch?.inspect });
+  const newsLog = logNews(node, log);
+  node.start();
+  undo.push(() => node.stop(), () => newsLog.unsubscribe());
+  return { node, settings, watch };
+}
+
+async function serveHttp(config: NodeConfig, node: MangroveNode, metrics: NodeMetrics, watch: MachineWatch | undefined, settings: NodeSettings, undo: UndoSteps): Promise<HttpServer | undefined> {
+  if (config.httpPort === undefined || !watch) return undefined;
+  const http = await startHttp(config.httpPort, { status: () => node.status(), registry: metrics.registry, routes: machineRoutes(watch) });
+  undo.push(() => http.close());
+  // Known only once bound ("httpPort": 0 lets the OS pick); `machines watch` finds it in the status.
+  settings.httpPort = http.port;
+  return http;
+}
+
+function logReady(log: Logger, config: NodeConfig, epoch: number, transport: ZmqTransport, http: HttpServer | undefined, tracePath: string | undefined): void {
+  const native = nativeDecoder();
+  log.info(
+    { epoch, listen: transport.endpoint, anchors: config.anchors, anchor: config.anchor, dataDir: config.dataDir, httpPort: http?.port, trace: tracePath, codecNative: native },
+    'node process ready',
+  );
+  if (!native) log.warn({}, 'the native CBOR decoder is not loaded: decoding runs in JavaScript, slower (is cbor-extract installed?)');
 }
 
 /**
@@ -268,7 +307,7 @@ function logNews(node: MangroveNode, log: Log) {
 }
 
 /** Runs the undo steps newest first; every step runs even if one fails. */
-async function unwind(undo: (() => unknown)[], log: Log): Promise<void> {
+async function unwind(undo: UndoSteps, log: Log): Promise<void> {
   for (const step of undo.splice(0).reverse()) {
     try {
       await step();

@@ -77,94 +77,133 @@ const FORM_SAMPLE = 24;
 const FORM_PERIODS_MAX = 200;
 const STEP_MS = 50;
 
-export function runSim(o: SimRunOptions): SimReport {
-  const started = performance.now();
-  let quorumChanges = 0;
-  let measuring = false;
-  const c = new SimCluster({
-    seed: o.seed,
-    nodes: o.nodes,
-    anchors: o.anchors,
-    groups: o.groups,
-    periodMs: o.periodMs,
+export function runSim(options: SimRunOptions): SimReport {
+  const run = startRun(options);
+  const formedAfterMs = formCluster(run);
+  const measured = runMeasuredPhase(run);
+  return finishRun(run, formedAfterMs, measured);
+}
+
+/** What the phases of one run share. */
+interface SimRun {
+  readonly options: SimRunOptions;
+  readonly cluster: SimCluster;
+  /** The scenario's randomness: the formation sample, then the victims, then the partition sides. */
+  readonly plan: SeededRandom;
+  readonly startedWallMs: number;
+  /** Simulated time when every node had started. */
+  readonly startMs: number;
+  /** Quorum news is counted only while the measured phase runs. */
+  readonly quorum: { measuring: boolean; changes: number };
+  progress(phase: SimProgress['phase'], simulatedS: number, totalS: number, detected: number): void;
+}
+
+/** What the measured phase saw. */
+interface MeasuredPhase {
+  victims: number[];
+  /** Per crashed node, how long after its crash every running node counted it failed. */
+  detectedAfterMs: Map<number, number>;
+  sent: number;
+  busiestSent: number;
+}
+
+function startRun(options: SimRunOptions): SimRun {
+  const startedWallMs = performance.now();
+  const quorum = { measuring: false, changes: 0 };
+  const cluster = new SimCluster({
+    seed: options.seed,
+    nodes: options.nodes,
+    anchors: options.anchors,
+    groups: options.groups,
+    periodMs: options.periodMs,
     preformed: true,
-    trace: o.trace,
-    onNews: (_i: number, n: NodeNews) => {
-      if (measuring && n.type === 'quorum') quorumChanges++;
+    trace: options.trace,
+    onNews: (_i: number, news: NodeNews) => {
+      if (quorum.measuring && news.type === 'quorum') quorum.changes++;
     },
   });
-  const plan = new SeededRandom(o.seed).derive('scenario');
-  c.startAll();
-  let lastProgress = performance.now();
+  const plan = new SeededRandom(options.seed).derive('scenario');
+  cluster.startAll();
+  let lastProgressMs = performance.now();
+  const startMs = cluster.clock.now();
   const progress = (phase: SimProgress['phase'], simulatedS: number, totalS: number, detected: number) => {
     const now = performance.now();
-    if (!o.progress || now - lastProgress < 2000) return;
-    lastProgress = now;
-    const wallS = (now - started) / 1000;
-    o.progress({ simulatedS, totalS, phase, detected, crashes: o.crash, simulatedSecondsPerSecond: (c.clock.now() - t0) / 1000 / wallS });
+    if (!options.progress || now - lastProgressMs < 2000) return;
+    lastProgressMs = now;
+    const wallS = (now - startedWallMs) / 1000;
+    const simulatedSecondsPerSecond = (cluster.clock.now() - startMs) / 1000 / wallS;
+    options.progress({ simulatedS, totalS, phase, detected, crashes: options.crash, simulatedSecondsPerSecond });
   };
-  const t0 = c.clock.now();
+  return { options, cluster, plan, startedWallMs, startMs, quorum, progress };
+}
 
-  // Forming: until a sample of nodes sees every node alive, with quorum.
-  const sample = Array.from({ length: Math.min(FORM_SAMPLE, o.nodes) }, () => plan.int(o.nodes));
-  const formed = () => sample.every((i) => c.node(i)!.hasFullView());
-  let formedAfterMs = -1;
-  for (let t = 0; t <= FORM_PERIODS_MAX * o.periodMs; t += o.periodMs) {
-    if (formed()) {
-      formedAfterMs = t;
-      break;
-    }
-    c.run(o.periodMs);
-    progress('forming', (c.clock.now() - t0) / 1000, FORM_PERIODS_MAX * (o.periodMs / 1000), 0);
+/** Forming: until a sample of nodes sees every node alive, with quorum. Returns when it formed, or -1. */
+function formCluster(run: SimRun): number {
+  const { options, cluster, plan } = run;
+  const sample = Array.from({ length: Math.min(FORM_SAMPLE, options.nodes) }, () => plan.int(options.nodes));
+  const formed = () => sample.every((i) => cluster.node(i)!.hasFullView());
+  for (let elapsedMs = 0; elapsedMs <= FORM_PERIODS_MAX * options.periodMs; elapsedMs += options.periodMs) {
+    if (formed()) return elapsedMs;
+    cluster.run(options.periodMs);
+    run.progress('forming', (cluster.clock.now() - run.startMs) / 1000, FORM_PERIODS_MAX * (options.periodMs / 1000), 0);
   }
+  return -1;
+}
 
-  // The measured phase.
-  const durationMs = o.durationS * 1000;
-  const victims = pick(plan, o.nodes, o.anchors, o.crash);
-  const crashAt = victims.map((_, k) => Math.floor(((k + 1) * durationMs) / (2 * (victims.length + 1))));
+/** The measured phase: crashes over its first half, the partition over its middle half, loss throughout. */
+function runMeasuredPhase(run: SimRun): MeasuredPhase {
+  const { options, cluster, plan } = run;
+  const durationMs = options.durationS * 1000;
+  const victims = pick(plan, options.nodes, options.anchors, options.crash);
+  const crashAt = victims.map((_, index) => Math.floor(((index + 1) * durationMs) / (2 * (victims.length + 1))));
   const crashedAt = new Map<number, number>();
-  const detected = new Map<number, number>();
-  if (o.loss > 0) c.network.configure({ drop: o.loss });
-  const sides = o.partition ? partitionSides(o.partition, o.nodes, plan) : undefined;
-  const sentBefore = c.network.stats().sent;
-  const sentByBefore = Array.from({ length: o.nodes }, (_, i) => c.sentBy(i));
-  measuring = true;
-  const start = c.clock.now();
-  for (let t = 0; t < durationMs; t += STEP_MS) {
-    victims.forEach((v, k) => {
-      if (t === crashAt[k] - (crashAt[k] % STEP_MS)) {
-        c.crash(v);
-        crashedAt.set(v, c.clock.now());
+  const detectedAfterMs = new Map<number, number>();
+  if (options.loss > 0) cluster.network.configure({ drop: options.loss });
+  const sides = options.partition ? partitionSides(options.partition, options.nodes, plan) : undefined;
+  const sentBefore = cluster.network.stats().sent;
+  const sentByBefore = Array.from({ length: options.nodes }, (_, i) => cluster.sentBy(i));
+  run.quorum.measuring = true;
+  const phaseStartMs = cluster.clock.now();
+  for (let elapsedMs = 0; elapsedMs < durationMs; elapsedMs += STEP_MS) {
+    victims.forEach((victim, index) => {
+      if (elapsedMs === crashAt[index] - (crashAt[index] % STEP_MS)) {
+        cluster.crash(victim);
+        crashedAt.set(victim, cluster.clock.now());
       }
     });
-    if (sides && t === Math.floor(durationMs / 4 / STEP_MS) * STEP_MS) c.partition(sides);
-    if (sides && t === Math.floor((3 * durationMs) / 4 / STEP_MS) * STEP_MS) c.heal();
-    c.run(STEP_MS);
-    for (const [v, at] of crashedAt) {
-      if (!detected.has(v) && everyoneCountsFailed(c, v)) detected.set(v, c.clock.now() - at);
+    if (sides && elapsedMs === Math.floor(durationMs / 4 / STEP_MS) * STEP_MS) cluster.partition(sides);
+    if (sides && elapsedMs === Math.floor((3 * durationMs) / 4 / STEP_MS) * STEP_MS) cluster.heal();
+    cluster.run(STEP_MS);
+    for (const [victim, at] of crashedAt) {
+      if (!detectedAfterMs.has(victim) && everyoneCountsFailed(cluster, victim)) detectedAfterMs.set(victim, cluster.clock.now() - at);
     }
-    progress('running', (c.clock.now() - t0) / 1000, (start - t0 + durationMs) / 1000, detected.size);
+    run.progress('running', (cluster.clock.now() - run.startMs) / 1000, (phaseStartMs - run.startMs + durationMs) / 1000, detectedAfterMs.size);
   }
-  measuring = false;
-  const sent = c.network.stats().sent - sentBefore;
-  let busiest = 0;
-  for (let i = 0; i < o.nodes; i++) if (c.isUp(i)) busiest = Math.max(busiest, c.sentBy(i) - sentByBefore[i]);
-  const wallS = (performance.now() - started) / 1000;
-  const crashes = victims.map((v) => ({ id: c.id(v), detectedAfterMs: detected.get(v) ?? null }));
-  void c.stopAll();
+  run.quorum.measuring = false;
+  const sent = cluster.network.stats().sent - sentBefore;
+  let busiestSent = 0;
+  for (let i = 0; i < options.nodes; i++) if (cluster.isUp(i)) busiestSent = Math.max(busiestSent, cluster.sentBy(i) - sentByBefore[i]);
+  return { victims, detectedAfterMs, sent, busiestSent };
+}
+
+function finishRun(run: SimRun, formedAfterMs: number, measured: MeasuredPhase): SimReport {
+  const { options, cluster } = run;
+  const wallS = (performance.now() - run.startedWallMs) / 1000;
+  const crashes = measured.victims.map((victim) => ({ id: cluster.id(victim), detectedAfterMs: measured.detectedAfterMs.get(victim) ?? null }));
+  void cluster.stopAll();
   return {
-    nodes: o.nodes,
-    groups: o.groups,
-    anchors: o.anchors,
-    seed: o.seed,
-    durationS: o.durationS,
+    nodes: options.nodes,
+    groups: options.groups,
+    anchors: options.anchors,
+    seed: options.seed,
+    durationS: options.durationS,
     formedAfterMs,
     crashes,
-    undetected: crashes.filter((x) => x.detectedAfterMs === null).length,
-    messagesPerNodePerSecond: round3(sent / (o.nodes - victims.length / 2) / o.durationS),
-    busiestNodeMessagesPerSecond: round3(busiest / o.durationS),
-    quorumChanges,
-    simulatedSecondsPerSecond: round3((c.clock.now() - t0) / 1000 / wallS),
+    undetected: crashes.filter((crash) => crash.detectedAfterMs === null).length,
+    messagesPerNodePerSecond: round3(measured.sent / (options.nodes - measured.victims.length / 2) / options.durationS),
+    busiestNodeMessagesPerSecond: round3(measured.busiestSent / options.durationS),
+    quorumChanges: run.quorum.changes,
+    simulatedSecondsPerSecond: round3((cluster.clock.now() - run.startMs) / 1000 / wallS),
   };
 }
 

@@ -20,115 +20,133 @@ type Call<O extends PeerCall['op']> = Extract<PeerCall, { op: O }>;
 
 const ZERO_ATTRS = new Uint8Array(FS_ATTR_BYTES);
 
-export function registerHomeApplets(e: EngineParts, localSpace: () => SpaceReport): void {
-  const { deps } = e;
-  const peer = <O extends PeerCall['op']>(op: O, applet: (input: Call<O>) => Promise<unknown>, key?: (i: Call<O>) => string) =>
-    e.scheduler.register(`peer.${op}`, { applet: (input) => applet(input as Call<O>), key: key as ((i: unknown) => string) | undefined });
+type PeerApplet<O extends PeerCall['op']> = (input: Call<O>) => Promise<unknown>;
 
-  // As a core holder.
-  peer('store', async ({ addr, version, data, attrs }) => {
-    const a = addressFromKey(addr);
-    const kept = attrs ?? deps.store.get(a)?.attrs ?? ZERO_ATTRS;
-    return { version: await e.commits.put(a, { data, version, attrs: kept }) };
+/** Registers `peer.<op>`: what another engine's call with that op-code runs here. */
+function peerApplet<O extends PeerCall['op']>(engine: EngineParts, op: O, applet: PeerApplet<O>, key?: (i: Call<O>) => string): void {
+  engine.scheduler.register(`peer.${op}`, { applet: (input) => applet(input as Call<O>), key: key as ((i: unknown) => string) | undefined });
+}
+
+export function registerHomeApplets(engine: EngineParts, localSpace: () => SpaceReport): void {
+  registerCoreHolderApplets(engine, localSpace);
+  registerAsHome(engine);
+}
+
+/** As a core holder: store a page durably, fetch it, drop a range, report space. */
+function registerCoreHolderApplets(engine: EngineParts, localSpace: () => SpaceReport): void {
+  const { store } = engine.deps;
+  peerApplet(engine, 'store', async ({ addr, version, data, attrs }) => {
+    const page = addressFromKey(addr);
+    const kept = attrs ?? store.get(page)?.attrs ?? ZERO_ATTRS;
+    return { version: await engine.commits.put(page, { data, version, attrs: kept }) };
   });
-  peer('fetch', async ({ addr }) => {
-    const page = deps.store.get(addressFromKey(addr));
+  peerApplet(engine, 'fetch', async ({ addr }) => {
+    const page = store.get(addressFromKey(addr));
     return page ? { version: page.version, data: page.data } : null;
   });
-  peer('drop', async ({ addr, pages }) => {
-    const range = pageRange(addressFromKey(addr), pages);
-    let dropped = 0;
-    for (let from = range.first; ; ) {
-      const batch = deps.store.scan(from).filter((x) => x.addr <= range.last);
-      for (const x of batch) dropped += deps.store.delete(x.addr) ? 1 : 0;
-      if (batch.length === 0) break;
-      from = batch[batch.length - 1].addr + 1n;
-    }
-    for (const a of e.cache.addresses()) if (a >= range.first && a <= range.last) e.holder.forget(a);
-    return { dropped };
-  });
-  peer('space', async () => localSpace());
+  peerApplet(engine, 'drop', async ({ addr, pages }) => ({ dropped: dropRange(engine, pageRange(addressFromKey(addr), pages)) }));
+  peerApplet(engine, 'space', async () => localSpace());
+}
 
-  // As a home.
-  peer('alloc', async (req) => allocAtHome(e, req));
-  peer('free', async (req) => freeAtHome(e, req));
+/** Deletes the range's pages from this node's disk cache and forgets its RAM copies; how many were on disk. */
+function dropRange(engine: EngineParts, range: { first: bigint; last: bigint }): number {
+  const { store } = engine.deps;
+  let dropped = 0;
+  for (let from = range.first; ; ) {
+    const batch = store.scan(from).filter((entry) => entry.addr <= range.last);
+    for (const entry of batch) dropped += store.delete(entry.addr) ? 1 : 0;
+    if (batch.length === 0) break;
+    from = batch[batch.length - 1].addr + 1n;
+  }
+  for (const page of engine.cache.addresses()) if (page >= range.first && page <= range.last) engine.holder.forget(page);
+  return dropped;
+}
+
+/** As a page's home: allocation, freeing, flushes, reduplexing, locks, hand-back, stat, attributes, the super-root. */
+function registerAsHome(engine: EngineParts): void {
+  peerApplet(engine, 'alloc', async (req) => allocAtHome(engine, req));
+  peerApplet(engine, 'free', async (req) => freeAtHome(engine, req));
   // Not keyed: a node's flush1 holds its page's lane and may call its own engine here.
-  peer('flush', async ({ addr }) => flushAtHome(e, addressFromKey(addr)));
+  peerApplet(engine, 'flush', async ({ addr }) => flushAtHome(engine, addressFromKey(addr)));
   // One reduplexing at a time per home, so two cannot appoint different replacements.
-  peer('reduplex', async ({ addr }) => reduplexAtHome(e, addressFromKey(addr)), () => 'reduplex');
-  peer('lock', async ({ addr, mode, client }) => {
-    const a = addressFromKey(addr);
-    entryAt(e, a);
-    e.homes.lock(a, client, mode);
-    return { address: formatAddress(a), pages: 1 };
+  peerApplet(engine, 'reduplex', async ({ addr }) => reduplexAtHome(engine, addressFromKey(addr)), () => 'reduplex');
+  peerApplet(engine, 'lock', async ({ addr, mode, client }) => {
+    const page = addressFromKey(addr);
+    entryAt(engine, page);
+    engine.homes.lock(page, client, mode);
+    return { address: formatAddress(page), pages: 1 };
   });
-  peer('unlock', async ({ addr, client }) => {
-    const a = addressFromKey(addr);
-    mustBeHome(e, a);
-    e.homes.unlock(a, client);
-    return { address: formatAddress(a), pages: 1 };
+  peerApplet(engine, 'unlock', async ({ addr, client }) => {
+    const page = addressFromKey(addr);
+    mustBeHome(engine, page);
+    engine.homes.unlock(page, client);
+    return { address: formatAddress(page), pages: 1 };
   });
   // An owner under memory pressure hands the page back: the home takes it for writing (M12).
-  peer('reclaim', async ({ addr }) => {
-    const a = addressFromKey(addr);
-    mustBeHome(e, a);
-    const facts = homeFacts(e, a);
+  peerApplet(engine, 'reclaim', async ({ addr }) => {
+    const page = addressFromKey(addr);
+    mustBeHome(engine, page);
+    const facts = homeFacts(engine, page);
     if (facts instanceof MangroveError) throw facts;
-    return { version: await e.scheduler.dispatch<number>('page.access1', { addr: a, mode: 'write' }) };
+    return { version: await engine.scheduler.dispatch<number>('page.access1', { addr: page, mode: 'write' }) };
   });
-  peer('stat', async ({ addr }) => statAtHome(e, addressFromKey(addr)));
-  peer('set_attrs', async (req) => setAttrsAtHome(e, req));
-  peer('super_root', async ({ set }) => {
-    mustBeHome(e, 0n);
-    if (!set && !e.space.hasDirectory(0n)) throw new MangroveError('E_NOT_FOUND', 'no super-root has been set yet (page super-root --set ADDR)');
-    const dir = e.space.directory(0n);
-    if (set) {
-      dir.setMeta({ ...dir.meta(), superRoot: addressFromKey(set) });
-      await e.syncDirectory();
-    }
-    const root = dir.meta().superRoot;
-    if (root === null) throw new MangroveError('E_NOT_FOUND', 'no super-root has been set yet (page super-root --set ADDR)');
-    return { address: formatAddress(root) };
-  });
+  peerApplet(engine, 'stat', async ({ addr }) => statAtHome(engine, addressFromKey(addr)));
+  peerApplet(engine, 'set_attrs', async (req) => setAttrsAtHome(engine, req));
+  peerApplet(engine, 'super_root', async ({ set }) => superRootAtHome(engine, set));
+}
+
+/** Arena 0's home: the super-root address, set (durably in its directory) or read. */
+async function superRootAtHome(engine: EngineParts, set: Uint8Array | undefined): Promise<{ address: string }> {
+  mustBeHome(engine, 0n);
+  const none = () => new MangroveError('E_NOT_FOUND', 'no super-root has been set yet (page super-root --set ADDR)');
+  if (!set && !engine.space.hasDirectory(0n)) throw none();
+  const dir = engine.space.directory(0n);
+  if (set) {
+    dir.setMeta({ ...dir.meta(), superRoot: addressFromKey(set) });
+    await engine.syncDirectory();
+  }
+  const root = dir.meta().superRoot;
+  if (root === null) throw none();
+  return { address: formatAddress(root) };
 }
 
 /** Refuses a request for a page this node is not responsible for: its directory has no say there. */
-function notHome(e: EngineParts, addr: bigint): MangroveError | undefined {
+function notHome(engine: EngineParts, addr: bigint): MangroveError | undefined {
   let home: string;
   try {
-    home = e.homeOf(addr);
+    home = engine.homeOf(addr);
   } catch (err) {
     return err instanceof MangroveError ? err : new MangroveError('E_INTERNAL', String(err));
   }
-  return home === e.deps.self ? undefined : new MangroveError('E_NOT_FOUND', `${formatAddress(addr)} is not in this node's arena: its home is ${home}`);
+  return home === engine.deps.self ? undefined : new MangroveError('E_NOT_FOUND', `${formatAddress(addr)} is not in this node's arena: its home is ${home}`);
 }
 
-function mustBeHome(e: EngineParts, addr: bigint): void {
-  const refused = notHome(e, addr);
+function mustBeHome(engine: EngineParts, addr: bigint): void {
+  const refused = notHome(engine, addr);
   if (refused) throw refused;
 }
 
 /** What the home tells a requester about a page: its core holders, or why there is no such page. */
-export function homeFacts(e: EngineParts, addr: bigint): PageFacts | MangroveError {
-  const refused = notHome(e, addr);
+export function homeFacts(engine: EngineParts, addr: bigint): PageFacts | MangroveError {
+  const refused = notHome(engine, addr);
   if (refused) return refused;
-  const entry = e.space.lookup(addr);
+  const entry = engine.space.lookup(addr);
   if (!entry) return notReserved(addr);
   if (entry.state !== 'materialized') return new MangroveError('E_NOT_MATERIALIZED', `${formatAddress(addr)} is reserved but has no storage; allocate it first (page alloc)`);
   return { holders: entry.holders, volatile: entry.volatile };
 }
 
 /** The home starts as the page's owner: it holds the page, from its disk cache or zero filled. */
-export function takeUp(e: EngineParts, addr: bigint, facts: PageFacts): void {
-  if (e.holder.modeOf(addr) !== undefined) return;
-  const stored = facts.volatile ? undefined : e.deps.store.get(addr);
-  e.holder.installOwn(addr, stored?.data ?? new Uint8Array(PAGE_BYTES), stored?.version ?? 0, facts);
+export function takeUp(engine: EngineParts, addr: bigint, facts: PageFacts): void {
+  if (engine.holder.modeOf(addr) !== undefined) return;
+  const stored = facts.volatile ? undefined : engine.deps.store.get(addr);
+  engine.holder.installOwn(addr, stored?.data ?? new Uint8Array(PAGE_BYTES), stored?.version ?? 0, facts);
   // Activation (M11): a core holder counted failed is replaced, in the background.
-  const entry = e.space.lookup(addr);
-  if (entry && failedHolders(e.core, entry).length > 0) {
-    e.scheduler
+  const entry = engine.space.lookup(addr);
+  if (entry && failedHolders(engine.core, entry).length > 0) {
+    engine.scheduler
       .dispatch('peer.reduplex', { op: 'reduplex', addr: addressKey(addr) })
-      .catch((err: unknown) => e.deps.log.warn({ addr: formatAddress(addr), err: String(err) }, 'reduplexing failed; retried at the next activation'));
+      .catch((err: unknown) => engine.deps.log.warn({ addr: formatAddress(addr), err: String(err) }, 'reduplexing failed; retried at the next activation'));
   }
 }
 
@@ -136,92 +154,92 @@ function notReserved(addr: bigint): MangroveError {
   return new MangroveError('E_NOT_RESERVED', `${formatAddress(addr)} is in no reservation; reserve pages first (page reserve)`);
 }
 
-function entryAt(e: EngineParts, addr: bigint, state?: DirectoryEntry['state']): DirectoryEntry {
-  mustBeHome(e, addr);
-  const facts = homeFacts(e, addr);
+function entryAt(engine: EngineParts, addr: bigint, state?: DirectoryEntry['state']): DirectoryEntry {
+  mustBeHome(engine, addr);
+  const facts = homeFacts(engine, addr);
   if (state === 'materialized' && facts instanceof MangroveError) throw facts;
-  const entry = e.space.lookup(addr);
+  const entry = engine.space.lookup(addr);
   if (!entry) throw notReserved(addr);
   return entry;
 }
 
 /** Replaces failed core holders of the range holding `addr`; the directory names the new ones once they hold every flushed page. */
-async function reduplexAtHome(e: EngineParts, addr: bigint): Promise<string[]> {
-  e.needQuorum('replacing core holders');
-  const entry = entryAt(e, addr, 'materialized');
-  const holders = await reduplex(e.core, entry);
+async function reduplexAtHome(engine: EngineParts, addr: bigint): Promise<string[]> {
+  engine.needQuorum('replacing core holders');
+  const entry = entryAt(engine, addr, 'materialized');
+  const holders = await reduplex(engine.core, entry);
   if (holders.some((h, i) => h !== entry.holders[i])) {
-    e.space.carve(entry.start, entry.pages, (old) => ({ ...old, holders }));
-    await e.syncDirectory();
-    e.deps.log.info({ range: formatAddress(entry.start), pages: entry.pages, was: entry.holders, now: holders }, 'core holders replaced');
-    if (e.holder.factsOf(addr)) e.holder.setHolders(addr, holders);
+    engine.space.carve(entry.start, entry.pages, (old) => ({ ...old, holders }));
+    await engine.syncDirectory();
+    engine.deps.log.info({ range: formatAddress(entry.start), pages: entry.pages, was: entry.holders, now: holders }, 'core holders replaced');
+    if (engine.holder.factsOf(addr)) engine.holder.setHolders(addr, holders);
   }
   return holders;
 }
 
 /** At the home: the owner's copy made durable (the owner may be this node); elsewhere: this node's own copy. */
-async function flushAtHome(e: EngineParts, addr: bigint): Promise<string[]> {
-  if (e.homeOf(addr) !== e.deps.self) return flushOwn(e, addr);
-  const facts = homeFacts(e, addr);
+async function flushAtHome(engine: EngineParts, addr: bigint): Promise<string[]> {
+  if (engine.homeOf(addr) !== engine.deps.self) return flushOwn(engine, addr);
+  const facts = homeFacts(engine, addr);
   if (facts instanceof MangroveError) throw facts;
-  const owner = e.homes.view(addr)?.owner ?? e.deps.self;
-  if (owner === e.deps.self) return flushOwn(e, addr);
-  return e.calls.call<string[]>(owner, { op: 'flush', addr: addressKey(addr) });
+  const owner = engine.homes.view(addr)?.owner ?? engine.deps.self;
+  if (owner === engine.deps.self) return flushOwn(engine, addr);
+  return engine.calls.call<string[]>(owner, { op: 'flush', addr: addressKey(addr) });
 }
 
-async function allocAtHome(e: EngineParts, req: Call<'alloc'>): Promise<unknown> {
-  e.needQuorum('allocating pages');
+async function allocAtHome(engine: EngineParts, req: Call<'alloc'>): Promise<unknown> {
+  engine.needQuorum('allocating pages');
   const first = addressFromKey(req.addr);
-  mustBeHome(e, first);
+  mustBeHome(engine, first);
   if (!req.volatile) {
-    const live = e.deps.db().nodes.filter((n) => n.id === e.deps.self || e.deps.isAlive(n.id));
-    await e.policy.refresh(live.map((n) => n.id), (id) => e.calls.call<SpaceReport>(id, { op: 'space' }));
+    const live = engine.deps.db().nodes.filter((n) => n.id === engine.deps.self || engine.deps.isAlive(n.id));
+    await engine.policy.refresh(live.map((n) => n.id), (id) => engine.calls.call<SpaceReport>(id, { op: 'space' }));
   }
-  const holders = req.volatile ? [e.deps.self] : chooseHolders(e.core, req.copies);
-  e.space.carve(first, req.pages, (old) => {
+  const holders = req.volatile ? [engine.deps.self] : chooseHolders(engine.core, req.copies);
+  engine.space.carve(first, req.pages, (old) => {
     if (old.state === 'materialized') throw new MangroveError('E_EXISTS', `${formatAddress(first)} is already allocated (range ${formatAddress(old.start)}, ${plural(old.pages, 'page')})`);
     return { ...old, state: 'materialized', copies: req.volatile ? 1 : req.copies, volatile: req.volatile, holders };
   });
-  await e.syncDirectory();
+  await engine.syncDirectory();
   return { address: formatAddress(first), pages: req.pages, holders };
 }
 
-async function freeAtHome(e: EngineParts, req: Call<'free'>): Promise<unknown> {
-  e.needQuorum('freeing pages');
+async function freeAtHome(engine: EngineParts, req: Call<'free'>): Promise<unknown> {
+  engine.needQuorum('freeing pages');
   const first = addressFromKey(req.addr);
-  mustBeHome(e, first);
+  mustBeHome(engine, first);
   const range = pageRange(first, req.pages);
   // Every other copy is invalidated first: the home takes each live page for writing.
-  for (const a of e.homes.within(range.first, range.last)) {
-    await e.scheduler.dispatch('page.access1', { addr: a, mode: 'write' });
-    e.holder.forget(a);
+  for (const a of engine.homes.within(range.first, range.last)) {
+    await engine.scheduler.dispatch('page.access1', { addr: a, mode: 'write' });
+    engine.holder.forget(a);
   }
-  const olds = e.space.carve(first, req.pages, (old) => (req.unreserve ? null : { ...old, state: 'reserved', copies: 0, volatile: false, holders: [] }));
-  await e.syncDirectory();
-  e.homes.dropLocks(range.first, range.last);
+  const olds = engine.space.carve(first, req.pages, (old) => (req.unreserve ? null : { ...old, state: 'reserved', copies: 0, volatile: false, holders: [] }));
+  await engine.syncDirectory();
+  engine.homes.dropLocks(range.first, range.last);
   const holders = new Set(olds.flatMap((old) => (old.state === 'materialized' ? old.holders : [])));
-  await Promise.all([...holders].map((h) => e.calls.call(h, { op: 'drop', addr: req.addr, pages: req.pages })));
+  await Promise.all([...holders].map((h) => engine.calls.call(h, { op: 'drop', addr: req.addr, pages: req.pages })));
   return { address: formatAddress(first), pages: req.pages };
 }
 
-async function statAtHome(e: EngineParts, addr: bigint): Promise<PageStat & { attrs: PageAttrs }> {
-  const entry = entryAt(e, addr);
-  const view = e.homes.view(addr);
+async function statAtHome(engine: EngineParts, addr: bigint): Promise<PageStat & { attrs: PageAttrs }> {
+  const entry = entryAt(engine, addr);
+  const view = engine.homes.view(addr);
   const materialized = entry.state === 'materialized';
-  const stored = materialized && !entry.volatile ? e.deps.store.get(addr) : undefined;
-  const held = e.cache.peek(addr);
+  const stored = materialized && !entry.volatile ? engine.deps.store.get(addr) : undefined;
+  const held = engine.cache.peek(addr);
   const stat: PageStat = {
     address: formatAddress(addr),
     reservation: { address: formatAddress(entry.start), pages: entry.pages },
     state: entry.state,
-    home: e.deps.self,
-    owner: materialized ? (view ? view.owner : e.deps.self) : null,
+    home: engine.deps.self,
+    owner: materialized ? (view ? view.owner : engine.deps.self) : null,
     readers: view?.readers ?? [],
     coreHolders: entry.holders,
     copies: entry.copies,
     volatile: entry.volatile,
     version: Math.max(held?.version ?? 0, stored?.version ?? 0),
-    lock: e.homes.lockOf(addr),
+    lock: engine.homes.lockOf(addr),
   };
   const attrs: PageAttrs = {
     address: formatAddress(addr),
@@ -234,20 +252,20 @@ async function statAtHome(e: EngineParts, addr: bigint): Promise<PageStat & { at
   return { ...stat, attrs };
 }
 
-async function setAttrsAtHome(e: EngineParts, req: Call<'set_attrs'>): Promise<PageAttrs> {
-  e.needQuorum('setting attributes');
+async function setAttrsAtHome(engine: EngineParts, req: Call<'set_attrs'>): Promise<PageAttrs> {
+  engine.needQuorum('setting attributes');
   const addr = addressFromKey(req.addr);
-  const entry = entryAt(e, addr, 'materialized');
+  const entry = entryAt(engine, addr, 'materialized');
   if (req.cacheInRam !== undefined && req.cacheInRam !== entry.cacheInRam) {
-    e.space.carve(addr, 1, (old) => ({ ...old, cacheInRam: req.cacheInRam! }));
-    await e.syncDirectory();
+    engine.space.carve(addr, 1, (old) => ({ ...old, cacheInRam: req.cacheInRam! }));
+    await engine.syncDirectory();
   }
   if (req.fs) {
     if (entry.volatile) throw new MangroveError('E_BAD_ARGUMENT', `${formatAddress(addr)} is volatile: it has no file-system attribute on disk`);
-    const stored = e.deps.store.get(addr);
+    const stored = engine.deps.store.get(addr);
     const data = stored?.data ?? new Uint8Array(PAGE_BYTES);
     const version = stored?.version ?? 0;
-    await Promise.all(entry.holders.map((h) => e.calls.call(h, { op: 'store', addr: req.addr, version, data, attrs: req.fs })));
+    await Promise.all(entry.holders.map((h) => engine.calls.call(h, { op: 'store', addr: req.addr, version, data, attrs: req.fs })));
   }
-  return (await statAtHome(e, addr)).attrs;
+  return (await statAtHome(engine, addr)).attrs;
 }

@@ -20,147 +20,188 @@ function txnBytes(records: readonly TxnRecord[], txn: number): number {
   return records.reduce((n, r) => (r.txn === txn ? n + r.data.byteLength : n), 0);
 }
 
-export function registerLocalApplets(e: EngineParts, localSpace: () => SpaceReport): void {
-  const s = e.scheduler;
-  const { deps } = e;
-  const client = <O extends ClientPageOp['op']>(op: O, applet: (input: Op<O>, origin: string) => Promise<unknown>) =>
-    s.register(`client.${op}`, { applet: (input, ctx) => applet(input as Op<O>, ctx.origin) });
-  /** The pages of [addr, addr + pages), each through `op`, concurrently. */
-  const each = <R>(addr: Uint8Array, pages: number, op: string, input: (page: bigint, i: number) => unknown): Promise<R[]> => {
-    const first = addressFromKey(addr);
-    pageRange(first, pages);
-    return Promise.all(Array.from({ length: pages }, (_, i) => s.dispatch<R>(op, input(first + BigInt(i * PAGE_BYTES), i))));
-  };
-  const atHome = (addr: Uint8Array) => e.homeOf(addressFromKey(addr));
+type ClientApplet<O extends ClientPageOp['op']> = (input: Op<O>, origin: string) => Promise<unknown>;
 
-  s.register<bigint, ReadResult>('page.read1', { key: pageKey, applet: (addr) => readOne(e, addr) });
-  s.register<{ addr: bigint; data: Uint8Array }, number>('page.write1', { key: (i) => pageKey(i.addr), applet: (i) => writeOne(e, i.addr, i.data) });
-  s.register<bigint, string[]>('page.flush1', { key: pageKey, applet: (addr) => flushOne(e, addr) });
-  s.register<{ addr: bigint; mode: 'read' | 'write' }, number>('page.access1', {
+/** Registers `client.<op>`: what a program's request with that op-code runs. */
+function clientApplet<O extends ClientPageOp['op']>(engine: EngineParts, op: O, applet: ClientApplet<O>): void {
+  engine.scheduler.register(`client.${op}`, { applet: (input, ctx) => applet(input as Op<O>, ctx.origin) });
+}
+
+/** The pages of [addr, addr + pages), each through the one-page applet `op`, concurrently. */
+function eachPage<R>(engine: EngineParts, addr: Uint8Array, pages: number, op: string, input: (page: bigint, i: number) => unknown): Promise<R[]> {
+  const first = addressFromKey(addr);
+  pageRange(first, pages);
+  return Promise.all(Array.from({ length: pages }, (_, i) => engine.scheduler.dispatch<R>(op, input(first + BigInt(i * PAGE_BYTES), i))));
+}
+
+function homeOfKey(engine: EngineParts, addr: Uint8Array): string {
+  return engine.homeOf(addressFromKey(addr));
+}
+
+export function registerLocalApplets(engine: EngineParts, localSpace: () => SpaceReport): void {
+  registerPageSteps(engine);
+  registerRangeApplets(engine);
+  registerPageIo(engine);
+  registerHomeDecisions(engine);
+  clientApplet(engine, 'space', async () => wholeSpace(engine, localSpace));
+  registerTxnApplets(engine);
+}
+
+/** One page at a time per page: the steps the range applets fan out to, keyed by page. */
+function registerPageSteps(engine: EngineParts): void {
+  const { scheduler } = engine;
+  scheduler.register<bigint, ReadResult>('page.read1', { key: pageKey, applet: (addr) => readOne(engine, addr) });
+  scheduler.register<{ addr: bigint; data: Uint8Array }, number>('page.write1', { key: (i) => pageKey(i.addr), applet: (i) => writeOne(engine, i.addr, i.data) });
+  scheduler.register<bigint, string[]>('page.flush1', { key: pageKey, applet: (addr) => flushOne(engine, addr) });
+  scheduler.register<{ addr: bigint; mode: 'read' | 'write' }, number>('page.access1', {
     key: (i) => pageKey(i.addr),
     applet: async ({ addr, mode }) => {
-      await e.within(e.holder.acquire(addr, mode), `${mode} access to ${formatAddress(addr)}`);
-      return e.cache.peek(addr)?.version ?? 0;
+      await engine.within(engine.holder.acquire(addr, mode), `${mode} access to ${formatAddress(addr)}`);
+      return engine.cache.peek(addr)?.version ?? 0;
     },
   });
-  s.register<bigint, boolean>('page.release1', { key: pageKey, applet: async (addr) => e.holder.release(addr) });
+  scheduler.register<bigint, boolean>('page.release1', { key: pageKey, applet: async (addr) => engine.holder.release(addr) });
+}
 
-  client('reserve', async ({ pages }) => {
-    e.needQuorum('reserving pages');
-    const range = e.space.reserve(e.ownArena(), pages);
-    await e.syncDirectory();
+/** Reservations in this node's arena; allocation and freeing at the range's home. */
+function registerRangeApplets(engine: EngineParts): void {
+  clientApplet(engine, 'reserve', async ({ pages }) => {
+    engine.needQuorum('reserving pages');
+    const range = engine.space.reserve(engine.ownArena(), pages);
+    await engine.syncDirectory();
     return { address: formatAddress(range.first), pages };
   });
-  client('alloc', async ({ addr, pages, copies, volatile }) => {
+  clientApplet(engine, 'alloc', async ({ addr, pages, copies, volatile }) => {
     pageRange(addressFromKey(addr), pages);
-    return e.calls.call(atHome(addr), { op: 'alloc', addr, pages, copies: copies ?? deps.settings.copies, volatile: volatile ?? false });
+    const call = { op: 'alloc', addr, pages, copies: copies ?? engine.deps.settings.copies, volatile: volatile ?? false } as const;
+    return engine.calls.call(homeOfKey(engine, addr), call);
   });
-  const free = (unreserve: boolean) => async ({ addr, pages }: { addr: Uint8Array; pages: number }) => e.calls.call(atHome(addr), { op: 'free', addr, pages, unreserve });
-  client('unallocate', free(false));
-  client('dealloc', free(true));
-  client('unreserve', free(true));
+  const free = (unreserve: boolean) => async ({ addr, pages }: { addr: Uint8Array; pages: number }) =>
+    engine.calls.call(homeOfKey(engine, addr), { op: 'free', addr, pages, unreserve });
+  clientApplet(engine, 'unallocate', free(false));
+  clientApplet(engine, 'dealloc', free(true));
+  clientApplet(engine, 'unreserve', free(true));
+}
 
-  client('read', async ({ addr, pages }) => {
-    const parts = await each<ReadResult>(addr, pages, 'page.read1', (page) => page);
+/** Reads, writes, flushes, access and unreference of a range, page by page here. */
+function registerPageIo(engine: EngineParts): void {
+  clientApplet(engine, 'read', async ({ addr, pages }) => {
+    const parts = await eachPage<ReadResult>(engine, addr, pages, 'page.read1', (page) => page);
     const data = new Uint8Array(pages * PAGE_BYTES);
-    parts.forEach((p, i) => data.set(p.data, i * PAGE_BYTES));
-    return { data, versions: parts.map((p) => p.versions[0]) } satisfies ReadResult;
+    parts.forEach((part, i) => data.set(part.data, i * PAGE_BYTES));
+    return { data, versions: parts.map((part) => part.versions[0]) } satisfies ReadResult;
   });
-  client('write', async ({ addr, data }) => {
-    e.needQuorum('writing');
+  clientApplet(engine, 'write', async ({ addr, data }) => {
+    engine.needQuorum('writing');
     const pages = data.byteLength / PAGE_BYTES;
-    const versions = await each<number>(addr, pages, 'page.write1', (page, i) => ({ addr: page, data: data.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES) }));
+    const versions = await eachPage<number>(engine, addr, pages, 'page.write1', (page, i) => ({ addr: page, data: data.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES) }));
     return { versions } satisfies WriteResult;
   });
-  client('flush', async ({ addr, pages }) => ({ pages, holders: await each<string[]>(addr, pages, 'page.flush1', (page) => page) }) satisfies FlushResult);
-  client('access', async ({ addr, pages, mode }) => {
-    if (mode === 'write') e.needQuorum('write access');
-    return { pages, versions: await each<number>(addr, pages, 'page.access1', (page) => ({ addr: page, mode })) };
+  clientApplet(engine, 'flush', async ({ addr, pages }) => ({ pages, holders: await eachPage<string[]>(engine, addr, pages, 'page.flush1', (page) => page) }) satisfies FlushResult);
+  clientApplet(engine, 'access', async ({ addr, pages, mode }) => {
+    if (mode === 'write') engine.needQuorum('write access');
+    return { pages, versions: await eachPage<number>(engine, addr, pages, 'page.access1', (page) => ({ addr: page, mode })) };
   });
-  client('unreference', async ({ addr, pages }) => ({ pages, dropped: (await each<boolean>(addr, pages, 'page.release1', (page) => page)).filter(Boolean).length }));
-
-  client('lock', async ({ addr, mode }, origin) => {
-    e.needQuorum('locking');
-    return e.calls.call(atHome(addr), { op: 'lock', addr, mode, client: origin });
-  });
-  client('unlock', async ({ addr }, origin) => e.calls.call(atHome(addr), { op: 'unlock', addr, client: origin }));
-  const statOf = (addr: Uint8Array) => e.calls.call<PageStat & { attrs: PageAttrs }>(atHome(addr), { op: 'stat', addr });
-  client('stat', async ({ addr }) => {
-    const { attrs: _attrs, ...stat } = await statOf(addr);
-    return stat;
-  });
-  client('get_attrs', async ({ addr }) => (await statOf(addr)).attrs);
-  client('set_attrs', async ({ addr, fs, cacheInRam }) => {
-    e.needQuorum('setting attributes');
-    return e.calls.call(atHome(addr), { op: 'set_attrs', addr, fs, cacheInRam });
-  });
-  client('super_root', async () => e.calls.call(e.homeOf(0n), { op: 'super_root' }));
-  client('set_super_root', async ({ addr }) => {
-    e.needQuorum('setting the super-root');
-    return e.calls.call(e.homeOf(0n), { op: 'super_root', set: addr });
-  });
-
-  client('space', async () => {
-    // The whole space (M7): this node's report, plus every live node's that answers.
-    const live = deps.db().nodes.filter((n) => n.id === deps.self || deps.isAlive(n.id));
-    const reports = await Promise.all(live.map((n) => e.calls.call<SpaceReport>(n.id, { op: 'space' }).catch(() => null)));
-    const got = reports.filter((r): r is SpaceReport => r !== null);
-    for (const r of got) e.policy.note(r);
-    const sum = (f: (r: SpaceReport) => number) => got.reduce((n, r) => n + f(r), 0);
-    const cluster = {
-      nodes: got.length,
-      totalRamBytes: sum((r) => r.ram.budgetBytes),
-      freeRamBytes: sum((r) => Math.max(0, r.ram.budgetBytes - r.ram.usedBytes)),
-      totalDiskPages: sum((r) => r.disk.pagesMax),
-      freeDiskPages: sum((r) => r.disk.freePages),
-    };
-    return { ...localSpace(), cluster } satisfies SpaceReport;
-  });
-
-  // The transaction log (M7): this node's, durable at commit.
-  const log = deps.txnLog;
-  client('txn_begin', async () => {
-    e.needQuorum('beginning a transaction');
-    return log.begin();
-  });
-  client('txn_log', async ({ txn, record }) => log.log(txn, record));
-  client('txn_commit', async ({ txn }) => {
-    e.needQuorum('committing a transaction');
-    return log.commit(txn);
-  });
-  client('txn_abort', async ({ txn }) => log.abort(txn));
-  client('txn_end', async ({ txn }) => log.end(txn));
-  client('txn_read', async ({ txn }) => {
-    const { records } = log.read(txn);
-    if (txn !== undefined) return { records, more: false };
-    // Every committed transaction's records: whole transactions while they fit one reply; `more`
-    // says to read the rest transaction by transaction (`txns` names them all).
-    const txns = [...new Set(records.map((r) => r.txn))];
-    const out: TxnRecord[] = [];
-    let bytes = 0;
-    for (const r of records) {
-      const first = out.length === 0 || out[out.length - 1].txn !== r.txn;
-      if (first && bytes + txnBytes(records, r.txn) > TXN_READ_BYTES_MAX) return { records: out, more: true, txns };
-      out.push(r);
-      bytes += r.data.byteLength;
-    }
-    return { records: out, more: false, txns };
+  clientApplet(engine, 'unreference', async ({ addr, pages }) => {
+    const released = await eachPage<boolean>(engine, addr, pages, 'page.release1', (page) => page);
+    return { pages, dropped: released.filter(Boolean).length };
   });
 }
 
-async function readOne(e: EngineParts, addr: bigint): Promise<ReadResult> {
-  const held = e.holder.readable(addr);
-  if (held) return { data: held.data.slice(), versions: [held.version] };
-  const home = e.homeOf(addr);
-  const access = e.holder.acquire(addr, 'read');
-  if (home !== e.deps.self) {
-    // A home that answers is always asked; one silent for homeWaitMs and counted failed is not waited for.
-    const answered = await e.within(access.then(() => true), '', e.deps.settings.homeWaitMs).catch(() => false);
-    if (!answered && !e.deps.isAlive(home)) return readFromHolders(e, addr, home);
+/** What the page's home decides: locks, stat, attributes, and (arena 0's home) the super-root. */
+function registerHomeDecisions(engine: EngineParts): void {
+  clientApplet(engine, 'lock', async ({ addr, mode }, origin) => {
+    engine.needQuorum('locking');
+    return engine.calls.call(homeOfKey(engine, addr), { op: 'lock', addr, mode, client: origin });
+  });
+  clientApplet(engine, 'unlock', async ({ addr }, origin) => engine.calls.call(homeOfKey(engine, addr), { op: 'unlock', addr, client: origin }));
+  const statOf = (addr: Uint8Array) => engine.calls.call<PageStat & { attrs: PageAttrs }>(homeOfKey(engine, addr), { op: 'stat', addr });
+  clientApplet(engine, 'stat', async ({ addr }) => {
+    const { attrs: _attrs, ...stat } = await statOf(addr);
+    return stat;
+  });
+  clientApplet(engine, 'get_attrs', async ({ addr }) => (await statOf(addr)).attrs);
+  clientApplet(engine, 'set_attrs', async ({ addr, fs, cacheInRam }) => {
+    engine.needQuorum('setting attributes');
+    return engine.calls.call(homeOfKey(engine, addr), { op: 'set_attrs', addr, fs, cacheInRam });
+  });
+  clientApplet(engine, 'super_root', async () => engine.calls.call(engine.homeOf(0n), { op: 'super_root' }));
+  clientApplet(engine, 'set_super_root', async ({ addr }) => {
+    engine.needQuorum('setting the super-root');
+    return engine.calls.call(engine.homeOf(0n), { op: 'super_root', set: addr });
+  });
+}
+
+/** The whole space (M7): this node's report, plus every live node's that answers. */
+async function wholeSpace(engine: EngineParts, localSpace: () => SpaceReport): Promise<SpaceReport> {
+  const { deps } = engine;
+  const live = deps.db().nodes.filter((n) => n.id === deps.self || deps.isAlive(n.id));
+  const reports = await Promise.all(live.map((n) => engine.calls.call<SpaceReport>(n.id, { op: 'space' }).catch(() => null)));
+  const got = reports.filter((r): r is SpaceReport => r !== null);
+  for (const report of got) engine.policy.note(report);
+  const sum = (field: (r: SpaceReport) => number) => got.reduce((n, r) => n + field(r), 0);
+  const cluster = {
+    nodes: got.length,
+    totalRamBytes: sum((r) => r.ram.budgetBytes),
+    freeRamBytes: sum((r) => Math.max(0, r.ram.budgetBytes - r.ram.usedBytes)),
+    totalDiskPages: sum((r) => r.disk.pagesMax),
+    freeDiskPages: sum((r) => r.disk.freePages),
+  };
+  return { ...localSpace(), cluster } satisfies SpaceReport;
+}
+
+/** The transaction log (M7): this node's, durable at commit. */
+function registerTxnApplets(engine: EngineParts): void {
+  const log = engine.deps.txnLog;
+  clientApplet(engine, 'txn_begin', async () => {
+    engine.needQuorum('beginning a transaction');
+    return log.begin();
+  });
+  clientApplet(engine, 'txn_log', async ({ txn, record }) => log.log(txn, record));
+  clientApplet(engine, 'txn_commit', async ({ txn }) => {
+    engine.needQuorum('committing a transaction');
+    return log.commit(txn);
+  });
+  clientApplet(engine, 'txn_abort', async ({ txn }) => log.abort(txn));
+  clientApplet(engine, 'txn_end', async ({ txn }) => log.end(txn));
+  clientApplet(engine, 'txn_read', async ({ txn }) => {
+    const { records } = log.read(txn);
+    if (txn !== undefined) return { records, more: false };
+    return wholeLog(records);
+  });
+}
+
+/**
+ * Every committed transaction's records: whole transactions while they fit
+ * one reply; `more` says to read the rest transaction by transaction
+ * (`txns` names them all).
+ */
+function wholeLog(records: readonly TxnRecord[]): { records: TxnRecord[]; more: boolean; txns: number[] } {
+  const txns = [...new Set(records.map((r) => r.txn))];
+  const out: TxnRecord[] = [];
+  let bytes = 0;
+  for (const record of records) {
+    const first = out.length === 0 || out[out.length - 1].txn !== record.txn;
+    if (first && bytes + txnBytes(records, record.txn) > TXN_READ_BYTES_MAX) return { records: out, more: true, txns };
+    out.push(record);
+    bytes += record.data.byteLength;
   }
-  await e.within(access, `reading ${formatAddress(addr)}`);
-  const page = e.holder.readable(addr);
-  if (!page) return readOne(e, addr);
+  return { records: out, more: false, txns };
+}
+
+async function readOne(engine: EngineParts, addr: bigint): Promise<ReadResult> {
+  const held = engine.holder.readable(addr);
+  if (held) return { data: held.data.slice(), versions: [held.version] };
+  const home = engine.homeOf(addr);
+  const access = engine.holder.acquire(addr, 'read');
+  if (home !== engine.deps.self) {
+    // A home that answers is always asked; one silent for homeWaitMs and counted failed is not waited for.
+    const answered = await engine.within(access.then(() => true), '', engine.deps.settings.homeWaitMs).catch(() => false);
+    if (!answered && !engine.deps.isAlive(home)) return readFromHolders(engine, addr, home);
+  }
+  await engine.within(access, `reading ${formatAddress(addr)}`);
+  const page = engine.holder.readable(addr);
+  if (!page) return readOne(engine, addr);
   return { data: page.data.slice(), versions: [page.version] };
 }
 
@@ -169,12 +210,12 @@ async function readOne(e: EngineParts, addr: bigint): Promise<ReadResult> {
  * holds (M11). Flushed data survives; a write the home's owner acknowledged
  * but never flushed is not seen (recovery, M15, decides its fate).
  */
-async function readFromHolders(e: EngineParts, addr: bigint, home: string): Promise<ReadResult> {
-  e.stats.readsFromHolders++;
-  const { deps } = e;
+async function readFromHolders(engine: EngineParts, addr: bigint, home: string): Promise<ReadResult> {
+  engine.stats.readsFromHolders++;
+  const { deps } = engine;
   const nodes = deps.db().nodes.filter((n) => n.id === deps.self || deps.isAlive(n.id));
   const copies = await Promise.all(
-    nodes.map((n) => e.calls.call<{ version: number; data: Uint8Array } | null>(n.id, { op: 'fetch', addr: addressKey(addr) }).catch(() => null)),
+    nodes.map((n) => engine.calls.call<{ version: number; data: Uint8Array } | null>(n.id, { op: 'fetch', addr: addressKey(addr) }).catch(() => null)),
   );
   let best: { version: number; data: Uint8Array } | null = null;
   for (const c of copies) if (c && (!best || c.version > best.version)) best = c;
@@ -182,37 +223,37 @@ async function readFromHolders(e: EngineParts, addr: bigint, home: string): Prom
   return { data: new Uint8Array(best.data), versions: [best.version] };
 }
 
-async function writeOne(e: EngineParts, addr: bigint, data: Uint8Array): Promise<number> {
-  await e.within(e.holder.acquire(addr, 'write'), `writing ${formatAddress(addr)}`);
-  const page = e.holder.writable(addr);
-  if (!page) return writeOne(e, addr, data);
+async function writeOne(engine: EngineParts, addr: bigint, data: Uint8Array): Promise<number> {
+  await engine.within(engine.holder.acquire(addr, 'write'), `writing ${formatAddress(addr)}`);
+  const page = engine.holder.writable(addr);
+  if (!page) return writeOne(engine, addr, data);
   page.data.set(data);
-  return e.holder.wrote(addr);
+  return engine.holder.wrote(addr);
 }
 
 /** Makes the newest copy durable on every core holder: this node's if it owns the page, else through the home. */
-async function flushOne(e: EngineParts, addr: bigint): Promise<string[]> {
-  const mode = e.holder.modeOf(addr);
-  if (mode === 'write' || mode === 'kept') return flushOwn(e, addr);
-  return e.calls.call<string[]>(e.homeOf(addr), { op: 'flush', addr: addressKey(addr) });
+async function flushOne(engine: EngineParts, addr: bigint): Promise<string[]> {
+  const mode = engine.holder.modeOf(addr);
+  if (mode === 'write' || mode === 'kept') return flushOwn(engine, addr);
+  return engine.calls.call<string[]>(engine.homeOf(addr), { op: 'flush', addr: addressKey(addr) });
 }
 
 /** This node's copy, if newer than what the core holders have, stored durably on each of them. */
-export async function flushOwn(e: EngineParts, addr: bigint): Promise<string[]> {
-  const page = e.cache.peek(addr);
-  const facts = e.holder.factsOf(addr);
+export async function flushOwn(engine: EngineParts, addr: bigint): Promise<string[]> {
+  const page = engine.cache.peek(addr);
+  const facts = engine.holder.factsOf(addr);
   if (!page || !facts || facts.volatile) return facts?.holders ?? [];
   if (!page.dirty) return facts.holders;
   const version = page.version;
   const data = page.data.slice();
   let holders = facts.holders;
   // A core holder counted failed is replaced first (M11): a flush is durable on every live one.
-  if (holders.some((h) => h !== e.deps.self && !e.deps.isAlive(h))) {
-    holders = await e.calls.call<string[]>(e.homeOf(addr), { op: 'reduplex', addr: addressKey(addr) });
-    e.holder.setHolders(addr, holders);
+  if (holders.some((h) => h !== engine.deps.self && !engine.deps.isAlive(h))) {
+    holders = await engine.calls.call<string[]>(engine.homeOf(addr), { op: 'reduplex', addr: addressKey(addr) });
+    engine.holder.setHolders(addr, holders);
   }
-  await Promise.all(holders.map((h) => e.calls.call(h, { op: 'store', addr: addressKey(addr), version, data })));
-  e.cache.markClean(addr, version);
+  await Promise.all(holders.map((h) => engine.calls.call(h, { op: 'store', addr: addressKey(addr), version, data })));
+  engine.cache.markClean(addr, version);
   return holders;
 }
 
@@ -222,13 +263,13 @@ export async function flushOwn(e: EngineParts, addr: bigint): Promise<string[]> 
  * the page's home instead (the RAM directory hands it to the disk
  * directory): the home takes it for writing, which moves the copy there.
  */
-export async function pageOut(e: EngineParts, addr: bigint): Promise<void> {
+export async function pageOut(engine: EngineParts, addr: bigint): Promise<void> {
   try {
-    await e.scheduler.dispatch('page.flush1', addr);
-    if (await e.scheduler.dispatch<boolean>('page.release1', addr)) return;
-    const home = e.homeOf(addr);
-    if (home !== e.deps.self && e.holder.modeOf(addr) !== undefined) await e.calls.call(home, { op: 'reclaim', addr: addressKey(addr) });
+    await engine.scheduler.dispatch('page.flush1', addr);
+    if (await engine.scheduler.dispatch<boolean>('page.release1', addr)) return;
+    const home = engine.homeOf(addr);
+    if (home !== engine.deps.self && engine.holder.modeOf(addr) !== undefined) await engine.calls.call(home, { op: 'reclaim', addr: addressKey(addr) });
   } catch (err) {
-    e.deps.log.warn({ addr: formatAddress(addr), err: String(err) }, 'page-out failed; the page stays in RAM');
+    engine.deps.log.warn({ addr: formatAddress(addr), err: String(err) }, 'page-out failed; the page stays in RAM');
   }
 }

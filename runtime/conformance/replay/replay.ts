@@ -30,7 +30,7 @@ import type { Envelope } from '../../../bus/envelope.js';
 import type { NodeDbSnapshot } from '../../../bus/messages/index.js';
 import { formatTime, isWallClock } from '../../../bus/trace/trace.js';
 import type { TraceEntry, TraceRecord, TraceStart } from '../../../bus/transport/transport.js';
-import { incarnationOf, readStart } from '../../trace/node-trace.js';
+import { incarnationOf, readStart, type NodeStart } from '../../trace/node-trace.js';
 import { SeededRandom } from '../../world/random.js';
 import type { Violation } from '../rule.js';
 import { ReplayClock, ReplayTransport } from './world.js';
@@ -100,7 +100,33 @@ async function replayIncarnation(
     return violation('replay.start', start, (err as Error).message, [start]);
   }
   stats.incarnations++;
-  const { settings, seed, db, acceptor } = startInfo;
+  const replayed = rebuildNode(start, startInfo);
+  const toleranceMs = durationTolerance(entries);
+  const replies = new ReplyLedger();
+  try {
+    replayed.node.start();
+    const divergence = feedInputs(entries, replayed, replies, stats, toleranceMs);
+    if (divergence) return divergence;
+    // Replies wait on promises: let them settle before the last count.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    replies.sortOut(replayed.transport.take());
+    return replies.check(replayed.id, toleranceMs);
+  } finally {
+    await replayed.node.stop();
+    await replayed.transport.close();
+  }
+}
+
+/** A node rebuilt from its start record, in a world replay drives. */
+interface ReplayedNode {
+  /** The node's permanent id, from its start record. */
+  id: string;
+  node: MangroveNode;
+  clock: ReplayClock;
+  transport: ReplayTransport;
+}
+
+function rebuildNode(start: TraceStart, { settings, seed, db, acceptor }: NodeStart): ReplayedNode {
   const store = new MemoryNodeStore();
   if (db) store.saveNodeDb(db);
   if (acceptor) store.saveAcceptor(acceptor);
@@ -110,57 +136,52 @@ async function replayIncarnation(
   const pages = new MemoryPageStore();
   const txnLog = new MemoryTxnLogStore();
   const node = new MangroveNode({ settings, transport, clock, random: new SeededRandom(seed), store, pages, txnLog, log: silentLog });
-  const toleranceMs = durationTolerance(entries);
-  const replies = new ReplyLedger();
+  return { id: settings.id, node, clock, transport };
+}
 
-  let input: Input = start;
+/**
+ * Feeds the started node the inputs after its start record, in order; before
+ * each input, and at the end, what the node sent since the last one must be
+ * what the trace shows. Returns the first divergence.
+ */
+function feedInputs(entries: readonly TraceEntry[], replayed: ReplayedNode, replies: ReplyLedger, stats: ReplayStats, toleranceMs: number): Violation | undefined {
+  const { clock, transport } = replayed;
+  let input: Input = entries[0] as TraceStart;
   let expected: TraceRecord[] = [];
-  let made: Envelope[] = [];
+  let made = transport.take();
   const settle = (last: boolean): Violation | undefined => {
-    const v = compareSends(input, replies.sortOut(made), expected, toleranceMs, last);
+    const divergence = compareSends(input, replies.sortOut(made), expected, toleranceMs, last);
     stats.sends += expected.length;
-    return v;
+    return divergence;
   };
-  try {
-    node.start();
-    made = transport.take();
-    for (let i = 1; i < entries.length; i++) {
-      const e = entries[i];
-      // The memory engine is outside replay: its timers are not traced, and its
-      // histories are checked by the linearizability checker instead.
-      if ((e.dir === 'send' || e.dir === 'recv') && isEngine(e.env)) {
-        if (e.dir === 'recv') replies.engineRequest(e.env);
-        continue;
-      }
-      if (e.dir === 'send') {
-        if (isReply(e.env)) replies.traced(e);
-        else expected.push(e);
-        continue;
-      }
-      const v = settle(false);
-      if (v) return v;
-      input = e as Input;
-      expected = [];
-      stats.inputs++;
-      clock.set(e.t);
-      if (e.dir === 'recv') {
-        replies.request(e.env);
-        transport.feed(e.env);
-      } else if (e.dir === 'timer' && !clock.fire(e.timer)) {
-        return violation('replay.timer', e, `the trace fires timer ${e.timer}, which the replayed node does not have pending`, [e]);
-      }
-      made = transport.take();
+  for (let i = 1; i < entries.length; i++) {
+    const entry = entries[i];
+    // The memory engine is outside replay: its timers are not traced, and its
+    // histories are checked by the linearizability checker instead.
+    if ((entry.dir === 'send' || entry.dir === 'recv') && isEngine(entry.env)) {
+      if (entry.dir === 'recv') replies.engineRequest(entry.env);
+      continue;
     }
-    const v = settle(true);
-    if (v) return v;
-    // Replies wait on promises: let them settle before the last count.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    replies.sortOut(transport.take());
-    return replies.check(settings.id, toleranceMs);
-  } finally {
-    await node.stop();
-    await transport.close();
+    if (entry.dir === 'send') {
+      if (isReply(entry.env)) replies.traced(entry);
+      else expected.push(entry);
+      continue;
+    }
+    const divergence = settle(false);
+    if (divergence) return divergence;
+    input = entry as Input;
+    expected = [];
+    stats.inputs++;
+    clock.set(entry.t);
+    if (entry.dir === 'recv') {
+      replies.request(entry.env);
+      transport.feed(entry.env);
+    } else if (entry.dir === 'timer' && !clock.fire(entry.timer)) {
+      return violation('replay.timer', entry, `the trace fires timer ${entry.timer}, which the replayed node does not have pending`, [entry]);
+    }
+    made = transport.take();
   }
+  return settle(true);
 }
 
 /**

@@ -316,90 +316,137 @@ const oneMonitorPerGroup: Rule = {
     "two monitors of one level and domain that have each received the other's monitor pulse do not both go on sending received monitor pulses past the arbitration window (one period) plus slack.",
   needs: noPeriod,
   check(records, ctx) {
-    // Reigns, from sent monitor pulses.
-    const reigns: Reign[] = [];
-    const current = new Map<string, Reign>();
-    const bySend = new Map<string, { reign: Reign; rec: TraceRecord }>();
-    const sendKey = (r: TraceRecord) => `${r.env.from}\u0000${r.env.epoch}\u0000${r.env.seq}`;
-    for (const rec of records) {
-      if (rec.dir !== 'send' || rec.env.kind !== 'hb.monitor_pulse') continue;
-      const b = rec.env.body as MonitorPulse;
-      const period = ctx.periodOf(rec.node);
-      if (period === undefined) continue;
-      const key = `${rec.node}\u0000${b.level}\u0000${b.domain}`;
-      let reign = current.get(key);
-      if (!reign || reign.epoch !== rec.env.epoch || rec.t - reignEnd(reign) > TENURE_GAP_PERIODS * period) {
-        reign = { id: reigns.length, node: rec.node, epoch: rec.env.epoch, level: b.level, domain: b.domain, pulses: [], received: new Set(), answers: [] };
-        reigns.push(reign);
-        current.set(key, reign);
-      }
-      reign.pulses.push(rec);
-      bySend.set(sendKey(rec), { reign, rec });
-    }
-    const reignsOf = new Map<string, Reign[]>();
-    for (const r of reigns) {
-      const key = `${r.node}\u0000${r.level}\u0000${r.domain}`;
-      const list = reignsOf.get(key);
-      if (list) list.push(r);
-      else reignsOf.set(key, [r]);
-    }
-    const reignAt = (node: string, level: number, domain: number, t: number): Reign | undefined =>
-      reignsOf.get(`${node}\u0000${level}\u0000${domain}`)?.find((r) => reignStart(r) <= t && t <= reignEnd(r));
-
-    // Receipts: answers, and who heard whom (`${a.id}:${b.id}`: reign a's first receipt of a pulse of reign b).
-    const heard = new Map<string, { a: Reign; b: Reign; rec: TraceRecord }>();
-    for (const rec of records) {
-      if (rec.dir !== 'recv') continue;
-      const e = rec.env;
-      if (e.kind === 'hb.member_pulse') {
-        const b = e.body as MemberPulse;
-        reignAt(rec.node, b.level, b.domain, rec.t)?.answers.push(rec);
-      } else if (e.kind === 'hb.monitor_pulse') {
-        const sent = bySend.get(sendKey(rec));
-        if (!sent || sent.reign.node === rec.node) continue;
-        const other = sent.reign;
-        other.received.add(sent.rec);
-        const mine = reignAt(rec.node, other.level, other.domain, rec.t);
-        if (!mine) continue;
-        const key = `${mine.id}:${other.id}`;
-        if (!heard.has(key)) heard.set(key, { a: mine, b: other, rec });
-      }
-    }
-
-    const out: Violation[] = [];
-    for (const { a, b, rec: aHeardB } of heard.values()) {
-      if (a.id > b.id) continue;
-      const back = heard.get(`${b.id}:${a.id}`);
-      if (!back) continue;
-      const met = Math.max(aHeardB.t, back.rec.t);
-      const window = (r: Reign) => {
-        const t = timingFor(ctx.periodOf(r.node)!, r.level);
-        return t.claimWindowTicks * t.tickMs + ctx.slackOf(r.node)!;
-      };
-      const deadline = met + Math.max(window(a), window(b));
-      const until = Math.min(reignEnd(a), reignEnd(b));
-      const lateReceived = (r: Reign) => r.pulses.find((p) => p.t > deadline && p.t <= until && r.received.has(p));
-      const aLate = lateReceived(a);
-      const bLate = lateReceived(b);
-      if (!aLate || !bLate) continue;
-      const t = Math.max(aLate.t, bLate.t);
-      const answered = (r: Reign) => r.answers.some((x) => x.t > deadline && x.t <= until);
-      const split = answered(a) && answered(b) ? 'members answer both' : answered(a) || answered(b) ? `members answer only ${answered(a) ? a.node : b.node}` : 'no member answers either';
-      // The later to take the role is named; the trace cannot rank them (anchor flags are not in it).
-      const [first, second] = reignStart(a) <= reignStart(b) ? [a, b] : [b, a];
-      out.push({
-        rule: oneMonitorPerGroup.name,
-        node: second.node,
-        t,
-        detail:
-          `level-${a.level} domain ${a.domain}: ${second.node} and ${first.node} each received the other's monitor pulse ${(t - met).toFixed(0)} ms before, ` +
-          `yet both still send monitor pulses that are received; ${split} (window ${(deadline - met).toFixed(0)} ms = one period + slack)`,
-        records: [aHeardB, back.rec, aLate, bLate].sort((x, y) => x.t - y.t),
-      });
-    }
-    return out;
+    const { reigns, bySend } = collectReigns(records, ctx);
+    const receipts = collectReceipts(records, reigns, bySend);
+    return unyieldedRivals(receipts, ctx);
   },
 };
+
+/** A sent monitor pulse and the reign it belongs to, found again from a receipt of it. */
+interface SentPulse {
+  reign: Reign;
+  rec: TraceRecord;
+}
+
+/** Reign `listener`'s first receipt of a monitor pulse of reign `speaker`. */
+interface Receipt {
+  listener: Reign;
+  speaker: Reign;
+  rec: TraceRecord;
+}
+
+/** A receipt names the send it got by sender, epoch and sequence number. */
+const sendKey = (record: TraceRecord) => `${record.env.from}\u0000${record.env.epoch}\u0000${record.env.seq}`;
+
+/** Reigns, from sent monitor pulses. */
+function collectReigns(records: readonly TraceRecord[], ctx: CheckContext): { reigns: Reign[]; bySend: Map<string, SentPulse> } {
+  const reigns: Reign[] = [];
+  const current = new Map<string, Reign>();
+  const bySend = new Map<string, SentPulse>();
+  for (const rec of records) {
+    if (rec.dir !== 'send' || rec.env.kind !== 'hb.monitor_pulse') continue;
+    const pulse = rec.env.body as MonitorPulse;
+    const period = ctx.periodOf(rec.node);
+    if (period === undefined) continue;
+    const key = `${rec.node}\u0000${pulse.level}\u0000${pulse.domain}`;
+    let reign = current.get(key);
+    if (!reign || reign.epoch !== rec.env.epoch || rec.t - reignEnd(reign) > TENURE_GAP_PERIODS * period) {
+      reign = { id: reigns.length, node: rec.node, epoch: rec.env.epoch, level: pulse.level, domain: pulse.domain, pulses: [], received: new Set(), answers: [] };
+      reigns.push(reign);
+      current.set(key, reign);
+    }
+    reign.pulses.push(rec);
+    bySend.set(sendKey(rec), { reign, rec });
+  }
+  return { reigns, bySend };
+}
+
+/** The reign of a node's monitor for (level, domain) that spans time t, if any. */
+function reignFinder(reigns: readonly Reign[]): (node: string, level: number, domain: number, t: number) => Reign | undefined {
+  const reignsOf = new Map<string, Reign[]>();
+  for (const reign of reigns) {
+    const key = `${reign.node}\u0000${reign.level}\u0000${reign.domain}`;
+    const list = reignsOf.get(key);
+    if (list) list.push(reign);
+    else reignsOf.set(key, [reign]);
+  }
+  return (node, level, domain, t) => reignsOf.get(`${node}\u0000${level}\u0000${domain}`)?.find((r) => reignStart(r) <= t && t <= reignEnd(r));
+}
+
+/**
+ * Receipts: the members' answers each reign got, which of its pulses were
+ * received, and who heard whom (keyed `${listener.id}:${speaker.id}`).
+ */
+function collectReceipts(records: readonly TraceRecord[], reigns: readonly Reign[], bySend: Map<string, SentPulse>): Map<string, Receipt> {
+  const reignAt = reignFinder(reigns);
+  const receipts = new Map<string, Receipt>();
+  for (const rec of records) {
+    if (rec.dir !== 'recv') continue;
+    const envelope = rec.env;
+    if (envelope.kind === 'hb.member_pulse') {
+      const pulse = envelope.body as MemberPulse;
+      reignAt(rec.node, pulse.level, pulse.domain, rec.t)?.answers.push(rec);
+    } else if (envelope.kind === 'hb.monitor_pulse') {
+      const sent = bySend.get(sendKey(rec));
+      if (!sent || sent.reign.node === rec.node) continue;
+      const other = sent.reign;
+      other.received.add(sent.rec);
+      const mine = reignAt(rec.node, other.level, other.domain, rec.t);
+      if (!mine) continue;
+      const key = `${mine.id}:${other.id}`;
+      if (!receipts.has(key)) receipts.set(key, { listener: mine, speaker: other, rec });
+    }
+  }
+  return receipts;
+}
+
+/** Each pair of reigns that heard each other both ways, checked once. */
+function unyieldedRivals(receipts: Map<string, Receipt>, ctx: CheckContext): Violation[] {
+  const out: Violation[] = [];
+  for (const receipt of receipts.values()) {
+    if (receipt.listener.id > receipt.speaker.id) continue;
+    const back = receipts.get(`${receipt.speaker.id}:${receipt.listener.id}`);
+    if (!back) continue;
+    const violation = bothStillReign(receipt, back, ctx);
+    if (violation) out.push(violation);
+  }
+  return out;
+}
+
+/** The violation, if both reigns still send received monitor pulses past the arbitration window after they met. */
+function bothStillReign(receipt: Receipt, back: Receipt, ctx: CheckContext): Violation | undefined {
+  const { listener: reignA, speaker: reignB, rec: aHeardB } = receipt;
+  const met = Math.max(aHeardB.t, back.rec.t);
+  const window = (r: Reign) => {
+    const t = timingFor(ctx.periodOf(r.node)!, r.level);
+    return t.claimWindowTicks * t.tickMs + ctx.slackOf(r.node)!;
+  };
+  const deadline = met + Math.max(window(reignA), window(reignB));
+  const until = Math.min(reignEnd(reignA), reignEnd(reignB));
+  const lateReceived = (r: Reign) => r.pulses.find((p) => p.t > deadline && p.t <= until && r.received.has(p));
+  const aLate = lateReceived(reignA);
+  const bLate = lateReceived(reignB);
+  if (!aLate || !bLate) return undefined;
+  const bothLateT = Math.max(aLate.t, bLate.t);
+  const answered = (r: Reign) => r.answers.some((x) => x.t > deadline && x.t <= until);
+  const split =
+    answered(reignA) && answered(reignB)
+      ? 'members answer both'
+      : answered(reignA) || answered(reignB)
+        ? `members answer only ${answered(reignA) ? reignA.node : reignB.node}`
+        : 'no member answers either';
+  // The later to take the role is named; the trace cannot rank them (anchor flags are not in it).
+  const [first, second] = reignStart(reignA) <= reignStart(reignB) ? [reignA, reignB] : [reignB, reignA];
+  return {
+    rule: oneMonitorPerGroup.name,
+    node: second.node,
+    t: bothLateT,
+    detail:
+      `level-${reignA.level} domain ${reignA.domain}: ${second.node} and ${first.node} each received the other's monitor pulse ${(bothLateT - met).toFixed(0)} ms before, ` +
+      `yet both still send monitor pulses that are received; ${split} (window ${(deadline - met).toFixed(0)} ms = one period + slack)`,
+    records: [aHeardB, back.rec, aLate, bLate].sort((x, y) => x.t - y.t),
+  };
+}
 
 export const heartbeatRules: readonly Rule[] = [
   aliveWithinDeadlines,

@@ -5,7 +5,7 @@
  * it and changes nothing.
  */
 import { expect } from 'chai';
-import { GroupCommit } from '../../../../actors/pages/group-commit.js';
+import { GROUP_COMMIT_WAITING_MAX, GroupCommit } from '../../../../actors/pages/group-commit.js';
 import { FS_ATTR_BYTES, type PageEntry } from '../../../../actors/storage/page-store.js';
 import { MemoryPageStore } from '../../../../runtime/storage/memory-pages.js';
 import { PAGE_BYTES } from '../../../../machines/memory/address.js';
@@ -63,5 +63,18 @@ describe('actors/pages/group-commit', () => {
     expect(store.count()).to.equal(0);
     // The next batch is independent of the failed one.
     expect(await gc.put(at(1), page(1, 1))).to.equal(1);
+  });
+
+  it(`holds at most ${GROUP_COMMIT_WAITING_MAX} writes in one batch: the next is refused with E_BUSY at once, and the batch commits whole`, async () => {
+    const store = new CountingStore({ pagesMax: GROUP_COMMIT_WAITING_MAX });
+    const gc = new GroupCommit(store);
+    const accepted = Array.from({ length: GROUP_COMMIT_WAITING_MAX }, (_, i) => gc.put(at(i), page(1, 1)));
+    const refused = await gc.put(at(GROUP_COMMIT_WAITING_MAX), page(2, 1)).catch((e: unknown) => e);
+    expect((refused as MangroveError).code).to.equal('E_BUSY');
+    expect(await Promise.all(accepted)).to.have.length(GROUP_COMMIT_WAITING_MAX);
+    expect(store.count()).to.equal(GROUP_COMMIT_WAITING_MAX);
+    expect(store.has(at(GROUP_COMMIT_WAITING_MAX))).to.equal(false);
+    // The bound is per batch: the next turn takes writes again.
+    expect(await gc.put(at(0), page(3, 2))).to.equal(2);
   });
 });

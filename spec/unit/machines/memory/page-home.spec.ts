@@ -5,7 +5,7 @@
  * against the safety claims after every delivery.
  */
 import { expect } from 'chai';
-import { pageHomeMachine, type PageHomeEmitted, type PageHomeEvent } from '../../../../machines/memory/page-home.js';
+import { PAGE_REQUESTS_QUEUED_MAX, pageHomeMachine, type PageHomeEmitted, type PageHomeEvent } from '../../../../machines/memory/page-home.js';
 import { SeededRandom } from '../../../../runtime/world/random.js';
 import { Running } from '../../../helpers/machine-harness.js';
 
@@ -42,6 +42,21 @@ describe('page home machine', () => {
     // Its next read is forwarded to the owner again, not served as already held.
     r.send({ type: 'REQUEST', mode: 'read', from: 'a', req: 2 });
     expect(r.of('forward').at(-1)).to.deep.include({ to: 'h', requester: 'a', req: 2, round: 2 });
+  });
+
+  it(`keeps at most ${PAGE_REQUESTS_QUEUED_MAX} requests waiting and refuses the next with E_BUSY, queueing nothing`, () => {
+    // The owner is busy forwarding to a, so every later request waits.
+    const r = home().send({ type: 'REQUEST', mode: 'read', from: 'a', req: 1 });
+    for (let i = 0; i < PAGE_REQUESTS_QUEUED_MAX; i++) r.send({ type: 'REQUEST', mode: 'read', from: `n${i}`, req: 1 });
+    expect(r.snapshot.context.queue).to.have.length(PAGE_REQUESTS_QUEUED_MAX);
+    expect(r.of('refused')).to.deep.equal([]);
+    r.send({ type: 'REQUEST', mode: 'write', from: 'late', req: 7 });
+    expect(r.of('refused')).to.deep.equal([{ type: 'refused', request: { mode: 'write', from: 'late', req: 7 }, code: 'E_BUSY' }]);
+    expect(r.snapshot.context.queue).to.have.length(PAGE_REQUESTS_QUEUED_MAX);
+    expect(r.snapshot.context.queue.some((q) => q.from === 'late')).to.equal(false);
+    // A repeat of a queued request is still recognised, not refused.
+    r.send({ type: 'REQUEST', mode: 'read', from: 'n0', req: 1 });
+    expect(r.of('refused')).to.have.length(1);
   });
 
   it('says served again when a confirmation of the last request served comes back (its served was lost)', () => {

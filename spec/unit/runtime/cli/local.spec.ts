@@ -5,7 +5,7 @@ import { adoptAnchors, planLocal, validateLocal, type LocalOptions } from '../..
 
 const base: LocalOptions = { nodes: 5, groups: 2, dir: '/tmp/cluster', basePort: 9000, periodMs: 250 };
 
-describe('runtime/cli/main/local plan', () => {
+describe('runtime/cli/local plan', () => {
   const plan = planLocal(base);
 
   it('gives node i port P+i, HTTP port P+100+i and its own folder as data dir', () => {

@@ -9,7 +9,7 @@ function rowOf(text: string, id: string): string {
   return row;
 }
 
-describe('runtime/cli/main/render', () => {
+describe('runtime/cli/render', () => {
   describe('table', () => {
     it('aligns columns and does not pad the last one', () => {
       expect(table(['A', 'BB'], [['xxx', 'y'], ['z', '']])).to.equal('A    BB\nxxx  y\nz');

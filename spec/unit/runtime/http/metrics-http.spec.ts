@@ -41,7 +41,7 @@ function sample(text: string, series: string): number {
   return Number(line.slice(series.length + 1));
 }
 
-describe('runtime/http/server/metrics and runtime/http/server', () => {
+describe('runtime/http/metrics and runtime/http/server', () => {
   const news = new Subject<NewsLike>();
   let status = sampleStatus();
   const node = { status: () => status, news$: news };

@@ -153,7 +153,7 @@ describe('runtime/inspect/watch', () => {
   });
 });
 
-describe('runtime/http/server/machines', () => {
+describe('runtime/http/machines', () => {
   let http: HttpServer;
   let watch: MachineWatch;
   let actors: AnyActorRef[] = [];
@@ -293,7 +293,7 @@ describe('runtime/http/server/machines', () => {
   }
 });
 
-describe('runtime/http/server/machines: a reader that cannot keep up', () => {
+describe('runtime/http/machines: a reader that cannot keep up', () => {
   /** A response whose socket is full from the first write until 'drain'. */
   class FullSocket extends EventEmitter {
     written: string[] = [];
