@@ -18,10 +18,11 @@
  * (a retried flush, or new attributes without a new version).
  */
 import { MangroveError } from '../../bus/errors.js';
+import { FS_ATTR_BYTES } from '../../bus/messages/page-limits.js';
 import { checkAddress, checkPageAddress, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
 
-/** Bytes of the file-system attribute a page carries (M7). */
-export const FS_ATTR_BYTES = 16;
+/** Bytes of the file-system attribute a page carries (M7): the wire's size, so what the store keeps is what travels. */
+export { FS_ATTR_BYTES };
 /** Most pages one putMany may commit. */
 export const PUT_MANY_PAGES_MAX = 1024;
 /** Most pages one scan returns (4 MiB of data). */

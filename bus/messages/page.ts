@@ -7,29 +7,22 @@
  */
 import { z } from 'zod';
 import { limits } from '../envelope.js';
+import { COPIES_MAX, FS_ATTR_BYTES, PAGE_SIZE, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX } from './page-limits.js';
 import { bytes, count, errorCode, errorMessage, id } from './schema.js';
 
-export const PAGE_SIZE = 4096;
-/** Most pages one client read or write carries (1 MiB). */
-export const PAGES_PER_REQUEST_MAX = 256;
-/** Most core copies a page may ask for (M11). */
-export const COPIES_MAX = 8;
-/** Most pages one reserve, alloc, unallocate or dealloc call spans. */
-export const PAGES_PER_RANGE_MAX = 2 ** 32;
-
+// Defined once in page-limits.ts (no zod there, for the CLI's start-up); exported here beside the schemas they bound.
+export { COPIES_MAX, FS_ATTR_BYTES, PAGE_SIZE, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX };
 
 /** A 128-bit address, 16 bytes big-endian. */
 export const wireAddress = bytes('an address', (n) => n === 16, '16 bytes');
 export const pageData = bytes('page data', (n) => n === PAGE_SIZE, `${PAGE_SIZE} bytes`);
 const pagesData = bytes('data', (n) => n > 0 && n % PAGE_SIZE === 0 && n <= PAGE_SIZE * PAGES_PER_REQUEST_MAX, `whole ${PAGE_SIZE}-byte pages, 1 to ${PAGES_PER_REQUEST_MAX} of them`);
-export const fsAttr = bytes('a file-system attribute', (n) => n === 16, '16 bytes');
+export const fsAttr = bytes('a file-system attribute', (n) => n === FS_ATTR_BYTES, `${FS_ATTR_BYTES} bytes`);
 const rangePages = z.number().int().min(1).max(PAGES_PER_RANGE_MAX);
 const ioPages = z.number().int().min(1).max(PAGES_PER_REQUEST_MAX);
 const mode = z.enum(['read', 'write']);
 export const lockMode = z.enum(['shared', 'exclusive']);
 const holders = z.array(id).max(COPIES_MAX);
-/** Most bytes one transaction-log record holds. */
-export const TXN_RECORD_BYTES_MAX = 4096;
 const txnRecord = bytes('a log record', (n) => n <= TXN_RECORD_BYTES_MAX, `at most ${TXN_RECORD_BYTES_MAX} bytes`);
 
 /** What a program asks of its node: one op-code per engine call (M7, M13). */
@@ -148,7 +141,7 @@ export interface PageAttrs {
   copies: number;
   volatile: boolean;
   cacheInRam: boolean;
-  /** The 16-byte file-system attribute, hex. */
+  /** The file-system attribute (FS_ATTR_BYTES bytes), hex. */
   fs: string;
 }
 export interface PageStat {

@@ -2,8 +2,10 @@
  * `mangrove page …` (SPEC.md M24): the memory engine's calls (M7) from a
  * shell, one command each, through the client library (runtime/client/pages.ts).
  * Like every command it loads what it needs when it runs: the client library
- * (and with it ZeroMQ) only once the arguments are checked, so a refused
- * command is quick and sends nothing.
+ * (and with it ZeroMQ and the wire's schemas) only once the arguments are
+ * checked, so a refused command is quick and sends nothing. The limits its
+ * help names come from the wire (bus/messages/page-limits.ts); the client
+ * checks every argument against the wire's schema before it sends.
  *
  * Addresses are `0x` hex; output is one human line or block, or one JSON line
  * with --json; `page read` writes the raw bytes. A bad address exits 2 like
@@ -12,6 +14,7 @@
 import { open } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
+import { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX } from '../../bus/messages/page-limits.js';
 import { formatAddress, PAGE_BYTES, pageRange, parsePageAddress } from '../../machines/memory/address.js';
 import type { FlushResult, MangroveClient, PageAttrs, PageStat, SpaceReport } from '../client/pages.js';
 import { examples, jsonLine, positive, print } from './util.js';
@@ -21,17 +24,22 @@ export const pageCliDefaults = {
   timeoutMs: 10_000,
 } as const;
 
-/** What one request carries, and so the unit `page write` and `page read` go in (bus/messages/index/page.ts). */
-export const PAGES_PER_CHUNK = 256;
-/** The most pages one range names (bus/messages/index/page.ts PAGES_PER_RANGE_MAX). */
-const RANGE_PAGES_MAX = 2 ** 32;
-const FS_HEX_DIGITS = 32;
+/** Two hex digits a byte: how `--fs` spells the attribute. */
+const FS_HEX_DIGITS = FS_ATTR_BYTES * 2;
+/** A range's page count as the help says it: `1 to 2^32`. */
+const RANGE_PAGES_TEXT = `1 to 2^${Math.log2(PAGES_PER_RANGE_MAX)}`;
 
 interface LinkOpts {
   connect: string;
   timeout: number;
   clientId?: string;
   json?: boolean;
+}
+
+/** What every subcommand hangs from: the `page` command, and the node to ask by default. */
+interface PageCli {
+  readonly page: Command;
+  readonly connect: string;
 }
 
 export function addPageCommands(program: Command, defaults: { connect: string }): void {
@@ -51,30 +59,61 @@ export function addPageCommands(program: Command, defaults: { connect: string })
         'Every subcommand takes --connect (default the node at ' + defaults.connect + '), --timeout, --json.',
       ),
     );
-  const sub = (name: string, description: string) => page.command(name).description(description);
-  const link = (cmd: Command, json: string) =>
-    cmd
-      .option('--json', json)
-      .option('--connect <endpoint>', 'the node to ask', defaults.connect)
-      .option('--timeout <ms>', 'how long to wait for each answer', positive, pageCliDefaults.timeoutMs)
-      .option('--client-id <id>', 'the client the node sees (locks belong to it); default a new random id');
+  const cli: PageCli = { page, connect: defaults.connect };
+  addReserve(cli);
+  addRangeCommand(cli, 'unreserve', 'give back reserved pages, with any storage they have', 'unreserved', (c, a, n) => c.unreserve(a, n));
+  addRangeCommand(cli, 'unallocate', 'drop the storage of pages; they stay reserved', 'unallocated', (c, a, n) => c.unallocate(a, n));
+  addRangeCommand(cli, 'dealloc', 'drop the storage of pages and their reservation', 'deallocated', (c, a, n) => c.dealloc(a, n));
+  addAlloc(cli);
+  addWrite(cli);
+  addRead(cli);
+  addLock(cli);
+  addUnlock(cli);
+  addFlush(cli);
+  addInspect(cli);
+  addAttrs(cli);
+  addSuperRoot(cli);
+}
 
-  link(sub('reserve', 'reserve address space for N pages (no storage yet); prints its base address'), 'print {"address","pages"}')
-    .requiredOption('--pages <n>', `how many pages (1 to 2^32)`, positive)
+/** A subcommand with the options every one takes: --json (printing `json`), --connect, --timeout, --client-id. */
+function subcommand(cli: PageCli, name: string, description: string, json: string): Command {
+  return cli.page
+    .command(name)
+    .description(description)
+    .option('--json', json)
+    .option('--connect <endpoint>', 'the node to ask', cli.connect)
+    .option('--timeout <ms>', 'how long to wait for each answer', positive, pageCliDefaults.timeoutMs)
+    .option('--client-id <id>', 'the client the node sees (locks belong to it); default a new random id');
+}
+
+function addReserve(cli: PageCli): void {
+  subcommand(cli, 'reserve', 'reserve address space for N pages (no storage yet); prints its base address', 'print {"address","pages"}')
+    .requiredOption('--pages <n>', `how many pages (${RANGE_PAGES_TEXT})`, positive)
     .addHelpText('after', examples('A=$(mangrove page reserve --pages 16)', 'mangrove page reserve --pages 1 --json'))
     .action(async (o: LinkOpts & { pages: number }) => {
       const base = await session(o, (c) => c.reserve(o.pages));
       print(o.json ? jsonLine({ address: formatAddress(base), pages: o.pages }) : formatAddress(base));
     });
+}
 
-  rangeCommand(sub('unreserve', 'give back reserved pages, with any storage they have'), 'unreserved', (c, a, n) => c.unreserve(a, n));
-  rangeCommand(sub('unallocate', 'drop the storage of pages; they stay reserved'), 'unallocated', (c, a, n) => c.unallocate(a, n));
-  rangeCommand(sub('dealloc', 'drop the storage of pages and their reservation'), 'deallocated', (c, a, n) => c.dealloc(a, n));
-
-  link(sub('alloc', 'materialize reserved pages: zero-filled storage on core holders'), 'print {"address","pages"}')
+/** unreserve, unallocate, dealloc: a range in, `done` and the range out. */
+function addRangeCommand(cli: PageCli, name: string, description: string, done: string, call: (c: MangroveClient, addr: bigint, pages: number) => Promise<void>): void {
+  subcommand(cli, name, description, 'print {"address","pages"}')
     .argument('<addr>', 'the first page, 0x hex')
-    .requiredOption('--pages <n>', 'how many pages (1 to 2^32)', positive)
-    .option('--copies <k>', 'core copies, each on a distinct node (1 to 8; default: the node\'s)', positive)
+    .requiredOption('--pages <n>', `how many pages (${RANGE_PAGES_TEXT})`, positive)
+    .addHelpText('after', examples(`mangrove page ${name} 0x10000 --pages 16`))
+    .action(async (addr: string, o: LinkOpts & { pages: number }) => {
+      const a = parsePageAddress(addr);
+      await session(o, (c) => call(c, a, o.pages));
+      print(o.json ? jsonLine({ address: formatAddress(a), pages: o.pages }) : `${done} ${plural(o.pages, 'page')} at ${formatAddress(a)}`);
+    });
+}
+
+function addAlloc(cli: PageCli): void {
+  subcommand(cli, 'alloc', 'materialize reserved pages: zero-filled storage on core holders', 'print {"address","pages"}')
+    .argument('<addr>', 'the first page, 0x hex')
+    .requiredOption('--pages <n>', `how many pages (${RANGE_PAGES_TEXT})`, positive)
+    .option('--copies <k>', `core copies, each on a distinct node (1 to ${COPIES_MAX}; default: the node's)`, positive)
     .option('--volatile', 'never written to disk: lost if every RAM copy is')
     .addHelpText('after', examples('mangrove page alloc 0x10000 --pages 16 --copies 2', 'mangrove page alloc 0x10000 --pages 1 --volatile'))
     .action(async (addr: string, o: LinkOpts & { pages: number; copies?: number; volatile?: boolean }) => {
@@ -84,8 +123,10 @@ export function addPageCommands(program: Command, defaults: { connect: string })
       const how = [o.copies !== undefined ? `${o.copies} core copies` : '', o.volatile ? 'volatile' : ''].filter((s) => s).join(', ');
       print(`allocated ${plural(o.pages, 'page')} at ${formatAddress(a)}${how ? ` (${how})` : ''}`);
     });
+}
 
-  link(sub('write', 'write bytes from stdin (or --file) to pages from ADDR on'), 'print {"address","pages","bytes","versions"}')
+function addWrite(cli: PageCli): void {
+  subcommand(cli, 'write', 'write bytes from stdin (or --file) to pages from ADDR on', 'print {"address","pages","bytes","versions"}')
     .argument('<addr>', 'the first page, 0x hex')
     .option('--file <file>', 'read the bytes from this file instead of stdin')
     .addHelpText(
@@ -94,15 +135,17 @@ export function addPageCommands(program: Command, defaults: { connect: string })
         'echo hello | mangrove page write 0x10000',
         'mangrove page write 0x10000 --file image.bin --json',
         '',
-        `The last partial page is zero-padded to ${PAGE_BYTES} bytes. More than ${PAGES_PER_CHUNK} pages go as`,
-        `writes of ${PAGES_PER_CHUNK} pages, in order: a failure part way leaves the earlier parts written.`,
+        `The last partial page is zero-padded to ${PAGE_BYTES} bytes. More than ${PAGES_PER_REQUEST_MAX} pages go as`,
+        `writes of ${PAGES_PER_REQUEST_MAX} pages, in order: a failure part way leaves the earlier parts written.`,
       ),
     )
     .action(async (addr: string, o: LinkOpts & { file?: string }) => {
       await writeCommand(parsePageAddress(addr), o);
     });
+}
 
-  link(sub('read', 'write the bytes of N pages from ADDR to stdout'), `print {"address","pages","versions","data"} (data in base64; at most ${PAGES_PER_CHUNK} pages)`)
+function addRead(cli: PageCli): void {
+  subcommand(cli, 'read', 'write the bytes of N pages from ADDR to stdout', `print {"address","pages","versions","data"} (data in base64; at most ${PAGES_PER_REQUEST_MAX} pages)`)
     .argument('<addr>', 'the first page, 0x hex')
     .option('--pages <n>', 'how many pages', positive, 1)
     .addHelpText(
@@ -112,15 +155,17 @@ export function addPageCommands(program: Command, defaults: { connect: string })
         'mangrove page read 0x10000 --pages 512 > pages.bin',
         'mangrove page read 0x10000 --json | jq .versions',
         '',
-        `More than ${PAGES_PER_CHUNK} pages are read ${PAGES_PER_CHUNK} at a time, each part after the one before is out.`,
+        `More than ${PAGES_PER_REQUEST_MAX} pages are read ${PAGES_PER_REQUEST_MAX} at a time, each part after the one before is out.`,
         'A page that is reserved but not allocated is refused with E_NOT_MATERIALIZED.',
       ),
     )
     .action(async (addr: string, o: LinkOpts & { pages: number }) => {
       await readCommand(parsePageAddress(addr), o);
     });
+}
 
-  link(sub('lock', 'take a page lock (exclusive unless --shared); it belongs to the client id'), 'print {"address","mode","client"}')
+function addLock(cli: PageCli): void {
+  subcommand(cli, 'lock', 'take a page lock (exclusive unless --shared); it belongs to the client id', 'print {"address","mode","client"}')
     .argument('<addr>', 'the page, 0x hex')
     .option('--shared', 'a shared lock: others may take shared locks too')
     .addHelpText(
@@ -144,8 +189,10 @@ export function addPageCommands(program: Command, defaults: { connect: string })
       print(`locked ${formatAddress(a)} (${mode}) for client ${client}`);
       if (o.clientId === undefined) print(`unlock: mangrove page unlock ${formatAddress(a)} --client-id ${client} --connect ${o.connect}`);
     });
+}
 
-  link(sub('unlock', 'release a page lock this client id holds'), 'print {"address","client"}')
+function addUnlock(cli: PageCli): void {
+  subcommand(cli, 'unlock', 'release a page lock this client id holds', 'print {"address","client"}')
     .argument('<addr>', 'the page, 0x hex')
     .addHelpText('after', examples('mangrove page unlock 0x10000 --client-id backup-job'))
     .action(async (addr: string, o: LinkOpts) => {
@@ -156,18 +203,23 @@ export function addPageCommands(program: Command, defaults: { connect: string })
       });
       print(o.json ? jsonLine({ address: formatAddress(a), client }) : `unlocked ${formatAddress(a)} for client ${client}`);
     });
+}
 
-  link(sub('flush', 'make the newest copy of N pages durable on every core holder'), 'print {"address","pages","holders"}')
+function addFlush(cli: PageCli): void {
+  subcommand(cli, 'flush', 'make the newest copy of N pages durable on every core holder', 'print {"address","pages","holders"}')
     .argument('<addr>', 'the first page, 0x hex')
-    .option('--pages <n>', `how many pages (1 to ${PAGES_PER_CHUNK})`, positive, 1)
+    .option('--pages <n>', `how many pages (1 to ${PAGES_PER_REQUEST_MAX})`, positive, 1)
     .addHelpText('after', examples('mangrove page flush 0x10000', 'mangrove page flush 0x10000 --pages 16 --json'))
     .action(async (addr: string, o: LinkOpts & { pages: number }) => {
       const a = parsePageAddress(addr);
       const r = await session(o, (c) => c.flush(a, o.pages));
       print(o.json ? jsonLine({ address: formatAddress(a), ...r }) : renderFlush(a, r));
     });
+}
 
-  link(sub('stat', 'where a page lives: home, owner, readers, core holders, version, lock'), 'print the page\'s stat object')
+/** stat and space: what a page, and the node, look like. */
+function addInspect(cli: PageCli): void {
+  subcommand(cli, 'stat', 'where a page lives: home, owner, readers, core holders, version, lock', 'print the page\'s stat object')
     .argument('<addr>', 'the page, 0x hex')
     .addHelpText('after', examples('mangrove page stat 0x10000', 'mangrove page stat 0x10000 --json | jq .coreHolders'))
     .action(async (addr: string, o: LinkOpts) => {
@@ -176,16 +228,18 @@ export function addPageCommands(program: Command, defaults: { connect: string })
       print(o.json ? jsonLine(s) : renderStat(s));
     });
 
-  link(sub('space', 'RAM and disk of the node, and free space in the cluster'), 'print the node\'s space report')
+  subcommand(cli, 'space', 'RAM and disk of the node, and free space in the cluster', 'print the node\'s space report')
     .addHelpText('after', examples('mangrove page space', 'mangrove page space --connect tcp://127.0.0.1:7401 --json | jq .cluster'))
     .action(async (o: LinkOpts) => {
       const s = await session(o, (c) => c.space());
       print(o.json ? jsonLine(s) : renderSpace(s));
     });
+}
 
-  link(sub('attrs', 'show a page\'s attributes, or set its file-system attribute and RAM caching'), 'print the page\'s attributes')
+function addAttrs(cli: PageCli): void {
+  subcommand(cli, 'attrs', 'show a page\'s attributes, or set its file-system attribute and RAM caching', 'print the page\'s attributes')
     .argument('<addr>', 'the page, 0x hex')
-    .option('--fs <hex32>', 'set the 16-byte file-system attribute: 32 hex digits')
+    .option(`--fs <hex${FS_HEX_DIGITS}>`, `set the ${FS_ATTR_BYTES}-byte file-system attribute: ${FS_HEX_DIGITS} hex digits`)
     .addOption(new Option('--cache-in-ram <on|off>', 'keep the page cached in RAM').choices(['on', 'off']))
     .addHelpText('after', examples('mangrove page attrs 0x10000', 'mangrove page attrs 0x10000 --fs 000102030405060708090a0b0c0d0e0f --cache-in-ram on'))
     .action(async (addr: string, o: LinkOpts & { fs?: string; cacheInRam?: 'on' | 'off' }) => {
@@ -194,8 +248,10 @@ export function addPageCommands(program: Command, defaults: { connect: string })
       const attrs = await session(o, (c) => (Object.keys(set).length > 0 ? c.setAttrs(a, set) : c.getAttrs(a)));
       print(o.json ? jsonLine(attrs) : renderAttrs(attrs));
     });
+}
 
-  link(sub('super-root', 'print the file system\'s super-root address, or set it'), 'print {"address"}')
+function addSuperRoot(cli: PageCli): void {
+  subcommand(cli, 'super-root', 'print the file system\'s super-root address, or set it', 'print {"address"}')
     .option('--set <addr>', 'make this page the super root')
     .addHelpText('after', examples('mangrove page super-root', 'mangrove page super-root --set 0x10000'))
     .action(async (o: LinkOpts & { set?: string }) => {
@@ -207,18 +263,6 @@ export function addPageCommands(program: Command, defaults: { connect: string })
       });
       print(o.json ? jsonLine({ address: formatAddress(a) }) : formatAddress(a));
     });
-
-  function rangeCommand(cmd: Command, done: string, call: (c: MangroveClient, addr: bigint, pages: number) => Promise<void>): void {
-    link(cmd, 'print {"address","pages"}')
-      .argument('<addr>', 'the first page, 0x hex')
-      .requiredOption('--pages <n>', 'how many pages (1 to 2^32)', positive)
-      .addHelpText('after', examples(`mangrove page ${cmd.name()} 0x10000 --pages 16`))
-      .action(async (addr: string, o: LinkOpts & { pages: number }) => {
-        const a = parsePageAddress(addr);
-        await session(o, (c) => call(c, a, o.pages));
-        print(o.json ? jsonLine({ address: formatAddress(a), pages: o.pages }) : `${done} ${plural(o.pages, 'page')} at ${formatAddress(a)}`);
-      });
-  }
 }
 
 /** One client for one command, closed whatever happens. */
@@ -236,7 +280,7 @@ async function session<T>(o: LinkOpts, fn: (client: MangroveClient) => Promise<T
 }
 
 async function writeCommand(addr: bigint, o: LinkOpts & { file?: string }): Promise<void> {
-  const chunks = pageChunks(await byteSource(o.file), PAGES_PER_CHUNK * PAGE_BYTES)[Symbol.asyncIterator]();
+  const chunks = pageChunks(await byteSource(o.file), PAGES_PER_REQUEST_MAX * PAGE_BYTES)[Symbol.asyncIterator]();
   // The first part is read before connecting: empty input is refused without a word to the node.
   const first = await chunks.next();
   if (first.done) throw new MangroveError('E_BAD_ARGUMENT', `nothing to write: ${o.file ?? 'stdin'} gave no bytes`);
@@ -320,20 +364,20 @@ export async function* pageChunks(source: AsyncIterable<Uint8Array | string>, ch
 async function readCommand(addr: bigint, o: LinkOpts & { pages: number }): Promise<void> {
   checkRange(addr, o.pages);
   if (o.json) {
-    if (o.pages > PAGES_PER_CHUNK) {
-      throw new MangroveError('E_BAD_ARGUMENT', `--json carries at most ${PAGES_PER_CHUNK} pages, not ${o.pages}: read more as raw bytes (without --json)`);
+    if (o.pages > PAGES_PER_REQUEST_MAX) {
+      throw new MangroveError('E_BAD_ARGUMENT', `--json carries at most ${PAGES_PER_REQUEST_MAX} pages, not ${o.pages}: read more as raw bytes (without --json)`);
     }
     const r = await session(o, (c) => c.readVersions(addr, o.pages));
     return print(jsonLine({ address: formatAddress(addr), pages: o.pages, versions: r.versions, data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength).toString('base64') }));
   }
   await session(o, async (c) => {
-    for (const part of chunkPlan(addr, o.pages, PAGES_PER_CHUNK)) await writeOut(await c.read(part.addr, part.pages));
+    for (const part of chunkPlan(addr, o.pages, PAGES_PER_REQUEST_MAX)) await writeOut(await c.read(part.addr, part.pages));
   });
 }
 
-/** A range of up to 2^32 pages inside the address space, checked before anything is sent. */
+/** A read of up to a range's worth of pages (PAGES_PER_RANGE_MAX) inside the address space, checked before anything is sent. */
 function checkRange(addr: bigint, pages: number): void {
-  if (pages > RANGE_PAGES_MAX) throw new MangroveError('E_BAD_ARGUMENT', `--pages is at most ${RANGE_PAGES_MAX} (2^32), not ${pages}`);
+  if (pages > PAGES_PER_RANGE_MAX) throw new MangroveError('E_BAD_ARGUMENT', `--pages is at most ${PAGES_PER_RANGE_MAX} (2^${Math.log2(PAGES_PER_RANGE_MAX)}), not ${pages}`);
   pageRange(addr, pages);
 }
 
@@ -351,11 +395,11 @@ function writeOut(data: Uint8Array): Promise<void> {
   });
 }
 
-/** `--fs`: 16 bytes as 32 hex digits, `0x` allowed. */
+/** `--fs`: FS_ATTR_BYTES (16) bytes as hex digits, `0x` allowed. */
 export function parseFsAttr(text: string): Uint8Array {
   const digits = text.startsWith('0x') || text.startsWith('0X') ? text.slice(2) : text;
   if (!new RegExp(`^[0-9a-fA-F]{${FS_HEX_DIGITS}}$`).test(digits)) {
-    throw new MangroveError('E_BAD_ARGUMENT', `--fs takes 16 bytes as ${FS_HEX_DIGITS} hex digits, not ${JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text)}`);
+    throw new MangroveError('E_BAD_ARGUMENT', `--fs takes ${FS_ATTR_BYTES} bytes as ${FS_HEX_DIGITS} hex digits, not ${JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text)}`);
   }
   return new Uint8Array(Buffer.from(digits, 'hex'));
 }

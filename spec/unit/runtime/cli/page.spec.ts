@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import type { FlushResult, PageAttrs, PageStat, SpaceReport } from '../../../../bus/messages/page.js';
+import { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_REQUEST_MAX, type FlushResult, type PageAttrs, type PageStat, type SpaceReport } from '../../../../bus/messages/page.js';
 import { PAGE_BYTES } from '../../../../machines/memory/address.js';
 import { addPageCommands, chunkPlan, pageChunks, parseFsAttr, renderAttrs, renderFlush, renderSpace, renderStat } from '../../../../runtime/cli/page.js';
 import { errorOf } from '../../../helpers/error-of.js';
@@ -69,7 +69,7 @@ const stat: PageStat = {
   lock: { mode: 'exclusive', holders: ['node-a/client-1'] },
 };
 
-describe('runtime/cli/main/page', () => {
+describe('runtime/cli/page', () => {
   describe('input cut into page writes', () => {
     it('zero-pads a last partial page and says how many bytes were given', async () => {
       const parts = await collect(pieces(pattern(10)), 2 * PAGE_BYTES);
@@ -124,6 +124,11 @@ describe('runtime/cli/main/page', () => {
     it('takes 32 hex digits, with or without 0x', () => {
       expect([...parseFsAttr('000102030405060708090a0b0c0d0e0f')]).to.deep.equal([...Array(16).keys()]);
       expect([...parseFsAttr('0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF')]).to.deep.equal(Array(16).fill(255));
+    });
+
+    it('takes as many bytes as the wire\'s FS_ATTR_BYTES, and not one more', () => {
+      expect(parseFsAttr('ab'.repeat(FS_ATTR_BYTES))).to.have.length(FS_ATTR_BYTES);
+      expect(errorOf(() => parseFsAttr('ab'.repeat(FS_ATTR_BYTES + 1)))).to.match(/^E_BAD_ARGUMENT: --fs takes 16 bytes as 32 hex digits/);
     });
 
     it('refuses anything else', () => {
@@ -196,6 +201,21 @@ describe('runtime/cli/main/page', () => {
     }
   });
 
+  it('names the wire\'s limits in its options (bus/messages/page-limits.ts)', () => {
+    const program = new Command('mangrove');
+    addPageCommands(program, { connect: 'tcp://127.0.0.1:7400' });
+    const page = program.commands.find((c) => c.name() === 'page')!;
+    const option = (name: string, long: string) => {
+      const o = page.commands.find((c) => c.name() === name)!.options.find((x) => x.long === long)!;
+      return `${o.flags} ${o.description}`;
+    };
+    expect(option('alloc', '--copies')).to.include(`(1 to ${COPIES_MAX}; default: the node's)`);
+    for (const name of ['reserve', 'alloc', 'unreserve', 'unallocate', 'dealloc']) expect(option(name, '--pages'), name).to.include('how many pages (1 to 2^32)');
+    expect(option('flush', '--pages')).to.include(`how many pages (1 to ${PAGES_PER_REQUEST_MAX})`);
+    expect(option('read', '--json')).to.include(`at most ${PAGES_PER_REQUEST_MAX} pages`);
+    expect(option('attrs', '--fs')).to.equal(`--fs <hex${FS_ATTR_BYTES * 2}> set the ${FS_ATTR_BYTES}-byte file-system attribute: ${FS_ATTR_BYTES * 2} hex digits`);
+  });
+
   describe('the built command', function () {
     this.timeout(30_000);
     let dir: string;
@@ -230,6 +250,9 @@ describe('runtime/cli/main/page', () => {
       ['a missing --pages', ['page', 'alloc', '0x1000', ...at], /^error E_BAD_ARGUMENT: required option '--pages <n>' not specified/],
       ['a range of more than 2^32 pages', ['page', 'dealloc', '0x1000', '--pages', '4294967297', ...at], /^error E_BAD_ARGUMENT: pages must be an integer from 1 to 4294967296/],
       ['--copies 9', ['page', 'alloc', '0x1000', '--pages', '1', '--copies', '9', ...at], /^error E_BAD_ARGUMENT: copies must be an integer from 1 to 8, not a number \(9\)/],
+      ['a reserve of more than 2^32 pages', ['page', 'reserve', '--pages', '4294967297', ...at], /^error E_BAD_ARGUMENT: pages must be an integer from 1 to 4294967296 \(2\^32\), not a number \(4294967297\)/],
+      ['a read of more than 2^32 pages', ['page', 'read', '0x1000', '--pages', '4294967297', ...at], /^error E_BAD_ARGUMENT: --pages is at most 4294967296 \(2\^32\), not 4294967297/],
+      ['an --fs of 17 bytes', ['page', 'attrs', '0x1000', '--fs', 'ab'.repeat(17), ...at], /^error E_BAD_ARGUMENT: --fs takes 16 bytes as 32 hex digits/],
       ['a flush of 257 pages', ['page', 'flush', '0x1000', '--pages', '257', ...at], /^error E_BAD_ARGUMENT: pages must be an integer from 1 to 256/],
       ['read --json of 257 pages', ['page', 'read', '0x1000', '--pages', '257', '--json', ...at], /^error E_BAD_ARGUMENT: --json carries at most 256 pages, not 257/],
       ['a bad --fs', ['page', 'attrs', '0x1000', '--fs', 'abc', ...at], /^error E_BAD_ARGUMENT: --fs takes 16 bytes as 32 hex digits, not "abc"/],

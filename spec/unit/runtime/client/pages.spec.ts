@@ -7,9 +7,10 @@
 import { expect } from 'chai';
 import { MangroveError } from '../../../../bus/errors.js';
 import type { Body } from '../../../../bus/messages/index.js';
-import { clientPageOp } from '../../../../bus/messages/page.js';
+import { clientPageOp, COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX } from '../../../../bus/messages/page.js';
+import { FS_ATTR_BYTES as STORE_FS_ATTR_BYTES } from '../../../../actors/storage/page-store.js';
 import { MAX_ADDRESS, PAGE_BYTES } from '../../../../machines/memory/address.js';
-import { connect, MangroveClient, TXN_RECORD_BYTES_MAX, type PageLink } from '../../../../runtime/client/pages.js';
+import { clientLimits, connect, MangroveClient, TXN_RECORD_BYTES_MAX, type PageLink } from '../../../../runtime/client/pages.js';
 
 type Sent = { kind: string; body: Record<string, unknown> };
 
@@ -340,5 +341,91 @@ describe('runtime/client/pages: the transaction log (M7)', () => {
         expect(link.sent, 'nothing sent').to.deep.equal([]);
       });
     }
+  });
+});
+
+describe('runtime/client/pages: every limit is the wire schema\'s (runtime/client/checks.ts)', () => {
+  const page = 0x1000n;
+  const bytes = (n: number) => new Uint8Array(n);
+  /** A call at a limit and one past it: the first is sent and passes clientPageOp, the second is refused with `refused` and sends nothing. */
+  const limits: [string, (c: MangroveClient) => Promise<unknown>, (c: MangroveClient) => Promise<unknown>, RegExp][] = [
+    ['a range of PAGES_PER_RANGE_MAX pages', (c) => c.reserve(PAGES_PER_RANGE_MAX), (c) => c.reserve(PAGES_PER_RANGE_MAX + 1), /^E_BAD_ARGUMENT: pages must be an integer from 1 to 4294967296 \(2\^32\), not a number \(4294967297\)$/],
+    ['an unallocate of PAGES_PER_RANGE_MAX pages', (c) => c.unallocate(page, PAGES_PER_RANGE_MAX), (c) => c.unallocate(page, PAGES_PER_RANGE_MAX + 1), /^E_BAD_ARGUMENT: pages must be an integer from 1 to 4294967296/],
+    ['a read of PAGES_PER_REQUEST_MAX pages', (c) => c.readVersions(page, PAGES_PER_REQUEST_MAX), (c) => c.read(page, PAGES_PER_REQUEST_MAX + 1), /^E_BAD_ARGUMENT: pages must be an integer from 1 to 256 \(one request carries at most 256 pages\), not a number \(257\)$/],
+    ['an access of PAGES_PER_REQUEST_MAX pages', (c) => c.access(page, PAGES_PER_REQUEST_MAX), (c) => c.access(page, PAGES_PER_REQUEST_MAX + 1), /^E_BAD_ARGUMENT: pages must be an integer from 1 to 256/],
+    ['an unreference of PAGES_PER_REQUEST_MAX pages', (c) => c.unreference(page, PAGES_PER_REQUEST_MAX), (c) => c.unreference(page, PAGES_PER_REQUEST_MAX + 1), /^E_BAD_ARGUMENT: pages must be an integer from 1 to 256/],
+    ['a write of PAGES_PER_REQUEST_MAX pages', (c) => c.write(page, bytes(PAGES_PER_REQUEST_MAX * PAGE_BYTES)), (c) => c.write(page, bytes((PAGES_PER_REQUEST_MAX + 1) * PAGE_BYTES)), /^E_BAD_ARGUMENT: one write carries at most 256 pages/],
+    ['COPIES_MAX copies', (c) => c.alloc(page, 1, { copies: COPIES_MAX }), (c) => c.alloc(page, 1, { copies: COPIES_MAX + 1 }), /^E_BAD_ARGUMENT: copies must be an integer from 1 to 8, not a number \(9\)$/],
+    ['an fs attribute of FS_ATTR_BYTES', (c) => c.setAttrs(page, { fs: bytes(FS_ATTR_BYTES) }), (c) => c.setAttrs(page, { fs: bytes(FS_ATTR_BYTES + 1) }), /^E_BAD_ARGUMENT: fs must be a Uint8Array of 16 bytes, not 17 bytes$/],
+    ['a log record of TXN_RECORD_BYTES_MAX', (c) => c.txnLog(1, bytes(TXN_RECORD_BYTES_MAX)), (c) => c.txnLog(1, bytes(TXN_RECORD_BYTES_MAX + 1)), /^E_BAD_ARGUMENT: a log record holds at most 4096 bytes; 4097 were given/],
+    ['a transaction id of 2^53 - 1', (c) => c.txnEnd(Number.MAX_SAFE_INTEGER), (c) => c.txnEnd(Number.MAX_SAFE_INTEGER + 1), /^E_BAD_ARGUMENT: a transaction id is a whole number from txnBegin/],
+    ['a lock mode the wire has', (c) => c.lock(page, 'shared'), (c) => c.lock(page, 'Shared' as never), /^E_BAD_ARGUMENT: a lock is 'shared' or 'exclusive', not a string \("Shared"\)$/],
+  ];
+  /** Answers whatever each op needs, sized from what was asked. */
+  const answer = (b: Record<string, unknown>) => {
+    const pages = b.data instanceof Uint8Array ? b.data.byteLength / PAGE_BYTES : typeof b.pages === 'number' ? b.pages : 1;
+    const read = b.op === 'read' ? { data: new Uint8Array(pages * PAGE_BYTES) } : {};
+    const versions = b.op === 'read' || b.op === 'write' || b.op === 'access' ? { versions: Array(pages).fill(1) } : {};
+    return { result: { address: '0x1000', ...read, ...versions, dropped: 0, seq: 1, txn: b.txn, state: 'ended', records: 0 } };
+  };
+  for (const [what, at, past, refused] of limits) {
+    it(`at the limit, sends ${what}; past it, refuses with its code`, async () => {
+      const ok = new FakeLink(answer);
+      await at(new MangroveClient(ok));
+      expect(ok.sent).to.have.length(1);
+      expect(clientPageOp.safeParse(ok.sent[0].body).success, 'what is sent passes the wire schema').to.equal(true);
+      const no = new FakeLink(answer);
+      expect(await refusal(past(new MangroveClient(no)))).to.match(refused);
+      expect(no.sent, 'nothing sent').to.deep.equal([]);
+    });
+  }
+
+  it('refuses exactly what the wire schema refuses, field by field', async () => {
+    // Each candidate is tried through the client and against clientPageOp with the same op: they must agree.
+    const candidates: unknown[] = [0, 1, 2, 1.5, -1, 8, 9, 256, 257, 2 ** 32, 2 ** 32 + 1, NaN, Infinity, '1', 1n, null, true];
+    for (const value of candidates) {
+      const tries: [string, (c: MangroveClient) => Promise<unknown>, Record<string, unknown>][] = [
+        ['reserve pages', (c) => c.reserve(value as number), { op: 'reserve', pages: value }],
+        ['flush pages', (c) => c.flush(page, value as number), { op: 'flush', addr: bytes(16), pages: value }],
+        ['alloc copies', (c) => c.alloc(page, 1, { copies: value as number }), { op: 'alloc', addr: bytes(16), pages: 1, copies: value }],
+        ['alloc volatile', (c) => c.alloc(page, 1, { volatile: value as boolean }), { op: 'alloc', addr: bytes(16), pages: 1, volatile: value }],
+      ];
+      for (const [what, call, body] of tries) {
+        const link = new FakeLink(answer);
+        const client = await refusal(call(new MangroveClient(link)));
+        const wire = clientPageOp.safeParse(body).success;
+        expect(client === 'resolved', `${what} ${String(value)}: client says ${client}, the wire says ${wire ? 'yes' : 'no'}`).to.equal(wire);
+        if (!wire) expect(client, `${what} ${String(value)}`).to.match(/^E_BAD_ARGUMENT: /);
+      }
+    }
+  });
+
+  it('keeps one file-system attribute size: the store\'s, the client\'s and the wire\'s are the same constant', () => {
+    expect(STORE_FS_ATTR_BYTES).to.equal(FS_ATTR_BYTES);
+    expect(clientLimits.fsBytes).to.equal(FS_ATTR_BYTES);
+  });
+
+  it('takes a client id as the wire\'s id: up to 64 characters', async () => {
+    const c = await connect('tcp://127.0.0.1:1', { clientId: 'x'.repeat(64) });
+    try {
+      expect(c.clientId).to.have.length(64);
+    } finally {
+      await c.close();
+    }
+    expect(await refusal(connect('tcp://127.0.0.1:1', { clientId: 7 as unknown as string }))).to.match(/^E_BAD_ARGUMENT: clientId must be a string of 1 to 64 characters, not a number \(7\)$/);
+  });
+
+  it('names the first wrong argument in the order it always has', async () => {
+    const first = async (call: (c: MangroveClient) => Promise<unknown>) => refusal(call(new MangroveClient(new FakeLink())));
+    // The address before the count, the count before the options' keys, the keys before their values.
+    expect(await first((c) => c.alloc(0x10n, 0, { copis: 1 } as never))).to.match(/^E_BAD_ADDRESS: /);
+    expect(await first((c) => c.alloc(page, 0, { copis: 1 } as never))).to.match(/^E_BAD_ARGUMENT: pages must be/);
+    expect(await first((c) => c.alloc(page, 1, { copis: 1, copies: 9 } as never))).to.match(/^E_BAD_ARGUMENT: alloc options has no "copis"/);
+    // The end of the space as soon as the count is good: before the options.
+    const last = MAX_ADDRESS - BigInt(PAGE_BYTES - 1);
+    expect(await first((c) => c.alloc(last, 2, { copies: 9 }))).to.match(/^E_BAD_ADDRESS: 2 pages from .* run past the end/);
+    // A write names its data before its address.
+    expect(await first((c) => c.write(0x1001n, bytes(100)))).to.match(/^E_BAD_ARGUMENT: data must be whole 4096-byte pages/);
+    expect(await first((c) => c.setAttrs(0x10n, null as never))).to.match(/^E_BAD_ADDRESS: /);
   });
 });
