@@ -9,8 +9,10 @@
  * with a stable code (E_BAD_ADDRESS) and a sentence naming what was typed.
  */
 import { MangroveError } from '../../bus/errors.js';
+import { PAGE_SIZE } from '../../bus/messages/page-limits.js';
 
-export const PAGE_BYTES = 4096;
+/** The page, the unit of the space (M7): the wire's page size, named for the byte counts it multiplies. */
+export const PAGE_BYTES = PAGE_SIZE;
 export const ADDRESS_BITS = 128;
 export const ADDRESS_BYTES = ADDRESS_BITS / 8;
 export const MAX_ADDRESS = (1n << BigInt(ADDRESS_BITS)) - 1n;
