@@ -5,21 +5,32 @@
  * domain's transmitter, a member of level L+1, up to the top domain. This
  * actor swaps machines when a member is promoted or a monitor demoted, turns
  * their outputs into `hb.*` envelopes, and tells the node what it learns
- * (who is failed, quorum state heard, the PAN, newer node databases).
+ * (who is failed, quorum state heard, the PAN, newer node databases). What
+ * the protocol decides with the stack is decided beside the machines: what a
+ * monitor announces (heartbeat-announce.ts), redirects (heartbeat-redirect.ts),
+ * what a member pulse carries up (heartbeat-relay.ts), whom each level talks
+ * to (heartbeat-peers.ts), and the levels themselves (heartbeat-stack.ts).
  */
-import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import { createActor, type InspectionEvent } from 'xstate';
 import { Subject } from 'rxjs';
+import { present } from '../../bus/assert.js';
 import type { Clock } from '../../bus/clock.js';
 import type { Envelope } from '../../bus/envelope.js';
-import type { Body, NodeDbSnapshot, NodeEntry, PanRef, QuorumState } from '../../bus/messages/index.js';
-import { heartbeatMember, type MemberEmitted } from '../../machines/membership/heartbeat-member.js';
-import { heartbeatMonitor, type MonitorEmitted, type SlotMember } from '../../machines/membership/heartbeat-monitor.js';
+import type { Body, NodeDbSnapshot, NodeEntry, PanRef } from '../../bus/messages/index.js';
+import { announce, reportUp } from '../../machines/membership/heartbeat-announce.js';
+import { heartbeatMember, type MemberEmitted, type MemberSnapshot } from '../../machines/membership/heartbeat-member.js';
+import { heartbeatMonitor, type MonitorEmitted } from '../../machines/membership/heartbeat-monitor.js';
+import { claimPeers, groupMembers, upperHint, upperMembers, uppersOf } from '../../machines/membership/heartbeat-peers.js';
+import { redirectedLevel, redirectFor } from '../../machines/membership/heartbeat-redirect.js';
+import { anchorQuorum, holdQuorum, memberPulseBody, relayedQuorum, type HeldQuorum, type PulseExtras } from '../../machines/membership/heartbeat-relay.js';
+import { monitorAt, type Level, type MemberLevel, type MonitorLevel } from '../../machines/membership/heartbeat-stack.js';
 import { timingFor, type HeartbeatPlace } from '../../machines/membership/heartbeat-timing.js';
-import { mergeFailed, naturalTransmitters, nodesUnder, subtreeFailed } from '../../machines/membership/heartbeat-view.js';
 import { domainAt, levelsFor, slotAt, type Candidate } from '../../machines/membership/identity.js';
 import { slotsOf } from '../../machines/membership/bitmap.js';
 import { findNode, maxGroup } from '../../machines/membership/node-db.js';
 import type { Outbox } from '../outbox.js';
+
+export type { PulseExtras };
 
 export type QuorumVia = 'member_pulse' | 'monitor_pulse' | 'upper_pulse';
 
@@ -35,13 +46,6 @@ export type HeartbeatNews =
   | { type: 'member_alive'; level: number; slot: number; id: string }
   | { type: 'excluded' | 'included'; level: number };
 
-/** What the rest of the node adds to every pulse. */
-export interface PulseExtras {
-  dbVersion: number;
-  quorum?: QuorumState;
-  pan?: PanRef;
-}
-
 export interface HeartbeatDeps {
   self: string;
   anchor: boolean;
@@ -54,29 +58,6 @@ export interface HeartbeatDeps {
   inspect?: (e: InspectionEvent) => void;
 }
 
-type MemberActor = Actor<typeof heartbeatMember>;
-type MonitorActor = Actor<typeof heartbeatMonitor>;
-
-interface Level {
-  level: number;
-  domain: number;
-  slot: number;
-  role: 'member' | 'monitor';
-  actor: MemberActor | MonitorActor;
-  /** Level >= 1 monitors: the latest failed-set report of each slot's transmitter. */
-  reports: Map<number, number[]>;
-  /** Members: what our monitor last told us. */
-  bitmap?: Uint8Array;
-  /** Members: the failed set our monitor announced (for level >= 1, news for the level below). */
-  failed: number[];
-  /** Members: the monitors above ours, nearest first. */
-  uppers: string[];
-  /** Members at level >= 1: the transmitters our monitor hears. */
-  peers: string[];
-  /** Members: how far our monitor's failed set reaches. */
-  horizon: number;
-}
-
 export class HeartbeatActor {
   readonly news$ = new Subject<HeartbeatNews>();
   private levels: Level[] = [];
@@ -85,8 +66,8 @@ export class HeartbeatActor {
   private failed = new Set<number>();
   /** The level whose domain (around this node) the failed set covers; outside it nodes are unknown. */
   private horizon = 0;
-  /** Anchor-computed quorum heard from below, for the reports we send up, and when it runs out. */
-  private belowQuorum?: { has: boolean; expiresAt: number };
+  /** Anchor-computed quorum heard from below, for the reports we send up (heartbeat-relay.ts). */
+  private belowQuorum?: HeldQuorum;
   private stopped = false;
 
   constructor(private readonly deps: HeartbeatDeps) {}
@@ -108,7 +89,7 @@ export class HeartbeatActor {
     const last = this.levels[this.levels.length - 1];
     if (last && last.role === 'monitor' && last.level < top) this.startMember(last.level + 1);
     const l0 = this.levels[0];
-    if (l0 && l0.role === 'monitor') (l0.actor as MonitorActor).send({ type: 'MEMBERS', members: this.groupMembers(l0) });
+    if (l0 && l0.role === 'monitor') l0.actor.send({ type: 'MEMBERS', members: groupMembers(this.db, l0.domain) });
   }
 
   stop(): void {
@@ -129,9 +110,7 @@ export class HeartbeatActor {
   }
 
   monitorOf(level = 0): string | undefined {
-    const l = this.levels[level];
-    if (!l) return undefined;
-    return l.role === 'monitor' ? this.deps.self : (l.actor as MemberActor).getSnapshot().context.monitor?.id;
+    return monitorAt(this.levels, level, this.deps.self);
   }
 
   /** Every heartbeat monitor this node knows of: its own at each level and those above. */
@@ -169,29 +148,18 @@ export class HeartbeatActor {
     }
   }
 
-  /**
-   * A pulse or claim for an upper level we are not in (our group's transmitter
-   * changed since the sender last heard): name our own monitor one level down,
-   * who is that transmitter or knows it.
-   */
+  /** A pulse or claim for a level we are not in: answer with a redirect (heartbeat-redirect.ts). */
   private redirect(to: string, level: number, domain: number): void {
-    if (level === 0 || !this.me || domainAt(this.me.shortId, level) !== domain) return;
-    const below = this.levels[level - 1];
-    if (!below || below.role !== 'member') return;
-    const monitor = this.monitorOf(level - 1);
-    if (monitor && monitor !== to) this.deps.outbox.send(to, 'hb.redirect', { level, domain, monitor });
+    const me = present(this.me, 'handle() runs only once the node database names this node');
+    const body = redirectFor(this.levels, me.shortId, to, { level, domain });
+    if (body) this.deps.outbox.send(to, 'hb.redirect', body);
   }
 
   private onRedirect(b: Body<'hb.redirect'>): void {
-    const l = this.levels[b.level];
-    const named = findNode(this.db, b.monitor);
-    if (!l || l.domain !== b.domain || !named || domainAt(named.shortId, b.level) !== b.domain) return;
-    if (l.role === 'monitor') {
-      (l.actor as MonitorActor).send({ type: 'TRANSMITTER', slot: slotAt(named.shortId, b.level), id: b.monitor });
-    } else if (!this.hearsMonitor(l)) {
-      // Our monitor is silent: ask the named transmitter; a live monitor answers a claim with a pulse.
-      this.deps.outbox.send(b.monitor, 'hb.claim', { level: b.level, domain: b.domain });
-    }
+    const r = redirectedLevel(this.db, this.levels, b);
+    if (!r) return;
+    if (r.level.role === 'monitor') r.level.actor.send({ type: 'TRANSMITTER', slot: r.slot, id: b.monitor });
+    else r.level.actor.send({ type: 'REDIRECT', monitor: b.monitor });
   }
 
   private onMemberPulse(env: Envelope<'hb.member_pulse', Body<'hb.member_pulse'>>): void {
@@ -204,10 +172,11 @@ export class HeartbeatActor {
     if (domainAt(sender.shortId, b.level) !== b.domain) return;
     const slot = slotAt(sender.shortId, b.level);
     if (b.level > 0) l.reports.set(slot, b.failed ?? []);
-    (l.actor as MonitorActor).send({ type: 'MEMBER_PULSE', from: env.from, slot });
-    if (b.quorum !== undefined && (sender.anchor || b.level > 0)) {
-      this.belowQuorum = { has: b.quorum.has, expiresAt: this.deps.clock.now() + b.quorum.ttlMs };
-      this.news$.next({ type: 'quorum_heard', ...b.quorum, via: 'member_pulse', fromAnchor: true });
+    l.actor.send({ type: 'MEMBER_PULSE', from: env.from, slot });
+    const quorum = anchorQuorum(b, sender.anchor);
+    if (quorum) {
+      this.belowQuorum = holdQuorum(quorum, this.deps.clock.now());
+      this.news$.next({ type: 'quorum_heard', ...quorum, via: 'member_pulse', fromAnchor: true });
     }
     if (b.pan) this.news$.next({ type: 'pan_heard', pan: b.pan });
   }
@@ -218,9 +187,9 @@ export class HeartbeatActor {
     const l = this.levels[b.level];
     if (!l || l.domain !== b.domain) return this.redirect(env.from, b.level, b.domain);
     l.actor.send({ type: 'MONITOR_PULSE', from: env.from, fromAnchor: this.isAnchor(env.from), bitmap: b.bitmap });
+    // What a pulse says counts only once the member has taken it: it follows the sender.
     if (l.role !== 'member' || this.levels[b.level] !== l) return;
-    if ((l.actor as MemberActor).getSnapshot().context.monitor?.id !== env.from) return;
-    l.bitmap = b.bitmap;
+    if (l.actor.getSnapshot().context.monitor?.id !== env.from) return;
     l.failed = b.failed;
     l.uppers = b.uppers ?? [];
     l.peers = b.members ?? [];
@@ -255,29 +224,24 @@ export class HeartbeatActor {
     this.news$.next({ type: 'connectivity', source });
   }
 
-  private groupMembers(l: Level): SlotMember[] {
-    return nodesUnder(this.db, 0, l.domain).map((n) => ({ slot: slotAt(n.shortId, 0), id: n.id }));
-  }
-
   private stopLevels(from: number): void {
     for (const l of this.levels.splice(from)) l.actor.stop();
   }
 
-  private newLevel(level: number, role: Level['role'], actor: MemberActor | MonitorActor): Level {
-    const me = this.me!;
-    return { level, domain: domainAt(me.shortId, level), slot: slotAt(me.shortId, level), role, actor, reports: new Map(), failed: [], uppers: [], peers: [], horizon: level };
+  /** This node's domain and slot at `level`. */
+  private place(level: number): { level: number; domain: number; slot: number } {
+    // setDb starts levels only when the database names this node, and stops them all when it does not.
+    const me = present(this.me, 'heartbeat levels run only while the node database names this node');
+    return { level, domain: domainAt(me.shortId, level), slot: slotAt(me.shortId, level) };
   }
 
   /** What both roles are told about this node's place at `level`. */
   private roleInput(level: number): HeartbeatPlace {
-    const me = this.me!;
     const t = timingFor(this.deps.periodMs, level);
     return {
       self: this.deps.self,
       selfAnchor: this.deps.anchor,
-      level,
-      domain: domainAt(me.shortId, level),
-      slot: slotAt(me.shortId, level),
+      ...this.place(level),
       tickMs: t.tickMs,
       ticksPerPeriod: t.ticksPerPeriod,
       preference: this.deps.preference,
@@ -285,65 +249,67 @@ export class HeartbeatActor {
   }
 
   private startMember(level: number, monitor?: Candidate): void {
-    const below = this.levels[level - 1];
     // A new transmitter learns where to report from the pulses it heard as a member below.
-    const hint = monitor ?? (below?.uppers[0] ? { id: below.uppers[0], anchor: this.isAnchor(below.uppers[0]) } : undefined);
+    const hint = monitor ?? upperHint(this.db, this.levels[level - 1]?.uppers ?? []);
     const t = timingFor(this.deps.periodMs, level);
     const actor = createActor(heartbeatMember, {
       clock: this.deps.clock,
       inspect: this.deps.inspect,
       input: { ...this.roleInput(level), monitorSilenceTicksMax: t.monitorSilenceTicksMax, claimWindowTicks: t.claimWindowTicks, monitor: hint },
     });
-    const l = this.newLevel(level, 'member', actor);
+    const l: MemberLevel = { ...this.place(level), role: 'member', actor, uppers: [], failed: [], peers: [], horizon: level };
     this.stopLevels(level);
     this.levels[level] = l;
-    actor.on('*', (e) => this.onMemberOutput(l, e as MemberEmitted));
+    actor.on('*', (e) => this.onMemberOutput(l, e));
     actor.subscribe((s) => {
-      if (s.status === 'done' && this.levels[level] === l) this.promote(l, s.output?.replaced);
+      if (s.status === 'done' && this.levels[level] === l) this.promote(l, s);
     });
     this.news$.next({ type: 'role', level, role: 'member' });
     actor.start();
   }
 
-  private promote(was: Level, replaced: string | undefined): void {
+  private promote(was: MemberLevel, last: MemberSnapshot): void {
     const { level } = was;
+    const replaced = last.output?.replaced;
     const gone = replaced ? findNode(this.db, replaced) : undefined;
     const goneSlot = gone && domainAt(gone.shortId, level) === was.domain ? slotAt(gone.shortId, level) : -1;
-    const presumedAlive = was.bitmap ? slotsOf(was.bitmap).filter((s) => s !== goneSlot) : [];
-    const members = level === 0 ? this.groupMembers(was) : this.upperMembers(was, replaced);
+    const { bitmap } = last.context;
+    const presumedAlive = bitmap ? slotsOf(bitmap).filter((s) => s !== goneSlot) : [];
+    const members = level === 0 ? groupMembers(this.db, was.domain) : upperMembers(this.db, was, replaced, this.deps.preference);
     const t = timingFor(this.deps.periodMs, level);
     const actor = createActor(heartbeatMonitor, {
       clock: this.deps.clock,
       inspect: this.deps.inspect,
       input: { ...this.roleInput(level), memberSilenceTicksMax: t.memberSilenceTicksMax, members, presumedAlive },
     });
-    const l = this.newLevel(level, 'monitor', actor);
-    l.uppers = was.uppers;
+    const l: MonitorLevel = { ...this.place(level), role: 'monitor', actor, uppers: was.uppers, reports: new Map() };
     this.levels[level] = l;
-    actor.on('*', (e) => this.onMonitorOutput(l, e as MonitorEmitted));
+    actor.on('*', (e) => this.onMonitorOutput(l, e));
     actor.subscribe((s) => {
-      if (s.status === 'done' && this.levels[level] === l) this.demote(l, s.output!.monitor);
+      if (s.status === 'done' && this.levels[level] === l) this.demote(l, present(s.output, 'a demoted monitor names the better one').monitor);
     });
     this.news$.next({ type: 'role', level, role: 'monitor' });
     this.news$.next({ type: 'monitor', level, id: this.deps.self });
     actor.start();
-    if (level < this.top() && !this.levels[level + 1]) this.startMember(level + 1, was.uppers[0] ? { id: was.uppers[0], anchor: this.isAnchor(was.uppers[0]) } : undefined);
+    if (level < this.top() && !this.levels[level + 1]) this.startMember(level + 1, upperHint(this.db, was.uppers));
   }
 
-  private demote(was: Level, better: Candidate): void {
+  private demote(was: MonitorLevel, better: Candidate): void {
     this.stopLevels(was.level + 1);
     this.startMember(was.level, better);
     this.news$.next({ type: 'monitor', level: was.level, id: better.id });
   }
 
-  private onMemberOutput(l: Level, e: MemberEmitted): void {
+  private onMemberOutput(l: MemberLevel, e: MemberEmitted): void {
     const { outbox } = this.deps;
     switch (e.type) {
       case 'member_pulse':
         return outbox.send(e.to, 'hb.member_pulse', this.memberPulseBody(l));
       case 'claim':
-        for (const id of this.domainPeers(l)) outbox.send(id, 'hb.claim', { level: l.level, domain: l.domain });
+        for (const id of claimPeers(this.db, this.levels, l, this.deps.self, this.deps.preference)) outbox.send(id, 'hb.claim', { level: l.level, domain: l.domain });
         return;
+      case 'claim_to':
+        return outbox.send(e.to, 'hb.claim', { level: l.level, domain: l.domain });
       case 'monitor':
         return this.news$.next({ type: 'monitor', level: l.level, id: e.id });
       case 'excluded':
@@ -352,7 +318,7 @@ export class HeartbeatActor {
     }
   }
 
-  private onMonitorOutput(l: Level, e: MonitorEmitted): void {
+  private onMonitorOutput(l: MonitorLevel, e: MonitorEmitted): void {
     switch (e.type) {
       case 'monitor_pulse': {
         const body = this.monitorPulseBody(l, e.bitmap);
@@ -366,25 +332,15 @@ export class HeartbeatActor {
     }
   }
 
-  private memberPulseBody(l: Level): Body<'hb.member_pulse'> {
+  private memberPulseBody(l: MemberLevel): Body<'hb.member_pulse'> {
     const x = this.deps.extras();
-    const body: Body<'hb.member_pulse'> = { level: l.level, domain: l.domain, slot: l.slot, dbVersion: x.dbVersion };
-    if (x.pan) body.pan = x.pan;
-    if (this.deps.anchor && x.quorum !== undefined) body.quorum = x.quorum;
-    if (l.level > 0) {
-      const below = this.levels[l.level - 1];
-      body.failed = below?.role === 'monitor' ? this.ownSubtreeFailed(below) : [];
-      // Relay up only quorum an anchor below us computed, never what came from
-      // above, and only with the lifetime it has left.
-      const left = this.belowQuorum ? this.belowQuorum.expiresAt - this.deps.clock.now() : 0;
-      if (left > 0 && body.quorum === undefined) body.quorum = { has: this.belowQuorum!.has, ttlMs: left };
-    }
-    return body;
+    const failedBelow = l.level > 0 ? reportUp(this.db, this.levels, l.level) : [];
+    return memberPulseBody(l, x, this.deps.anchor, failedBelow, relayedQuorum(this.belowQuorum, this.deps.clock.now()));
   }
 
-  private monitorPulseBody(l: Level, bitmap: Uint8Array): Body<'hb.monitor_pulse'> {
+  private monitorPulseBody(l: MonitorLevel, bitmap: Uint8Array): Body<'hb.monitor_pulse'> {
     const x = this.deps.extras();
-    const { failed, horizon } = this.announce(l.level);
+    const { failed, horizon } = announce(this.db, this.levels, l);
     const body: Body<'hb.monitor_pulse'> = {
       level: l.level,
       domain: l.domain,
@@ -392,82 +348,11 @@ export class HeartbeatActor {
       bitmap,
       failed,
       horizon,
-      uppers: this.uppersOf(l.level),
+      uppers: uppersOf(this.levels, l.level, this.deps.self),
     };
     if (x.quorum !== undefined) body.quorum = x.quorum;
     if (x.pan) body.pan = x.pan;
-    if (l.level > 0) body.members = (l.actor as MonitorActor).getSnapshot().context.ids.filter((id): id is string => id !== null);
+    if (l.level > 0) body.members = l.actor.getSnapshot().context.ids.filter((id): id is string => id !== null);
     return body;
-  }
-
-  /**
-   * What a monitor at `level` announces: its own subtree's failures, plus what
-   * it knows from above, either as monitor of the next level too or from the
-   * live upper monitor it follows; without either it knows only its subtree.
-   */
-  private announce(level: number): { failed: number[]; horizon: number } {
-    const l = this.levels[level];
-    const above = this.levels[level + 1];
-    let fromAbove: readonly number[] = [];
-    let horizon = level;
-    if (above?.role === 'monitor') ({ failed: fromAbove, horizon } = this.announce(level + 1));
-    else if (above && this.hearsMonitor(above)) {
-      fromAbove = above.failed;
-      horizon = Math.max(level, above.horizon);
-    }
-    return { failed: mergeFailed(this.ownSubtreeFailed(l), fromAbove, level, l.domain), horizon };
-  }
-
-  private hearsMonitor(l: Level): boolean {
-    const s = (l.actor as MemberActor).getSnapshot();
-    return s.value === 'following' && l.bitmap !== undefined && s.context.silence <= s.context.ticksPerPeriod * 2;
-  }
-
-  private ownSubtreeFailed(l: Level): number[] {
-    const alive = (l.actor as MonitorActor).getSnapshot().context.alive;
-    // Our own slot above level 0 is the group we transmit for: we know it first hand.
-    const below = this.levels[l.level - 1];
-    if (below?.role === 'monitor') l.reports.set(l.slot, this.ownSubtreeFailed(below));
-    return subtreeFailed(this.db, l.level, l.domain, alive, l.reports);
-  }
-
-  /** The monitors of the levels above `level`, nearest first. */
-  private uppersOf(level: number): string[] {
-    const out: string[] = [];
-    for (let i = level + 1; i < this.levels.length; i++) {
-      const m = this.monitorOf(i);
-      if (m) out.push(m);
-    }
-    if (this.levels.length > level + 1) {
-      const last = this.levels[this.levels.length - 1];
-      if (last.role === 'member') out.push(...last.uppers);
-    }
-    return out.slice(0, 4);
-  }
-
-  /** A new upper monitor's slots: each slot's natural transmitter, overridden by the
-   * transmitters the previous monitor heard (all but the one it replaces). */
-  private upperMembers(was: Level, replaced: string | undefined): SlotMember[] {
-    const bySlot = new Map<number, string>();
-    for (const m of naturalTransmitters(this.db, was.level, was.domain, this.deps.preference)) bySlot.set(m.slot, m.id);
-    for (const id of was.peers) {
-      const n = findNode(this.db, id);
-      if (n && id !== replaced && domainAt(n.shortId, was.level) === was.domain) bySlot.set(slotAt(n.shortId, was.level), id);
-    }
-    return [...bySlot].map(([slot, id]) => ({ slot, id }));
-  }
-
-  /** Who a claim goes to: the group's nodes at level 0; above, every slot's natural
-   * transmitter, the transmitters our monitor named, and the monitor we were told of. */
-  private domainPeers(l: Level): string[] {
-    if (l.level === 0) return this.groupMembers(l).map((m) => m.id).filter((id) => id !== this.deps.self);
-    const below = this.levels[l.level - 1];
-    const known = new Set([
-      ...naturalTransmitters(this.db, l.level, l.domain, this.deps.preference).map((m) => m.id),
-      ...l.peers,
-      ...(below?.uppers.slice(0, 1) ?? []),
-    ]);
-    known.delete(this.deps.self);
-    return [...known];
   }
 }

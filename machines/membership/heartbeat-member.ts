@@ -14,13 +14,23 @@
  * level of the hierarchy: at level L >= 1 the members are the transmitters
  * (monitors) of the level-(L-1) groups.
  *
+ * A member hears its monitor (`hearsMonitor`, the silence rule) while it
+ * follows one whose pulses it has taken, and has missed at most two periods
+ * of them. Only then does it vouch for what that monitor announces (the
+ * actor relays it down as news from above), and only a member that does not
+ * hear its monitor acts on a redirect (M4: a node named the live transmitter
+ * of the domain): it claims from that node alone, which answers with a pulse
+ * if it is the live monitor.
+ *
  * Emits: `member_pulse {to}` each period; `claim` when it claims the role
- * (the actor sends `hb.claim` to every member of the domain); `excluded` and
- * `included` when its own bit changes; `monitor {id}` when it follows a new
- * monitor. Ends in `promoted` (output: the monitor it replaces), after which
- * the actor starts a heartbeat-monitor machine for the same domain.
+ * (the actor sends `hb.claim` to every member of the domain); `claim_to {to}`
+ * when it acts on a redirect (the actor sends `hb.claim` to that node only);
+ * `excluded` and `included` when its own bit changes; `monitor {id}` when it
+ * follows a new monitor. Ends in `promoted` (output: the monitor it
+ * replaces), after which the actor starts a heartbeat-monitor machine for the
+ * same domain.
  */
-import { assign, emit, enqueueActions, setup } from 'xstate';
+import { assertEvent, assign, emit, enqueueActions, setup, type SnapshotFrom } from 'xstate';
 import { hasBit } from './bitmap.js';
 import type { HeartbeatPlace } from './heartbeat-timing.js';
 import { rankCompare, type Candidate } from './identity.js';
@@ -42,15 +52,21 @@ export interface MemberContext extends MemberInput {
   sincePulse: number;
   /** Whether the current monitor's last bitmap counted us alive. */
   included: boolean;
+  /** The bitmap of the last monitor pulse taken; after following a claimant,
+   * which has sent none yet, still its predecessor's. None: no pulse taken yet. */
+  bitmap?: Uint8Array;
 }
 
 export type MemberEvent =
   | { type: 'MONITOR_PULSE'; from: string; fromAnchor: boolean; bitmap: Uint8Array }
-  | { type: 'CLAIM'; from: string; fromAnchor: boolean };
+  | { type: 'CLAIM'; from: string; fromAnchor: boolean }
+  /** `hb.redirect`: a node no longer in this level named its group's transmitter, our domain's live monitor or one who knows it. */
+  | { type: 'REDIRECT'; monitor: string };
 
 export type MemberEmitted =
   | { type: 'member_pulse'; to: string }
   | { type: 'claim' }
+  | { type: 'claim_to'; to: string }
   | { type: 'monitor'; id: string }
   | { type: 'excluded' }
   | { type: 'included' };
@@ -63,7 +79,13 @@ export interface MemberOutput {
 const better = (ctx: MemberContext, c: Candidate, than: Candidate | undefined): boolean =>
   than === undefined || rankCompare(c, than, ctx.preference) < 0;
 
-type PulseEvent = Extract<MemberEvent, { type: 'MONITOR_PULSE' }>;
+/** Monitor pulses missed before a follower stops vouching for what its monitor says. */
+const HEARD_PERIODS_MAX = 2;
+
+/** The silence rule, for a member that follows: it has taken a pulse, and missed at most two periods since. */
+function hearsFollowed(ctx: MemberContext): boolean {
+  return ctx.bitmap !== undefined && ctx.silence <= ctx.ticksPerPeriod * HEARD_PERIODS_MAX;
+}
 
 export const heartbeatMember = setup({
   types: {
@@ -92,6 +114,7 @@ export const heartbeatMember = setup({
     isReplacementMonitor: ({ context, event }) =>
       event.type === 'MONITOR_PULSE' && event.from !== context.self && context.silence > context.ticksPerPeriod + 1,
     monitorSilent: ({ context }) => context.silence + 1 >= context.monitorSilenceTicksMax,
+    missesMonitor: ({ context }) => !hearsFollowed(context),
   },
   actions: {
     countTick: assign({
@@ -110,19 +133,29 @@ export const heartbeatMember = setup({
       enqueue.assign({ sincePulse: 0 });
     }),
     followSender: assign(({ event }) => {
-      const e = event as Extract<MemberEvent, { from: string }>;
-      return { monitor: { id: e.from, anchor: e.fromAnchor }, silence: 0, included: false };
+      assertEvent(event, ['MONITOR_PULSE', 'CLAIM']);
+      return { monitor: { id: event.from, anchor: event.fromAnchor }, silence: 0, included: false };
     }),
-    announceMonitor: emit(({ event }) => ({ type: 'monitor' as const, id: (event as { from: string }).from })),
+    announceMonitor: emit(({ event }) => {
+      assertEvent(event, ['MONITOR_PULSE', 'CLAIM']);
+      return { type: 'monitor' as const, id: event.from };
+    }),
     heardMonitor: assign({ silence: 0 }),
     /** Reads our own bit; says so only when it changes, so the actor logs a fact, not a pulse. */
     readBitmap: enqueueActions(({ context, event, enqueue }) => {
-      const counted = hasBit((event as PulseEvent).bitmap, context.slot);
+      assertEvent(event, 'MONITOR_PULSE');
+      enqueue.assign({ bitmap: event.bitmap });
+      const counted = hasBit(event.bitmap, context.slot);
       if (counted === context.included) return;
       enqueue.assign({ included: counted });
       enqueue.emit(counted ? { type: 'included' } : { type: 'excluded' });
     }),
     sendClaim: emit({ type: 'claim' as const }),
+    /** A live monitor answers a claim with a pulse, so the named node shows whether it is one. */
+    claimNamed: emit(({ event }) => {
+      assertEvent(event, 'REDIRECT');
+      return { type: 'claim_to' as const, to: event.monitor };
+    }),
   },
 }).createMachine({
   id: machineName,
@@ -144,6 +177,7 @@ export const heartbeatMember = setup({
       on: {
         MONITOR_PULSE: { target: 'following', actions: ['followSender', 'announceMonitor', 'readBitmap', 'pulseNow'] },
         CLAIM: { guard: 'isBetterClaim', target: 'following', actions: ['followSender', 'announceMonitor'] },
+        REDIRECT: { actions: 'claimNamed' },
       },
       after: {
         tick: [{ guard: 'monitorSilent', target: 'candidate' }, { target: 'searching', reenter: true, actions: 'countTick' }],
@@ -156,6 +190,7 @@ export const heartbeatMember = setup({
           { guard: 'isBetterMonitor', actions: ['followSender', 'announceMonitor', 'readBitmap', 'pulseNow'] },
           { guard: 'isReplacementMonitor', actions: ['followSender', 'announceMonitor', 'readBitmap', 'pulseNow'] },
         ],
+        REDIRECT: { guard: 'missesMonitor', actions: 'claimNamed' },
       },
       after: {
         tick: [
@@ -170,6 +205,7 @@ export const heartbeatMember = setup({
       on: {
         MONITOR_PULSE: { target: 'following', actions: ['followSender', 'announceMonitor', 'readBitmap', 'pulseNow'] },
         CLAIM: { guard: 'isBetterClaim', target: 'following', actions: ['followSender', 'announceMonitor'] },
+        REDIRECT: { actions: 'claimNamed' },
       },
       after: { claimWindow: 'promoted' },
     },
@@ -179,3 +215,14 @@ export const heartbeatMember = setup({
   },
   output: ({ context }) => ({ replaced: context.monitor?.id }),
 });
+
+export type MemberSnapshot = SnapshotFrom<typeof heartbeatMember>;
+
+/**
+ * Whether this member hears its monitor (the silence rule): it follows one,
+ * has taken a pulse with a bitmap, and has missed at most two periods since.
+ * What such a monitor announces holds; a silent one's may be stale.
+ */
+export function hearsMonitor(s: MemberSnapshot): boolean {
+  return s.matches('following') && hearsFollowed(s.context);
+}

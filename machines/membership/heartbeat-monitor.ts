@@ -17,7 +17,7 @@
  * `member_failed {slot, id}` and `member_alive {slot, id}` on each change.
  * Ends in `demoted` (output: the better monitor to follow).
  */
-import { assign, emit, enqueueActions, setup } from 'xstate';
+import { assertEvent, assign, emit, enqueueActions, setup } from 'xstate';
 import { bitmapOf } from './bitmap.js';
 import type { HeartbeatPlace } from './heartbeat-timing.js';
 import { MEMBERS_PER_GROUP_MAX, rankCompare, type Candidate } from './identity.js';
@@ -119,13 +119,13 @@ export const heartbeatMonitor = setup({
       if (due) enqueue.emit({ type: 'monitor_pulse', to: recipients(next), bitmap: bitmapFor(next) });
     }),
     broadcast: emit(({ context }) => ({ type: 'monitor_pulse' as const, to: recipients(context), bitmap: bitmapFor(context) })),
-    answerSender: emit(({ context, event }) => ({
-      type: 'monitor_pulse' as const,
-      to: [(event as { from: string }).from],
-      bitmap: bitmapFor(context),
-    })),
+    answerSender: emit(({ context, event }) => {
+      assertEvent(event, ['MONITOR_PULSE', 'CLAIM']);
+      return { type: 'monitor_pulse' as const, to: [event.from], bitmap: bitmapFor(context) };
+    }),
     recordPulse: enqueueActions(({ context, event, enqueue }) => {
-      const { from, slot } = event as Extract<MonitorEvent, { type: 'MEMBER_PULSE' }>;
+      assertEvent(event, 'MEMBER_PULSE');
+      const { from, slot } = event;
       const ids = context.ids.slice();
       const lastHeard = context.lastHeard.slice();
       const alive = context.alive.slice();
@@ -138,7 +138,8 @@ export const heartbeatMonitor = setup({
     /** A live slot's transmitter is known first hand; only a silent slot takes a hint. */
     learnTransmitter: assign({
       ids: ({ context, event }) => {
-        const { slot, id } = event as Extract<MonitorEvent, { type: 'TRANSMITTER' }>;
+        assertEvent(event, 'TRANSMITTER');
+        const { slot, id } = event;
         if (slot < 0 || slot >= SLOTS || slot === context.slot || context.alive[slot]) return context.ids;
         const ids = context.ids.slice();
         ids[slot] = id;
@@ -147,12 +148,13 @@ export const heartbeatMonitor = setup({
     }),
     rememberBetter: assign({
       better: ({ event }) => {
-        const e = event as Extract<MonitorEvent, { type: 'MONITOR_PULSE' }>;
-        return { id: e.from, anchor: e.fromAnchor };
+        assertEvent(event, 'MONITOR_PULSE');
+        return { id: event.from, anchor: event.fromAnchor };
       },
     }),
     setMembers: assign(({ context, event }) => {
-      const { members } = event as Extract<MonitorEvent, { type: 'MEMBERS' }>;
+      assertEvent(event, 'MEMBERS');
+      const { members } = event;
       const ids: (string | null)[] = new Array(SLOTS).fill(null);
       for (const m of members) if (m.slot >= 0 && m.slot < SLOTS) ids[m.slot] = m.id;
       // A slot whose node left the database is no longer counted alive.

@@ -4,7 +4,8 @@
  * every state is reachable in a few steps. Each path is replayed through
  * `transition()` and checked against the safety claims read straight from
  * SPEC.md: a monitor counts a member alive only within its deadlines; a
- * member pulses only the monitor it follows, and claims only after silence.
+ * member pulses only the monitor it follows, claims only after silence, and
+ * acts on a redirect only while it does not hear its monitor.
  */
 import { expect } from 'chai';
 import { getShortestPaths } from 'xstate/graph';
@@ -35,6 +36,7 @@ describe('heartbeat member (M3), generated paths', () => {
     { type: 'MONITOR_PULSE', from: 'z', fromAnchor: false, bitmap: bits(1) },
     { type: 'CLAIM', from: 'a', fromAnchor: false },
     { type: 'CLAIM', from: 'z', fromAnchor: false },
+    { type: 'REDIRECT', monitor: 'x' },
     afterEvent(memberName, 'tick', 'searching'),
     afterEvent(memberName, 'tick', 'following'),
     afterEvent(memberName, 'claimWindow', 'candidate'),
@@ -42,7 +44,8 @@ describe('heartbeat member (M3), generated paths', () => {
   const paths = getShortestPaths(heartbeatMember, {
     input,
     events,
-    serializeState: (s) => JSON.stringify([s.value, s.context.monitor?.id, s.context.silence, Math.min(s.context.sincePulse, 2), s.context.included]),
+    serializeState: (s) =>
+      JSON.stringify([s.value, s.context.monitor?.id, s.context.silence, Math.min(s.context.sincePulse, 2), s.context.included, s.context.bitmap !== undefined]),
   });
 
   it('reaches every state', () => {
@@ -72,6 +75,29 @@ describe('heartbeat member (M3), generated paths', () => {
         if (after.value === 'following') expect(after.context.monitor).to.not.equal(undefined);
       }
     }
+  });
+
+  it('claims from the node a redirect names only while it does not hear its monitor, and follows no one for it', () => {
+    // A redirect leaves the state as it was, so no shortest path takes one: send one at the end of every path.
+    const redirect: MemberEvent = { type: 'REDIRECT', monitor: 'x' };
+    const heard = new Set<boolean>();
+    for (const p of paths) {
+      const evs = [...pathEvents(p.steps), redirect];
+      const { snapshots, emitted } = replay(heartbeatMember, input, evs);
+      // Independent reading of the silence rule: following, having taken a pulse, within two periods of silence.
+      const tookPulse = evs.some((ev, i) => ev.type === 'MONITOR_PULSE' && snapshots[i + 1].context.monitor?.id === ev.from);
+      const before = snapshots[evs.length - 1];
+      const after = snapshots[evs.length];
+      const hears = before.value === 'following' && tookPulse && before.context.silence <= 2 * input.ticksPerPeriod;
+      const claims = emitted[evs.length].filter((e) => e.type === 'claim_to');
+      // A promoted member is done (its actor has started a monitor in its place): it takes no more events.
+      const claimsFrom = before.status === 'done' || hears ? [] : [{ type: 'claim_to', to: 'x' }];
+      if (before.status !== 'done') heard.add(hears);
+      expect(claims, JSON.stringify(evs)).to.deep.equal(claimsFrom);
+      expect(after.value).to.equal(before.value);
+      expect(after.context.monitor).to.deep.equal(before.context.monitor);
+    }
+    expect([...heard].sort()).to.deep.equal([false, true]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createActor } from 'xstate';
-import { heartbeatMember, type MemberEmitted, type MemberInput } from '../../../../machines/membership/heartbeat-member.js';
+import { heartbeatMember, hearsMonitor, type MemberEmitted, type MemberInput } from '../../../../machines/membership/heartbeat-member.js';
 import { bitmapOf } from '../../../../machines/membership/bitmap.js';
 import { SimClock } from '../../../../runtime/world/clock.js';
 
@@ -118,5 +118,69 @@ describe('heartbeat member (M3)', () => {
     m.clock.advance(13 * TICK);
     m.actor.send({ type: 'CLAIM', from: 'b', fromAnchor: true });
     expect(m.actor.getSnapshot().value).to.equal('candidate');
+  });
+});
+
+describe('heartbeat member: the silence rule and redirects (M4)', () => {
+  const hears = (m: ReturnType<typeof member>) => hearsMonitor(m.actor.getSnapshot());
+  const claimsTo = (m: ReturnType<typeof member>) => m.out.filter((e) => e.type === 'claim_to');
+
+  it('hears its monitor once it has taken a pulse, and for two silent periods after, not a tick longer', () => {
+    const m = member({ monitor: { id: 'a', anchor: false } });
+    expect(hears(m), 'told of a monitor, not yet heard').to.equal(false);
+    m.pulse('a', [0, 1]);
+    expect(hears(m)).to.equal(true);
+    m.clock.advance(8 * TICK);
+    expect(m.actor.getSnapshot().context.silence).to.equal(8);
+    expect(hears(m)).to.equal(true);
+    m.clock.advance(TICK);
+    expect(hears(m)).to.equal(false);
+    m.pulse('a', [0, 1]);
+    expect(hears(m)).to.equal(true);
+  });
+
+  it('keeps the bitmap of the last pulse it took; a claimant it follows has sent none, so it keeps the previous one', () => {
+    const m = member({ monitor: { id: 'm', anchor: false } });
+    const taken = [...bitmapOf(Array.from({ length: 64 }, (_, i) => i < 2))];
+    const bitmap = () => [...(m.actor.getSnapshot().context.bitmap ?? [])];
+    m.pulse('m', [0, 1]);
+    m.pulse('z', [1, 2]);
+    expect(bitmap(), 'a worse monitor while ours is heard is not taken').to.deep.equal(taken);
+    m.clock.advance(13 * TICK);
+    expect(m.actor.getSnapshot().value).to.equal('candidate');
+    m.actor.send({ type: 'CLAIM', from: 'a', fromAnchor: false });
+    expect(m.actor.getSnapshot().value).to.equal('following');
+    expect(m.actor.getSnapshot().context.monitor?.id).to.equal('a');
+    expect(bitmap()).to.deep.equal(taken);
+    expect(hears(m), 'the claimant is just heard').to.equal(true);
+  });
+
+  it('a candidate or a searching member never hears a monitor', () => {
+    const searching = member();
+    expect(searching.actor.getSnapshot().value).to.equal('searching');
+    expect(hears(searching)).to.equal(false);
+    const m = member({ monitor: { id: 'a', anchor: false } });
+    m.pulse('a', [0, 1]);
+    m.clock.advance(13 * TICK);
+    expect(m.actor.getSnapshot().value).to.equal('candidate');
+    expect(hears(m)).to.equal(false);
+  });
+
+  it('claims from a node it is redirected to only while it does not hear its monitor', () => {
+    const m = member({ monitor: { id: 'a', anchor: false } });
+    m.pulse('a', [0, 1]);
+    m.actor.send({ type: 'REDIRECT', monitor: 'x' });
+    expect(claimsTo(m), 'hears its monitor').to.deep.equal([]);
+    m.clock.advance(9 * TICK);
+    m.actor.send({ type: 'REDIRECT', monitor: 'x' });
+    expect(claimsTo(m)).to.deep.equal([{ type: 'claim_to', to: 'x' }]);
+    expect(m.actor.getSnapshot().context.monitor?.id, 'a redirect names a node to ask, not one to follow').to.equal('a');
+    m.clock.advance(4 * TICK);
+    expect(m.actor.getSnapshot().value).to.equal('candidate');
+    m.actor.send({ type: 'REDIRECT', monitor: 'y' });
+    expect(claimsTo(m).at(-1)).to.deep.equal({ type: 'claim_to', to: 'y' });
+    const searching = member();
+    searching.actor.send({ type: 'REDIRECT', monitor: 'x' });
+    expect(claimsTo(searching)).to.deep.equal([{ type: 'claim_to', to: 'x' }]);
   });
 });

@@ -27,7 +27,7 @@ function seqs(stdout: string): number[] {
   return [...stdout.matchAll(/ e1\/#(\d+)/g)].map((m) => Number(m[1]));
 }
 
-describe('runtime/cli/main/trace (built)', () => {
+describe('runtime/cli/trace (built)', () => {
   let dir: string;
   const file = (name: string) => join(dir, name);
   function write(name: string, recs: TraceRecord[]): string {
