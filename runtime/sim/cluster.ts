@@ -5,6 +5,8 @@
  * pure function of its seed and the faults the caller schedules.
  */
 import type { InspectionEvent } from 'xstate';
+import { assert } from '../../bus/assert.js';
+import { MangroveError } from '../../bus/errors.js';
 import type { TraceSink } from '../../bus/transport/transport.js';
 import { SimNetwork, simEndpoint, type SimTransport } from '../../bus/transport/sim-network.js';
 import { MangroveNode, type NodeNews } from '../../actors/node.js';
@@ -181,14 +183,20 @@ export class SimCluster {
     this.clock.advance(ms);
   }
 
-  /** Advances in steps of `stepMs` until `done()` holds or `maxMs` passes; returns the time taken, or -1. */
-  runUntil(done: () => boolean, maxMs: number, stepMs = 50): number {
+  /**
+   * Advances in steps of `stepMs` until `done()` holds; returns the simulated
+   * time that took. A condition that never holds within `maxMs` is a failed
+   * wait, never a result: E_TIMEOUT, naming `what` (a function is asked only
+   * then, so it can describe the state the run was left in).
+   */
+  runUntil(done: () => boolean, maxMs: number, what: Waited, stepMs = 50): number {
     const start = this.clock.now();
     while (this.clock.now() - start <= maxMs) {
       if (done()) return this.clock.now() - start;
       this.clock.advance(stepMs);
     }
-    return done() ? this.clock.now() - start : -1;
+    if (done()) return this.clock.now() - start;
+    throw timedOut(what, maxMs);
   }
 
   /**
@@ -200,14 +208,15 @@ export class SimCluster {
     await this.clock.runUntilAsync(this.clock.now() + ms);
   }
 
-  /** `runUntil` for specs that await the nodes' promises; returns the time taken, or -1. */
-  async runUntilAsync(done: () => boolean, maxMs: number, stepMs = 10): Promise<number> {
+  /** `runUntil` for specs that await the nodes' promises; the time taken, or E_TIMEOUT naming `what`. */
+  async runUntilAsync(done: () => boolean, maxMs: number, what: Waited, stepMs = 10): Promise<number> {
     const start = this.clock.now();
     while (this.clock.now() - start <= maxMs) {
       if (done()) return this.clock.now() - start;
       await this.clock.runUntilAsync(this.clock.now() + stepMs);
     }
-    return done() ? this.clock.now() - start : -1;
+    if (done()) return this.clock.now() - start;
+    throw timedOut(what, maxMs);
   }
 
   /** Runs the simulation until `work` settles (or `maxMs` of simulated time pass: E_TIMEOUT). */
@@ -217,8 +226,8 @@ export class SimCluster {
       (value) => (state = { ok: true, value }),
       (err: unknown) => (state = { ok: false, err }),
     );
-    await this.runUntilAsync(() => state !== undefined, maxMs, 1);
-    if (!state) throw new Error(`still running after ${maxMs} simulated ms`);
+    await this.runUntilAsync(() => state !== undefined, maxMs, 'the work to settle', 1);
+    assert(state !== undefined, 'runUntilAsync returns only once the work has settled');
     if (!state.ok) throw state.err;
     return state.value;
   }
@@ -257,6 +266,14 @@ export class SimCluster {
     db = { version: 2, nodes: nodes.sort((a, b) => (a.id < b.id ? -1 : 1)) };
     for (const m of this.members) m.store.saveNodeDb(db);
   }
+}
+
+/** What a `runUntil` waited for: a phrase, or a function giving one when the wait fails. */
+export type Waited = string | (() => string);
+
+function timedOut(what: Waited, maxMs: number): MangroveError {
+  const described = typeof what === 'string' ? what : what();
+  return new MangroveError('E_TIMEOUT', `timed out after ${maxMs} simulated ms waiting for ${described}`);
 }
 
 /** The entry a node will claim at its first start (start() numbers pids the same way). */

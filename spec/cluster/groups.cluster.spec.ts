@@ -5,6 +5,7 @@
  */
 import { expect } from 'chai';
 import { ProcessCluster } from '../helpers/process-cluster.js';
+import { until } from '../helpers/until.js';
 
 const PERIOD = 200;
 
@@ -28,17 +29,16 @@ describe('grouped membership across real processes', function () {
       const s = await cluster.statuses();
       return s.every((x) => x !== undefined) ? (s as NonNullable<(typeof s)[number]>[]) : undefined;
     };
-    let s = await all();
-    expect(await cluster.waitFor(async () => (s = await all()) !== undefined, 10_000)).to.be.at.least(0);
+    const s = await until('a status from every node', all, { timeoutMs: 10_000 });
     const byGroup = new Map<number, Set<string | null>>();
-    for (const x of s!) byGroup.set(x.group, (byGroup.get(x.group) ?? new Set()).add(x.monitor));
+    for (const x of s) byGroup.set(x.group, (byGroup.get(x.group) ?? new Set()).add(x.monitor));
     expect([...byGroup.keys()].sort()).to.deep.equal([0, 1]);
     for (const monitors of byGroup.values()) expect(monitors.size).to.equal(1);
     // Every node names the same monitor last: the top of the hierarchy, one of the two group monitors.
-    const tops = new Set(s!.map((x) => x.monitors.at(-1)));
+    const tops = new Set(s.map((x) => x.monitors.at(-1)));
     expect(tops.size).to.equal(1);
     expect([...byGroup.get(0)!, ...byGroup.get(1)!]).to.include([...tops][0]);
-    for (const x of s!) expect(x.nodes.filter((n) => n.alive)).to.have.length(8);
+    for (const x of s) expect(x.nodes.filter((n) => n.alive)).to.have.length(8);
   });
 
   it('a node killed in one group is counted failed in both', async () => {

@@ -65,7 +65,9 @@ describe('machines watch across real processes', function () {
 
   it('shows a heartbeat monitor failover as it happens', async () => {
     const statuses = await cluster.statuses();
-    for (const s of statuses) expect(s!.http, 'every node names its HTTP port').to.be.a('number');
+    // The OS picks each port (httpPort 0): a real one, a different one per node.
+    for (const s of statuses) expect(s!.http, 'every node names its HTTP port').to.be.within(1, 65_535);
+    expect(new Set(statuses.map((s) => s!.http)).size, 'one HTTP port per node').to.equal(statuses.length);
     const monitor = statuses[0]!.monitor!;
     const victim = statuses.findIndex((s) => s!.self === monitor);
     const survivors = [0, 1, 2].filter((i) => i !== victim);

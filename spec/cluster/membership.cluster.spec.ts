@@ -51,7 +51,8 @@ describe('membership across real processes', function () {
     for (const x of s) {
       expect(x!.nodes.filter((n) => n.alive)).to.have.length(5);
       expect(x!.codec.native, 'native CBOR decoder').to.equal(true);
-      expect(x!.nodes.every((n) => typeof n.pid === 'number')).to.equal(true);
+      // Each node's entry names the process that runs it.
+      for (let j = 0; j < 5; j++) expect(x!.nodes.find((n) => n.id === s[j]!.self)?.pid, `${x!.self}'s entry for node ${j}`).to.equal(cluster.pid(j));
     }
   });
 

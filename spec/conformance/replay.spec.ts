@@ -16,45 +16,42 @@ import { streamEntries, TraceWriter } from '../../bus/trace/trace.js';
 import { isEnvelopeRecord, type TraceEntry, type TraceRecord } from '../../bus/transport/transport.js';
 import { checkEntries } from '../../runtime/conformance/check.js';
 import { replayTrace, type ReplayResult } from '../../runtime/conformance/replay/replay.js';
-import { SimCluster } from '../../runtime/sim/cluster.js';
 import { addressKey, parseAddress } from '../../machines/memory/address.js';
 import { mangrove } from '../helpers/run-cli.js';
+import { tracedSim } from '../helpers/traced-sim.js';
 
 const PERIOD = 100;
 
 /** A run with loss, duplication, a crash and restart, a partition, and a client's requests. */
 async function simulate(seed: number, nodes: number, groups = 1): Promise<TraceEntry[]> {
-  const entries: TraceEntry[] = [];
-  const c = new SimCluster({ seed, nodes, groups, periodMs: PERIOD, trace: { record: (r) => entries.push(r), note: (m) => entries.push(m) } });
-  c.network.configure({ drop: 0.03, duplicate: 0.02, delayMs: [1, 25] });
-  c.startAll();
-  c.run(3000);
-  const client = c.network.attach('client-1');
-  let seq = 0;
-  const ask = (node: number, kind: string, body: unknown): void => {
-    client.setPeer(c.id(node), simEndpoint(c.id(node)));
-    client.send({ v: ENVELOPE_VERSION, kind, from: 'client-1', to: c.id(node), epoch: 1, seq: ++seq, body });
-  };
-  ask(1, 'client.status', {});
-  const crashed = nodes - 1;
-  c.crash(crashed);
-  c.run(1500);
-  // Removing a node is a node-database update coordinated by an anchor: a reply that waits on a promise.
-  ask(0, 'client.ndb_update', { change: { op: 'delete', id: c.id(crashed) } });
-  c.run(1500);
-  // The reply waits on a promise, and virtual time does not yield to the event loop: let it settle.
-  await new Promise((resolve) => setImmediate(resolve));
-  c.partition([[0, 2]]);
-  c.run(1500);
-  c.heal();
-  c.crash(1);
-  c.run(500);
-  c.start(1);
-  c.run(2500);
-  ask(2, 'client.status', {});
-  c.run(500);
-  await c.stopAll();
-  return entries;
+  const run = await tracedSim({ seed, nodes, groups, periodMs: PERIOD, faults: { drop: 0.03, duplicate: 0.02, delayMs: [1, 25] } }, async (c) => {
+    c.run(3000);
+    const client = c.network.attach('client-1');
+    let seq = 0;
+    const ask = (node: number, kind: string, body: unknown): void => {
+      client.setPeer(c.id(node), simEndpoint(c.id(node)));
+      client.send({ v: ENVELOPE_VERSION, kind, from: 'client-1', to: c.id(node), epoch: 1, seq: ++seq, body });
+    };
+    ask(1, 'client.status', {});
+    const crashed = nodes - 1;
+    c.crash(crashed);
+    c.run(1500);
+    // Removing a node is a node-database update coordinated by an anchor: a reply that waits on a promise.
+    ask(0, 'client.ndb_update', { change: { op: 'delete', id: c.id(crashed) } });
+    c.run(1500);
+    // The reply waits on a promise, and virtual time does not yield to the event loop: let it settle.
+    await new Promise((resolve) => setImmediate(resolve));
+    c.partition([[0, 2]]);
+    c.run(1500);
+    c.heal();
+    c.crash(1);
+    c.run(500);
+    c.start(1);
+    c.run(2500);
+    ask(2, 'client.status', {});
+    c.run(500);
+  });
+  return run.entries;
 }
 
 const isSend = (e: TraceEntry, kind: string): e is TraceRecord => e.dir === 'send' && e.env.kind === kind;
@@ -93,22 +90,19 @@ describe('replay conformance', function () {
   }
 
   it('replays the membership protocols clean while the memory engine carries traffic, which replay leaves to the linearizability checker', async () => {
-    const entries: TraceEntry[] = [];
-    const c = new SimCluster({ seed: 21, nodes: 4, periodMs: PERIOD, engine: { retryMs: 40 }, trace: { record: (r) => entries.push(r), note: (m) => entries.push(m) } });
-    c.network.configure({ drop: 0.02, delayMs: [1, 20] });
-    c.startAll();
-    c.run(3000);
-    const e = (i: number) => c.node(i)!.engine;
-    const { address } = (await c.settle(e(0).call({ op: 'reserve', pages: 4 }))) as { address: string };
-    const addr = addressKey(parseAddress(address));
-    await c.settle(e(1).call({ op: 'alloc', addr, pages: 4, copies: 2 }));
-    for (let i = 0; i < 6; i++) {
-      await c.settle(e(i % 4).call({ op: 'write', addr, data: new Uint8Array(4 * 4096).fill(i) }));
-      await c.settle(e((i + 2) % 4).call({ op: 'read', addr, pages: 4 }));
-    }
-    await c.settle(e(3).call({ op: 'flush', addr, pages: 4 }));
-    await c.runAsync(1000);
-    await c.stopAll();
+    const { entries } = await tracedSim({ seed: 21, nodes: 4, periodMs: PERIOD, engine: { retryMs: 40 }, faults: { drop: 0.02, delayMs: [1, 20] } }, async (c) => {
+      c.run(3000);
+      const e = (i: number) => c.node(i)!.engine;
+      const { address } = (await c.settle(e(0).call({ op: 'reserve', pages: 4 }))) as { address: string };
+      const addr = addressKey(parseAddress(address));
+      await c.settle(e(1).call({ op: 'alloc', addr, pages: 4, copies: 2 }));
+      for (let i = 0; i < 6; i++) {
+        await c.settle(e(i % 4).call({ op: 'write', addr, data: new Uint8Array(4 * 4096).fill(i) }));
+        await c.settle(e((i + 2) % 4).call({ op: 'read', addr, pages: 4 }));
+      }
+      await c.settle(e(3).call({ op: 'flush', addr, pages: 4 }));
+      await c.runAsync(1000);
+    });
     expect(entries.filter((x) => x.dir === 'send' && x.env.kind.startsWith('page.')).length, 'engine traffic traced').to.be.greaterThan(50);
     const r = await replayTrace(entries);
     expect(r.violations.map((v) => v.detail)).to.deep.equal([]);
@@ -116,17 +110,15 @@ describe('replay conformance', function () {
   });
 
   it('a cluster formed in advance writes its shared node database once, and replays clean', async () => {
-    const entries: TraceEntry[] = [];
-    const c = new SimCluster({ seed: 8, nodes: 60, groups: 3, preformed: true, periodMs: PERIOD, trace: { record: (r) => entries.push(r), note: (m) => entries.push(m) } });
-    c.startAll();
-    c.run(1500);
-    c.crash(0);
-    c.crash(9);
-    c.run(800);
-    c.start(9);
-    c.start(0);
-    c.run(1200);
-    await c.stopAll();
+    const { entries } = await tracedSim({ seed: 8, nodes: 60, groups: 3, preformed: true, periodMs: PERIOD }, (c) => {
+      c.run(1500);
+      c.crash(0);
+      c.crash(9);
+      c.run(800);
+      c.start(9);
+      c.start(0);
+      c.run(1200);
+    });
     const starts = entries.filter((e) => e.dir === 'start');
     expect(starts.filter((e) => e.start.db !== undefined).length, 'whole databases').to.be.at.most(3);
     expect(starts.filter((e) => e.start.dbOf !== undefined).length, 'references').to.be.at.least(57);

@@ -4,34 +4,26 @@
  * majority that goes on claiming is caught.
  */
 import { expect } from 'chai';
-import { isEnvelopeRecord, type TraceEntry, type TraceRecord } from '../../bus/transport/transport.js';
+import { isEnvelopeRecord, type TraceRecord } from '../../bus/transport/transport.js';
 import { checkEntries } from '../../runtime/conformance/check.js';
-import { SimCluster } from '../../runtime/sim/cluster.js';
+import { tracedSim, type TracedRun } from '../helpers/traced-sim.js';
 
 const PERIOD = 100;
 
-interface Run {
-  entries: TraceEntry[];
-  cluster: SimCluster;
-  partitionAt: number;
-  healAt: number;
-}
+type Run = TracedRun & { partitionAt: number; healAt: number };
 
 /** Anchors 0, 1, 2; nodes 0, 3, 4 are cut off from the other two anchors for 40 periods. */
 async function simulate(seed: number, nodes: number, groups = 1): Promise<Run> {
-  const entries: TraceEntry[] = [];
-  const c = new SimCluster({ seed, nodes, groups, periodMs: PERIOD, trace: { record: (r) => entries.push(r), note: (m) => entries.push(m) } });
-  c.network.configure({ drop: 0.03, duplicate: 0.02, delayMs: [1, 30] });
-  c.startAll();
-  c.run(4000);
-  const partitionAt = c.clock.now();
-  c.partition([[0, 3, 4]]);
-  c.run(40 * PERIOD);
-  const healAt = c.clock.now();
-  c.heal();
-  c.run(3000);
-  await c.stopAll();
-  return { entries, cluster: c, partitionAt, healAt };
+  return tracedSim({ seed, nodes, groups, periodMs: PERIOD, faults: { drop: 0.03, duplicate: 0.02, delayMs: [1, 30] } }, (c) => {
+    c.run(4000);
+    const partitionAt = c.clock.now();
+    c.partition([[0, 3, 4]]);
+    c.run(40 * PERIOD);
+    const healAt = c.clock.now();
+    c.heal();
+    c.run(3000);
+    return { partitionAt, healAt };
+  });
 }
 
 interface Pulse {

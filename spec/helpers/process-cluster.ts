@@ -7,12 +7,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { isMangroveError } from '../../bus/errors.js';
 import { ZmqClient } from '../../bus/transport/zmq-client.js';
 import type { NodeStatus } from '../../actors/status.js';
 import { freePort } from './ports.js';
-
-const CLI = resolve('dist/runtime/cli/main.js');
+import { CLI } from './run-cli.js';
+import { until } from './until.js';
 
 export interface ProcessClusterOptions {
   nodes: number;
@@ -128,14 +129,21 @@ export class ProcessCluster {
     return this.clients.get(i)!.request(kind, body);
   }
 
-  /** Polls every `pollMs` until `check` returns true or `timeoutMs` passes; returns the elapsed ms, or -1. */
+  /**
+   * Polls every `pollMs` until `check` returns true; returns the elapsed ms,
+   * or -1 once `timeoutMs` has passed. The -1 is for callers that report a
+   * wait that ran out (bench/) or assert on how long it took; a spec that
+   * only needs the wait to end can use `until`, which fails naming it.
+   */
   async waitFor(check: () => Promise<boolean>, timeoutMs: number, pollMs = 50): Promise<number> {
     const start = Date.now();
-    while (Date.now() - start <= timeoutMs) {
-      if (await check()) return Date.now() - start;
-      await new Promise((r) => setTimeout(r, pollMs));
+    try {
+      await until('the cluster', check, { timeoutMs, pollMs });
+    } catch (err) {
+      if (isMangroveError(err) && err.code === 'E_TIMEOUT') return -1;
+      throw err;
     }
-    return -1;
+    return Date.now() - start;
   }
 
   /** Nodes that exited without a spec stopping them, with the end of their logs. */

@@ -51,7 +51,7 @@ function isWhole(data: Uint8Array): boolean {
 async function formedCluster(seed: number, nodes: number, ramPages = 1024): Promise<SimCluster> {
   const c = new SimCluster({ seed, nodes, anchors: 3, periodMs: PERIOD, engine: { retryMs: 40, timeoutMs: 60_000, ramBytes: ramPages * PAGE_BYTES } });
   c.startAll();
-  if (c.runUntil(() => convergence(c).length === 0, 30_000) < 0) throw new Error(`cluster did not form: ${convergence(c).slice(0, 3).join('; ')}`);
+  c.runUntil(() => convergence(c).length === 0, 30_000, () => `the cluster to form (still: ${convergence(c).slice(0, 3).join('; ')})`);
   return c;
 }
 
@@ -149,9 +149,8 @@ async function workload(seed: number, opts: WorkloadOptions): Promise<Run> {
 
   void pauses();
   for (let k = 0; k < opts.clients; k++) void client(k);
-  const took = await c.runUntilAsync(() => running === 0, 600_000, 5);
+  await c.runUntilAsync(() => running === 0, 600_000, () => `every client to finish (${running} still running)`, 5);
   c.network.heal();
-  if (took < 0) throw new Error(`clients still running after 600 simulated s (${running} left)`);
   return run;
 }
 
@@ -240,7 +239,7 @@ describe('memory engine in the simulator', function () {
     for (let i = 0; i < 3; i++) await c.settle(e(w).call({ op: 'write', addr: addressKey(base + BigInt(i * PAGE_BYTES)), data: pageOf(i + 1) }));
     await c.settle(e(w).call({ op: 'flush', addr: addressKey(base), pages: 3 }));
     c.crash(lost);
-    await c.runUntilAsync(() => [0, w].every((i) => c.status(i)!.nodes.find((n) => n.id === c.id(lost))?.alive === false), 30_000);
+    await c.runUntilAsync(() => [0, w].every((i) => c.status(i)!.nodes.find((n) => n.id === c.id(lost))?.alive === false), 30_000, `the home and the writer to count node ${lost} failed`);
 
     // The owner writes and flushes page 0 again: the home appoints a live holder first.
     await c.settle(e(w).call({ op: 'write', addr: addressKey(base), data: pageOf(9) }));
@@ -273,7 +272,7 @@ describe('memory engine in the simulator', function () {
 
     c.crash(1);
     c.start(1);
-    await c.runUntilAsync(() => c.status(1)!.quorum, 30_000);
+    await c.runUntilAsync(() => c.status(1)!.quorum, 30_000, 'the restarted node to regain quorum');
     const { records } = (await c.settle(e().call({ op: 'txn_read' }))) as { records: { txn: number; seq: number; data: Uint8Array }[] };
     expect(records.map((r) => [r.txn, r.seq, new TextDecoder().decode(r.data)])).to.deep.equal([
       [txn, 1, 'rename a b'],
@@ -433,7 +432,7 @@ describe('memory engine in the simulator', function () {
     await c.settle(c.node(4)!.engine.call({ op: 'read', addr, pages: 1 }));
     // Nodes 3 and 4 hold no anchor: cut off, they lose quorum.
     c.network.partition([[c.id(0), c.id(1), c.id(2)], [c.id(3), c.id(4)]]);
-    await c.runUntilAsync(() => c.status(4)!.quorum === false, 30_000);
+    await c.runUntilAsync(() => c.status(4)!.quorum === false, 30_000, 'node 4, cut off from every anchor, to lose quorum');
     const refused = await c.settle(c.node(4)!.engine.call({ op: 'write', addr, data: pageOf(8) })).catch((e: unknown) => e);
     expect((refused as MangroveError).code).to.equal('E_NO_QUORUM');
     const held = (await c.settle(c.node(4)!.engine.call({ op: 'read', addr, pages: 1 }))) as ReadResult;

@@ -1,14 +1,14 @@
 /**
  * The transaction log (M7): one compliance suite for both stores,
- * MemoryTxnLogStore and LmdbTxnLogStore, and for TxnLog, the element, over
- * each; then what only the real store can show: a damaged log reported, and
- * every acknowledged commit and end kept across a SIGKILL
- * (spec/fixtures/txn-writer.ts). A restart is a new TxnLog over the store
- * reopened (the memory twin's "disk" is the store object itself).
+ * MemoryTxnLogStore and LmdbTxnLogStore (spec/helpers/store-twins.ts), and
+ * for TxnLog, the element, over each; then what only the real store can
+ * show: a damaged log reported, and every acknowledged commit and end kept
+ * across a SIGKILL (spec/fixtures/txn-writer.ts). A restart is a new TxnLog
+ * over the store reopened (the memory twin's "disk" is the store object
+ * itself).
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { TxnLog } from '../../../../actors/pages/txn-log.js';
@@ -18,6 +18,7 @@ import { MangroveError } from '../../../../bus/errors.js';
 import { LmdbTxnLogStore, TXN_LOG_FILE, txnKey } from '../../../../runtime/storage/lmdb-txn-log.js';
 import { errorOf } from '../../../helpers/error-of.js';
 import { WRITER_ID_BLOCK, writerRecord, writerRecordCount } from '../../../fixtures/txn-writer.js';
+import { lmdbTwin, memoryTwin, type StoreTwin, type TwinSetUp } from '../../../helpers/store-twins.js';
 import { tempStores } from '../../../helpers/temp-stores.js';
 import { killWriterWhen } from '../../../helpers/kill-writer.js';
 
@@ -29,22 +30,14 @@ function rec(txn: number, seq: number, data: Uint8Array): TxnRecord {
   return { txn, seq, data };
 }
 
-interface Twin {
-  /** The store as it is now. */
-  store(): TxnLogStore;
-  /** The node restarts: the store is reopened from its disk (the memory twin keeps its object). */
-  restart(): Promise<TxnLogStore>;
-  tearDown(): Promise<void>;
-}
-
-function txnLogCompliance(name: string, setUp: () => Twin): void {
+function txnLogCompliance(name: string, setUp: TwinSetUp<TxnLogStore>): void {
   describe(`${name}: transaction log store compliance`, () => {
-    let twin: Twin;
+    let twin: StoreTwin<TxnLogStore>;
     let s: TxnLogStore;
 
     beforeEach(() => {
       twin = setUp();
-      s = twin.store();
+      s = twin.open();
     });
     afterEach(async () => {
       await twin.tearDown();
@@ -62,7 +55,7 @@ function txnLogCompliance(name: string, setUp: () => Twin): void {
       expect(s.reserveTxns(1)).to.equal(1);
       expect(s.reserveTxns(64)).to.equal(2);
       expect(s.lastTxn()).to.equal(65);
-      s = await twin.restart();
+      s = await twin.restart(s);
       expect(s.lastTxn()).to.equal(65);
       expect(s.reserveTxns(1)).to.equal(66);
       for (const bad of [0, -1, 1.5, 65_537, Number.NaN]) expect(errorOf(() => s.reserveTxns(bad)), `${bad}`).to.match(/^E_BAD_ARGUMENT: a block of transaction ids is 1 to 65536 ids/);
@@ -117,7 +110,7 @@ function txnLogCompliance(name: string, setUp: () => Twin): void {
       expect(s.end(1)).to.equal(2);
       expect(s.end(1)).to.equal(undefined);
       expect(s.end(3)).to.equal(0);
-      s = await twin.restart();
+      s = await twin.restart(s);
       expect(s.read()).to.deep.equal([rec(2, 1, bytes(3))]);
       expect([1, 2, 3].map((t) => s.committedRecords(t))).to.deep.equal([undefined, 1, undefined]);
     });
@@ -132,15 +125,19 @@ function txnLogCompliance(name: string, setUp: () => Twin): void {
   });
 
   describe(`${name}: TxnLog`, () => {
-    let twin: Twin;
+    let twin: StoreTwin<TxnLogStore>;
+    /** The store as it is now: the one the log runs over. */
+    let store: TxnLogStore;
     let log: TxnLog;
     const restart = async () => {
-      log = new TxnLog(await twin.restart());
+      store = await twin.restart(store);
+      log = new TxnLog(store);
     };
 
     beforeEach(() => {
       twin = setUp();
-      log = new TxnLog(twin.store());
+      store = twin.open();
+      log = new TxnLog(store);
     });
     afterEach(async () => {
       await twin.tearDown();
@@ -154,7 +151,7 @@ function txnLogCompliance(name: string, setUp: () => Twin): void {
       expect(log.log(2, bytes(5))).to.deep.equal({ txn: 2, seq: 1 });
       expect(errorOf(() => log.read(1))).to.equal('E_NOT_FOUND: transaction 1 is open, not yet committed: only a committed transaction\'s records can be read');
       expect(log.read()).to.deep.equal({ records: [] });
-      expect(twin.store().read()).to.deep.equal([]);
+      expect(store.read()).to.deep.equal([]);
       expect(log.commit(1)).to.deep.equal({ txn: 1, state: 'committed', records: 2 });
       expect(log.read(1)).to.deep.equal({ records: [rec(1, 1, bytes(1)), rec(1, 2, new Uint8Array(0))] });
       expect(log.read()).to.deep.equal({ records: [rec(1, 1, bytes(1)), rec(1, 2, new Uint8Array(0))] });
@@ -233,7 +230,7 @@ function txnLogCompliance(name: string, setUp: () => Twin): void {
       log.commit(txn);
       expect(log.end(txn)).to.deep.equal({ txn, state: 'ended', records: 1 });
       expect(log.read()).to.deep.equal({ records: [] });
-      expect(twin.store().committedRecords(txn)).to.equal(undefined);
+      expect(store.committedRecords(txn)).to.equal(undefined);
       expect(errorOf(() => log.end(txn))).to.match(/^E_NOT_FOUND: transaction 1 cannot be ended: it was aborted or ended/);
     });
 
@@ -280,11 +277,11 @@ function txnLogCompliance(name: string, setUp: () => Twin): void {
 
     it('keeps at most 1024 transactions open (E_BUSY), and a refused begin uses up no id', () => {
       for (let i = 1; i <= TXN_OPEN_MAX; i++) expect(log.begin().txn).to.equal(i);
-      const reserved = twin.store().lastTxn();
+      const reserved = store.lastTxn();
       expect(errorOf(() => log.begin())).to.equal(
         'E_BUSY: 1024 transactions are open on this node, the most it keeps; commit or abort some before beginning another',
       );
-      expect(twin.store().lastTxn()).to.equal(reserved);
+      expect(store.lastTxn()).to.equal(reserved);
       log.commit(7);
       expect(log.begin().txn).to.equal(TXN_OPEN_MAX + 1);
       expect(errorOf(() => log.begin())).to.match(/^E_BUSY: /);
@@ -295,7 +292,6 @@ function txnLogCompliance(name: string, setUp: () => Twin): void {
     });
 
     it('has the counter on disk before it hands an id out', () => {
-      const store = twin.store();
       for (let i = 0; i < TXN_ID_BLOCK_DEFAULT + 3; i++) {
         const { txn } = log.begin();
         expect(store.lastTxn()).to.be.at.least(txn);
@@ -341,7 +337,6 @@ function txnLogCompliance(name: string, setUp: () => Twin): void {
     });
 
     it('leaves a transaction open when its commit fails, so it can be retried or aborted', () => {
-      const store = twin.store();
       let fail = true;
       const flaky: TxnLogStore = {
         lastTxn: () => store.lastTxn(),
@@ -368,31 +363,8 @@ function txnLogCompliance(name: string, setUp: () => Twin): void {
   });
 }
 
-txnLogCompliance('MemoryTxnLogStore', () => {
-  const store = new MemoryTxnLogStore();
-  return {
-    store: () => store,
-    restart: async () => store,
-    tearDown: () => store.close(),
-  };
-});
-
-txnLogCompliance('LmdbTxnLogStore', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mangrove-txnlog-'));
-  let store = LmdbTxnLogStore.open(dir);
-  return {
-    store: () => store,
-    restart: async () => {
-      await store.close();
-      store = LmdbTxnLogStore.open(dir);
-      return store;
-    },
-    tearDown: async () => {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-});
+txnLogCompliance('MemoryTxnLogStore', memoryTwin(() => new MemoryTxnLogStore()));
+txnLogCompliance('LmdbTxnLogStore', lmdbTwin('mangrove-txnlog-', (dir) => LmdbTxnLogStore.open(dir)));
 
 describe('runtime/storage/lmdb-txn-log', () => {
   const temp = tempStores('mangrove-txnlog-', (dir) => LmdbTxnLogStore.open(dir));

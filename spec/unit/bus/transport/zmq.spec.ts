@@ -9,15 +9,12 @@ import { ZmqTransport, zmqLimits } from '../../../../bus/transport/zmq.js';
 import { WallClock } from '../../../../runtime/world/clock.js';
 import { SeededRandom } from '../../../../runtime/world/random.js';
 import { freePort } from '../../../helpers/ports.js';
+import { until } from '../../../helpers/until.js';
 import { envelope, transportCompliance } from './transport-compliance.js';
 
-/** Polls `done` on real time; fails naming `what` after `timeoutMs`. */
-async function until(done: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
+/** Polls `done` on real time, often (a socket answers in a millisecond or two); fails naming `what` after 5 s. */
+async function soon(done: () => boolean, what: string): Promise<void> {
+  await until(what, done, { timeoutMs: 5000, pollMs: 2 });
 }
 
 /** `p`, or a failure naming `what` after `timeoutMs`. */
@@ -58,7 +55,7 @@ transportCompliance('ZmqTransport', async (hooks) => {
     bEndpoint: b.endpoint,
     deadEndpoint: await localEndpoint(),
     clock,
-    until,
+    until: soon,
     close: async () => {
       await Promise.all([a.close(), b.close()]);
     },
@@ -128,7 +125,7 @@ describe('ZmqTransport on the wire', () => {
     garbage.push([encode(envelope('client-x', '', 4, 'hb.claim', { body: { level: 99, domain: 0 } }))]);
     garbage.push([new Uint8Array(limits.frameBytesMax + 1)]);
     for (const frames of garbage) await c.sendRaw(frames);
-    await until(() => node.stats().rejected === garbage.length, `${garbage.length} rejections`);
+    await soon(() => node.stats().rejected === garbage.length, `${garbage.length} rejections`);
 
     const expected: Record<RejectReason, number> = Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>;
     Object.assign(expected, { malformed: 22, multipart: 2, unknown_kind: 1, bad_version: 1, bad_body: 1, oversize: 1 });
@@ -179,7 +176,7 @@ describe('ZmqTransport on the wire', () => {
   it('ends waiting requests when the client closes', async () => {
     const c = await client();
     const pending = c.request('client.status', {});
-    await until(() => node.stats().received === 1, 'the request to arrive');
+    await soon(() => node.stats().received === 1, 'the request to arrive');
     await c.close();
     await expectRejection(pending, 'E_CLOSED', 'closed');
   });
@@ -189,12 +186,12 @@ describe('ZmqTransport on the wire', () => {
     node.inbound.subscribe(({ route }) => routes.push(route));
     const c = await client();
     void c.request('client.status', {}).catch(() => undefined);
-    await until(() => routes.length === 1, 'the request to arrive');
+    await soon(() => routes.length === 1, 'the request to arrive');
     await c.close();
     const answer = envelope(node.self, 'gone', 1, 'reply.ok', { re: 1 });
     // The ROUTER learns of the disconnect asynchronously; reply until it has.
     let replies = 0;
-    await until(() => {
+    await soon(() => {
       node.reply(routes[0], answer);
       replies++;
       return node.stats().unsent > 0;

@@ -14,6 +14,7 @@ import type { NodeStatus } from '../../../../actors/status.js';
 import { writeConfig } from '../../../../runtime/node/config.js';
 import { freePort } from '../../../helpers/ports.js';
 import { CLI, mangrove } from '../../../helpers/run-cli.js';
+import { until } from '../../../helpers/until.js';
 
 const children = new Set<ChildProcess>();
 
@@ -27,22 +28,15 @@ function launch(args: string[]): { child: ChildProcess; output: () => string; ex
   return { child, output: () => out, exited };
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+/** Each look at a process runs the CLI once: every 200 ms is often enough, for up to 15 s. */
+const PROCESS_WAIT = { timeoutMs: 15_000, pollMs: 200 };
 
 async function statusOf(endpoint: string): Promise<NodeStatus | undefined> {
   const r = await mangrove(['status', '--connect', endpoint, '--json', '--timeout', '500']);
   return r.code === 0 ? (JSON.parse(r.stdout) as NodeStatus) : undefined;
 }
 
-describe('runtime/node/start and runtime/cli/main/local (real processes)', function () {
+describe('runtime/node/start and runtime/cli/local (real processes)', function () {
   this.timeout(60_000);
   let dir: string;
 
@@ -65,7 +59,7 @@ describe('runtime/node/start and runtime/cli/main/local (real processes)', funct
     writeConfig(config, { listen: endpoint, dataDir: 'data', anchors: [endpoint], anchor: true, periodMs: 50, httpPort });
 
     const first = launch(['start', '--config', config]);
-    const s1 = await until('the node to answer', () => statusOf(endpoint));
+    const s1 = await until('the node to answer', () => statusOf(endpoint), PROCESS_WAIT);
     expect(s1.endpoint).to.equal(endpoint);
     expect(s1.epoch).to.equal(1);
     expect(s1.faults.enabled).to.equal(false);
@@ -88,7 +82,7 @@ describe('runtime/node/start and runtime/cli/main/local (real processes)', funct
     for (const line of first.output().trim().split('\n')) expect(() => JSON.parse(line), line).not.to.throw();
 
     const second = launch(['start', '--config', config]);
-    const s2 = await until('the restarted node to answer', () => statusOf(endpoint));
+    const s2 = await until('the restarted node to answer', () => statusOf(endpoint), PROCESS_WAIT);
     expect(s2.self).to.equal(s1.self);
     expect(s2.epoch).to.equal(2);
     second.child.kill('SIGINT');
@@ -117,9 +111,9 @@ describe('runtime/node/start and runtime/cli/main/local (real processes)', funct
     const endpoint = `tcp://127.0.0.1:${basePort + 1}`;
 
     const run = launch(args);
-    const view = await until('both nodes in the view', async () => (/answering 2\/2, quorum at 2\/2/.test(run.output()) ? run.output() : undefined));
+    const view = await until('both nodes in the view', async () => (/answering 2\/2, quorum at 2\/2/.test(run.output()) ? run.output() : undefined), PROCESS_WAIT);
     expect(view).to.include(`mangrove local: 2 nodes in ${join(dir, 'cluster')}`);
-    const s1 = await until('node 1 to answer', () => statusOf(endpoint));
+    const s1 = await until('node 1 to answer', () => statusOf(endpoint), PROCESS_WAIT);
     const pids = [s1.pid, ...s1.nodes.map((n) => n.pid).filter((p): p is number => p !== null)];
 
     run.child.kill('SIGTERM');
@@ -129,7 +123,7 @@ describe('runtime/node/start and runtime/cli/main/local (real processes)', funct
     expect(readFileSync(join(dir, 'cluster', 'node-1', 'node.log'), 'utf8')).to.include('"msg":"stopped"');
 
     const again = launch(args);
-    const s2 = await until('node 1 to answer again', () => statusOf(endpoint));
+    const s2 = await until('node 1 to answer again', () => statusOf(endpoint), PROCESS_WAIT);
     expect(s2.self).to.equal(s1.self);
     expect(s2.epoch).to.equal(s1.epoch + 1);
     again.child.kill('SIGTERM');

@@ -1,3 +1,10 @@
+/**
+ * One compliance suite for both node stores, MemoryNodeStore and
+ * LmdbNodeStore (spec/helpers/store-twins.ts), then what only the real one
+ * can show: a write committed before a SIGKILL, the data directory made or
+ * refused, calls refused after close (the memory twin's close keeps
+ * nothing to release, and the simulator never closes it).
+ */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -6,7 +13,10 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { NodeDbSnapshot } from '../../../../bus/messages/index.js';
 import { isMangroveError } from '../../../../bus/errors.js';
+import type { NodeStore } from '../../../../actors/storage/node-store.js';
 import { LmdbNodeStore } from '../../../../runtime/storage/lmdb-node-store.js';
+import { MemoryNodeStore } from '../../../../runtime/storage/memory-node-store.js';
+import { lmdbTwin, memoryTwin, type StoreTwin, type TwinSetUp } from '../../../helpers/store-twins.js';
 
 const identity = { id: '0a1b2c3d4e5f-018f2c3a4b5c', createdMs: 1_700_000_000_000 };
 const db: NodeDbSnapshot = {
@@ -16,6 +26,63 @@ const db: NodeDbSnapshot = {
     { id: '0f0e0d0c0b0a-018f2c3a4b5d', shortId: 65, endpoint: 'tcp://127.0.0.1:7401', anchor: false, votes: 0, group: 1 },
   ],
 };
+
+function nodeStoreCompliance(name: string, setUp: TwinSetUp<NodeStore>): void {
+  describe(`${name}: node store compliance`, () => {
+    let twin: StoreTwin<NodeStore>;
+    let s: NodeStore;
+
+    beforeEach(() => {
+      twin = setUp();
+      s = twin.open();
+    });
+    afterEach(async () => {
+      await twin.tearDown();
+    });
+
+    it('starts empty', () => {
+      expect(s.loadIdentity()).to.equal(undefined);
+      expect(s.loadNodeDb()).to.equal(undefined);
+      expect(s.loadAcceptor()).to.equal(undefined);
+    });
+
+    it("keeps an anchor's node-database promises across a restart", async () => {
+      expect(s.loadAcceptor()).to.equal(undefined);
+      const acceptor = {
+        version: 8,
+        promised: { round: 4, by: `${identity.id}/3` },
+        accepted: { ballot: { round: 3, by: `${identity.id}/2` }, change: { op: 'delete' as const, id: '0f0e0d0c0b0a-018f2c3a4b5d' } },
+      };
+      s.saveAcceptor(acceptor);
+      s = await twin.restart(s);
+      expect(s.loadAcceptor()).to.deep.equal(acceptor);
+    });
+
+    it('keeps the identity across a restart', async () => {
+      s.saveIdentity(identity);
+      expect(s.loadIdentity()).to.deep.equal(identity);
+      s = await twin.restart(s);
+      expect(s.loadIdentity()).to.deep.equal(identity);
+    });
+
+    it('gives every start a new epoch, also after a restart', async () => {
+      expect(s.nextEpoch()).to.equal(1);
+      expect(s.nextEpoch()).to.equal(2);
+      s = await twin.restart(s);
+      expect(s.nextEpoch()).to.equal(3);
+    });
+
+    it('keeps the newest node database across a restart', async () => {
+      s.saveNodeDb(db);
+      s.saveNodeDb({ ...db, version: 8 });
+      s = await twin.restart(s);
+      expect(s.loadNodeDb()).to.deep.equal({ ...db, version: 8 });
+    });
+  });
+}
+
+nodeStoreCompliance('MemoryNodeStore', memoryTwin(() => new MemoryNodeStore()));
+nodeStoreCompliance('LmdbNodeStore', lmdbTwin('mangrove-store-', (dir) => LmdbNodeStore.open(dir)));
 
 describe('runtime/storage/lmdb-node-store', () => {
   let dir: string;
@@ -32,50 +99,6 @@ describe('runtime/storage/lmdb-node-store', () => {
   afterEach(async () => {
     for (const s of open.splice(0)) await s.close();
     rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('starts empty', () => {
-    const s = openStore();
-    expect(s.loadIdentity()).to.equal(undefined);
-    expect(s.loadNodeDb()).to.equal(undefined);
-  });
-
-  it("keeps an anchor's node-database promises across close and reopen", async () => {
-    const s = openStore();
-    expect(s.loadAcceptor()).to.equal(undefined);
-    const acceptor = {
-      version: 8,
-      promised: { round: 4, by: `${identity.id}/3` },
-      accepted: { ballot: { round: 3, by: `${identity.id}/2` }, change: { op: 'delete' as const, id: '0f0e0d0c0b0a-018f2c3a4b5d' } },
-    };
-    s.saveAcceptor(acceptor);
-    await s.close();
-    expect(openStore().loadAcceptor()).to.deep.equal(acceptor);
-  });
-
-  it('keeps the identity across close and reopen', async () => {
-    const s = openStore();
-    s.saveIdentity(identity);
-    expect(s.loadIdentity()).to.deep.equal(identity);
-    await s.close();
-    expect(openStore().loadIdentity()).to.deep.equal(identity);
-  });
-
-  it('gives every start a new epoch, also after a reopen', async () => {
-    const s = openStore();
-    expect(s.nextEpoch()).to.equal(1);
-    expect(s.nextEpoch()).to.equal(2);
-    await s.close();
-    const again = openStore();
-    expect(again.nextEpoch()).to.equal(3);
-  });
-
-  it('keeps the node database across close and reopen', async () => {
-    const s = openStore();
-    s.saveNodeDb(db);
-    s.saveNodeDb({ ...db, version: 8 });
-    await s.close();
-    expect(openStore().loadNodeDb()).to.deep.equal({ ...db, version: 8 });
   });
 
   it('has committed a write when the call returns: a process killed right after loses nothing', () => {

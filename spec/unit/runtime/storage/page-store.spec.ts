@@ -1,11 +1,11 @@
 /**
  * One compliance suite for both disk caches, MemoryPageStore and
- * LmdbPageStore, then what only the real one can show: data kept across a
- * reopen, and across a SIGKILL (spec/fixtures/page-writer.ts).
+ * LmdbPageStore (spec/helpers/store-twins.ts), then what only the real one
+ * can show: a damaged record reported, a directory refused, and every
+ * acknowledged page kept across a SIGKILL (spec/fixtures/page-writer.ts).
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { addressKey, formatAddress, MAX_ADDRESS, PAGE_BYTES, parseAddress } from '../../../../machines/memory/address.js';
@@ -15,6 +15,7 @@ import { LmdbPageStore, PAGES_FILE } from '../../../../runtime/storage/lmdb-page
 import { SeededRandom } from '../../../../runtime/world/random.js';
 import { errorOf } from '../../../helpers/error-of.js';
 import { WRITER_PAGES, writerPage } from '../../../fixtures/page-writer.js';
+import { lmdbTwin, memoryTwin, type StoreTwin, type TwinSetUp } from '../../../helpers/store-twins.js';
 import { tempStores } from '../../../helpers/temp-stores.js';
 import { killWriterWhen } from '../../../helpers/kill-writer.js';
 
@@ -29,20 +30,18 @@ function sortBig(xs: bigint[]): bigint[] {
   return [...xs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-type OpenStore = (options?: PageStoreOptions) => PageStore;
-
-function pageStoreCompliance(name: string, setUp: () => { open: OpenStore; tearDown: () => Promise<void> }): void {
+function pageStoreCompliance(name: string, setUp: TwinSetUp<PageStore, PageStoreOptions>): void {
   describe(`${name}: page store compliance`, () => {
-    let openStore: OpenStore;
-    let tearDown: () => Promise<void>;
+    let twin: StoreTwin<PageStore, PageStoreOptions>;
     let s: PageStore;
+    const openStore = (options?: PageStoreOptions) => twin.open(options);
 
     beforeEach(() => {
-      ({ open: openStore, tearDown } = setUp());
-      s = openStore();
+      twin = setUp();
+      s = twin.open();
     });
     afterEach(async () => {
-      await tearDown();
+      await twin.tearDown();
     });
 
     it('starts empty', () => {
@@ -191,6 +190,22 @@ function pageStoreCompliance(name: string, setUp: () => { open: OpenStore; tearD
       expect(errorOf(() => openStore({ pagesMax: 0 }))).to.match(/^E_BAD_ARGUMENT: /);
     });
 
+    it('keeps pages, versions and attributes across a restart', async () => {
+      s.putMany([
+        { addr: 0x1000n, page: page(7, 1, 0x11) },
+        { addr: 0x2000n, page: page(8, 2, 0x22) },
+      ]);
+      s.put(0x3000n, page(9, 3, 0x33));
+      s.delete(0x2000n);
+      const again = await twin.restart(s);
+      expect(again.scan()).to.deep.equal([
+        { addr: 0x1000n, page: page(7, 1, 0x11) },
+        { addr: 0x3000n, page: page(9, 3, 0x33) },
+      ]);
+      expect(again.count()).to.equal(2);
+      expect(errorOf(() => again.put(0x3000n, page(8, 3)))).to.match(/^E_STALE: /);
+    });
+
     it('refuses calls after close', async () => {
       await s.close();
       expect(errorOf(() => s.get(0n))).to.match(/^E_CLOSED: /);
@@ -200,59 +215,12 @@ function pageStoreCompliance(name: string, setUp: () => { open: OpenStore; tearD
   });
 }
 
-pageStoreCompliance('MemoryPageStore', () => {
-  const stores: PageStore[] = [];
-  return {
-    open: (options) => {
-      const s = new MemoryPageStore(options);
-      stores.push(s);
-      return s;
-    },
-    tearDown: async () => {
-      for (const s of stores) await s.close();
-    },
-  };
-});
-
-pageStoreCompliance('LmdbPageStore', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mangrove-pages-'));
-  const stores: PageStore[] = [];
-  let n = 0;
-  return {
-    // Each open in a test gets a directory of its own: two live environments on one path would share a writer.
-    open: (options) => {
-      const s = LmdbPageStore.open(join(dir, `store-${n++}`), options);
-      stores.push(s);
-      return s;
-    },
-    tearDown: async () => {
-      for (const s of stores) await s.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-});
+pageStoreCompliance('MemoryPageStore', memoryTwin((options) => new MemoryPageStore(options)));
+pageStoreCompliance('LmdbPageStore', lmdbTwin('mangrove-pages-', (dir, options) => LmdbPageStore.open(dir, options)));
 
 describe('runtime/storage/lmdb-pages', () => {
   const temp = tempStores('mangrove-pages-', (dir) => LmdbPageStore.open(dir));
   const openStore = () => temp.open();
-
-  it('keeps pages, versions and attributes across close and reopen', async () => {
-    const s = openStore();
-    s.putMany([
-      { addr: 0x1000n, page: page(7, 1, 0x11) },
-      { addr: 0x2000n, page: page(8, 2, 0x22) },
-    ]);
-    s.put(0x3000n, page(9, 3, 0x33));
-    s.delete(0x2000n);
-    await s.close();
-    const again = openStore();
-    expect(again.scan()).to.deep.equal([
-      { addr: 0x1000n, page: page(7, 1, 0x11) },
-      { addr: 0x3000n, page: page(9, 3, 0x33) },
-    ]);
-    expect(again.count()).to.equal(2);
-    expect(errorOf(() => again.put(0x3000n, page(8, 3)))).to.match(/^E_STALE: /);
-  });
 
   it('reports a damaged record as E_STORAGE naming the page', async () => {
     const s = openStore();
