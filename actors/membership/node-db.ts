@@ -4,35 +4,42 @@
  * coordinates, every anchor of the quorum set is subordinate, one update at
  * a time, the new version fixed before it starts, no update without quorum.
  *
- * Bootstrap: a node greets the configured anchor endpoints (`ndb.hello`) to
- * learn their ids. Anchors of a new cluster that have all greeted each other
- * build version 1 from the configured anchors alone (`genesis`), which every
- * anchor computes identically, so forming needs no coordinator. Any other
- * node, and a node whose entry is out of date (a new pid or endpoint after a
- * restart), asks an anchor to add or change it (`ndb.join`). Nodes that see a
- * newer version in a pulse fetch it from an anchor.
+ * The decisions are the machines': how a node gets into the database
+ * (greeting the configured anchors, forming version 1, asking to join:
+ * machines/membership/node-db-bootstrap.ts), the rules of turn for queued
+ * updates and fetches (node-db-turns.ts), and the update itself
+ * (node-db-coordinator.ts, node-db-subordinate.ts). This element wires them
+ * to the bus and the store, and holds what only it can: the queue of updates
+ * with their callers' promises, and the version newest seen in a pulse.
  */
 import { BehaviorSubject } from 'rxjs';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import { present } from '../../bus/assert.js';
 import type { Clock, Random } from '../../bus/clock.js';
 import type { Envelope } from '../../bus/envelope.js';
-import type { Body, Identity, NdbOp, NodeDbSnapshot, NodeEntry } from '../../bus/messages/index.js';
+import type { Body, Identity, NdbOp, NodeDbSnapshot } from '../../bus/messages/index.js';
 import type { ReplyRoute } from '../../bus/transport/transport.js';
+import { founders, ndbBootstrapMachine } from '../../machines/membership/node-db-bootstrap.js';
 import { ndbCoordinatorMachine, type NdbUpdateOutput } from '../../machines/membership/node-db-coordinator.js';
 import { ndbSubordinateMachine } from '../../machines/membership/node-db-subordinate.js';
-import { anchorsOf, emptyDb, findNode, genesis, nextShortId, totalVotes } from '../../machines/membership/node-db.js';
+import {
+  QUEUE_MAX,
+  backoffPeriods,
+  changeFor,
+  conclusionOf,
+  entryIsCurrent,
+  fetchIsDue,
+  fetchTarget,
+  nextTry,
+  type Intent,
+  type RetriedCode,
+} from '../../machines/membership/node-db-turns.js';
+import { anchorsOf, emptyDb, findNode, genesis, totalVotes } from '../../machines/membership/node-db.js';
 import type { SendOut } from '../../machines/outbox.js';
 import type { Log } from '../log.js';
 import type { Outbox } from '../outbox.js';
 import type { NodeSettings } from '../settings.js';
 import type { NodeStore } from '../storage/node-store.js';
-
-/** Updates waiting for their turn on this coordinator. */
-const QUEUE_MAX = 256;
-/** Tries of one update before it is given up (busy or lagging subordinates, lost messages). */
-const ATTEMPTS_MAX = 12;
-/** Outcomes that pass: a higher ballot, a version decided elsewhere, lost messages. */
-const RETRIED: readonly string[] = ['E_BUSY', 'E_STALE', 'E_TIMEOUT'];
 
 export interface QuorumView {
   quorate: boolean;
@@ -50,11 +57,6 @@ export interface NodeDbDeps {
   inspect?: (e: InspectionEvent) => void;
 }
 
-type UpdateCode = Extract<NdbUpdateOutput, { ok: false }>['code'];
-
-/** What an update is for: a node that asked to join (its entry is computed when its turn comes) or an explicit change. */
-type Intent = { join: Identity } | { change: NdbOp };
-
 interface Pending {
   intent: Intent;
   attempts: number;
@@ -64,20 +66,18 @@ interface Pending {
 
 type Subordinate = Actor<typeof ndbSubordinateMachine>;
 type Coordinator = Actor<typeof ndbCoordinatorMachine>;
+type Bootstrap = Actor<typeof ndbBootstrapMachine>;
 
 export class NodeDbActor {
   readonly db$: BehaviorSubject<NodeDbSnapshot>;
   private sub?: Subordinate;
+  private boot?: Bootstrap;
   private coordinating?: { actor: Coordinator; pending: Pending };
   private queue: Pending[] = [];
-  /** Identities learned from `ndb.welcome`, by the endpoint greeted. */
-  private greeted = new Map<string, Identity>();
   private newest = 0;
   private lastFetchAt = -Infinity;
-  private joinTurn = 0;
   /** The highest ballot round this anchor has used or been outbid by. */
   private round = 0;
-  private timer?: unknown;
   private stopped = false;
 
   constructor(private readonly deps: NodeDbDeps) {
@@ -96,12 +96,12 @@ export class NodeDbActor {
   start(): void {
     this.deps.outbox.transport.setDirectory((id) => findNode(this.db, id)?.endpoint);
     if (this.deps.settings.anchor) this.startSubordinate();
-    this.tick();
+    this.startBootstrap();
   }
 
   stop(): void {
     this.stopped = true;
-    if (this.timer !== undefined) this.deps.clock.clearTimeout(this.timer);
+    this.boot?.stop();
     this.coordinating?.actor.stop();
     this.sub?.stop();
     for (const p of this.queue) p.done({ ok: false, code: 'E_TIMEOUT', reason: 'the node is stopping' });
@@ -139,20 +139,11 @@ export class NodeDbActor {
       case 'ndb.welcome': {
         const b = env.body as Body<'ndb.welcome'>;
         outbox.transport.setPeer(env.from, b.identity.endpoint);
-        this.greeted.set(b.identity.endpoint, b.identity);
         if (b.db) this.adopt(b.db);
-        return this.maybeGenesis();
+        return this.welcomed(b.identity);
       }
-      case 'ndb.join': {
-        const b = env.body as Body<'ndb.join'>;
-        if (!this.sub) return outbox.reply(route, env, 'reply.err', { code: 'E_NOT_ANCHOR', message: 'only anchors add nodes' });
-        outbox.transport.setPeer(b.identity.id, b.identity.endpoint);
-        if (this.queue.some((p) => 'join' in p.intent && p.intent.join.id === b.identity.id)) return;
-        return this.enqueue({ join: b.identity }, (r) => {
-          if (r.ok) outbox.send(b.identity.id, 'ndb.joined', { db: this.db });
-          else this.deps.log.warn({ node: b.identity.id, code: r.code, reason: r.reason }, 'join refused');
-        });
-      }
+      case 'ndb.join':
+        return this.joinAsked(env, route);
       case 'ndb.joined':
       case 'ndb.snapshot':
         return this.adopt((env.body as Body<'ndb.snapshot'>).db);
@@ -165,6 +156,28 @@ export class NodeDbActor {
       case 'ndb.accepted':
         return this.deliver(env.from, env.kind, env.body);
     }
+  }
+
+  /** An anchor's answer to our greeting; a new cluster's anchor builds version 1 once every configured one has answered. */
+  private welcomed(identity: Identity): void {
+    const boot = this.boot;
+    if (!boot) return;
+    boot.send({ type: 'WELCOME', identity });
+    const anchors = founders(boot.getSnapshot());
+    if (anchors) this.adopt(genesis(anchors));
+  }
+
+  /** A node asks this anchor to add or change its entry: queued once, answered with the database when done. */
+  private joinAsked(env: Envelope, route: ReplyRoute): void {
+    const { outbox } = this.deps;
+    const b = env.body as Body<'ndb.join'>;
+    if (!this.sub) return outbox.reply(route, env, 'reply.err', { code: 'E_NOT_ANCHOR', message: 'only anchors add nodes' });
+    outbox.transport.setPeer(b.identity.id, b.identity.endpoint);
+    if (this.queue.some((p) => 'join' in p.intent && p.intent.join.id === b.identity.id)) return;
+    this.enqueue({ join: b.identity }, (r) => {
+      if (r.ok) outbox.send(b.identity.id, 'ndb.joined', { db: this.db });
+      else this.deps.log.warn({ node: b.identity.id, code: r.code, reason: r.reason }, 'join refused');
+    });
   }
 
   /** The paxos messages, from a peer or from this node to itself (an anchor is its own subordinate). */
@@ -205,6 +218,31 @@ export class NodeDbActor {
     actor.start();
   }
 
+  /** Its first turn is taken at start: greeting, or asking to join, at once. */
+  private startBootstrap(): void {
+    const s = this.deps.settings;
+    const actor = createActor(ndbBootstrapMachine, {
+      clock: this.deps.clock,
+      inspect: this.deps.inspect,
+      input: { self: this.identity(), seeds: s.seeds, db: this.db, periodMs: s.periodMs },
+    });
+    actor.on('greet', (e) => this.deps.outbox.sendToEndpoint(e.endpoint, 'ndb.hello', e.body));
+    actor.on('send', (e) => this.send(e));
+    // An anchor whose own entry is stale coordinates its own change.
+    actor.on('change_own_entry', () => {
+      if (!this.queue.some((p) => 'join' in p.intent)) this.enqueue({ join: this.identity() }, () => {});
+    });
+    actor.on('misconfigured', (e) => {
+      this.deps.log.warn({ endpoint: e.endpoint }, 'a configured anchor endpoint answers as a non-anchor; the cluster cannot form');
+    });
+    actor.on('period', () => {
+      if (this.newest > this.db.version) this.fetch();
+      this.runNext();
+    });
+    this.boot = actor;
+    actor.start();
+  }
+
   private send(e: SendOut): void {
     if (e.to === this.deps.settings.id) this.deliver(e.to, e.kind, e.body);
     else this.deps.outbox.send(e.to, e.kind, e.body as never);
@@ -216,6 +254,7 @@ export class NodeDbActor {
     this.deps.store.saveNodeDb(db);
     this.newest = Math.max(this.newest, db.version);
     this.deps.log.info({ version: db.version, nodes: db.nodes.length }, 'node database');
+    this.boot?.send({ type: 'DB', db });
     this.db$.next(db);
   }
 
@@ -225,57 +264,12 @@ export class NodeDbActor {
     else this.publish(db);
   }
 
-  /** A new cluster's anchors each build version 1 once they know every configured anchor. */
-  private maybeGenesis(): void {
-    const s = this.deps.settings;
-    if (!s.anchor || this.db.version > 0) return;
-    const anchors: Identity[] = [];
-    for (const endpoint of s.seeds) {
-      const who = endpoint === s.endpoint ? this.identity() : this.greeted.get(endpoint);
-      if (!who) return;
-      if (!who.anchor) {
-        this.deps.log.warn({ endpoint }, 'a configured anchor endpoint answers as a non-anchor; the cluster cannot form');
-        return;
-      }
-      anchors.push(who);
-    }
-    if (!anchors.some((a) => a.id === s.id)) return;
-    this.adopt(genesis(anchors));
-  }
-
-  private tick(): void {
-    if (this.stopped) return;
-    this.timer = this.deps.clock.setTimeout(() => this.tick(), this.deps.settings.periodMs);
-    if (!this.joined()) this.bootstrap();
-    if (this.newest > this.db.version) this.fetch();
-    this.runNext();
-  }
-
-  private bootstrap(): void {
-    const s = this.deps.settings;
-    const anchors = anchorsOf(this.db).filter((a) => a.id !== s.id);
-    const formed = this.db.version > 0;
-    if (!formed || anchors.length === 0) {
-      for (const endpoint of s.seeds) {
-        if (endpoint !== s.endpoint) this.deps.outbox.sendToEndpoint(endpoint, 'ndb.hello', { identity: this.identity(), dbVersion: this.db.version });
-      }
-    }
-    if (!formed) return;
-    if (s.anchor && findNode(this.db, s.id)) {
-      // An anchor whose own entry is stale coordinates its own change.
-      if (!this.queue.some((p) => 'join' in p.intent)) this.enqueue({ join: this.identity() }, () => {});
-      return;
-    }
-    const target = anchors[this.joinTurn++ % Math.max(1, anchors.length)];
-    if (target) this.deps.outbox.send(target.id, 'ndb.join', { identity: this.identity() });
-  }
-
   private fetch(from?: string): void {
     const now = this.deps.clock.now();
-    if (now - this.lastFetchAt < this.deps.settings.periodMs) return;
+    if (!fetchIsDue(now, this.lastFetchAt, this.deps.settings.periodMs)) return;
     const alive = new Set(this.deps.quorumView().aliveAnchors);
     const anchors = anchorsOf(this.db).filter((a) => a.id !== this.deps.settings.id);
-    const target = from ?? (anchors.find((a) => alive.has(a.id)) ?? anchors[this.deps.random.int(anchors.length)])?.id;
+    const target = fetchTarget(from, anchors, alive, this.deps.random);
     if (!target) return;
     this.lastFetchAt = now;
     this.deps.outbox.send(target, 'ndb.fetch', {});
@@ -290,23 +284,11 @@ export class NodeDbActor {
     this.runNext();
   }
 
-  /** What the head of the queue should change now, or a result when there is nothing to do. */
-  private changeFor(intent: Intent): NdbOp | NdbUpdateOutput {
-    if ('change' in intent) return intent.change;
-    const who = intent.join;
-    const have = findNode(this.db, who.id);
-    if (entryIsCurrent(have, who)) return { ok: true, version: this.db.version, change: { op: 'change', node: have! }, own: true };
-    if (have && have.group === who.group) return { op: 'change', node: { ...who, shortId: have.shortId } };
-    const slot = nextShortId(have ? { ...this.db, nodes: this.db.nodes.filter((n) => n.id !== who.id) } : this.db, who.group);
-    if (!slot.ok) return { ok: false, code: slot.code, reason: slot.reason };
-    return have ? { op: 'change', node: { ...who, shortId: slot.shortId } } : { op: 'add', node: { ...who, shortId: slot.shortId } };
-  }
-
   private runNext(): void {
     const head = this.queue[0];
     if (!this.sub || !head || this.coordinating || this.stopped) return;
     if (this.deps.clock.now() < head.notBefore) return;
-    const change = this.changeFor(head.intent);
+    const change = changeFor(this.db, head.intent);
     if (!('op' in change)) return this.finish(head, change);
     const s = this.deps.settings;
     const anchors = anchorsOf(this.db);
@@ -327,7 +309,8 @@ export class NodeDbActor {
     });
     actor.on('send', (e) => this.send(e));
     actor.subscribe((snap) => {
-      if (snap.status === 'done' && this.coordinating?.actor === actor) this.concluded(head, snap.output!);
+      if (snap.status !== 'done' || this.coordinating?.actor !== actor) return;
+      this.concluded(head, present(snap.output, 'a coordinator that is done has its output'));
     });
     this.coordinating = { actor, pending: head };
     actor.start();
@@ -335,20 +318,20 @@ export class NodeDbActor {
 
   private concluded(p: Pending, out: NdbUpdateOutput): void {
     this.coordinating = undefined;
-    if (out.ok && !out.own) return this.retry(p, 'E_BUSY', 0);
-    if (out.ok || !RETRIED.includes(out.code)) return this.finish(p, out);
-    if (out.round !== undefined) this.round = Math.max(this.round, out.round);
-    if (out.code === 'E_STALE') this.fetch();
-    this.retry(p, out.code);
+    const next = conclusionOf(out);
+    if (next.then === 'finish') return this.finish(p, out);
+    if (next.then === 'again') return this.retry(p, next.code, 0);
+    if (next.round !== undefined) this.round = Math.max(this.round, next.round);
+    if (next.fetch) this.fetch();
+    // A random pause breaks ties between anchors coordinating at once.
+    this.retry(p, next.code, backoffPeriods(this.deps.random.next()));
   }
 
-  private retry(p: Pending, code: UpdateCode, pausePeriods = 1 + this.deps.random.next() * 2): void {
-    p.attempts++;
-    if (p.attempts >= ATTEMPTS_MAX) {
-      return this.finish(p, { ok: false, code, reason: `gave up after ${p.attempts} tries (${code})` });
-    }
-    // A random pause breaks ties between anchors coordinating at once.
-    p.notBefore = this.deps.clock.now() + this.deps.settings.periodMs * pausePeriods;
+  private retry(p: Pending, code: RetriedCode, pausePeriods: number): void {
+    const next = nextTry(p.attempts, code, this.deps.clock.now(), this.deps.settings.periodMs * pausePeriods);
+    p.attempts = next.attempts;
+    if ('out' in next) return this.finish(p, next.out);
+    p.notBefore = next.notBefore;
     if (pausePeriods === 0) this.deps.clock.setTimeout(() => this.runNext(), 0);
   }
 
@@ -358,15 +341,4 @@ export class NodeDbActor {
     p.done(out);
     if (!this.stopped) this.deps.clock.setTimeout(() => this.runNext(), 0);
   }
-}
-
-function entryIsCurrent(have: NodeEntry | undefined, who: Identity): boolean {
-  return (
-    have !== undefined &&
-    have.endpoint === who.endpoint &&
-    have.anchor === who.anchor &&
-    have.votes === who.votes &&
-    have.group === who.group &&
-    have.pid === who.pid
-  );
 }

@@ -18,7 +18,8 @@
  * can back off or catch up. Arbitration between anchors that would
  * coordinate at once is by ballot: the highest wins, the others retry.
  */
-import { assign, enqueueActions, setup, type SnapshotFrom } from 'xstate';
+import { assertEvent, assign, enqueueActions, setup, type SnapshotFrom } from 'xstate';
+import { present } from '../../bus/assert.js';
 import type { Ballot, NdbOp } from '../../bus/messages/index.js';
 import { sameChange, type NdbErrorCode } from './node-db.js';
 import { compareBallots } from './node-db-subordinate.js';
@@ -130,9 +131,10 @@ export const ndbCoordinatorMachine = setup({
     }),
     failRefused: assign({ result: ({ context, event }) => refusalOutcome(context, event) }),
     notePromise: assign(({ context, event }) => {
-      const e = event as Extract<NdbCoordinatorEvent, { type: 'PROMISE' }>;
-      const found = e.accepted && (!context.found || compareBallots(e.accepted.ballot, context.found.ballot) > 0) ? e.accepted : context.found;
-      return { promised: context.promised.includes(e.from) ? context.promised : [...context.promised, e.from], found };
+      assertEvent(event, 'PROMISE');
+      const { accepted, from } = event;
+      const found = accepted && (!context.found || compareBallots(accepted.ballot, context.found.ballot) > 0) ? accepted : context.found;
+      return { promised: context.promised.includes(from) ? context.promised : [...context.promised, from], found };
     }),
     noteAccept: assign({
       accepted: ({ context, event }) => (context.accepted.includes(event.from) ? context.accepted : [...context.accepted, event.from]),
@@ -149,7 +151,7 @@ export const ndbCoordinatorMachine = setup({
       }
     }),
     commit: enqueueActions(({ context, enqueue }) => {
-      const change = context.proposal!;
+      const change = present(context.proposal, 'the accept round proposed a change before a majority accepted it');
       for (const id of context.anchors) enqueue.emit(sendTo(id, 'ndb.commit', { version: context.version, change }));
       enqueue.emit({ type: 'commit', version: context.version, change });
       const own = sameChange(change, context.change);

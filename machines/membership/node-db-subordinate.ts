@@ -19,7 +19,7 @@
  * `adopted {db}`, `behind {version}` (a commit or prepare from a version this
  * anchor does not have yet: fetch a snapshot).
  */
-import { enqueueActions, setup, type SnapshotFrom } from 'xstate';
+import { assertEvent, enqueueActions, setup, type SnapshotFrom } from 'xstate';
 import type { Ballot, NdbOp, NodeDbSnapshot } from '../../bus/messages/index.js';
 import { applyChange } from './node-db.js';
 import { sendTo, type SendOut } from '../outbox.js';
@@ -109,8 +109,8 @@ export const ndbSubordinateMachine = setup({
     isNewerDb: ({ context, event }) => event.type === 'ADOPT' && event.db.version > context.db.version,
   },
   actions: {
-    promise: enqueueActions(({ context, event, enqueue }) => {
-      const e = event as Extract<NdbSubordinateEvent, { type: 'PREPARE' }>;
+    promise: enqueueActions(({ context, event: e, enqueue }) => {
+      assertEvent(e, 'PREPARE');
       const acceptor: AcceptorState = { ...context.acceptor, promised: e.ballot };
       enqueue.assign({ acceptor });
       enqueue.emit({ type: 'persist', acceptor });
@@ -124,8 +124,8 @@ export const ndbSubordinateMachine = setup({
         }),
       );
     }),
-    accept: enqueueActions(({ context, event, enqueue }) => {
-      const e = event as Extract<NdbSubordinateEvent, { type: 'ACCEPT' }>;
+    accept: enqueueActions(({ context, event: e, enqueue }) => {
+      assertEvent(e, 'ACCEPT');
       const acceptor: AcceptorState = { version: e.version, promised: e.ballot, accepted: { ballot: e.ballot, change: e.change } };
       enqueue.assign({ acceptor });
       enqueue.emit({ type: 'persist', acceptor });
@@ -144,8 +144,8 @@ export const ndbSubordinateMachine = setup({
       };
       enqueue.emit(event.type === 'PREPARE' ? sendTo(event.from, 'ndb.promise', body) : sendTo(event.from, 'ndb.accepted', body));
     }),
-    apply: enqueueActions(({ context, event, enqueue }) => {
-      const e = event as Extract<NdbSubordinateEvent, { type: 'COMMIT' }>;
+    apply: enqueueActions(({ context, event: e, enqueue }) => {
+      assertEvent(e, 'COMMIT');
       const applied = applyChange(context.db, e.change);
       if (!applied.ok) return; // ruled out by isNext
       const acceptor = fresh(applied.db);
@@ -154,7 +154,8 @@ export const ndbSubordinateMachine = setup({
       enqueue.emit({ type: 'persist', acceptor });
     }),
     adopt: enqueueActions(({ event, enqueue }) => {
-      const { db } = event as Extract<NdbSubordinateEvent, { type: 'ADOPT' }>;
+      assertEvent(event, 'ADOPT');
+      const { db } = event;
       const acceptor = fresh(db);
       enqueue.assign({ db, acceptor });
       enqueue.emit({ type: 'adopted', db });

@@ -167,6 +167,6 @@ export function sameContents(a: NodeDbSnapshot, b: NodeDbSnapshot): boolean {
 
 /** Whether two changes do the same thing (they may have crossed the wire, so compare fields, not objects). */
 export function sameChange(a: NdbOp, b: NdbOp): boolean {
-  if (a.op === 'delete' || b.op === 'delete') return a.op === b.op && (a as { id: string }).id === (b as { id: string }).id;
+  if (a.op === 'delete' || b.op === 'delete') return a.op === 'delete' && b.op === 'delete' && a.id === b.id;
   return a.op === b.op && entryKey(a.node) === entryKey(b.node);
 }

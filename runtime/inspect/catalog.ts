@@ -11,6 +11,7 @@ import type { AnyStateMachine } from 'xstate';
 import { MangroveError } from '../../bus/errors.js';
 import { heartbeatMember, machineName as heartbeatMemberName } from '../../machines/membership/heartbeat-member.js';
 import { heartbeatMonitor, machineName as heartbeatMonitorName } from '../../machines/membership/heartbeat-monitor.js';
+import { ndbBootstrapMachine, machineName as ndbBootstrapName } from '../../machines/membership/node-db-bootstrap.js';
 import { ndbCoordinatorMachine, machineName as ndbCoordinatorName } from '../../machines/membership/node-db-coordinator.js';
 import { ndbSubordinateMachine, machineName as ndbSubordinateName } from '../../machines/membership/node-db-subordinate.js';
 import { nodeStateMachine, machineName as nodeStateName } from '../../machines/recovery/node-state.js';
@@ -42,6 +43,12 @@ export const machineCatalog: readonly CatalogEntry[] = [
     machine: heartbeatMonitor,
   },
   { name: quorumName, spec: 'M5', summary: 'whether this node has quorum, computed or adopted by its role', machine: quorumMachine },
+  {
+    name: ndbBootstrapName,
+    spec: 'M2',
+    summary: 'a node\'s way into the node database: greeting the anchors, forming version 1, asking to join',
+    machine: ndbBootstrapMachine,
+  },
   {
     name: ndbSubordinateName,
     spec: 'M2',

@@ -9,6 +9,7 @@ import {
   genesis,
   maxGroup,
   nextShortId,
+  sameChange,
   sameContents,
   totalVotes,
 } from '../../../../machines/membership/node-db.js';
@@ -129,22 +130,27 @@ describe('node database (M2)', () => {
       expect(base).to.deep.equal(copy);
     });
 
-    const refusals: [string, Parameters<typeof applyChange>[1], string][] = [
-      ['adding an id already present', { op: 'add', node: entry('a', shortIdOf(0, 9)) }, 'E_EXISTS'],
-      ['adding on a short id taken', { op: 'add', node: entry('c', shortIdOf(0, 1)) }, 'E_SHORT_ID_TAKEN'],
-      ['a short id outside the group', { op: 'add', node: entry('c', shortIdOf(0, 3), { group: 4 }) }, 'E_BAD_SHORT_ID'],
-      ['deleting an unknown id', { op: 'delete', id: 'zz' }, 'E_UNKNOWN_NODE'],
-      ['changing an unknown id', { op: 'change', node: entry('zz', 3) }, 'E_UNKNOWN_NODE'],
-      ['changing onto a short id held by another', { op: 'change', node: entry('a', shortIdOf(0, 1)) }, 'E_SHORT_ID_TAKEN'],
+    const refusals: [string, Parameters<typeof applyChange>[1], string, string][] = [
+      ['adding an id already present', { op: 'add', node: entry('a', shortIdOf(0, 9)) }, 'E_EXISTS', 'node a is already in the database'],
+      ['adding on a short id taken', { op: 'add', node: entry('c', shortIdOf(0, 1)) }, 'E_SHORT_ID_TAKEN', `short id ${shortIdOf(0, 1)} is held by b`],
+      [
+        'a short id outside the group',
+        { op: 'add', node: entry('c', shortIdOf(0, 3), { group: 4 }) },
+        'E_BAD_SHORT_ID',
+        `short id ${shortIdOf(0, 3)} of c is not in its group 4`,
+      ],
+      ['deleting an unknown id', { op: 'delete', id: 'zz' }, 'E_UNKNOWN_NODE', 'node zz is not in the database'],
+      ['changing an unknown id', { op: 'change', node: entry('zz', 3) }, 'E_UNKNOWN_NODE', 'node zz is not in the database'],
+      [
+        'changing onto a short id held by another',
+        { op: 'change', node: entry('a', shortIdOf(0, 1)) },
+        'E_SHORT_ID_TAKEN',
+        `short id ${shortIdOf(0, 1)} is held by b`,
+      ],
     ];
-    for (const [what, change, code] of refusals) {
-      it(`refuses ${what} with ${code}, without throwing`, () => {
-        const r = applyChange(base, change);
-        expect(r.ok).to.equal(false);
-        if (!r.ok) {
-          expect(r.code).to.equal(code);
-          expect(r.reason).to.be.a('string').and.not.equal('');
-        }
+    for (const [what, change, code, reason] of refusals) {
+      it(`refuses ${what} with ${code}, saying why, without throwing`, () => {
+        expect(applyChange(base, change)).to.deep.equal({ ok: false, code, reason });
       });
     }
 
@@ -188,6 +194,23 @@ describe('node database (M2)', () => {
       expect(sameContents(db, tweaked)).to.equal(false);
       const doubled = { ...db, nodes: [db.nodes[0], db.nodes[0], db.nodes[1]] };
       expect(sameContents(doubled, { ...db, nodes: [db.nodes[0], db.nodes[1], db.nodes[1]] })).to.equal(false);
+    });
+  });
+
+  describe('sameChange', () => {
+    const node = entry('c', shortIdOf(0, 5));
+
+    it('compares deletes by id, and a delete with nothing else', () => {
+      expect(sameChange({ op: 'delete', id: 'c' }, { op: 'delete', id: 'c' })).to.equal(true);
+      expect(sameChange({ op: 'delete', id: 'c' }, { op: 'delete', id: 'd' })).to.equal(false);
+      expect(sameChange({ op: 'delete', id: 'c' }, { op: 'add', node })).to.equal(false);
+      expect(sameChange({ op: 'change', node }, { op: 'delete', id: 'c' })).to.equal(false);
+    });
+
+    it('compares adds and changes by op and every field of the entry, not by object', () => {
+      expect(sameChange({ op: 'add', node }, { op: 'add', node: structuredClone(node) })).to.equal(true);
+      expect(sameChange({ op: 'add', node }, { op: 'change', node })).to.equal(false);
+      expect(sameChange({ op: 'change', node }, { op: 'change', node: { ...node, pid: 7 } })).to.equal(false);
     });
   });
 });

@@ -11,6 +11,7 @@ import { and, assign, createMachine, not, setup, type AnyStateMachine, type AnyS
 import { getStateNodes } from 'xstate/graph';
 import { machineName as memberName } from '../../../../machines/membership/heartbeat-member.js';
 import { machineName as monitorName } from '../../../../machines/membership/heartbeat-monitor.js';
+import { machineName as bootstrapName } from '../../../../machines/membership/node-db-bootstrap.js';
 import { machineName as coordinatorName } from '../../../../machines/membership/node-db-coordinator.js';
 import { machineName as subordinateName } from '../../../../machines/membership/node-db-subordinate.js';
 import { machineName as nodeStateName } from '../../../../machines/recovery/node-state.js';
@@ -97,7 +98,7 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 describe('runtime/inspect/catalog', () => {
   it('names every protocol machine by its file\'s machineName, which is its XState id', () => {
-    expect(machineNames()).to.deep.equal([memberName, monitorName, quorumName, subordinateName, coordinatorName, panName, nodeStateName, pageHomeName]);
+    expect(machineNames()).to.deep.equal([memberName, monitorName, quorumName, bootstrapName, subordinateName, coordinatorName, panName, nodeStateName, pageHomeName]);
     for (const e of machineCatalog) expect(e.machine.id, e.name).to.equal(e.name);
   });
 
