@@ -22,18 +22,7 @@ import type { ReplyRoute } from '../../bus/transport/transport.js';
 import { founders, ndbBootstrapMachine } from '../../machines/membership/node-db-bootstrap.js';
 import { ndbCoordinatorMachine, type NdbUpdateOutput } from '../../machines/membership/node-db-coordinator.js';
 import { ndbSubordinateMachine } from '../../machines/membership/node-db-subordinate.js';
-import {
-  QUEUE_MAX,
-  backoffPeriods,
-  changeFor,
-  conclusionOf,
-  entryIsCurrent,
-  fetchIsDue,
-  fetchTarget,
-  nextTry,
-  type Intent,
-  type RetriedCode,
-} from '../../machines/membership/node-db-turns.js';
+import { QUEUE_MAX, backoffPeriods, changeFor, conclusionOf, entryIsCurrent, fetchIsDue, fetchTarget, nextTry, type Intent, type RetriedCode } from '../../machines/membership/node-db-turns.js';
 import { anchorsOf, emptyDb, findNode, genesis, totalVotes } from '../../machines/membership/node-db.js';
 import type { SendOut } from '../../machines/outbox.js';
 import type { Log } from '../log.js';

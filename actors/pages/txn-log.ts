@@ -45,7 +45,6 @@ import {
   type TxnLogStore,
   type TxnLogged,
   type TxnOutcome,
-  type TxnRecord,
   type TxnRecords,
 } from '../storage/txn-log-store.js';
 

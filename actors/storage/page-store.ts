@@ -19,7 +19,7 @@
  */
 import { MangroveError } from '../../bus/errors.js';
 import { FS_ATTR_BYTES } from '../../bus/messages/page-limits.js';
-import { checkAddress, checkPageAddress, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
+import { checkPageAddress, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
 
 /** Bytes of the file-system attribute a page carries (M7): the wire's size, so what the store keeps is what travels. */
 export { FS_ATTR_BYTES };

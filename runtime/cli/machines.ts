@@ -11,6 +11,7 @@ import { MangroveError } from '../../bus/errors.js';
 import { examples, positive, print } from './util.js';
 import { DIAGRAM_FORMATS, type DiagramFormat } from '../inspect/diagram.js';
 import type { TransitionRecord } from '../inspect/watch.js';
+import { ask } from './ask.js';
 
 const watchDefaults = {
   connect: 'tcp://127.0.0.1:7400',
@@ -85,7 +86,7 @@ export function addMachinesCommands(program: Command): void {
 }
 
 async function watch(opts: { connect: string; machine?: string; all?: boolean; json?: boolean; timeout: number }): Promise<void> {
-  const status = await askStatus(opts.connect, opts.timeout);
+  const status = await ask<NodeStatus>(opts.connect, opts.timeout, 'client.status', {}, watchDefaults.connect);
   const port = status.http ?? null;
   if (port === null) {
     throw new MangroveError('E_NOT_FOUND', `node ${status.self} serves no HTTP port, which is where its machines are watched: give it "httpPort" in its config`);
@@ -104,19 +105,6 @@ async function watch(opts: { connect: string; machine?: string; all?: boolean; j
   throw new MangroveError('E_UNREACHABLE', `node ${status.self} closed the stream (did it stop?)`);
 }
 
-async function askStatus(endpoint: string, timeoutMs: number): Promise<NodeStatus> {
-  const { isTcpEndpoint } = await import('../../bus/transport/endpoint.js');
-  if (!isTcpEndpoint(endpoint)) {
-    throw new MangroveError('E_BAD_ARGUMENT', `--connect must be a tcp endpoint like ${watchDefaults.connect} (got ${JSON.stringify(endpoint)})`);
-  }
-  const { ZmqClient } = await import('../../bus/transport/zmq-client.js');
-  const client = await ZmqClient.connect(endpoint, { timeoutMs });
-  try {
-    return ((await client.request('client.status', {})) as { result: NodeStatus }).result;
-  } finally {
-    await client.close();
-  }
-}
 
 /** The node's HTTP port listens on the host its endpoint names (127.0.0.1 for a wildcard). */
 function httpHost(endpoint: string): string {

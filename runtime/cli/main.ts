@@ -13,12 +13,13 @@ import { Command, CommanderError, Option } from 'commander';
 import type { NodeStatus } from '../../actors/status.js';
 import { MangroveError } from '../../bus/errors.js';
 import { isPermanentId } from '../../machines/membership/identity.js';
-import { examples, ExitWith, integer, jsonLine, positive, print } from './util.js';
+import { examples, ExitWith, integer, positive, print } from './util.js';
 import { addTraceCommands } from './trace.js';
 import { addSimCommand } from './sim.js';
 import { addMachinesCommands } from './machines.js';
 import { addPageCommands } from './page.js';
 import { packageVersion } from '../node/version.js';
+import { ask } from './ask.js';
 
 export const cliDefaults = {
   connect: 'tcp://127.0.0.1:7400',
@@ -34,21 +35,6 @@ const EXIT_USAGE = 2;
 /** After a failure, the longest the process may linger to flush its output. */
 const forcedExitMs = 1000;
 
-/** A request to one node; the client is closed whatever happens. */
-async function ask<T>(endpoint: string, timeoutMs: number, kind: 'client.status' | 'client.fault', body: object): Promise<T> {
-  const { isTcpEndpoint } = await import('../../bus/transport/endpoint.js');
-  if (!isTcpEndpoint(endpoint)) {
-    throw new MangroveError('E_BAD_ARGUMENT', `--connect must be a tcp endpoint like ${cliDefaults.connect} (got ${JSON.stringify(endpoint)})`);
-  }
-  const { ZmqClient } = await import('../../bus/transport/zmq-client.js');
-  const client = await ZmqClient.connect(endpoint, { timeoutMs });
-  try {
-    const reply = (await client.request(kind, body as never)) as { result: T };
-    return reply.result;
-  } finally {
-    await client.close();
-  }
-}
 
 export function buildProgram(): Command {
   const program = createRootCommand();
@@ -155,7 +141,7 @@ function addStatusCommand(program: Command): void {
       ),
     )
     .action(async (opts: { connect: string; json?: boolean; timeout: number }) => {
-      const status = await ask<NodeStatus>(opts.connect, opts.timeout, 'client.status', {});
+      const status = await ask<NodeStatus>(opts.connect, opts.timeout, 'client.status', {}, cliDefaults.connect);
       if (opts.json) return print(JSON.stringify(status));
       const { renderStatus } = await import('./render.js');
       print(renderStatus(status));
@@ -183,7 +169,7 @@ function addFaultCommand(program: Command): void {
     )
     .action(async (opts: { connect: string; drop?: string; heal?: boolean; json?: boolean; timeout: number }) => {
       const body = faultBody(opts);
-      const result = await ask<{ dropped?: string[] }>(opts.connect, opts.timeout, 'client.fault', body);
+      const result = await ask<{ dropped?: string[] }>(opts.connect, opts.timeout, 'client.fault', body, cliDefaults.connect);
       if (opts.json) return print(JSON.stringify(result));
       const dropped = result?.dropped ?? [];
       print(dropped.length === 0 ? `${opts.connect}: healed, no peer is dropped` : `${opts.connect}: dropping all traffic to and from ${dropped.join(', ')}`);

@@ -18,6 +18,7 @@ import { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX }
 import { formatAddress, PAGE_BYTES, pageRange, parsePageAddress } from '../../machines/memory/address.js';
 import type { FlushResult, MangroveClient, PageAttrs, PageStat, SpaceReport } from '../client/pages.js';
 import { examples, jsonLine, positive, print } from './util.js';
+import { checkConnect } from './ask.js';
 
 export const pageCliDefaults = {
   /** Longer than `status`'s: a call may wait on other nodes' disks. */
@@ -267,10 +268,8 @@ function addSuperRoot(cli: PageCli): void {
 
 /** One client for one command, closed whatever happens. */
 async function session<T>(o: LinkOpts, fn: (client: MangroveClient) => Promise<T>): Promise<T> {
-  const [{ isTcpEndpoint }, { connect }] = await Promise.all([import('../../bus/transport/endpoint.js'), import('../client/pages.js')]);
-  if (!isTcpEndpoint(o.connect)) {
-    throw new MangroveError('E_BAD_ARGUMENT', `--connect must be a tcp endpoint like tcp://127.0.0.1:7400 (got ${JSON.stringify(o.connect)})`);
-  }
+  await checkConnect(o.connect, 'tcp://127.0.0.1:7400');
+  const { connect } = await import('../client/pages.js');
   const client = await connect(o.connect, { timeoutMs: o.timeout, clientId: o.clientId });
   try {
     return await fn(client);

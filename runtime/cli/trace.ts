@@ -13,6 +13,7 @@ import type { FilterSpec } from '../trace/query.js';
 import { heartbeatRules } from '../conformance/rules/heartbeat.js';
 import { nodeDbRules } from '../conformance/rules/node-db.js';
 import { panRules } from '../conformance/rules/pan.js';
+import { quorumRules } from '../conformance/rules/quorum.js';
 import { REPLAY_RULE_HELP } from '../conformance/replay/rules.js';
 
 /** Repeated `--kind a --kind b` adds up, like `--kind a,b`. No default
@@ -39,13 +40,18 @@ export function addTraceCommands(program: Command): void {
   addCheckCommand(trace);
 }
 
-function addShowCommand(trace: Command): void {
-  trace
-    .command('show')
-    .description('print the records of one or more traces, merged in time order')
+/** A command over trace files, with the filters `show` and `stats` share: which kinds, which recording nodes. */
+function filesCommand(trace: Command, name: string, description: string, verb: string): Command {
+  return trace
+    .command(name)
+    .description(description)
     .argument('<files...>', 'trace files')
-    .option('--kind <kinds>', 'only these kinds, comma-separated; `hb.` is every heartbeat kind', collect)
-    .option('--node <ids>', 'only records made by these nodes, comma-separated; a unique prefix of an id is enough', collect)
+    .option('--kind <kinds>', `${verb} these kinds, comma-separated; \`hb.\` is every heartbeat kind`, collect)
+    .option('--node <ids>', `${verb} records made by these nodes, comma-separated; a unique prefix of an id is enough`, collect);
+}
+
+function addShowCommand(trace: Command): void {
+  filesCommand(trace, 'show', 'print the records of one or more traces, merged in time order', 'only')
     .option('--dir <dir>', 'only `send` or only `recv` records')
     .option('--since <ms>', 'only records at or after this time: ms as `t` in --json, or +MS after the first record')
     .option('--until <ms>', 'only records at or before this time (same forms as --since)')
@@ -73,12 +79,7 @@ function addShowCommand(trace: Command): void {
 }
 
 function addStatsCommand(trace: Command): void {
-  trace
-    .command('stats')
-    .description('count the records of one or more traces by kind and by node, sent and received')
-    .argument('<files...>', 'trace files')
-    .option('--kind <kinds>', 'count only these kinds, comma-separated; `hb.` is every heartbeat kind', collect)
-    .option('--node <ids>', 'count only records made by these nodes; a unique prefix of an id is enough', collect)
+  filesCommand(trace, 'stats', 'count the records of one or more traces by kind and by node, sent and received', 'count only')
     .option('--json', 'one JSON object: {records, spanMs, firstT, lastT, recordsPerSecond, byKind, byNode, files}')
     .addHelpText(
       'after',
@@ -93,13 +94,13 @@ function addStatsCommand(trace: Command): void {
 }
 
 function addCheckCommand(trace: Command): void {
-  const rules = [...heartbeatRules, ...nodeDbRules, ...panRules, ...Object.entries(REPLAY_RULE_HELP).map(([name, description]) => ({ name, description }))];
+  const rules = [...heartbeatRules, ...quorumRules, ...nodeDbRules, ...panRules, ...Object.entries(REPLAY_RULE_HELP).map(([name, description]) => ({ name, description }))];
   const width = Math.max(...rules.map((rule) => rule.name.length));
   trace
     .command('check')
     .description('check one or more traces against the protocol rules (SPEC.md M27); exit 1 if any is broken')
     .argument('<files...>', 'trace files')
-    .option('--protocol <name>', 'only the rules of heartbeat, node-db or pan, or replay alone (comma-separated), or all', 'all')
+    .option('--protocol <name>', 'only the rules of heartbeat, quorum, node-db or pan, or replay alone (comma-separated), or all', 'all')
     .option('--period <ms>', 'heartbeat period for monitors whose period cannot be inferred from their pulses', positive)
     .option('--json', 'one JSON object: {records, rules, skipped, replay: {nodes, incarnations, inputs, sends}, violations: [{rule, node, t, detail, records}]}')
     .addHelpText(

@@ -9,7 +9,6 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { limits } from '../../bus/envelope.js';
 import { MangroveError } from '../../bus/errors.js';
 import { isPermanentId } from '../../machines/membership/identity.js';
 import { isTcpEndpoint } from '../../bus/transport/endpoint.js';

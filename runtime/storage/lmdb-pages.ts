@@ -27,20 +27,8 @@ import type { Database, RootDatabase } from 'lmdb';
 import { LmdbFile } from './lmdb-file.js';
 import { MangroveError } from '../../bus/errors.js';
 import { addressFromKey, addressKey, checkAddress, checkPageAddress, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
-import {
-  checkBatch,
-  checkPagesMax,
-  checkScanLimit,
-  FS_ATTR_BYTES,
-  fullError,
-  SCAN_PAGES_MAX,
-  staleError,
-  STORE_PAGES_MAX_DEFAULT,
-  type PageEntry,
-  type PageStore,
-  type PageStoreOptions,
-  type StoredPage,
-} from '../../actors/storage/page-store.js';
+import { checkBatch, checkPagesMax, checkScanLimit, FS_ATTR_BYTES, fullError, SCAN_PAGES_MAX, staleError, STORE_PAGES_MAX_DEFAULT } from '../../actors/storage/page-store.js';
+import type { PageEntry, PageStore, PageStoreOptions, StoredPage } from '../../actors/storage/page-store.js';
 
 /** The environment file inside the data directory (lmdb adds `-lock` beside it). */
 export const PAGES_FILE = 'pages.mdb';

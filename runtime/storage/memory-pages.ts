@@ -5,20 +5,8 @@
  */
 import { MangroveError } from '../../bus/errors.js';
 import { checkAddress, checkPageAddress, PAGE_BYTES } from '../../machines/memory/address.js';
-import {
-  checkBatch,
-  checkPagesMax,
-  checkScanLimit,
-  copyPage,
-  fullError,
-  SCAN_PAGES_MAX,
-  staleError,
-  STORE_PAGES_MAX_DEFAULT,
-  type PageEntry,
-  type PageStore,
-  type PageStoreOptions,
-  type StoredPage,
-} from '../../actors/storage/page-store.js';
+import { checkBatch, checkPagesMax, checkScanLimit, copyPage, fullError, SCAN_PAGES_MAX, staleError, STORE_PAGES_MAX_DEFAULT } from '../../actors/storage/page-store.js';
+import type { PageEntry, PageStore, PageStoreOptions, StoredPage } from '../../actors/storage/page-store.js';
 
 export class MemoryPageStore implements PageStore {
   private readonly pages = new Map<bigint, StoredPage>();

@@ -4,16 +4,7 @@
  * (spec/unit/actors/pages/txn-log.spec.ts).
  */
 import { MangroveError } from '../../bus/errors.js';
-import {
-  alreadyCommitted,
-  checkIdBlock,
-  checkTxnId,
-  checkTxnRecords,
-  firstReserved,
-  notReserved,
-  type TxnLogStore,
-  type TxnRecord,
-} from '../../actors/storage/txn-log-store.js';
+import { alreadyCommitted, checkIdBlock, checkTxnId, checkTxnRecords, firstReserved, notReserved, type TxnLogStore, type TxnRecord } from '../../actors/storage/txn-log-store.js';
 
 export class MemoryTxnLogStore implements TxnLogStore {
   private last = 0;

@@ -31,7 +31,7 @@
  */
 import type { TraceRecord } from '../../../bus/transport/transport.js';
 import { GROUP_DEADLINES_MAX, MISSED_DEADLINES_MAX, TICKS_PER_PERIOD } from '../../../machines/membership/heartbeat-timing.js';
-import type { CheckContext, Rule, Violation } from '../rule.js';
+import type { Rule, Violation } from '../rule.js';
 
 /** Deadlines a heartbeat level allows, in periods, with the tick a deadline can fall late. */
 const LEVEL0_PERIODS = MISSED_DEADLINES_MAX + 1 / TICKS_PER_PERIOD;
