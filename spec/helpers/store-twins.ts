@@ -2,7 +2,7 @@
  * The two twins of a store (DESIGN.md: every real part has its twin), as a
  * compliance suite takes them: a factory of stores, one set per test, and a
  * restart. The node-store, page-store and transaction-log suites run the
- * same tests on both twins through this.
+ * same tests on both twins through this (twinPerTest registers the hooks).
  *
  * A restart is what a node's store goes through when the node restarts:
  * the LMDB twin is closed and opened again on its directory; the memory
@@ -70,5 +70,32 @@ export function lmdbTwin<S extends Closable, O = undefined>(prefix: string, open
         rmSync(root, { recursive: true, force: true });
       },
     };
+  };
+}
+
+/**
+ * A twin per test, as a compliance suite runs: registers the mocha hooks
+ * that make a fresh twin before each test, open its first store and hand it
+ * to `opened` (the suite keeps it as its store), and tear the twin down
+ * after. What it returns stands for the running test's twin.
+ */
+export function twinPerTest<S extends Closable, O = undefined>(setUp: TwinSetUp<S, O>, opened: (store: S) => void): StoreTwin<S, O> {
+  let twin: StoreTwin<S, O> | undefined;
+  const current = (): StoreTwin<S, O> => {
+    if (!twin) throw new Error('a store twin is used outside a test');
+    return twin;
+  };
+  beforeEach(() => {
+    twin = setUp();
+    opened(twin.open());
+  });
+  afterEach(async () => {
+    await twin?.tearDown();
+    twin = undefined;
+  });
+  return {
+    open: (options) => current().open(options),
+    restart: (store) => current().restart(store),
+    tearDown: () => current().tearDown(),
   };
 }

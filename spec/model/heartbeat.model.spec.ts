@@ -13,22 +13,12 @@ import { hasBit, bitmapOf } from '../../machines/membership/bitmap.js';
 import { heartbeatMember, machineName as memberName, type MemberEvent, type MemberInput } from '../../machines/membership/heartbeat-member.js';
 import { heartbeatMonitor, machineName as monitorName, type MonitorEvent, type MonitorInput } from '../../machines/membership/heartbeat-monitor.js';
 import { afterEvent, leafStates, pathEvents, replay } from '../helpers/machine-harness.js';
+import { levelZeroPlace } from '../fixtures/heartbeat-place.js';
 
 const bits = (...slots: number[]) => bitmapOf(Array.from({ length: 64 }, (_, i) => slots.includes(i)));
 
 describe('heartbeat member (M3), generated paths', () => {
-  const input: MemberInput = {
-    self: 'b',
-    selfAnchor: false,
-    level: 0,
-    domain: 0,
-    slot: 1,
-    tickMs: 10,
-    ticksPerPeriod: 1,
-    monitorSilenceTicksMax: 2,
-    claimWindowTicks: 1,
-    preference: [],
-  };
+  const input: MemberInput = { ...levelZeroPlace({ self: 'b', slot: 1, tickMs: 10, ticksPerPeriod: 1 }), monitorSilenceTicksMax: 2, claimWindowTicks: 1 };
   const events = [
     { type: 'MONITOR_PULSE', from: 'm', fromAnchor: false, bitmap: bits(0, 1) },
     { type: 'MONITOR_PULSE', from: 'm', fromAnchor: false, bitmap: bits(0) },
@@ -103,15 +93,8 @@ describe('heartbeat member (M3), generated paths', () => {
 
 describe('heartbeat monitor (M3), generated paths', () => {
   const input: MonitorInput = {
-    self: 'm',
-    selfAnchor: false,
-    level: 0,
-    domain: 0,
-    slot: 0,
-    tickMs: 10,
-    ticksPerPeriod: 1,
+    ...levelZeroPlace({ self: 'm', slot: 0, tickMs: 10, ticksPerPeriod: 1 }),
     memberSilenceTicksMax: 2,
-    preference: [],
     members: [
       { slot: 0, id: 'm' },
       { slot: 1, id: 'p' },

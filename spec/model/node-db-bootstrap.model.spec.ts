@@ -26,22 +26,8 @@ import {
   type NdbBootstrapSnapshot,
 } from '../../machines/membership/node-db-bootstrap.js';
 import { afterEvent, leafStates, pathEvents, replay, type Emitted } from '../helpers/machine-harness.js';
+import { A, B, C, db1, N, seeds, who } from '../fixtures/bootstrap-cluster.js';
 
-const who = (id: string, over: Partial<Identity> = {}): Identity => ({
-  id,
-  endpoint: `tcp://${id}:1`,
-  anchor: true,
-  votes: 1,
-  group: 0,
-  pid: 7,
-  ...over,
-});
-const A = who('a');
-const B = who('b');
-const C = who('c');
-const N = who('n', { anchor: false, votes: 0 });
-const seeds = [A, B, C].map((x) => x.endpoint);
-const db1 = genesis([A, B, C]);
 const withEntry = (db: NodeDbSnapshot, x: Identity, version = db.version + 1): NodeDbSnapshot => ({
   version,
   nodes: [...db.nodes.filter((e) => e.id !== x.id), { ...x, shortId: shortIdOf(0, 9) }],

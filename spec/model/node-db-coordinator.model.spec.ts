@@ -24,6 +24,7 @@ import { compareBallots } from '../../machines/membership/node-db-subordinate.js
 import type { SendOut } from '../../machines/outbox.js';
 import { hasMajority } from '../../machines/membership/quorum.js';
 import { afterEvent, leafStates, pathEvents, replay, type Emitted } from '../helpers/machine-harness.js';
+import { answersTo } from '../fixtures/ndb-answers.js';
 
 const VERSION = 5;
 const mine: Ballot = { round: 4, by: 'a/1' };
@@ -53,22 +54,7 @@ const inputs: [string, NdbCoordinatorInput][] = [
   ['not an anchor', { ...base, anchors: ['b', 'c'] }],
 ];
 
-type Over = { ok?: boolean; have?: number; version?: number; ballot?: Ballot; reason?: string; promised?: Ballot };
-const answer = (from: string, o: Over) => ({
-  from,
-  version: o.version ?? VERSION,
-  ballot: o.ballot ?? mine,
-  ok: o.ok ?? true,
-  have: o.have ?? VERSION - 1,
-  ...(o.reason === undefined ? {} : { reason: o.reason }),
-  ...(o.promised === undefined ? {} : { promised: o.promised }),
-});
-const promise = (from: string, o: Over & { accepted?: { ballot: Ballot; change: NdbOp } } = {}): NdbCoordinatorEvent => ({
-  type: 'PROMISE',
-  ...answer(from, o),
-  ...(o.accepted ? { accepted: o.accepted } : {}),
-});
-const accepted = (from: string, o: Over = {}): NdbCoordinatorEvent => ({ type: 'ACCEPTED', ...answer(from, o) });
+const { promise, accepted } = answersTo(VERSION, mine);
 const higher: Ballot = { round: 9, by: 'c/1' };
 const timers = ['preparing', 'accepting'].map((s) => afterEvent(machineName, 'roundTimeout', s)) as unknown as NdbCoordinatorEvent[];
 

@@ -10,7 +10,7 @@
  */
 import { expect } from 'chai';
 import { getShortestPaths } from 'xstate/graph';
-import type { Ballot, NdbOp, NodeDbSnapshot } from '../../bus/messages/index.js';
+import type { Ballot, NdbOp } from '../../bus/messages/index.js';
 import { shortIdOf } from '../../machines/membership/identity.js';
 import { applyChange, genesis } from '../../machines/membership/node-db.js';
 import {

@@ -16,13 +16,12 @@ import {
   runScenario,
   type ScenarioFolder,
 } from '../helpers/scenario.js';
-import { enqueueActions, type AnyStateMachine } from 'xstate';
+import type { AnyStateMachine } from 'xstate';
 import { heartbeatMember } from '../../machines/membership/heartbeat-member.js';
-import { ndbSubordinateMachine, type AcceptorState } from '../../machines/membership/node-db-subordinate.js';
 import { panElectionMachine } from '../../machines/membership/pan-election.js';
 import { quorumMachine } from '../../machines/membership/quorum.js';
 import { pageHomeMachine } from '../../machines/memory/page-home.js';
-import { sendTo } from '../../machines/outbox.js';
+import { forgetfulAcceptor } from '../fixtures/forgetful-acceptor.js';
 import { scenarioTable } from './machines.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -202,18 +201,7 @@ describe('scenarios fail when a machine changes', () => {
   });
 
   it('node-db: an acceptor whose promises forget the change it accepted', () => {
-    const broken = ndbSubordinateMachine.provide({
-      actions: {
-        promise: enqueueActions(({ context, event, enqueue }) => {
-          if (event.type !== 'PREPARE') return;
-          const acceptor: AcceptorState = { ...context.acceptor, promised: event.ballot };
-          enqueue.assign({ acceptor });
-          enqueue.emit({ type: 'persist', acceptor });
-          enqueue.emit(sendTo(event.from, 'ndb.promise', { version: event.version, ballot: event.ballot, ok: true, have: context.db.version }));
-        }),
-      },
-    });
-    expectFails('node-db/lost-commit.txt', withMachine('node-db', 'subordinate', broken));
+    expectFails('node-db/lost-commit.txt', withMachine('node-db', 'subordinate', forgetfulAcceptor));
   });
 
   it('page home: a confirmation taken for any request of the requester', () => {

@@ -55,13 +55,21 @@ async function formedCluster(seed: number, nodes: number, ramPages = 1024): Prom
   return c;
 }
 
+/** Reserves `pages` pages on node `i`: the reservation's base address. */
+async function reserved(c: SimCluster, i: number, pages: number): Promise<bigint> {
+  const { address } = (await c.settle(c.node(i)!.engine.call({ op: 'reserve', pages }))) as { address: string };
+  return parseAddress(address);
+}
+
+/** How a call ends: 'ok', or the code it was refused with. */
+const codeOf = (c: SimCluster, call: Promise<unknown>): Promise<string> => c.settle(call).then(() => 'ok', (err: MangroveError) => err.code);
+
 /** Pages materialized with 2 core copies, homed on two different nodes. */
 async function sharedPages(c: SimCluster, perHome: number): Promise<bigint[]> {
   const pages: bigint[] = [];
   for (const home of [0, 1]) {
     const e = c.node(home)!.engine;
-    const { address } = (await c.settle(e.call({ op: 'reserve', pages: perHome }))) as { address: string };
-    const base = parseAddress(address);
+    const base = await reserved(c, home, perHome);
     await c.settle(e.call({ op: 'alloc', addr: addressKey(base), pages: perHome, copies: 2 }));
     for (let i = 0; i < perHome; i++) pages.push(base + BigInt(i * PAGE_BYTES));
   }
@@ -229,8 +237,7 @@ describe('memory engine in the simulator', function () {
   it('replaces a failed core holder before the next flush, copying every flushed page to its successor (M11)', async () => {
     const c = await formedCluster(51, 5);
     const e = (i: number) => c.node(i)!.engine;
-    const { address } = (await c.settle(e(0).call({ op: 'reserve', pages: 3 }))) as { address: string };
-    const base = parseAddress(address);
+    const base = await reserved(c, 0, 3);
     await c.settle(e(0).call({ op: 'alloc', addr: addressKey(base), pages: 3, copies: 2 }));
     const before = (await c.settle(e(0).call({ op: 'stat', addr: addressKey(base) }))) as PageStat;
     const lost = c.indexOf(before.coreHolders[1]);
@@ -343,8 +350,7 @@ describe('memory engine in the simulator', function () {
   it('copies every directory change to another node\'s disk before answering (M8)', async () => {
     const c = await formedCluster(91, 3);
     const e = c.node(0)!.engine;
-    const { address } = (await c.settle(e.call({ op: 'reserve', pages: 8 }))) as { address: string };
-    const base = parseAddress(address);
+    const base = await reserved(c, 0, 8);
     await c.settle(e.call({ op: 'alloc', addr: addressKey(base + 2n * BigInt(PAGE_BYTES)), pages: 3, copies: 2 }));
     const root = arenaBase(arenaOf(base));
     const mine = c.diskOf(0).get(root)!;
@@ -375,7 +381,7 @@ describe('memory engine in the simulator', function () {
     await c.settle(e(2).call({ op: 'flush', addr, pages: 1 }));
     await c.settle(e(1).call({ op: 'read', addr, pages: 1 }));
     const { coreHolders } = (await c.settle(e(2).call({ op: 'stat', addr }))) as PageStat;
-    const code = (p: Promise<unknown>) => c.settle(p).then(() => 'ok', (err: MangroveError) => err.code);
+    const code = (p: Promise<unknown>) => codeOf(c, p);
 
     await c.settle(e(2).call({ op: 'unallocate', addr, pages: 1 }));
     for (const h of coreHolders) expect(c.diskOf(c.indexOf(h)).has(page), `${h} freed the page on disk`).to.equal(false);
@@ -396,13 +402,12 @@ describe('memory engine in the simulator', function () {
   it('refuses bad calls with their codes and changes nothing', async () => {
     const c = await formedCluster(111, 3);
     const e = c.node(1)!.engine;
-    const { address } = (await c.settle(e.call({ op: 'reserve', pages: 4 }))) as { address: string };
-    const base = parseAddress(address);
+    const base = await reserved(c, 1, 4);
     const at = (i: number) => addressKey(base + BigInt(i * PAGE_BYTES));
     await c.settle(e.call({ op: 'alloc', addr: at(0), pages: 2, copies: 2 }));
     const disks = () => [0, 1, 2].map((i) => c.diskOf(i).count());
     const before = disks();
-    const code = (op: Parameters<typeof e.call>[0], client?: string) => c.settle(e.call(op, client)).then(() => 'ok', (err: MangroveError) => err.code);
+    const code = (op: Parameters<typeof e.call>[0], client?: string) => codeOf(c, e.call(op, client));
 
     expect(await code({ op: 'write', addr: at(2), data: pageOf(1) }), 'a reserved page without storage').to.equal('E_NOT_MATERIALIZED');
     expect(await code({ op: 'read', addr: addressKey(base + 100n * BigInt(PAGE_BYTES)), pages: 1 }), 'outside any reservation').to.equal('E_NOT_RESERVED');

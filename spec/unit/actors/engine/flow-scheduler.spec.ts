@@ -23,7 +23,12 @@ interface PageInput {
 }
 
 describe('flow scheduler', () => {
-  function withLog(): { s: FlowScheduler; log: string[] } {
+  /**
+   * A scheduler whose page.write applet logs its start and end and answers
+   * its tag; `write` dispatches one, and with `wait` the applet holds its
+   * page until `wait` settles.
+   */
+  function withLog() {
     const s = new FlowScheduler();
     const log: string[] = [];
     const applet: Applet<PageInput, string> = async ({ tag, wait }) => {
@@ -33,14 +38,15 @@ describe('flow scheduler', () => {
       return tag;
     };
     s.register('page.write', { applet, key: (i) => i.page });
-    return { s, log };
+    const write = (page: string, tag: string, wait?: Promise<void>) => s.dispatch('page.write', { page, tag, wait });
+    return { s, log, write };
   }
 
   it('runs requests for one page one at a time, in arrival order', async () => {
-    const { s, log } = withLog();
+    const { log, write } = withLog();
     const g = gate();
-    const a = s.dispatch('page.write', { page: 'p', tag: 'a', wait: g.promise });
-    const b = s.dispatch('page.write', { page: 'p', tag: 'b' });
+    const a = write('p', 'a', g.promise);
+    const b = write('p', 'b');
     await tick();
     expect(log).to.deep.equal(['start a']);
     g.open();
@@ -49,10 +55,10 @@ describe('flow scheduler', () => {
   });
 
   it('runs requests for different pages at the same time', async () => {
-    const { s, log } = withLog();
+    const { s, log, write } = withLog();
     const g = gate();
-    const a = s.dispatch('page.write', { page: 'p', tag: 'a', wait: g.promise });
-    const b = s.dispatch('page.write', { page: 'q', tag: 'b' });
+    const a = write('p', 'a', g.promise);
+    const b = write('q', 'b');
     expect(await b).to.equal('b');
     expect(log).to.deep.equal(['start a', 'start b', 'end b']);
     expect(s.statsOf('page.write')).to.include({ dispatched: 2, running: 1 });
@@ -71,20 +77,20 @@ describe('flow scheduler', () => {
   });
 
   it('replaces an applet at run time: running requests finish on the old one, new ones run the new', async () => {
-    const { s, log } = withLog();
+    const { s, write } = withLog();
     const g = gate();
-    const running = s.dispatch('page.write', { page: 'p', tag: 'old', wait: g.promise });
-    const queued = s.dispatch('page.write', { page: 'p', tag: 'queued' });
+    const running = write('p', 'old', g.promise);
+    const queued = write('p', 'queued');
     await tick();
     const old = s.replace<PageInput, string>('page.write', async ({ tag }) => `v2:${tag}`);
-    const after = s.dispatch('page.write', { page: 'p', tag: 'new' });
+    const after = write('p', 'new');
     g.open();
     // Dispatched before the swap: the old applet, even while queued.
     expect(await Promise.all([running, queued, after])).to.deep.equal(['old', 'queued', 'v2:new']);
     expect(s.statsOf('page.write').replaced).to.equal(1);
     // Swapping back restores the first behaviour.
     s.replace('page.write', old);
-    expect(await s.dispatch('page.write', { page: 'p', tag: 'again' })).to.equal('again');
+    expect(await write('p', 'again')).to.equal('again');
   });
 
   it('keeps going after a failed applet, and counts it', async () => {

@@ -18,7 +18,7 @@ import { MangroveError } from '../../../../bus/errors.js';
 import { LmdbTxnLogStore, TXN_LOG_FILE, txnKey } from '../../../../runtime/storage/lmdb-txn-log.js';
 import { errorOf } from '../../../helpers/error-of.js';
 import { WRITER_ID_BLOCK, writerRecord, writerRecordCount } from '../../../fixtures/txn-writer.js';
-import { lmdbTwin, memoryTwin, type StoreTwin, type TwinSetUp } from '../../../helpers/store-twins.js';
+import { lmdbTwin, memoryTwin, twinPerTest, type TwinSetUp } from '../../../helpers/store-twins.js';
 import { tempStores } from '../../../helpers/temp-stores.js';
 import { killWriterWhen } from '../../../helpers/kill-writer.js';
 
@@ -32,16 +32,8 @@ function rec(txn: number, seq: number, data: Uint8Array): TxnRecord {
 
 function txnLogCompliance(name: string, setUp: TwinSetUp<TxnLogStore>): void {
   describe(`${name}: transaction log store compliance`, () => {
-    let twin: StoreTwin<TxnLogStore>;
     let s: TxnLogStore;
-
-    beforeEach(() => {
-      twin = setUp();
-      s = twin.open();
-    });
-    afterEach(async () => {
-      await twin.tearDown();
-    });
+    const twin = twinPerTest(setUp, (first) => (s = first));
 
     it('starts empty', () => {
       expect(s.lastTxn()).to.equal(0);
@@ -125,23 +117,17 @@ function txnLogCompliance(name: string, setUp: TwinSetUp<TxnLogStore>): void {
   });
 
   describe(`${name}: TxnLog`, () => {
-    let twin: StoreTwin<TxnLogStore>;
     /** The store as it is now: the one the log runs over. */
     let store: TxnLogStore;
     let log: TxnLog;
+    const twin = twinPerTest(setUp, (first) => {
+      store = first;
+      log = new TxnLog(store);
+    });
     const restart = async () => {
       store = await twin.restart(store);
       log = new TxnLog(store);
     };
-
-    beforeEach(() => {
-      twin = setUp();
-      store = twin.open();
-      log = new TxnLog(store);
-    });
-    afterEach(async () => {
-      await twin.tearDown();
-    });
 
     it('begins, logs, commits and reads back; nothing is readable before commit', () => {
       expect(log.begin()).to.deep.equal({ txn: 1 });

@@ -3,30 +3,17 @@
  * torn trace from a file that is not a trace; formatRecord's offset column.
  */
 import { expect } from 'chai';
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { appendFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { encodeValue } from '../../../../bus/codec.js';
-import { formatRecord, readTrace, streamTrace, traceLimits, TraceFormatError, TraceWriter, traceNodes, type TruncatedTail } from '../../../../bus/trace/trace.js';
+import { formatRecord, readTrace, streamTrace, traceLimits, TraceFormatError, traceNodes, type TruncatedTail } from '../../../../bus/trace/trace.js';
 import type { TraceRecord } from '../../../../bus/transport/transport.js';
 import { envelope } from '../transport/transport-compliance.js';
+import { tempTrace } from '../../../helpers/temp-trace.js';
 
 describe('bus/trace/trace streaming reader', () => {
-  let dir: string;
-  let path: string;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'mangrove-trace-stream-'));
-    path = join(dir, 'run.trace');
-  });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  const trace = tempTrace('mangrove-trace-stream-');
 
   const rec = (i: number, node = `n${i % 3}`): TraceRecord => ({ t: i * 10, node, dir: i % 2 ? 'recv' : 'send', env: envelope(node, 'n9', i + 1, 'hb.monitor_pulse') });
-
-  function write(recs: TraceRecord[]): void {
-    const w = new TraceWriter(path);
-    for (const r of recs) w.record(r);
-    w.close();
-  }
 
   function caught(fn: () => unknown): TraceFormatError {
     try {
@@ -40,57 +27,57 @@ describe('bus/trace/trace streaming reader', () => {
 
   it('yields every record of a trace larger than one read chunk, in order', () => {
     const recs = Array.from({ length: 12_000 }, (_, i) => rec(i));
-    write(recs);
-    expect(statSync(path).size).to.be.greaterThan(traceLimits.readChunkBytes);
-    expect([...streamTrace(path)]).to.deep.equal(recs);
+    trace.write(recs);
+    expect(statSync(trace.path).size).to.be.greaterThan(traceLimits.readChunkBytes);
+    expect([...streamTrace(trace.path)]).to.deep.equal(recs);
   });
 
   it('reads a record that spans several chunks', () => {
     const big: TraceRecord = { t: 5, node: 'n1', dir: 'recv', env: envelope('n2', 'n1', 1, 'reply.ok', { body: { result: new Uint8Array(2.5 * traceLimits.readChunkBytes).fill(7) } }) };
-    write([rec(0), big, rec(2)]);
-    const back = [...streamTrace(path)];
+    trace.write([rec(0), big, rec(2)]);
+    const back = [...streamTrace(trace.path)];
     expect(back).to.have.length(3);
     expect(back[1]).to.deep.equal(big);
   });
 
   it('stops at a torn last record and reports where it starts', () => {
-    write([rec(0), rec(1), rec(2)]);
-    const size = statSync(path).size;
-    truncateSync(path, size - 3);
+    trace.write([rec(0), rec(1), rec(2)]);
+    const size = statSync(trace.path).size;
+    truncateSync(trace.path, size - 3);
     const tails: TruncatedTail[] = [];
-    expect([...streamTrace(path, (t) => tails.push(t))]).to.deep.equal([rec(0), rec(1)]);
+    expect([...streamTrace(trace.path, (t) => tails.push(t))]).to.deep.equal([rec(0), rec(1)]);
     expect(tails).to.have.length(1);
     expect(tails[0].offset + tails[0].bytes).to.equal(size - 3);
   });
 
   it('refuses a file that is not a trace instead of reading it as empty', () => {
     // '{' reads as the head of a long text string: a cut-short item, but not a record.
-    writeFileSync(path, '{"t": 1, "node": "n1"}\n');
-    const err = caught(() => [...streamTrace(path, () => expect.fail('not a torn record'))]);
+    writeFileSync(trace.path, '{"t": 1, "node": "n1"}\n');
+    const err = caught(() => [...streamTrace(trace.path, () => expect.fail('not a torn record'))]);
     expect(err.code).to.equal('E_BAD_MESSAGE');
     expect(err.record).to.equal(1);
     expect(err.message).to.contain('not a trace record (it starts with 0x7b22');
   });
 
   it('refuses junk appended to a trace, naming the record after the last good one', () => {
-    write([rec(0), rec(1)]);
-    appendFileSync(path, 'garbage');
-    const err = caught(() => readTrace(path));
+    trace.write([rec(0), rec(1)]);
+    appendFileSync(trace.path, 'garbage');
+    const err = caught(() => readTrace(trace.path));
     expect(err.record).to.equal(3);
   });
 
   it('refuses an item longer than any record rather than buffering it', () => {
     // A one-entry map whose byte string claims 8 MiB, followed by 5 MiB: cut short, but too long to be a torn record.
-    writeFileSync(path, Buffer.concat([Buffer.from([0xa1, 0x61, 0x78, 0x5a, 0x00, 0x80, 0x00, 0x00]), Buffer.alloc(5 * 1024 * 1024)]));
-    const err = caught(() => [...streamTrace(path)]);
+    writeFileSync(trace.path, Buffer.concat([Buffer.from([0xa1, 0x61, 0x78, 0x5a, 0x00, 0x80, 0x00, 0x00]), Buffer.alloc(5 * 1024 * 1024)]));
+    const err = caught(() => [...streamTrace(trace.path)]);
     expect(err.message).to.contain(`longer than ${traceLimits.recordBytesMax} bytes`);
   });
 
   it('closes the file when the reader stops early', () => {
-    write(Array.from({ length: 100 }, (_, i) => rec(i)));
+    trace.write(Array.from({ length: 100 }, (_, i) => rec(i)));
     const fds = () => readdirSync('/proc/self/fd').length;
     const before = fds();
-    const it = streamTrace(path);
+    const it = streamTrace(trace.path);
     it.next();
     expect(fds()).to.equal(before + 1);
     it.return();
@@ -98,17 +85,17 @@ describe('bus/trace/trace streaming reader', () => {
   });
 
   it('lists the recording nodes without checking envelopes', () => {
-    write([rec(0, 'a'), rec(1, 'b'), rec(2, 'a')]);
+    trace.write([rec(0, 'a'), rec(1, 'b'), rec(2, 'a')]);
     // An envelope of an unknown kind fails streamTrace but not the quick pass.
-    appendFileSync(path, encodeValue({ t: 99, node: 'c', dir: 'send', env: { kind: 'future.kind' } }));
-    expect([...traceNodes(path)].sort()).to.deep.equal(['a', 'b', 'c']);
-    expect(caught(() => [...streamTrace(path)]).record).to.equal(4);
+    appendFileSync(trace.path, encodeValue({ t: 99, node: 'c', dir: 'send', env: { kind: 'future.kind' } }));
+    expect([...traceNodes(trace.path)].sort()).to.deep.equal(['a', 'b', 'c']);
+    expect(caught(() => [...streamTrace(trace.path)]).record).to.equal(4);
   });
 
   it('says which record of the quick pass has no node', () => {
-    write([rec(0)]);
-    appendFileSync(path, encodeValue({ t: 1 }));
-    const err = caught(() => traceNodes(path));
+    trace.write([rec(0)]);
+    appendFileSync(trace.path, encodeValue({ t: 1 }));
+    const err = caught(() => traceNodes(trace.path));
     expect(err.record).to.equal(2);
     expect(err.message).to.contain('has no node');
   });

@@ -1,25 +1,14 @@
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { decodeSequence, encodeValue } from '../../../../bus/codec.js';
-import { isMangroveError } from '../../../../bus/errors.js';
 import { formatRecord, readTrace, TraceWriter, type TruncatedTail } from '../../../../bus/trace/trace.js';
 import type { TraceRecord } from '../../../../bus/transport/transport.js';
 import { envelope } from '../transport/transport-compliance.js';
+import { errorOf } from '../../../helpers/error-of.js';
+import { tempTrace } from '../../../helpers/temp-trace.js';
 
 describe('bus/trace/trace', () => {
-  let dir: string;
-  let path: string;
-
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'mangrove-trace-'));
-    path = join(dir, 'run.trace');
-  });
-
-  afterEach(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const trace = tempTrace('mangrove-trace-');
 
   const records = (n: number): TraceRecord[] =>
     Array.from({ length: n }, (_, i) => ({
@@ -29,56 +18,50 @@ describe('bus/trace/trace', () => {
       env: envelope('n1', 'n2', i + 1, i % 3 === 0 ? 'hb.monitor_pulse' : 'ndb.welcome', i % 4 === 0 ? { re: i } : {}),
     }));
 
-  function write(recs: TraceRecord[]): void {
-    const w = new TraceWriter(path);
-    for (const r of recs) w.record(r);
-    w.close();
-  }
-
   it('reads back exactly what was written, byte strings included', () => {
     const recs = records(50);
-    write(recs);
-    expect(readTrace(path)).to.deep.equal(recs);
+    trace.write(recs);
+    expect(readTrace(trace.path)).to.deep.equal(recs);
   });
 
   it('loses nothing on a clean close, however many records', () => {
     const recs = records(20_000);
-    write(recs);
-    const back = readTrace(path);
+    trace.write(recs);
+    const back = readTrace(trace.path);
     expect(back.length).to.equal(20_000);
     expect(back[19_999]).to.deep.equal(recs[19_999]);
   });
 
   it('is a plain CBOR sequence any decoder can walk', () => {
-    write(records(3));
+    trace.write(records(3));
     const items: unknown[] = [];
-    decodeSequence(readFileSync(path), (v) => items.push(v));
+    decodeSequence(readFileSync(trace.path), (v) => items.push(v));
     expect(items.length).to.equal(3);
     expect(items[0]).to.include({ t: 0, node: 'n1', dir: 'send' });
   });
 
   it('writes buffered records on flush, before close', () => {
-    const w = new TraceWriter(path);
+    const w = new TraceWriter(trace.path);
     w.record(records(1)[0]);
-    expect(statSync(path).size).to.equal(0);
+    expect(statSync(trace.path).size).to.equal(0);
     w.flush();
-    expect(readTrace(path).length).to.equal(1);
+    expect(readTrace(trace.path).length).to.equal(1);
     w.close();
     expect(() => w.record(records(1)[0])).to.throw(/closed/);
   });
 
   it('appends to an existing trace', () => {
-    write(records(2));
-    write(records(3));
-    expect(readTrace(path).length).to.equal(5);
+    trace.write(records(2));
+    trace.write(records(3));
+    expect(readTrace(trace.path).length).to.equal(5);
   });
 
   it('keeps the whole records of a torn file and reports the tail', () => {
-    write(records(3));
-    const size = statSync(path).size;
-    truncateSync(path, size - 4);
+    trace.write(records(3));
+    const size = statSync(trace.path).size;
+    truncateSync(trace.path, size - 4);
     let tail: TruncatedTail | undefined;
-    const back = readTrace(path, (t) => (tail = t));
+    const back = readTrace(trace.path, (t) => (tail = t));
     expect(back).to.deep.equal(records(2));
     expect(tail).to.not.equal(undefined);
     expect(tail!.offset + tail!.bytes).to.equal(size - 4);
@@ -86,24 +69,19 @@ describe('bus/trace/trace', () => {
   });
 
   it('reports nothing for a whole file and reads an empty one as empty', () => {
-    write(records(2));
+    trace.write(records(2));
     let reported = false;
-    readTrace(path, () => (reported = true));
+    readTrace(trace.path, () => (reported = true));
     expect(reported).to.equal(false);
-    writeFileSync(path, new Uint8Array(0));
-    expect(readTrace(path)).to.deep.equal([]);
+    writeFileSync(trace.path, new Uint8Array(0));
+    expect(readTrace(trace.path)).to.deep.equal([]);
   });
 
   it('refuses a file whose records are not trace records, naming the record', () => {
-    writeFileSync(path, Buffer.concat([encodeValue(records(1)[0]), encodeValue({ t: 1, node: 'n1', dir: 'sideways', env: {} })]));
-    try {
-      readTrace(path);
-      expect.fail('expected an error');
-    } catch (err) {
-      if (!isMangroveError(err)) throw err;
-      expect(err.code).to.equal('E_BAD_MESSAGE');
-      expect(err.message).to.contain('record 2');
-    }
+    writeFileSync(trace.path, Buffer.concat([encodeValue(records(1)[0]), encodeValue({ t: 1, node: 'n1', dir: 'sideways', env: {} })]));
+    const refused = errorOf(() => readTrace(trace.path));
+    expect(refused).to.match(/^E_BAD_MESSAGE: /);
+    expect(refused).to.contain('record 2');
   });
 
   describe('formatRecord', () => {
@@ -131,14 +109,9 @@ describe('bus/trace/trace', () => {
 
 describe('bus/trace/trace writer failures', () => {
   it('says which trace it cannot open, with E_STORAGE', () => {
-    try {
-      new TraceWriter('/nonexistent-dir/for/sure/run.trace');
-      expect.fail('expected an error');
-    } catch (err) {
-      if (!isMangroveError(err)) throw err;
-      expect(err.code).to.equal('E_STORAGE');
-      expect(err.message).to.contain('/nonexistent-dir/for/sure/run.trace');
-    }
+    const refused = errorOf(() => new TraceWriter('/nonexistent-dir/for/sure/run.trace'));
+    expect(refused).to.match(/^E_STORAGE: /);
+    expect(refused).to.contain('/nonexistent-dir/for/sure/run.trace');
   });
 
   it('reports a failed write with E_STORAGE on flush and again on close', () => {

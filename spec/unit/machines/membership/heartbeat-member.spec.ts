@@ -1,33 +1,16 @@
 import { expect } from 'chai';
-import { createActor } from 'xstate';
 import { heartbeatMember, hearsMonitor, type MemberEmitted, type MemberInput } from '../../../../machines/membership/heartbeat-member.js';
 import { bitmapOf } from '../../../../machines/membership/bitmap.js';
-import { SimClock } from '../../../../runtime/world/clock.js';
+import { Running } from '../../../helpers/machine-harness.js';
+import { levelZeroPlace } from '../../../fixtures/heartbeat-place.js';
 
 const TICK = 25;
 const PERIOD = 4 * TICK;
 
 function member(over: Partial<MemberInput> = {}) {
-  const clock = new SimClock();
-  const out: MemberEmitted[] = [];
-  const actor = createActor(heartbeatMember, {
-    clock,
-    input: {
-      self: 'b',
-      selfAnchor: false,
-      level: 0,
-      domain: 0,
-      slot: 1,
-      tickMs: TICK,
-      ticksPerPeriod: 4,
-      monitorSilenceTicksMax: 13,
-      claimWindowTicks: 4,
-      preference: [],
-      ...over,
-    },
-  });
-  actor.on('*', (e) => out.push(e as MemberEmitted));
-  actor.start();
+  const place = levelZeroPlace({ self: 'b', slot: 1, tickMs: TICK, ticksPerPeriod: 4 });
+  const { actor, clock, emitted } = new Running(heartbeatMember, { ...place, monitorSilenceTicksMax: 13, claimWindowTicks: 4, ...over });
+  const out = emitted as unknown as MemberEmitted[];
   const pulse = (from: string, slots: number[], fromAnchor = false) =>
     actor.send({ type: 'MONITOR_PULSE', from, fromAnchor, bitmap: bitmapOf(Array.from({ length: 64 }, (_, i) => slots.includes(i))) });
   return { actor, clock, out, pulse, types: () => out.map((e) => e.type) };

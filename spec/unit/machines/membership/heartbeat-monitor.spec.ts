@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { createActor } from 'xstate';
 import { heartbeatMonitor, type MonitorEmitted, type MonitorInput } from '../../../../machines/membership/heartbeat-monitor.js';
 import { hasBit, slotsOf } from '../../../../machines/membership/bitmap.js';
-import { SimClock } from '../../../../runtime/world/clock.js';
+import { Running } from '../../../helpers/machine-harness.js';
+import { levelZeroPlace } from '../../../fixtures/heartbeat-place.js';
 
 const TICK = 25;
 
@@ -14,27 +14,9 @@ const members = [
 ];
 
 function monitor(over: Partial<MonitorInput> = {}) {
-  const clock = new SimClock();
-  const out: MonitorEmitted[] = [];
-  const actor = createActor(heartbeatMonitor, {
-    clock,
-    input: {
-      self: 'b',
-      selfAnchor: true,
-      level: 0,
-      domain: 0,
-      slot: 1,
-      tickMs: TICK,
-      ticksPerPeriod: 4,
-      memberSilenceTicksMax: 13,
-      preference: [],
-      members,
-      presumedAlive: [0, 2, 5],
-      ...over,
-    },
-  });
-  actor.on('*', (e) => out.push(e as MonitorEmitted));
-  actor.start();
+  const place = levelZeroPlace({ self: 'b', selfAnchor: true, slot: 1, tickMs: TICK, ticksPerPeriod: 4 });
+  const { actor, clock, emitted } = new Running(heartbeatMonitor, { ...place, memberSilenceTicksMax: 13, members, presumedAlive: [0, 2, 5], ...over });
+  const out = emitted as unknown as MonitorEmitted[];
   const pulses = () => out.filter((e): e is Extract<MonitorEmitted, { type: 'monitor_pulse' }> => e.type === 'monitor_pulse');
   return { actor, clock, out, pulses };
 }

@@ -7,7 +7,7 @@
  */
 import { expect } from 'chai';
 import { createActor } from 'xstate';
-import type { NodeDbSnapshot, NodeEntry } from '../../../../bus/messages/index.js';
+import type { NodeDbSnapshot } from '../../../../bus/messages/index.js';
 import { bitmapOf } from '../../../../machines/membership/bitmap.js';
 import { announce, ownSubtreeFailed, reportUp } from '../../../../machines/membership/heartbeat-announce.js';
 import { heartbeatMember } from '../../../../machines/membership/heartbeat-member.js';
@@ -15,19 +15,13 @@ import { heartbeatMonitor, type SlotMember } from '../../../../machines/membersh
 import { claimPeers, groupMembers, upperHint, upperMembers, uppersOf } from '../../../../machines/membership/heartbeat-peers.js';
 import { redirectedLevel, redirectFor } from '../../../../machines/membership/heartbeat-redirect.js';
 import { monitorAt, type MemberLevel, type MonitorLevel } from '../../../../machines/membership/heartbeat-stack.js';
-import { domainAt, shortIdOf, slotAt } from '../../../../machines/membership/identity.js';
+import { domainAt, slotAt } from '../../../../machines/membership/identity.js';
 import { SimClock } from '../../../../runtime/world/clock.js';
+import { nodeInGroup } from '../../../fixtures/node-entries.js';
 
 const TICK = 25;
 
-const node = (id: string, group: number, slot: number, anchor = false): NodeEntry => ({
-  id,
-  shortId: shortIdOf(group, slot),
-  endpoint: `sim://${id}`,
-  anchor,
-  votes: anchor ? 1 : 0,
-  group,
-});
+const node = nodeInGroup;
 
 // Groups 0-2 form the level-1 domain 0; group 64 is in level-1 domain 1.
 const db: NodeDbSnapshot = {

@@ -1,16 +1,9 @@
 import { expect } from 'chai';
-import type { NodeDbSnapshot, NodeEntry } from '../../../../bus/messages/index.js';
+import type { NodeDbSnapshot } from '../../../../bus/messages/index.js';
 import { mergeFailed, naturalTransmitters, nodesUnder, subtreeFailed } from '../../../../machines/membership/heartbeat-view.js';
-import { shortIdOf } from '../../../../machines/membership/identity.js';
+import { nodeInGroup } from '../../../fixtures/node-entries.js';
 
-const node = (id: string, group: number, slot: number, anchor = false): NodeEntry => ({
-  id,
-  shortId: shortIdOf(group, slot),
-  endpoint: `sim://${id}`,
-  anchor,
-  votes: anchor ? 1 : 0,
-  group,
-});
+const node = nodeInGroup;
 
 // Groups 0-2 (one supergroup) and group 64 (the next supergroup).
 const db: NodeDbSnapshot = {

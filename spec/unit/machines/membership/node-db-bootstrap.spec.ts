@@ -11,24 +11,9 @@ import {
 import { shortIdOf } from '../../../../machines/membership/identity.js';
 import { SimClock } from '../../../../runtime/world/clock.js';
 import { Running } from '../../../helpers/machine-harness.js';
+import { A, B, C, db1, N, seeds, who } from '../../../fixtures/bootstrap-cluster.js';
 
 const PERIOD = 100;
-const endpointOf = (id: string) => `tcp://${id}:1`;
-const who = (id: string, over: Partial<Identity> = {}): Identity => ({
-  id,
-  endpoint: endpointOf(id),
-  anchor: true,
-  votes: 1,
-  group: 0,
-  pid: 7,
-  ...over,
-});
-const A = who('a');
-const B = who('b');
-const C = who('c');
-const N = who('n', { anchor: false, votes: 0 });
-const seeds = [A, B, C].map((x) => x.endpoint);
-const db1 = genesis([A, B, C]);
 /** db1 with `x` added at the next slot of group 0. */
 const withNode = (db: NodeDbSnapshot, x: Identity): NodeDbSnapshot => ({
   version: db.version + 1,

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { createActor, enqueueActions, initialTransition, transition, type Actor } from 'xstate';
+import { createActor, initialTransition, transition, type Actor } from 'xstate';
 import type { Ballot, NdbOp, NodeDbSnapshot } from '../../../../bus/messages/index.js';
 import { applyChange, genesis, sameChange, sameContents } from '../../../../machines/membership/node-db.js';
 import {
@@ -10,11 +10,13 @@ import {
   type NdbUpdateOutput,
 } from '../../../../machines/membership/node-db-coordinator.js';
 import { ndbSubordinateMachine, type AcceptorState } from '../../../../machines/membership/node-db-subordinate.js';
-import { sendTo, type SendOut } from '../../../../machines/outbox.js';
+import type { SendOut } from '../../../../machines/outbox.js';
 import { SimClock } from '../../../../runtime/world/clock.js';
 import { SeededRandom } from '../../../../runtime/world/random.js';
 import { Running, emittedBy } from '../../../helpers/machine-harness.js';
 import { nodeAt } from '../../../fixtures/node-entries.js';
+import { forgetfulAcceptor } from '../../../fixtures/forgetful-acceptor.js';
+import { answersTo } from '../../../fixtures/ndb-answers.js';
 
 const timeoutMs = 200;
 const node = nodeAt;
@@ -36,22 +38,7 @@ const input = (over: Partial<NdbCoordinatorInput> = {}): NdbCoordinatorInput => 
   ...over,
 });
 
-type AnswerOver = { ok?: boolean; have?: number; version?: number; ballot?: Ballot; reason?: string; promised?: Ballot };
-const answer = (from: string, o: AnswerOver = {}) => ({
-  from,
-  version: o.version ?? 2,
-  ballot: o.ballot ?? mine,
-  ok: o.ok ?? true,
-  have: o.have ?? 1,
-  ...(o.reason === undefined ? {} : { reason: o.reason }),
-  ...(o.promised === undefined ? {} : { promised: o.promised }),
-});
-const promise = (from: string, o: AnswerOver & { accepted?: { ballot: Ballot; change: NdbOp } } = {}): NdbCoordinatorEvent => ({
-  type: 'PROMISE',
-  ...answer(from, o),
-  ...(o.accepted ? { accepted: o.accepted } : {}),
-});
-const accepted = (from: string, o: AnswerOver = {}): NdbCoordinatorEvent => ({ type: 'ACCEPTED', ...answer(from, o) });
+const { promise, accepted } = answersTo(2, mine);
 
 const run = (over: Partial<NdbCoordinatorInput> = {}) => new Running(ndbCoordinatorMachine, input(over));
 const outputOf = (r: Running<typeof ndbCoordinatorMachine>): NdbUpdateOutput | undefined => r.snapshot.output;
@@ -242,7 +229,7 @@ describe('node-db coordinator (M2)', () => {
       odd.send(accepted('b', { ok: false, reason: 'no idea' }));
       expect(outputOf(odd)).to.deep.include({ ok: false, code: 'E_REJECTED', reason: 'no idea' });
       const ctx = odd.snapshot.context;
-      expect(refusalOutcome(ctx, { type: 'ACCEPTED', ...answer('b', { ok: false }) })).to.deep.include({ code: 'E_REJECTED', reason: 'refused' });
+      expect(refusalOutcome(ctx, accepted('b', { ok: false }))).to.deep.include({ code: 'E_REJECTED', reason: 'refused' });
     });
 
     it('times out with E_TIMEOUT in the prepare round', () => {
@@ -674,18 +661,7 @@ describe('node-db updates with competing coordinators, lost messages and restart
   });
 
   it('the same harness catches an acceptor that does not report what it accepted', () => {
-    const broken = ndbSubordinateMachine.provide({
-      actions: {
-        promise: enqueueActions(({ context, event, enqueue }) => {
-          if (event.type !== 'PREPARE') return;
-          const acceptor: AcceptorState = { ...context.acceptor, promised: event.ballot };
-          enqueue.assign({ acceptor });
-          enqueue.emit({ type: 'persist', acceptor });
-          enqueue.emit(sendTo(event.from, 'ndb.promise', { version: event.version, ballot: event.ballot, ok: true, have: context.db.version }));
-        }),
-      },
-    });
-    expect(divergentSeeds(SEEDS, { subordinate: broken }).length).to.be.greaterThan(0);
+    expect(divergentSeeds(SEEDS, { subordinate: forgetfulAcceptor }).length).to.be.greaterThan(0);
   });
 
   it('the same harness catches an acceptor that forgets its promises when it restarts', () => {

@@ -43,6 +43,18 @@ const heard = (
 });
 
 const run = (anchor: boolean, role: 'monitor' | 'member') => new Running(quorumMachine, input(anchor, role));
+type Run = ReturnType<typeof run>;
+
+/** `q` follows what it is told: quorate on `on`, without quorum again on `off`. */
+function expectFollows(q: Run, on: QuorumEvent, off: QuorumEvent): void {
+  q.send(on);
+  expect(q.value).to.equal('quorate');
+  q.send(off);
+  expect(q.value).to.equal('noQuorum');
+}
+
+/** The quorum state `q` would put in a pulse it sends now. */
+const sent = (q: Run) => quorumToSend(q.snapshot, q.clock.now());
 
 describe('quorum (M5)', () => {
   describe('hasMajority', () => {
@@ -86,10 +98,7 @@ describe('quorum (M5)', () => {
   describe('monitor and anchor', () => {
     it('recomputes from its own bitmap at every deadline', () => {
       const q = run(true, 'monitor');
-      q.send(own(3));
-      expect(q.value).to.equal('quorate');
-      q.send(own(2));
-      expect(q.value).to.equal('noQuorum');
+      expectFollows(q, own(3), own(2));
       expect(q.of('quorum').map((e) => e.has)).to.deep.equal([true, false]);
     });
 
@@ -110,11 +119,7 @@ describe('quorum (M5)', () => {
 
   describe('monitor, not anchor', () => {
     it('adopts at once the state in a member pulse from an anchor', () => {
-      const q = run(false, 'monitor');
-      q.send(heard(true, 'member_pulse'));
-      expect(q.value).to.equal('quorate');
-      q.send(heard(false, 'member_pulse'));
-      expect(q.value).to.equal('noQuorum');
+      expectFollows(run(false, 'monitor'), heard(true, 'member_pulse'), heard(false, 'member_pulse'));
     });
 
     it('does not compute quorum from any bitmap', () => {
@@ -131,28 +136,20 @@ describe('quorum (M5)', () => {
     });
 
     it('with groups, adopts the state in its upper monitor\'s pulses (M4)', () => {
-      const q = run(false, 'monitor');
-      q.send(heard(true, 'upper_pulse', false));
-      expect(q.value).to.equal('quorate');
-      q.send(heard(false, 'upper_pulse', false));
-      expect(q.value).to.equal('noQuorum');
+      expectFollows(run(false, 'monitor'), heard(true, 'upper_pulse', false), heard(false, 'upper_pulse', false));
     });
 
     it('sends the state it adopted in its monitor pulses', () => {
       const q = run(false, 'monitor');
-      expect(quorumToSend(q.snapshot, q.clock.now())?.has).to.equal(false);
+      expect(sent(q)?.has).to.equal(false);
       q.send(heard(true, 'member_pulse'));
-      expect(quorumToSend(q.snapshot, q.clock.now())?.has).to.equal(true);
+      expect(sent(q)?.has).to.equal(true);
     });
   });
 
   describe('member and anchor', () => {
     it('recomputes from the bitmap of each monitor pulse', () => {
-      const q = run(true, 'member');
-      q.send(fromMonitorPulse(3));
-      expect(q.value).to.equal('quorate');
-      q.send(fromMonitorPulse(1));
-      expect(q.value).to.equal('noQuorum');
+      expectFollows(run(true, 'member'), fromMonitorPulse(3), fromMonitorPulse(1));
     });
 
     it("ignores the monitor's quorum state and its own-bitmap source", () => {
@@ -165,19 +162,15 @@ describe('quorum (M5)', () => {
 
     it('puts what it computed in its member pulses', () => {
       const q = run(true, 'member');
-      expect(quorumToSend(q.snapshot, q.clock.now())?.has).to.equal(false);
+      expect(sent(q)?.has).to.equal(false);
       q.send(fromMonitorPulse(3));
-      expect(quorumToSend(q.snapshot, q.clock.now())?.has).to.equal(true);
+      expect(sent(q)?.has).to.equal(true);
     });
   });
 
   describe('member, not anchor', () => {
     it('takes quorum state from monitor pulses', () => {
-      const q = run(false, 'member');
-      q.send(heard(true, 'monitor_pulse', false));
-      expect(q.value).to.equal('quorate');
-      q.send(heard(false, 'monitor_pulse', false));
-      expect(q.value).to.equal('noQuorum');
+      expectFollows(run(false, 'member'), heard(true, 'monitor_pulse', false), heard(false, 'monitor_pulse', false));
     });
 
     it('computes nothing and takes nothing from member pulses', () => {
@@ -189,7 +182,7 @@ describe('quorum (M5)', () => {
     it('sends no quorum state', () => {
       const q = run(false, 'member');
       q.send(heard(true, 'monitor_pulse'));
-      expect(quorumToSend(q.snapshot, q.clock.now())).to.equal(undefined);
+      expect(sent(q)).to.equal(undefined);
     });
   });
 
@@ -209,7 +202,7 @@ describe('quorum (M5)', () => {
       const q = run(false, 'monitor');
       q.send(heard(true, 'member_pulse'));
       q.send({ type: 'ROLE', role: 'member' });
-      expect(quorumToSend(q.snapshot, q.clock.now())).to.equal(undefined);
+      expect(sent(q)).to.equal(undefined);
       expect(q.value).to.equal('quorate');
     });
   });
@@ -262,30 +255,24 @@ describe('quorum (M5)', () => {
     it('an anchor sends its own computation with a full lifetime', () => {
       const q = run(true, 'member');
       q.send(fromMonitorPulse(3));
-      expect(quorumToSend(q.snapshot, q.clock.now())).to.deep.equal({ has: true, ttlMs: timeoutMs });
+      expect(sent(q)).to.deep.equal({ has: true, ttlMs: timeoutMs });
     });
 
-    it('is restarted by received state the role rule does not adopt', () => {
-      const q = run(true, 'monitor');
-      q.send(own(3));
-      q.clock.advance(timeoutMs - 1);
-      q.send(heard(false, 'member_pulse'));
-      q.clock.advance(timeoutMs - 1);
-      expect(q.value).to.equal('quorate');
-      q.clock.advance(1);
-      expect(q.value).to.equal('noQuorum');
-    });
-
-    it("is restarted by an anchor's recomputation", () => {
-      const q = run(true, 'monitor');
-      q.send(own(3));
-      q.clock.advance(timeoutMs - 1);
-      q.send(own(3));
-      q.clock.advance(timeoutMs - 1);
-      expect(q.value).to.equal('quorate');
-      q.clock.advance(1);
-      expect(q.value).to.equal('noQuorum');
-    });
+    for (const [what, restart] of [
+      ['received state the role rule does not adopt', heard(false, 'member_pulse')],
+      ["an anchor's recomputation", own(3)],
+    ] as const) {
+      it(`is restarted by ${what}`, () => {
+        const q = run(true, 'monitor');
+        q.send(own(3));
+        q.clock.advance(timeoutMs - 1);
+        q.send(restart);
+        q.clock.advance(timeoutMs - 1);
+        expect(q.value).to.equal('quorate');
+        q.clock.advance(1);
+        expect(q.value).to.equal('noQuorum');
+      });
+    }
 
     it('is not restarted by a role change', () => {
       const q = run(false, 'member');
@@ -302,7 +289,7 @@ describe('quorum (M5)', () => {
       // The last anchor dies: only non-anchor member pulses, which carry nothing, arrive now.
       q.clock.advance(timeoutMs);
       expect(q.value).to.equal('noQuorum');
-      expect(quorumToSend(q.snapshot, q.clock.now())?.has).to.equal(false);
+      expect(sent(q)?.has).to.equal(false);
     });
   });
 

@@ -125,7 +125,6 @@ function randomEntry(rng: SeededRandom, heavy = false): DirectoryEntry {
   return { start, pages, state: 'materialized', copies: 1 + rng.int(8), volatile: rng.int(4) === 0, holders: [...holders], cacheInRam: rng.int(2) === 0 };
 }
 
-/** Runs `body` with a generator for `seed`, naming the seed in any failure. */
 /** Inserts random entries, in the directory and the model alike, until the tree is `depth` deep. */
 function growTo(dir: Directory, model: Model, rng: SeededRandom, depth: number, heavy = false): void {
   while (dir.shape().depth < depth) {
@@ -136,6 +135,16 @@ function growTo(dir: Directory, model: Model, rng: SeededRandom, depth: number, 
   }
 }
 
+/** A directory on pages of its own, with the model beside it, grown `depth` deep (growTo). */
+function grownTree(rng: SeededRandom, depth: number, heavy = false): { pages: MemoryPages; dir: Directory; model: Model } {
+  const pages = new MemoryPages();
+  const dir = Directory.open(pages, ROOT);
+  const model = new Model();
+  growTo(dir, model, rng, depth, heavy);
+  return { pages, dir, model };
+}
+
+/** Runs `body` with a generator for `seed`, naming the seed in any failure. */
 function seeded(seed: number, body: (rng: SeededRandom) => void): void {
   try {
     body(new SeededRandom(seed));
@@ -269,10 +278,7 @@ describe('machines/memory/directory', () => {
 
   it('grows to depth 3 and shrinks back to one page, keeping every page within 4096 bytes', () => {
     seeded(SEEDS[0], (rng) => {
-      const pages = new MemoryPages();
-      const dir = Directory.open(pages, ROOT);
-      const model = new Model();
-      growTo(dir, model, rng, 3, true);
+      const { pages, dir, model } = grownTree(rng, 3, true);
       checkAll(dir, model, pages, rng, `depth 3 at ${model.entries.length} entries`);
       expect(textOf(Directory.open(pages, ROOT))).to.equal(model.text());
       const order = model.entries.map((e) => e.start);
@@ -456,10 +462,7 @@ describe('machines/memory/directory', () => {
 
   it('looks up with at most two root-to-leaf paths of reads when cold, and none when warm', () => {
     seeded(SEEDS[2], (rng) => {
-      const pages = new MemoryPages();
-      const dir = Directory.open(pages, ROOT);
-      const model = new Model();
-      growTo(dir, model, rng, 3, true);
+      const { pages, dir, model } = grownTree(rng, 3, true);
       const depth = dir.shape().depth;
       for (let i = 0; i < 50; i++) {
         const cold = Directory.open(pages, ROOT);
@@ -536,11 +539,7 @@ describe('machines/memory/directory', () => {
   });
 
   it('commits a change whose release throws, and says so', () => {
-    const pages = new MemoryPages();
-    const dir = Directory.open(pages, ROOT);
-    const rng = new SeededRandom(SEEDS[3]);
-    const model = new Model();
-    growTo(dir, model, rng, 2);
+    const { pages, dir, model } = grownTree(new SeededRandom(SEEDS[3]), 2);
     const release = pages.release.bind(pages);
     pages.release = () => {
       throw new Crash('release failed');
@@ -572,11 +571,7 @@ describe('machines/memory/directory', () => {
     let inLeaf: DirectoryEntry;
 
     beforeEach(() => {
-      pages = new MemoryPages();
-      const dir = Directory.open(pages, ROOT);
-      model = new Model();
-      const rng = new SeededRandom(SEEDS[0]);
-      growTo(dir, model, rng, 3, true);
+      ({ pages, model } = grownTree(new SeededRandom(SEEDS[0]), 3, true));
       for (const [addr, data] of pages.map) {
         const page = decodeDirectoryPage(addr, data);
         // Not the first leaf, so an entry at 0x0 lies outside its range.

@@ -11,7 +11,10 @@ import {
 import { Running, emittedBy } from '../../../helpers/machine-harness.js';
 
 const run = () => new Running(nodeStateMachine, {});
-const step = (n: Running<typeof nodeStateMachine>, type: NodeStateEvent['type']) => n.send({ type } as NodeStateEvent);
+/** Sends the events of these types, in order. */
+const steps = (n: Running<typeof nodeStateMachine>, ...types: NodeStateEvent['type'][]) => {
+  for (const type of types) n.send({ type } as NodeStateEvent);
+};
 
 describe('node state (M6)', () => {
   it('starts normal', () => {
@@ -21,7 +24,7 @@ describe('node state (M6)', () => {
   for (const trigger of ['FAILURE_NOTICED', 'QUIESCE'] as const) {
     it(`goes normal -> notified on ${trigger}`, () => {
       const n = run();
-      step(n, trigger);
+      steps(n, trigger);
       expect(n.value).to.equal('notified');
       expect(n.of('node_state')).to.deep.equal([{ type: 'node_state', state: 'notified' }]);
     });
@@ -29,56 +32,47 @@ describe('node state (M6)', () => {
 
   it('walks a whole recovery and emits each change once', () => {
     const n = run();
-    for (const e of ['QUIESCE', 'QUIESCED', 'START_REPOPULATING', 'REPOPULATED', 'RESUME'] as const) step(n, e);
+    steps(n, 'QUIESCE', 'QUIESCED', 'START_REPOPULATING', 'REPOPULATED', 'RESUME');
     expect(n.value).to.equal('normal');
     expect(n.of('node_state').map((e) => e.state)).to.deep.equal(['notified', 'quiescent', 'rebuilding', 'normal']);
   });
 
   it('stays rebuilding after reporting repopulation complete, until resume operations', () => {
     const n = run();
-    for (const e of ['FAILURE_NOTICED', 'QUIESCED', 'START_REPOPULATING'] as const) step(n, e);
+    steps(n, 'FAILURE_NOTICED', 'QUIESCED', 'START_REPOPULATING');
     expect(n.snapshot.context.repopulated).to.equal(false);
-    step(n, 'REPOPULATED');
+    steps(n, 'REPOPULATED');
     expect(n.value).to.equal('rebuilding');
     expect(n.snapshot.context.repopulated).to.equal(true);
     n.drain();
-    step(n, 'RESUME');
+    steps(n, 'RESUME');
     expect(n.value).to.equal('normal');
     expect(n.drain()).to.deep.equal([{ type: 'node_state', state: 'normal' }]);
   });
 
   it('does not skip a step: no repopulating before quiescent, no resume before rebuilding', () => {
     const n = run();
-    step(n, 'START_REPOPULATING');
-    step(n, 'RESUME');
-    step(n, 'QUIESCED');
+    steps(n, 'START_REPOPULATING', 'RESUME', 'QUIESCED');
     expect(n.value).to.equal('normal');
-    step(n, 'QUIESCE');
-    step(n, 'START_REPOPULATING');
-    step(n, 'RESUME');
+    steps(n, 'QUIESCE', 'START_REPOPULATING', 'RESUME');
     expect(n.value).to.equal('notified');
-    step(n, 'QUIESCED');
-    step(n, 'RESUME');
+    steps(n, 'QUIESCED', 'RESUME');
     expect(n.value).to.equal('quiescent');
   });
 
   it('goes back to notified when the coordinator restarts the rebuild', () => {
     const n = run();
-    for (const e of ['QUIESCE', 'QUIESCED', 'START_REPOPULATING', 'REPOPULATED', 'QUIESCE'] as const) step(n, e);
+    steps(n, 'QUIESCE', 'QUIESCED', 'START_REPOPULATING', 'REPOPULATED', 'QUIESCE');
     expect(n.value).to.equal('notified');
-    step(n, 'QUIESCED');
-    step(n, 'START_REPOPULATING');
+    steps(n, 'QUIESCED', 'START_REPOPULATING');
     expect(n.snapshot.context.repopulated).to.equal(false);
   });
 
   it('treats a repeated quiesce while notified or quiescent as no change', () => {
     const n = run();
-    step(n, 'QUIESCE');
-    step(n, 'QUIESCE');
-    step(n, 'FAILURE_NOTICED');
+    steps(n, 'QUIESCE', 'QUIESCE', 'FAILURE_NOTICED');
     expect(n.value).to.equal('notified');
-    step(n, 'QUIESCED');
-    step(n, 'QUIESCE');
+    steps(n, 'QUIESCED', 'QUIESCE');
     expect(n.value).to.equal('quiescent');
     expect(n.of('node_state').map((e) => e.state)).to.deep.equal(['notified', 'quiescent']);
   });

@@ -16,7 +16,7 @@ import { isMangroveError } from '../../../../bus/errors.js';
 import type { NodeStore } from '../../../../actors/storage/node-store.js';
 import { LmdbNodeStore } from '../../../../runtime/storage/lmdb-node-store.js';
 import { MemoryNodeStore } from '../../../../runtime/storage/memory-node-store.js';
-import { lmdbTwin, memoryTwin, type StoreTwin, type TwinSetUp } from '../../../helpers/store-twins.js';
+import { lmdbTwin, memoryTwin, twinPerTest, type TwinSetUp } from '../../../helpers/store-twins.js';
 
 const identity = { id: '0a1b2c3d4e5f-018f2c3a4b5c', createdMs: 1_700_000_000_000 };
 const db: NodeDbSnapshot = {
@@ -29,16 +29,8 @@ const db: NodeDbSnapshot = {
 
 function nodeStoreCompliance(name: string, setUp: TwinSetUp<NodeStore>): void {
   describe(`${name}: node store compliance`, () => {
-    let twin: StoreTwin<NodeStore>;
     let s: NodeStore;
-
-    beforeEach(() => {
-      twin = setUp();
-      s = twin.open();
-    });
-    afterEach(async () => {
-      await twin.tearDown();
-    });
+    const twin = twinPerTest(setUp, (first) => (s = first));
 
     it('starts empty', () => {
       expect(s.loadIdentity()).to.equal(undefined);

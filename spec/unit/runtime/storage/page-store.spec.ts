@@ -15,7 +15,7 @@ import { LmdbPageStore, PAGES_FILE } from '../../../../runtime/storage/lmdb-page
 import { SeededRandom } from '../../../../runtime/world/random.js';
 import { errorOf } from '../../../helpers/error-of.js';
 import { WRITER_PAGES, writerPage } from '../../../fixtures/page-writer.js';
-import { lmdbTwin, memoryTwin, type StoreTwin, type TwinSetUp } from '../../../helpers/store-twins.js';
+import { lmdbTwin, memoryTwin, twinPerTest, type TwinSetUp } from '../../../helpers/store-twins.js';
 import { tempStores } from '../../../helpers/temp-stores.js';
 import { killWriterWhen } from '../../../helpers/kill-writer.js';
 
@@ -32,17 +32,9 @@ function sortBig(xs: bigint[]): bigint[] {
 
 function pageStoreCompliance(name: string, setUp: TwinSetUp<PageStore, PageStoreOptions>): void {
   describe(`${name}: page store compliance`, () => {
-    let twin: StoreTwin<PageStore, PageStoreOptions>;
     let s: PageStore;
+    const twin = twinPerTest(setUp, (first) => (s = first));
     const openStore = (options?: PageStoreOptions) => twin.open(options);
-
-    beforeEach(() => {
-      twin = setUp();
-      s = twin.open();
-    });
-    afterEach(async () => {
-      await twin.tearDown();
-    });
 
     it('starts empty', () => {
       expect(s.count()).to.equal(0);
