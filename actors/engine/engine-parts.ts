@@ -1,7 +1,7 @@
 /**
  * What the memory engine's applets compose (SPEC.md M13): one node's
  * elements and the few helpers every applet needs. The engine
- * (page-engine.ts) builds it; applets-local.ts and applets-home.ts register
+ * (page-engine.ts) builds it; applets/local.ts and applets/home.ts register
  * their op-codes over it.
  */
 import type { InspectionEvent } from 'xstate';

@@ -10,8 +10,8 @@
  * concurrently.
  *
  * Op-codes: `client.<op>` for a program's calls (bus/messages/page.ts
- * `clientPageOp`; applets-local.ts), `peer.<op>` for other engines'
- * (`peerCall`; applets-home.ts), and `page.read1`, `page.write1`,
+ * `clientPageOp`; applets/local.ts), `peer.<op>` for other engines'
+ * (`peerCall`; applets/home.ts), and `page.read1`, `page.write1`,
  * `page.flush1`, `page.access1`, `page.release1` for one page, keyed by it.
  * `scheduler.replace(op, applet)` swaps any of them at run time.
  *

@@ -15,7 +15,7 @@
  *
  * The directory pages live in this node's disk cache (the page store), and
  * every change is copied to the disk caches of `copies` other live nodes
- * before it is acknowledged (applets-home.ts), so the directory survives
+ * before it is acknowledged (actors/engine/applets/home.ts), so the directory survives
  * the loss of its home's disk as data pages do.
  */
 import { MangroveError } from '../../bus/errors.js';

@@ -2,7 +2,7 @@
  * `mangrove trace …`: reading the message traces nodes record (`start
  * --trace`, `local --trace`, `sim --trace`): CBOR sequences of
  * {t, node, dir, env}. The rules (merge, filters, counts) live in
- * trace-query.ts; this file parses options, opens files and prints.
+ * ../trace/query.ts; this file parses options, opens files and prints.
  */
 import { once } from 'node:events';
 import type { Command } from 'commander';

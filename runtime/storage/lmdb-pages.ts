@@ -20,7 +20,7 @@
  *   16..31 file-system attribute
  *   32..  page data (PAGE_BYTES)
  *
- * Durability as in lmdb-store.ts: synchronous transactions with
+ * Durability as in lmdb-node-store.ts: synchronous transactions with
  * overlappingSync off, so a write has been flushed when the call returns.
  */
 import type { Database, RootDatabase } from 'lmdb';

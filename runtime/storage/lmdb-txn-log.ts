@@ -16,7 +16,7 @@
  *   record count (u32 big-endian)`, there even when it has no records;
  *   seq 1… are its records, `format (1), data (0 to 4096 bytes)`.
  *
- * Durability as in lmdb-store.ts: synchronous transactions with
+ * Durability as in lmdb-node-store.ts: synchronous transactions with
  * overlappingSync off, so a commit, an end or a counter update has been
  * flushed to disk when the call returns; a commit's records and marker are
  * one LMDB transaction, so a crash leaves all of them or none.
