@@ -35,6 +35,7 @@ import { PageHolder, type PageChange } from '../pages/page-holder.js';
 import type { Observable } from 'rxjs';
 import { PageHomes } from '../pages/page-homes.js';
 import { arenaOf, PageSpace } from '../pages/page-space.js';
+import { arenaEntryOf, reservingArena } from '../../machines/membership/node-db.js';
 import { PeerCalls } from './peer-calls.js';
 import { RamCache } from '../pages/ram-cache.js';
 import { SpacePolicy } from '../pages/space-policy.js';
@@ -200,24 +201,19 @@ export class PageEngine {
     this.holder.changes$.complete();
   }
 
-  /** The responsible node (the home) of `addr`: from its arena and the node database. */
+  /** The responsible node (the home) of `addr`: its arena's, in the node database's arena table (M8). */
   homeOf(addr: bigint): string {
     const arena = arenaOf(addr);
-    const nodes = this.deps.db().nodes;
-    if (arena === 0n) {
-      const anchors = nodes.filter((n) => n.anchor).sort((a, b) => a.shortId - b.shortId);
-      if (anchors.length === 0) throw new MangroveError('E_RECOVERING', 'the node database names no anchor yet; wait for the cluster to form');
-      return anchors[0].id;
-    }
-    const node = nodes.find((n) => BigInt(n.shortId) + 1n === arena);
-    if (!node) throw new MangroveError('E_NOT_RESERVED', `${formatAddress(addr)} is in arena ${arena}, which no node of the cluster owns; reserve pages first (page reserve)`);
-    return node.id;
+    const entry = arena <= BigInt(Number.MAX_SAFE_INTEGER) ? arenaEntryOf(this.deps.db(), Number(arena)) : undefined;
+    if (entry) return entry.home;
+    if (arena === 0n) throw new MangroveError('E_RECOVERING', 'the node database names no anchor yet; wait for the cluster to form');
+    throw new MangroveError('E_NOT_RESERVED', `${formatAddress(addr)} is in arena ${arena}, which no node of the cluster serves; reserve pages first (page reserve)`);
   }
 
   private ownArena(): bigint {
-    const me = this.deps.db().nodes.find((n) => n.id === this.deps.self);
-    if (!me) throw new MangroveError('E_RECOVERING', 'this node has not joined the cluster yet; try again once it has');
-    return BigInt(me.shortId) + 1n;
+    const entry = reservingArena(this.deps.db(), this.deps.self);
+    if (!entry) throw new MangroveError('E_RECOVERING', 'this node serves no arena yet (it has not joined the cluster, or its arena is being handed over); try again shortly');
+    return BigInt(entry.arena);
   }
 
   /** A coherence message; to this node itself, delivered on the next microtask like any other arrival. */

@@ -79,7 +79,7 @@ export class NodeDbActor {
 
   identity(): Identity {
     const s = this.deps.settings;
-    return { id: s.id, endpoint: s.endpoint, anchor: s.anchor, votes: s.votes, group: s.group, pid: s.pid };
+    return { id: s.id, endpoint: s.endpoint, anchor: s.anchor, votes: s.votes, group: s.group, pid: s.pid, epoch: s.epoch };
   }
 
   start(): void {

@@ -17,6 +17,8 @@ export const nodeEntry = z.object({
   group: z.number().int().nonnegative().max(2 ** 24),
   /** The process of the node's current incarnation, for operators (`status`). */
   pid: count.optional(),
+  /** The node's incarnation (M1: bumped at every start). A new one means the old one failed: its RAM is gone. */
+  epoch: count.optional(),
 });
 export type NodeEntry = z.infer<typeof nodeEntry>;
 
@@ -24,7 +26,31 @@ export type NodeEntry = z.infer<typeof nodeEntry>;
 export const identity = nodeEntry.omit({ shortId: true });
 export type Identity = z.infer<typeof identity>;
 
-export const nodeDbSnapshot = z.object({ version: count, nodes: list(nodeEntry) });
+/**
+ * One arena of the address space and the node responsible for it (M8, M16):
+ * the top of the disk directory, kept in the node database so it changes
+ * only by a quorum-committed update and every node has a copy.
+ */
+export const arenaEntry = z.object({
+  /** The high 64 bits of the arena's addresses; handed out once, never reused. */
+  arena: count,
+  /** The node responsible for the arena now: its pages' home. */
+  home: id,
+  /** Raised by every change of `home`, so a message from an older home is recognised (fencing). */
+  gen: count,
+  /** The node the arena was made for (it reserves there while it is the home). */
+  madeFor: id,
+});
+export type ArenaEntry = z.infer<typeof arenaEntry>;
+
+export const nodeDbSnapshot = z.object({
+  version: count,
+  nodes: list(nodeEntry),
+  /** Sorted by arena. Absent in snapshots written before arenas moved (derived then, node-db.ts `arenasOf`). */
+  arenas: list(arenaEntry).optional(),
+  /** The next arena number to hand out. */
+  nextArena: count.optional(),
+});
 export type NodeDbSnapshot = z.infer<typeof nodeDbSnapshot>;
 
 export const panClaim = z.object({ id, term: count });
@@ -38,6 +64,8 @@ export const ndbOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('add'), node: nodeEntry }),
   z.object({ op: z.literal('change'), node: nodeEntry }),
   z.object({ op: z.literal('delete'), id }),
+  /** Hands `arena` to `home` at generation `gen` (one above the current). */
+  z.object({ op: z.literal('arena'), arena: count, home: id, gen: count }),
 ]);
 export type NdbOp = z.infer<typeof ndbOp>;
 

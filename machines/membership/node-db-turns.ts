@@ -38,7 +38,8 @@ export function entryIsCurrent(have: NodeEntry | undefined, who: Identity): bool
     have.anchor === who.anchor &&
     have.votes === who.votes &&
     have.group === who.group &&
-    have.pid === who.pid
+    have.pid === who.pid &&
+    have.epoch === who.epoch
   );
 }
 

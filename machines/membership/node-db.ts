@@ -8,13 +8,13 @@
  * Nodes are kept sorted by permanent id so equal databases are equal
  * byte for byte.
  */
-import type { Identity, NdbOp, NodeDbSnapshot, NodeEntry } from '../../bus/messages/index.js';
+import type { ArenaEntry, Identity, NdbOp, NodeDbSnapshot, NodeEntry } from '../../bus/messages/index.js';
 import { MEMBERS_PER_GROUP_MAX, compareIds, groupOf, shortIdOf } from './identity.js';
 
 /** The most nodes a snapshot may hold: `limits.listItemsMax` of bus/envelope.ts, which a machine may not import. */
 export const NODES_MAX = 16_384;
 
-export type NdbErrorCode = 'E_EXISTS' | 'E_UNKNOWN_NODE' | 'E_SHORT_ID_TAKEN' | 'E_BAD_SHORT_ID' | 'E_GROUP_FULL' | 'E_DB_FULL';
+export type NdbErrorCode = 'E_EXISTS' | 'E_UNKNOWN_NODE' | 'E_SHORT_ID_TAKEN' | 'E_BAD_SHORT_ID' | 'E_GROUP_FULL' | 'E_DB_FULL' | 'E_UNKNOWN_ARENA' | 'E_STALE_GEN';
 
 export interface NdbError {
   ok: false;
@@ -99,6 +99,7 @@ const entryOf = (n: NodeEntry): NodeEntry => ({
   votes: n.votes,
   group: n.group,
   ...(n.pid !== undefined ? { pid: n.pid } : {}),
+  ...(n.epoch !== undefined ? { epoch: n.epoch } : {}),
 });
 
 /**
@@ -117,7 +118,7 @@ export function genesis(anchors: readonly Identity[]): NodeDbSnapshot {
     if (!slot.ok) throw new RangeError(`genesis: ${slot.reason}`);
     db = { version: 0, nodes: [...db.nodes, entryOf({ ...a, shortId: slot.shortId })] };
   }
-  return { version: 1, nodes: db.nodes };
+  return withArenas({ version: 1, nodes: db.nodes }, systemArena(db.nodes), 1);
 }
 
 /** Why `node` cannot sit in `others` (the database without it), if it cannot. */
@@ -130,7 +131,7 @@ function placementError(others: readonly NodeEntry[], node: NodeEntry): NdbError
   return undefined;
 }
 
-/** One add, change or delete (M2), giving the next version, or why it does not apply. */
+/** One add, change, delete or arena hand-over (M2, M8), giving the next version, or why it does not apply. */
 export function applyChange(db: NodeDbSnapshot, change: NdbOp): NdbResult<{ db: NodeDbSnapshot }> {
   const version = db.version + 1;
   switch (change.op) {
@@ -139,34 +140,124 @@ export function applyChange(db: NodeDbSnapshot, change: NdbOp): NdbResult<{ db: 
       if (db.nodes.length >= NODES_MAX) return fail('E_DB_FULL', `the database holds ${NODES_MAX} nodes`);
       const err = placementError(db.nodes, change.node);
       if (err) return err;
-      return { ok: true, db: { version, nodes: [...db.nodes, entryOf(change.node)].sort(byId) } };
+      return { ok: true, db: servedArenaFor({ ...withDerivedArenas(db), version, nodes: [...db.nodes, entryOf(change.node)].sort(byId) }, change.node.id) };
     }
     case 'change': {
       if (!findNode(db, change.node.id)) return fail('E_UNKNOWN_NODE', `node ${change.node.id} is not in the database`);
       const others = db.nodes.filter((n) => n.id !== change.node.id);
       const err = placementError(others, change.node);
       if (err) return err;
-      return { ok: true, db: { version, nodes: [...others, entryOf(change.node)].sort(byId) } };
+      return { ok: true, db: servedArenaFor({ ...withDerivedArenas(db), version, nodes: [...others, entryOf(change.node)].sort(byId) }, change.node.id) };
     }
     case 'delete': {
       if (!findNode(db, change.id)) return fail('E_UNKNOWN_NODE', `node ${change.id} is not in the database`);
-      return { ok: true, db: { version, nodes: db.nodes.filter((n) => n.id !== change.id) } };
+      // Its arenas stay: their pages live on, and the PAN hands them to live nodes (docs/recovery.md).
+      return { ok: true, db: { ...withDerivedArenas(db), version, nodes: db.nodes.filter((n) => n.id !== change.id) } };
     }
+    case 'arena':
+      return handOver(db, change);
   }
 }
 
-const entryKey = (n: NodeEntry): string =>
-  JSON.stringify([n.id, n.shortId, n.endpoint, n.anchor, n.votes, n.group, n.pid ?? null]);
+// ---- Arenas (M8, M16): the top of the disk directory ----
 
-/** Same version and same nodes, in any order: two anchors committed the same database. */
+/** Arena 0 is the system's (the super-root): at first the anchor with the lowest short id. */
+function systemArena(nodes: readonly NodeEntry[]): ArenaEntry[] {
+  const first = [...nodes].filter((n) => n.anchor).sort((a, b) => a.shortId - b.shortId)[0];
+  return first ? [{ arena: 0, home: first.id, gen: 1, madeFor: first.id }] : [];
+}
+
+function withArenas(db: NodeDbSnapshot, arenas: readonly ArenaEntry[], nextArena: number): NodeDbSnapshot {
+  let next = nextArena;
+  const out = [...arenas];
+  for (const n of [...db.nodes].sort(byId)) {
+    if (!out.some((a) => a.home === n.id && a.arena !== 0)) out.push({ arena: next++, home: n.id, gen: 1, madeFor: n.id });
+  }
+  return { ...db, arenas: out.sort((a, b) => a.arena - b.arena), nextArena: next };
+}
+
+/**
+ * The arenas of a snapshot. One written before arenas moved has none
+ * recorded: then arena 0 is at the lowest-short-id anchor and each node's
+ * arena is its short id + 1, as the engine placed them then.
+ */
+export function arenasOf(db: NodeDbSnapshot): readonly ArenaEntry[] {
+  return withDerivedArenas(db).arenas ?? [];
+}
+
+function withDerivedArenas(db: NodeDbSnapshot): NodeDbSnapshot {
+  if (db.arenas !== undefined) return db;
+  const arenas = [...systemArena(db.nodes), ...db.nodes.map((n) => ({ arena: n.shortId + 1, home: n.id, gen: 1, madeFor: n.id }))];
+  return { ...db, arenas: arenas.sort((a, b) => a.arena - b.arena), nextArena: arenas.reduce((m, a) => Math.max(m, a.arena + 1), 1) };
+}
+
+/** The database with an arena for `id` to serve, if it serves none (a new node, or one whose arenas moved while it was away). */
+function servedArenaFor(db: NodeDbSnapshot, id: string): NodeDbSnapshot {
+  const derived = withDerivedArenas(db);
+  const arenas = derived.arenas ?? [];
+  if (arenas.some((a) => a.home === id && a.arena !== 0)) return derived;
+  const next = derived.nextArena ?? 1;
+  return { ...derived, arenas: [...arenas, { arena: next, home: id, gen: 1, madeFor: id }], nextArena: next + 1 };
+}
+
+/** `arena` handed to `home`: one generation up, to a node of the database. */
+function handOver(db: NodeDbSnapshot, change: Extract<NdbOp, { op: 'arena' }>): NdbResult<{ db: NodeDbSnapshot }> {
+  const derived = withDerivedArenas(db);
+  const arenas = derived.arenas ?? [];
+  const entry = arenas.find((a) => a.arena === change.arena);
+  if (!entry) return fail('E_UNKNOWN_ARENA', `arena ${change.arena} is not in the database`);
+  if (!findNode(db, change.home)) return fail('E_UNKNOWN_NODE', `node ${change.home} is not in the database`);
+  if (change.gen !== entry.gen + 1) return fail('E_STALE_GEN', `arena ${change.arena} is at generation ${entry.gen}; a hand-over takes it to ${entry.gen + 1}, not ${change.gen}`);
+  const moved = arenas.map((a) => (a.arena === change.arena ? { ...a, home: change.home, gen: change.gen } : a));
+  return { ok: true, db: { ...derived, version: db.version + 1, arenas: moved } };
+}
+
+/** The arena entry of `arena`, if it is in the database. */
+export function arenaEntryOf(db: NodeDbSnapshot, arena: number): ArenaEntry | undefined {
+  let index = arenaCache.get(db);
+  if (!index) {
+    index = new Map(arenasOf(db).map((a) => [a.arena, a]));
+    arenaCache.set(db, index);
+  }
+  return index.get(arena);
+}
+
+const arenaCache = new WeakMap<NodeDbSnapshot, Map<number, ArenaEntry>>();
+
+/** The arenas `id` is responsible for, lowest first. */
+export function arenasServedBy(db: NodeDbSnapshot, id: string): ArenaEntry[] {
+  return arenasOf(db).filter((a) => a.home === id);
+}
+
+/** Where `id` reserves: the arena made for it while it serves it, else the lowest other it serves; none for arena 0 alone. */
+export function reservingArena(db: NodeDbSnapshot, id: string): ArenaEntry | undefined {
+  const served = arenasServedBy(db, id).filter((a) => a.arena !== 0);
+  return served.find((a) => a.madeFor === id) ?? served[0];
+}
+
+const entryKey = (n: NodeEntry): string =>
+  JSON.stringify([n.id, n.shortId, n.endpoint, n.anchor, n.votes, n.group, n.pid ?? null, n.epoch ?? null]);
+
+const arenaKey = (a: ArenaEntry): string => JSON.stringify([a.arena, a.home, a.gen, a.madeFor]);
+
+/** Same version, same nodes and same arenas, in any order: two anchors committed the same database. */
 export function sameContents(a: NodeDbSnapshot, b: NodeDbSnapshot): boolean {
   if (a.version !== b.version || a.nodes.length !== b.nodes.length) return false;
   const keys = new Set(a.nodes.map(entryKey));
-  return b.nodes.every((n) => keys.has(entryKey(n))) && keys.size === b.nodes.length;
+  if (!(b.nodes.every((n) => keys.has(entryKey(n))) && keys.size === b.nodes.length)) return false;
+  const arenasA = arenasOf(a).map(arenaKey).sort();
+  const arenasB = arenasOf(b).map(arenaKey).sort();
+  return arenasA.length === arenasB.length && arenasA.every((k, i) => k === arenasB[i]);
 }
 
 /** Whether two changes do the same thing (they may have crossed the wire, so compare fields, not objects). */
 export function sameChange(a: NdbOp, b: NdbOp): boolean {
-  if (a.op === 'delete' || b.op === 'delete') return a.op === 'delete' && b.op === 'delete' && a.id === b.id;
-  return a.op === b.op && entryKey(a.node) === entryKey(b.node);
+  switch (a.op) {
+    case 'delete':
+      return b.op === 'delete' && a.id === b.id;
+    case 'arena':
+      return b.op === 'arena' && a.arena === b.arena && a.home === b.home && a.gen === b.gen;
+    default:
+      return (b.op === 'add' || b.op === 'change') && a.op === b.op && entryKey(a.node) === entryKey(b.node);
+  }
 }

@@ -78,7 +78,7 @@ function eventsFor(s: NdbSubordinateSnapshot): NdbSubordinateEvent[] {
 }
 
 const key = (b?: Ballot) => (b ? `${b.round}:${b.by}` : '-');
-const changeKey = (c: NdbOp) => (c.op === 'delete' ? `-${c.id}` : `${c.op}:${c.node.id}`);
+const changeKey = (c: NdbOp) => (c.op === 'delete' ? `-${c.id}` : c.op === 'arena' ? `arena:${c.arena}:${c.home}:${c.gen}` : `${c.op}:${c.node.id}`);
 
 function stateKey(s: NdbSubordinateSnapshot): string {
   const { acceptor, db } = s.context;

@@ -87,7 +87,9 @@ const oneContentPerVersion: Rule = {
 };
 
 function describeChange(c: NdbOp): string {
-  return c.op === 'delete' ? `delete ${c.id}` : `${c.op} ${c.node.id} (short id ${c.node.shortId})`;
+  if (c.op === 'delete') return `delete ${c.id}`;
+  if (c.op === 'arena') return `arena ${c.arena} to ${c.home} (generation ${c.gen})`;
+  return `${c.op} ${c.node.id} (short id ${c.node.shortId})`;
 }
 
 export const nodeDbRules: readonly Rule[] = [versionMonotonic, oneContentPerVersion];

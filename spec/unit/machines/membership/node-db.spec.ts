@@ -4,11 +4,15 @@ import { MEMBERS_PER_GROUP_MAX, shortIdOf } from '../../../../machines/membershi
 import {
   anchorsOf,
   applyChange,
+  arenaEntryOf,
+  arenasOf,
+  arenasServedBy,
   emptyDb,
   findNode,
   genesis,
   maxGroup,
   nextShortId,
+  reservingArena,
   sameChange,
   sameContents,
   totalVotes,
@@ -211,6 +215,75 @@ describe('node database (M2)', () => {
       expect(sameChange({ op: 'add', node }, { op: 'add', node: structuredClone(node) })).to.equal(true);
       expect(sameChange({ op: 'add', node }, { op: 'change', node })).to.equal(false);
       expect(sameChange({ op: 'change', node }, { op: 'change', node: { ...node, pid: 7 } })).to.equal(false);
+    });
+  });
+
+  describe('arenas (M8, M16): the top of the disk directory', () => {
+    const formed = () => genesis([ident('b'), ident('a'), ident('c')]);
+
+    it('genesis gives arena 0 to the anchor with the lowest short id, and each anchor an arena of its own', () => {
+      const db = formed();
+      expect(db.arenas).to.deep.equal([
+        { arena: 0, home: 'a', gen: 1, madeFor: 'a' },
+        { arena: 1, home: 'a', gen: 1, madeFor: 'a' },
+        { arena: 2, home: 'b', gen: 1, madeFor: 'b' },
+        { arena: 3, home: 'c', gen: 1, madeFor: 'c' },
+      ]);
+      expect(db.nextArena).to.equal(4);
+      expect(reservingArena(db, 'b')).to.deep.equal({ arena: 2, home: 'b', gen: 1, madeFor: 'b' });
+    });
+
+    it('never hands an arena number out twice: a new node after a deletion gets a fresh one, even on the freed short id', () => {
+      let db = mustApply(formed(), { op: 'add', node: entry('d', 3) });
+      expect(arenaEntryOf(db, 4)).to.deep.equal({ arena: 4, home: 'd', gen: 1, madeFor: 'd' });
+      db = mustApply(db, { op: 'delete', id: 'd' });
+      // The deleted node's arena stays, still naming it, until it is handed over.
+      expect(arenaEntryOf(db, 4)?.home).to.equal('d');
+      db = mustApply(db, { op: 'add', node: entry('e', 3) });
+      expect(findNode(db, 'e')?.shortId).to.equal(3);
+      expect(arenasServedBy(db, 'e').map((a) => a.arena)).to.deep.equal([5]);
+      expect(db.nextArena).to.equal(6);
+    });
+
+    it('hands an arena over one generation up, and refuses a stale generation, an unknown arena or an unknown node', () => {
+      const db = mustApply(formed(), { op: 'arena', arena: 2, home: 'c', gen: 2 });
+      expect(arenaEntryOf(db, 2)).to.deep.equal({ arena: 2, home: 'c', gen: 2, madeFor: 'b' });
+      expect(arenasServedBy(db, 'c').map((a) => a.arena)).to.deep.equal([2, 3]);
+      const stale = applyChange(db, { op: 'arena', arena: 2, home: 'a', gen: 2 });
+      expect(stale).to.deep.include({ ok: false, code: 'E_STALE_GEN' });
+      expect(applyChange(db, { op: 'arena', arena: 9, home: 'a', gen: 1 })).to.deep.include({ ok: false, code: 'E_UNKNOWN_ARENA' });
+      expect(applyChange(db, { op: 'arena', arena: 2, home: 'z', gen: 3 })).to.deep.include({ ok: false, code: 'E_UNKNOWN_NODE' });
+    });
+
+    it('gives a node that comes back to find its arenas handed over a fresh arena to reserve in', () => {
+      let db = mustApply(formed(), { op: 'arena', arena: 2, home: 'c', gen: 2 });
+      expect(reservingArena(db, 'b')).to.equal(undefined);
+      const b = findNode(db, 'b') as NodeEntry;
+      db = mustApply(db, { op: 'change', node: { ...b, epoch: 2 } });
+      expect(reservingArena(db, 'b')).to.deep.equal({ arena: 4, home: 'b', gen: 1, madeFor: 'b' });
+      // It does not get its old arena back: that one is c's now.
+      expect(arenaEntryOf(db, 2)?.home).to.equal('c');
+    });
+
+    it('derives the arenas of a snapshot written before arenas moved: arena 0 at the first anchor, short id + 1 for each node', () => {
+      const old: NodeDbSnapshot = { version: 4, nodes: [entry('a', 0, { anchor: true, votes: 1 }), entry('n', 5)] };
+      expect(arenasOf(old)).to.deep.equal([
+        { arena: 0, home: 'a', gen: 1, madeFor: 'a' },
+        { arena: 1, home: 'a', gen: 1, madeFor: 'a' },
+        { arena: 6, home: 'n', gen: 1, madeFor: 'n' },
+      ]);
+      const next = mustApply(old, { op: 'add', node: entry('m', 1) });
+      expect(arenaEntryOf(next, 7)?.home).to.equal('m');
+    });
+
+    it('counts the arena table in sameContents and in sameChange', () => {
+      const db = formed();
+      const moved = mustApply(db, { op: 'arena', arena: 1, home: 'b', gen: 2 });
+      expect(sameContents({ ...moved, version: db.version }, db)).to.equal(false);
+      expect(sameContents(moved, mustApply(db, { op: 'arena', arena: 1, home: 'b', gen: 2 }))).to.equal(true);
+      expect(sameChange({ op: 'arena', arena: 1, home: 'b', gen: 2 }, { op: 'arena', arena: 1, home: 'b', gen: 2 })).to.equal(true);
+      expect(sameChange({ op: 'arena', arena: 1, home: 'b', gen: 2 }, { op: 'arena', arena: 1, home: 'c', gen: 2 })).to.equal(false);
+      expect(sameChange({ op: 'arena', arena: 1, home: 'b', gen: 2 }, { op: 'delete', id: 'b' })).to.equal(false);
     });
   });
 });
