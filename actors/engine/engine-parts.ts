@@ -20,6 +20,7 @@ import type { PeerCalls } from './peer-calls.js';
 import type { RamCache } from '../pages/ram-cache.js';
 import type { SpacePolicy } from '../pages/space-policy.js';
 import type { TxnLog } from '../pages/txn-log.js';
+import type { Repopulation } from '../recovery/repopulation.js';
 
 export interface EngineSettings {
   /** RAM cache budget (M9). */
@@ -49,6 +50,8 @@ export interface PageEngineDeps {
   isAlive(id: string): boolean;
   quorate(): boolean;
   inspect?: (e: InspectionEvent) => void;
+  /** Start held (a restart): serve nothing until a rebuild includes this node (M14). */
+  startHeld?: boolean;
 }
 
 export interface EngineParts {
@@ -63,7 +66,7 @@ export interface EngineParts {
   readonly core: CoreHolderDeps;
   /** Free RAM and disk per node, for placement (M12). */
   readonly policy: SpacePolicy;
-  readonly stats: { readsFromHolders: number };
+  readonly stats: { readsFromHolders: number; staleRound: number };
   /** The responsible node (the home) of `addr`. */
   homeOf(addr: bigint): string;
   /** This node's arena (M7): its short id + 1. */
@@ -74,6 +77,8 @@ export interface EngineParts {
   syncDirectory(): Promise<void>;
   /** Waits for `work`, at most `ms` (the access timeout by default); the work itself goes on. */
   within<T>(work: Promise<T>, what: string, ms?: number): Promise<T>;
+  /** The rebuild's repopulation in progress (M14), if any. */
+  repopulation(): Repopulation | undefined;
 }
 
 /** The flow scheduler's key for one page: its requests run one at a time. */

@@ -22,10 +22,12 @@
 import type { Envelope } from '../../bus/envelope.js';
 import { MangroveError, isMangroveError } from '../../bus/errors.js';
 import type { Body } from '../../bus/messages/index.js';
-import type { ClientPageOp, SpaceReport } from '../../bus/messages/page.js';
+import type { ClientPageOp, CoherenceBody, CoherenceKind, PeerCall, SpaceReport } from '../../bus/messages/page.js';
 import type { ReplyRoute } from '../../bus/transport/transport.js';
-import { addressFromKey, formatAddress } from '../../machines/memory/address.js';
-import { homeFacts, registerHomeApplets, takeUp } from './applets/home.js';
+import { addressFromKey, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
+import { activate, homeFacts, registerHomeApplets, takeUp } from './applets/home.js';
+import { registerRecoveryApplets } from './applets/recovery.js';
+import { Repopulation } from '../recovery/repopulation.js';
 import { pageOut, registerLocalApplets } from './applets/local.js';
 import { replicateDirectory, type CoreHolderDeps } from '../pages/core-holders.js';
 import type { EngineParts, PageEngineDeps } from './engine-parts.js';
@@ -45,7 +47,12 @@ export { engineDefaults, type EngineSettings, type PageEngineDeps } from './engi
 /** How long a node's space report guides placement before it is asked for again (M12). */
 const SPACE_REPORT_TTL_MS = 5000;
 
-type PageKind = 'page.request' | 'page.invalidate' | 'page.invalidated' | 'page.forward' | 'page.data' | 'page.confirmed' | 'page.dropped' | 'page.served' | 'page.refused';
+/** Peer calls a node answers while it rebuilds (M14): repopulation's own, and reads of its disk and space. */
+const SERVED_IN_RECOVERY: ReadonlySet<PeerCall['op']> = new Set(['register', 'demote', 'fetch', 'space']);
+
+function recovering(): MangroveError {
+  return new MangroveError('E_RECOVERING', 'the cluster is rebuilding after a node failure or restart; try again in a moment');
+}
 
 export class PageEngine {
   readonly scheduler = new FlowScheduler();
@@ -56,11 +63,17 @@ export class PageEngine {
   private readonly calls: PeerCalls;
   private readonly commits: GroupCommit;
   private readonly parts: EngineParts;
-  private readonly stats = { readsFromHolders: 0 };
+  private readonly stats = { readsFromHolders: 0, staleRound: 0 };
   private closed = false;
+  /** The rebuild round (M14) this node's RAM directory was built in; coherence messages of another are dropped. */
+  private round = 0;
+  /** False from a quiesce (or a restart) until the rebuild resumes operations: remote requests get E_RECOVERING (M6). */
+  private serving: boolean;
+  private repopulation?: Repopulation;
 
   constructor(private readonly deps: PageEngineDeps) {
     const { self, epoch, clock, settings } = deps;
+    this.serving = !deps.startHeld;
     this.cache = new RamCache(settings.ramBytes);
     this.addressSpace = new PageSpace(deps.store);
     this.commits = new GroupCommit(deps.store);
@@ -84,6 +97,8 @@ export class PageEngine {
       inspect: deps.inspect,
       factsOf: (a) => homeFacts(this.parts, a),
       takeUp: (a, facts) => takeUp(this.parts, a, facts),
+      activate: (a, facts) => activate(this.parts, a, facts),
+      log: deps.log,
       send: (to, kind, body) => this.send(to, kind, body),
     });
     this.calls = new PeerCalls({
@@ -94,7 +109,7 @@ export class PageEngine {
       timeoutMs: settings.timeoutMs,
       send: (to, body) => deps.outbox.send(to, 'page.call', body),
       answer: (to, body) => deps.outbox.send(to, 'page.answer', body),
-      run: (from, req) => this.scheduler.dispatch(`peer.${req.op}`, req, from),
+      run: (from, req) => this.runPeer(from, req),
     });
     this.parts = {
       deps,
@@ -113,9 +128,11 @@ export class PageEngine {
       needQuorum: (what) => this.needQuorum(what),
       within: (work, what, ms) => this.within(work, what, ms),
       syncDirectory: () => this.syncDirectory(core),
+      repopulation: () => this.repopulation,
     };
     registerLocalApplets(this.parts, () => this.space());
     registerHomeApplets(this.parts, () => this.space());
+    registerRecoveryApplets(this.parts);
   }
 
   /** Changes to this node's copies, for local waiters (M10; the file system's locks build on it). */
@@ -137,8 +154,14 @@ export class PageEngine {
       case 'page.answer':
         return this.calls.onAnswer(env.body as Body<'page.answer'>);
     }
-    const addr = addressFromKey((env.body as { addr: Uint8Array }).addr);
-    switch (env.kind as PageKind) {
+    const body = env.body as { addr: Uint8Array; rr: number };
+    // Nothing from another rebuild round is acted on, and nothing at all while rebuilding (M14).
+    if (!this.serving || body.rr !== this.round) {
+      this.stats.staleRound++;
+      return;
+    }
+    const addr = addressFromKey(body.addr);
+    switch (env.kind as CoherenceKind) {
       case 'page.request':
         return this.homes.onRequest(env.body as Body<'page.request'>, addr, env.from);
       case 'page.invalidated':
@@ -173,10 +196,79 @@ export class PageEngine {
     );
   }
 
-  /** Runs a program's call on this node; `client` names the caller (locks are per client). */
+  /**
+   * Runs a program's call on this node; `client` names the caller (locks are
+   * per client). While the cluster rebuilds, only reads of pages this node
+   * holds go on (M17: reads of held pages are served); anything else gets
+   * E_RECOVERING, which the client library retries.
+   */
   call(op: ClientPageOp, client = 'local'): Promise<unknown> {
     if (this.closed) return Promise.reject(new MangroveError('E_CLOSED', 'the node is stopping'));
+    if (!this.serving && !(op.op === 'read' && this.holdsReadable(op.addr, op.pages))) return Promise.reject(recovering());
     return this.scheduler.dispatch(`client.${op.op}`, op, client);
+  }
+
+  // ---- The rebuild (M14), as the recovery actor drives it ----
+
+  /** The rebuild round this node's RAM directory was built in, and whether it serves requests. */
+  recoveryState(): { round: number; serving: boolean; staleMessages: number } {
+    return { round: this.round, serving: this.serving, staleMessages: this.stats.staleRound };
+  }
+
+  /** A failure is noticed: remote requests wait (E_RECOVERING) until a rebuild resumes operations. */
+  hold(): void {
+    this.serving = false;
+  }
+
+  /**
+   * Quiesce for recovery: requests in flight fail (E_RECOVERING), every
+   * page-home machine goes with what this node knew of copysets; with
+   * `reset`, every copy too. The next messages are of round `round`.
+   */
+  drain(round: number, reset: boolean): void {
+    this.serving = false;
+    this.holder.quiesce(recovering(), reset);
+    this.homes.dropDirectory();
+    this.round = round;
+    this.repopulation = new Repopulation(round, this.parts);
+  }
+
+  /** Start repopulating: registers every copy here with its page's home; resolves once every home has answered. */
+  async repopulate(round: number): Promise<void> {
+    const repopulation = this.repopulation;
+    if (!repopulation || repopulation.round !== round) throw new MangroveError('E_STALE', `repopulation of round ${round} was not prepared here (this node is at round ${this.round})`);
+    await repopulation.registerCopies(this.deps.settings.timeoutMs);
+  }
+
+  /** Resume operations: the homes' machines rebuilt from the registrations; requests are served again. */
+  resume(round: number): void {
+    const repopulation = this.repopulation;
+    if (repopulation && repopulation.round === round) for (const [addr, page] of repopulation.rebuilt()) this.homes.install(addr, page);
+    this.repopulation = undefined;
+    this.round = round;
+    this.serving = true;
+  }
+
+  /**
+   * The cluster finished round `round` without this node (it joined after
+   * it, or was counted out then): nothing it holds can be trusted, so every
+   * copy and machine goes, and it serves again at that round.
+   */
+  adoptRound(round: number): void {
+    if (round <= this.round || this.repopulation) return;
+    this.drain(round, true);
+    this.resume(round);
+  }
+
+  private holdsReadable(addr: Uint8Array, pages: number): boolean {
+    const first = addressFromKey(addr);
+    for (let i = 0; i < pages; i++) if (!this.holder.readable(first + BigInt(i * PAGE_BYTES))) return false;
+    return true;
+  }
+
+  private runPeer(from: string, req: PeerCall): Promise<unknown> {
+    if (!this.serving && !SERVED_IN_RECOVERY.has(req.op)) return Promise.reject(recovering());
+    return this.scheduler.dispatch(`peer.${req.op}`, req, from);
   }
 
   /** Page counts, cache use and free space for `status` (M24). */
@@ -216,10 +308,11 @@ export class PageEngine {
     return BigInt(entry.arena);
   }
 
-  /** A coherence message; to this node itself, delivered on the next microtask like any other arrival. */
-  private send<K extends PageKind>(to: string, kind: K, body: Body<K>): void {
-    if (to !== this.deps.self) return this.deps.outbox.send(to, kind, body);
-    const env = this.deps.outbox.envelope(to, kind, body);
+  /** A coherence message, stamped with this node's rebuild round; to this node itself, delivered on the next microtask like any other arrival. */
+  private send<K extends CoherenceKind>(to: string, kind: K, body: CoherenceBody<K>): void {
+    const stamped = { ...body, rr: this.round } as Body<K>;
+    if (to !== this.deps.self) return this.deps.outbox.send(to, kind, stamped);
+    const env = this.deps.outbox.envelope(to, kind, stamped);
     queueMicrotask(() => this.handle(env));
   }
 

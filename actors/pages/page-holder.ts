@@ -28,12 +28,24 @@ import { Subject } from 'rxjs';
 import type { Clock } from '../../bus/clock.js';
 import { MangroveError, type ErrorCode } from '../../bus/errors.js';
 import type { Body } from '../../bus/messages/index.js';
+import type { CoherenceBody } from '../../bus/messages/page.js';
 import { addressKey, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
 import type { AccessMode } from '../../machines/memory/page-home.js';
 import type { CachedPage, RamCache } from './ram-cache.js';
 import type { PageStore } from '../storage/page-store.js';
 
 export type CopyMode = 'read' | 'write' | 'kept' | 'incoming';
+
+/** What a page's home decided of a registered copy (M14), with the page's facts for a copy that stays. */
+export type CopyVerdict = { as: 'drop' } | { as: 'owner' | 'reader'; dirty: boolean; facts: PageFacts };
+
+/** A copy as this node registers it with the page's home (M14). */
+export interface RegisteredCopy {
+  addr: bigint;
+  version: number;
+  owner: boolean;
+  dirty: boolean;
+}
 
 /** What a page's home told this node about the page with its last grant. */
 export interface PageFacts {
@@ -56,7 +68,7 @@ export interface PageHolderDeps {
   retryMs: number;
   homeOf(addr: bigint): string;
   /** Sends a `page.` message (to this node too: the caller routes it locally). */
-  send<K extends 'page.request' | 'page.invalidated' | 'page.data' | 'page.confirmed' | 'page.dropped'>(to: string, kind: K, body: Body<K>): void;
+  send<K extends 'page.request' | 'page.invalidated' | 'page.data' | 'page.confirmed' | 'page.dropped'>(to: string, kind: K, body: CoherenceBody<K>): void;
   /** This node's disk cache: where an owner's clean copy is paged out to (M12). */
   store: PageStore;
   /** Flushes an owner's copy to its core holders, then releases it, or hands it to its home (M12). */
@@ -155,6 +167,16 @@ export class PageHolder {
 
   factsOf(addr: bigint): PageFacts | undefined {
     return this.facts.get(addr);
+  }
+
+  /** Whether a request of this node for `addr` is in flight. */
+  inFlight(addr: bigint): boolean {
+    return this.pending.has(addr);
+  }
+
+  /** Resolves once no request of this node for `addr` is in flight (whatever its outcome). */
+  async settled(addr: bigint): Promise<void> {
+    for (let p = this.pending.get(addr); p; p = this.pending.get(addr)) await p.done.catch(() => undefined);
   }
 
   /** The home replaced core holders (M11). */
@@ -275,6 +297,61 @@ export class PageHolder {
     const p = this.pending.get(addr);
     if (!p || p.req !== b.req) return;
     this.finish(addr, p, new MangroveError(b.code as ErrorCode, b.message));
+  }
+
+  // ---- Recovery (M14): what the rebuild asks of this node's copies ----
+
+  /**
+   * Quiesce: every request in flight fails with `err` (the caller retries
+   * once operations resume), and what this node knew of copysets (core
+   * holders, rounds seen, copies dropped) is forgotten with the GRD. With
+   * `reset` (this node missed rebuilds, or is new to them) every copy goes:
+   * none of them can be trusted to be current.
+   */
+  quiesce(err: MangroveError, reset: boolean): void {
+    for (const [addr, p] of [...this.pending]) this.finish(addr, p, err);
+    this.seen.clear();
+    this.dropped.clear();
+    this.facts.clear();
+    if (reset) {
+      for (const addr of [...this.modes.keys()]) this.forget(addr);
+      return;
+    }
+    // No copy stays writable: a write needs a grant from the rebuilt directory.
+    for (const state of this.modes.values()) if (state.mode === 'write') state.mode = 'read';
+  }
+
+  /** Every copy this node holds, as it registers them with their homes in repopulation. */
+  copies(): RegisteredCopy[] {
+    const out: RegisteredCopy[] = [];
+    for (const [addr, state] of this.modes) {
+      const page = state.paged ? this.deps.store.get(addr) : this.deps.cache.peek(addr);
+      if (!page) continue;
+      out.push({ addr, version: page.version, owner: state.owner, dirty: !state.paged && (page as CachedPage).dirty });
+    }
+    return out;
+  }
+
+  /**
+   * What the page's home decided in repopulation: this node is the page's
+   * owner (the newest copy; kept read-only until a write asks the home
+   * again), a reader of it, or holds a stale copy that goes. `dirty`: the
+   * copy is newer than any durable one, so it must be flushed. Round 0: the
+   * new RAM directory numbers its rounds afresh.
+   */
+  settle(addr: bigint, verdict: CopyVerdict): void {
+    const state = this.modes.get(addr);
+    if (!state) return;
+    if (verdict.as === 'drop') {
+      this.forget(addr);
+      return;
+    }
+    state.mode = 'read';
+    state.round = 0;
+    state.owner = verdict.as === 'owner';
+    this.facts.set(addr, verdict.facts);
+    const page = this.deps.cache.peek(addr);
+    if (page && verdict.dirty && !page.dirty) this.deps.cache.markDirty(addr, page.version);
   }
 
   /** Copies held, by mode. */

@@ -13,11 +13,15 @@ import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { Clock } from '../../bus/clock.js';
 import { MangroveError } from '../../bus/errors.js';
 import type { Body } from '../../bus/messages/index.js';
+import type { CoherenceBody } from '../../bus/messages/page.js';
 import { addressKey, formatAddress } from '../../machines/memory/address.js';
-import { PAGE_REQUESTS_QUEUED_MAX, pageHomeMachine, type PageHomeEmitted } from '../../machines/memory/page-home.js';
+import { PAGE_REQUESTS_QUEUED_MAX, pageHomeMachine, type PageHomeEmitted, type PageHomeEvent, type PageHomeInput } from '../../machines/memory/page-home.js';
 import type { PageFacts } from './page-holder.js';
 
 export type LockMode = 'shared' | 'exclusive';
+
+/** Requests kept for a page while it is being taken up; its requesters resend the rest. */
+const ACTIVATION_WAITERS_MAX = 1024;
 
 export interface PageHomesDeps {
   self: string;
@@ -28,7 +32,10 @@ export interface PageHomesDeps {
   factsOf(addr: bigint): PageFacts | MangroveError;
   /** Makes sure this node holds its own copy before the home first runs (it starts as the owner). */
   takeUp(addr: bigint, facts: PageFacts): void;
-  send<K extends 'page.invalidate' | 'page.forward' | 'page.served' | 'page.refused'>(to: string, kind: K, body: Body<K>): void;
+  /** Takes the page up as its owner from the freshest durable copy its core holders keep (first request after a start). */
+  activate(addr: bigint, facts: PageFacts): Promise<void>;
+  log?: { warn(obj: object, msg: string): void };
+  send<K extends 'page.invalidate' | 'page.forward' | 'page.served' | 'page.refused'>(to: string, kind: K, body: CoherenceBody<K>): void;
 }
 
 interface Lock {
@@ -39,6 +46,8 @@ interface Lock {
 
 export class PageHomes {
   private readonly homes = new Map<bigint, Actor<typeof pageHomeMachine>>();
+  /** Pages being taken up, with the requests that arrived meanwhile. */
+  private readonly activating = new Map<bigint, PageHomeEvent[]>();
   private readonly locks = new Map<bigint, Lock>();
 
   constructor(private readonly deps: PageHomesDeps) {}
@@ -49,7 +58,56 @@ export class PageHomes {
       this.deps.send(from, 'page.refused', { addr: b.addr, req: b.req, code: facts.code, message: facts.message });
       return;
     }
-    this.homeOf(addr, facts).send({ type: 'REQUEST', mode: b.mode, from, req: b.req });
+    const request = { type: 'REQUEST', mode: b.mode, from, req: b.req } as const;
+    const home = this.homes.get(addr);
+    if (home) {
+      // Freed and allocated again since: the home, still the owner, holds the page anew.
+      if (home.getSnapshot().context.owner === this.deps.self) this.deps.takeUp(addr, facts);
+      home.send(request);
+      return;
+    }
+    this.activate(addr, facts, request);
+  }
+
+  /**
+   * The page's first request since this node became its home: its machine
+   * starts once this node holds the freshest durable copy (M11, M14), and
+   * the requests that came meanwhile are handed to it in order. A request
+   * past ACTIVATION_WAITERS_MAX is dropped: its sender asks again.
+   */
+  private activate(addr: bigint, facts: PageFacts, request: PageHomeEvent): void {
+    const waiting = this.activating.get(addr);
+    if (waiting) {
+      if (waiting.length < ACTIVATION_WAITERS_MAX) waiting.push(request);
+      return;
+    }
+    this.activating.set(addr, [request]);
+    this.deps.activate(addr, facts).then(
+      () => {
+        const requests = this.activating.get(addr);
+        this.activating.delete(addr);
+        if (!requests || this.homes.has(addr)) return;
+        const home = this.start(addr, { owner: this.deps.self, retryMs: this.deps.retryMs });
+        for (const r of requests) home.send(r);
+      },
+      (err: unknown) => {
+        this.activating.delete(addr);
+        this.deps.log?.warn({ addr: formatAddress(addr), err: String(err) }, 'taking a page up failed; its requesters ask again');
+      },
+    );
+  }
+
+  /** Rebuild (M14): every page-home machine goes; locks stay (they are released for failed nodes apart). */
+  dropDirectory(): void {
+    for (const home of this.homes.values()) home.stop();
+    this.homes.clear();
+    this.activating.clear();
+  }
+
+  /** Rebuild (M14): a page's machine from what repopulation found, so its holders are counted again. */
+  install(addr: bigint, page: { owner: string; readers: string[]; version: number }): void {
+    this.homes.get(addr)?.stop();
+    this.start(addr, { owner: page.owner, readers: page.readers, version: page.version, retryMs: this.deps.retryMs });
   }
 
   onInvalidated(b: Body<'page.invalidated'>, addr: bigint, from: string): void {
@@ -127,16 +185,9 @@ export class PageHomes {
     this.homes.clear();
   }
 
-  private homeOf(addr: bigint, facts: PageFacts): Actor<typeof pageHomeMachine> {
-    let home = this.homes.get(addr);
-    if (home) {
-      // Freed and allocated again since: the home, still the owner, holds the page anew.
-      if (home.getSnapshot().context.owner === this.deps.self) this.deps.takeUp(addr, facts);
-      return home;
-    }
-    this.deps.takeUp(addr, facts);
-    const { self, clock, retryMs, inspect } = this.deps;
-    home = createActor(pageHomeMachine, { clock, inspect, input: { owner: self, retryMs } });
+  private start(addr: bigint, input: PageHomeInput): Actor<typeof pageHomeMachine> {
+    const { clock, inspect } = this.deps;
+    const home = createActor(pageHomeMachine, { clock, inspect, input });
     const wire = addressKey(addr);
     home.on('*', (e) => this.emitted(addr, wire, e as PageHomeEmitted));
     this.homes.set(addr, home);

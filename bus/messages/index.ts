@@ -3,7 +3,7 @@
  * codec runs on every inbound envelope. Kinds are namespaced by protocol,
  * one file a family: `hb.` heartbeat (M3, M4), `ndb.` node database (M2) and
  * `pan.` primary anchor election (M16) in membership.ts; `page.` the memory
- * engine (M7-M13) in page.ts; `client.` requests from the CLI and client
+ * engine (M7-M13) in page.ts; `rec.` the rebuild (M14) in recovery.ts; `client.` requests from the CLI and client
  * library and `reply.` their answers in client.ts (and `client.page` in
  * page.ts). Sizes are bounded in the schemas so a hostile frame cannot make
  * a node allocate without limit.
@@ -12,6 +12,7 @@ import type { z } from 'zod';
 import { clientBodies } from './client.js';
 import { membershipBodies } from './membership.js';
 import { pageBodies } from './page.js';
+import { recoveryBodies } from './recovery.js';
 
 export * from './membership.js';
 
@@ -20,6 +21,7 @@ export const bodies = {
   ...membershipBodies,
   ...clientBodies,
   ...pageBodies,
+  ...recoveryBodies,
 } as const;
 
 export type Kind = keyof typeof bodies;

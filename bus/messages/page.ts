@@ -55,6 +55,19 @@ export const clientPageOp = z.discriminatedUnion('op', [
 ]);
 export type ClientPageOp = z.infer<typeof clientPageOp>;
 
+/** Most copies one registration names (M14). */
+export const REGISTER_PAGES_MAX = 256;
+
+/** A copy a node holds, as it registers it with the page's home in repopulation (M14). */
+const registeredCopy = z.object({
+  addr: wireAddress,
+  version: count,
+  /** The node held the page as its owner (its copy the newest). */
+  owner: z.boolean(),
+  /** Changed since it was last flushed. */
+  dirty: z.boolean(),
+});
+
 /** A request to another node's engine, answered by `page.answer` with the same `call`. */
 export const peerCall = z.discriminatedUnion('op', [
   /** To a core holder: commit this copy durably (flush, materialize). */
@@ -80,27 +93,42 @@ export const peerCall = z.discriminatedUnion('op', [
   z.object({ op: z.literal('space') }),
   /** To a core holder: forget these pages (unallocate, dealloc). */
   z.object({ op: z.literal('drop'), addr: wireAddress, pages: rangePages }),
+  /** To a home, in a rebuild's repopulation (M14): the copies this node holds of its pages. */
+  z.object({ op: z.literal('register'), round: count, pages: z.array(registeredCopy).min(1).max(REGISTER_PAGES_MAX) }),
+  /** From a home, in repopulation: a newer copy turned up elsewhere; keep yours read-only (`reader`) or drop it. */
+  z.object({ op: z.literal('demote'), round: count, addr: wireAddress, as: z.enum(['reader', 'drop']) }),
 ]);
 export type PeerCall = z.infer<typeof peerCall>;
 
+/**
+ * The rebuild round (M14) in which the sender's RAM directory was built: a
+ * coherence message from before a rebuild is never acted on after it.
+ */
+const rr = count;
+
 export const pageBodies = {
-  // Coherence (M10), driven by the home's page-home machine.
-  'page.request': z.object({ addr: wireAddress, mode, req: count }),
-  'page.invalidate': z.object({ addr: wireAddress, round: count, version: count }),
-  'page.invalidated': z.object({ addr: wireAddress, round: count }),
-  'page.forward': z.object({ addr: wireAddress, requester: id, req: count, round: count, mode, version: count }),
-  'page.data': z.object({ addr: wireAddress, req: count, round: count, mode, data: pageData, version: count, dirty: z.boolean() }),
-  'page.confirmed': z.object({ addr: wireAddress, req: count }),
+  // Coherence (M10), driven by the home's page-home machine; `rr` is the sender's rebuild round.
+  'page.request': z.object({ addr: wireAddress, rr, mode, req: count }),
+  'page.invalidate': z.object({ addr: wireAddress, rr, round: count, version: count }),
+  'page.invalidated': z.object({ addr: wireAddress, rr, round: count }),
+  'page.forward': z.object({ addr: wireAddress, rr, requester: id, req: count, round: count, mode, version: count }),
+  'page.data': z.object({ addr: wireAddress, rr, req: count, round: count, mode, data: pageData, version: count, dirty: z.boolean() }),
+  'page.confirmed': z.object({ addr: wireAddress, rr, req: count }),
   /** A reader dropped the copy it got in `round` (M12). */
-  'page.dropped': z.object({ addr: wireAddress, round: count }),
-  'page.served': z.object({ addr: wireAddress, req: count, round: count, version: count, holders, volatile: z.boolean() }),
-  'page.refused': z.object({ addr: wireAddress, req: count, code: errorCode, message: errorMessage }),
+  'page.dropped': z.object({ addr: wireAddress, rr, round: count }),
+  'page.served': z.object({ addr: wireAddress, rr, req: count, round: count, version: count, holders, volatile: z.boolean() }),
+  'page.refused': z.object({ addr: wireAddress, rr, req: count, code: errorCode, message: errorMessage }),
   // Calls between engines (M11 flush and fetch, M7 locks and allocation at the home).
   'page.call': z.object({ call: count, req: peerCall }),
   'page.answer': z.object({ call: count, ok: z.boolean(), result: z.unknown().optional(), code: errorCode.optional(), message: errorMessage.optional() }),
   // A program's engine call (M24), answered with `reply.ok` or `reply.err`.
   'client.page': clientPageOp,
 } as const;
+
+/** The coherence kinds: those that carry the sender's rebuild round. */
+export type CoherenceKind = 'page.request' | 'page.invalidate' | 'page.invalidated' | 'page.forward' | 'page.data' | 'page.confirmed' | 'page.dropped' | 'page.served' | 'page.refused';
+/** A coherence body as the holder and the homes write it: the engine adds the round (`rr`) as it sends. */
+export type CoherenceBody<K extends CoherenceKind> = Omit<z.infer<(typeof pageBodies)[K]>, 'rr'>;
 
 /*
  * What `client.page` answers (`reply.ok {result}`), per op. Addresses in

@@ -327,7 +327,7 @@ describe('memory engine in the simulator', function () {
 
     // Misrouted (the home sends to a node that is not the page's home): refused, nothing written.
     const outbox = c.node(home)!.outbox;
-    outbox.send(c.id(other), 'page.request', { addr: addressKey(page), mode: 'write', req: 1 });
+    outbox.send(c.id(other), 'page.request', { addr: addressKey(page), rr: 0, mode: 'write', req: 1 });
     outbox.send(c.id(other), 'page.call', { call: 1, req: { op: 'alloc', addr: addressKey(page + 0x10_0000n), pages: 1, copies: 2, volatile: false } });
     // Malformed: the codec drops and counts them before the engine sees them.
     const rogue = c.network.attach('rogue');

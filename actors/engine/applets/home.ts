@@ -140,6 +140,23 @@ export function homeFacts(engine: EngineParts, addr: bigint): PageFacts | Mangro
 export function takeUp(engine: EngineParts, addr: bigint, facts: PageFacts): void {
   if (engine.holder.modeOf(addr) !== undefined) return;
   const stored = facts.volatile ? undefined : engine.deps.store.get(addr);
+  installAtHome(engine, addr, stored, facts);
+}
+
+/**
+ * The home's first take-up of a page since it became its home (a start, a
+ * rebuild, an arena handed over): from the freshest durable copy of any live
+ * core holder, not only its own disk, which may lack a flush that reached
+ * the others or, for a new home, not hold the page at all (M11, M15).
+ */
+export async function activate(engine: EngineParts, addr: bigint, facts: PageFacts): Promise<void> {
+  if (engine.holder.modeOf(addr) !== undefined) return;
+  const freshest = facts.volatile ? undefined : await freshestDurable(engine, addr, facts.holders);
+  if (engine.holder.modeOf(addr) !== undefined) return;
+  installAtHome(engine, addr, freshest, facts);
+}
+
+function installAtHome(engine: EngineParts, addr: bigint, stored: { data: Uint8Array; version: number } | undefined, facts: PageFacts): void {
   engine.holder.installOwn(addr, stored?.data ?? new Uint8Array(PAGE_BYTES), stored?.version ?? 0, facts);
   // Activation (M11): a core holder counted failed is replaced, in the background.
   const entry = engine.space.lookup(addr);
@@ -148,6 +165,18 @@ export function takeUp(engine: EngineParts, addr: bigint, facts: PageFacts): voi
       .dispatch('peer.reduplex', { op: 'reduplex', addr: addressKey(addr) })
       .catch((err: unknown) => engine.deps.log.warn({ addr: formatAddress(addr), err: String(err) }, 'reduplexing failed; retried at the next activation'));
   }
+}
+
+/** The newest durable copy of `addr` among this node's disk and its live core holders'. */
+export async function freshestDurable(engine: EngineParts, addr: bigint, holders: readonly string[]): Promise<{ data: Uint8Array; version: number } | undefined> {
+  const { deps } = engine;
+  const others = holders.filter((h) => h !== deps.self && deps.isAlive(h));
+  const copies = await Promise.all(
+    others.map((h) => engine.calls.call<{ version: number; data: Uint8Array } | null>(h, { op: 'fetch', addr: addressKey(addr) }).catch(() => null)),
+  );
+  let best: { data: Uint8Array; version: number } | undefined = deps.store.get(addr);
+  for (const c of copies) if (c && (!best || c.version > best.version)) best = { data: new Uint8Array(c.data), version: c.version };
+  return best;
 }
 
 function notReserved(addr: bigint): MangroveError {

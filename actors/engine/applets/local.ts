@@ -242,7 +242,16 @@ async function flushOne(engine: EngineParts, addr: bigint): Promise<string[]> {
 export async function flushOwn(engine: EngineParts, addr: bigint): Promise<string[]> {
   const page = engine.cache.peek(addr);
   const facts = engine.holder.factsOf(addr);
-  if (!page || !facts || facts.volatile) return facts?.holders ?? [];
+  if (!page || facts?.volatile) return facts?.holders ?? [];
+  if (!facts) {
+    // The copy arrived for a request the home has not answered yet: its core holders come with the answer.
+    if (engine.holder.inFlight(addr)) {
+      await engine.holder.settled(addr);
+      return flushOwn(engine, addr);
+    }
+    // Its core holders are not known here (the copy outlived a rebuild unregistered): it cannot be made durable yet.
+    throw new MangroveError('E_RECOVERING', `${formatAddress(addr)} waits for its home to be rebuilt before it can be flushed; try again in a moment`);
+  }
   if (!page.dirty) return facts.holders;
   const version = page.version;
   const data = page.data.slice();

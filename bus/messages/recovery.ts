@@ -1,0 +1,30 @@
+/**
+ * The RAM directory rebuild's messages (SPEC.md M14, docs/recovery.md): a
+ * coordinator anchor drives every live node through quiesce, repopulate and
+ * resume, one numbered round at a time; each reply names its round, so a
+ * late or repeated one never counts for another.
+ */
+import { z } from 'zod';
+import { limits } from '../envelope.js';
+import { count, id, list } from './schema.js';
+
+/** A rebuild round: `n` counts rounds, `by` is the coordinator, so two coordinators' rounds never tie. */
+export const rebuildRound = z.object({ n: count, by: id });
+export type RebuildRoundBody = z.infer<typeof rebuildRound>;
+
+export const recoveryBodies = {
+  /** To an anchor: please rebuild; these nodes failed or restarted as this node sees it. */
+  'rec.request': z.object({ failed: list(id).max(limits.listItemsMax) }),
+  /** Quiesce for recovery: stop, drop the RAM directory; `reset`: drop every copy too (this node missed rounds). */
+  'rec.quiesce': z.object({ round: rebuildRound, reset: z.boolean() }),
+  'rec.quiesced': z.object({ round: rebuildRound }),
+  /** Start repopulating: register every copy held with its page's home. */
+  'rec.repopulate': z.object({ round: rebuildRound }),
+  'rec.repopulated': z.object({ round: rebuildRound }),
+  /** Resume operations. */
+  'rec.resume': z.object({ round: rebuildRound }),
+  'rec.resumed': z.object({ round: rebuildRound }),
+} as const;
+
+/** A round as the engine's messages carry it: its number. */
+export type RoundNumber = z.infer<typeof count>;
