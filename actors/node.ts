@@ -4,7 +4,7 @@
  * only the transport, clock, randomness and store it is given differ.
  */
 import { Subject, type Subscription } from 'rxjs';
-import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import type { InspectionEvent } from 'xstate';
 import type { Clock, Random } from '../bus/clock.js';
 import type { Envelope } from '../bus/envelope.js';
 import { MangroveError } from '../bus/errors.js';
@@ -13,7 +13,6 @@ import type { ErrorCode } from '../bus/errors.js';
 import type { Inbound, ReplyRoute, Transport } from '../bus/transport/transport.js';
 import { nativeDecoder } from '../bus/codec.js';
 import { findNode } from '../machines/membership/node-db.js';
-import { nodeStateMachine, nodeStateOf } from '../machines/recovery/node-state.js';
 import { HeartbeatActor, type HeartbeatNews } from './membership/heartbeat.js';
 import type { Log } from './log.js';
 import { NodeDbActor } from './membership/node-db.js';
@@ -27,6 +26,7 @@ import { engineDefaults, PageEngine, type EngineSettings } from './engine/page-e
 import type { PageStore } from './storage/page-store.js';
 import { TxnLog } from './pages/txn-log.js';
 import type { TxnLogStore } from './storage/txn-log-store.js';
+import { RebuildActor, type RebuildPhaseNews } from './recovery/rebuild.js';
 
 export interface NodeDeps {
   settings: NodeSettings;
@@ -51,7 +51,8 @@ export type NodeNews =
   | HeartbeatNews
   | { type: 'quorum'; has: boolean }
   | { type: 'pan'; id: string | null; term: number | null }
-  | { type: 'db'; version: number; nodes: number };
+  | { type: 'db'; version: number; nodes: number }
+  | ({ type: 'rebuild' } & RebuildPhaseNews);
 
 /** How a failed node-database update is reported to a client. */
 const UPDATE_ERRORS: Record<string, ErrorCode> = {
@@ -76,7 +77,7 @@ export class MangroveNode {
   private readonly heartbeat: HeartbeatActor;
   private readonly quorum: QuorumActor;
   private readonly pan: PanActor;
-  private readonly nodeState: Actor<typeof nodeStateMachine>;
+  private readonly rebuild: RebuildActor;
   private readonly subs: Subscription[] = [];
   private running = false;
 
@@ -119,9 +120,9 @@ export class MangroveNode {
       quorumTimeoutMs: s.quorumTimeoutMs,
       preference: s.monitorPreference,
       inspect,
-      extras: () => ({ dbVersion: this.nodeDb.db.version, quorum: this.quorum.toSend(), pan: this.pan.known() }),
+      extras: () => ({ dbVersion: this.nodeDb.db.version, quorum: this.quorum.toSend(), pan: this.pan.known(), rr: this.engine.recoveryState().completed }),
     });
-    this.nodeState = createActor(nodeStateMachine, { clock, inspect, input: {} });
+    const engineSettings = { ...engineDefaults, ...deps.engine };
     this.engine = new PageEngine({
       self: s.id,
       epoch: s.epoch,
@@ -130,11 +131,27 @@ export class MangroveNode {
       store: deps.pages,
       txnLog: new TxnLog(deps.txnLog),
       log: deps.log,
-      settings: { ...engineDefaults, ...deps.engine },
+      settings: engineSettings,
       db: () => this.nodeDb.db,
       isAlive,
       quorate: () => this.quorum.has,
       inspect,
+    });
+    this.rebuild = new RebuildActor({
+      self: s.id,
+      epoch: s.epoch,
+      anchor: s.anchor,
+      periodMs: s.periodMs,
+      callTimeoutMs: engineSettings.timeoutMs,
+      clock,
+      outbox: this.outbox,
+      store: deps.store,
+      log: deps.log,
+      inspect,
+      engine: this.engine,
+      db: () => this.nodeDb.db,
+      isAlive,
+      quorate: () => this.quorum.has,
     });
   }
 
@@ -151,16 +168,19 @@ export class MangroveNode {
       this.heartbeat.news$.subscribe((n) => this.onHeartbeat(n)),
       this.quorum.quorum$.subscribe((has) => {
         this.pan.onView();
+        this.rebuild.quorumChanged(has);
         this.news$.next({ type: 'quorum', has });
       }),
+      this.rebuild.phase$.subscribe((p) => this.news$.next({ type: 'rebuild', ...p })),
       this.pan.pan$.subscribe((p) => this.news$.next({ type: 'pan', id: p?.id ?? null, term: p?.term ?? null })),
       this.nodeDb.db$.subscribe((db) => {
         this.heartbeat.setDb(db);
         this.pan.onView();
+        this.rebuild.evaluate();
         this.news$.next({ type: 'db', version: db.version, nodes: db.nodes.length });
       }),
     );
-    this.nodeState.start();
+    this.rebuild.start();
     this.quorum.start();
     this.pan.start();
     this.nodeDb.start();
@@ -176,7 +196,7 @@ export class MangroveNode {
     this.nodeDb.stop();
     this.pan.stop();
     this.quorum.stop();
-    this.nodeState.stop();
+    this.rebuild.stop();
     this.news$.complete();
   }
 
@@ -191,6 +211,13 @@ export class MangroveNode {
         break;
       case 'view':
         this.pan.onView();
+        this.rebuild.evaluate();
+        break;
+      case 'connectivity':
+        this.rebuild.viewed();
+        break;
+      case 'round_heard':
+        this.rebuild.roundHeard(n.rr);
         break;
       case 'member_failed':
         this.deps.log.warn({ level: n.level, slot: n.slot, node: n.id }, 'member failed');
@@ -214,6 +241,7 @@ export class MangroveNode {
       if (ns === 'hb') this.heartbeat.handle(env);
       else if (ns === 'ndb') this.nodeDb.handle(env, route);
       else if (ns === 'pan') this.pan.handle(env);
+      else if (ns === 'rec') this.rebuild.handle(env);
       else if (ns === 'page') this.engine.handle(env);
       else if (env.kind === 'client.page') this.engine.onClient(env, route);
       else if (ns === 'client') this.onClient(env, route);
@@ -277,7 +305,8 @@ export class MangroveNode {
     const db = this.nodeDb.db;
     const stats = this.deps.transport.stats();
     const monitors = this.heartbeat.monitors();
-    const state = nodeStateOf(this.nodeState.getSnapshot());
+    const recovery = this.rebuild.status();
+    const state = recovery.state;
     const nodes: NodeView[] = db.nodes.map((n) => ({
       id: n.id,
       shortId: n.shortId,
@@ -287,7 +316,7 @@ export class MangroveNode {
       votes: n.votes,
       group: n.group,
       role: monitors.includes(n.id) ? 'monitor' : 'member',
-      state: n.id === s.id ? state : null,
+      state: recovery.states[n.id] ?? null,
       alive: this.heartbeat.isAlive(n),
     }));
     return {
@@ -314,6 +343,7 @@ export class MangroveNode {
       software: s.software,
       http: s.httpPort ?? null,
       pages: { ...this.engine.space(), copies: this.engine.holder.counts() },
+      recovery,
     };
   }
 }

@@ -27,6 +27,11 @@ export class Outbox {
     this.transport.send(this.envelope(to, kind, body));
   }
 
+  /** To this node itself, through the transport (traced, delivered on a later turn): see Transport.loop. */
+  loop<K extends Kind>(kind: K, body: Body<K>): void {
+    this.transport.loop(this.envelope(this.self, kind, body));
+  }
+
   reply<K extends Kind>(route: ReplyRoute, request: Envelope, kind: K, body: Body<K>): void {
     this.transport.reply(route, this.envelope(request.from, kind, body, request.seq));
   }

@@ -4,6 +4,7 @@
  */
 import type { RejectReason } from '../bus/envelope.js';
 import type { SpaceReport } from '../bus/messages/page.js';
+import type { RebuildStatus } from './recovery/rebuild.js';
 
 export type NodeStateName = 'normal' | 'notified' | 'quiescent' | 'rebuilding';
 
@@ -18,7 +19,7 @@ export interface NodeView {
   group: number;
   /** 'monitor' when this node knows it to be a heartbeat monitor (of any level), else 'member'. */
   role: 'monitor' | 'member';
-  /** Recovery state (M6) where this node knows it (its own), else null. */
+  /** Recovery state (M6) where this node knows it (its own; every participant's while it coordinates a rebuild), else null. */
   state: NodeStateName | null;
   alive: boolean;
 }
@@ -53,4 +54,6 @@ export interface NodeStatus {
   http: number | null;
   /** The memory engine here (M24): RAM cache use, disk pages and free space, pages this node is home to, and its copies by coherence mode. */
   pages: SpaceReport & { copies: Record<'read' | 'write' | 'kept' | 'incoming', number> };
+  /** The RAM directory rebuild (M14) as this node sees it: the network's state, the round, what it coordinates, bad input dropped. */
+  recovery: RebuildStatus;
 }

@@ -50,8 +50,6 @@ export interface PageEngineDeps {
   isAlive(id: string): boolean;
   quorate(): boolean;
   inspect?: (e: InspectionEvent) => void;
-  /** Start held (a restart): serve nothing until a rebuild includes this node (M14). */
-  startHeld?: boolean;
 }
 
 export interface EngineParts {

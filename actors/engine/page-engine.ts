@@ -20,6 +20,7 @@
  * page's protocol never waits behind a request queued for the same page.
  */
 import type { Envelope } from '../../bus/envelope.js';
+import { assert } from '../../bus/assert.js';
 import { MangroveError, isMangroveError } from '../../bus/errors.js';
 import type { Body } from '../../bus/messages/index.js';
 import type { ClientPageOp, CoherenceBody, CoherenceKind, PeerCall, SpaceReport } from '../../bus/messages/page.js';
@@ -50,6 +51,10 @@ const SPACE_REPORT_TTL_MS = 5000;
 /** Peer calls a node answers while it rebuilds (M14): repopulation's own, and reads of its disk and space. */
 const SERVED_IN_RECOVERY: ReadonlySet<PeerCall['op']> = new Set(['register', 'demote', 'fetch', 'space']);
 
+function noQuorum(what: string): MangroveError {
+  return new MangroveError('E_NO_QUORUM', `${what} needs quorum and this node has none (too few anchors reachable); reads of pages held go on`);
+}
+
 function recovering(): MangroveError {
   return new MangroveError('E_RECOVERING', 'the cluster is rebuilding after a node failure or restart; try again in a moment');
 }
@@ -67,13 +72,18 @@ export class PageEngine {
   private closed = false;
   /** The rebuild round (M14) this node's RAM directory was built in; coherence messages of another are dropped. */
   private round = 0;
-  /** False from a quiesce (or a restart) until the rebuild resumes operations: remote requests get E_RECOVERING (M6). */
-  private serving: boolean;
+  /** The last rebuild round this node finished (resumed from). */
+  private completed = 0;
+  /**
+   * False from a notice or a quiesce until the rebuild resumes operations,
+   * and from the start until the node opens or a rebuild includes it:
+   * remote requests get E_RECOVERING (M6).
+   */
+  private serving = false;
   private repopulation?: Repopulation;
 
   constructor(private readonly deps: PageEngineDeps) {
     const { self, epoch, clock, settings } = deps;
-    this.serving = !deps.startHeld;
     this.cache = new RamCache(settings.ramBytes);
     this.addressSpace = new PageSpace(deps.store);
     this.commits = new GroupCommit(deps.store);
@@ -198,21 +208,33 @@ export class PageEngine {
 
   /**
    * Runs a program's call on this node; `client` names the caller (locks are
-   * per client). While the cluster rebuilds, only reads of pages this node
-   * holds go on (M17: reads of held pages are served); anything else gets
-   * E_RECOVERING, which the client library retries.
+   * per client). While this node does not serve (a rebuild, M14), only reads
+   * of pages it holds go on (M17: reads of held pages are served); anything
+   * else gets E_RECOVERING, which the client library retries, or
+   * E_NO_QUORUM where the node has no quorum either.
    */
   call(op: ClientPageOp, client = 'local'): Promise<unknown> {
     if (this.closed) return Promise.reject(new MangroveError('E_CLOSED', 'the node is stopping'));
-    if (!this.serving && !(op.op === 'read' && this.holdsReadable(op.addr, op.pages))) return Promise.reject(recovering());
+    if (!this.serving && !(op.op === 'read' && this.holdsReadable(op.addr, op.pages))) {
+      return Promise.reject(this.deps.quorate() ? recovering() : noQuorum(`${op.op} while the cluster rebuilds`));
+    }
     return this.scheduler.dispatch(`client.${op.op}`, op, client);
   }
 
   // ---- The rebuild (M14), as the recovery actor drives it ----
 
-  /** The rebuild round this node's RAM directory was built in, and whether it serves requests. */
-  recoveryState(): { round: number; serving: boolean; staleMessages: number } {
-    return { round: this.round, serving: this.serving, staleMessages: this.stats.staleRound };
+  /** Where this node stands in the rebuild: the round its RAM directory is (being) built in, the last round it finished, whether it serves. */
+  recoveryState(): { round: number; completed: number; serving: boolean; staleMessages: number } {
+    return { round: this.round, completed: this.completed, serving: this.serving, staleMessages: this.stats.staleRound };
+  }
+
+  /**
+   * A new node in a cluster that has never rebuilt (round 0 everywhere):
+   * nothing anywhere predates it, so it serves as it is.
+   */
+  open(): void {
+    assert(this.completed === 0 && !this.repopulation, 'only a node that never rebuilt opens at round 0');
+    this.serving = true;
   }
 
   /** A failure is noticed: remote requests wait (E_RECOVERING) until a rebuild resumes operations. */
@@ -246,18 +268,8 @@ export class PageEngine {
     if (repopulation && repopulation.round === round) for (const [addr, page] of repopulation.rebuilt()) this.homes.install(addr, page);
     this.repopulation = undefined;
     this.round = round;
+    this.completed = round;
     this.serving = true;
-  }
-
-  /**
-   * The cluster finished round `round` without this node (it joined after
-   * it, or was counted out then): nothing it holds can be trusted, so every
-   * copy and machine goes, and it serves again at that round.
-   */
-  adoptRound(round: number): void {
-    if (round <= this.round || this.repopulation) return;
-    this.drain(round, true);
-    this.resume(round);
   }
 
   private holdsReadable(addr: Uint8Array, pages: number): boolean {
@@ -323,7 +335,7 @@ export class PageEngine {
   }
 
   private needQuorum(what: string): void {
-    if (!this.deps.quorate()) throw new MangroveError('E_NO_QUORUM', `${what} needs quorum and this node has none (too few anchors reachable); reads of pages held go on`);
+    if (!this.deps.quorate()) throw noQuorum(what);
   }
 
   private within<T>(work: Promise<T>, what: string, ms = this.deps.settings.timeoutMs): Promise<T> {

@@ -40,6 +40,8 @@ export type HeartbeatNews =
   | { type: 'quorum_heard'; has: boolean; ttlMs: number; via: QuorumVia; fromAnchor: boolean }
   | { type: 'pan_heard'; pan: PanRef }
   | { type: 'db_version'; version: number; from: string }
+  /** A level-0 pulse named the newest rebuild round its sender finished (M14; 0: none). */
+  | { type: 'round_heard'; rr: number; from: string }
   | { type: 'role'; level: number; role: 'member' | 'monitor' }
   | { type: 'monitor'; level: number; id: string }
   | { type: 'member_failed'; level: number; slot: number; id: string | null }
@@ -173,6 +175,7 @@ export class HeartbeatActor {
     const slot = slotAt(sender.shortId, b.level);
     if (b.level > 0) l.reports.set(slot, b.failed ?? []);
     l.actor.send({ type: 'MEMBER_PULSE', from: env.from, slot });
+    if (b.level === 0) this.news$.next({ type: 'round_heard', rr: b.rr ?? 0, from: env.from });
     const quorum = anchorQuorum(b, sender.anchor);
     if (quorum) {
       this.belowQuorum = holdQuorum(quorum, this.deps.clock.now());
@@ -195,6 +198,7 @@ export class HeartbeatActor {
     l.peers = b.members ?? [];
     l.horizon = b.horizon;
     if (b.level === 0) this.setFailed(b.failed, b.horizon, 'monitor_pulse');
+    if (b.level === 0) this.news$.next({ type: 'round_heard', rr: b.rr ?? 0, from: env.from });
     if (b.quorum !== undefined) {
       this.news$.next({ type: 'quorum_heard', ...b.quorum, via: b.level === 0 ? 'monitor_pulse' : 'upper_pulse', fromAnchor: false });
     }
@@ -352,6 +356,7 @@ export class HeartbeatActor {
     };
     if (x.quorum !== undefined) body.quorum = x.quorum;
     if (x.pan) body.pan = x.pan;
+    if (l.level === 0 && x.rr) body.rr = x.rr;
     if (l.level > 0) body.members = l.actor.getSnapshot().context.ids.filter((id): id is string => id !== null);
     return body;
   }

@@ -25,5 +25,8 @@ export interface NodeStore {
   /** What this anchor promised and accepted for the next version (M2): it must keep its word across a crash. */
   loadAcceptor(): AcceptorState | undefined;
   saveAcceptor(state: AcceptorState): void;
+  /** The highest rebuild round number this anchor has used or seen (M14): a coordinator never reuses one after a restart. */
+  loadRebuildRound(): number;
+  saveRebuildRound(n: number): void;
   close(): Promise<void>;
 }

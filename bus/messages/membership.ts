@@ -86,6 +86,8 @@ export const membershipBodies = {
     /** Quorum as an anchor computed it (M5): this member, or one below it in the hierarchy. */
     quorum: quorumState.optional(),
     pan: panClaim.optional(),
+    /** Level 0: the newest rebuild round (M14) the sender finished; absent for none. */
+    rr: count.optional(),
     /** Level >= 1: short ids failed inside the transmitter's own subtree. */
     failed: list(shortId).optional(),
   }),
@@ -102,6 +104,8 @@ export const membershipBodies = {
     horizon: z.number().int().min(0).max(4),
     quorum: quorumState.optional(),
     pan: panClaim.optional(),
+    /** Level 0: the newest rebuild round (M14) the sender finished; absent for none. */
+    rr: count.optional(),
     /** Monitors of the levels above this one, nearest first, so a member
      * promoted to monitor knows where to transmit its group's report. */
     uppers: list(id).max(4).optional(),

@@ -15,8 +15,13 @@ export type RebuildRoundBody = z.infer<typeof rebuildRound>;
 export const recoveryBodies = {
   /** To an anchor: please rebuild; these nodes failed or restarted as this node sees it. */
   'rec.request': z.object({ failed: list(id).max(limits.listItemsMax) }),
-  /** Quiesce for recovery: stop, drop the RAM directory; `reset`: drop every copy too (this node missed rounds). */
-  'rec.quiesce': z.object({ round: rebuildRound, reset: z.boolean() }),
+  /**
+   * Quiesce for recovery: stop, drop the RAM directory. `reset`: drop every
+   * copy too (a new incarnation). `after`: the newest round the coordinator
+   * knows finished; a node that finished none as new missed it, and drops
+   * every copy too.
+   */
+  'rec.quiesce': z.object({ round: rebuildRound, reset: z.boolean(), after: count }),
   'rec.quiesced': z.object({ round: rebuildRound }),
   /** Start repopulating: register every copy held with its page's home. */
   'rec.repopulate': z.object({ round: rebuildRound }),
@@ -24,6 +29,14 @@ export const recoveryBodies = {
   /** Resume operations. */
   'rec.resume': z.object({ round: rebuildRound }),
   'rec.resumed': z.object({ round: rebuildRound }),
+  /**
+   * From a node to itself (Transport.loop): its engine finished registering
+   * its copies for `round`. The engine's work is outside replay (M27); its
+   * completion reaches the participant machine as this recorded input.
+   */
+  'rec.done': z.object({ round: rebuildRound }),
+  /** To a coordinator whose round is lower than the one this node follows: start above `round`. */
+  'rec.outranked': z.object({ round: rebuildRound }),
 } as const;
 
 /** A round as the engine's messages carry it: its number. */

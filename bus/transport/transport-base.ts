@@ -45,6 +45,9 @@ export interface BaseTransportOptions {
   onError?: (source: TransportErrorSource, detail: string) => void;
 }
 
+/** The reply route of a looped envelope: nobody to answer. */
+const LOOP_ROUTE = Object.freeze({ loop: true });
+
 export abstract class BaseTransport implements Transport {
   readonly self: string;
   readonly inbound: Observable<Inbound>;
@@ -101,6 +104,22 @@ export abstract class BaseTransport implements Transport {
 
   sendToEndpoint(endpoint: string, env: Envelope): void {
     this.transmit({ endpoint }, env);
+  }
+
+  loop(env: Envelope): void {
+    if (this.closed) return this.unsent(env, 'transport is closed');
+    if (env.to !== this.self) return this.unsent(env, `a loop is addressed to this node, not ${JSON.stringify(env.to)}`);
+    this.record('send', env);
+    this.counts.sent++;
+    this.counts.sentByKind[env.kind] = (this.counts.sentByKind[env.kind] ?? 0) + 1;
+    this.bringBack(env);
+  }
+
+  /** A looped envelope comes back on a later turn (a replay feeds the recorded receipt instead, and overrides this). */
+  protected bringBack(env: Envelope): void {
+    this.clock.setTimeout(() => {
+      if (!this.closed) this.deliver(env, LOOP_ROUTE);
+    }, 0);
   }
 
   setPeer(id: string, endpoint: string): void {

@@ -87,6 +87,12 @@ export interface Transport {
   reply(route: ReplyRoute, env: Envelope): void;
   /** Bootstrap only: sends to an endpoint whose node id is not yet known. */
   sendToEndpoint(endpoint: string, env: Envelope): void;
+  /**
+   * Delivers an envelope this node addresses to itself on a later turn of
+   * the clock, traced as a send and a receipt like any other: what one
+   * element tells another through it is an input a replay can feed.
+   */
+  loop(env: Envelope): void;
   /** Bootstrap entries: peers met before the node database names them. */
   setPeer(id: string, endpoint: string): void;
   removePeer(id: string): void;

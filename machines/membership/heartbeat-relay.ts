@@ -13,6 +13,8 @@ export interface PulseExtras {
   dbVersion: number;
   quorum?: QuorumState;
   pan?: PanRef;
+  /** The newest rebuild round this node finished (M14); 0 for none. Level-0 pulses carry it. */
+  rr?: number;
 }
 
 /** Anchor-computed quorum state heard from below, and when its lifetime runs out. */
@@ -56,6 +58,7 @@ export function memberPulseBody(
   const body: Body<'hb.member_pulse'> = { level: at.level, domain: at.domain, slot: at.slot, dbVersion: x.dbVersion };
   if (x.pan) body.pan = x.pan;
   if (selfAnchor && x.quorum !== undefined) body.quorum = x.quorum;
+  if (at.level === 0 && x.rr) body.rr = x.rr;
   if (at.level > 0) {
     body.failed = failedBelow;
     if (relayed && body.quorum === undefined) body.quorum = relayed;

@@ -15,8 +15,9 @@
  * - replies of another round (late, repeated, or another coordinator's) and
  *   replies from nodes that are not participants never count.
  *
- * A round is `{n, by: self}` (rebuild-round.ts), `n` one above the highest
- * round this anchor knows of, its own or another's (`HIGHER_ROUND`), so a
+ * A round is `{n, by: self}` (rebuild-round.ts), `n` the next number above
+ * the highest round this anchor knows of, its own or another's
+ * (`HIGHER_ROUND`), among the numbers of its rank (`nextRoundNumber`), so a
  * participant that follows the highest round it has seen always follows
  * the newest. The phases: quiescing (a *quiesce for recovery* to every
  * participant that has not replied, again every `retryMs`), repopulating
@@ -61,6 +62,14 @@ export interface RebuildCoordinatorInput {
   self: string;
   retryMs: number;
   phaseTimeoutMs: number;
+  /**
+   * Round numbers this coordinator may use are those equal to `rank` modulo
+   * `ranks` (the actor passes its short id and the short-id space), so two
+   * coordinators never number a round alike and a round's number alone
+   * names it (the engine stamps it on coherence messages). Defaults: 0 of 1.
+   */
+  rank?: number;
+  ranks?: number;
 }
 
 export interface RebuildCoordinatorContext extends RebuildCoordinatorInput {
@@ -79,7 +88,8 @@ export interface RebuildCoordinatorContext extends RebuildCoordinatorInput {
 }
 
 export type RebuildCoordinatorEvent =
-  | { type: 'START'; participants: string[]; reset: string[] }
+  /** `rank`: this coordinator's rank now (its short id may have been unknown when it started). */
+  | { type: 'START'; participants: string[]; reset: string[]; rank?: number }
   | { type: 'QUIESCED'; from: string; round: RebuildRound }
   | { type: 'REPOPULATED'; from: string; round: RebuildRound }
   | { type: 'RESUMED'; from: string; round: RebuildRound }
@@ -107,12 +117,19 @@ export function waitingIn(context: Ctx, phase: RebuildPhase | null): string[] {
 
 const currentRound = (context: Ctx): RebuildRound => present(context.round, 'a running phase has a round');
 
-/** A new round, one above every round known, over these participants. */
+/** The lowest number above `highest` that is `rank` modulo `ranks`: this coordinator's next round. */
+export function nextRoundNumber(highest: number, rank: number, ranks: number): number {
+  assert(Number.isInteger(ranks) && ranks >= 1 && rank >= 0 && rank < ranks, 'a rank lies in [0, ranks)');
+  const above = highest + 1;
+  return above + ((((rank - above) % ranks) + ranks) % ranks);
+}
+
+/** A new round, above every round known, over these participants. */
 function newRound(context: Ctx, participants: readonly string[], reset: readonly string[]): Partial<Ctx> {
   const sorted = [...new Set(participants)].sort();
   assert(sorted.includes(context.self), 'the coordinator takes part in its own round');
   assert(sorted.length <= REBUILD_PARTICIPANTS_MAX, `a round has at most ${REBUILD_PARTICIPANTS_MAX} participants`);
-  const round = { n: (context.highest?.n ?? 0) + 1, by: context.self };
+  const round = { n: nextRoundNumber(context.highest?.n ?? 0, context.rank ?? 0, context.ranks ?? 1), by: context.self };
   return {
     round,
     highest: round,
@@ -152,16 +169,25 @@ export const rebuildCoordinatorMachine = setup({
     isOtherParticipant: ({ context, event }) =>
       event.type === 'PARTICIPANT_FAILED' && event.id !== context.self && context.participants.includes(event.id),
     outranksRound: ({ context, event }) => event.type === 'HIGHER_ROUND' && isHigherRound(event.round, context.round),
+    /** A start that asks for what the running round does already changes nothing. */
+    changesRound: ({ context, event }) => {
+      assertEvent(event, 'START');
+      const same = new Set(event.participants);
+      const sameParticipants = same.size === context.participants.length && context.participants.every((p) => same.has(p));
+      return !sameParticipants || event.reset.some((r) => !context.reset.includes(r));
+    },
   },
   actions: {
     startRound: assign(({ context, event }) => {
       assertEvent(event, 'START');
-      return newRound(context, event.participants, event.reset);
+      const rank = event.rank ?? context.rank;
+      return { rank, ...newRound({ ...context, rank }, event.participants, event.reset) };
     }),
     /** No round finished since the running one began, so its resets still stand. */
     restartWith: assign(({ context, event }) => {
       assertEvent(event, 'START');
-      return newRound(context, event.participants, [...context.reset, ...event.reset]);
+      const rank = event.rank ?? context.rank;
+      return { rank, ...newRound({ ...context, rank }, event.participants, [...context.reset, ...event.reset]) };
     }),
     restartWithout: assign(({ context, event }) => {
       assertEvent(event, 'PARTICIPANT_FAILED');
@@ -214,7 +240,7 @@ export const rebuildCoordinatorMachine = setup({
     running: {
       initial: 'quiescing',
       on: {
-        START: { target: 'running', reenter: true, actions: [{ type: 'endPhase', params: { report: 'restarted' } }, 'restartWith'] },
+        START: { guard: 'changesRound', target: 'running', reenter: true, actions: [{ type: 'endPhase', params: { report: 'restarted' } }, 'restartWith'] },
         PARTICIPANT_FAILED: {
           guard: 'isOtherParticipant',
           target: 'running',

@@ -27,6 +27,7 @@ const KEY_IDENTITY = 'identity';
 const KEY_EPOCH = 'epoch';
 const KEY_SNAPSHOT = 'snapshot';
 const KEY_ACCEPTOR = 'acceptor';
+const KEY_REBUILD_ROUND = 'rebuild-round';
 
 const acceptorState = z.object({
   version: z.number().int().nonnegative(),
@@ -90,6 +91,9 @@ export class LmdbNodeStore extends LmdbFile implements NodeStore {
   saveNodeDb(db: NodeDbSnapshot): void {
     // A plain copy: the snapshot may be a frozen machine context or carry extra fields.
     const copy: NodeDbSnapshot = { version: db.version, nodes: db.nodes.map((n) => ({ ...n })) };
+    // The arena table is the top of the disk directory (M8): it must survive a restart with the rest.
+    if (db.arenas !== undefined) copy.arenas = db.arenas.map((a) => ({ ...a }));
+    if (db.nextArena !== undefined) copy.nextArena = db.nextArena;
     this.attempt('cannot save the node database in', () => this.nodedb.putSync(KEY_SNAPSHOT, copy));
   }
 
@@ -106,6 +110,23 @@ export class LmdbNodeStore extends LmdbFile implements NodeStore {
   saveAcceptor(state: AcceptorState): void {
     const copy = JSON.parse(JSON.stringify(state)) as AcceptorState;
     this.attempt('cannot save the node-database promises in', () => this.nodedb.putSync(KEY_ACCEPTOR, copy));
+  }
+
+  loadRebuildRound(): number {
+    const v = this.read(this.meta, KEY_REBUILD_ROUND);
+    if (v === undefined) return 0;
+    if (!Number.isSafeInteger(v) || (v as number) < 0) throw new MangroveError('E_STORAGE', `the rebuild round stored in ${this.dir} is damaged (${JSON.stringify(v)})`);
+    return v as number;
+  }
+
+  saveRebuildRound(n: number): void {
+    // Never lowered: a round number once used stays used.
+    this.attempt('cannot save the rebuild round in', () =>
+      this.env.transactionSync(() => {
+        const prev = this.meta.get(KEY_REBUILD_ROUND);
+        if (typeof prev !== 'number' || prev < n) this.meta.putSync(KEY_REBUILD_ROUND, n);
+      }),
+    );
   }
 
   private read(db: Database, key: string): unknown {

@@ -12,6 +12,7 @@ export class MemoryNodeStore implements NodeStore {
   private epoch = 0;
   private db?: NodeDbSnapshot;
   private acceptor?: AcceptorState;
+  private rebuildRound = 0;
 
   loadIdentity(): StoredIdentity | undefined {
     return this.identity;
@@ -33,6 +34,12 @@ export class MemoryNodeStore implements NodeStore {
   }
   saveAcceptor(state: AcceptorState): void {
     this.acceptor = state;
+  }
+  loadRebuildRound(): number {
+    return this.rebuildRound;
+  }
+  saveRebuildRound(n: number): void {
+    this.rebuildRound = Math.max(this.rebuildRound, n);
   }
   async close(): Promise<void> {}
 }

@@ -16,6 +16,7 @@ import { genesis } from '../../machines/membership/node-db.js';
 import { panElectionMachine } from '../../machines/membership/pan-election.js';
 import { hasMajority, quorumMachine } from '../../machines/membership/quorum.js';
 import { pageHomeMachine } from '../../machines/memory/page-home.js';
+import { pageLockMachine } from '../../machines/memory/page-lock.js';
 import { nodeAt } from '../fixtures/node-entries.js';
 import type { Args, EventScope, MachineKind, ScenarioTable } from '../helpers/scenario.js';
 
@@ -202,6 +203,16 @@ export const scenarioTable: ScenarioTable = {
       home: {
         machine: pageHomeMachine,
         input: (args) => ({ owner: 'h', readers: [], version: 0, retryMs: 100, ...args }),
+      },
+    },
+  },
+  'page-lock': {
+    kinds: {
+      lock: {
+        machine: pageLockMachine,
+        input: (args) => ({ ...args }),
+        // A LOCK does not wait unless the step says `wait=true`.
+        event: (type, args) => (type === 'LOCK' ? { type, wait: false, ...args } : { type, ...args }),
       },
     },
   },

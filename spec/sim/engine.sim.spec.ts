@@ -279,7 +279,8 @@ describe('memory engine in the simulator', function () {
 
     c.crash(1);
     c.start(1);
-    await c.runUntilAsync(() => c.status(1)!.quorum, 30_000, 'the restarted node to regain quorum');
+    // A restarted node serves once a rebuild has included it (M14).
+    await c.runUntilAsync(() => c.status(1)!.quorum && c.node(1)!.engine.recoveryState().serving, 30_000, 'the restarted node to regain quorum and serve');
     const { records } = (await c.settle(e().call({ op: 'txn_read' }))) as { records: { txn: number; seq: number; data: Uint8Array }[] };
     expect(records.map((r) => [r.txn, r.seq, new TextDecoder().decode(r.data)])).to.deep.equal([
       [txn, 1, 'rename a b'],

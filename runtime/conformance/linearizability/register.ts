@@ -26,15 +26,7 @@ const SHOW_BYTES_MAX = 16;
 
 /** A model of independent registers, one per page, each starting at `initial`. */
 export function registerModel(initial: Uint8Array = new Uint8Array(0)): Model<Uint8Array, RegisterInput, RegisterOutput> {
-  const keys = new WeakMap<Uint8Array, string>();
-  const keyOf = (v: Uint8Array): string => {
-    let k = keys.get(v);
-    if (k === undefined) {
-      k = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1');
-      keys.set(v, k);
-    }
-    return k;
-  };
+  const keyOf = contentKeys();
   return {
     init: () => initial,
     step(state, input, output) {
@@ -51,7 +43,7 @@ export function registerModel(initial: Uint8Array = new Uint8Array(0)): Model<Ui
     key: keyOf,
     partition: (input) => input.page,
     readOnly: (input) => input.kind !== 'write',
-    narrow: (ops) => narrowRegister(ops, keyOf(initial), keyOf),
+    narrow: (ops) => narrowRegister(ops, keyOf(initial), keyOf, Infinity),
     describe(input, output) {
       switch (input.kind) {
         case 'write':
@@ -71,11 +63,19 @@ export function registerModel(initial: Uint8Array = new Uint8Array(0)): Model<Ui
  * read saw that write, so the write took effect before the read returned
  * (before the first such read returned, for all of them) and the read after
  * the write was called. A read of the initial value, when no write produced
- * it, came before every write. A write that never returned and whose value
- * nobody saw can be left out: any linearization without it is just as good,
- * since no read can have come between it and the next write.
+ * it and it returned before `crashFreeBefore`, came before every write: only
+ * a write changes the page until a crash, and a crash may take it back to
+ * the initial value (durable-register.ts). A write that never returned and
+ * whose value nobody saw can be left out: any linearization without it is
+ * just as good, since no read can have come between it and the next write.
  */
-function narrowRegister(ops: readonly RegisterOp[], initialKey: string, keyOf: (v: Uint8Array) => string): Map<RegisterOp, EffectWindow | 'never'> {
+export function narrowRegister(
+  ops: readonly RegisterOp[],
+  initialKey: string,
+  keyOf: (v: Uint8Array) => string,
+  /** The page's first crash; Infinity for a model without crashes. */
+  crashFreeBefore: number,
+): Map<RegisterOp, EffectWindow | 'never'> {
   const writers = new Map<string, RegisterOp[]>();
   const readers = new Map<string, RegisterOp[]>();
   for (const op of ops) {
@@ -100,9 +100,28 @@ function narrowRegister(ops: readonly RegisterOp[], initialKey: string, keyOf: (
   }
   if (!writers.has(initialKey)) {
     const firstBy = ops.reduce((t, op) => (op.input.kind === 'write' ? Math.min(t, windowOf(op).by ?? Infinity) : t), Infinity);
-    for (const r of readers.get(initialKey) ?? []) out.set(r, { from: r.call, by: Math.min(r.ret as number, firstBy) });
+    for (const r of readers.get(initialKey) ?? []) {
+      if ((r.ret ?? Infinity) < crashFreeBefore) out.set(r, { from: r.call, by: Math.min(r.ret as number, firstBy) });
+    }
   }
   return out;
+}
+
+/**
+ * A key by content for byte arrays, converted once per array object (a
+ * WeakMap), so a 4 KiB page costs one conversion per distinct array, not
+ * one per search step.
+ */
+export function contentKeys(): (v: Uint8Array) => string {
+  const keys = new WeakMap<Uint8Array, string>();
+  return (v) => {
+    let k = keys.get(v);
+    if (k === undefined) {
+      k = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1');
+      keys.set(v, k);
+    }
+    return k;
+  };
 }
 
 function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {

@@ -148,7 +148,7 @@ function feedInputs(entries: readonly TraceEntry[], replayed: ReplayedNode, repl
   const { clock, transport } = replayed;
   let input: Input = entries[0] as TraceStart;
   let expected: TraceRecord[] = [];
-  let made = transport.take();
+  let made = replayedSends(transport);
   const settle = (last: boolean): Violation | undefined => {
     const divergence = compareSends(input, replies.sortOut(made), expected, toleranceMs, last);
     stats.sends += expected.length;
@@ -162,6 +162,8 @@ function feedInputs(entries: readonly TraceEntry[], replayed: ReplayedNode, repl
       if (entry.dir === 'recv') replies.engineRequest(entry.env);
       continue;
     }
+    // The engine's completions: made by its work, outside replay; their receipts are inputs like any other.
+    if (entry.dir === 'send' && isEngineCompletion(entry.env)) continue;
     if (entry.dir === 'send') {
       if (isReply(entry.env)) replies.traced(entry);
       else expected.push(entry);
@@ -179,7 +181,7 @@ function feedInputs(entries: readonly TraceEntry[], replayed: ReplayedNode, repl
     } else if (entry.dir === 'timer' && !clock.fire(entry.timer)) {
       return violation('replay.timer', entry, `the trace fires timer ${entry.timer}, which the replayed node does not have pending`, [entry]);
     }
-    made = transport.take();
+    made = replayedSends(transport);
   }
   return settle(true);
 }
@@ -313,6 +315,16 @@ export function difference(want: unknown, got: unknown, toleranceMs: number, pat
 /** The memory engine's messages (M7-M13): `page.` between nodes, `client.page` from programs. */
 function isEngine(env: Envelope): boolean {
   return env.kind.startsWith('page.') || env.kind === 'client.page';
+}
+
+/** What the replayed node sent since the last call, but for the engine's own traffic, which replay leaves out. */
+function replayedSends(transport: ReplayTransport): Envelope[] {
+  return transport.take().filter((env) => !isEngine(env) && !isEngineCompletion(env));
+}
+
+/** What the engine tells the rebuild it finished (`rec.done`, looped to the node itself). */
+function isEngineCompletion(env: Envelope): boolean {
+  return env.kind === 'rec.done';
 }
 
 function isReply(env: Envelope): boolean {

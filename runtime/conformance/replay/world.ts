@@ -79,6 +79,9 @@ export class ReplayTransport extends BaseTransport {
     return null;
   }
 
+  /** The trace holds the receipt of what the node looped to itself: it is fed as an input, in its place (and this clock's timers are the node's alone). */
+  protected override bringBack(): void {}
+
   async close(): Promise<void> {
     this.markClosed();
   }

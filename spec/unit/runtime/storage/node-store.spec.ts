@@ -70,6 +70,29 @@ function nodeStoreCompliance(name: string, setUp: TwinSetUp<NodeStore>): void {
       s = await twin.restart(s);
       expect(s.loadNodeDb()).to.deep.equal({ ...db, version: 8 });
     });
+
+    it('keeps the arena table with the node database (M8: the top of the disk directory)', async () => {
+      const withArenas: NodeDbSnapshot = {
+        ...db,
+        version: 9,
+        arenas: [
+          { arena: 0, home: identity.id, gen: 1, madeFor: identity.id },
+          { arena: 3, home: db.nodes[1].id, gen: 4, madeFor: identity.id },
+        ],
+        nextArena: 5,
+      };
+      s.saveNodeDb(withArenas);
+      s = await twin.restart(s);
+      expect(s.loadNodeDb()).to.deep.equal(withArenas);
+    });
+
+    it('keeps the highest rebuild round across a restart, never lowering it', async () => {
+      expect(s.loadRebuildRound()).to.equal(0);
+      s.saveRebuildRound(12);
+      s.saveRebuildRound(7);
+      s = await twin.restart(s);
+      expect(s.loadRebuildRound()).to.equal(12);
+    });
   });
 }
 
