@@ -27,6 +27,7 @@ import type { PageStore } from './storage/page-store.js';
 import { TxnLog } from './pages/txn-log.js';
 import type { TxnLogStore } from './storage/txn-log-store.js';
 import { RebuildActor, type RebuildPhaseNews } from './recovery/rebuild.js';
+import { FailoverActor } from './recovery/failover.js';
 
 export interface NodeDeps {
   settings: NodeSettings;
@@ -78,7 +79,13 @@ export class MangroveNode {
   private readonly quorum: QuorumActor;
   private readonly pan: PanActor;
   private readonly rebuild: RebuildActor;
-  private readonly subs: Subscription[] = [];
+  /** On anchors: hands the arenas of a home down past its grace to a replica (M16). */
+  private readonly failover?: FailoverActor;
+  /** Node-database updates the engine asked for, by ticket, until they are run. */
+  private readonly proposals = new Map<number, { resolve(version: number): void; reject(err: unknown): void }>();
+  private proposalSeq = 0;
+  /** The node database as the engine last saw it, for what changed in the arena table. */
+  private engineDb: NodeDbSnapshot;  private readonly subs: Subscription[] = [];
   private running = false;
 
   constructor(private readonly deps: NodeDeps) {
@@ -135,8 +142,23 @@ export class MangroveNode {
       db: () => this.nodeDb.db,
       isAlive,
       quorate: () => this.quorum.has,
+      pan: () => this.pan.live(),
+      isPan: () => this.pan.primaryTerm() !== null,
+      updateNodeDb: s.anchor ? (change) => this.proposeFromEngine(change) : undefined,
       inspect,
     });
+    this.engineDb = this.nodeDb.db;
+    if (s.anchor) {
+      this.failover = new FailoverActor({
+        self: s.id,
+        periodMs: s.periodMs,
+        quorumTimeoutMs: s.quorumTimeoutMs,
+        clock,
+        log: deps.log,
+        inspect,
+        update: (change, done) => this.nodeDb.updateThen(change, done),
+      });
+    }
     this.rebuild = new RebuildActor({
       self: s.id,
       epoch: s.epoch,
@@ -163,24 +185,33 @@ export class MangroveNode {
     if (this.running) return;
     this.running = true;
     const { log } = this.deps;
+    // Started first: the subjects below hand their current values to their subscribers at once.
+    this.rebuild.start();
+    this.failover?.start();
     this.subs.push(
       this.deps.transport.inbound.subscribe((m) => this.dispatch(m)),
       this.heartbeat.news$.subscribe((n) => this.onHeartbeat(n)),
       this.quorum.quorum$.subscribe((has) => {
         this.pan.onView();
         this.rebuild.quorumChanged(has);
+        this.viewFailover();
         this.news$.next({ type: 'quorum', has });
       }),
       this.rebuild.phase$.subscribe((p) => this.news$.next({ type: 'rebuild', ...p })),
-      this.pan.pan$.subscribe((p) => this.news$.next({ type: 'pan', id: p?.id ?? null, term: p?.term ?? null })),
+      this.pan.pan$.subscribe((p) => {
+        this.viewFailover();
+        this.news$.next({ type: 'pan', id: p?.id ?? null, term: p?.term ?? null });
+      }),
       this.nodeDb.db$.subscribe((db) => {
         this.heartbeat.setDb(db);
         this.pan.onView();
+        this.engine.arenasChanged(this.engineDb, db);
+        this.engineDb = db;
         this.rebuild.evaluate();
+        this.viewFailover();
         this.news$.next({ type: 'db', version: db.version, nodes: db.nodes.length });
       }),
     );
-    this.rebuild.start();
     this.quorum.start();
     this.pan.start();
     this.nodeDb.start();
@@ -197,6 +228,9 @@ export class MangroveNode {
     this.pan.stop();
     this.quorum.stop();
     this.rebuild.stop();
+    this.failover?.stop();
+    for (const waiter of this.proposals.values()) waiter.reject(new MangroveError('E_CLOSED', 'the node is stopping'));
+    this.proposals.clear();
     this.news$.complete();
   }
 
@@ -212,6 +246,7 @@ export class MangroveNode {
       case 'view':
         this.pan.onView();
         this.rebuild.evaluate();
+        this.viewFailover();
         break;
       case 'connectivity':
         this.rebuild.viewed();
@@ -239,6 +274,7 @@ export class MangroveNode {
     try {
       const ns = env.kind.slice(0, env.kind.indexOf('.'));
       if (ns === 'hb') this.heartbeat.handle(env);
+      else if (env.kind === 'ndb.propose') this.onProposal(env);
       else if (ns === 'ndb') this.nodeDb.handle(env, route);
       else if (ns === 'pan') this.pan.handle(env);
       else if (ns === 'rec') this.rebuild.handle(env);
@@ -274,6 +310,39 @@ export class MangroveNode {
         return;
       }
     }
+  }
+
+  /**
+   * A node-database update the engine asks for (the PAN naming directory
+   * replicas): looped through the transport, so the request is a recorded
+   * input (`ndb.propose`), then run like any other update.
+   */
+  private proposeFromEngine(change: NdbOp): Promise<number> {
+    const ticket = ++this.proposalSeq;
+    return new Promise<number>((resolve, reject) => {
+      this.proposals.set(ticket, { resolve, reject });
+      this.outbox.loop('ndb.propose', { change, ticket });
+    });
+  }
+
+  private onProposal(env: Envelope): void {
+    if (env.from !== this.deps.settings.id) return;
+    const { change, ticket } = env.body as Body<'ndb.propose'>;
+    const waiter = this.proposals.get(ticket);
+    this.proposals.delete(ticket);
+    // A replay feeds the recorded proposal with nobody waiting: the update runs all the same.
+    this.updateNodeDatabase(change).then(
+      (version) => waiter?.resolve(version),
+      (err: unknown) => waiter?.reject(err),
+    );
+  }
+
+  /** What the PAN's failover sees (M16): the database, who is alive, whether this anchor is the PAN with quorum. */
+  private viewFailover(): void {
+    if (!this.failover || !this.running) return;
+    const db = this.nodeDb.db;
+    const alive = db.nodes.filter((n) => this.heartbeat.isAlive(n)).map((n) => n.id);
+    this.failover.view({ db, alive, isPan: this.pan.primaryTerm() !== null, quorate: this.quorum.has });
   }
 
   /** Adds, changes or removes a node (M2), coordinated from this anchor; resolves with the new version. */
@@ -344,6 +413,7 @@ export class MangroveNode {
       http: s.httpPort ?? null,
       pages: { ...this.engine.space(), copies: this.engine.holder.counts() },
       recovery,
+      replication: this.engine.replication(),
     };
   }
 }

@@ -31,6 +31,10 @@ export type ErrorCode =
   | 'E_PAGE_LOST'
   /** Too few live nodes for the core copies a page asks for (M11). */
   | 'E_TOO_FEW_NODES'
+  /** From a home of an older generation of its arena: it no longer speaks for it (fencing, M16). */
+  | 'E_STALE_GEN'
+  /** Asked of a node that is not the primary anchor node (M16). */
+  | 'E_NOT_PAN'
   /** A bug: the report carries the stack. */
   | 'E_INTERNAL';
 

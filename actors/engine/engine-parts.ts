@@ -5,8 +5,9 @@
  * their op-codes over it.
  */
 import type { InspectionEvent } from 'xstate';
+import type { MangroveError } from '../../bus/errors.js';
 import type { Clock } from '../../bus/clock.js';
-import type { NodeDbSnapshot } from '../../bus/messages/index.js';
+import type { NdbOp, NodeDbSnapshot } from '../../bus/messages/index.js';
 import type { CoreHolderDeps } from '../pages/core-holders.js';
 import type { FlowScheduler } from './flow-scheduler.js';
 import type { GroupCommit } from '../pages/group-commit.js';
@@ -33,9 +34,11 @@ export interface EngineSettings {
   timeoutMs: number;
   /** How long a read waits on a home the membership counts failed before it reads a core holder's durable copy. */
   homeWaitMs: number;
+  /** The pace of the re-replication scan (M15): one step this often. */
+  scanIntervalMs: number;
 }
 
-export const engineDefaults: EngineSettings = { ramBytes: 256 * 1024 * 1024, copies: 2, retryMs: 200, timeoutMs: 10_000, homeWaitMs: 1000 };
+export const engineDefaults: EngineSettings = { ramBytes: 256 * 1024 * 1024, copies: 2, retryMs: 200, timeoutMs: 10_000, homeWaitMs: 1000, scanIntervalMs: 500 };
 
 export interface PageEngineDeps {
   self: string;
@@ -49,6 +52,11 @@ export interface PageEngineDeps {
   db(): NodeDbSnapshot;
   isAlive(id: string): boolean;
   quorate(): boolean;
+  /** The primary anchor node as this node knows it (M16), if any; whether it is this node. */
+  pan(): string | null;
+  isPan(): boolean;
+  /** On anchors: runs a node-database update (M2) from here; resolves with the new version. */
+  updateNodeDb?: (change: NdbOp) => Promise<number>;
   inspect?: (e: InspectionEvent) => void;
 }
 
@@ -64,15 +72,17 @@ export interface EngineParts {
   readonly core: CoreHolderDeps;
   /** Free RAM and disk per node, for placement (M12). */
   readonly policy: SpacePolicy;
-  readonly stats: { readsFromHolders: number; staleRound: number };
+  readonly stats: { readsFromHolders: number; staleRound: number; reReplicatedPages: number };
   /** The responsible node (the home) of `addr`. */
   homeOf(addr: bigint): string;
   /** This node's arena (M7): its short id + 1. */
   ownArena(): bigint;
   /** Throws E_NO_QUORUM unless this node has quorum (M17). */
   needQuorum(what: string): void;
-  /** Copies the directory pages written since the last call to their replicas (M8); call after every directory change. */
+  /** Copies the directory pages written since the last call to the arena's replicas (M8, M15); call after every directory change, before answering. */
   syncDirectory(): Promise<void>;
+  /** Why requests for pages of `arena` are refused here (its directory did not check out), if they are. */
+  arenaRefusal(arena: bigint): MangroveError | undefined;
   /** Waits for `work`, at most `ms` (the access timeout by default); the work itself goes on. */
   within<T>(work: Promise<T>, what: string, ms?: number): Promise<T>;
   /** The rebuild's repopulation in progress (M14), if any. */

@@ -30,7 +30,10 @@ import { activate, homeFacts, registerHomeApplets, takeUp } from './applets/home
 import { registerRecoveryApplets } from './applets/recovery.js';
 import { Repopulation } from '../recovery/repopulation.js';
 import { pageOut, registerLocalApplets } from './applets/local.js';
-import { replicateDirectory, type CoreHolderDeps } from '../pages/core-holders.js';
+import type { CoreHolderDeps } from '../pages/core-holders.js';
+import { DirectoryReplicas } from '../pages/directory-replicas.js';
+import { registerDirectoryApplets } from './applets/directory.js';
+import { ReReplication, type ReReplicationStatus } from '../recovery/rereplication.js';
 import type { EngineParts, PageEngineDeps } from './engine-parts.js';
 import { FlowScheduler } from './flow-scheduler.js';
 import { GroupCommit } from '../pages/group-commit.js';
@@ -38,12 +41,16 @@ import { PageHolder, type PageChange } from '../pages/page-holder.js';
 import type { Observable } from 'rxjs';
 import { PageHomes } from '../pages/page-homes.js';
 import { arenaOf, PageSpace } from '../pages/page-space.js';
-import { arenaEntryOf, reservingArena } from '../../machines/membership/node-db.js';
+import { arenaEntryOf, arenasOf, reservingArena } from '../../machines/membership/node-db.js';
+import type { NodeDbSnapshot } from '../../bus/messages/index.js';
 import { PeerCalls } from './peer-calls.js';
 import { RamCache } from '../pages/ram-cache.js';
 import { SpacePolicy } from '../pages/space-policy.js';
 
 export { engineDefaults, type EngineSettings, type PageEngineDeps } from './engine-parts.js';
+
+/** Ranges one re-replication step restores (M15): the pace of the background scan, with `scanIntervalMs`. */
+const RANGES_PER_SCAN_STEP = 8;
 
 /** How long a node's space report guides placement before it is asked for again (M12). */
 const SPACE_REPORT_TTL_MS = 5000;
@@ -67,13 +74,19 @@ export class PageEngine {
   private readonly addressSpace: PageSpace;
   private readonly calls: PeerCalls;
   private readonly commits: GroupCommit;
+  private readonly replicas: DirectoryReplicas;
+  private readonly rereplication: ReReplication;
   private readonly parts: EngineParts;
-  private readonly stats = { readsFromHolders: 0, staleRound: 0 };
+  /** Arenas handed to this node whose directory did not check out here: refused until it does (M15). */
+  private readonly unverified = new Set<number>();
+  private readonly stats = { readsFromHolders: 0, staleRound: 0, reReplicatedPages: 0 };
   private closed = false;
   /** The rebuild round (M14) this node's RAM directory was built in; coherence messages of another are dropped. */
   private round = 0;
   /** The last rebuild round this node finished (resumed from). */
   private completed = 0;
+  private resets = 0;
+  private lastResetAt: number | null = null;
   /**
    * False from a notice or a quiesce until the rebuild resumes operations,
    * and from the start until the node opens or a rebuild includes it:
@@ -121,6 +134,17 @@ export class PageEngine {
       answer: (to, body) => deps.outbox.send(to, 'page.answer', body),
       run: (from, req) => this.runPeer(from, req),
     });
+    this.replicas = new DirectoryReplicas({
+      self,
+      core,
+      space: this.addressSpace,
+      copies: settings.copies,
+      db: deps.db,
+      isAlive: deps.isAlive,
+      call: (to, req) => this.calls.call(to, req),
+      pan: deps.pan,
+      log: deps.log,
+    });
     this.parts = {
       deps,
       scheduler: this.scheduler,
@@ -137,12 +161,23 @@ export class PageEngine {
       ownArena: () => this.ownArena(),
       needQuorum: (what) => this.needQuorum(what),
       within: (work, what, ms) => this.within(work, what, ms),
-      syncDirectory: () => this.syncDirectory(core),
+      syncDirectory: () => this.replicas.sync(() => this.addressSpace.takeWritten()),
+      arenaRefusal: (arena) => this.arenaRefusal(arena),
       repopulation: () => this.repopulation,
     };
     registerLocalApplets(this.parts, () => this.space());
     registerHomeApplets(this.parts, () => this.space());
     registerRecoveryApplets(this.parts);
+    registerDirectoryApplets(this.parts);
+    this.rereplication = new ReReplication({
+      engine: this.parts,
+      replicas: this.replicas,
+      clock,
+      intervalMs: settings.scanIntervalMs,
+      rangesPerStep: RANGES_PER_SCAN_STEP,
+      serving: () => this.serving,
+    });
+    this.rereplication.start();
   }
 
   /** Changes to this node's copies, for local waiters (M10; the file system's locks build on it). */
@@ -223,9 +258,16 @@ export class PageEngine {
 
   // ---- The rebuild (M14), as the recovery actor drives it ----
 
-  /** Where this node stands in the rebuild: the round its RAM directory is (being) built in, the last round it finished, whether it serves. */
-  recoveryState(): { round: number; completed: number; serving: boolean; staleMessages: number } {
-    return { round: this.round, completed: this.completed, serving: this.serving, staleMessages: this.stats.staleRound };
+  /**
+   * Where this node stands in the rebuild: the round its RAM directory is
+   * (being) built in, the last round it finished, whether it serves, and how
+   * often (last when) it dropped every copy it held because it had missed a
+   * round: to the durability rule that is a crash of this node (its
+   * unflushed writes may be lost), and a history recorder marks it so.
+   */
+  recoveryState(): { round: number; completed: number; serving: boolean; staleMessages: number; resets: number; lastResetAt: number | null } {
+    const { round, completed, serving, resets, lastResetAt } = this;
+    return { round, completed, serving, staleMessages: this.stats.staleRound, resets, lastResetAt };
   }
 
   /**
@@ -249,6 +291,10 @@ export class PageEngine {
    */
   drain(round: number, reset: boolean): void {
     this.serving = false;
+    if (reset) {
+      this.resets++;
+      this.lastResetAt = this.deps.clock.now();
+    }
     this.holder.quiesce(recovering(), reset);
     this.homes.dropDirectory();
     this.round = round;
@@ -296,9 +342,15 @@ export class PageEngine {
     };
   }
 
+  /** What re-replication has left to do, and has done (M15). */
+  replication(): ReReplicationStatus {
+    return this.rereplication.status();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.rereplication.stop();
     this.calls.close();
     this.holder.close();
     this.homes.stop();
@@ -328,10 +380,35 @@ export class PageEngine {
     queueMicrotask(() => this.handle(env));
   }
 
-  private async syncDirectory(core: CoreHolderDeps): Promise<void> {
-    const missed = await replicateDirectory(core, this.addressSpace.takeWritten(), this.deps.settings.copies);
-    // The change stands (it is on this node's disk); a replica missed lacks these pages until they are written again.
-    if (missed.length > 0) this.deps.log.warn({ missed }, 'directory pages not copied to every replica');
+  /**
+   * The arena table changed (M8, M16): a directory decoded for an arena whose
+   * home changed is dropped (its pages on disk are what counts), and an arena
+   * handed to this node is read whole from this node's disk, where it holds
+   * a replica, before it is served.
+   */
+  arenasChanged(before: NodeDbSnapshot, after: NodeDbSnapshot): void {
+    const { self } = this.deps;
+    for (const entry of arenasOf(after)) {
+      const was = arenaEntryOf(before, entry.arena);
+      if (was !== undefined && was.home === entry.home && was.gen === entry.gen) continue;
+      const arena = BigInt(entry.arena);
+      this.addressSpace.forget(arena);
+      this.unverified.delete(entry.arena);
+      if (entry.home !== self || was === undefined) continue;
+      try {
+        const held = this.addressSpace.check(arena);
+        this.deps.log.info({ arena: entry.arena, gen: entry.gen, was: was.home, directory: held }, 'serving an arena handed over to this node');
+      } catch (err) {
+        this.unverified.add(entry.arena);
+        this.deps.log.error({ arena: entry.arena, err: String(err) }, 'an arena handed over to this node has a damaged directory here; it is not served');
+      }
+    }
+  }
+
+  /** Why requests for `arena` are refused here, if they are. */
+  private arenaRefusal(arena: bigint): MangroveError | undefined {
+    if (!this.unverified.has(Number(arena))) return undefined;
+    return new MangroveError('E_UNREACHABLE', `arena ${arena} was handed to this node, but its directory here did not check out; it is served again once repaired`);
   }
 
   private needQuorum(what: string): void {

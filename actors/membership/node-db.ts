@@ -108,6 +108,16 @@ export class NodeDbActor {
     return new Promise((done) => this.enqueue({ change }, done));
   }
 
+  /**
+   * The same, answered by a callback called while the node handles the input
+   * that ends the update, not on a later microtask: a protocol element that
+   * acts on the outcome (the PAN's failover) then acts within that input, as
+   * a replay of the node will (M27).
+   */
+  updateThen(change: NdbOp, done: (out: NdbUpdateOutput) => void): void {
+    this.enqueue({ change }, done);
+  }
+
   /** A pulse named a newer version: fetch it from an anchor soon. */
   noteVersion(version: number, from: string): void {
     if (version <= this.newest) return;

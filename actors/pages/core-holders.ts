@@ -59,29 +59,39 @@ export function failedHolders(deps: CoreHolderDeps, entry: DirectoryEntry): stri
 
 /**
  * The holders `entry` should have now: each failed one replaced by a live
- * node that has been given every flushed page of the range. Returns the
- * entry's holders unchanged when none failed or no live node is free.
+ * node that has been given every flushed page of the range, from a
+ * surviving holder's disk (this node's when it holds the range, as a home
+ * normally does; after a failover the new home may hold none of it).
+ * Returns the entry's holders unchanged when none failed, no live node is
+ * free, or no holder survives to copy from; `copied` counts the pages sent.
  */
-export async function reduplex(deps: CoreHolderDeps, entry: DirectoryEntry): Promise<string[]> {
+export async function reduplex(deps: CoreHolderDeps, entry: DirectoryEntry): Promise<{ holders: string[]; copied: number }> {
   const failed = failedHolders(deps, entry);
-  if (failed.length === 0 || entry.volatile) return entry.holders;
+  if (failed.length === 0 || entry.volatile) return { holders: entry.holders, copied: 0 };
+  const source = entry.holders.includes(deps.self) ? deps.self : entry.holders.find((h) => deps.isAlive(h));
+  if (source === undefined) return { holders: entry.holders, copied: 0 };
   const spare = deps.rank(deps.db().nodes.filter((n) => !entry.holders.includes(n.id) && deps.isAlive(n.id))).map((n) => n.id);
   const holders = [...entry.holders];
+  let copied = 0;
   for (const dead of failed) {
     const next = spare.shift();
     if (next === undefined) break;
-    await copyRange(deps, entry, next);
+    copied +=
+      source === deps.self
+        ? await copyRange(deps, entry.start, entry.pages, next)
+        : ((await deps.call(source, { op: 'copy_range', addr: addressKey(entry.start), pages: entry.pages, to: next })) as { copied: number }).copied;
     holders[holders.indexOf(dead)] = next;
   }
-  return holders;
+  return { holders, copied };
 }
 
-/** Every page of the range this node holds on disk, stored durably on `to`. */
-async function copyRange(deps: CoreHolderDeps, entry: DirectoryEntry, to: string): Promise<void> {
-  const range = pageRange(entry.start, entry.pages);
+/** Every page of [start, start + pages) this node holds on disk, stored durably on `to`; how many. */
+export async function copyRange(deps: CoreHolderDeps, start: bigint, pages: number, to: string): Promise<number> {
+  const range = pageRange(start, pages);
+  let copied = 0;
   for (let from = range.first; ; ) {
     const batch = deps.store.scan(from).filter((e) => e.addr <= range.last);
-    if (batch.length === 0) return;
+    if (batch.length === 0) return copied;
     for (let i = 0; i < batch.length; i += COPY_CONCURRENCY) {
       await Promise.all(
         batch
@@ -89,6 +99,7 @@ async function copyRange(deps: CoreHolderDeps, entry: DirectoryEntry, to: string
           .map(({ addr, page }) => deps.call(to, { op: 'store', addr: addressKey(addr), version: page.version, data: page.data, attrs: page.attrs })),
       );
     }
+    copied += batch.length;
     from = batch[batch.length - 1].addr + BigInt(PAGE_BYTES);
   }
 }

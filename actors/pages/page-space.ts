@@ -85,6 +85,52 @@ export class PageSpace {
     });
   }
 
+  /** Forgets the decoded directory of `arena`: its home changed, and what is on disk is what counts. */
+  forget(arena: bigint): void {
+    this.directories.delete(arena);
+  }
+
+  /** The arena's directory pages on this node's disk, in address order, `SCAN_PAGES_MAX` at most from `from`. */
+  directoryPagesOf(arena: bigint, from = arenaBase(arena)): { addr: bigint; version: number; data: Uint8Array }[] {
+    const end = arenaBase(arena) + DATA_OFFSET;
+    return this.store
+      .scan(from)
+      .filter((e) => e.addr < end)
+      .map((e) => ({ addr: e.addr, version: e.page.version, data: e.page.data }));
+  }
+
+  /** Deletes every directory page of `arena` held here (a full copy is about to replace them). */
+  dropDirectory(arena: bigint): void {
+    this.forget(arena);
+    for (let batch = this.directoryPagesOf(arena); batch.length > 0; batch = this.directoryPagesOf(arena, batch[batch.length - 1].addr + PAGE)) {
+      for (const p of batch) this.store.delete(p.addr);
+    }
+  }
+
+  /**
+   * Reads the arena's whole directory from this node's disk, every page
+   * decoded (M15: a copy recovery may read must be complete): what it holds,
+   * or null when there is none. Throws when a page is missing or damaged.
+   * Reading writes nothing.
+   */
+  check(arena: bigint): { entries: number; pages: number; rootVersion: number } | null {
+    const root = arenaBase(arena);
+    const stored = this.store.get(root);
+    if (!stored) return null;
+    const readOnly: DirectoryPages = {
+      read: (addr) => this.store.get(addr)?.data,
+      write: () => {
+        throw new MangroveError('E_INTERNAL', 'checking a directory writes nothing');
+      },
+      allocate: () => {
+        throw new MangroveError('E_INTERNAL', 'checking a directory allocates nothing');
+      },
+      release: () => {},
+    };
+    const dir = Directory.open(readOnly, root);
+    return { entries: dir.count(), pages: dir.shape().pages, rootVersion: stored.version };
+  }
+
   /** Whether `arena`'s directory exists here (reading one never creates it). */
   hasDirectory(arena: bigint): boolean {
     return this.directories.has(arena) || this.store.has(arenaBase(arena));

@@ -40,6 +40,12 @@ export const arenaEntry = z.object({
   gen: count,
   /** The node the arena was made for (it reserves there while it is the home). */
   madeFor: id,
+  /**
+   * Nodes that hold a complete copy of the arena's directory pages besides
+   * the home (M8, M15): every acknowledged directory change is on each of
+   * them, so any one of them can take the arena over. Absent: none.
+   */
+  replicas: list(id).max(16).optional(),
 });
 export type ArenaEntry = z.infer<typeof arenaEntry>;
 
@@ -66,6 +72,8 @@ export const ndbOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('delete'), id }),
   /** Hands `arena` to `home` at generation `gen` (one above the current). */
   z.object({ op: z.literal('arena'), arena: count, home: id, gen: count }),
+  /** Names the nodes holding complete copies of `arena`'s directory, asked for by its home at generation `gen`. */
+  z.object({ op: z.literal('arena_replicas'), arena: count, gen: count, replicas: list(id).max(16) }),
 ]);
 export type NdbOp = z.infer<typeof ndbOp>;
 
@@ -150,6 +158,13 @@ export const membershipBodies = {
   }),
   /** The change chosen for `version`: every anchor applies it on top of version - 1. */
   'ndb.commit': z.object({ version: count, change: ndbOp }),
+  /**
+   * From a node to itself (Transport.loop): run this update from here. The
+   * memory engine asks for node-database updates this way (the PAN naming
+   * an arena's directory replicas, M16), so the request is an input a trace
+   * records and a replay feeds, though the engine's own traffic is not.
+   */
+  'ndb.propose': z.object({ change: ndbOp, ticket: count }),
   'ndb.fetch': z.object({}),
   'ndb.snapshot': z.object({ db: nodeDbSnapshot }),
 

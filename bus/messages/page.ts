@@ -68,6 +68,11 @@ const registeredCopy = z.object({
   dirty: z.boolean(),
 });
 
+/** Most directory pages one `dir_store` carries (1 MiB of page data). */
+export const DIR_PAGES_PER_CALL_MAX = 256;
+
+const directoryPage = z.object({ addr: wireAddress, version: count, data: pageData });
+
 /** A request to another node's engine, answered by `page.answer` with the same `call`. */
 export const peerCall = z.discriminatedUnion('op', [
   /** To a core holder: commit this copy durably (flush, materialize). */
@@ -91,12 +96,26 @@ export const peerCall = z.discriminatedUnion('op', [
   z.object({ op: z.literal('reclaim'), addr: wireAddress }),
   /** To any node: its own space report, for the cluster's totals (M7, M12). */
   z.object({ op: z.literal('space') }),
+  /** From a home to a surviving core holder (M15): copy every page of the range you hold on disk to `to`, durably. */
+  z.object({ op: z.literal('copy_range'), addr: wireAddress, pages: rangePages, to: id }),
+  /** To a home (M15): the directory entry holding `addr`, so a node can tell whether it is still one of its core holders. */
+  z.object({ op: z.literal('holders_of'), addr: wireAddress }),
   /** To a core holder: forget these pages (unallocate, dealloc). */
   z.object({ op: z.literal('drop'), addr: wireAddress, pages: rangePages }),
   /** To a home, in a rebuild's repopulation (M14): the copies this node holds of its pages. */
   z.object({ op: z.literal('register'), round: count, pages: z.array(registeredCopy).min(1).max(REGISTER_PAGES_MAX) }),
   /** From a home, in repopulation: a newer copy turned up elsewhere; keep yours read-only (`reader`) or drop it. */
   z.object({ op: z.literal('demote'), round: count, addr: wireAddress, as: z.enum(['reader', 'drop']) }),
+  /**
+   * From an arena's home (at generation `gen`) to a directory replica (M8,
+   * M15): commit these directory pages durably, all or none. `replace`: a
+   * full copy begins, drop what you hold of the arena's directory first.
+   */
+  z.object({ op: z.literal('dir_store'), arena: count, gen: count, replace: z.boolean(), pages: z.array(directoryPage).min(1).max(DIR_PAGES_PER_CALL_MAX) }),
+  /** To a directory replica: read the arena's whole directory from your disk and say what it holds. */
+  z.object({ op: z.literal('dir_check'), arena: count }),
+  /** From an arena's home to the PAN (M16): name these nodes its directory replicas, by a node-database update. */
+  z.object({ op: z.literal('dir_replicas'), arena: count, gen: count, replicas: z.array(id).max(16) }),
 ]);
 export type PeerCall = z.infer<typeof peerCall>;
 

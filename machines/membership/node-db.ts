@@ -14,7 +14,19 @@ import { MEMBERS_PER_GROUP_MAX, compareIds, groupOf, shortIdOf } from './identit
 /** The most nodes a snapshot may hold: `limits.listItemsMax` of bus/envelope.ts, which a machine may not import. */
 export const NODES_MAX = 16_384;
 
-export type NdbErrorCode = 'E_EXISTS' | 'E_UNKNOWN_NODE' | 'E_SHORT_ID_TAKEN' | 'E_BAD_SHORT_ID' | 'E_GROUP_FULL' | 'E_DB_FULL' | 'E_UNKNOWN_ARENA' | 'E_STALE_GEN';
+export type NdbErrorCode =
+  | 'E_EXISTS'
+  | 'E_UNKNOWN_NODE'
+  | 'E_SHORT_ID_TAKEN'
+  | 'E_BAD_SHORT_ID'
+  | 'E_GROUP_FULL'
+  | 'E_DB_FULL'
+  | 'E_UNKNOWN_ARENA'
+  | 'E_STALE_GEN'
+  | 'E_BAD_REPLICAS';
+
+/** Most directory replicas an arena names (the wire's bound). */
+export const ARENA_REPLICAS_MAX = 16;
 
 export interface NdbError {
   ok: false;
@@ -156,6 +168,8 @@ export function applyChange(db: NodeDbSnapshot, change: NdbOp): NdbResult<{ db: 
     }
     case 'arena':
       return handOver(db, change);
+    case 'arena_replicas':
+      return nameReplicas(db, change);
   }
 }
 
@@ -208,8 +222,41 @@ function handOver(db: NodeDbSnapshot, change: Extract<NdbOp, { op: 'arena' }>): 
   if (!entry) return fail('E_UNKNOWN_ARENA', `arena ${change.arena} is not in the database`);
   if (!findNode(db, change.home)) return fail('E_UNKNOWN_NODE', `node ${change.home} is not in the database`);
   if (change.gen !== entry.gen + 1) return fail('E_STALE_GEN', `arena ${change.arena} is at generation ${entry.gen}; a hand-over takes it to ${entry.gen + 1}, not ${change.gen}`);
-  const moved = arenas.map((a) => (a.arena === change.arena ? { ...a, home: change.home, gen: change.gen } : a));
+  // The new home was a replica (failover picks one); it leaves the list. The old home does not join it.
+  const replicas = (entry.replicas ?? []).filter((r) => r !== change.home);
+  const moved = arenas.map((a) => (a.arena === change.arena ? withReplicas({ ...a, home: change.home, gen: change.gen }, replicas) : a));
   return { ok: true, db: { ...derived, version: db.version + 1, arenas: moved } };
+}
+
+/**
+ * `arena`'s directory replicas, as its home at generation `gen` names them:
+ * distinct nodes of the database, never the home. A home of an older
+ * generation is refused: it no longer speaks for the arena.
+ */
+function nameReplicas(db: NodeDbSnapshot, change: Extract<NdbOp, { op: 'arena_replicas' }>): NdbResult<{ db: NodeDbSnapshot }> {
+  const derived = withDerivedArenas(db);
+  const arenas = derived.arenas ?? [];
+  const entry = arenas.find((a) => a.arena === change.arena);
+  if (!entry) return fail('E_UNKNOWN_ARENA', `arena ${change.arena} is not in the database`);
+  if (change.gen !== entry.gen) return fail('E_STALE_GEN', `arena ${change.arena} is at generation ${entry.gen}, not ${change.gen}: its home changed`);
+  const distinct = new Set(change.replicas);
+  if (distinct.size !== change.replicas.length || distinct.size > ARENA_REPLICAS_MAX) return fail('E_BAD_REPLICAS', `arena ${change.arena}'s replicas must be at most ${ARENA_REPLICAS_MAX} distinct nodes`);
+  if (distinct.has(entry.home)) return fail('E_BAD_REPLICAS', `arena ${change.arena}'s home ${entry.home} is not its own replica`);
+  const unknown = change.replicas.find((r) => !findNode(db, r));
+  if (unknown !== undefined) return fail('E_UNKNOWN_NODE', `node ${unknown} is not in the database`);
+  const named = arenas.map((a) => (a.arena === change.arena ? withReplicas(a, change.replicas) : a));
+  return { ok: true, db: { ...derived, version: db.version + 1, arenas: named } };
+}
+
+/** The entry with `replicas` set, sorted, or without the field when there are none (equal tables stay equal). */
+function withReplicas(entry: ArenaEntry, replicas: readonly string[]): ArenaEntry {
+  const { replicas: _old, ...rest } = entry;
+  return replicas.length > 0 ? { ...rest, replicas: [...replicas].sort() } : rest;
+}
+
+/** The nodes holding complete copies of `arena`'s directory besides its home. */
+export function replicasOf(db: NodeDbSnapshot, arena: number): readonly string[] {
+  return arenaEntryOf(db, arena)?.replicas ?? [];
 }
 
 /** The arena entry of `arena`, if it is in the database. */
@@ -238,7 +285,7 @@ export function reservingArena(db: NodeDbSnapshot, id: string): ArenaEntry | und
 const entryKey = (n: NodeEntry): string =>
   JSON.stringify([n.id, n.shortId, n.endpoint, n.anchor, n.votes, n.group, n.pid ?? null, n.epoch ?? null]);
 
-const arenaKey = (a: ArenaEntry): string => JSON.stringify([a.arena, a.home, a.gen, a.madeFor]);
+const arenaKey = (a: ArenaEntry): string => JSON.stringify([a.arena, a.home, a.gen, a.madeFor, a.replicas ?? []]);
 
 /** Same version, same nodes and same arenas, in any order: two anchors committed the same database. */
 export function sameContents(a: NodeDbSnapshot, b: NodeDbSnapshot): boolean {
@@ -257,6 +304,8 @@ export function sameChange(a: NdbOp, b: NdbOp): boolean {
       return b.op === 'delete' && a.id === b.id;
     case 'arena':
       return b.op === 'arena' && a.arena === b.arena && a.home === b.home && a.gen === b.gen;
+    case 'arena_replicas':
+      return b.op === 'arena_replicas' && a.arena === b.arena && a.gen === b.gen && a.replicas.join() === b.replicas.join();
     default:
       return (b.op === 'add' || b.op === 'change') && a.op === b.op && entryKey(a.node) === entryKey(b.node);
   }

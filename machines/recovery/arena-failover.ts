@@ -114,19 +114,24 @@ const graceId = (home: string): string => `grace:${home}`;
 const sorted = (ids: Iterable<string>): string[] => [...new Set(ids)].sort();
 
 /**
- * The new home for `arena`: among the database's nodes that are alive, the
- * one serving the fewest arenas, ties to the lowest short id; never the
- * arena's current home; none if the arena is unknown or no other node is alive.
+ * The new home for `arena`: among its directory replicas that are alive (M8,
+ * M15: each holds every acknowledged change of the arena's directory, so it
+ * can serve the arena from its own disk), the one serving the fewest arenas,
+ * ties to the lowest short id; never the arena's current home. None if the
+ * arena is unknown or no replica is alive: a node without the directory
+ * would start it empty and hand out addresses again, so the arena waits for
+ * its home or a replica to come back.
  */
 export function chooseHome(db: NodeDbSnapshot, arena: number, alive: readonly string[] | ReadonlySet<string>): string | undefined {
   const entry = arenaEntryOf(db, arena);
   if (!entry) return undefined;
   const live = alive instanceof Set ? alive : new Set(alive as readonly string[]);
+  const replicas = new Set(entry.replicas ?? []);
   const served = new Map<string, number>();
   for (const a of arenasOf(db)) served.set(a.home, (served.get(a.home) ?? 0) + 1);
   let best: { id: string; load: number; shortId: number } | undefined;
   for (const n of db.nodes) {
-    if (n.id === entry.home || !live.has(n.id)) continue;
+    if (n.id === entry.home || !live.has(n.id) || !replicas.has(n.id)) continue;
     const load = served.get(n.id) ?? 0;
     if (!best || load < best.load || (load === best.load && n.shortId < best.shortId)) best = { id: n.id, load, shortId: n.shortId };
   }

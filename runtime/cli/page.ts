@@ -23,6 +23,12 @@ import { checkConnect } from './ask.js';
 export const pageCliDefaults = {
   /** Longer than `status`'s: a call may wait on other nodes' disks. */
   timeoutMs: 10_000,
+  /**
+   * How long a command waits out a rebuild of the cluster (E_RECOVERING):
+   * the client library's default, named here so the help can say it without
+   * loading the library.
+   */
+  recoveryWaitMs: 30_000,
 } as const;
 
 /** Two hex digits a byte: how `--fs` spells the attribute. */
@@ -58,6 +64,8 @@ export function addPageCommands(program: Command, defaults: { connect: string })
         '',
         `Addresses are 0x hex, multiples of 0x${PAGE_BYTES.toString(16)} (a page is ${PAGE_BYTES} bytes).`,
         'Every subcommand takes --connect (default the node at ' + defaults.connect + '), --timeout, --json.',
+        'While the cluster rebuilds after a node failure, a call the node refuses with E_RECOVERING',
+        `is sent again for up to ${pageCliDefaults.recoveryWaitMs / 1000} s: a pause, not an error (--timeout is for each try).`,
       ),
     );
   const cli: PageCli = { page, connect: defaults.connect };
@@ -270,7 +278,7 @@ function addSuperRoot(cli: PageCli): void {
 async function session<T>(o: LinkOpts, fn: (client: MangroveClient) => Promise<T>): Promise<T> {
   await checkConnect(o.connect, 'tcp://127.0.0.1:7400');
   const { connect } = await import('../client/pages.js');
-  const client = await connect(o.connect, { timeoutMs: o.timeout, clientId: o.clientId });
+  const client = await connect(o.connect, { timeoutMs: o.timeout, clientId: o.clientId, recoveryWaitMs: pageCliDefaults.recoveryWaitMs });
   try {
     return await fn(client);
   } finally {

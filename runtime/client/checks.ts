@@ -100,6 +100,14 @@ export function checkClientId(clientId: unknown): void {
   }
 }
 
+/** A connection's count of milliseconds (`timeoutMs`, `recoveryWaitMs`): a whole number from `min` to `max`. */
+export function checkMs(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new MangroveError('E_BAD_ARGUMENT', `${name} must be an integer from ${min} to ${max}, not ${describe(value)}`);
+  }
+  return value;
+}
+
 /** Refuses keys a call does not know: a typo (`{copis: 2}`) must not pass as the default. */
 export function checkKeys(obj: unknown, known: readonly string[], what: string): void {
   if (typeof obj !== 'object' || obj === null) throw new MangroveError('E_BAD_ARGUMENT', `${what} must be an object, not ${describe(obj)}`);

@@ -10,10 +10,17 @@
  * and a refused call rejects at once with E_BAD_ADDRESS (an address outside
  * the 128-bit space or not the start of a page) or E_BAD_ARGUMENT (anything
  * else), naming what was given, and sends nothing.
+ *
+ * A failure costs a pause, not an error (M6): while the cluster rebuilds
+ * after a node failure, the node refuses calls with E_RECOVERING, and the
+ * client sends a refused call again, with a growing, jittered backoff, for
+ * up to `recoveryWaitMs` before it rejects with E_RECOVERING after all.
  */
 import type { NodeStatus } from '../../actors/status.js';
 import type { TxnOutcome, TxnState } from '../../actors/storage/txn-log-store.js';
-import { MangroveError } from '../../bus/errors.js';
+import { assert } from '../../bus/assert.js';
+import type { Clock } from '../../bus/clock.js';
+import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import type { Body } from '../../bus/messages/index.js';
 import {
   COPIES_MAX,
@@ -34,7 +41,7 @@ import {
 import { ZmqClient } from '../../bus/transport/zmq-client.js';
 import { PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
 import { isTcpEndpoint } from '../../bus/transport/endpoint.js';
-import { checkClientId, checkField, checkKeys, describe, pageBase, wireOp, type ApiOp, type ApiOptions } from './checks.js';
+import { checkClientId, checkField, checkKeys, checkMs, describe, pageBase, wireOp, type ApiOp, type ApiOptions } from './checks.js';
 
 export { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX };
 export { describe };
@@ -42,20 +49,89 @@ export type { FlushResult, PageAttrs, PageStat, SpaceReport, TxnOutcome, TxnReco
 
 export const clientDefaults = {
   timeoutMs: 10_000,
+  /** Longer than a rebuild takes (seconds), short enough that a cluster that does not come back is reported. */
+  recoveryWaitMs: 30_000,
 } as const;
 
 export const clientLimits = {
   /** setTimeout fires at once for longer delays. */
   timeoutMsMax: 2 ** 31 - 1,
+  /** A finite wait, as long as timeoutMs may be (each wait in it is at most recoveryBackoff.maxMs). */
+  recoveryWaitMsMax: 2 ** 31 - 1,
   /** A file-system attribute (M22): the wire's FS_ATTR_BYTES. */
   fsBytes: FS_ATTR_BYTES,
 } as const;
 
+/**
+ * The waits between the tries of a call refused with E_RECOVERING. A rebuild
+ * takes seconds: the first retries come soon, for a refusal that was the end
+ * of one, and the waits double so that many clients do not hold a rebuilding
+ * cluster busy; the cap bounds how late a client notices the rebuild is over.
+ */
+export const recoveryBackoff = {
+  /** The first wait's ceiling; each next one's is double. */
+  firstMs: 20,
+  /** No wait is longer. */
+  maxMs: 500,
+} as const;
+
 export interface ConnectOptions {
-  /** How long each call waits for its answer; default 10000. */
+  /** How long each call (each try of it, see recoveryWaitMs) waits for its answer; default 10000. */
   timeoutMs?: number;
   /** Who the node thinks is asking: locks belong to it. Default: 'client-' and 12 random hex digits. */
   clientId?: string;
+  /**
+   * How long a call waits out a rebuild after a node failure: a call the node
+   * refuses with E_RECOVERING is sent again, after waits growing from about
+   * 20 ms to 500 ms, until it is answered or this long has passed since its
+   * first refusal; then it rejects with E_RECOVERING after all. 0: not sent
+   * again (the node's refusal rejects at once). Default 30000.
+   */
+  recoveryWaitMs?: number;
+}
+
+/** What a MangroveClient takes besides its link: `connect` passes recoveryWaitMs; specs pass a clock and a random source too. */
+export interface ClientOptions {
+  /** As in ConnectOptions; default 30000. */
+  recoveryWaitMs?: number;
+  /** Times the waits between tries and measures recoveryWaitMs (bus/clock.ts); default the process's own timers. */
+  clock?: Clock;
+  /** The backoff's jitter, a float in [0, 1); default Math.random. */
+  random?: () => number;
+}
+
+/** What a client counts (client.stats()), from its creation. */
+export interface ClientStats {
+  /** Calls sent again after an E_RECOVERING refusal. */
+  recoveryRetries: number;
+  /** Calls that rejected with E_RECOVERING after all: still refused when recoveryWaitMs ran out (at once with 0). */
+  recoveryGiveUps: number;
+  /** The longest one call was held up by a rebuild, in ms: from its first E_RECOVERING to its last answer. */
+  recoveryPauseMsMax: number;
+}
+
+/**
+ * The process's timers. Not unref'd: a program awaiting a call that waits
+ * out a rebuild must not exit in the middle of the wait.
+ */
+const processClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/**
+ * The wait before retry `n` (from 0): a ceiling of firstMs doubled n times,
+ * at most maxMs, half of it fixed and half jitter. Clients refused together
+ * spread out, and until the cap no wait is shorter than the one before (the
+ * next one's fixed half is this one's ceiling).
+ */
+export function recoveryBackoffMs(n: number, random: () => number): number {
+  const r = random();
+  assert(Number.isInteger(n) && n >= 0, 'retries are counted from 0');
+  assert(typeof r === 'number' && r >= 0 && r < 1, 'the random source gives a float in [0, 1)');
+  const ceiling = Math.min(recoveryBackoff.maxMs, recoveryBackoff.firstMs * 2 ** Math.min(n, 30));
+  return Math.ceil(ceiling / 2 + (r * ceiling) / 2);
 }
 
 /** 'shared' or 'exclusive': the wire's lock modes. */
@@ -91,19 +167,47 @@ export async function connect(endpoint: string, opts: ConnectOptions = {}): Prom
   if (typeof endpoint !== 'string' || !isTcpEndpoint(endpoint)) {
     throw new MangroveError('E_BAD_ARGUMENT', `the endpoint must be like tcp://127.0.0.1:7400, not ${describe(endpoint)}`);
   }
-  checkKeys(opts, ['timeoutMs', 'clientId'], 'connect options');
-  const timeoutMs = opts.timeoutMs ?? clientDefaults.timeoutMs;
-  if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > clientLimits.timeoutMsMax) {
-    throw new MangroveError('E_BAD_ARGUMENT', `timeoutMs must be an integer from 1 to ${clientLimits.timeoutMsMax}, not ${describe(timeoutMs)}`);
-  }
-  const { clientId } = opts;
+  checkKeys(opts, ['timeoutMs', 'clientId', 'recoveryWaitMs'], 'connect options');
+  const timeoutMs = checkMs('timeoutMs', opts.timeoutMs ?? clientDefaults.timeoutMs, 1, clientLimits.timeoutMsMax);
+  const { clientId, recoveryWaitMs } = opts;
   checkClientId(clientId);
-  return new MangroveClient(await ZmqClient.connect(endpoint, { timeoutMs, clientId }));
+  checkRecoveryWaitMs(recoveryWaitMs);
+  return new MangroveClient(await ZmqClient.connect(endpoint, { timeoutMs, clientId }), { recoveryWaitMs });
+}
+
+function checkRecoveryWaitMs(ms: unknown): number {
+  return checkMs('recoveryWaitMs', ms ?? clientDefaults.recoveryWaitMs, 0, clientLimits.recoveryWaitMsMax);
 }
 
 export class MangroveClient {
-  /** Use `connect()`; this is for other links (specs pass a stand-in). */
-  constructor(private readonly link: PageLink) {}
+  private readonly recoveryWaitMs: number;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly counts: ClientStats = { recoveryRetries: 0, recoveryGiveUps: 0, recoveryPauseMsMax: 0 };
+  /** Wakes each call waiting between two tries (one per call: bounded by the calls the program has made). */
+  private readonly waiting = new Set<() => void>();
+  private closed = false;
+
+  /** Use `connect()`; this is for other links (specs pass a stand-in, a clock and a random source). */
+  constructor(
+    private readonly link: PageLink,
+    opts: ClientOptions = {},
+  ) {
+    checkKeys(opts, ['recoveryWaitMs', 'clock', 'random'], 'client options');
+    this.recoveryWaitMs = checkRecoveryWaitMs(opts.recoveryWaitMs);
+    const { clock = processClock, random = Math.random } = opts;
+    if (typeof clock !== 'object' || clock === null || !(['now', 'setTimeout', 'clearTimeout'] as const).every((f) => typeof clock[f] === 'function')) {
+      throw new MangroveError('E_BAD_ARGUMENT', `clock must have now, setTimeout and clearTimeout (bus/clock.ts), not ${describe(clock)}`);
+    }
+    if (typeof random !== 'function') throw new MangroveError('E_BAD_ARGUMENT', `random must be a function giving a float in [0, 1), not ${describe(random)}`);
+    this.clock = clock;
+    this.random = random;
+  }
+
+  /** What this client has counted so far (a copy): how often and how long rebuilds held its calls up. */
+  stats(): ClientStats {
+    return { ...this.counts };
+  }
 
   get endpoint(): string {
     return this.link.endpoint;
@@ -284,8 +388,10 @@ export class MangroveClient {
     return (reply as { result: NodeStatus }).result;
   }
 
-  /** Closes the link; calls still waiting reject with E_CLOSED. */
+  /** Closes the link; calls still waiting, for an answer or out a rebuild, reject with E_CLOSED. */
   async close(): Promise<void> {
+    this.closed = true;
+    for (const wake of [...this.waiting]) wake();
     await this.link.close();
   }
 
@@ -300,9 +406,66 @@ export class MangroveClient {
   /** Sends `op` once it passes the wire's schema (runtime/client/checks.ts); a refusal rejects before anything goes out. */
   private async call<T = unknown>(op: ApiOp, options?: ApiOptions): Promise<T> {
     const body = wireOp(op, options);
-    const reply = await this.link.request('client.page', body);
+    const reply = await this.send(body);
     if (typeof reply !== 'object' || reply === null || !('result' in reply)) throw badAnswer(body.op, 'a result', reply);
     return (reply as { result: T }).result;
+  }
+
+  /**
+   * Sends `body` until the node answers it with anything but E_RECOVERING,
+   * or recoveryWaitMs have passed since its first E_RECOVERING.
+   *
+   * Sending the same request again is safe. The node raises E_RECOVERING
+   * before it dispatches a call (it serves none while a failure is noticed
+   * or the cluster quiesces, M6/M14), or where a running call meets the
+   * rebuild (a page request the quiesce fails, a copy whose home is not
+   * rebuilt yet), and the engine retries none of it itself. So the refused
+   * call did nothing, or part of what it asked (some of a write's or a
+   * flush's pages), and doing all of it again with the same arguments ends
+   * where one whole call would have.
+   */
+  private async send(body: ClientPageOp): Promise<unknown> {
+    let refusedAt: number | undefined;
+    try {
+      for (let retries = 0; ; retries++) {
+        try {
+          return await this.link.request('client.page', body);
+        } catch (err) {
+          if (!isMangroveError(err) || err.code !== 'E_RECOVERING') throw err;
+          const now = this.clock.now();
+          refusedAt ??= now;
+          const leftMs = refusedAt + this.recoveryWaitMs - now;
+          if (leftMs <= 0) throw this.givenUp(err, now - refusedAt, retries);
+          await this.pause(Math.min(leftMs, recoveryBackoffMs(retries, this.random)));
+          if (this.closed) throw new MangroveError('E_CLOSED', `the client was closed while ${body.op} waited out a rebuild of the cluster`);
+          this.counts.recoveryRetries++;
+        }
+      }
+    } finally {
+      if (refusedAt !== undefined) this.counts.recoveryPauseMsMax = Math.max(this.counts.recoveryPauseMsMax, this.clock.now() - refusedAt);
+    }
+  }
+
+  /** The last refusal, saying how long the call waited; with recoveryWaitMs 0, the node's own. */
+  private givenUp(err: MangroveError, waitedMs: number, retries: number): MangroveError {
+    this.counts.recoveryGiveUps++;
+    if (this.recoveryWaitMs === 0) return err;
+    return new MangroveError('E_RECOVERING', `${err.message} (still refused after waiting ${Math.round(waitedMs)} ms over ${retries + 1} tries; connect's recoveryWaitMs is ${this.recoveryWaitMs})`);
+  }
+
+  /** Resolves after `ms`, or at once when the client closes. */
+  private pause(ms: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      let handle: unknown;
+      const wake = (): void => {
+        this.clock.clearTimeout(handle);
+        this.waiting.delete(wake);
+        resolve();
+      };
+      this.waiting.add(wake);
+      handle = this.clock.setTimeout(wake, ms);
+    });
   }
 }
 

@@ -152,7 +152,10 @@ function startMangroveNode(parts: NodeParts, undo: UndoSteps): { node: MangroveN
   const settings = settingsFrom(config, id, epoch);
   // Seeded from the OS, and the seed is traced, so replay draws what the node drew.
   const seed = new CryptoRandom().int(2 ** 32);
-  const nodeClock = trace ? traceNode(trace, clock, settings, seed, store) : clock;
+  const traced = trace ? traceNode(trace, clock, settings, seed, store) : undefined;
+  // The node's clock stands still while it handles an input, as replay's does (bus/trace/traced-clock.ts).
+  if (trace && traced) transport.setTrace(traced.inputs(trace));
+  const nodeClock = traced ?? clock;
   const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, txnLog, engineClock: clock, engine: { ramBytes: config.ramMiB * 1024 * 1024, copies: config.copies }, log, inspect: watch?.inspect });
   const newsLog = logNews(node, log);
   node.start();

@@ -136,11 +136,12 @@ export class SimCluster {
     const transport = this.network.isAttached(m.settings.id) ? this.network.restart(m.settings.id) : this.network.attach(m.settings.id);
     const random = this.random.derive(`node-${i}-${m.epochs}`);
     const trace = this.options.trace;
-    if (trace) transport.setTrace(trace);
+    const traced = trace ? traceNode(trace, this.clock, m.settings, random.seed, m.store) : undefined;
+    if (trace && traced) transport.setTrace(traced.inputs(trace));
     const node = new MangroveNode({
       settings: m.settings,
       transport,
-      clock: trace ? traceNode(trace, this.clock, m.settings, random.seed, m.store) : this.clock,
+      clock: traced ?? this.clock,
       random,
       store: m.store,
       pages: m.pages,

@@ -37,7 +37,7 @@ const written = new WeakMap<TraceSink, WeakMap<NodeDbSnapshot, string>>();
  * be given (its timers traced). Call before the node is built: the store is
  * read as the node will read it.
  */
-export function traceNode(sink: TraceSink, clock: Clock, settings: NodeSettings, seed: number, store: NodeStore): Clock {
+export function traceNode(sink: TraceSink, clock: Clock, settings: NodeSettings, seed: number, store: NodeStore): TracedClock {
   const start: NodeStart = { settings: { ...settings }, seed };
   const db = store.loadNodeDb();
   const acceptor = store.loadAcceptor();

@@ -7,7 +7,8 @@
  *   counted not alive in every view since a moment at which the anchor was
  *   already an active PAN, with that home's grace event delivered since
  *   (the unit spec shows the event comes graceMs after the clock starts);
- * - to a node of the database that is alive and is not that home;
+ * - to a node of the database that is alive, is not that home, and holds a
+ *   replica of the arena's directory;
  * - one at a time: the next only after the outcome of the one before, or
  *   after a view that stopped the work.
  */
@@ -37,8 +38,9 @@ function apply(db: NodeDbSnapshot, ...changes: NdbOp[]): NodeDbSnapshot {
 
 const SELF = 'a';
 const NODES = ['a', 'b', 'd'];
-/** Anchors a and b, non-anchor d: arenas 0 and 1 at a, 2 at b, 3 at d. */
-const D0 = apply(genesis(['a', 'b'].map((id) => ({ id, endpoint: `tcp://${id}:1`, anchor: true, votes: 1, group: 0 }))), { op: 'add', node: nodeAt('d', 3) });
+/** Anchors a and b, non-anchor d: arenas 0 and 1 at a, 2 at b, 3 at d, each with its directory replicated on every other node. */
+const D1 = apply(genesis(['a', 'b'].map((id) => ({ id, endpoint: `tcp://${id}:1`, anchor: true, votes: 1, group: 0 }))), { op: 'add', node: nodeAt('d', 3) });
+const D0 = apply(D1, ...(D1.arenas ?? []).map((a): NdbOp => ({ op: 'arena_replicas', arena: a.arena, gen: a.gen, replicas: NODES.filter((id) => id !== a.home) })));
 const DBS: NodeDbSnapshot[] = [
   D0,
   // d serves two arenas.
@@ -129,6 +131,7 @@ class Reader {
     expect(c.home).to.not.equal(old);
     expect(findNode((v as View).db, c.home), 'the new home is in the database').to.not.equal(undefined);
     expect([...(v as View).alive, SELF], 'the new home is alive').to.include(c.home);
+    expect(arenaEntryOf((v as View).db, c.arena)?.replicas ?? [], 'the new home holds a replica of the directory').to.include(c.home);
     this.inFlight = c;
   }
 

@@ -78,7 +78,12 @@ function eventsFor(s: NdbSubordinateSnapshot): NdbSubordinateEvent[] {
 }
 
 const key = (b?: Ballot) => (b ? `${b.round}:${b.by}` : '-');
-const changeKey = (c: NdbOp) => (c.op === 'delete' ? `-${c.id}` : c.op === 'arena' ? `arena:${c.arena}:${c.home}:${c.gen}` : `${c.op}:${c.node.id}`);
+function changeKey(c: NdbOp): string {
+  if (c.op === 'delete') return `-${c.id}`;
+  if (c.op === 'arena') return `arena:${c.arena}:${c.home}:${c.gen}`;
+  if (c.op === 'arena_replicas') return `replicas:${c.arena}:${c.gen}:${c.replicas.join(',')}`;
+  return `${c.op}:${c.node.id}`;
+}
 
 function stateKey(s: NdbSubordinateSnapshot): string {
   const { acceptor, db } = s.context;

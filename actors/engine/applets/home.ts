@@ -10,10 +10,10 @@ import type { PageAttrs, PageStat, PeerCall, SpaceReport } from '../../../bus/me
 import { addressFromKey, addressKey, formatAddress, PAGE_BYTES, pageRange } from '../../../machines/memory/address.js';
 import type { DirectoryEntry } from '../../../machines/memory/directory.js';
 import { flushOwn } from './local.js';
-import { chooseHolders, failedHolders, reduplex } from '../../pages/core-holders.js';
+import { chooseHolders, copyRange, failedHolders, reduplex } from '../../pages/core-holders.js';
 import type { EngineParts } from '../engine-parts.js';
 import type { PageFacts } from '../../pages/page-holder.js';
-import { plural } from '../../pages/page-space.js';
+import { arenaOf, plural } from '../../pages/page-space.js';
 import { FS_ATTR_BYTES } from '../../storage/page-store.js';
 
 type Call<O extends PeerCall['op']> = Extract<PeerCall, { op: O }>;
@@ -45,6 +45,10 @@ function registerCoreHolderApplets(engine: EngineParts, localSpace: () => SpaceR
     return page ? { version: page.version, data: page.data } : null;
   });
   peerApplet(engine, 'drop', async ({ addr, pages }) => ({ dropped: dropRange(engine, pageRange(addressFromKey(addr), pages)) }));
+  peerApplet(engine, 'copy_range', async ({ addr, pages, to }) => {
+    engine.needQuorum('copying pages to a new core holder');
+    return { copied: await copyRange(engine.core, addressFromKey(addr), pages, to) };
+  });
   peerApplet(engine, 'space', async () => localSpace());
 }
 
@@ -91,6 +95,12 @@ function registerAsHome(engine: EngineParts): void {
     return { version: await engine.scheduler.dispatch<number>('page.access1', { addr: page, mode: 'write' }) };
   });
   peerApplet(engine, 'stat', async ({ addr }) => statAtHome(engine, addressFromKey(addr)));
+  peerApplet(engine, 'holders_of', async ({ addr }) => {
+    const page = addressFromKey(addr);
+    mustBeHome(engine, page);
+    const entry = engine.space.lookup(page);
+    return entry ? { start: formatAddress(entry.start), pages: entry.pages, state: entry.state, volatile: entry.volatile, holders: entry.holders } : null;
+  });
   peerApplet(engine, 'set_attrs', async (req) => setAttrsAtHome(engine, req));
   peerApplet(engine, 'super_root', async ({ set }) => superRootAtHome(engine, set));
 }
@@ -118,7 +128,8 @@ function notHome(engine: EngineParts, addr: bigint): MangroveError | undefined {
   } catch (err) {
     return err instanceof MangroveError ? err : new MangroveError('E_INTERNAL', String(err));
   }
-  return home === engine.deps.self ? undefined : new MangroveError('E_NOT_FOUND', `${formatAddress(addr)} is not in this node's arena: its home is ${home}`);
+  if (home !== engine.deps.self) return new MangroveError('E_NOT_FOUND', `${formatAddress(addr)} is not in this node's arena: its home is ${home}`);
+  return engine.arenaRefusal(arenaOf(addr));
 }
 
 function mustBeHome(engine: EngineParts, addr: bigint): void {
@@ -196,7 +207,8 @@ function entryAt(engine: EngineParts, addr: bigint, state?: DirectoryEntry['stat
 async function reduplexAtHome(engine: EngineParts, addr: bigint): Promise<string[]> {
   engine.needQuorum('replacing core holders');
   const entry = entryAt(engine, addr, 'materialized');
-  const holders = await reduplex(engine.core, entry);
+  const { holders, copied } = await reduplex(engine.core, entry);
+  engine.stats.reReplicatedPages += copied;
   if (holders.some((h, i) => h !== entry.holders[i])) {
     engine.space.carve(entry.start, entry.pages, (old) => ({ ...old, holders }));
     await engine.syncDirectory();

@@ -135,7 +135,9 @@ function rebuildNode(start: TraceStart, { settings, seed, db, acceptor }: NodeSt
   // The engine's stores start empty: page traffic is left to the linearizability checker (M27).
   const pages = new MemoryPageStore();
   const txnLog = new MemoryTxnLogStore();
-  const node = new MangroveNode({ settings, transport, clock, random: new SeededRandom(seed), store, pages, txnLog, log: silentLog });
+  // The engine's timers were not traced (its own clock, as in every world): here they never fire.
+  const engineClock = new ReplayClock(start.t);
+  const node = new MangroveNode({ settings, transport, clock, engineClock, random: new SeededRandom(seed), store, pages, txnLog, log: silentLog });
   return { id: settings.id, node, clock, transport };
 }
 
@@ -162,8 +164,9 @@ function feedInputs(entries: readonly TraceEntry[], replayed: ReplayedNode, repl
       if (entry.dir === 'recv') replies.engineRequest(entry.env);
       continue;
     }
-    // The engine's completions: made by its work, outside replay; their receipts are inputs like any other.
-    if (entry.dir === 'send' && isEngineCompletion(entry.env)) continue;
+    // What the engine tells the node's other elements, through the loop: made by its work, outside
+    // replay; their receipts are inputs like any other.
+    if (entry.dir === 'send' && isFromEngine(entry.env)) continue;
     if (entry.dir === 'send') {
       if (isReply(entry.env)) replies.traced(entry);
       else expected.push(entry);
@@ -319,12 +322,12 @@ function isEngine(env: Envelope): boolean {
 
 /** What the replayed node sent since the last call, but for the engine's own traffic, which replay leaves out. */
 function replayedSends(transport: ReplayTransport): Envelope[] {
-  return transport.take().filter((env) => !isEngine(env) && !isEngineCompletion(env));
+  return transport.take().filter((env) => !isEngine(env) && !isFromEngine(env));
 }
 
-/** What the engine tells the rebuild it finished (`rec.done`, looped to the node itself). */
-function isEngineCompletion(env: Envelope): boolean {
-  return env.kind === 'rec.done';
+/** What the engine tells the node's other elements, looped to the node itself: it finished repopulating (`rec.done`), it asks for a node-database update (`ndb.propose`). */
+function isFromEngine(env: Envelope): boolean {
+  return env.kind === 'rec.done' || env.kind === 'ndb.propose';
 }
 
 function isReply(env: Envelope): boolean {

@@ -31,13 +31,21 @@ function apply(db: NodeDbSnapshot, ...changes: NdbOp[]): NodeDbSnapshot {
   return out;
 }
 
-/** Anchors a, b, c and non-anchors d, e: arenas 0 and 1 at a, 2 at b, 3 at c, 4 at d, 5 at e. */
-const base = apply(
-  genesis(['a', 'b', 'c'].map((id) => ({ id, endpoint: `tcp://${id}:1`, anchor: true, votes: 1, group: 0 }))),
-  { op: 'add', node: nodeAt('d', 3) },
-  { op: 'add', node: nodeAt('e', 4) },
-);
 const ALL = ['a', 'b', 'c', 'd', 'e'];
+
+/** Every arena's directory replicated on every node but its home: any live node can take any arena over. */
+function everywhere(db: NodeDbSnapshot): NodeDbSnapshot {
+  return apply(db, ...(db.arenas ?? []).map((a): NdbOp => ({ op: 'arena_replicas', arena: a.arena, gen: a.gen, replicas: ALL.filter((id) => id !== a.home) })));
+}
+
+/** Anchors a, b, c and non-anchors d, e: arenas 0 and 1 at a, 2 at b, 3 at c, 4 at d, 5 at e, each replicated everywhere. */
+const base = everywhere(
+  apply(
+    genesis(['a', 'b', 'c'].map((id) => ({ id, endpoint: `tcp://${id}:1`, anchor: true, votes: 1, group: 0 }))),
+    { op: 'add', node: nodeAt('d', 3) },
+    { op: 'add', node: nodeAt('e', 4) },
+  ),
+);
 const but = (...down: string[]) => ALL.filter((id) => !down.includes(id));
 
 type View = Extract<ArenaFailoverEvent, { type: 'VIEW' }>;
@@ -197,7 +205,8 @@ describe('arena failover (M16)', () => {
     const raced = apply(db, { op: 'arena', arena: 4, home: 'c', gen: 2 });
     n.send(view(raced, but('d')));
     n.clock.advance(RETRY_MS);
-    expect(proposals(n)[2]).to.deep.equal({ op: 'arena', arena: 5, home: 'e', gen: 3 });
+    // e is no replica of arena 5 (it was its home until d took it over): b, the least loaded replica, is.
+    expect(proposals(n)[2]).to.deep.equal({ op: 'arena', arena: 5, home: 'b', gen: 3 });
     expect(arenaEntryOf(raced, 4)?.home).to.equal('c');
   });
 
@@ -208,8 +217,10 @@ describe('arena failover (M16)', () => {
     // a, b, c are only waiting; d is deleted: its arena goes to e, the only node counted alive.
     expect(proposals(n)).to.deep.equal([{ op: 'arena', arena: 4, home: 'e', gen: 2 }]);
     const alone = run().send(view(apply(genesis([{ id: 'a', endpoint: 'tcp://a:1', anchor: true, votes: 1, group: 0 }]), { op: 'add', node: nodeAt('d', 3) }, { op: 'delete', id: 'd' }), ['a']));
-    // d's arena 2 can go to a, which is alive; nothing else is due.
-    expect(proposals(alone)).to.deep.equal([{ op: 'arena', arena: 2, home: 'a', gen: 2 }]);
+    // d's arena 2 has no replica of its directory: nobody can serve it, so it is not handed over
+    // (a node without the directory would start it empty and hand out its addresses again).
+    expect(alone.of('due')).to.deep.equal([{ type: 'due', home: 'd', arenas: [2] }]);
+    expect(proposals(alone)).to.deep.equal([]);
     // An anchor missing from its own database, with nobody alive: the home is due, but no node can take it.
     const stranger = new Running(arenaFailoverMachine, { self: 'z', graceMs: GRACE_MS, retryMs: RETRY_MS }).send(view(db, []));
     expect(stranger.drain()).to.deep.equal([{ type: 'due', home: 'd', arenas: [4] }]);
@@ -217,6 +228,15 @@ describe('arena failover (M16)', () => {
   });
 
   describe('chooseHome', () => {
+    it('chooses only among the arena\'s live directory replicas', () => {
+      const one = apply(base, { op: 'arena_replicas', arena: 4, gen: 1, replicas: ['c', 'e'] });
+      expect(chooseHome(one, 4, but('d'))).to.equal('c');
+      expect(chooseHome(one, 4, ['a', 'b', 'e'])).to.equal('e');
+      expect(chooseHome(one, 4, ['a', 'b'])).to.equal(undefined);
+      const none = apply(base, { op: 'arena_replicas', arena: 4, gen: 1, replicas: [] });
+      expect(chooseHome(none, 4, ALL)).to.equal(undefined);
+    });
+
     it('spreads arenas: the live node serving the fewest, ties to the lowest short id', () => {
       expect(chooseHome(base, 4, but('d'))).to.equal('b');
       const loaded = apply(base, { op: 'arena', arena: 2, home: 'c', gen: 2 });

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_REQUEST_MAX, type FlushResult, type PageAttrs, type PageStat, type SpaceReport } from '../../../../bus/messages/page.js';
 import { PAGE_BYTES } from '../../../../machines/memory/address.js';
-import { addPageCommands, chunkPlan, pageChunks, parseFsAttr, renderAttrs, renderFlush, renderSpace, renderStat } from '../../../../runtime/cli/page.js';
+import { clientDefaults } from '../../../../runtime/client/pages.js';
+import { addPageCommands, chunkPlan, pageChunks, pageCliDefaults, parseFsAttr, renderAttrs, renderFlush, renderSpace, renderStat } from '../../../../runtime/cli/page.js';
 import { errorOf } from '../../../helpers/error-of.js';
 import { CLI, mangrove } from '../../../helpers/run-cli.js';
 
@@ -214,6 +215,17 @@ describe('runtime/cli/page', () => {
     expect(option('flush', '--pages')).to.include(`how many pages (1 to ${PAGES_PER_REQUEST_MAX})`);
     expect(option('read', '--json')).to.include(`at most ${PAGES_PER_REQUEST_MAX} pages`);
     expect(option('attrs', '--fs')).to.equal(`--fs <hex${FS_ATTR_BYTES * 2}> set the ${FS_ATTR_BYTES}-byte file-system attribute: ${FS_ATTR_BYTES * 2} hex digits`);
+  });
+
+  it('says in page --help that a call waits out a rebuild, as long as the client library does', () => {
+    const program = new Command('mangrove');
+    addPageCommands(program, { connect: 'tcp://127.0.0.1:7400' });
+    const page = program.commands.find((c) => c.name() === 'page')!;
+    let help = '';
+    page.configureOutput({ writeOut: (s) => (help += s) });
+    page.outputHelp();
+    expect(pageCliDefaults.recoveryWaitMs, 'the CLI names the library\'s default').to.equal(clientDefaults.recoveryWaitMs);
+    expect(help.replace(/\s+/g, ' ')).to.include('a call the node refuses with E_RECOVERING is sent again for up to 30 s');
   });
 
   describe('the built command', function () {

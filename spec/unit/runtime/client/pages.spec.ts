@@ -10,7 +10,9 @@ import type { Body } from '../../../../bus/messages/index.js';
 import { clientPageOp, COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX } from '../../../../bus/messages/page.js';
 import { FS_ATTR_BYTES as STORE_FS_ATTR_BYTES } from '../../../../actors/storage/page-store.js';
 import { MAX_ADDRESS, PAGE_BYTES } from '../../../../machines/memory/address.js';
-import { clientLimits, connect, MangroveClient, TXN_RECORD_BYTES_MAX, type PageLink } from '../../../../runtime/client/pages.js';
+import { clientDefaults, clientLimits, connect, MangroveClient, recoveryBackoff, recoveryBackoffMs, TXN_RECORD_BYTES_MAX, type PageLink } from '../../../../runtime/client/pages.js';
+import { SimClock } from '../../../../runtime/world/clock.js';
+import { errorOf } from '../../../helpers/error-of.js';
 
 type Sent = { kind: string; body: Record<string, unknown> };
 
@@ -427,5 +429,183 @@ describe('runtime/client/pages: every limit is the wire schema\'s (runtime/clien
     // A write names its data before its address.
     expect(await first((c) => c.write(0x1001n, bytes(100)))).to.match(/^E_BAD_ARGUMENT: data must be whole 4096-byte pages/);
     expect(await first((c) => c.setAttrs(0x10n, null as never))).to.match(/^E_BAD_ADDRESS: /);
+  });
+});
+
+describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () => {
+  const REBUILDING = 'the cluster is rebuilding after a node failure or restart; try again in a moment';
+  const rebuilding = () => Promise.reject(new MangroveError('E_RECOVERING', REBUILDING));
+  const versions = { result: { versions: [4] } };
+
+  /** A link that answers from `script` in turn (its last entry from then on), noting the clock's time of every request. */
+  function scripted(clock: SimClock, ...script: (() => unknown)[]): FakeLink & { at: number[] } {
+    const at: number[] = [];
+    const link = new FakeLink(() => {
+      at.push(clock.now());
+      return script[Math.min(at.length, script.length) - 1]();
+    });
+    return Object.assign(link, { at });
+  }
+
+  /** Random numbers in turn, checking none is asked for beyond them. */
+  function randoms(...values: number[]): () => number {
+    return () => {
+      expect(values, 'no more random numbers asked for than given').to.not.be.empty;
+      return values.shift()!;
+    };
+  }
+
+  /** `p`'s outcome as `refusal` tells it, with the clock's timers (and the promises they start) run until it settles. */
+  async function inSimTime(clock: SimClock, p: Promise<unknown>): Promise<string> {
+    let done = false;
+    const outcome = refusal(p).finally(() => (done = true));
+    for (let steps = 0; !done; steps++) {
+      expect(steps, 'the call settles within 10000 timer steps').to.be.below(10_000);
+      await clock.runUntilAsync(clock.nextAt() ?? clock.now());
+    }
+    return outcome;
+  }
+
+  const gaps = (at: number[]) => at.slice(1).map((t, i) => t - at[i]);
+  const page = new Uint8Array(PAGE_BYTES).fill(3);
+
+  it('sends a call refused twice with E_RECOVERING again, after waits that grow, and resolves with its answer', async () => {
+    const clock = new SimClock(1000);
+    const link = scripted(clock, rebuilding, rebuilding, () => versions);
+    const c = new MangroveClient(link, { clock, random: () => 0.5 });
+    const write = c.write(0x1000n, page);
+    expect(await inSimTime(clock, write)).to.equal('resolved');
+    expect(await write).to.deep.equal([4]);
+    expect(link.at).to.deep.equal([1000, 1015, 1045]);
+    expect(gaps(link.at)).to.deep.equal([15, 30]);
+    const first = { op: 'write', addr: bytesOf('00000000000000000000000000001000'), data: page };
+    expect(link.sent.map((x) => x.body), 'the same request every time').to.deep.equal([first, first, first]);
+    expect(c.stats()).to.deep.equal({ recoveryRetries: 2, recoveryGiveUps: 0, recoveryPauseMsMax: 45 });
+    expect(clock.pending(), 'no timer left behind').to.equal(0);
+  });
+
+  it('waits half its ceiling plus a random half, the ceiling doubling from 20 ms to 500 ms', async () => {
+    expect(recoveryBackoff).to.deep.equal({ firstMs: 20, maxMs: 500 });
+    const low = [0, 1, 2, 3, 4, 5, 6, 40].map((n) => recoveryBackoffMs(n, () => 0));
+    const high = [0, 1, 2, 3, 4, 5, 6, 40].map((n) => recoveryBackoffMs(n, () => 0.999999));
+    expect(low).to.deep.equal([10, 20, 40, 80, 160, 250, 250, 250]);
+    expect(high).to.deep.equal([20, 40, 80, 160, 320, 500, 500, 500]);
+    expect(errorOf(() => recoveryBackoffMs(0, () => 1))).to.match(/^E_INTERNAL: invariant broken: the random source gives a float in \[0, 1\)/);
+    // The client takes each wait's jitter from the source it was given, one number a wait.
+    const clock = new SimClock();
+    const link = scripted(clock, rebuilding, rebuilding, rebuilding, () => versions);
+    const c = new MangroveClient(link, { clock, random: randoms(0, 0.999999, 0.5) });
+    expect(await inSimTime(clock, c.write(0x1000n, page))).to.equal('resolved');
+    expect(gaps(link.at)).to.deep.equal([10, 40, 60]);
+  });
+
+  it('rejects with E_RECOVERING once recoveryWaitMs have passed since the first refusal, saying how long it waited', async () => {
+    const clock = new SimClock(5000);
+    const link = scripted(clock, rebuilding);
+    const c = new MangroveClient(link, { clock, random: () => 0, recoveryWaitMs: 1000 });
+    expect(await inSimTime(clock, c.read(0x1000n))).to.equal(
+      `E_RECOVERING: ${REBUILDING} (still refused after waiting 1000 ms over 9 tries; connect's recoveryWaitMs is 1000)`,
+    );
+    // Waits of 10, 20, 40, 80, 160 ms, then the 500 ms cap's 250, the last one cut to end at the deadline.
+    expect(gaps(link.at)).to.deep.equal([10, 20, 40, 80, 160, 250, 250, 190]);
+    expect(link.at.at(-1)).to.equal(6000);
+    expect(c.stats()).to.deep.equal({ recoveryRetries: 8, recoveryGiveUps: 1, recoveryPauseMsMax: 1000 });
+    expect(clock.pending()).to.equal(0);
+  });
+
+  it('waits out a rebuild for 30 s by default', async () => {
+    expect(clientDefaults.recoveryWaitMs).to.equal(30_000);
+    const clock = new SimClock();
+    const link = scripted(clock, rebuilding);
+    const c = new MangroveClient(link, { clock, random: () => 0.5 });
+    expect(await inSimTime(clock, c.stat(0x1000n))).to.match(/^E_RECOVERING: .*\(still refused after waiting 30000 ms over \d+ tries; connect's recoveryWaitMs is 30000\)$/);
+    expect(link.at.at(-1)).to.equal(30_000);
+    expect(Math.max(...gaps(link.at)), 'no wait longer than the cap').to.equal(recoveryBackoff.maxMs * 0.75);
+  });
+
+  it('ends the wait at the first answer that is not E_RECOVERING, and passes it through', async () => {
+    const clock = new SimClock();
+    const link = scripted(clock, rebuilding, () => Promise.reject(new MangroveError('E_NO_QUORUM', 'lock needs quorum and this node has none')));
+    const c = new MangroveClient(link, { clock, random: () => 0 });
+    expect(await inSimTime(clock, c.lock(0x1000n))).to.equal('E_NO_QUORUM: lock needs quorum and this node has none');
+    expect(link.at).to.deep.equal([0, 10]);
+    expect(c.stats()).to.deep.equal({ recoveryRetries: 1, recoveryGiveUps: 0, recoveryPauseMsMax: 10 });
+  });
+
+  for (const code of ['E_LOCKED', 'E_NO_QUORUM', 'E_UNREACHABLE', 'E_TIMEOUT', 'E_PAGE_LOST', 'E_BUSY', 'E_INTERNAL'] as const) {
+    it(`does not send a call refused with ${code} again`, async () => {
+      const clock = new SimClock();
+      const link = scripted(clock, () => Promise.reject(new MangroveError(code, 'no')));
+      const c = new MangroveClient(link, { clock, random: randoms() });
+      expect(await refusal(c.lock(0x1000n))).to.equal(`${code}: no`);
+      expect(link.sent).to.have.length(1);
+      expect(clock.pending(), 'no wait begun').to.equal(0);
+      expect(c.stats()).to.deep.equal({ recoveryRetries: 0, recoveryGiveUps: 0, recoveryPauseMsMax: 0 });
+    });
+  }
+
+  it('with recoveryWaitMs 0, rejects with the node\'s E_RECOVERING at once, as it is', async () => {
+    const clock = new SimClock();
+    const link = scripted(clock, rebuilding);
+    const c = new MangroveClient(link, { clock, random: randoms(), recoveryWaitMs: 0 });
+    expect(await refusal(c.write(0x1000n, page))).to.equal(`E_RECOVERING: ${REBUILDING}`);
+    expect(link.sent).to.have.length(1);
+    expect(clock.pending()).to.equal(0);
+    expect(c.stats()).to.deep.equal({ recoveryRetries: 0, recoveryGiveUps: 1, recoveryPauseMsMax: 0 });
+  });
+
+  it('rejects a call waiting out a rebuild with E_CLOSED when the client closes, and sends it no more', async () => {
+    const clock = new SimClock();
+    const link = scripted(clock, rebuilding);
+    const c = new MangroveClient(link, { clock, random: () => 0 });
+    const read = refusal(c.read(0x1000n));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(clock.pending(), 'the call waits').to.equal(1);
+    await c.close();
+    expect(await read).to.equal('E_CLOSED: the client was closed while read waited out a rebuild of the cluster');
+    expect(link.sent).to.have.length(1);
+    expect(clock.pending(), 'its timer is cleared').to.equal(0);
+  });
+
+  it('does not retry status: the node answers it while it rebuilds', async () => {
+    const clock = new SimClock();
+    const link = scripted(clock, rebuilding);
+    expect(await refusal(new MangroveClient(link, { clock }).status())).to.equal(`E_RECOVERING: ${REBUILDING}`);
+    expect(link.sent).to.have.length(1);
+  });
+
+  describe('refuses a bad recoveryWaitMs, clock or random source', () => {
+    const bad: [unknown, string][] = [
+      [-1, 'a number (-1)'],
+      [1.5, 'a number (1.5)'],
+      [NaN, 'a number (NaN)'],
+      [2 ** 31, 'a number (2147483648)'],
+      ['30000', 'a string ("30000")'],
+      [true, 'a boolean'],
+    ];
+    for (const [value, shown] of bad) {
+      it(`recoveryWaitMs ${shown}, in connect and in the constructor`, async () => {
+        const says = `E_BAD_ARGUMENT: recoveryWaitMs must be an integer from 0 to ${clientLimits.recoveryWaitMsMax}, not ${shown}`;
+        expect(await refusal(connect('tcp://127.0.0.1:1', { recoveryWaitMs: value as number }))).to.equal(says);
+        expect(errorOf(() => new MangroveClient(new FakeLink(), { recoveryWaitMs: value as number }))).to.equal(says);
+      });
+    }
+
+    it('takes 0 and the largest wait', async () => {
+      for (const recoveryWaitMs of [0, clientLimits.recoveryWaitMsMax]) {
+        const c = await connect('tcp://127.0.0.1:1', { recoveryWaitMs });
+        await c.close();
+        expect(errorOf(() => new MangroveClient(new FakeLink(), { recoveryWaitMs }))).to.equal('no error');
+      }
+    });
+
+    it('a clock, a random source or an option that is not one', () => {
+      const make = (opts: unknown) => () => new MangroveClient(new FakeLink(), opts as never);
+      expect(errorOf(make({ random: 0.5 }))).to.equal('E_BAD_ARGUMENT: random must be a function giving a float in [0, 1), not a number (0.5)');
+      expect(errorOf(make({ clock: { now: () => 0 } }))).to.equal('E_BAD_ARGUMENT: clock must have now, setTimeout and clearTimeout (bus/clock.ts), not an object');
+      expect(errorOf(make({ clock: null }))).to.match(/^E_BAD_ARGUMENT: clock must have .*, not null$/);
+      expect(errorOf(make({ recoveryWait: 5 }))).to.equal('E_BAD_ARGUMENT: client options has no "recoveryWait"; it takes recoveryWaitMs, clock, random');
+      expect(errorOf(make(7))).to.equal('E_BAD_ARGUMENT: client options must be an object, not a number (7)');
+    });
   });
 });
