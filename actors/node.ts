@@ -53,6 +53,8 @@ export type NodeNews =
   | { type: 'quorum'; has: boolean }
   | { type: 'pan'; id: string | null; term: number | null }
   | { type: 'db'; version: number; nodes: number }
+  /** The node database dropped this node (`mangrove node remove`): it must stop, not join again. */
+  | { type: 'removed'; version: number }
   | ({ type: 'rebuild' } & RebuildPhaseNews);
 
 /** How a failed node-database update is reported to a client. */
@@ -201,6 +203,11 @@ export class MangroveNode {
       this.pan.pan$.subscribe((p) => {
         this.viewFailover();
         this.news$.next({ type: 'pan', id: p?.id ?? null, term: p?.term ?? null });
+      }),
+      // Removed from the cluster (M2): said once, here; the host process stops the node.
+      this.nodeDb.removed$.subscribe((version) => {
+        log.error({ version }, `this node was removed from the cluster (node database version ${version}); it stops`);
+        this.news$.next({ type: 'removed', version });
       }),
       this.nodeDb.db$.subscribe((db) => {
         this.heartbeat.setDb(db);

@@ -15,6 +15,7 @@ import type { Log } from '../log.js';
 import type { Outbox } from '../outbox.js';
 import type { PageHolder } from '../pages/page-holder.js';
 import type { PageHomes } from '../pages/page-homes.js';
+import type { PageLocks } from '../pages/page-locks.js';
 import type { PageSpace } from '../pages/page-space.js';
 import type { PageStore } from '../storage/page-store.js';
 import type { PeerCalls } from './peer-calls.js';
@@ -66,6 +67,8 @@ export interface EngineParts {
   readonly cache: RamCache;
   readonly holder: PageHolder;
   readonly homes: PageHomes;
+  /** Page locks at their home (M7, M21's basis). */
+  readonly locks: PageLocks;
   readonly space: PageSpace;
   readonly calls: PeerCalls;
   readonly commits: GroupCommit;

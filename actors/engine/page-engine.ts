@@ -40,6 +40,8 @@ import { GroupCommit } from '../pages/group-commit.js';
 import { PageHolder, type PageChange } from '../pages/page-holder.js';
 import type { Observable } from 'rxjs';
 import { PageHomes } from '../pages/page-homes.js';
+import { PageLocks } from '../pages/page-locks.js';
+import { incarnationOf } from './applets/home.js';
 import { arenaOf, PageSpace } from '../pages/page-space.js';
 import { arenaEntryOf, arenasOf, reservingArena } from '../../machines/membership/node-db.js';
 import type { NodeDbSnapshot } from '../../bus/messages/index.js';
@@ -71,6 +73,7 @@ export class PageEngine {
   readonly cache: RamCache;
   readonly holder: PageHolder;
   private readonly homes: PageHomes;
+  private readonly locks: PageLocks;
   private readonly addressSpace: PageSpace;
   private readonly calls: PeerCalls;
   private readonly commits: GroupCommit;
@@ -121,9 +124,11 @@ export class PageEngine {
       factsOf: (a) => homeFacts(this.parts, a),
       takeUp: (a, facts) => takeUp(this.parts, a, facts),
       activate: (a, facts) => activate(this.parts, a, facts),
+      quorate: deps.quorate,
       log: deps.log,
       send: (to, kind, body) => this.send(to, kind, body),
     });
+    this.locks = new PageLocks({ clock, inspect: deps.inspect });
     this.calls = new PeerCalls({
       self,
       epoch,
@@ -151,6 +156,7 @@ export class PageEngine {
       cache: this.cache,
       holder: this.holder,
       homes: this.homes,
+      locks: this.locks,
       space: this.addressSpace,
       calls: this.calls,
       commits: this.commits,
@@ -308,10 +314,15 @@ export class PageEngine {
     await repopulation.registerCopies(this.deps.settings.timeoutMs);
   }
 
-  /** Resume operations: the homes' machines rebuilt from the registrations; requests are served again. */
+  /**
+   * Resume operations: the homes' machines rebuilt from the registrations;
+   * locks taken through a node that failed, restarted or left go (their
+   * waiting lockers get them); requests are served again.
+   */
   resume(round: number): void {
     const repopulation = this.repopulation;
     if (repopulation && repopulation.round === round) for (const [addr, page] of repopulation.rebuilt()) this.homes.install(addr, page);
+    this.releaseLocksOfGoneNodes();
     this.repopulation = undefined;
     this.round = round;
     this.completed = round;
@@ -354,6 +365,7 @@ export class PageEngine {
     this.calls.close();
     this.holder.close();
     this.homes.stop();
+    this.locks.stop();
     this.holder.changes$.complete();
   }
 
@@ -402,6 +414,16 @@ export class PageEngine {
         this.unverified.add(entry.arena);
         this.deps.log.error({ arena: entry.arena, err: String(err) }, 'an arena handed over to this node has a damaged directory here; it is not served');
       }
+    }
+  }
+
+  private releaseLocksOfGoneNodes(): void {
+    const { self, isAlive, db } = this.deps;
+    const live = new Set(db().nodes.filter((n) => n.id === self || isAlive(n.id)).map((n) => incarnationOf(this.parts, n.id)));
+    for (const via of this.locks.vias()) {
+      if (live.has(via)) continue;
+      this.deps.log.warn({ via }, 'locks taken through a node that failed or restarted are released');
+      this.locks.releaseVia(via);
     }
   }
 

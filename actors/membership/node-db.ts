@@ -12,7 +12,7 @@
  * to the bus and the store, and holds what only it can: the queue of updates
  * with their callers' promises, and the version newest seen in a pulse.
  */
-import { BehaviorSubject } from 'rxjs';
+import { BehaviorSubject, Subject } from 'rxjs';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { present } from '../../bus/assert.js';
 import type { Clock, Random } from '../../bus/clock.js';
@@ -59,6 +59,8 @@ type Bootstrap = Actor<typeof ndbBootstrapMachine>;
 
 export class NodeDbActor {
   readonly db$: BehaviorSubject<NodeDbSnapshot>;
+  /** The version that deleted this node from the database, once the bootstrap finds it was (the host stops the node). */
+  readonly removed$ = new Subject<number>();
   private sub?: Subordinate;
   private boot?: Bootstrap;
   private coordinating?: { actor: Coordinator; pending: Pending };
@@ -96,6 +98,7 @@ export class NodeDbActor {
     for (const p of this.queue) p.done({ ok: false, code: 'E_TIMEOUT', reason: 'the node is stopping' });
     this.queue = [];
     this.db$.complete();
+    this.removed$.complete();
   }
 
   /** True once this node's own entry is current in its copy of the database. */
@@ -234,6 +237,7 @@ export class NodeDbActor {
     actor.on('misconfigured', (e) => {
       this.deps.log.warn({ endpoint: e.endpoint }, 'a configured anchor endpoint answers as a non-anchor; the cluster cannot form');
     });
+    actor.on('removed', (e) => this.removed$.next(e.version));
     actor.on('period', () => {
       if (this.newest > this.db.version) this.fetch();
       this.runNext();

@@ -2,8 +2,7 @@
  * The home side of coherence (M10): one page-home machine per page this node
  * is responsible for, taken up on the page's first request and kept (its
  * round numbers must keep rising for holders to tell late invalidations from
- * new ones), and each page's lock table (M7 lock and unlock, shared or
- * exclusive, per client).
+ * new ones). Page locks are page-locks.ts's.
  *
  * What the machines emit becomes `page.` messages; a message to this node
  * itself goes through the same route, so the home treats its own node's
@@ -18,8 +17,6 @@ import { addressKey, formatAddress } from '../../machines/memory/address.js';
 import { PAGE_REQUESTS_QUEUED_MAX, pageHomeMachine, type PageHomeEmitted, type PageHomeEvent, type PageHomeInput } from '../../machines/memory/page-home.js';
 import type { PageFacts } from './page-holder.js';
 
-export type LockMode = 'shared' | 'exclusive';
-
 /** Requests kept for a page while it is being taken up; its requesters resend the rest. */
 const ACTIVATION_WAITERS_MAX = 1024;
 
@@ -32,23 +29,18 @@ export interface PageHomesDeps {
   factsOf(addr: bigint): PageFacts | MangroveError;
   /** Makes sure this node holds its own copy before the home first runs (it starts as the owner). */
   takeUp(addr: bigint, facts: PageFacts): void;
+  /** Whether this node has quorum (M17): write ownership is granted only with it. */
+  quorate(): boolean;
   /** Takes the page up as its owner from the freshest durable copy its core holders keep (first request after a start). */
   activate(addr: bigint, facts: PageFacts): Promise<void>;
   log?: { warn(obj: object, msg: string): void };
   send<K extends 'page.invalidate' | 'page.forward' | 'page.served' | 'page.refused'>(to: string, kind: K, body: CoherenceBody<K>): void;
 }
 
-interface Lock {
-  mode: LockMode;
-  /** Client → how many times it holds the lock. */
-  holders: Map<string, number>;
-}
-
 export class PageHomes {
   private readonly homes = new Map<bigint, Actor<typeof pageHomeMachine>>();
   /** Pages being taken up, with the requests that arrived meanwhile. */
   private readonly activating = new Map<bigint, PageHomeEvent[]>();
-  private readonly locks = new Map<bigint, Lock>();
 
   constructor(private readonly deps: PageHomesDeps) {}
 
@@ -56,6 +48,13 @@ export class PageHomes {
     const facts = this.deps.factsOf(addr);
     if (facts instanceof MangroveError) {
       this.deps.send(from, 'page.refused', { addr: b.addr, req: b.req, code: facts.code, message: facts.message });
+      return;
+    }
+    // M17: write ownership is granted only with quorum, so a home cut off from the anchors stops granting
+    // writes when its quorum lease runs out (and the majority names a new home only after that).
+    if (b.mode === 'write' && !this.deps.quorate()) {
+      const message = `write access to ${formatAddress(addr)} needs quorum and its home has none (too few anchors reachable); reads of pages held go on`;
+      this.deps.send(from, 'page.refused', { addr: b.addr, req: b.req, code: 'E_NO_QUORUM', message });
       return;
     }
     const request = { type: 'REQUEST', mode: b.mode, from, req: b.req } as const;
@@ -97,7 +96,7 @@ export class PageHomes {
     );
   }
 
-  /** Rebuild (M14): every page-home machine goes; locks stay (they are released for failed nodes apart). */
+  /** Rebuild (M14): every page-home machine goes; locks stay (those of clients of failed nodes go apart, page-locks.ts). */
   dropDirectory(): void {
     for (const home of this.homes.values()) home.stop();
     this.homes.clear();
@@ -137,47 +136,6 @@ export class PageHomes {
 
   count(): number {
     return this.homes.size;
-  }
-
-  lock(addr: bigint, client: string, mode: LockMode): void {
-    const held = this.locks.get(addr);
-    if (!held) {
-      this.locks.set(addr, { mode, holders: new Map([[client, 1]]) });
-      return;
-    }
-    const mine = held.holders.get(client);
-    const sole = held.holders.size === 1 && mine !== undefined;
-    if (held.mode === 'shared' && mode === 'shared') {
-      held.holders.set(client, (mine ?? 0) + 1);
-      return;
-    }
-    if (sole && (held.mode === 'exclusive' || mode === 'exclusive')) {
-      // The only holder may take the lock again, or upgrade it.
-      held.mode = mode === 'exclusive' ? 'exclusive' : held.mode;
-      held.holders.set(client, mine + 1);
-      return;
-    }
-    const others = [...held.holders.keys()].filter((c) => c !== client);
-    throw new MangroveError('E_LOCKED', `${formatAddress(addr)} is locked ${held.mode} by ${others.join(', ')}; try again after they unlock`);
-  }
-
-  unlock(addr: bigint, client: string): void {
-    const held = this.locks.get(addr);
-    const mine = held?.holders.get(client);
-    if (!held || mine === undefined) throw new MangroveError('E_BAD_ARGUMENT', `${formatAddress(addr)} is not locked by this client`);
-    if (mine > 1) held.holders.set(client, mine - 1);
-    else held.holders.delete(client);
-    if (held.holders.size === 0) this.locks.delete(addr);
-  }
-
-  lockOf(addr: bigint): { mode: LockMode; holders: string[] } | null {
-    const held = this.locks.get(addr);
-    return held ? { mode: held.mode, holders: [...held.holders.keys()] } : null;
-  }
-
-  /** Forgets the locks of pages being freed. */
-  dropLocks(first: bigint, last: bigint): void {
-    for (const a of [...this.locks.keys()]) if (a >= first && a <= last) this.locks.delete(a);
   }
 
   stop(): void {

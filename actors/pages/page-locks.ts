@@ -170,6 +170,17 @@ export class PageLocks {
     for (const addr of [...this.actors.keys()]) this.send(addr, { type: 'RELEASE_VIA', node });
   }
 
+  /** The nodes clients hold or wait for locks through. */
+  vias(): Set<string> {
+    const out = new Set<string>();
+    for (const actor of this.actors.values()) {
+      const { holders, waiting } = actor.getSnapshot().context;
+      for (const h of Object.values(holders)) out.add(h.via);
+      for (const w of waiting) out.add(w.via);
+    }
+    return out;
+  }
+
   /** `client` went away: its holds and waits go. */
   releaseClient(client: string): void {
     for (const addr of [...this.actors.keys()]) this.send(addr, { type: 'RELEASE_CLIENT', client });

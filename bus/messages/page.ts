@@ -34,7 +34,8 @@ export const clientPageOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('dealloc'), addr: wireAddress, pages: rangePages }),
   z.object({ op: z.literal('read'), addr: wireAddress, pages: ioPages }),
   z.object({ op: z.literal('write'), addr: wireAddress, data: pagesData }),
-  z.object({ op: z.literal('lock'), addr: wireAddress, mode: lockMode }),
+  /** `wait`: a conflicting lock makes the call wait its turn (at most the call's timeout) instead of failing E_LOCKED. */
+  z.object({ op: z.literal('lock'), addr: wireAddress, mode: lockMode, wait: z.boolean().optional() }),
   z.object({ op: z.literal('unlock'), addr: wireAddress }),
   z.object({ op: z.literal('flush'), addr: wireAddress, pages: ioPages }),
   z.object({ op: z.literal('stat'), addr: wireAddress }),
@@ -84,7 +85,7 @@ export const peerCall = z.discriminatedUnion('op', [
   z.object({ op: z.literal('free'), addr: wireAddress, pages: rangePages, unreserve: z.boolean() }),
   /** To a home, then from the home to the owner: make the newest copy durable on every core holder. */
   z.object({ op: z.literal('flush'), addr: wireAddress }),
-  z.object({ op: z.literal('lock'), addr: wireAddress, mode: lockMode, client: z.string().min(1).max(limits.idCharsMax * 2 + 1) }),
+  z.object({ op: z.literal('lock'), addr: wireAddress, mode: lockMode, client: z.string().min(1).max(limits.idCharsMax * 2 + 1), wait: z.boolean().optional() }),
   z.object({ op: z.literal('unlock'), addr: wireAddress, client: z.string().min(1).max(limits.idCharsMax * 2 + 1) }),
   z.object({ op: z.literal('stat'), addr: wireAddress }),
   z.object({ op: z.literal('set_attrs'), addr: wireAddress, fs: fsAttr.optional(), cacheInRam: z.boolean().optional() }),

@@ -24,6 +24,14 @@
  *    already listed coordinates its own change instead (`change_own_entry`).
  *    While the database names no other anchor, it greets as well.
  *  - member: the entry is current; nothing to ask.
+ *  - removed: a newer database than one that held this incarnation's
+ *    current entry no longer holds this node at all. It was deleted (the
+ *    operator's `mangrove node remove`), not left behind by a restart:
+ *    asking to join again would undo the operator's decision, so the node
+ *    asks nothing more, emits `removed` once and leaves the host to stop
+ *    it. A node that was never a member in this incarnation (a new node, or
+ *    one restarted after it was removed) still asks to join: starting a
+ *    node is how it is added.
  * Every turn ends with `period`, the actor's own periodic work (fetching a
  * newer version seen in a pulse, running the next queued update). A turn's
  * messages leave after the next period is timed, so turns are exactly
@@ -35,7 +43,8 @@
  * Emits: `greet {endpoint, body}` (an `ndb.hello` for an endpoint whose id is
  * unknown), `send` (`ndb.join`), `change_own_entry`, `misconfigured
  * {endpoint}` (a configured anchor endpoint answers as a non-anchor: the
- * cluster cannot form), `period`.
+ * cluster cannot form), `period`, `removed {version}` (the version that
+ * dropped this node).
  */
 import { assertEvent, assign, emit, enqueueActions, setup, type SnapshotFrom } from 'xstate';
 import type { Body, Identity, NodeDbSnapshot } from '../../bus/messages/index.js';
@@ -60,6 +69,8 @@ export interface NdbBootstrapContext extends NdbBootstrapInput {
   greeted: Readonly<Record<string, Identity>>;
   /** Join requests sent so far: the next goes to the next anchor. */
   joinTurn: number;
+  /** The newest version that held this incarnation's current entry; 0 while it never has. */
+  memberAt: number;
 }
 
 export type NdbBootstrapEvent =
@@ -73,7 +84,8 @@ export type NdbBootstrapEmitted =
   | SendOut
   | { type: 'change_own_entry' }
   | { type: 'misconfigured'; endpoint: string }
-  | { type: 'period' };
+  | { type: 'period' }
+  | { type: 'removed'; version: number };
 
 /** What a new cluster's anchor can do with the answers it has. */
 export type GenesisPlan =
@@ -101,6 +113,12 @@ export function genesisPlan(seeds: readonly string[], self: Identity, greeted: R
 
 const isFormed = (c: NdbBootstrapContext): boolean => c.db.version > 0;
 const isMember = (c: NdbBootstrapContext): boolean => entryIsCurrent(findNode(c.db, c.self.id), c.self);
+/** The version `db` makes the newest to hold this incarnation's current entry. */
+const memberAtWith = (c: NdbBootstrapContext, db: NodeDbSnapshot): number =>
+  entryIsCurrent(findNode(db, c.self.id), c.self) ? Math.max(c.memberAt, db.version) : c.memberAt;
+/** A database newer than one that held this incarnation, without this node: it was deleted. */
+const dropsThisNode = (c: NdbBootstrapContext, db: NodeDbSnapshot): boolean =>
+  c.memberAt > 0 && db.version > c.memberAt && findNode(db, c.self.id) === undefined;
 const otherAnchors = (c: NdbBootstrapContext) => anchorsOf(c.db).filter((a) => a.id !== c.self.id);
 /** Only an anchor of a cluster not formed yet builds version 1. */
 const planOf = (c: NdbBootstrapContext): GenesisPlan | undefined =>
@@ -120,9 +138,13 @@ export const ndbBootstrapMachine = setup({
     emitted: {} as NdbBootstrapEmitted,
   },
   actions: {
-    takeDb: assign(({ event }) => {
+    takeDb: assign(({ context, event }) => {
       assertEvent(event, 'DB');
-      return { db: event.db };
+      return { db: event.db, memberAt: memberAtWith(context, event.db) };
+    }),
+    reportRemoved: emit(({ event }) => {
+      assertEvent(event, 'DB');
+      return { type: 'removed' as const, version: event.db.version };
     }),
     /** Only configured endpoints are kept: they are all genesis reads, and it bounds the map. */
     learn: assign(({ context, event }) => {
@@ -153,6 +175,7 @@ export const ndbBootstrapMachine = setup({
     endTurn: emit({ type: 'period' as const }),
   },
   guards: {
+    wasRemoved: ({ context, event }) => event.type === 'DB' && dropsThisNode(context, event.db),
     isMember: ({ context }) => isMember(context),
     isOut: ({ context }) => !isMember(context),
     isFormed: ({ context }) => isFormed(context),
@@ -167,7 +190,12 @@ export const ndbBootstrapMachine = setup({
   },
 }).createMachine({
   id: machineName,
-  context: ({ input }) => ({ ...input, greeted: {}, joinTurn: 0 }),
+  context: ({ input }) => ({
+    ...input,
+    greeted: {},
+    joinTurn: 0,
+    memberAt: entryIsCurrent(findNode(input.db, input.self.id), input.self) ? input.db.version : 0,
+  }),
   initial: 'running',
   states: {
     // The period's timer belongs to `running`, entered before its children,
@@ -175,7 +203,7 @@ export const ndbBootstrapMachine = setup({
     running: {
       after: { period: { target: 'running', reenter: true } },
       on: {
-        DB: { actions: 'takeDb' },
+        DB: [{ guard: 'wasRemoved', target: 'removed', actions: ['takeDb', 'reportRemoved'] }, { actions: 'takeDb' }],
         WELCOME: { actions: ['learn', 'warnIfMisconfigured'] },
       },
       initial: 'turn',
@@ -210,6 +238,8 @@ export const ndbBootstrapMachine = setup({
         },
       },
     },
+    /** Deleted from the database: no more turns, so nothing more is asked; the host stops the node. */
+    removed: { type: 'final' },
   },
 });
 

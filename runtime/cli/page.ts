@@ -177,21 +177,22 @@ function addLock(cli: PageCli): void {
   subcommand(cli, 'lock', 'take a page lock (exclusive unless --shared); it belongs to the client id', 'print {"address","mode","client"}')
     .argument('<addr>', 'the page, 0x hex')
     .option('--shared', 'a shared lock: others may take shared locks too')
+    .option('--wait', 'wait for a conflicting lock to be released (first come, first served) instead of failing with E_LOCKED')
     .addHelpText(
       'after',
       examples(
         'mangrove page lock 0x10000 --client-id backup-job',
         'mangrove page unlock 0x10000 --client-id backup-job',
         '',
-        'A lock another client holds is refused with E_LOCKED (exit 1). The lock outlives this command:',
+        'A lock another client holds is refused with E_LOCKED (exit 1), or with --wait waited for. The lock outlives this command:',
         'unlock it through the same node with the same --client-id (printed when none is given).',
       ),
     )
-    .action(async (addr: string, o: LinkOpts & { shared?: boolean }) => {
+    .action(async (addr: string, o: LinkOpts & { shared?: boolean; wait?: boolean }) => {
       const a = parsePageAddress(addr);
       const mode = o.shared ? 'shared' : 'exclusive';
       const client = await session(o, async (c) => {
-        await c.lock(a, mode);
+        await c.lock(a, mode, { wait: o.wait === true });
         return c.clientId;
       });
       if (o.json) return print(jsonLine({ address: formatAddress(a), mode, client }));

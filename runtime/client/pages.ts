@@ -267,9 +267,18 @@ export class MangroveClient {
     return versionsOf(answer, data.byteLength / PAGE_BYTES, 'write');
   }
 
-  /** Takes a page lock, exclusive unless asked otherwise; E_LOCKED while another client holds a conflicting one. */
-  async lock(addr: bigint, mode: LockMode = 'exclusive'): Promise<void> {
-    await this.call({ op: 'lock', addr, mode });
+  /**
+   * Takes a page lock, exclusive unless asked otherwise; E_LOCKED while
+   * another client holds a conflicting one, or, with `{ wait: true }`, waits
+   * its turn (first come, first served) for up to half the node's access
+   * timeout, then E_TIMEOUT. A lock held by a client whose node fails or
+   * restarts is released when the cluster rebuilds (M14), and a waiting
+   * locker gets it.
+   */
+  async lock(addr: bigint, mode: LockMode = 'exclusive', opts: { wait?: boolean } = {}): Promise<void> {
+    checkKeys(opts, ['wait'], 'lock options');
+    if (opts.wait !== undefined && typeof opts.wait !== 'boolean') throw new MangroveError('E_BAD_ARGUMENT', `wait must be true or false, not ${describe(opts.wait)}`);
+    await this.call(opts.wait ? { op: 'lock', addr, mode, wait: true } : { op: 'lock', addr, mode });
   }
 
   async unlock(addr: bigint): Promise<void> {

@@ -18,6 +18,10 @@ import { nodeStateMachine, machineName as nodeStateName } from '../../machines/r
 import { panElectionMachine, machineName as panElectionName } from '../../machines/membership/pan-election.js';
 import { quorumMachine, machineName as quorumName } from '../../machines/membership/quorum.js';
 import { pageHomeMachine, machineName as pageHomeName } from '../../machines/memory/page-home.js';
+import { pageLockMachine, machineName as pageLockName } from '../../machines/memory/page-lock.js';
+import { rebuildCoordinatorMachine, machineName as rebuildCoordinatorName } from '../../machines/recovery/rebuild-coordinator.js';
+import { rebuildParticipantMachine, machineName as rebuildParticipantName } from '../../machines/recovery/rebuild-participant.js';
+import { arenaFailoverMachine, machineName as arenaFailoverName } from '../../machines/recovery/arena-failover.js';
 
 export interface CatalogEntry {
   name: string;
@@ -64,10 +68,34 @@ export const machineCatalog: readonly CatalogEntry[] = [
   { name: panElectionName, spec: 'M16', summary: 'the election of the primary anchor node', machine: panElectionMachine },
   { name: nodeStateName, spec: 'M6', summary: 'the node\'s recovery state: normal, notified, quiescent, rebuilding', machine: nodeStateMachine },
   {
+    name: rebuildParticipantName,
+    spec: 'M14, M6',
+    summary: 'a node\'s part in the RAM directory rebuild: notified, drained, repopulated, resumed at the coordinator\'s word',
+    machine: rebuildParticipantMachine,
+  },
+  {
+    name: rebuildCoordinatorName,
+    spec: 'M14',
+    summary: 'an anchor coordinating a rebuild round: quiesce, repopulate, resume every live node',
+    machine: rebuildCoordinatorMachine,
+  },
+  {
+    name: arenaFailoverName,
+    spec: 'M16, M8',
+    summary: 'the PAN handing a failed home\'s arenas, past its grace, to a live directory replica',
+    machine: arenaFailoverMachine,
+  },
+  {
     name: pageHomeName,
     spec: 'M10',
     summary: 'one page\'s coherence at its home: single writer, many readers, by invalidation',
     machine: pageHomeMachine,
+  },
+  {
+    name: pageLockName,
+    spec: 'M7, M21',
+    summary: 'one page\'s lock at its home: shared or exclusive, per client, with a FIFO of waiters',
+    machine: pageLockMachine,
   },
 ];
 

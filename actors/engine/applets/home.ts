@@ -14,6 +14,7 @@ import { chooseHolders, copyRange, failedHolders, reduplex } from '../../pages/c
 import type { EngineParts } from '../engine-parts.js';
 import type { PageFacts } from '../../pages/page-holder.js';
 import { arenaOf, plural } from '../../pages/page-space.js';
+import { findNode } from '../../../machines/membership/node-db.js';
 import { FS_ATTR_BYTES } from '../../storage/page-store.js';
 
 type Call<O extends PeerCall['op']> = Extract<PeerCall, { op: O }>;
@@ -36,6 +37,8 @@ export function registerHomeApplets(engine: EngineParts, localSpace: () => Space
 function registerCoreHolderApplets(engine: EngineParts, localSpace: () => SpaceReport): void {
   const { store } = engine.deps;
   peerApplet(engine, 'store', async ({ addr, version, data, attrs }) => {
+    // M17: a core holder commits a page only with quorum, so a flush on a side without it never completes.
+    engine.needQuorum('storing a page');
     const page = addressFromKey(addr);
     const kept = attrs ?? store.get(page)?.attrs ?? ZERO_ATTRS;
     return { version: await engine.commits.put(page, { data, version, attrs: kept }) };
@@ -74,16 +77,11 @@ function registerAsHome(engine: EngineParts): void {
   peerApplet(engine, 'flush', async ({ addr }) => flushAtHome(engine, addressFromKey(addr)));
   // One reduplexing at a time per home, so two cannot appoint different replacements.
   peerApplet(engine, 'reduplex', async ({ addr }) => reduplexAtHome(engine, addressFromKey(addr)), () => 'reduplex');
-  peerApplet(engine, 'lock', async ({ addr, mode, client }) => {
-    const page = addressFromKey(addr);
-    entryAt(engine, page);
-    engine.homes.lock(page, client, mode);
-    return { address: formatAddress(page), pages: 1 };
-  });
+  engine.scheduler.register('peer.lock', { applet: async (input, ctx) => lockAtHome(engine, input as Call<'lock'>, ctx.origin) });
   peerApplet(engine, 'unlock', async ({ addr, client }) => {
     const page = addressFromKey(addr);
     mustBeHome(engine, page);
-    engine.homes.unlock(page, client);
+    engine.locks.unlock(page, client);
     return { address: formatAddress(page), pages: 1 };
   });
   // An owner under memory pressure hands the page back: the home takes it for writing (M12).
@@ -105,9 +103,33 @@ function registerAsHome(engine: EngineParts): void {
   peerApplet(engine, 'super_root', async ({ set }) => superRootAtHome(engine, set));
 }
 
+/**
+ * A page lock at its home (page-locks.ts), for `client` calling through the
+ * node `via` (the lock goes with that node's incarnation if it fails or
+ * restarts, M14). A waiting lock waits at most half the access timeout, so
+ * its answer reaches the caller before the caller's own call gives up; a
+ * wait that times out is withdrawn, unless the grant raced it, and then the
+ * grant stands and is answered.
+ */
+async function lockAtHome(engine: EngineParts, req: Call<'lock'>, via: string): Promise<{ address: string; pages: number }> {
+  const page = addressFromKey(req.addr);
+  entryAt(engine, page);
+  const pending = engine.locks.lock(page, req.client, incarnationOf(engine, via), req.mode, req.wait ?? false);
+  await engine.within(pending, `waiting for the lock of ${formatAddress(page)}`, engine.deps.settings.timeoutMs / 2).catch((err: unknown) => {
+    if (pending.cancel() !== 'granted') throw err;
+  });
+  return { address: formatAddress(page), pages: 1 };
+}
+
+/** `node` as of its incarnation in the node database: what locks taken through it go with. */
+export function incarnationOf(engine: EngineParts, node: string): string {
+  return `${node}/${findNode(engine.deps.db(), node)?.epoch ?? 0}`;
+}
+
 /** Arena 0's home: the super-root address, set (durably in its directory) or read. */
 async function superRootAtHome(engine: EngineParts, set: Uint8Array | undefined): Promise<{ address: string }> {
   mustBeHome(engine, 0n);
+  if (set) engine.needQuorum('setting the super-root');
   const none = () => new MangroveError('E_NOT_FOUND', 'no super-root has been set yet (page super-root --set ADDR)');
   if (!set && !engine.space.hasDirectory(0n)) throw none();
   const dir = engine.space.directory(0n);
@@ -257,7 +279,7 @@ async function freeAtHome(engine: EngineParts, req: Call<'free'>): Promise<unkno
   }
   const olds = engine.space.carve(first, req.pages, (old) => (req.unreserve ? null : { ...old, state: 'reserved', copies: 0, volatile: false, holders: [] }));
   await engine.syncDirectory();
-  engine.homes.dropLocks(range.first, range.last);
+  engine.locks.dropRange(range.first, range.last);
   const holders = new Set(olds.flatMap((old) => (old.state === 'materialized' ? old.holders : [])));
   await Promise.all([...holders].map((h) => engine.calls.call(h, { op: 'drop', addr: req.addr, pages: req.pages })));
   return { address: formatAddress(first), pages: req.pages };
@@ -280,7 +302,7 @@ async function statAtHome(engine: EngineParts, addr: bigint): Promise<PageStat &
     copies: entry.copies,
     volatile: entry.volatile,
     version: Math.max(held?.version ?? 0, stored?.version ?? 0),
-    lock: engine.homes.lockOf(addr),
+    lock: engine.locks.lockOf(addr),
   };
   const attrs: PageAttrs = {
     address: formatAddress(addr),

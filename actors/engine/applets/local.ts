@@ -110,9 +110,9 @@ function registerPageIo(engine: EngineParts): void {
 
 /** What the page's home decides: locks, stat, attributes, and (arena 0's home) the super-root. */
 function registerHomeDecisions(engine: EngineParts): void {
-  clientApplet(engine, 'lock', async ({ addr, mode }, origin) => {
+  clientApplet(engine, 'lock', async ({ addr, mode, wait }, origin) => {
     engine.needQuorum('locking');
-    return engine.calls.call(homeOfKey(engine, addr), { op: 'lock', addr, mode, client: origin });
+    return engine.calls.call(homeOfKey(engine, addr), { op: 'lock', addr, mode, client: origin, wait });
   });
   clientApplet(engine, 'unlock', async ({ addr }, origin) => engine.calls.call(homeOfKey(engine, addr), { op: 'unlock', addr, client: origin }));
   const statOf = (addr: Uint8Array) => engine.calls.call<PageStat & { attrs: PageAttrs }>(homeOfKey(engine, addr), { op: 'stat', addr });
@@ -227,6 +227,8 @@ async function writeOne(engine: EngineParts, addr: bigint, data: Uint8Array): Pr
   await engine.within(engine.holder.acquire(addr, 'write'), `writing ${formatAddress(addr)}`);
   const page = engine.holder.writable(addr);
   if (!page) return writeOne(engine, addr, data);
+  // M17: an owner writes in place only with quorum, however long it has held the page.
+  engine.needQuorum('writing');
   page.data.set(data);
   return engine.holder.wrote(addr);
 }

@@ -16,6 +16,10 @@ import { machineName as coordinatorName } from '../../../../machines/membership/
 import { machineName as subordinateName } from '../../../../machines/membership/node-db-subordinate.js';
 import { machineName as nodeStateName } from '../../../../machines/recovery/node-state.js';
 import { machineName as pageHomeName } from '../../../../machines/memory/page-home.js';
+import { machineName as pageLockName } from '../../../../machines/memory/page-lock.js';
+import { machineName as rebuildCoordinatorName } from '../../../../machines/recovery/rebuild-coordinator.js';
+import { machineName as rebuildParticipantName } from '../../../../machines/recovery/rebuild-participant.js';
+import { machineName as arenaFailoverName } from '../../../../machines/recovery/arena-failover.js';
 import { machineName as panName } from '../../../../machines/membership/pan-election.js';
 import { machineName as quorumName } from '../../../../machines/membership/quorum.js';
 import { renderChart, toMermaid, toScxml } from '../../../../runtime/inspect/diagram.js';
@@ -43,7 +47,8 @@ function facts(machine: AnyStateMachine) {
     paths: nodes.map((n) => n.path.join('.')),
     keys: nodes.map((n) => n.key),
     finals: nodes.filter((n) => n.type === 'final').map((n) => n.path.join('.')),
-    initial: machine.root.initial.target[0].key,
+    // A parallel machine (the rebuild participant) starts in all its regions at once: no one initial state.
+    initial: machine.root.type === 'parallel' ? null : (machine.root.initial.target[0].key as string),
     events,
     namedEvents: events.filter((e) => !e.startsWith('xstate.after.')),
     delays: events.filter((e) => e.startsWith('xstate.after.')).map((e) => e.split('.')[2]),
@@ -98,7 +103,21 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 describe('runtime/inspect/catalog', () => {
   it('names every protocol machine by its file\'s machineName, which is its XState id', () => {
-    expect(machineNames()).to.deep.equal([memberName, monitorName, quorumName, bootstrapName, subordinateName, coordinatorName, panName, nodeStateName, pageHomeName]);
+    expect(machineNames()).to.deep.equal([
+      memberName,
+      monitorName,
+      quorumName,
+      bootstrapName,
+      subordinateName,
+      coordinatorName,
+      panName,
+      nodeStateName,
+      rebuildParticipantName,
+      rebuildCoordinatorName,
+      arenaFailoverName,
+      pageHomeName,
+      pageLockName,
+    ]);
     for (const e of machineCatalog) expect(e.machine.id, e.name).to.equal(e.name);
   });
 
@@ -123,7 +142,7 @@ describe('runtime/inspect/diagram: every machine in every format', () => {
         for (const g of f.guards) expect(text, `guard ${g}`).to.include(`[${g}]`);
         if (f.eventless > 0) expect(text).to.include(': always');
         expect(lines.filter((l) => l.includes(' --> ') && !l.includes('[*]')), 'one edge per transition and target').to.have.length(f.edges);
-        expect(text).to.match(new RegExp(`\\[\\*\\] --> ${escape(f.initial)}$`, 'm'));
+        if (f.initial !== null) expect(text).to.match(new RegExp(`\\[\\*\\] --> ${escape(f.initial)}$`, 'm'));
         for (const fin of f.finals) expect(text, `final ${fin}`).to.match(new RegExp(`${escape(fin.replace(/\./g, '_'))} --> \\[\\*\\]$`, 'm'));
       });
 
