@@ -5,7 +5,7 @@
 import type { RejectReason } from '../bus/envelope.js';
 import type { SpaceReport } from '../bus/messages/page.js';
 import type { RebuildStatus } from './recovery/rebuild.js';
-import type { ReReplicationStatus } from './recovery/rereplication.js';
+import type { ReplicationReport } from './recovery/rereplication.js';
 
 export type NodeStateName = 'normal' | 'notified' | 'quiescent' | 'rebuilding';
 
@@ -58,5 +58,5 @@ export interface NodeStatus {
   /** The RAM directory rebuild (M14) as this node sees it: the network's state, the round, what it coordinates, bad input dropped. */
   recovery: RebuildStatus;
   /** Re-replication (M15): what this node, as a home, has left to restore, and has restored. */
-  replication: ReReplicationStatus;
+  replication: ReplicationReport;
 }

@@ -37,9 +37,11 @@ export interface EngineSettings {
   homeWaitMs: number;
   /** The pace of the re-replication scan (M15): one step this often. */
   scanIntervalMs: number;
+  /** The pace of collecting copies nobody counts on (M15): one step this often; a copy goes after two looks a pass apart. */
+  gcIntervalMs: number;
 }
 
-export const engineDefaults: EngineSettings = { ramBytes: 256 * 1024 * 1024, copies: 2, retryMs: 200, timeoutMs: 10_000, homeWaitMs: 1000, scanIntervalMs: 500 };
+export const engineDefaults: EngineSettings = { ramBytes: 256 * 1024 * 1024, copies: 2, retryMs: 200, timeoutMs: 10_000, homeWaitMs: 1000, scanIntervalMs: 500, gcIntervalMs: 5000 };
 
 export interface PageEngineDeps {
   self: string;

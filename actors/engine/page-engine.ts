@@ -33,7 +33,8 @@ import { pageOut, registerLocalApplets } from './applets/local.js';
 import type { CoreHolderDeps } from '../pages/core-holders.js';
 import { DirectoryReplicas } from '../pages/directory-replicas.js';
 import { registerDirectoryApplets } from './applets/directory.js';
-import { ReReplication, type ReReplicationStatus } from '../recovery/rereplication.js';
+import { ReReplication, type ReplicationReport } from '../recovery/rereplication.js';
+import { DiskGc } from '../recovery/disk-gc.js';
 import type { EngineParts, PageEngineDeps } from './engine-parts.js';
 import { FlowScheduler } from './flow-scheduler.js';
 import { GroupCommit } from '../pages/group-commit.js';
@@ -53,6 +54,8 @@ export { engineDefaults, type EngineSettings, type PageEngineDeps } from './engi
 
 /** Ranges one re-replication step restores (M15): the pace of the background scan, with `scanIntervalMs`. */
 const RANGES_PER_SCAN_STEP = 8;
+/** Pages of this node's disk one step of the collection looks at (M15). */
+const GC_PAGES_PER_STEP = 256;
 
 /** How long a node's space report guides placement before it is asked for again (M12). */
 const SPACE_REPORT_TTL_MS = 5000;
@@ -79,6 +82,7 @@ export class PageEngine {
   private readonly commits: GroupCommit;
   private readonly replicas: DirectoryReplicas;
   private readonly rereplication: ReReplication;
+  private readonly gc: DiskGc;
   private readonly parts: EngineParts;
   /** Arenas handed to this node whose directory did not check out here: refused until it does (M15). */
   private readonly unverified = new Set<number>();
@@ -184,6 +188,8 @@ export class PageEngine {
       serving: () => this.serving,
     });
     this.rereplication.start();
+    this.gc = new DiskGc({ engine: this.parts, clock, intervalMs: settings.gcIntervalMs, pagesPerStep: GC_PAGES_PER_STEP, serving: () => this.serving });
+    this.gc.start();
   }
 
   /** Changes to this node's copies, for local waiters (M10; the file system's locks build on it). */
@@ -354,14 +360,15 @@ export class PageEngine {
   }
 
   /** What re-replication has left to do, and has done (M15). */
-  replication(): ReReplicationStatus {
-    return this.rereplication.status();
+  replication(): ReplicationReport {
+    return { ...this.rereplication.status(), collectedCopies: this.gc.dropped };
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.rereplication.stop();
+    this.gc.stop();
     this.calls.close();
     this.holder.close();
     this.homes.stop();

@@ -45,6 +45,9 @@ export interface ReReplicationStatus {
   partial: boolean;
 }
 
+/** Re-replication's status with the collection's count: copies on this node's disk dropped because nothing names it for them any more (disk-gc.ts). */
+export type ReplicationReport = ReReplicationStatus & { collectedCopies: number };
+
 export interface ReReplicationDeps {
   engine: EngineParts;
   replicas: DirectoryReplicas;

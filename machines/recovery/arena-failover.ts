@@ -163,7 +163,7 @@ function homesAtRisk(db: NodeDbSnapshot, alive: ReadonlySet<string>): string[] {
   return homes;
 }
 
-/** The next hand-over to ask for: the lowest arena of a due home, to `chooseHome`'s pick. */
+/** The next hand-over to ask for: the lowest arena of a due home that some live replica can take, to `chooseHome`'s pick. */
 export function nextHandOver(c: ArenaFailoverContext): ArenaChange | undefined {
   if (!isActive(c.view) || c.due.length + c.gone.length === 0) return undefined;
   const db = effectiveDb(c.view.db, c.committed);
@@ -172,7 +172,8 @@ export function nextHandOver(c: ArenaFailoverContext): ArenaChange | undefined {
   for (const a of arenasOf(db)) {
     if (!due.has(a.home)) continue;
     const home = chooseHome(db, a.arena, alive);
-    if (home === undefined) return undefined;
+    // No live replica of this arena's directory: it waits for one; the next may have one.
+    if (home === undefined) continue;
     return { op: 'arena', arena: a.arena, home, gen: a.gen + 1 };
   }
   return undefined;

@@ -227,6 +227,17 @@ describe('arena failover (M16)', () => {
     expect(stranger.value).to.deep.equal({ active: 'watching' });
   });
 
+  it('passes over an arena no live replica can take, and hands over the next one', () => {
+    // d serves arenas 4 and 5; only 5's directory has a replica (e).
+    const db = apply(base, { op: 'arena', arena: 5, home: 'd', gen: 2 }, { op: 'arena_replicas', arena: 4, gen: 1, replicas: [] }, { op: 'arena_replicas', arena: 5, gen: 2, replicas: ['e'] });
+    const n = run().send(view(db, but('d')));
+    n.clock.advance(GRACE_MS);
+    expect(n.of('due')).to.deep.equal([{ type: 'due', home: 'd', arenas: [4, 5] }]);
+    expect(proposals(n)).to.deep.equal([{ op: 'arena', arena: 5, home: 'e', gen: 3 }]);
+    n.send({ type: 'OUTCOME', arena: 5, ok: true });
+    expect(proposals(n), 'arena 4 waits for a replica').to.have.length(1);
+  });
+
   describe('chooseHome', () => {
     it('chooses only among the arena\'s live directory replicas', () => {
       const one = apply(base, { op: 'arena_replicas', arena: 4, gen: 1, replicas: ['c', 'e'] });
