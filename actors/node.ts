@@ -129,7 +129,7 @@ export class MangroveNode {
       quorumTimeoutMs: s.quorumTimeoutMs,
       preference: s.monitorPreference,
       inspect,
-      extras: () => ({ dbVersion: this.nodeDb.db.version, quorum: this.quorum.toSend(), pan: this.pan.known(), rr: this.engine.recoveryState().completed }),
+      extras: () => ({ dbVersion: this.nodeDb.db.version, quorum: this.quorum.toSend(), pan: this.pan.known(), rr: this.engine.recoveryState().completed, ns: this.rebuild.state() }),
     });
     const engineSettings = { ...engineDefaults, ...deps.engine };
     this.engine = new PageEngine({
@@ -259,8 +259,10 @@ export class MangroveNode {
         this.rebuild.viewed();
         break;
       case 'round_heard':
-        this.rebuild.roundHeard(n.rr);
-        break;
+        // The rebuild's own plumbing: not news for the node's watchers.
+        return this.rebuild.roundHeard(n.rr);
+      case 'states_heard':
+        return this.rebuild.statesHeard(n.states);
       case 'member_failed':
         this.deps.log.warn({ level: n.level, slot: n.slot, node: n.id }, 'member failed');
         break;

@@ -29,6 +29,9 @@ import { domainAt, levelsFor, slotAt, type Candidate } from '../../machines/memb
 import { slotsOf } from '../../machines/membership/bitmap.js';
 import { findNode, maxGroup } from '../../machines/membership/node-db.js';
 import type { Outbox } from '../outbox.js';
+import type { NodeStateName } from '../../machines/recovery/node-state.js';
+
+type NotNormal = Exclude<NodeStateName, 'normal'>;
 
 export type { PulseExtras };
 
@@ -40,6 +43,8 @@ export type HeartbeatNews =
   | { type: 'quorum_heard'; has: boolean; ttlMs: number; via: QuorumVia; fromAnchor: boolean }
   | { type: 'pan_heard'; pan: PanRef }
   | { type: 'db_version'; version: number; from: string }
+  /** Level-0 pulses told the states (M6) of this node's group: who is not normal. */
+  | { type: 'states_heard'; states: ReadonlyMap<string, NodeStateName> }
   /** A level-0 pulse named the newest rebuild round its sender finished (M14; 0: none). */
   | { type: 'round_heard'; rr: number; from: string }
   | { type: 'role'; level: number; role: 'member' | 'monitor' }
@@ -68,6 +73,11 @@ export class HeartbeatActor {
   private failed = new Set<number>();
   /** The level whose domain (around this node) the failed set covers; outside it nodes are unknown. */
   private horizon = 0;
+  /** As this node's level-0 monitor, its members' states (M6) by slot, from their pulses: those not normal. */
+  private memberStates = new Map<number, NotNormal>();
+  /** The last round and states told as news, so a pulse that says the same again is not news. */
+  private roundHeard: number | undefined;
+  private statesKey = '[]';
   /** Anchor-computed quorum heard from below, for the reports we send up (heartbeat-relay.ts). */
   private belowQuorum?: HeldQuorum;
   private stopped = false;
@@ -175,7 +185,10 @@ export class HeartbeatActor {
     const slot = slotAt(sender.shortId, b.level);
     if (b.level > 0) l.reports.set(slot, b.failed ?? []);
     l.actor.send({ type: 'MEMBER_PULSE', from: env.from, slot });
-    if (b.level === 0) this.news$.next({ type: 'round_heard', rr: b.rr ?? 0, from: env.from });
+    if (b.level === 0) {
+      this.noteRound(b.rr ?? 0, env.from);
+      this.noteMemberState(slot, b.ns);
+    }
     const quorum = anchorQuorum(b, sender.anchor);
     if (quorum) {
       this.belowQuorum = holdQuorum(quorum, this.deps.clock.now());
@@ -198,11 +211,48 @@ export class HeartbeatActor {
     l.peers = b.members ?? [];
     l.horizon = b.horizon;
     if (b.level === 0) this.setFailed(b.failed, b.horizon, 'monitor_pulse');
-    if (b.level === 0) this.news$.next({ type: 'round_heard', rr: b.rr ?? 0, from: env.from });
+    if (b.level === 0) {
+      this.noteRound(b.rr ?? 0, env.from);
+      this.noteStates(this.statesBySlot(l.domain, b.states ?? []));
+    }
     if (b.quorum !== undefined) {
       this.news$.next({ type: 'quorum_heard', ...b.quorum, via: b.level === 0 ? 'monitor_pulse' : 'upper_pulse', fromAnchor: false });
     }
     if (b.pan) this.news$.next({ type: 'pan_heard', pan: b.pan });
+  }
+
+  /** A member's state as its pulse says it; the monitor tells the group in its next pulse, and this node's own view now. */
+  private noteMemberState(slot: number, ns: NotNormal | undefined): void {
+    const was = this.memberStates.get(slot);
+    if (was === ns) return;
+    if (ns === undefined) this.memberStates.delete(slot);
+    else this.memberStates.set(slot, ns);
+    const l = this.levels[0];
+    if (l?.role === 'monitor') this.noteStates(this.statesBySlot(l.domain, [...this.memberStates].map(([s, n]) => ({ slot: s, ns: n }))));
+  }
+
+  /** The first round a pulse names, and every change of it, is news; the same again is not. */
+  private noteRound(rr: number, from: string): void {
+    if (rr === this.roundHeard) return;
+    this.roundHeard = rr;
+    this.news$.next({ type: 'round_heard', rr, from });
+  }
+
+  private noteStates(states: Map<string, NodeStateName>): void {
+    const key = JSON.stringify([...states].sort());
+    if (key === this.statesKey) return;
+    this.statesKey = key;
+    this.news$.next({ type: 'states_heard', states });
+  }
+
+  /** States by slot of the level-0 domain, as node ids; a slot with no node in the database is left out. */
+  private statesBySlot(domain: number, states: readonly { slot: number; ns: NotNormal }[]): Map<string, NodeStateName> {
+    const out = new Map<string, NodeStateName>();
+    for (const { slot, ns } of states) {
+      const id = this.db.nodes.find((n) => domainAt(n.shortId, 0) === domain && slotAt(n.shortId, 0) === slot)?.id;
+      if (id !== undefined) out.set(id, ns);
+    }
+    return out;
   }
 
   private noteDbVersion(version: number, from: string): void {
@@ -357,6 +407,11 @@ export class HeartbeatActor {
     if (x.quorum !== undefined) body.quorum = x.quorum;
     if (x.pan) body.pan = x.pan;
     if (l.level === 0 && x.rr) body.rr = x.rr;
+    if (l.level === 0) {
+      const states: { slot: number; ns: NotNormal }[] = [...this.memberStates].filter(([slot]) => slot !== l.slot).map(([slot, ns]) => ({ slot, ns }));
+      if (x.ns && x.ns !== 'normal') states.push({ slot: l.slot, ns: x.ns });
+      if (states.length > 0) body.states = states.sort((a, b) => a.slot - b.slot);
+    }
     if (l.level > 0) body.members = l.actor.getSnapshot().context.ids.filter((id): id is string => id !== null);
     return body;
   }

@@ -153,6 +153,7 @@ export class RebuildActor {
   private network: NodeStateName = 'normal';
   /** This (restarted) node has asked for a round to include it. */
   private askedForSelf = false;
+  private heardStates: ReadonlyMap<string, NodeStateName> = new Map();
   /** Heartbeat views since the start (see IN_SERVICE_VIEWS). */
   private views = 0;
   private readonly dropped: Record<RebuildDropReason, number> = { unknown_node: 0, stale_epoch: 0, not_coordinator: 0, not_anchor: 0, not_local: 0 };
@@ -263,11 +264,16 @@ export class RebuildActor {
     }
   }
 
+  /** What level-0 pulses told of the states of this node's group (those not normal). */
+  statesHeard(states: ReadonlyMap<string, NodeStateName>): void {
+    this.heardStates = states;
+  }
+
   status(): RebuildStatus {
     const p = this.participant.getSnapshot().context;
     const coordinating = this.coordinator ? coordinatorStatus(this.coordinator.getSnapshot()) : undefined;
     const running = coordinating && coordinating.phase !== 'idle' && coordinating.round;
-    const states: Record<string, NodeStateName> = { ...(running ? coordinating.states : {}), [this.deps.self]: this.state() };
+    const states: Record<string, NodeStateName> = { ...this.groupStates(), ...(running ? coordinating.states : {}), [this.deps.self]: this.state() };
     this.network = networkState(this.network, Object.values(states));
     return {
       state: this.state(),
@@ -278,6 +284,19 @@ export class RebuildActor {
       states,
       dropped: { ...this.dropped },
     };
+  }
+
+  /** The states of this node's group as pulses last told them: a live member not named is normal. */
+  private groupStates(): Record<string, NodeStateName> {
+    const db = this.deps.db();
+    const group = findNode(db, this.deps.self)?.group;
+    const out: Record<string, NodeStateName> = {};
+    for (const n of db.nodes) {
+      const heard = this.heardStates.get(n.id);
+      if (heard !== undefined) out[n.id] = heard;
+      else if (n.group === group && this.deps.isAlive(n.id)) out[n.id] = 'normal';
+    }
+    return out;
   }
 
   // ---- What calls for a rebuild ----

@@ -61,6 +61,9 @@ export type NodeDbSnapshot = z.infer<typeof nodeDbSnapshot>;
 
 export const panClaim = z.object({ id, term: count });
 
+/** A node's state (M6) that is not normal, as pulses carry it. */
+const nodeStateName = z.enum(['notified', 'quiescent', 'rebuilding']);
+
 /** Quorum state with what is left of its lifetime, so relays never extend it (M5). */
 const quorumState = z.object({ has: z.boolean(), ttlMs: count.max(24 * 3600 * 1000) });
 export type QuorumState = z.infer<typeof quorumState>;
@@ -96,6 +99,8 @@ export const membershipBodies = {
     pan: panClaim.optional(),
     /** Level 0: the newest rebuild round (M14) the sender finished; absent for none. */
     rr: count.optional(),
+    /** Level 0: the sender's state (M6) when it is not normal. */
+    ns: nodeStateName.optional(),
     /** Level >= 1: short ids failed inside the transmitter's own subtree. */
     failed: list(shortId).optional(),
   }),
@@ -114,6 +119,8 @@ export const membershipBodies = {
     pan: panClaim.optional(),
     /** Level 0: the newest rebuild round (M14) the sender finished; absent for none. */
     rr: count.optional(),
+    /** Level 0: the members (by slot) whose state (M6) is not normal, as their pulses said, the monitor's own too. */
+    states: z.array(z.object({ slot: z.number().int().min(0).max(63), ns: nodeStateName })).max(64).optional(),
     /** Monitors of the levels above this one, nearest first, so a member
      * promoted to monitor knows where to transmit its group's report. */
     uppers: list(id).max(4).optional(),

@@ -15,6 +15,8 @@ export interface PulseExtras {
   pan?: PanRef;
   /** The newest rebuild round this node finished (M14); 0 for none. Level-0 pulses carry it. */
   rr?: number;
+  /** This node's state (M6). Level-0 pulses carry it when it is not normal. */
+  ns?: 'normal' | 'notified' | 'quiescent' | 'rebuilding';
 }
 
 /** Anchor-computed quorum state heard from below, and when its lifetime runs out. */
@@ -59,6 +61,7 @@ export function memberPulseBody(
   if (x.pan) body.pan = x.pan;
   if (selfAnchor && x.quorum !== undefined) body.quorum = x.quorum;
   if (at.level === 0 && x.rr) body.rr = x.rr;
+  if (at.level === 0 && x.ns && x.ns !== 'normal') body.ns = x.ns;
   if (at.level > 0) {
     body.failed = failedBelow;
     if (relayed && body.quorum === undefined) body.quorum = relayed;

@@ -38,6 +38,24 @@ function pagesLine(s: NodeStatus): string {
   return `${ram}, ${disk}, home to ${p.homePages}; ${copies}`;
 }
 
+/** The rebuild (M14) as this node sees it: its state, the network's, the last round, what it coordinates. */
+function recoveryLine(s: NodeStatus): string {
+  const r = s.recovery;
+  if (!r) return 'none';
+  const round = r.completed === 0 ? 'no rebuild yet' : `last rebuild round ${r.completed}`;
+  const coordinating = r.coordinating ? `; coordinating round ${r.coordinating.round}, ${r.coordinating.phase}${r.coordinating.waiting.length > 0 ? ` (waiting for ${r.coordinating.waiting.length})` : ''}` : '';
+  const dropped = Object.values(r.dropped).reduce((a, b) => a + b, 0);
+  return `state ${r.state}, network ${r.network}, ${round}${coordinating}${dropped > 0 ? `; ${dropped} bad rebuild message${dropped === 1 ? '' : 's'} dropped` : ''}`;
+}
+
+/** Re-replication (M15) of what this node serves: what is left, what was done. */
+function replicationLine(s: NodeStatus): string {
+  const r = s.replication;
+  if (!r) return 'none';
+  const left = r.pagesUnderReplicated + r.arenasUnderReplicated === 0 ? 'nothing under-replicated' : `${r.pagesUnderReplicated} page${r.pagesUnderReplicated === 1 ? '' : 's'} under-replicated${r.partial ? ' or more' : ''}, ${r.arenasUnderReplicated} directory short of replicas`;
+  return `${left}; ${r.reReplicatedPages} re-replicated, ${r.collectedCopies} stale copies collected`;
+}
+
 export function renderStatus(s: NodeStatus): string {
   const alive = s.nodes.filter((n) => n.alive).length;
   const failed = s.nodes.length - alive;
@@ -57,6 +75,8 @@ export function renderStatus(s: NodeStatus): string {
     ['faults', `injection ${s.faults.enabled ? 'on' : 'off'}, dropping ${dropped}`],
     ['codec', s.codec.native ? 'native' : 'JavaScript (native decoder not loaded)'],
     ['pages', pagesLine(s)],
+    ['recovery', recoveryLine(s)],
+    ['copies', replicationLine(s)],
   ];
   const width = Math.max(...summary.map(([k]) => k.length));
   const head = summary.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
@@ -136,12 +156,13 @@ export function renderLocal(view: LocalView): string {
     const s = n.status;
     if (!s) {
       const why = n.exit ? `exited (${n.exit.signal ?? `code ${n.exit.code}`})` : n.pid === null ? 'not started' : 'no answer';
-      return [`#${n.index}`, '-', '-', n.pid === null ? '-' : String(n.pid), '-', '-', '-', '-', '-', why];
+      return [`#${n.index}`, '-', '-', n.pid === null ? '-' : String(n.pid), '-', '-', '-', '-', '-', why, '-', '-'];
     }
     const own = s.nodes.find((x) => x.id === s.self);
     const seenAlive = answering.filter((o) => o.nodes.some((x) => x.id === s.self && x.alive)).length;
     const role = `${s.anchor ? 'anchor/' : ''}${own?.role ?? 'member'}`;
     const state = s.phase === 'forming' ? 'forming' : s.state;
+    const left = s.replication ? s.replication.pagesUnderReplicated + s.replication.arenasUnderReplicated : 0;
     return [
       `#${n.index}`,
       own ? formatShortId(own.shortId, levels) : '-',
@@ -153,6 +174,8 @@ export function renderLocal(view: LocalView): string {
       ref(s.monitor),
       ref(s.pan),
       n.exit ? `${state} (exited)` : state,
+      left === 0 ? '-' : String(left),
+      s.replication ? String(s.replication.reReplicatedPages) : '-',
     ];
   });
 
@@ -163,6 +186,10 @@ export function renderLocal(view: LocalView): string {
     `mangrove local: ${view.nodes.length} node${view.nodes.length === 1 ? '' : 's'} in ${view.dir}   ${time} UTC`,
     `answering ${answering.length}/${view.nodes.length}, quorum at ${quorate}/${answering.length}, node db version ${versions.length === 0 ? '-' : versions.join(' / ')}`,
   ].join('\n');
-  const body = table(['#', 'SHORT', 'ID', 'PID', 'ROLE', 'ALIVE', 'QUORUM', 'MONITOR', 'PAN', 'STATE'], rows);
-  return `${header}\n\n${body}\n\nALIVE: how many answering nodes see it alive. Ctrl-C stops every node.`;
+  const body = table(['#', 'SHORT', 'ID', 'PID', 'ROLE', 'ALIVE', 'QUORUM', 'MONITOR', 'PAN', 'STATE', 'UNDER', 'COPIED'], rows);
+  const legend = [
+    'ALIVE: how many answering nodes see it alive. STATE: normal, or notified, quiescent, rebuilding while the cluster rebuilds after a failure (M14).',
+    'UNDER: pages and directories it serves that lack a copy since a failure; COPIED: pages it had copied to new holders (M15). Ctrl-C stops every node.',
+  ].join('\n');
+  return `${header}\n\n${body}\n\n${legend}`;
 }

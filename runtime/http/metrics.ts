@@ -11,6 +11,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Observable, Subscription } from 'rxjs';
 import type { NodeStatus } from '../../actors/status.js';
 import type { TransportStats } from '../../bus/transport/transport.js';
+import { PAGE_BYTES } from '../../machines/memory/address.js';
 
 /** The loose shape of the node's news, enough to count it. */
 export interface NewsLike {
@@ -57,6 +58,7 @@ export function createMetrics(node: MetricsNode, transport: MetricsTransport, op
 
   registerTransportCounters(registry, () => transport.stats());
   registerStatusGauges(registry, status);
+  registerRecoveryMetrics(registry, status);
   const subscription = countNews(registry, node.news$);
 
   return {
@@ -130,6 +132,55 @@ function registerStatusGauges(registry: Registry, status: () => NodeStatus): voi
       const s = status();
       this.reset();
       this.set({ software: s.software, anchor: String(s.anchor), group: String(s.group) }, 1);
+    },
+  });
+}
+
+/** The rebuild (M14) and re-replication (M15) as this node sees them, read from its status at scrape time. */
+function registerRecoveryMetrics(registry: Registry, status: () => NodeStatus): void {
+  const gauge = (name: string, help: string, read: (s: NodeStatus) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(status()));
+      },
+    });
+  const total = (name: string, help: string, read: (s: NodeStatus) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read(status()));
+      },
+    });
+  gauge('mangrove_pages_under_replicated', 'Persistent pages of the arenas this node serves with fewer live core holders than their copies (M15).', (s) => s.replication.pagesUnderReplicated);
+  gauge('mangrove_arenas_under_replicated', 'Arenas this node serves whose directory lacks replicas (M15).', (s) => s.replication.arenasUnderReplicated);
+  total('mangrove_pages_rereplicated_total', 'Pages this node, as a home, had copied to new core holders (M15).', (s) => s.replication.reReplicatedPages);
+  total('mangrove_rereplicated_bytes_total', 'Bytes of the pages this node had copied to new core holders (M15).', (s) => s.replication.reReplicatedPages * PAGE_BYTES);
+  total('mangrove_copies_collected_total', 'Copies on this node\'s disk dropped because nothing names it for them any more (M15).', (s) => s.replication.collectedCopies);
+  gauge('mangrove_rebuild_round', 'The last RAM-directory rebuild round this node finished (M14).', (s) => s.recovery.completed);
+  new Gauge({
+    name: 'mangrove_node_state',
+    help: '1 for this node\'s recovery state (M6): normal, notified, quiescent or rebuilding; 0 for the others.',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const s = status();
+      for (const state of ['normal', 'notified', 'quiescent', 'rebuilding']) this.set({ state }, s.recovery.state === state ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'mangrove_recovery_messages_dropped_total',
+    help: 'Rebuild messages dropped as bad input, by reason (M14).',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(status().recovery.dropped)) this.inc({ reason }, n);
     },
   });
 }

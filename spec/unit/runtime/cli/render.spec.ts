@@ -28,6 +28,19 @@ describe('runtime/cli/render', () => {
       expect(text).to.match(/\npages\s+RAM 0\.0 of 256\.0 MiB \(2 pages, 1 dirty\), disk 5 of 1048576 pages, home to 4; copies: 1 writable, 1 read-only\n/);
     });
 
+    it('says where the rebuild and re-replication stand (M14, M15)', () => {
+      expect(text).to.match(/\nrecovery\s+state normal, network normal, no rebuild yet\n/);
+      expect(text).to.match(/\ncopies\s+nothing under-replicated; 0 re-replicated, 0 stale copies collected\n/);
+      const busy = renderStatus(
+        sampleStatus({
+          recovery: { ...sampleStatus().recovery, state: 'rebuilding', network: 'rebuilding', completed: 262144, coordinating: { round: 'x/524288', phase: 'repopulating', waiting: ['a', 'b'] } },
+          replication: { pagesUnderReplicated: 3, rangesUnderReplicated: 1, arenasUnderReplicated: 1, reReplicatedPages: 9, partial: false, collectedCopies: 2 },
+        }),
+      );
+      expect(busy).to.include('state rebuilding, network rebuilding, last rebuild round 262144; coordinating round x/524288, repopulating (waiting for 2)');
+      expect(busy).to.include('3 pages under-replicated, 1 directory short of replicas; 9 re-replicated, 2 stale copies collected');
+    });
+
     it('shows which nodes are alive and which failed', () => {
       expect(rowOf(text, IDS[0])).to.match(/\balive\b/);
       expect(rowOf(text, IDS[1])).to.match(/\balive\b/);
@@ -74,12 +87,22 @@ describe('runtime/cli/render', () => {
 
     it('counts how many answering nodes see each node alive', () => {
       const row0 = text.split('\n').find((l) => l.startsWith('#0 '))!;
-      expect(row0).to.match(/anchor\/monitor\s+2\/2\s+yes\s+#0\s+#1\s+normal$/);
+      expect(row0).to.match(/anchor\/monitor\s+2\/2\s+yes\s+#0\s+#1\s+normal\s+-\s+0$/);
     });
 
     it('shows a node whose process ended', () => {
       const row2 = text.split('\n').find((l) => l.startsWith('#2 '))!;
-      expect(row2).to.match(/102 .*exited \(SIGKILL\)$/);
+      expect(row2).to.match(/102 .*exited \(SIGKILL\)\s+-\s+-$/);
+    });
+
+    it('shows what is left to re-replicate and what was, and explains the columns', () => {
+      const busy = renderLocal({
+        dir: '/tmp/cluster',
+        atMs: Date.UTC(2026, 0, 1, 12, 0, 5),
+        nodes: [{ index: 0, pid: 100, status: sampleStatus({ replication: { pagesUnderReplicated: 7, rangesUnderReplicated: 1, arenasUnderReplicated: 1, reReplicatedPages: 30, partial: false, collectedCopies: 0 } }) }],
+      });
+      expect(busy.split('\n').find((l) => l.startsWith('#0 '))).to.match(/normal\s+8\s+30$/);
+      expect(busy).to.include('UNDER: pages and directories it serves that lack a copy since a failure');
     });
   });
 });

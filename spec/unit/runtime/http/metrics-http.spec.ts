@@ -4,7 +4,7 @@ import { Subject } from 'rxjs';
 import { REJECT_REASONS, type RejectReason } from '../../../../bus/envelope.js';
 import type { TransportStats } from '../../../../bus/transport/transport.js';
 import { startHttp, type HttpServer } from '../../../../runtime/http/server.js';
-import { createMetrics, type NewsLike, type NodeMetrics } from '../../../../runtime/http/metrics.js';
+import { createMetrics, metricsLimits, type NewsLike, type NodeMetrics } from '../../../../runtime/http/metrics.js';
 import { IDS, sampleStatus } from '../../../fixtures/status.js';
 
 function stats(): TransportStats {
@@ -72,6 +72,30 @@ describe('runtime/http/metrics and runtime/http/server', () => {
     expect(sample(text, `mangrove_nodedb_version{${L}}`)).to.equal(3);
     expect(sample(text, `mangrove_nodes_alive{${L}}`)).to.equal(2);
     expect(sample(text, `mangrove_monitor{${L}}`)).to.equal(1);
+  });
+
+  it('reads the rebuild and re-replication from the status (M14, M15)', async () => {
+    const before = status;
+    status = sampleStatus({
+      recovery: { ...before.recovery, state: 'rebuilding', completed: 262144, dropped: { ...before.recovery.dropped, stale_epoch: 3 } },
+      replication: { pagesUnderReplicated: 12, rangesUnderReplicated: 2, arenasUnderReplicated: 1, reReplicatedPages: 40, partial: false, collectedCopies: 5 },
+    });
+    // One status read serves the scrapes of statusReuseMs: let the last one's go stale.
+    await new Promise((resolve) => setTimeout(resolve, metricsLimits.statusReuseMs + 20));
+    try {
+      const text = await metrics.registry.metrics();
+      expect(sample(text, `mangrove_pages_under_replicated{${L}}`)).to.equal(12);
+      expect(sample(text, `mangrove_arenas_under_replicated{${L}}`)).to.equal(1);
+      expect(sample(text, `mangrove_pages_rereplicated_total{${L}}`)).to.equal(40);
+      expect(sample(text, `mangrove_rereplicated_bytes_total{${L}}`)).to.equal(40 * 4096);
+      expect(sample(text, `mangrove_copies_collected_total{${L}}`)).to.equal(5);
+      expect(sample(text, `mangrove_rebuild_round{${L}}`)).to.equal(262144);
+      expect(sample(text, `mangrove_node_state{state="rebuilding",${L}}`)).to.equal(1);
+      expect(sample(text, `mangrove_node_state{state="normal",${L}}`)).to.equal(0);
+      expect(sample(text, `mangrove_recovery_messages_dropped_total{reason="stale_epoch",${L}}`)).to.equal(3);
+    } finally {
+      status = before;
+    }
   });
 
   it('counts failures from the news as they arrive', async () => {
