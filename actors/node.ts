@@ -57,6 +57,18 @@ export type NodeNews =
   | { type: 'removed'; version: number }
   | ({ type: 'rebuild' } & RebuildPhaseNews);
 
+/**
+ * A node reads the copies it holds only while its group counted it in within
+ * this many heartbeat periods (its read lease). A monitor counts a member
+ * failed only when the member missed three of its deadlines, two periods at
+ * least after the member was cut off (and so after it last heard its
+ * monitor); only then does a rebuild start that can leave the member out,
+ * and only when that rebuild has quiesced, repopulated and resumed every
+ * other node, three message exchanges later, can another node write the
+ * member's pages. A member cut off stops reading its copies before that.
+ */
+const READ_LEASE_PERIODS = 2;
+
 /** How a failed node-database update is reported to a client. */
 const UPDATE_ERRORS: Record<string, ErrorCode> = {
   E_NO_QUORUM: 'E_NO_QUORUM',
@@ -128,6 +140,7 @@ export class MangroveNode {
       periodMs: s.periodMs,
       quorumTimeoutMs: s.quorumTimeoutMs,
       preference: s.monitorPreference,
+      leaseMs: READ_LEASE_PERIODS * s.periodMs,
       inspect,
       extras: () => ({ dbVersion: this.nodeDb.db.version, quorum: this.quorum.toSend(), pan: this.pan.known(), rr: this.engine.recoveryState().completed, ns: this.rebuild.state() }),
     });
@@ -144,6 +157,7 @@ export class MangroveNode {
       db: () => this.nodeDb.db,
       isAlive,
       quorate: () => this.quorum.has,
+      standing: () => this.heartbeat.standing(),
       pan: () => this.pan.live(),
       isPan: () => this.pan.primaryTerm() !== null,
       updateNodeDb: s.anchor ? (change) => this.proposeFromEngine(change) : undefined,
@@ -272,7 +286,12 @@ export class MangroveNode {
       case 'monitor':
         this.deps.log.info({ level: n.level, monitor: n.id }, 'heartbeat monitor');
         break;
+      case 'lapsed':
+        this.deps.log.warn({}, 'this node lost touch with its group longer than its read lease; it reads no copy it holds until a rebuild includes it');
+        this.rebuild.outOfTouch();
+        break;
       case 'excluded':
+        if (n.level === 0) this.rebuild.outOfTouch();
         this.deps.log.warn({ level: n.level }, 'the monitor counts this node out');
         break;
     }

@@ -33,15 +33,13 @@ export interface EngineSettings {
   retryMs: number;
   /** How long a call to another engine, or one page access, may take. */
   timeoutMs: number;
-  /** How long a read waits on a home the membership counts failed before it reads a core holder's durable copy. */
-  homeWaitMs: number;
   /** The pace of the re-replication scan (M15): one step this often. */
   scanIntervalMs: number;
   /** The pace of collecting copies nobody counts on (M15): one step this often; a copy goes after two looks a pass apart. */
   gcIntervalMs: number;
 }
 
-export const engineDefaults: EngineSettings = { ramBytes: 256 * 1024 * 1024, copies: 2, retryMs: 200, timeoutMs: 10_000, homeWaitMs: 1000, scanIntervalMs: 500, gcIntervalMs: 5000 };
+export const engineDefaults: EngineSettings = { ramBytes: 256 * 1024 * 1024, copies: 2, retryMs: 200, timeoutMs: 10_000, scanIntervalMs: 500, gcIntervalMs: 5000 };
 
 export interface PageEngineDeps {
   self: string;
@@ -55,6 +53,13 @@ export interface PageEngineDeps {
   db(): NodeDbSnapshot;
   isAlive(id: string): boolean;
   quorate(): boolean;
+  /**
+   * Whether this node's group counted it in lately (its read lease, M14):
+   * a node cut off, or paused, past it may have been counted failed and
+   * rebuilt without, so it reads none of the copies it holds until it is
+   * counted in again (or learns it was left out, and rejoins).
+   */
+  standing(): boolean;
   /** The primary anchor node as this node knows it (M16), if any; whether it is this node. */
   pan(): string | null;
   isPan(): boolean;

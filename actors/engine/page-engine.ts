@@ -93,6 +93,8 @@ export class PageEngine {
   /** The last rebuild round this node finished (resumed from). */
   private completed = 0;
   private resets = 0;
+  /** See `suspect`. */
+  private suspected = false;
   private lastResetAt: number | null = null;
   /**
    * False from a notice or a quiesce until the rebuild resumes operations,
@@ -118,6 +120,7 @@ export class PageEngine {
       retryMs: settings.retryMs,
       pageOut: (a) => pageOut(this.parts, a),
       homeOf: (a) => this.homeOf(a),
+      isAlive: deps.isAlive,
       send: (to, kind, body) => this.send(to, kind, body),
     });
     this.homes = new PageHomes({
@@ -215,6 +218,8 @@ export class PageEngine {
     // Nothing from another rebuild round is acted on, and nothing at all while rebuilding (M14).
     if (!this.serving || body.rr !== this.round) {
       this.stats.staleRound++;
+      // A request is answered, so its node stops waiting and retries once both are in the same round.
+      if (env.kind === 'page.request') this.refuseOutOfRound(env.from, env.body as Body<'page.request'>);
       return;
     }
     const addr = addressFromKey(body.addr);
@@ -238,6 +243,13 @@ export class PageEngine {
       case 'page.refused':
         return this.holder.onRefused(env.body as Body<'page.refused'>, addr);
     }
+  }
+
+  /** A request this node cannot take now: refused in the requester's own round (it carries no state, so any round may refuse). */
+  private refuseOutOfRound(from: string, b: Body<'page.request'>): void {
+    const message = `the page's home is rebuilding after a failure or restart, or the requester is not in its rebuild round; try again in a moment`;
+    const refusal: Body<'page.refused'> = { addr: b.addr, rr: b.rr, req: b.req, code: 'E_RECOVERING', message };
+    if (from !== this.deps.self) this.deps.outbox.send(from, 'page.refused', refusal);
   }
 
   /** A program's call (`client.page`), answered on its route. */
@@ -291,6 +303,16 @@ export class PageEngine {
     this.serving = true;
   }
 
+  /**
+   * This node was out of touch (or counted out): the cluster may have rebuilt
+   * without it and granted writes since, so none of its copies is read until
+   * a round includes it again.
+   */
+  suspect(): void {
+    this.suspected = true;
+    this.serving = false;
+  }
+
   /** A failure is noticed: remote requests wait (E_RECOVERING) until a rebuild resumes operations. */
   hold(): void {
     this.serving = false;
@@ -303,6 +325,8 @@ export class PageEngine {
    */
   drain(round: number, reset: boolean): void {
     this.serving = false;
+    // Calls in flight end now too: one to a node that died would otherwise hold its caller until the call times out.
+    this.calls.failAll(recovering());
     if (reset) {
       this.resets++;
       this.lastResetAt = this.deps.clock.now();
@@ -332,10 +356,12 @@ export class PageEngine {
     this.repopulation = undefined;
     this.round = round;
     this.completed = round;
+    this.suspected = false;
     this.serving = true;
   }
 
   private holdsReadable(addr: Uint8Array, pages: number): boolean {
+    if (this.suspected || !this.deps.standing()) return false;
     const first = addressFromKey(addr);
     for (let i = 0; i < pages; i++) if (!this.holder.readable(first + BigInt(i * PAGE_BYTES))) return false;
     return true;

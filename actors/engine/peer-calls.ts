@@ -104,7 +104,12 @@ export class PeerCalls {
 
   /** Fails every call in flight (the node is stopping). */
   close(): void {
-    for (const call of [...this.outgoing.keys()]) this.settle(call)?.reject(new MangroveError('E_CLOSED', 'the node is stopping'));
+    this.failAll(new MangroveError('E_CLOSED', 'the node is stopping'));
+  }
+
+  /** Fails every call in flight with `err` (a rebuild quiesces the node: M14). Their targets may still run them. */
+  failAll(err: MangroveError): void {
+    for (const call of [...this.outgoing.keys()]) this.settle(call)?.reject(err);
   }
 
   private settle(call: number): Outgoing | undefined {

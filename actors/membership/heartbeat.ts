@@ -26,7 +26,7 @@ import { anchorQuorum, holdQuorum, memberPulseBody, relayedQuorum, type HeldQuor
 import { monitorAt, type Level, type MemberLevel, type MonitorLevel } from '../../machines/membership/heartbeat-stack.js';
 import { timingFor, type HeartbeatPlace } from '../../machines/membership/heartbeat-timing.js';
 import { domainAt, levelsFor, slotAt, type Candidate } from '../../machines/membership/identity.js';
-import { slotsOf } from '../../machines/membership/bitmap.js';
+import { hasBit, slotsOf } from '../../machines/membership/bitmap.js';
 import { findNode, maxGroup } from '../../machines/membership/node-db.js';
 import type { Outbox } from '../outbox.js';
 import type { NodeStateName } from '../../machines/recovery/node-state.js';
@@ -51,7 +51,14 @@ export type HeartbeatNews =
   | { type: 'monitor'; level: number; id: string }
   | { type: 'member_failed'; level: number; slot: number; id: string | null }
   | { type: 'member_alive'; level: number; slot: number; id: string }
-  | { type: 'excluded' | 'included'; level: number };
+  | { type: 'excluded' | 'included'; level: number }
+  /**
+   * A level-0 pulse came after this node's read lease had run out (it was
+   * cut off or paused longer than `leaseMs`): it may have been counted
+   * failed and left out of a rebuild meanwhile, whatever this pulse says
+   * (pulses sent before that may still be arriving).
+   */
+  | { type: 'lapsed'; level: 0 };
 
 export interface HeartbeatDeps {
   self: string;
@@ -61,6 +68,8 @@ export interface HeartbeatDeps {
   periodMs: number;
   quorumTimeoutMs: number;
   preference: readonly string[];
+  /** The read lease: how long being counted in by the group lasts (node.ts READ_LEASE_PERIODS). */
+  leaseMs: number;
   extras: () => PulseExtras;
   inspect?: (e: InspectionEvent) => void;
 }
@@ -75,6 +84,8 @@ export class HeartbeatActor {
   private horizon = 0;
   /** As this node's level-0 monitor, its members' states (M6) by slot, from their pulses: those not normal. */
   private memberStates = new Map<number, NotNormal>();
+  /** When this node last heard its group count it in: a level-0 monitor pulse with its bit set, or, as the monitor, a member's pulse. */
+  private includedAt = -Infinity;
   /** The last round and states told as news, so a pulse that says the same again is not news. */
   private roundHeard: number | undefined;
   private statesKey = '[]';
@@ -115,6 +126,20 @@ export class HeartbeatActor {
     if (n.id === this.deps.self) return true;
     if (!this.me || this.failed.has(n.shortId)) return false;
     return domainAt(n.shortId, this.horizon) === domainAt(this.me.shortId, this.horizon);
+  }
+
+  /**
+   * Whether this node's group counted it in within the last `withinMs`: its
+   * monitor's pulse had its bit set, or, as the monitor, a member pulsed it.
+   * A node alone in its group is counted in by nobody: it stands as long as
+   * it is in the node database.
+   */
+  standing(withinMs: number = this.deps.leaseMs): boolean {
+    const me = this.me;
+    if (!me) return false;
+    const domain = domainAt(me.shortId, 0);
+    const alone = !this.db.nodes.some((n) => n.id !== me.id && domainAt(n.shortId, 0) === domain);
+    return alone || this.deps.clock.now() - this.includedAt <= withinMs;
   }
 
   role(level = 0): 'member' | 'monitor' | undefined {
@@ -186,6 +211,7 @@ export class HeartbeatActor {
     if (b.level > 0) l.reports.set(slot, b.failed ?? []);
     l.actor.send({ type: 'MEMBER_PULSE', from: env.from, slot });
     if (b.level === 0) {
+      this.included();
       this.noteRound(b.rr ?? 0, env.from);
       this.noteMemberState(slot, b.ns);
     }
@@ -212,6 +238,7 @@ export class HeartbeatActor {
     l.horizon = b.horizon;
     if (b.level === 0) this.setFailed(b.failed, b.horizon, 'monitor_pulse');
     if (b.level === 0) {
+      if (hasBit(b.bitmap, l.slot)) this.included();
       this.noteRound(b.rr ?? 0, env.from);
       this.noteStates(this.statesBySlot(l.domain, b.states ?? []));
     }
@@ -219,6 +246,13 @@ export class HeartbeatActor {
       this.news$.next({ type: 'quorum_heard', ...b.quorum, via: b.level === 0 ? 'monitor_pulse' : 'upper_pulse', fromAnchor: false });
     }
     if (b.pan) this.news$.next({ type: 'pan_heard', pan: b.pan });
+  }
+
+  /** The group counted this node in; if that comes after the lease ran out, it is news first (`lapsed`). */
+  private included(): void {
+    const now = this.deps.clock.now();
+    if (this.includedAt !== -Infinity && now - this.includedAt > this.deps.leaseMs) this.news$.next({ type: 'lapsed', level: 0 });
+    this.includedAt = now;
   }
 
   /** A member's state as its pulse says it; the monitor tells the group in its next pulse, and this node's own view now. */

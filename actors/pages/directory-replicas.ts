@@ -22,11 +22,20 @@
  * live PAN and quorum; without them the change still stands on the replicas
  * already named, and is acknowledged if none missed it.
  *
+ * A named replica that is alive but did not take a change (busy in a
+ * rebuild, slow) stays named but is behind: the operation fails with
+ * E_RECOVERING (the program retries), and before any later change is sent
+ * to it, it is given a full copy again. A change is the delta of a
+ * copy-on-write tree, so a replica that missed one must never get the next
+ * alone: it would reference pages the replica never got. So every replica
+ * named holds, at any time, a whole directory as it stood after some change,
+ * and every acknowledged change.
+ *
  * Changes of one node's directories are sent one sync at a time, in order:
  * a sync takes every page written since the last, so an operation whose
  * pages an earlier sync took waits for that sync before it answers.
  */
-import { MangroveError } from '../../bus/errors.js';
+import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import type { NodeDbSnapshot } from '../../bus/messages/index.js';
 import { DIR_PAGES_PER_CALL_MAX, type PeerCall } from '../../bus/messages/page.js';
 import { addressKey } from '../../machines/memory/address.js';
@@ -62,6 +71,8 @@ export class DirectoryReplicas {
   /** Replica sets named by an update this node asked for, until its copy of the database shows them. */
   private readonly named = new Map<number, Named>();
   private lane: Promise<unknown> = Promise.resolve();
+  /** Per arena, named replicas that missed a change: they get a full copy before anything else. */
+  private readonly behind = new Map<number, Set<string>>();
 
   constructor(private readonly deps: DirectoryReplicaDeps) {}
 
@@ -116,9 +127,20 @@ export class DirectoryReplicas {
   private async syncArena(arena: number, pages: DirectoryPage[]): Promise<void> {
     const gen = this.genOf(arena);
     const named = this.replicasOf(arena);
-    const took = await this.storeOn(named.filter((r) => this.deps.isAlive(r)), arena, gen, pages, false);
+    const behind = this.behind.get(arena) ?? new Set<string>();
+    this.behind.set(arena, behind);
+    const live = named.filter((r) => this.deps.isAlive(r));
+    const caughtUp = await Promise.all(live.filter((r) => behind.has(r)).map(async (r) => ((await this.copyTo(arena, gen, r)) ? r : null)));
+    for (const r of caughtUp) if (r !== null) behind.delete(r);
+    const took = [...caughtUp.filter((r): r is string => r !== null), ...(await this.storeOn(live.filter((r) => !behind.has(r)), arena, gen, pages, false))];
     const missed = named.filter((r) => !took.includes(r));
+    for (const r of missed) behind.add(r);
     if (missed.length === 0 && took.length >= this.deps.copies - 1) return;
+    // A live replica that missed it is only behind: the operation is retried, and the replica caught up first.
+    const busy = missed.filter((r) => this.deps.isAlive(r));
+    if (busy.length > 0) {
+      throw new MangroveError('E_RECOVERING', `the directory change of arena ${arena} has not reached its replica(s) ${busy.join(', ')} yet (busy, or rebuilding); try again in a moment`);
+    }
     try {
       await this.appoint(arena, took);
     } catch (err) {
@@ -127,7 +149,8 @@ export class DirectoryReplicas {
         this.deps.log.warn({ arena, err: String(err) }, 'the directory has fewer replicas than asked for');
         return;
       }
-      throw new MangroveError('E_UNREACHABLE', `the directory change of arena ${arena} did not reach its replica(s) ${missed.join(', ')}, and they could not be replaced: ${String(err)}`);
+      const code = isMangroveError(err) && (err.code === 'E_RECOVERING' || err.code === 'E_NO_QUORUM') ? err.code : 'E_UNREACHABLE';
+      throw new MangroveError(code, `the directory change of arena ${arena} did not reach its replica(s) ${missed.join(', ')}, and they could not be replaced yet: ${String(err)}`);
     }
   }
 
@@ -150,6 +173,8 @@ export class DirectoryReplicas {
     const current = this.replicasOf(arena);
     if (replicas.length === current.length && replicas.every((r) => current.includes(r))) return current;
     await this.name(arena, gen, replicas);
+    const behind = this.behind.get(arena);
+    if (behind) for (const r of [...behind]) if (!replicas.includes(r)) behind.delete(r);
     return replicas;
   }
 

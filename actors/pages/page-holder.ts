@@ -67,6 +67,7 @@ export interface PageHolderDeps {
   cache: RamCache;
   retryMs: number;
   homeOf(addr: bigint): string;
+  isAlive(id: string): boolean;
   /** Sends a `page.` message (to this node too: the caller routes it locally). */
   send<K extends 'page.request' | 'page.invalidated' | 'page.data' | 'page.confirmed' | 'page.dropped'>(to: string, kind: K, body: CoherenceBody<K>): void;
   /** This node's disk cache: where an owner's clean copy is paged out to (M12). */
@@ -190,6 +191,12 @@ export class PageHolder {
     const ok = () => (mode === 'read' ? this.readable(addr) : this.writable(addr)) !== undefined;
     for (;;) {
       if (ok()) return;
+      // A home counted failed answers nothing until its arena is handed over (M16) or it is back:
+      // the caller retries, rather than waiting out its timeout.
+      const home = this.deps.homeOf(addr);
+      if (home !== this.deps.self && !this.deps.isAlive(home)) {
+        throw new MangroveError('E_RECOVERING', `${formatAddress(addr)}'s home ${home} is counted failed; its arena moves to a replica after a grace of a few heartbeat periods: try again then`);
+      }
       const p = this.pending.get(addr) ?? this.request(addr, mode);
       // A read may use its copy as soon as it arrives: the home serves nothing else for the
       // page until this node confirms it, so no write can be granted before the read returns.

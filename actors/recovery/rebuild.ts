@@ -68,6 +68,7 @@ export const ROUND_RANKS = 2 ** 18;
 export interface RebuildEngine {
   recoveryState(): { round: number; completed: number; serving: boolean };
   open(): void;
+  suspect(): void;
   hold(): void;
   drain(round: number, reset: boolean): void;
   repopulate(round: number): Promise<void>;
@@ -136,6 +137,8 @@ interface Seen {
   /** The view count when it was last counted alive afresh. */
   aliveSince: number;
   inService: boolean;
+  /** A new incarnation (a restart) not yet counted alive: that it is, is news too (it serves only once a round includes it). */
+  restarted: boolean;
 }
 
 type ReplyKind = 'rec.quiesced' | 'rec.repopulated' | 'rec.resumed';
@@ -235,6 +238,17 @@ export class RebuildActor {
     this.notice([this.deps.self]);
   }
 
+  /**
+   * This node was out of touch with its group past its read lease, or its
+   * monitor counts it out: the cluster may have rebuilt without it. Its
+   * copies are suspect until a round includes it, and it asks for one.
+   */
+  outOfTouch(): void {
+    if (!this.started) return;
+    this.deps.engine.suspect();
+    this.notice([this.deps.self]);
+  }
+
   /** Quorum changed: a coordinator without quorum ends its round (M17). */
   quorumChanged(has: boolean): void {
     if (!has) this.coordinator?.send({ type: 'QUORUM_LOST' });
@@ -313,14 +327,14 @@ export class RebuildActor {
       const prev = this.seen.get(n.id);
       const restarted = prev !== undefined && prev.epoch !== undefined && n.epoch !== undefined && n.epoch !== prev.epoch;
       if (prev === undefined || restarted) {
-        // A restarted node serves nothing until a round includes it: always news.
+        // A restarted node serves nothing until a round includes it: always news, and again once it is counted alive.
         if (restarted) noticed.push(n.id);
-        this.seen.set(n.id, { epoch: n.epoch, alive, aliveSince: now, inService: false });
+        this.seen.set(n.id, { epoch: n.epoch, alive, aliveSince: now, inService: false, restarted: restarted && !alive });
         continue;
       }
       const inService = settled(prev);
-      if (inService && prev.alive !== alive) noticed.push(n.id);
-      this.seen.set(n.id, { epoch: n.epoch ?? prev.epoch, alive, aliveSince: alive && prev.alive ? prev.aliveSince : now, inService });
+      if ((inService && prev.alive !== alive) || (prev.restarted && alive)) noticed.push(n.id);
+      this.seen.set(n.id, { epoch: n.epoch ?? prev.epoch, alive, aliveSince: alive && prev.alive ? prev.aliveSince : now, inService, restarted: prev.restarted && !alive });
     }
     for (const [id, s] of [...this.seen]) {
       if (inDb.has(id)) continue;

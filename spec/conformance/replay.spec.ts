@@ -19,6 +19,7 @@ import { replayTrace, type ReplayResult } from '../../runtime/conformance/replay
 import { addressKey, parseAddress } from '../../machines/memory/address.js';
 import { mangrove } from '../helpers/run-cli.js';
 import { tracedSim } from '../helpers/traced-sim.js';
+import { eventually } from '../helpers/sim-calls.js';
 
 const PERIOD = 100;
 
@@ -93,14 +94,15 @@ describe('replay conformance', function () {
     const { entries } = await tracedSim({ seed: 21, nodes: 4, periodMs: PERIOD, engine: { retryMs: 40 }, faults: { drop: 0.02, delayMs: [1, 20] } }, async (c) => {
       c.run(3000);
       const e = (i: number) => c.node(i)!.engine;
-      const { address } = (await c.settle(e(0).call({ op: 'reserve', pages: 4 }))) as { address: string };
+      // Calls are made again if refused for a rebuild (a lost pulse or two can make a node ask for one).
+      const { address } = (await eventually(c, () => e(0).call({ op: 'reserve', pages: 4 }))) as { address: string };
       const addr = addressKey(parseAddress(address));
-      await c.settle(e(1).call({ op: 'alloc', addr, pages: 4, copies: 2 }));
+      await eventually(c, () => e(1).call({ op: 'alloc', addr, pages: 4, copies: 2 }));
       for (let i = 0; i < 6; i++) {
-        await c.settle(e(i % 4).call({ op: 'write', addr, data: new Uint8Array(4 * 4096).fill(i) }));
-        await c.settle(e((i + 2) % 4).call({ op: 'read', addr, pages: 4 }));
+        await eventually(c, () => e(i % 4).call({ op: 'write', addr, data: new Uint8Array(4 * 4096).fill(i) }));
+        await eventually(c, () => e((i + 2) % 4).call({ op: 'read', addr, pages: 4 }));
       }
-      await c.settle(e(3).call({ op: 'flush', addr, pages: 4 }));
+      await eventually(c, () => e(3).call({ op: 'flush', addr, pages: 4 }));
       await c.runAsync(1000);
     });
     expect(entries.filter((x) => x.dir === 'send' && x.env.kind.startsWith('page.')).length, 'engine traffic traced').to.be.greaterThan(50);

@@ -17,6 +17,7 @@ import { arenaEntryOf, arenasOf } from '../../machines/membership/node-db.js';
 import { arenaOf } from '../../actors/pages/page-space.js';
 import { SimCluster } from '../../runtime/sim/cluster.js';
 import { convergence, forSeedsAsync } from '../helpers/sim-checks.js';
+import { eventually } from '../helpers/sim-calls.js';
 
 const PERIOD = 100;
 
@@ -30,20 +31,6 @@ async function formed(seed: number, nodes: number, copies = 2): Promise<SimClust
   c.runUntil(() => convergence(c).length === 0, 30_000, () => `the cluster to form (${convergence(c).slice(0, 2).join('; ')})`);
   await c.runUntilAsync(() => [...Array(nodes).keys()].every((i) => c.node(i)!.engine.recoveryState().serving), 30_000, 'every node to serve');
   return c;
-}
-
-/** Calls until one is not refused for a rebuild or want of quorum, within `maxMs` of simulated time. */
-async function eventually<T>(c: SimCluster, call: () => Promise<T>, maxMs = 30_000): Promise<T> {
-  const start = c.clock.now();
-  for (;;) {
-    try {
-      return await c.settle(call(), maxMs);
-    } catch (err) {
-      const code = (err as MangroveError).code;
-      if (!['E_RECOVERING', 'E_NO_QUORUM', 'E_TIMEOUT', 'E_UNREACHABLE'].includes(code) || c.clock.now() - start > maxMs) throw err;
-      await c.runAsync(100);
-    }
-  }
 }
 
 function underReplicated(c: SimCluster): number {

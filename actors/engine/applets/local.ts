@@ -191,36 +191,19 @@ function wholeLog(records: readonly TxnRecord[]): { records: TxnRecord[]; more: 
 
 async function readOne(engine: EngineParts, addr: bigint): Promise<ReadResult> {
   const held = engine.holder.readable(addr);
-  if (held) return { data: held.data.slice(), versions: [held.version] };
-  const home = engine.homeOf(addr);
-  const access = engine.holder.acquire(addr, 'read');
-  if (home !== engine.deps.self) {
-    // A home that answers is always asked; one silent for homeWaitMs and counted failed is not waited for.
-    const answered = await engine.within(access.then(() => true), '', engine.deps.settings.homeWaitMs).catch(() => false);
-    if (!answered && !engine.deps.isAlive(home)) return readFromHolders(engine, addr, home);
+  if (held) {
+    if (!engine.deps.standing()) throw outOfTouch();
+    return { data: held.data.slice(), versions: [held.version] };
   }
-  await engine.within(access, `reading ${formatAddress(addr)}`);
+  await engine.within(engine.holder.acquire(addr, 'read'), `reading ${formatAddress(addr)}`);
   const page = engine.holder.readable(addr);
   if (!page) return readOne(engine, addr);
   return { data: page.data.slice(), versions: [page.version] };
 }
 
-/**
- * The home is counted failed: the freshest durable copy any live node
- * holds (M11). Flushed data survives; a write the home's owner acknowledged
- * but never flushed is not seen (recovery, M15, decides its fate).
- */
-async function readFromHolders(engine: EngineParts, addr: bigint, home: string): Promise<ReadResult> {
-  engine.stats.readsFromHolders++;
-  const { deps } = engine;
-  const nodes = deps.db().nodes.filter((n) => n.id === deps.self || deps.isAlive(n.id));
-  const copies = await Promise.all(
-    nodes.map((n) => engine.calls.call<{ version: number; data: Uint8Array } | null>(n.id, { op: 'fetch', addr: addressKey(addr) }).catch(() => null)),
-  );
-  let best: { version: number; data: Uint8Array } | null = null;
-  for (const c of copies) if (c && (!best || c.version > best.version)) best = c;
-  if (!best) throw new MangroveError('E_UNREACHABLE', `${formatAddress(addr)}'s home ${home} is down and no live node holds a durable copy`);
-  return { data: new Uint8Array(best.data), versions: [best.version] };
+/** A held copy that may be stale: this node's group has not counted it in lately (engine-parts.ts `standing`). */
+function outOfTouch(): MangroveError {
+  return new MangroveError('E_RECOVERING', 'this node has not heard its group count it in lately, so a copy it holds may be stale; try again in a moment');
 }
 
 async function writeOne(engine: EngineParts, addr: bigint, data: Uint8Array): Promise<number> {
