@@ -16,7 +16,7 @@ export async function checkConnect(endpoint: string, example: string): Promise<s
 }
 
 /** One request to the node at `endpoint`; its `result`. */
-export async function ask<T>(endpoint: string, timeoutMs: number, kind: 'client.status' | 'client.fault', body: object, example: string): Promise<T> {
+export async function ask<T>(endpoint: string, timeoutMs: number, kind: 'client.status' | 'client.fault' | 'client.ndb_update', body: object, example: string): Promise<T> {
   await checkConnect(endpoint, example);
   const { ZmqClient } = await import('../../bus/transport/zmq-client.js');
   const client = await ZmqClient.connect(endpoint, { timeoutMs });

@@ -18,6 +18,7 @@ import { addTraceCommands } from './trace.js';
 import { addSimCommand } from './sim.js';
 import { addMachinesCommands } from './machines.js';
 import { addPageCommands } from './page.js';
+import { addNodeCommands } from './node.js';
 import { packageVersion } from '../node/version.js';
 import { ask } from './ask.js';
 
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
   addSimCommand(program);
   addMachinesCommands(program);
   addPageCommands(program, cliDefaults);
+  addNodeCommands(program, cliDefaults);
   return program;
 }
 

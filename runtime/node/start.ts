@@ -39,6 +39,14 @@ export const startLimits = {
   complaintIntervalMs: 10_000,
 } as const;
 
+/**
+ * The exit status of a node process the cluster removed (`mangrove node
+ * remove`): not 1, so a supervisor can tell it from a crash and leave it
+ * stopped (systemd: `RestartPreventExitStatus=3`); a restart would add the
+ * node again as a new member.
+ */
+export const EXIT_REMOVED = 3;
+
 export interface RunningNode {
   config: NodeConfig;
   id: string;
@@ -49,6 +57,8 @@ export interface RunningNode {
   http?: HttpServer;
   trace?: TraceWriter;
   log: Logger;
+  /** Resolves with the node-database version that removed this node from the cluster, if one ever does; it must then stop. */
+  removed: Promise<number>;
   /** Stops everything, in order; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -75,7 +85,7 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     const tracePath = opts.trace ?? config.trace;
     const trace = tracePath === undefined ? undefined : attachTrace(transport, tracePath, undo);
 
-    const { node, settings, watch } = startMangroveNode({ config, id: identity.id, epoch, log, clock, transport, trace, stores }, undo);
+    const { node, settings, watch, removed } = startMangroveNode({ config, id: identity.id, epoch, log, clock, transport, trace, stores }, undo);
     const metrics = createMetrics(node, transport, { processMetrics: opts.processMetrics });
     undo.push(() => metrics.stop());
     const http = await serveHttp(config, node, metrics, watch, settings, undo);
@@ -92,6 +102,7 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
       http,
       trace,
       log,
+      removed,
       stop() {
         stopping ??= unwind(undo, log);
         return stopping;
@@ -144,7 +155,7 @@ function attachTrace(transport: ZmqTransport, path: string, undo: UndoSteps): Tr
   return trace;
 }
 
-function startMangroveNode(parts: NodeParts, undo: UndoSteps): { node: MangroveNode; settings: NodeSettings; watch: MachineWatch | undefined } {
+function startMangroveNode(parts: NodeParts, undo: UndoSteps): { node: MangroveNode; settings: NodeSettings; watch: MachineWatch | undefined; removed: Promise<number> } {
   const { config, id, epoch, log, clock, transport, trace } = parts;
   const { store, pages, txnLog } = parts.stores;
   // Machines can be watched only through the HTTP port, so only a node with one pays for inspection.
@@ -157,10 +168,13 @@ function startMangroveNode(parts: NodeParts, undo: UndoSteps): { node: MangroveN
   if (trace && traced) transport.setTrace(traced.inputs(trace));
   const nodeClock = traced ?? clock;
   const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, txnLog, engineClock: clock, engine: { ramBytes: config.ramMiB * 1024 * 1024, copies: config.copies }, log, inspect: watch?.inspect });
-  const newsLog = logNews(node, log);
+  // Subscribed before the node starts, so a removal is never missed, however early.
+  let tellRemoved: (version: number) => void = () => {};
+  const removed = new Promise<number>((resolve) => (tellRemoved = resolve));
+  const newsLog = logNews(node, log, tellRemoved);
   node.start();
   undo.push(() => node.stop(), () => newsLog.unsubscribe());
-  return { node, settings, watch };
+  return { node, settings, watch, removed };
 }
 
 async function serveHttp(config: NodeConfig, node: MangroveNode, metrics: NodeMetrics, watch: MachineWatch | undefined, settings: NodeSettings, undo: UndoSteps): Promise<HttpServer | undefined> {
@@ -183,7 +197,9 @@ function logReady(log: Logger, config: NodeConfig, epoch: number, transport: Zmq
 
 /**
  * Runs a node as this process: SIGINT/SIGTERM stop it cleanly and exit 0;
- * a second signal, a stop that hangs, or an unexpected exception exits 1.
+ * removal from the cluster stops it cleanly, says so on stderr and exits
+ * EXIT_REMOVED; a second signal, a stop that hangs, or an unexpected
+ * exception exits 1.
  * Logs go to stdout; nothing else is written there.
  */
 export async function startNode(configPath: string, opts: OpenOptions = {}): Promise<RunningNode> {
@@ -192,13 +208,10 @@ export async function startNode(configPath: string, opts: OpenOptions = {}): Pro
   const running = await openNode(config, log, opts);
 
   let stopping = false;
-  const shutdown = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      running.log.warn({ signal }, 'second signal while stopping: exiting now');
-      process.exit(1);
-    }
+  /** Stops the node cleanly, then exits with `code` (1 if the stop fails or hangs). */
+  const stopAndExit = (code: number, why: Record<string, unknown>): void => {
     stopping = true;
-    running.log.info({ signal }, 'stopping');
+    running.log.info(why, 'stopping');
     const timer = setTimeout(() => {
       running.log.error({ afterMs: startLimits.shutdownMs }, 'stopping took too long: exiting');
       process.exit(1);
@@ -207,7 +220,7 @@ export async function startNode(configPath: string, opts: OpenOptions = {}): Pro
     running.stop().then(
       () => {
         running.log.info({}, 'stopped');
-        process.exit(0);
+        process.exit(code);
       },
       (err: unknown) => {
         running.log.error({ err }, 'stop failed');
@@ -215,6 +228,19 @@ export async function startNode(configPath: string, opts: OpenOptions = {}): Pro
       },
     );
   };
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      running.log.warn({ signal }, 'second signal while stopping: exiting now');
+      process.exit(1);
+    }
+    stopAndExit(0, { signal });
+  };
+  // Removed from the cluster: joining again would undo the operator's decision, so the process ends, saying why.
+  void running.removed.then((version) => {
+    if (stopping) return;
+    process.stderr.write(`this node was removed from the cluster (node database version ${version}); it stops\n`);
+    stopAndExit(EXIT_REMOVED, { removed: version });
+  });
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
 
@@ -284,9 +310,13 @@ function transportComplaints(log: Log) {
 
 /** News the node does not log itself; member failures, recoveries and monitor
  * changes it logs where it learns them (actors/node.ts). */
-function logNews(node: MangroveNode, log: Log) {
+function logNews(node: MangroveNode, log: Log, removed: (version: number) => void) {
   return node.news$.subscribe((n: NodeNews) => {
     switch (n.type) {
+      case 'removed':
+        // The node logs it; the process stops on it (startNode).
+        removed(n.version);
+        break;
       case 'quorum':
         if (n.has) log.info({ quorum: true }, 'quorum gained');
         else log.warn({ quorum: false }, 'quorum lost');

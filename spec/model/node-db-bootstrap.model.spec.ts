@@ -10,7 +10,9 @@
  * and only an anchor listed there (never itself), each in turn, once a turn; an anchor
  * coordinates its own change only when it is listed; version 1 is offered
  * only to a configured anchor every configured endpoint has answered as an
- * anchor, from exactly those answers.
+ * anchor, from exactly those answers; a node whose current entry a database
+ * held is removed by the first newer database without it at all, says so
+ * once, naming that version, and from then on does nothing.
  */
 import { expect } from 'chai';
 import { getShortestPaths } from 'xstate/graph';
@@ -43,7 +45,7 @@ const inputs: [string, Identity][] = [
   ['a configured anchor restarted with a new pid', { ...A, pid: 8 }],
 ];
 
-/** The databases a node may be handed, as versions rise: with its entry current, stale, missing; lone anchors. */
+/** The databases a node may be handed, as versions rise: with its entry current, stale, missing (deleted at 7); lone anchors. */
 function dbsFor(self: Identity): NodeDbSnapshot[] {
   return [
     db1,
@@ -68,7 +70,7 @@ function eventsFor(self: Identity) {
 
 /** The join turn matters only modulo the anchors a database can list (1 or 3). */
 const stateKey = (s: NdbBootstrapSnapshot) =>
-  JSON.stringify([s.value, s.context.db.version, s.context.greeted, s.context.joinTurn % 3]);
+  JSON.stringify([s.value, s.context.db.version, s.context.greeted, s.context.joinTurn % 3, s.context.memberAt]);
 const eventKey = (e: NdbBootstrapEvent) => (e.type === 'DB' ? `DB@${e.db.version}` : e.type === 'WELCOME' ? `W:${e.identity.id}:${e.identity.anchor}` : 'turn');
 /** Keyed on the step, so the paths take every transition, not only reach every state. */
 const serialize = (s: NdbBootstrapSnapshot, e: NdbBootstrapEvent | undefined, prev?: NdbBootstrapSnapshot) =>
@@ -80,9 +82,21 @@ class Reading {
   db: NodeDbSnapshot;
   /** Turns that asked to join so far. */
   asked = 0;
+  /** The newest version seen holding this node's current entry (0: none yet). */
+  heldAt = 0;
+  /** The version that dropped this node, once one has. */
+  removedAt?: number;
 
   constructor(private readonly input: NdbBootstrapInput) {
     this.db = input.db;
+    if (this.isMember()) this.heldAt = this.db.version;
+  }
+
+  /** A database arrives: a newer one than held this node, without it, removes it for good. */
+  take(db: NodeDbSnapshot): void {
+    if (this.heldAt > 0 && db.version > this.heldAt && !db.nodes.some((n) => n.id === this.self.id)) this.removedAt = db.version;
+    this.db = db;
+    if (this.isMember()) this.heldAt = Math.max(this.heldAt, db.version);
   }
 
   get self(): Identity {
@@ -102,6 +116,7 @@ class Reading {
   }
 
   phase(): string {
+    if (this.removedAt !== undefined) return 'removed';
     if (this.db.version === 0) return this.founders() ? 'forming' : 'greeting';
     return this.isMember() ? 'member' : 'joining';
   }
@@ -132,13 +147,21 @@ function checkTurn(r: Reading, out: Emitted[]): void {
 }
 
 function checkStep(r: Reading, event: NdbBootstrapEvent, out: Emitted[], after: NdbBootstrapSnapshot): void {
+  if (r.removedAt !== undefined) {
+    expect(out, 'a removed node does nothing more').to.deep.equal([]);
+    expect(after.value).to.equal('removed');
+    return;
+  }
   if (isTurn(event)) checkTurn(r, out);
   else {
-    if (event.type === 'DB') r.db = event.db;
+    if (event.type === 'DB') r.take(event.db);
     else if (seeds.includes(event.identity.endpoint)) r.answers.set(event.identity.endpoint, event.identity);
-    expect(out.filter((e) => e.type !== 'misconfigured'), 'nothing leaves between turns').to.deep.equal([]);
+    const removal = r.removedAt === undefined ? [] : [{ type: 'removed', version: r.removedAt }];
+    expect(out.filter((e) => e.type === 'removed'), 'the removal is said once, with its version').to.deep.equal(removal);
+    expect(out.filter((e) => e.type !== 'misconfigured' && e.type !== 'removed'), 'nothing leaves between turns').to.deep.equal([]);
   }
-  expect(after.value, 'the state names the phase').to.deep.equal({ running: r.phase() });
+  const phase = r.phase();
+  expect(after.value, 'the state names the phase').to.deep.equal(phase === 'removed' ? phase : { running: phase });
   expect(founders(after)).to.deep.equal(r.founders());
 }
 
@@ -153,8 +176,8 @@ describe('node-db bootstrap (M2), generated paths', () => {
     it(`${name}: every path keeps to the protocol`, () => {
       expect(paths.length).to.be.greaterThan(50);
       for (const p of paths) {
-        const value = p.state.value as { running: string };
-        reached.add(`running.${value.running}`);
+        const value = p.state.value as { running: string } | 'removed';
+        reached.add(typeof value === 'string' ? value : `running.${value.running}`);
         const events = pathEvents(p.steps);
         const { snapshots, emitted } = replay(ndbBootstrapMachine, input, events);
         const r = new Reading(input);

@@ -179,7 +179,7 @@ describe('node-db bootstrap (M2)', () => {
   });
 
   describe('member: its entry is current', () => {
-    it('asks nothing, and joins again when its entry goes stale or is deleted', () => {
+    it('asks nothing, and joins again when its entry goes stale', () => {
       const r = boot({ self: N, db: withNode(db1, N) });
       expect(r.value).to.deep.equal({ running: 'member' });
       expect(types(r)).to.deep.equal(['period']);
@@ -189,8 +189,7 @@ describe('node-db bootstrap (M2)', () => {
       expect(joinsTo(nextTurn(r))).to.deep.equal(['a']);
       r.send({ type: 'DB', db: withNode(db1, N) });
       expect(r.value).to.deep.equal({ running: 'member' });
-      r.send({ type: 'DB', db: { ...db1, version: 9 } });
-      expect(r.value).to.deep.equal({ running: 'joining' });
+      expect(r.of('removed')).to.deep.equal([]);
     });
 
     it('takes its turns on the period, from start', () => {
@@ -201,6 +200,62 @@ describe('node-db bootstrap (M2)', () => {
       clock.advance(3 * PERIOD);
       expect(at).to.deep.equal([5_000 + PERIOD, 5_000 + 2 * PERIOD, 5_000 + 3 * PERIOD]);
       expect(r.snapshot.machine.id).to.equal(machineName);
+    });
+  });
+  describe('removed: a newer database no longer holds this incarnation', () => {
+    /** Version 9 of the database, without `n`. */
+    const without = { ...db1, version: 9 };
+
+    it('says so once, with the version, and asks nothing more: no join, no greeting, no more turns', () => {
+      const r = boot({ self: N, db: withNode(db1, N) });
+      r.drain();
+      r.send({ type: 'DB', db: without });
+      expect(r.value).to.equal('removed');
+      expect(r.emitted).to.deep.equal([{ type: 'removed', version: 9 }]);
+      expect(r.snapshot.status).to.equal('done');
+      expect(r.clock.pending(), 'no period is timed any more').to.equal(0);
+      r.clock.advance(10 * PERIOD);
+      r.send({ type: 'DB', db: { ...db1, version: 10 } }).send({ type: 'WELCOME', identity: B });
+      expect(r.emitted).to.deep.equal([{ type: 'removed', version: 9 }]);
+    });
+
+    it('counts a membership reached while running: joined, then dropped', () => {
+      const r = boot({ self: N, db: db1 });
+      expect(r.value).to.deep.equal({ running: 'joining' });
+      r.send({ type: 'DB', db: withNode(db1, N) });
+      expect(r.snapshot.context.memberAt).to.equal(2);
+      r.drain();
+      r.send({ type: 'DB', db: without });
+      expect(r.of('removed')).to.deep.equal([{ type: 'removed', version: 9 }]);
+    });
+
+    it('an anchor removed after it joined stops as well', () => {
+      const r = boot({ self: A, db: db1 });
+      expect(r.value).to.deep.equal({ running: 'member' });
+      r.send({ type: 'DB', db: { version: 4, nodes: db1.nodes.filter((n) => n.id !== A.id) } });
+      expect(r.of('removed')).to.deep.equal([{ type: 'removed', version: 4 }]);
+    });
+
+    it('a node never a member in this incarnation asks to join, whatever the database lacks: new, or restarted after it was removed', () => {
+      const fresh = boot({ self: N, db: db1 });
+      fresh.send({ type: 'DB', db: without });
+      expect(fresh.value).to.deep.equal({ running: 'joining' });
+      expect(joinsTo(nextTurn(fresh))).to.deep.equal(['b']);
+      // A restart brings a new pid and epoch: the stored entry is the last incarnation's, not this one's.
+      const restarted = boot({ self: { ...N, pid: 8 }, db: withNode(db1, N) });
+      expect(restarted.value).to.deep.equal({ running: 'joining' });
+      restarted.send({ type: 'DB', db: without });
+      expect(restarted.value).to.deep.equal({ running: 'joining' });
+      expect(restarted.of('removed')).to.deep.equal([]);
+    });
+
+    it('is not removed by a database older than the one that held it, nor by one that holds a stale entry', () => {
+      const r = boot({ self: N, db: withNode(db1, N) });
+      r.send({ type: 'DB', db: db1 });
+      expect(r.value, 'version 1 is older than 2').to.deep.equal({ running: 'joining' });
+      r.send({ type: 'DB', db: { ...withNode(db1, { ...N, pid: 99 }), version: 3 } });
+      expect(r.value).to.deep.equal({ running: 'joining' });
+      expect(r.of('removed')).to.deep.equal([]);
     });
   });
 });
