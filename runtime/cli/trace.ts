@@ -12,8 +12,10 @@ import { examples, ExitWith, jsonLine, linesPerWrite, positive, print } from './
 import type { FilterSpec } from '../trace/query.js';
 import { heartbeatRules } from '../conformance/rules/heartbeat.js';
 import { nodeDbRules } from '../conformance/rules/node-db.js';
+import { pageRules } from '../conformance/rules/page.js';
 import { panRules } from '../conformance/rules/pan.js';
 import { quorumRules } from '../conformance/rules/quorum.js';
+import { recoveryRules } from '../conformance/rules/recovery.js';
 import { REPLAY_RULE_HELP } from '../conformance/replay/rules.js';
 
 /** Repeated `--kind a --kind b` adds up, like `--kind a,b`. No default
@@ -94,13 +96,13 @@ function addStatsCommand(trace: Command): void {
 }
 
 function addCheckCommand(trace: Command): void {
-  const rules = [...heartbeatRules, ...quorumRules, ...nodeDbRules, ...panRules, ...Object.entries(REPLAY_RULE_HELP).map(([name, description]) => ({ name, description }))];
+  const rules = [...heartbeatRules, ...quorumRules, ...nodeDbRules, ...panRules, ...recoveryRules, ...pageRules, ...Object.entries(REPLAY_RULE_HELP).map(([name, description]) => ({ name, description }))];
   const width = Math.max(...rules.map((rule) => rule.name.length));
   trace
     .command('check')
     .description('check one or more traces against the protocol rules (SPEC.md M27); exit 1 if any is broken')
     .argument('<files...>', 'trace files')
-    .option('--protocol <name>', 'only the rules of heartbeat, quorum, node-db or pan, or replay alone (comma-separated), or all', 'all')
+    .option('--protocol <name>', 'only the rules of heartbeat, quorum, node-db, pan, recovery or page, or replay alone (comma-separated), or all', 'all')
     .option('--period <ms>', 'heartbeat period for monitors whose period cannot be inferred from their pulses', positive)
     .option('--json', 'one JSON object: {records, rules, skipped, replay: {nodes, incarnations, inputs, sends}, violations: [{rule, node, t, detail, records}]}')
     .addHelpText(
@@ -111,10 +113,13 @@ function addCheckCommand(trace: Command): void {
         examples(
           'mangrove trace check traces/*.trace',
           'mangrove trace check sim.trace --protocol heartbeat --period 1000',
+          'mangrove trace check traces/*.trace --protocol recovery,page',
           'mangrove trace check traces/*.trace --json | jq .violations',
           '',
           'Each monitor\'s period is the median interval between its pulses to one member;',
           'slack is a quarter period plus the longest send-to-receive delay in the traces.',
+          'A rule whose messages the traces do not hold (no rebuild round, no page',
+          'traffic) is skipped, and the summary says so.',
           '',
           'Replay rebuilds each node from its start record (settings, random seed, stored',
           'state) and feeds it the envelopes and timers the trace shows it took, in order;',

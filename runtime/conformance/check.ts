@@ -14,15 +14,17 @@ import { readStartSettings } from '../trace/node-trace.js';
 import { mergeByTime } from '../trace/query.js';
 import { heartbeatRules } from './rules/heartbeat.js';
 import { nodeDbRules } from './rules/node-db.js';
+import { pageRules } from './rules/page.js';
 import { panRules } from './rules/pan.js';
 import { quorumRules } from './rules/quorum.js';
+import { recoveryRules } from './rules/recovery.js';
 import { REPLAY_RULES } from './replay/rules.js';
 import { replayTrace, type ReplayStats } from './replay/replay.js';
 import { PROTOCOLS, type CheckContext, type Protocol, type Rule, type Violation } from './rule.js';
 
 export { PROTOCOLS, type CheckContext, type Protocol, type Rule, type Violation } from './rule.js';
 
-export const RULES: readonly Rule[] = [...heartbeatRules, ...quorumRules, ...nodeDbRules, ...panRules];
+export const RULES: readonly Rule[] = [...heartbeatRules, ...quorumRules, ...nodeDbRules, ...panRules, ...recoveryRules, ...pageRules];
 
 export interface CheckOptions {
   /** Protocols to check; all when omitted. */
@@ -129,9 +131,11 @@ export function buildContext(records: readonly TraceRecord[], periodMs?: number,
   const lastTo = new Map<string, number>();
   const intervals = new Map<string, number[]>();
   const sends = new Map<string, number>();
+  const kinds = new Set<string>();
   let delayMs = 0;
   for (const r of records) {
     const e = r.env;
+    kinds.add(e.kind);
     const key = `${e.from}\u0000${e.epoch}\u0000${e.seq}`;
     if (r.dir === 'send') {
       if (!sends.has(key)) sends.set(key, r.t);
@@ -158,6 +162,7 @@ export function buildContext(records: readonly TraceRecord[], periodMs?: number,
   return {
     delayMs,
     anchors,
+    kinds,
     settingsOf: (node) => settings.get(node),
     periodOf,
     slackOf(node) {

@@ -7,7 +7,7 @@ import type { NodeSettings } from '../../actors/settings.js';
 import type { TraceEntry, TraceRecord } from '../../bus/transport/transport.js';
 
 /** `replay` is no rule set: every node rebuilt and fed its recorded inputs (replay.ts). */
-export const PROTOCOLS = ['heartbeat', 'quorum', 'node-db', 'pan', 'replay'] as const;
+export const PROTOCOLS = ['heartbeat', 'quorum', 'node-db', 'pan', 'recovery', 'page', 'replay'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
 export interface Violation {
@@ -34,6 +34,8 @@ export interface CheckContext {
   settingsOf(node: string): NodeSettings | undefined;
   /** Votes of every anchor the start records name (empty without start records). */
   readonly anchors: ReadonlyMap<string, number>;
+  /** Every envelope kind the records hold, sent or received: a rule with nothing of its own to read says so. */
+  readonly kinds: ReadonlySet<string>;
 }
 
 export interface Rule {
