@@ -62,10 +62,12 @@ export type NodeNews =
  * this many heartbeat periods (its read lease). A monitor counts a member
  * failed only when the member missed three of its deadlines, two periods at
  * least after the member was cut off (and so after it last heard its
- * monitor); only then does a rebuild start that can leave the member out,
- * and only when that rebuild has quiesced, repopulated and resumed every
- * other node, three message exchanges later, can another node write the
- * member's pages. A member cut off stops reading its copies before that.
+ * monitor); a rebuild that leaves it out then waits out the lease again
+ * (rebuild.ts) before it starts, and only once it has resumed every other
+ * node can another node write the member's pages. So a member cut off stops
+ * reading its copies well before that, and a member out of touch for less
+ * than two leases cannot have been left out of a finished rebuild: only a
+ * longer gap (a pause, most often) makes it doubt its copies.
  */
 const READ_LEASE_PERIODS = 2;
 
@@ -181,6 +183,7 @@ export class MangroveNode {
       anchor: s.anchor,
       periodMs: s.periodMs,
       callTimeoutMs: engineSettings.timeoutMs,
+      leaseMs: READ_LEASE_PERIODS * s.periodMs,
       clock,
       outbox: this.outbox,
       store: deps.store,
@@ -287,7 +290,9 @@ export class MangroveNode {
         this.deps.log.info({ level: n.level, monitor: n.id }, 'heartbeat monitor');
         break;
       case 'lapsed':
-        this.deps.log.warn({}, 'this node lost touch with its group longer than its read lease; it reads no copy it holds until a rebuild includes it');
+        // Out of touch long enough for the cluster to have rebuilt without it (see READ_LEASE_PERIODS).
+        if (n.gapMs < 2 * READ_LEASE_PERIODS * this.deps.settings.periodMs) break;
+        this.deps.log.warn({ gapMs: n.gapMs }, 'this node lost touch with its group long enough to have been left out of a rebuild; it reads no copy it holds until a rebuild includes it');
         this.rebuild.outOfTouch();
         break;
       case 'excluded':

@@ -53,12 +53,12 @@ export type HeartbeatNews =
   | { type: 'member_alive'; level: number; slot: number; id: string }
   | { type: 'excluded' | 'included'; level: number }
   /**
-   * A level-0 pulse came after this node's read lease had run out (it was
-   * cut off or paused longer than `leaseMs`): it may have been counted
-   * failed and left out of a rebuild meanwhile, whatever this pulse says
-   * (pulses sent before that may still be arriving).
+   * A level-0 pulse came after this node's read lease had run out: it was cut
+   * off or paused for `gapMs` (from the last pulse that counted it in to this
+   * one). Pulses sent before it was counted out may still be arriving, so
+   * this one proves nothing either way.
    */
-  | { type: 'lapsed'; level: 0 };
+  | { type: 'lapsed'; level: 0; gapMs: number };
 
 export interface HeartbeatDeps {
   self: string;
@@ -251,7 +251,7 @@ export class HeartbeatActor {
   /** The group counted this node in; if that comes after the lease ran out, it is news first (`lapsed`). */
   private included(): void {
     const now = this.deps.clock.now();
-    if (this.includedAt !== -Infinity && now - this.includedAt > this.deps.leaseMs) this.news$.next({ type: 'lapsed', level: 0 });
+    if (this.includedAt !== -Infinity && now - this.includedAt > this.deps.leaseMs) this.news$.next({ type: 'lapsed', level: 0, gapMs: now - this.includedAt });
     this.includedAt = now;
   }
 

@@ -80,6 +80,8 @@ export interface RebuildDeps {
   epoch: number;
   anchor: boolean;
   periodMs: number;
+  /** A node's read lease (node.ts READ_LEASE_PERIODS): a round leaving a failed node out waits it out. */
+  leaseMs: number;
   /** How long one repopulation call may take (the engine's timeout): a phase gets a little more. */
   callTimeoutMs: number;
   clock: Clock;
@@ -154,6 +156,9 @@ export class RebuildActor {
   /** The newest round a pulse has named. */
   private heard = 0;
   private network: NodeStateName = 'normal';
+  /** Nodes counted failed lately, and when this node learned it: a round leaving them out waits out their read lease. */
+  private readonly failedAt = new Map<string, number>();
+  private leaseWait = false;
   /** This (restarted) node has asked for a round to include it. */
   private askedForSelf = false;
   private heardStates: ReadonlyMap<string, NodeStateName> = new Map();
@@ -334,12 +339,16 @@ export class RebuildActor {
       }
       const inService = settled(prev);
       if ((inService && prev.alive !== alive) || (prev.restarted && alive)) noticed.push(n.id);
+      if (inService && prev.alive && !alive) this.failedAt.set(n.id, this.deps.clock.now());
       this.seen.set(n.id, { epoch: n.epoch ?? prev.epoch, alive, aliveSince: alive && prev.alive ? prev.aliveSince : now, inService, restarted: prev.restarted && !alive });
     }
     for (const [id, s] of [...this.seen]) {
       if (inDb.has(id)) continue;
       this.seen.delete(id);
-      if (settled(s)) noticed.push(id);
+      if (settled(s)) {
+        noticed.push(id);
+        this.failedAt.set(id, this.deps.clock.now());
+      }
     }
     return noticed;
   }
@@ -420,8 +429,29 @@ export class RebuildActor {
     if (target !== undefined && target !== from) this.deps.outbox.send(target, 'rec.request', { failed });
   }
 
+  /**
+   * A round that leaves out a node just counted failed starts only once that
+   * node's read lease has surely run out (`leaseMs` after this anchor learned
+   * of the failure, which came after the node's monitor last counted it in):
+   * a node merely cut off, or whose pulses were lost, must stop reading its
+   * copies before the round lets anyone else write them. A restart or a
+   * return leaves nobody out and starts at once.
+   */
   private startRound(): void {
     if (!this.coordinator || !this.deps.quorate()) return;
+    const now = this.deps.clock.now();
+    for (const [id, at] of [...this.failedAt]) if (now - at >= this.deps.leaseMs) this.failedAt.delete(id);
+    const wait = Math.max(0, ...[...this.failedAt.values()].map((at) => at + this.deps.leaseMs - now));
+    if (wait > 0) {
+      if (!this.leaseWait) {
+        this.leaseWait = true;
+        this.deps.clock.setTimeout(() => {
+          this.leaseWait = false;
+          if (this.started) this.startRound();
+        }, wait);
+      }
+      return;
+    }
     const db = this.deps.db();
     const participants = db.nodes.filter((n) => n.id === this.deps.self || this.deps.isAlive(n.id)).map((n) => n.id);
     this.coordinator.send({ type: 'START', participants, reset: [], rank: this.rank() });
