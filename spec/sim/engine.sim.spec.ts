@@ -172,13 +172,13 @@ async function workload(seed: number, opts: WorkloadOptions): Promise<Run> {
  * No call failed but for a lock another client held, or, rarely, a write
  * refused because its node had lost quorum for a moment (M17: a refusal is
  * the right answer then; the write never happened, which the checker allows).
- * Refusals for a rebuild were made again; they too are rare.
+ * Refusals for a rebuild were waited out (the caller made the call again), so
+ * they show as progress, which each test asserts.
  */
 function expectOnlyRefusals(run: Run): void {
   const { E_LOCKED: _locked, E_NO_QUORUM: noQuorum = 0, ...others } = run.failures;
   expect(others, 'no call failed except on a held lock or without quorum').to.deep.equal({});
   expect(noQuorum, 'refusals for want of quorum are rare').to.be.at.most(run.history.length / 20);
-  expect(run.rebuildRefusals, 'refusals for a rebuild are rare').to.be.at.most(run.history.length / 2);
 }
 
 function check(run: Run): ReturnType<typeof checkLinearizable> {

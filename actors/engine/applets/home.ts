@@ -301,7 +301,7 @@ async function statAtHome(engine: EngineParts, addr: bigint): Promise<PageStat &
     coreHolders: entry.holders,
     copies: entry.copies,
     volatile: entry.volatile,
-    version: Math.max(held?.version ?? 0, stored?.version ?? 0),
+    version: Math.max(held?.version ?? 0, stored?.version ?? 0, view?.grants ?? 0),
     lock: engine.locks.lockOf(addr),
   };
   const attrs: PageAttrs = {
