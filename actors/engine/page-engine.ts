@@ -110,7 +110,15 @@ export class PageEngine {
     this.addressSpace = new PageSpace(deps.store);
     this.commits = new GroupCommit(deps.store);
     const policy = new SpacePolicy(clock, SPACE_REPORT_TTL_MS);
-    const core: CoreHolderDeps = { self, db: deps.db, isAlive: deps.isAlive, store: deps.store, call: (to, req) => this.calls.call(to, req), rank: (c) => policy.rank(c) };
+    const core: CoreHolderDeps = {
+      self,
+      db: deps.db,
+      isAlive: deps.isAlive,
+      store: deps.store,
+      call: (to, req) => this.calls.call(to, req),
+      genOf: (a) => arenaEntryOf(deps.db(), Number(arenaOf(a)))?.gen ?? 0,
+      rank: (c) => policy.rank(c),
+    };
     this.holder = new PageHolder({
       self,
       epoch,

@@ -26,6 +26,8 @@ export interface CoreHolderDeps {
   isAlive(id: string): boolean;
   store: PageStore;
   call(to: string, req: PeerCall): Promise<unknown>;
+  /** The generation of `addr`'s arena as this node knows it (M16): what its stores carry. */
+  genOf(addr: bigint): number;
   /** The policy element's order of candidates by free space (M12): nodes with a full disk left out. */
   rank<T extends { id: string }>(candidates: readonly T[]): T[];
 }
@@ -96,30 +98,10 @@ export async function copyRange(deps: CoreHolderDeps, start: bigint, pages: numb
       await Promise.all(
         batch
           .slice(i, i + COPY_CONCURRENCY)
-          .map(({ addr, page }) => deps.call(to, { op: 'store', addr: addressKey(addr), version: page.version, data: page.data, attrs: page.attrs })),
+          .map(({ addr, page }) => deps.call(to, { op: 'store', addr: addressKey(addr), version: page.version, data: page.data, attrs: page.attrs, gen: deps.genOf(addr) })),
       );
     }
     copied += batch.length;
     from = batch[batch.length - 1].addr + BigInt(PAGE_BYTES);
   }
-}
-
-/**
- * Copies this home's directory pages just written to `copies - 1` other
- * live nodes' disks (as many as there are), so the GDD survives the loss of
- * the home's disk like any data page (M8, M15). Resolves with the nodes
- * that could not be reached, if any.
- */
-export async function replicateDirectory(deps: CoreHolderDeps, pages: readonly { addr: bigint; version: number; data: Uint8Array }[], copies: number): Promise<string[]> {
-  if (pages.length === 0) return [];
-  const replicas = chooseHolders(deps, copies, [], true).filter((h) => h !== deps.self);
-  const failed = await Promise.all(
-    replicas.map((to) =>
-      Promise.all(pages.map((p) => deps.call(to, { op: 'store', addr: addressKey(p.addr), version: p.version, data: p.data }))).then(
-        () => null,
-        () => to,
-      ),
-    ),
-  );
-  return failed.filter((x): x is string => x !== null);
 }

@@ -51,6 +51,8 @@ export interface RegisteredCopy {
 export interface PageFacts {
   holders: string[];
   volatile: boolean;
+  /** The generation of the page's arena the home spoke for (M16): flushes carry it, and core holders fence off older ones. */
+  gen: number;
 }
 
 /** A change local waiters hear of (M10): a write here, a new copy, or a copy gone. */
@@ -277,7 +279,7 @@ export class PageHolder {
   onServed(b: Body<'page.served'>, addr: bigint): void {
     const p = this.pending.get(addr);
     if (!p || p.req !== b.req) return;
-    this.facts.set(addr, { holders: b.holders, volatile: b.volatile });
+    this.facts.set(addr, { holders: b.holders, volatile: b.volatile, gen: b.gen });
     const state = this.modes.get(addr);
     if (!state || !this.cached(addr)) {
       // Served without a copy here: the home still counts a copy this node dropped (the word

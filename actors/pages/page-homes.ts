@@ -162,8 +162,8 @@ export class PageHomes {
         return send(e.to, 'page.forward', { addr: wire, requester: e.requester, req: e.req, round: e.round, mode: e.mode, version: e.version });
       case 'served': {
         const facts = this.deps.factsOf(addr);
-        const f = facts instanceof MangroveError ? { holders: [], volatile: false } : facts;
-        return send(e.request.from, 'page.served', { addr: wire, req: e.request.req, round: e.round, version: e.version, holders: f.holders, volatile: f.volatile });
+        const f = facts instanceof MangroveError ? { holders: [], volatile: false, gen: 0 } : facts;
+        return send(e.request.from, 'page.served', { addr: wire, req: e.request.req, round: e.round, version: e.version, holders: f.holders, volatile: f.volatile, gen: f.gen });
       }
       case 'refused':
         return send(e.request.from, 'page.refused', { addr: wire, req: e.request.req, code: e.code, message: refusal(e.code, addr) });

@@ -34,6 +34,7 @@ export interface WireVerdict {
   dirty?: boolean;
   holders?: string[];
   volatile?: boolean;
+  gen?: number;
 }
 
 /** Who holds a page, as the home rebuilds it: the newest copy's node, and the readers of that version. */
@@ -188,7 +189,7 @@ export class Repopulation {
     if (mine.version < best.version) return { addr, as: 'drop' };
     if (mine.version === best.version && !(mine.owner && !best.owner)) {
       t.readers.add(mine.node);
-      return { addr, as: 'reader', dirty: false, holders: facts.holders, volatile: facts.volatile };
+      return { addr, as: 'reader', dirty: false, holders: facts.holders, volatile: facts.volatile, gen: facts.gen };
     }
     // Newer, or the owner of the same version: it takes over, and what was there steps down.
     const stale = mine.version > best.version;
@@ -222,10 +223,10 @@ export class Repopulation {
 }
 
 function owner(addr: Uint8Array, dirty: boolean, facts: PageFacts): WireVerdict {
-  return { addr, as: 'owner', dirty, holders: facts.holders, volatile: facts.volatile };
+  return { addr, as: 'owner', dirty, holders: facts.holders, volatile: facts.volatile, gen: facts.gen };
 }
 
 function toVerdict(v: WireVerdict): CopyVerdict {
   if (v.as === 'drop') return { as: 'drop' };
-  return { as: v.as, dirty: v.dirty ?? false, facts: { holders: v.holders ?? [], volatile: v.volatile ?? false } };
+  return { as: v.as, dirty: v.dirty ?? false, facts: { holders: v.holders ?? [], volatile: v.volatile ?? false, gen: v.gen ?? 0 } };
 }

@@ -76,8 +76,14 @@ const directoryPage = z.object({ addr: wireAddress, version: count, data: pageDa
 
 /** A request to another node's engine, answered by `page.answer` with the same `call`. */
 export const peerCall = z.discriminatedUnion('op', [
-  /** To a core holder: commit this copy durably (flush, materialize). */
-  z.object({ op: z.literal('store'), addr: wireAddress, version: count, data: pageData, attrs: fsAttr.optional() }),
+  /**
+   * To a core holder: commit this copy durably (flush, materialize). `gen`:
+   * the generation of the page's arena the sender's knowledge of its core
+   * holders comes from; an older one than the holder knows is refused
+   * (E_STALE_GEN): an owner cut off from a failover must not overwrite what
+   * the arena's new home has had written since (M16).
+   */
+  z.object({ op: z.literal('store'), addr: wireAddress, version: count, data: pageData, attrs: fsAttr.optional(), gen: count }),
   /** To a core holder: your durable copy, for a read whose home is down. */
   z.object({ op: z.literal('fetch'), addr: wireAddress }),
   /** To a home: materialize pages it is responsible for. */
@@ -136,7 +142,7 @@ export const pageBodies = {
   'page.confirmed': z.object({ addr: wireAddress, rr, req: count }),
   /** A reader dropped the copy it got in `round` (M12). */
   'page.dropped': z.object({ addr: wireAddress, rr, round: count }),
-  'page.served': z.object({ addr: wireAddress, rr, req: count, round: count, version: count, holders, volatile: z.boolean() }),
+  'page.served': z.object({ addr: wireAddress, rr, req: count, round: count, version: count, holders, volatile: z.boolean(), gen: count }),
   'page.refused': z.object({ addr: wireAddress, rr, req: count, code: errorCode, message: errorMessage }),
   // Calls between engines (M11 flush and fetch, M7 locks and allocation at the home).
   'page.call': z.object({ call: count, req: peerCall }),

@@ -11,6 +11,7 @@
  */
 import { expect } from 'chai';
 import type { MangroveError } from '../../bus/errors.js';
+import { decode } from '../../bus/codec.js';
 import type { PageStat, ReadResult } from '../../bus/messages/page.js';
 import { addressKey, PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
 import { arenaEntryOf, arenasOf } from '../../machines/membership/node-db.js';
@@ -83,6 +84,19 @@ describe('failover of arenas and re-replication (M15, M16) in the simulator', fu
       // The directory is usable: reserve in the arena's new home's own arena, alloc and free the old arena's pages.
       await eventually(c, () => c.node(2)!.engine.call({ op: 'unallocate', addr: addressKey(base + 5n * BigInt(PAGE_BYTES)), pages: 1 }));
       await eventually(c, () => c.node(2)!.engine.call({ op: 'alloc', addr: addressKey(base + 5n * BigInt(PAGE_BYTES)), pages: 1, copies: 2 }));
+
+      // Fencing: a store whose sender learned the core holders at the old generation is refused.
+      const holderOf = (await eventually(c, () => c.node(0)!.engine.call({ op: 'stat', addr: addressKey(base) }))) as PageStat;
+      const fenced = c.indexOf(holderOf.coreHolders.find((h) => h !== c.id(home))!);
+      const answers: { ok: boolean; code?: string }[] = [];
+      c.network.onDeliver((_from, to, frame) => {
+        const d = decode(frame);
+        if (to === c.id(1) && d.ok && d.env.kind === 'page.answer' && (d.env.body as { call: number }).call === 7_000_001) answers.push(d.env.body as { ok: boolean; code?: string });
+      });
+      c.node(1)!.outbox.send(c.id(fenced), 'page.call', { call: 7_000_001, req: { op: 'store', addr: addressKey(base), version: 1_000, data: pageOf(66), gen: 1 } });
+      await c.runAsync(300);
+      expect(answers[0], 'a store from generation 1 after the hand-over').to.deep.include({ ok: false, code: 'E_STALE_GEN' });
+      expect(c.diskOf(fenced).get(base)?.data[0], 'the durable copy untouched').to.equal(77);
 
       await c.runUntilAsync(() => underReplicated(c) === 0, 30_000, () => `nothing under-replicated (still ${underReplicated(c)})`);
       const stat = (await eventually(c, () => c.node(0)!.engine.call({ op: 'stat', addr: addressKey(base + BigInt(PAGE_BYTES)) }))) as PageStat;

@@ -14,7 +14,7 @@ import { chooseHolders, copyRange, failedHolders, reduplex } from '../../pages/c
 import type { EngineParts } from '../engine-parts.js';
 import type { PageFacts } from '../../pages/page-holder.js';
 import { arenaOf, plural } from '../../pages/page-space.js';
-import { findNode } from '../../../machines/membership/node-db.js';
+import { arenaEntryOf, findNode } from '../../../machines/membership/node-db.js';
 import { FS_ATTR_BYTES } from '../../storage/page-store.js';
 
 type Call<O extends PeerCall['op']> = Extract<PeerCall, { op: O }>;
@@ -36,10 +36,14 @@ export function registerHomeApplets(engine: EngineParts, localSpace: () => Space
 /** As a core holder: store a page durably, fetch it, drop a range, report space. */
 function registerCoreHolderApplets(engine: EngineParts, localSpace: () => SpaceReport): void {
   const { store } = engine.deps;
-  peerApplet(engine, 'store', async ({ addr, version, data, attrs }) => {
+  peerApplet(engine, 'store', async ({ addr, version, data, attrs, gen }) => {
     // M17: a core holder commits a page only with quorum, so a flush on a side without it never completes.
     engine.needQuorum('storing a page');
     const page = addressFromKey(addr);
+    const current = genOf(engine, page);
+    if (gen < current) {
+      throw new MangroveError('E_STALE_GEN', `${formatAddress(page)}'s arena is at generation ${current}: a copy whose core holders came from generation ${gen} is refused; its owner must learn the page's new home first`);
+    }
     const kept = attrs ?? store.get(page)?.attrs ?? ZERO_ATTRS;
     return { version: await engine.commits.put(page, { data, version, attrs: kept }) };
   });
@@ -166,7 +170,7 @@ export function homeFacts(engine: EngineParts, addr: bigint): PageFacts | Mangro
   const entry = engine.space.lookup(addr);
   if (!entry) return notReserved(addr);
   if (entry.state !== 'materialized') return new MangroveError('E_NOT_MATERIALIZED', `${formatAddress(addr)} is reserved but has no storage; allocate it first (page alloc)`);
-  return { holders: entry.holders, volatile: entry.volatile };
+  return { holders: entry.holders, volatile: entry.volatile, gen: genOf(engine, addr) };
 }
 
 /** The home starts as the page's owner: it holds the page, from its disk cache or zero filled. */
@@ -210,6 +214,11 @@ export async function freshestDurable(engine: EngineParts, addr: bigint, holders
   let best: { data: Uint8Array; version: number } | undefined = deps.store.get(addr);
   for (const c of copies) if (c && (!best || c.version > best.version)) best = { data: new Uint8Array(c.data), version: c.version };
   return best;
+}
+
+/** The generation of `addr`'s arena as this node's copy of the arena table has it (0: no such arena). */
+export function genOf(engine: EngineParts, addr: bigint): number {
+  return arenaEntryOf(engine.deps.db(), Number(arenaOf(addr)))?.gen ?? 0;
 }
 
 function notReserved(addr: bigint): MangroveError {
@@ -328,7 +337,7 @@ async function setAttrsAtHome(engine: EngineParts, req: Call<'set_attrs'>): Prom
     const stored = engine.deps.store.get(addr);
     const data = stored?.data ?? new Uint8Array(PAGE_BYTES);
     const version = stored?.version ?? 0;
-    await Promise.all(entry.holders.map((h) => engine.calls.call(h, { op: 'store', addr: req.addr, version, data, attrs: req.fs })));
+    await Promise.all(entry.holders.map((h) => engine.calls.call(h, { op: 'store', addr: req.addr, version, data, attrs: req.fs, gen: genOf(engine, addr) })));
   }
   return (await statAtHome(engine, addr)).attrs;
 }

@@ -238,6 +238,8 @@ export async function flushOwn(engine: EngineParts, addr: bigint): Promise<strin
     throw new MangroveError('E_RECOVERING', `${formatAddress(addr)} waits for its home to be rebuilt before it can be flushed; try again in a moment`);
   }
   if (!page.dirty) return facts.holders;
+  // M17: a copy is made durable only with quorum (the core holders check it too, and the arena's generation).
+  engine.needQuorum('flushing');
   const version = page.version;
   const data = page.data.slice();
   let holders = facts.holders;
@@ -246,7 +248,7 @@ export async function flushOwn(engine: EngineParts, addr: bigint): Promise<strin
     holders = await engine.calls.call<string[]>(engine.homeOf(addr), { op: 'reduplex', addr: addressKey(addr) });
     engine.holder.setHolders(addr, holders);
   }
-  await Promise.all(holders.map((h) => engine.calls.call(h, { op: 'store', addr: addressKey(addr), version, data })));
+  await Promise.all(holders.map((h) => engine.calls.call(h, { op: 'store', addr: addressKey(addr), version, data, gen: facts.gen })));
   engine.cache.markClean(addr, version);
   return holders;
 }

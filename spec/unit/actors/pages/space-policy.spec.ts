@@ -60,6 +60,7 @@ describe('actors/pages/core-holders chooseHolders', () => {
     self: 'h',
     db: () => ({ version: 1, nodes }),
     isAlive: (id) => id !== 'dead',
+    genOf: () => 1,
     store: new MemoryPageStore(),
     call: async () => undefined,
     rank: (c) => policy.rank(c),
