@@ -27,6 +27,8 @@ export interface NodeStart {
    * would otherwise fill the trace once per node. */
   dbOf?: string;
   acceptor?: AcceptorState;
+  /** The highest rebuild round number the store kept (a coordinator numbers its next round above it). */
+  rebuildRound?: number;
 }
 
 /** Per sink, the databases already written whole, and by which node's start record. */
@@ -52,6 +54,8 @@ export function traceNode(sink: TraceSink, clock: Clock, settings: NodeSettings,
     }
   }
   if (acceptor !== undefined) start.acceptor = acceptor;
+  const rebuildRound = store.loadRebuildRound();
+  if (rebuildRound > 0) start.rebuildRound = rebuildRound;
   sink.note?.({ t: clock.now(), node: settings.id, dir: 'start', start: start as unknown as Record<string, unknown> });
   return new TracedClock(clock, settings.id, sink);
 }
@@ -76,7 +80,8 @@ export function readStart(rec: TraceStart, lookup: (incarnation: string) => Node
     db = lookup(s.dbOf);
     if (db === undefined) throw bad(`its node database in the start record of ${s.dbOf}, which the trace does not hold before it`);
   }
-  return { settings, seed: s.seed, db, acceptor: s.acceptor as AcceptorState | undefined };
+  if (s.rebuildRound !== undefined && !(typeof s.rebuildRound === 'number' && Number.isSafeInteger(s.rebuildRound) && s.rebuildRound >= 0)) throw bad('a damaged rebuildRound');
+  return { settings, seed: s.seed, db, acceptor: s.acceptor as AcceptorState | undefined, rebuildRound: s.rebuildRound as number | undefined };
 }
 
 /** The settings in a start record, checked. */

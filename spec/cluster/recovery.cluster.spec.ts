@@ -154,3 +154,69 @@ describe('continuing operation after a node failure (real processes)', function 
     for (let p = 1; p < 7; p++) expect(after[p * PAGE_BYTES], `page ${p} after the second failure`).to.equal(30 + p);
   });
 });
+
+describe('a 3|2 partition with homes on both sides (real processes, the fault filter)', function () {
+  this.timeout(180_000);
+  let cluster: ProcessCluster;
+  const clients: MangroveClient[] = [];
+
+  before(async () => {
+    // Three copies: with two nodes on the small side, a directory replica and a core holder are on the big one.
+    cluster = await ProcessCluster.start({ nodes: 5, anchors: 3, periodMs: PERIOD, copies: 3 });
+    const took = await cluster.waitFor(() => cluster.converged(), 30_000);
+    if (took < 0) throw new Error(`cluster did not form; ${cluster.died().join('\n') || cluster.log(0).slice(-3000)}`);
+  });
+
+  after(async () => {
+    for (const c of clients.splice(0)) await c.close();
+    await cluster?.stop();
+  });
+
+  it('the minority completes no write after its lease, the majority takes its arena over, and healing leaves one home per arena with every flushed write', async () => {
+    const open = async (i: number, recoveryWaitMs = 60_000) => {
+      const c = await connect(cluster.endpoints[i], { timeoutMs: 3_000, recoveryWaitMs });
+      clients.push(c);
+      return c;
+    };
+    const ids = (await cluster.statuses()).map((s) => s!.self);
+    const small = await open(4);
+    const big = await open(1);
+    const minorityPage = await small.reserve(1);
+    await small.alloc(minorityPage, 1, { copies: 3 });
+    await small.write(minorityPage, pageOf(40));
+    await small.flush(minorityPage, 1);
+    const majorityPage = await big.reserve(1);
+    await big.alloc(majorityPage, 1, { copies: 3 });
+    await big.write(majorityPage, pageOf(50));
+    await big.flush(majorityPage, 1);
+
+    const [left, right] = [[0, 1, 2], [3, 4]];
+    for (const i of left) await cluster.request(i, 'client.fault', { drop: right.map((j) => ids[j]) });
+    for (const i of right) await cluster.request(i, 'client.fault', { drop: left.map((j) => ids[j]) });
+    const lostQuorum = await cluster.waitFor(async () => (await cluster.status(4).catch(() => undefined))?.quorum === false, 30_000);
+    expect(lostQuorum, 'the minority loses quorum').to.be.at.least(0);
+    const refused = await (await open(4, 0)).write(minorityPage, pageOf(41)).then(
+      () => 'ok',
+      (err: { code: string }) => err.code,
+    );
+    expect(refused, 'no write completes on the minority after its lease').to.be.oneOf(['E_NO_QUORUM', 'E_RECOVERING', 'E_UNREACHABLE', 'E_TIMEOUT']);
+    // The majority takes the minority's arena over and writes its page.
+    const majority = await open(2);
+    await majority.write(minorityPage, pageOf(42));
+    await majority.flush(minorityPage, 1);
+    await big.write(majorityPage, pageOf(52));
+    await big.flush(majorityPage, 1);
+
+    for (let i = 0; i < 5; i++) await cluster.request(i, 'client.fault', { heal: true });
+    expect(await cluster.waitFor(() => cluster.converged(), 30_000), 'healed').to.be.at.least(0);
+    const homes = (await cluster.statuses()).map((s) => JSON.stringify(s!.version));
+    expect(new Set(homes).size, 'one node database everywhere').to.equal(1);
+    for (const i of [0, 3, 4]) {
+      const c = await open(i);
+      expect((await c.read(minorityPage, 1))[0], `the minority's page through node ${i}`).to.equal(42);
+      expect((await c.read(majorityPage, 1))[0], `the majority's page through node ${i}`).to.equal(52);
+    }
+    const stat = await majority.stat(minorityPage);
+    expect([ids[3], ids[4]], 'one home per arena: the majority\'s').to.not.include(stat.home);
+  });
+});

@@ -25,6 +25,8 @@ export interface ProcessClusterOptions {
   http?: boolean;
   /** Record every node's messages to node-i/node.trace (see tracePath). */
   trace?: boolean;
+  /** Core copies of a page, and directory replicas + 1 (the config's `copies`). */
+  copies?: number;
 }
 
 export class ProcessCluster {
@@ -213,6 +215,7 @@ export class ProcessCluster {
         logLevel: 'info',
         ...(this.options.http ? { httpPort: 0 } : {}),
         ...(this.options.trace ? { trace: 'node.trace' } : {}),
+        ...(this.options.copies ? { copies: this.options.copies } : {}),
       };
       writeFileSync(this.configPath(i), JSON.stringify(config, null, 2));
     }

@@ -126,10 +126,11 @@ interface ReplayedNode {
   transport: ReplayTransport;
 }
 
-function rebuildNode(start: TraceStart, { settings, seed, db, acceptor }: NodeStart): ReplayedNode {
+function rebuildNode(start: TraceStart, { settings, seed, db, acceptor, rebuildRound }: NodeStart): ReplayedNode {
   const store = new MemoryNodeStore();
   if (db) store.saveNodeDb(db);
   if (acceptor) store.saveAcceptor(acceptor);
+  if (rebuildRound !== undefined) store.saveRebuildRound(rebuildRound);
   const clock = new ReplayClock(start.t);
   const transport = new ReplayTransport(settings.id, clock);
   // The engine's stores start empty: page traffic is left to the linearizability checker (M27).
