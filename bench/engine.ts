@@ -33,11 +33,10 @@
  * {"bench":"engine","figures":{...},"ratios":{...},"errors":[...]}
  * (`errors` only when something failed).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PAGE_BYTES } from '../machines/memory/address.js';
 import { FS_ATTR_BYTES } from '../actors/storage/page-store.js';
@@ -45,8 +44,8 @@ import { LmdbPageStore } from '../runtime/storage/lmdb-pages.js';
 import { ProcessCluster } from '../spec/helpers/process-cluster.js';
 import type { Plan } from './engine-peer.js';
 import { findRedisServer, RedisServer } from './redis-peer.js';
+import { ensureBuild, root } from './shared/build.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 
 const CONCURRENCY = 8;
@@ -109,34 +108,6 @@ function killPid(pid: number | undefined, sig: NodeJS.Signals): void {
   }
 }
 
-// ------------------------------------------------------------ the build
-
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-/** The nodes run dist/: rebuild it when a source under it is newer. */
-function ensureBuild(): void {
-  let built = 0;
-  try {
-    built = statSync(join(root, 'dist/runtime/cli/main.js')).mtimeMs;
-  } catch {
-    // never built
-  }
-  const newest = Math.max(...['actors', 'machines', 'bus', 'runtime'].map((d) => newestSource(join(root, d))));
-  if (built >= newest) return;
-  console.error('bench engine: dist/ is older than the sources; running npm run build');
-  // Its output goes to stderr: stdout is the report.
-  const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: ['ignore', 2, 2], timeout: 120_000 });
-  if (r.status !== 0) fail('build', `npm run build failed (${r.error?.message ?? `exit ${r.status}`}); the nodes run the dist/ there is`);
-}
-
 // ------------------------------------------------------------ the client process
 
 /** Runs bench/engine-peer.ts with `plan`; merges its figures, records its errors. */
@@ -196,7 +167,7 @@ function stopChild(child: ChildProcess): Promise<void> {
 // ------------------------------------------------------------ Mangrove
 
 async function mangrove(): Promise<void> {
-  ensureBuild();
+  ensureBuild((line) => console.error(`bench engine: ${line}`), (why) => fail('build', why));
   let cluster: ProcessCluster | undefined;
   const handle = {
     stop: async () => {

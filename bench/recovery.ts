@@ -45,17 +45,13 @@
  * first when a source is newer than it. Every node is stopped by pid, also
  * on failure, and the cluster's folder is removed.
  */
-import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { NodeStatus } from '../actors/status.js';
 import { isMangroveError } from '../bus/errors.js';
 import { PAGE_BYTES } from '../machines/memory/address.js';
 import { connect, type MangroveClient } from '../runtime/client/pages.js';
 import { ProcessCluster } from '../spec/helpers/process-cluster.js';
+import { ensureBuild, root } from './shared/build.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 
 const NODES = 5;
@@ -139,33 +135,6 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     progress(`${sig}, stopping what it started`);
     void stopAll().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
   });
-}
-
-// ------------------------------------------------------------ the build
-
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-/** The nodes run dist/: rebuild it when a source under it is newer. */
-function ensureBuild(): void {
-  let built = 0;
-  try {
-    built = statSync(join(root, 'dist/runtime/cli/main.js')).mtimeMs;
-  } catch {
-    // never built
-  }
-  const newest = Math.max(...['actors', 'machines', 'bus', 'runtime'].map((d) => newestSource(join(root, d))));
-  if (built >= newest) return;
-  progress('dist/ is older than the sources; running npm run build');
-  const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: ['ignore', 2, 2], timeout: 120_000 });
-  if (r.status !== 0) fail('build', `npm run build failed (${r.error?.message ?? `exit ${r.status}`}); the nodes run the dist/ there is`);
 }
 
 // ------------------------------------------------------------ page contents
@@ -599,7 +568,7 @@ function reportClients(t0: number, writableAt: number | undefined, probeTries: R
 }
 
 async function run(): Promise<void> {
-  ensureBuild();
+  ensureBuild(progress, (why) => fail('build', why));
   const { c, ids, set } = await setUp();
   const { t0, writableAt, probeTries, timeline } = await acrossTheKill(c, ids, set);
   reportClients(t0, writableAt, probeTries);

@@ -1,8 +1,8 @@
 /**
  * `npm run bench [-- NAME]`: runs every benchmark in bench/ (or the one
  * named), each in its own process so one cannot warm or slow another, and
- * passes its output through. `run.ts` and `*-peer.ts` helpers are not
- * benchmarks. Exits non-zero if any benchmark failed.
+ * passes its output through. `run.ts`, `*-peer.ts` helpers and shared/ are
+ * not benchmarks. Exits non-zero if any benchmark failed.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';

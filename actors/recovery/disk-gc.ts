@@ -22,6 +22,7 @@ import { addressKey, PAGE_BYTES } from '../../machines/memory/address.js';
 import { arenaEntryOf } from '../../machines/membership/node-db.js';
 import type { EngineParts } from '../engine/engine-parts.js';
 import { arenaBase, arenaOf, DATA_OFFSET } from '../pages/page-space.js';
+import { Paced } from './paced.js';
 
 export interface DiskGcDeps {
   engine: EngineParts;
@@ -41,8 +42,7 @@ interface RangeFacts {
 }
 
 export class DiskGc {
-  private timer: unknown;
-  private stopped = false;
+  private readonly loop: Paced;
   private running = false;
   /** Where the walk goes on, and which pass it is in. */
   private cursor = 0n;
@@ -52,22 +52,16 @@ export class DiskGc {
   /** Copies dropped since the start. */
   dropped = 0;
 
-  constructor(private readonly deps: DiskGcDeps) {}
+  constructor(private readonly deps: DiskGcDeps) {
+    this.loop = new Paced(deps.clock, deps.intervalMs, () => this.step());
+  }
 
   start(): void {
-    this.schedule();
+    this.loop.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    this.deps.clock.clearTimeout(this.timer);
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = this.deps.clock.setTimeout(() => {
-      void this.step().finally(() => this.schedule());
-    }, this.deps.intervalMs);
+    this.loop.stop();
   }
 
   /** One paced step of the walk: look at the next pages, drop what two looks found unneeded. */

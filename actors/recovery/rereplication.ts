@@ -29,6 +29,7 @@ import { arenasServedBy } from '../../machines/membership/node-db.js';
 import type { DirectoryEntry } from '../../machines/memory/directory.js';
 import type { EngineParts } from '../engine/engine-parts.js';
 import type { DirectoryReplicas } from '../pages/directory-replicas.js';
+import { Paced } from './paced.js';
 
 /** Directory entries one count of the under-replicated pages reads; past it the count says so (`partial`). */
 export const SCAN_ENTRIES_MAX = 100_000;
@@ -64,19 +65,19 @@ interface Endangered {
 }
 
 export class ReReplication {
-  private timer: unknown;
+  private readonly loop: Paced;
   private running = false;
-  private stopped = false;
 
-  constructor(private readonly deps: ReReplicationDeps) {}
+  constructor(private readonly deps: ReReplicationDeps) {
+    this.loop = new Paced(deps.clock, deps.intervalMs, () => this.step());
+  }
 
   start(): void {
-    this.schedule();
+    this.loop.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    this.deps.clock.clearTimeout(this.timer);
+    this.loop.stop();
   }
 
   status(): ReReplicationStatus {
@@ -98,13 +99,6 @@ export class ReReplication {
       reReplicatedPages: engine.stats.reReplicatedPages,
       partial: read > SCAN_ENTRIES_MAX,
     };
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = this.deps.clock.setTimeout(() => {
-      void this.step().finally(() => this.schedule());
-    }, this.deps.intervalMs);
   }
 
   /** One paced step: a directory short of replicas, then the most endangered ranges. */

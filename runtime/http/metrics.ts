@@ -105,24 +105,41 @@ function registerTransportCounters(registry: Registry, stats: () => TransportSta
   totalFromStats('mangrove_messages_filtered_total', 'Inbound envelopes dropped by the fault filter.', (s) => s.filtered);
 }
 
+/** A gauge read from the node's status at scrape time. */
+function gaugeFromStatus(registry: Registry, status: () => NodeStatus, name: string, help: string, read: (s: NodeStatus) => number): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read(status()));
+    },
+  });
+}
+
+/** A counter whose total the node's status keeps, read at scrape time. */
+function totalFromStatus(registry: Registry, status: () => NodeStatus, name: string, help: string, read: (s: NodeStatus) => number): Counter {
+  return new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read(status()));
+    },
+  });
+}
+
 /** Gauges read from the node's status at scrape time (one status() a scrape, see memo). */
 function registerStatusGauges(registry: Registry, status: () => NodeStatus): void {
-  const gaugeFromStatus = (name: string, help: string, read: (s: NodeStatus) => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(read(status()));
-      },
-    });
+  const gauge = (name: string, help: string, read: (s: NodeStatus) => number) => gaugeFromStatus(registry, status, name, help, read);
 
-  gaugeFromStatus('mangrove_quorum', '1 when this node sees a quorum of anchor votes, else 0.', (s) => (s.quorum ? 1 : 0));
-  gaugeFromStatus('mangrove_nodedb_version', 'Version of the node database this node holds.', (s) => s.version);
-  gaugeFromStatus('mangrove_nodes_alive', 'Nodes of the node database this node sees alive.', (s) => s.nodes.filter((n) => n.alive).length);
-  gaugeFromStatus('mangrove_nodes', 'Nodes in the node database.', (s) => s.nodes.length);
-  gaugeFromStatus('mangrove_monitor', '1 when this node is a heartbeat monitor (of any level), else 0.', (s) => (isMonitor(s) ? 1 : 0));
-  gaugeFromStatus('mangrove_epoch', 'Incarnation of this node, bumped on every start.', (s) => s.epoch);
+  gauge('mangrove_quorum', '1 when this node sees a quorum of anchor votes, else 0.', (s) => (s.quorum ? 1 : 0));
+  gauge('mangrove_nodedb_version', 'Version of the node database this node holds.', (s) => s.version);
+  gauge('mangrove_nodes_alive', 'Nodes of the node database this node sees alive.', (s) => s.nodes.filter((n) => n.alive).length);
+  gauge('mangrove_nodes', 'Nodes in the node database.', (s) => s.nodes.length);
+  gauge('mangrove_monitor', '1 when this node is a heartbeat monitor (of any level), else 0.', (s) => (isMonitor(s) ? 1 : 0));
+  gauge('mangrove_epoch', 'Incarnation of this node, bumped on every start.', (s) => s.epoch);
   new Gauge({
     name: 'mangrove_node_info',
     help: 'Always 1; the labels describe the node.',
@@ -138,25 +155,8 @@ function registerStatusGauges(registry: Registry, status: () => NodeStatus): voi
 
 /** The rebuild (M14) and re-replication (M15) as this node sees them, read from its status at scrape time. */
 function registerRecoveryMetrics(registry: Registry, status: () => NodeStatus): void {
-  const gauge = (name: string, help: string, read: (s: NodeStatus) => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(read(status()));
-      },
-    });
-  const total = (name: string, help: string, read: (s: NodeStatus) => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(read(status()));
-      },
-    });
+  const gauge = (name: string, help: string, read: (s: NodeStatus) => number) => gaugeFromStatus(registry, status, name, help, read);
+  const total = (name: string, help: string, read: (s: NodeStatus) => number) => totalFromStatus(registry, status, name, help, read);
   gauge('mangrove_pages_under_replicated', 'Persistent pages of the arenas this node serves with fewer live core holders than their copies (M15).', (s) => s.replication.pagesUnderReplicated);
   gauge('mangrove_arenas_under_replicated', 'Arenas this node serves whose directory lacks replicas (M15).', (s) => s.replication.arenasUnderReplicated);
   total('mangrove_pages_rereplicated_total', 'Pages this node, as a home, had copied to new core holders (M15).', (s) => s.replication.reReplicatedPages);

@@ -23,18 +23,10 @@ import {
   type ArenaFailoverEvent,
   type ArenaFailoverSnapshot,
 } from '../../machines/recovery/arena-failover.js';
-import { nodeAt } from '../fixtures/node-entries.js';
+import { applied, nodeAt } from '../fixtures/node-entries.js';
 import { afterEvent, leafStates, pathEvents, replay, type Emitted } from '../helpers/machine-harness.js';
 
-function apply(db: NodeDbSnapshot, ...changes: NdbOp[]): NodeDbSnapshot {
-  let out = db;
-  for (const c of changes) {
-    const r = applyChange(out, c);
-    if (!r.ok) throw new Error(`${c.op}: ${r.reason}`);
-    out = r.db;
-  }
-  return out;
-}
+const apply = applied;
 
 const SELF = 'a';
 const NODES = ['a', 'b', 'd'];

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { Identity, NodeDbSnapshot, NodeEntry } from '../../../../bus/messages/index.js';
 import { MEMBERS_PER_GROUP_MAX, shortIdOf } from '../../../../machines/membership/identity.js';
+import { applied } from '../../../fixtures/node-entries.js';
 import {
   anchorsOf,
   applyChange,
@@ -36,14 +37,7 @@ const entry = (id: string, shortId: number, over: Partial<NodeEntry> = {}): Node
   ...over,
 });
 
-function mustApply(db: NodeDbSnapshot, ...changes: Parameters<typeof applyChange>[1][]): NodeDbSnapshot {
-  for (const c of changes) {
-    const r = applyChange(db, c);
-    if (!r.ok) throw new Error(r.reason);
-    db = r.db;
-  }
-  return db;
-}
+const mustApply = applied;
 
 describe('node database (M2)', () => {
   describe('emptyDb and genesis', () => {

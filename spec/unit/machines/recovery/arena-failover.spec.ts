@@ -15,21 +15,13 @@ import {
   failoverGraceMs,
   type ArenaFailoverEvent,
 } from '../../../../machines/recovery/arena-failover.js';
-import { nodeAt } from '../../../fixtures/node-entries.js';
+import { applied, nodeAt } from '../../../fixtures/node-entries.js';
 import { Running } from '../../../helpers/machine-harness.js';
 
 const GRACE_MS = failoverGraceMs(3000, 100);
 const RETRY_MS = 100;
 
-function apply(db: NodeDbSnapshot, ...changes: NdbOp[]): NodeDbSnapshot {
-  let out = db;
-  for (const c of changes) {
-    const r = applyChange(out, c);
-    if (!r.ok) throw new Error(`${c.op}: ${r.reason}`);
-    out = r.db;
-  }
-  return out;
-}
+const apply = applied;
 
 const ALL = ['a', 'b', 'c', 'd', 'e'];
 
