@@ -28,7 +28,7 @@ import type { ReplyRoute } from '../../bus/transport/transport.js';
 import { addressFromKey, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
 import { activate, homeFacts, registerHomeApplets, takeUp } from './applets/home.js';
 import { registerRecoveryApplets } from './applets/recovery.js';
-import { Repopulation } from '../recovery/repopulation.js';
+import { Repopulation, type RoundScope } from '../recovery/repopulation.js';
 import { pageOut, registerLocalApplets } from './applets/local.js';
 import type { CoreHolderDeps } from '../pages/core-holders.js';
 import { DirectoryReplicas } from '../pages/directory-replicas.js';
@@ -329,9 +329,10 @@ export class PageEngine {
   /**
    * Quiesce for recovery: requests in flight fail (E_RECOVERING), every
    * page-home machine goes with what this node knew of copysets; with
-   * `reset`, every copy too. The next messages are of round `round`.
+   * `reset`, every copy too. The next messages are of round `round`, whose
+   * `scope` (participants, node database version) repopulation keeps to.
    */
-  drain(round: number, reset: boolean): void {
+  drain(round: number, reset: boolean, scope: RoundScope): void {
     this.serving = false;
     // Calls in flight end now too: one to a node that died would otherwise hold its caller until the call times out.
     this.calls.failAll(recovering());
@@ -342,7 +343,7 @@ export class PageEngine {
     this.holder.quiesce(recovering(), reset);
     this.homes.dropDirectory();
     this.round = round;
-    this.repopulation = new Repopulation(round, this.parts);
+    this.repopulation = new Repopulation(round, this.parts, scope);
   }
 
   /** Start repopulating: registers every copy here with its page's home; resolves once every home has answered. */

@@ -25,6 +25,7 @@
  * not stop the request: the protocol runs to its end either way.
  */
 import { Subject } from 'rxjs';
+import { present } from '../../bus/assert.js';
 import type { Clock } from '../../bus/clock.js';
 import { MangroveError, type ErrorCode } from '../../bus/errors.js';
 import type { Body } from '../../bus/messages/index.js';
@@ -111,6 +112,14 @@ export class PageHolder {
   private readonly dropped = new Map<bigint, number>();
   /** Per page, the latest round of a forward or invalidation this node has acted on. */
   private readonly seen = new Map<bigint, number>();
+  /**
+   * Per page, the last request that ended refused. A repeat of it sent
+   * before the refusal came may still reach the home and be taken up there;
+   * the home then serves it to the end (it forwards until this node
+   * confirms), so its data and grant are taken in as if it were still asked
+   * for, or the page would wait on it for ever.
+   */
+  private readonly abandoned = new Map<bigint, { req: number; mode: AccessMode }>();
   private seq = 0;
   /** The configured RAM budget; the cache's own may run over it while dirty pages wait to be paged out. */
   private readonly budgetBytes: number;
@@ -231,6 +240,7 @@ export class PageHolder {
   /** Forgets a copy the home no longer counts (unallocate, dealloc). */
   forget(addr: bigint): void {
     this.modes.delete(addr);
+    this.abandoned.delete(addr);
     this.dropped.delete(addr);
     this.seen.delete(addr);
     this.facts.delete(addr);
@@ -264,20 +274,28 @@ export class PageHolder {
 
   onData(b: Body<'page.data'>, addr: bigint): void {
     const p = this.pending.get(addr);
-    if (!p || p.req !== b.req || p.mode !== b.mode) return;
-    if (!p.gotData) {
+    const asked = p !== undefined && p.req === b.req && p.mode === b.mode;
+    if (!asked && !this.isAbandoned(addr, b)) return;
+    const first = asked ? !p.gotData : this.modes.get(addr)?.round !== b.round;
+    if (first) {
       // A reader's copy is never dirty: making the page durable is its owner's business.
       this.put(addr, b.data, b.version, b.mode === 'write' && b.dirty, false);
-      p.gotData = true;
+      if (asked) p.gotData = true;
       this.dropped.delete(addr);
       this.modes.set(addr, { mode: b.mode === 'read' ? 'read' : 'incoming', round: b.round, owner: false, paged: false });
-      if (b.mode === 'read') p.arrive();
+      if (asked && b.mode === 'read') p.arrive();
     }
     this.deps.send(this.deps.homeOf(addr), 'page.confirmed', { addr: b.addr, req: b.req });
   }
 
+  private isAbandoned(addr: bigint, b: { req: number; mode?: AccessMode }): boolean {
+    const a = this.abandoned.get(addr);
+    return a !== undefined && a.req === b.req && (b.mode === undefined || a.mode === b.mode);
+  }
+
   onServed(b: Body<'page.served'>, addr: bigint): void {
     const p = this.pending.get(addr);
+    if (this.isAbandoned(addr, b) && (!p || p.req !== b.req)) return this.servedLate(b, addr);
     if (!p || p.req !== b.req) return;
     this.facts.set(addr, { holders: b.holders, volatile: b.volatile, gen: b.gen });
     const state = this.modes.get(addr);
@@ -305,7 +323,22 @@ export class PageHolder {
   onRefused(b: Body<'page.refused'>, addr: bigint): void {
     const p = this.pending.get(addr);
     if (!p || p.req !== b.req) return;
+    this.abandoned.set(addr, { req: p.req, mode: p.mode });
     this.finish(addr, p, new MangroveError(b.code as ErrorCode, b.message));
+  }
+
+  /** The grant of a request that ended refused here but was taken up by the home after all (see `abandoned`). */
+  private servedLate(b: Body<'page.served'>, addr: bigint): void {
+    const a = present(this.abandoned.get(addr), 'a late grant is of an abandoned request');
+    this.abandoned.delete(addr);
+    const state = this.modes.get(addr);
+    if (!state || !this.cached(addr) || state.round !== b.round) return;
+    this.facts.set(addr, { holders: b.holders, volatile: b.volatile, gen: b.gen });
+    if (a.mode === 'write' && state.mode === 'incoming') {
+      state.mode = 'write';
+      state.owner = true;
+    }
+    this.changes$.next({ addr, why: 'arrived', version: this.deps.cache.peek(addr)!.version });
   }
 
   // ---- Recovery (M14): what the rebuild asks of this node's copies ----
@@ -319,6 +352,7 @@ export class PageHolder {
    */
   quiesce(err: MangroveError, reset: boolean): void {
     for (const [addr, p] of [...this.pending]) this.finish(addr, p, err);
+    this.abandoned.clear();
     this.seen.clear();
     this.dropped.clear();
     this.facts.clear();
@@ -361,6 +395,17 @@ export class PageHolder {
     this.facts.set(addr, verdict.facts);
     const page = this.deps.cache.peek(addr);
     if (page && verdict.dirty && !page.dirty) this.deps.cache.markDirty(addr, page.version);
+  }
+
+  /**
+   * A copy no home ruled on in a rebuild (its home took no part in the
+   * round, or could not rule): held for a later round to register, but read
+   * by no one until then, as the page's next home may grant writes before
+   * that round without knowing of it.
+   */
+  shelve(addr: bigint): void {
+    const state = this.modes.get(addr);
+    if (state && (state.mode === 'read' || state.mode === 'write')) state.mode = 'kept';
   }
 
   /** Copies held, by mode. */

@@ -27,7 +27,9 @@
  * coordinator's own last round, or a newer one heard in a pulse). It missed
  * a round, so the cluster rebuilt without its copies and may have granted
  * writes since; a restarted node has finished none. Everyone else keeps its
- * copies and registers them (the newest version wins, repopulation.ts).
+ * copies and registers them (the newest version wins, repopulation.ts), as
+ * does a node that registered its copies in the newest round and missed
+ * only its resume.
  *
  * Every node starts without serving. A new node (its first incarnation)
  * opens at its first level-0 pulse if that pulse names no round (the cluster
@@ -48,6 +50,7 @@
  * nothing.
  */
 import { Subject } from 'rxjs';
+import { present } from '../../bus/assert.js';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { Clock } from '../../bus/clock.js';
 import type { Envelope } from '../../bus/envelope.js';
@@ -58,11 +61,15 @@ import { coordinatorStatus, rebuildCoordinatorMachine, type RebuildCoordinatorEm
 import { rebuildParticipantMachine, type RebuildParticipantEmitted } from '../../machines/recovery/rebuild-participant.js';
 import { coordinatorFor, isHigherRound, roundLabel, type RebuildRound } from '../../machines/recovery/rebuild-round.js';
 import type { Log } from '../log.js';
+import type { RoundScope } from './repopulation.js';
 import type { Outbox } from '../outbox.js';
 import type { NodeStore } from '../storage/node-store.js';
 
 /** Short ids span 2^18 (three levels of 64, M1): one round number in every 2^18 belongs to each coordinator. */
 export const ROUND_RANKS = 2 ** 18;
+
+/** Quiesces of rounds not (yet) accepted kept for their scope: a few, as rounds are rare. */
+const SCOPES_KEPT = 8;
 
 /** What the rebuild asks of the memory engine (actors/engine/page-engine.ts). */
 export interface RebuildEngine {
@@ -70,7 +77,7 @@ export interface RebuildEngine {
   open(): void;
   suspect(): void;
   hold(): void;
-  drain(round: number, reset: boolean): void;
+  drain(round: number, reset: boolean, scope: RoundScope): void;
   repopulate(round: number): Promise<void>;
   resume(round: number): void;
 }
@@ -155,6 +162,14 @@ export class RebuildActor {
   private arenaHomes = new Map<number, string>();
   /** The newest round a pulse has named. */
   private heard = 0;
+  /**
+   * The last round this node registered its copies in (`rec.done`): a node
+   * that did but missed only the round's resume (its coordinator died) has
+   * its copies in the round's directory and keeps them.
+   */
+  private repopulated = 0;
+  /** What the quiesces of the rounds this node accepted named: their participants and node database version. */
+  private readonly scopes = new Map<string, RoundScope>();
   private network: NodeStateName = 'normal';
   /** Nodes counted failed lately, and when this node learned it: a round leaving them out waits out their read lease. */
   private readonly failedAt = new Map<string, number>();
@@ -279,6 +294,7 @@ export class RebuildActor {
           this.dropped.not_local++;
           return;
         }
+        this.repopulated = Math.max(this.repopulated, (env.body as Body<'rec.done'>).round.n);
         return this.participant.send({ type: 'REPOPULATE_DONE', round: (env.body as Body<'rec.done'>).round });
     }
   }
@@ -388,7 +404,7 @@ export class RebuildActor {
       case 'drain': {
         const round = this.participant.getSnapshot().context.accepted;
         if (!round) return;
-        this.deps.engine.drain(round.n, e.reset);
+        this.deps.engine.drain(round.n, e.reset, this.scopeOf(round));
         this.participant.send({ type: 'DRAINED' });
         return;
       }
@@ -454,7 +470,7 @@ export class RebuildActor {
     }
     const db = this.deps.db();
     const participants = db.nodes.filter((n) => n.id === this.deps.self || this.deps.isAlive(n.id)).map((n) => n.id);
-    this.coordinator.send({ type: 'START', participants, reset: [], rank: this.rank() });
+    this.coordinator.send({ type: 'START', participants, reset: [], rank: this.rank(), dbVersion: db.version });
   }
 
   // ---- The coordinator's decisions, carried out ----
@@ -468,7 +484,7 @@ export class RebuildActor {
         this.phase$.next({ round: e.round, phase: e.phase, waiting: e.waiting });
         return;
       case 'quiesce':
-        return this.sendTo(e.to, 'rec.quiesce', { round: e.round, reset: e.reset, after: this.newestFinished() });
+        return this.sendTo(e.to, 'rec.quiesce', { round: e.round, reset: e.reset, after: this.newestFinished(), participants: e.participants, dbVersion: e.dbVersion });
       case 'repopulate':
         return this.sendTo(e.to, 'rec.repopulate', { round: e.round });
       case 'resume':
@@ -514,7 +530,9 @@ export class RebuildActor {
     switch (env.kind) {
       case 'rec.quiesce': {
         const b = env.body as Body<'rec.quiesce'>;
-        const missed = this.deps.engine.recoveryState().completed < b.after;
+        const missed = Math.max(this.deps.engine.recoveryState().completed, this.repopulated) < b.after;
+        this.scopes.set(roundLabel(round), { participants: b.participants, dbVersion: b.dbVersion });
+        if (this.scopes.size > SCOPES_KEPT) this.scopes.delete(present(this.scopes.keys().next().value, 'a map over its size has a first key'));
         this.participant.send({ type: 'QUIESCE', from, round, reset: b.reset || missed });
         return this.followRound();
       }
@@ -533,7 +551,7 @@ export class RebuildActor {
   private followRound(): void {
     const accepted = this.participant.getSnapshot().context.accepted;
     const engine = this.deps.engine.recoveryState();
-    if (accepted && accepted.n !== engine.round && this.state() === 'quiescent') this.deps.engine.drain(accepted.n, false);
+    if (accepted && accepted.n !== engine.round && this.state() === 'quiescent') this.deps.engine.drain(accepted.n, false, this.scopeOf(accepted));
   }
 
   private reply(env: Envelope<ReplyKind, Body<ReplyKind>>): void {
@@ -550,6 +568,14 @@ export class RebuildActor {
   private sendTo<K extends 'rec.quiesce' | 'rec.repopulate' | 'rec.resume' | ReplyKind>(to: string, kind: K, body: Body<K>): void {
     if (to === this.deps.self) this.deps.outbox.loop(kind, body);
     else this.deps.outbox.send(to, kind, body);
+  }
+
+  /** The scope of a round this node accepted, from its quiesce; older rounds' go. */
+  private scopeOf(round: RebuildRound): RoundScope {
+    const scope = present(this.scopes.get(roundLabel(round)), 'a round is accepted from its quiesce');
+    for (const label of [...this.scopes.keys()]) if (label !== roundLabel(round)) this.scopes.delete(label);
+    this.scopes.set(roundLabel(round), scope);
+    return scope;
   }
 
   private liveAnchors(): string[] {

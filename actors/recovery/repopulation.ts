@@ -27,14 +27,28 @@ import type { EngineParts } from '../engine/engine-parts.js';
 import type { CopyVerdict, PageFacts, RegisteredCopy } from '../pages/page-holder.js';
 import { homeFacts } from '../engine/applets/home.js';
 
-/** A verdict as it crosses the wire: the page's address as 16 bytes. */
+/**
+ * A verdict as it crosses the wire: the page's address as 16 bytes. `keep`:
+ * the home cannot rule now (its arena here did not check out, so nothing
+ * of it is written); the holder keeps its copy read-only, unregistered.
+ */
 export interface WireVerdict {
   addr: Uint8Array;
-  as: 'owner' | 'reader' | 'drop';
+  as: 'owner' | 'reader' | 'drop' | 'keep';
   dirty?: boolean;
   holders?: string[];
   volatile?: boolean;
   gen?: number;
+}
+
+/**
+ * What the round's quiesce named: its participants (a copy registers with
+ * its home only if the home is one) and the coordinator's node database
+ * version (the arena table every node rules by, at least).
+ */
+export interface RoundScope {
+  participants: readonly string[];
+  dbVersion: number;
 }
 
 /** Who holds a page, as the home rebuilds it: the newest copy's node, and the readers of that version. */
@@ -73,21 +87,26 @@ export class Repopulation {
   constructor(
     readonly round: number,
     private readonly engine: EngineParts,
+    private readonly scope: RoundScope,
   ) {}
 
   // ---- As a holder ----
 
   /**
    * Registers every copy this node holds with its page's home, and applies
-   * what the homes decide. Copies of pages whose home is counted failed are
-   * kept unregistered, read-only: the arena is handed over, and the next
-   * round registers them with the new home.
+   * what the homes decide. Copies of pages whose home is not one of the
+   * round's participants (it is down or cut off) are kept unregistered and
+   * unread (`shelve`) until a later round, after the arena is handed on,
+   * registers them with the new home. Every node rules by the same arena
+   * table: at least the coordinator's.
    */
   async registerCopies(timeoutMs: number): Promise<void> {
+    await this.caughtUp(timeoutMs);
     const byHome = new Map<string, RegisteredCopy[]>();
-    for (const copy of this.engine.holder.copies()) {
+    const held = this.engine.holder.copies();
+    for (const copy of held) {
       const home = this.homeOrNull(copy.addr);
-      if (home === null || (home !== this.engine.deps.self && !this.engine.deps.isAlive(home))) continue;
+      if (home === null || !this.scope.participants.includes(home)) continue;
       byHome.set(home, [...(byHome.get(home) ?? []), copy]);
     }
     const calls: Promise<void>[] = [];
@@ -97,6 +116,7 @@ export class Repopulation {
     await Promise.all(calls);
     this.registered = true;
     for (const addr of this.verdicts.keys()) this.engine.holder.settle(addr, present(this.effective(addr), 'a page with an answer has a verdict'));
+    for (const copy of held) if (!this.verdicts.has(copy.addr)) this.engine.holder.shelve(copy.addr);
   }
 
   /** A home found a newer copy elsewhere: this one is kept read-only, or goes. */
@@ -111,7 +131,25 @@ export class Repopulation {
   private async registerWith(home: string, copies: readonly RegisteredCopy[], timeoutMs: number): Promise<void> {
     const pages = copies.map((c) => ({ addr: addressKey(c.addr), version: c.version, owner: c.owner, dirty: c.dirty }));
     const answer = await this.engine.calls.call<{ verdicts: WireVerdict[] }>(home, { op: 'register', round: this.round, pages }, timeoutMs);
-    for (const v of answer.verdicts) this.verdicts.set(addressFromKey(v.addr), toVerdict(v));
+    for (const v of answer.verdicts) {
+      const verdict = toVerdict(v);
+      if (verdict) this.verdicts.set(addressFromKey(v.addr), verdict);
+    }
+  }
+
+  /**
+   * Waits (at most `timeoutMs`) until this node's node database is at least
+   * the coordinator's, so it names the homes the round's other nodes name.
+   */
+  private async caughtUp(timeoutMs: number): Promise<void> {
+    const { clock, db, settings } = this.engine.deps;
+    const until = clock.now() + timeoutMs;
+    while (db().version < this.scope.dbVersion) {
+      if (clock.now() >= until) {
+        throw new MangroveError('E_RECOVERING', `this node's node database (version ${db().version}) is still behind the rebuild coordinator's (${this.scope.dbVersion}); the round is tried again`);
+      }
+      await new Promise<void>((resolve) => clock.setTimeout(resolve, settings.retryMs));
+    }
   }
 
   /** The home's verdict for `addr`, lowered by any demotion that crossed it. */
@@ -134,6 +172,7 @@ export class Repopulation {
 
   /** `from`'s copies of pages this node is home to: a verdict for each, once it holds. */
   async register(from: string, copies: readonly RegisteredCopy[]): Promise<WireVerdict[]> {
+    await this.caughtUp(this.engine.deps.settings.timeoutMs);
     return Promise.all(copies.map((copy) => this.inLane(copy.addr, () => this.resolve(from, copy))));
   }
 
@@ -156,8 +195,14 @@ export class Repopulation {
   private async resolve(from: string, copy: RegisteredCopy): Promise<WireVerdict> {
     const addr = addressKey(copy.addr);
     const facts = homeFacts(this.engine, copy.addr);
-    // Not a page here any more (freed, or another node's arena): the copy is garbage.
-    if (facts instanceof MangroveError) return { addr, as: 'drop' };
+    if (facts instanceof MangroveError) {
+      // Not a page any more (freed): the copy is garbage.
+      if (facts.code === 'E_NOT_RESERVED' || facts.code === 'E_NOT_MATERIALIZED') return { addr, as: 'drop' };
+      // The arena did not check out here: a copy as new as the disks' goes, a newer one waits.
+      if (facts.code === 'E_UNREACHABLE') return { addr, as: copy.dirty ? 'keep' : 'drop' };
+      // Not this node's arena by its node database: the arena table changed within the round, which is tried again.
+      throw facts;
+    }
     const mine: Candidate = { node: from, ...copy };
     const t = this.table.get(copy.addr);
     if (!t) return this.first(addr, copy.addr, mine, facts);
@@ -226,7 +271,9 @@ function owner(addr: Uint8Array, dirty: boolean, facts: PageFacts): WireVerdict 
   return { addr, as: 'owner', dirty, holders: facts.holders, volatile: facts.volatile, gen: facts.gen };
 }
 
-function toVerdict(v: WireVerdict): CopyVerdict {
+/** What a holder does with a verdict: nothing for `keep`. */
+function toVerdict(v: WireVerdict): CopyVerdict | undefined {
+  if (v.as === 'keep') return undefined;
   if (v.as === 'drop') return { as: 'drop' };
   return { as: v.as, dirty: v.dirty ?? false, facts: { holders: v.holders ?? [], volatile: v.volatile ?? false, gen: v.gen ?? 0 } };
 }

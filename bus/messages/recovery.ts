@@ -19,9 +19,13 @@ export const recoveryBodies = {
    * Quiesce for recovery: stop, drop the RAM directory. `reset`: drop every
    * copy too (a new incarnation). `after`: the newest round the coordinator
    * knows finished; a node that finished none as new missed it, and drops
-   * every copy too.
+   * every copy too. `participants`: the round's nodes; a copy registers with
+   * its home only if the home is one (another home is handed on and its
+   * copies register in a later round). `dbVersion`: the coordinator's node
+   * database; a participant registers only once its own arena table is at
+   * least as new, so every node agrees on each page's home.
    */
-  'rec.quiesce': z.object({ round: rebuildRound, reset: z.boolean(), after: count }),
+  'rec.quiesce': z.object({ round: rebuildRound, reset: z.boolean(), after: count, participants: list(id), dbVersion: count }),
   'rec.quiesced': z.object({ round: rebuildRound }),
   /** Start repopulating: register every copy held with its page's home. */
   'rec.repopulate': z.object({ round: rebuildRound }),

@@ -259,18 +259,22 @@ export const pageHomeMachine = setup({
   },
 }).createMachine({
   id: machineName,
-  context: ({ input }) => ({
-    owner: input.owner,
-    readers: [...(input.readers ?? [])].filter((r) => r !== input.owner).sort(),
-    readSince: {},
-    version: input.version ?? 0,
-    queue: [],
-    current: null,
-    round: 0,
-    waiting: [],
-    lastServed: {},
-    retryMs: input.retryMs,
-  }),
+  context: ({ input }) => {
+    const readers = [...(input.readers ?? [])].filter((r) => r !== input.owner).sort();
+    return {
+      owner: input.owner,
+      readers,
+      // Readers a rebuild registered hold their copies from round 0, as their holders number them (a drop of one counts).
+      readSince: Object.fromEntries(readers.map((r) => [r, 0])),
+      version: input.version ?? 0,
+      queue: [],
+      current: null,
+      round: 0,
+      waiting: [],
+      lastServed: {},
+      retryMs: input.retryMs,
+    };
+  },
   on: {
     REQUEST: { actions: 'enqueue' },
     CONFIRMED: { actions: 'reserve' },

@@ -27,7 +27,8 @@
  * Restarts (M14: a node failing during the rebuild restarts it) begin a
  * new round, one higher, from quiescing: a participant counted failed
  * (`PARTICIPANT_FAILED`: without it), a new `START` (its participants; its
- * `reset` joined to the running round's, as no round finished since), or a
+ * `reset` joined to the running round's, as no round finished since; or a
+ * newer node database, whose arena table the copies must follow), or a
  * phase that did not finish within `phaseTimeoutMs` (the same participants:
  * a reply lost often enough, or a participant that cannot answer and is not
  * counted failed yet). A higher round heard of (`HIGHER_ROUND`) makes this
@@ -38,9 +39,10 @@
  * yet), `quiescent` (replied quiesced), `rebuilding` (replied repopulation
  * complete; it waits for resume), `normal` (acknowledged resume).
  *
- * Emits `quiesce {to, round, participants, reset}` (`reset`: the node is new
- * since the last finished round, restarted or back after being counted
- * failed, and must drop every copy it holds), `repopulate {to, round}`,
+ * Emits `quiesce {to, round, participants, reset, dbVersion}` (`reset`: the
+ * node is new since the last finished round, restarted or back after being
+ * counted failed, and must drop every copy it holds; `dbVersion`: the
+ * arena table the round rules by), `repopulate {to, round}`,
  * `resume {to, round}`, and `phase {round, phase, waiting}` on every change
  * of phase (`waiting`: the participants the phase was or is waiting for).
  */
@@ -83,13 +85,22 @@ export interface RebuildCoordinatorContext extends RebuildCoordinatorInput {
   participants: string[];
   /** Participants that must drop every copy they hold. */
   reset: string[];
+  /**
+   * The node database version the round rules by: every participant's arena
+   * table is at least this new before it registers a copy with a home.
+   */
+  dbVersion: number;
   /** Each participant's state as the replies show it. */
   states: Record<string, NodeStateName>;
 }
 
 export type RebuildCoordinatorEvent =
-  /** `rank`: this coordinator's rank now (its short id may have been unknown when it started). */
-  | { type: 'START'; participants: string[]; reset: string[]; rank?: number }
+  /**
+   * `rank`: this coordinator's rank now (its short id may have been unknown
+   * when it started). `dbVersion`: its node database's version (an arena
+   * handed on since the running round began restarts it).
+   */
+  | { type: 'START'; participants: string[]; reset: string[]; rank?: number; dbVersion?: number }
   | { type: 'QUIESCED'; from: string; round: RebuildRound }
   | { type: 'REPOPULATED'; from: string; round: RebuildRound }
   | { type: 'RESUMED'; from: string; round: RebuildRound }
@@ -98,7 +109,7 @@ export type RebuildCoordinatorEvent =
   | { type: 'QUORUM_LOST' };
 
 export type RebuildCoordinatorEmitted =
-  | { type: 'quiesce'; to: string; round: RebuildRound; participants: string[]; reset: boolean }
+  | { type: 'quiesce'; to: string; round: RebuildRound; participants: string[]; reset: boolean; dbVersion: number }
   | { type: 'repopulate'; to: string; round: RebuildRound }
   | { type: 'resume'; to: string; round: RebuildRound }
   | { type: 'phase'; round: RebuildRound; phase: RebuildPhaseReport; waiting: string[] };
@@ -125,7 +136,7 @@ export function nextRoundNumber(highest: number, rank: number, ranks: number): n
 }
 
 /** A new round, above every round known, over these participants. */
-function newRound(context: Ctx, participants: readonly string[], reset: readonly string[]): Partial<Ctx> {
+function newRound(context: Ctx, participants: readonly string[], reset: readonly string[], dbVersion = context.dbVersion): Partial<Ctx> {
   const sorted = [...new Set(participants)].sort();
   assert(sorted.includes(context.self), 'the coordinator takes part in its own round');
   assert(sorted.length <= REBUILD_PARTICIPANTS_MAX, `a round has at most ${REBUILD_PARTICIPANTS_MAX} participants`);
@@ -135,6 +146,7 @@ function newRound(context: Ctx, participants: readonly string[], reset: readonly
     highest: round,
     participants: sorted,
     reset: sorted.filter((p) => reset.includes(p)),
+    dbVersion: Math.max(dbVersion, context.dbVersion),
     states: Object.fromEntries(sorted.map((p) => [p, 'notified' as const])),
   };
 }
@@ -169,25 +181,25 @@ export const rebuildCoordinatorMachine = setup({
     isOtherParticipant: ({ context, event }) =>
       event.type === 'PARTICIPANT_FAILED' && event.id !== context.self && context.participants.includes(event.id),
     outranksRound: ({ context, event }) => event.type === 'HIGHER_ROUND' && isHigherRound(event.round, context.round),
-    /** A start that asks for what the running round does already changes nothing. */
+    /** A start that asks for what the running round does already (its participants, resets and arena table) changes nothing. */
     changesRound: ({ context, event }) => {
       assertEvent(event, 'START');
       const same = new Set(event.participants);
       const sameParticipants = same.size === context.participants.length && context.participants.every((p) => same.has(p));
-      return !sameParticipants || event.reset.some((r) => !context.reset.includes(r));
+      return !sameParticipants || event.reset.some((r) => !context.reset.includes(r)) || (event.dbVersion ?? 0) > context.dbVersion;
     },
   },
   actions: {
     startRound: assign(({ context, event }) => {
       assertEvent(event, 'START');
       const rank = event.rank ?? context.rank;
-      return { rank, ...newRound({ ...context, rank }, event.participants, event.reset) };
+      return { rank, ...newRound({ ...context, rank }, event.participants, event.reset, event.dbVersion) };
     }),
     /** No round finished since the running one began, so its resets still stand. */
     restartWith: assign(({ context, event }) => {
       assertEvent(event, 'START');
       const rank = event.rank ?? context.rank;
-      return { rank, ...newRound({ ...context, rank }, event.participants, [...context.reset, ...event.reset]) };
+      return { rank, ...newRound({ ...context, rank }, event.participants, [...context.reset, ...event.reset], event.dbVersion) };
     }),
     restartWithout: assign(({ context, event }) => {
       assertEvent(event, 'PARTICIPANT_FAILED');
@@ -214,7 +226,7 @@ export const rebuildCoordinatorMachine = setup({
     sendQuiesces: enqueueActions(({ context, enqueue }) => {
       const round = currentRound(context);
       for (const to of waitingIn(context, 'quiescing')) {
-        enqueue.emit({ type: 'quiesce', to, round, participants: context.participants, reset: context.reset.includes(to) });
+        enqueue.emit({ type: 'quiesce', to, round, participants: context.participants, reset: context.reset.includes(to), dbVersion: context.dbVersion });
       }
     }),
     sendRepopulates: enqueueActions(({ context, enqueue }) => {
@@ -228,7 +240,7 @@ export const rebuildCoordinatorMachine = setup({
   },
 }).createMachine({
   id: machineName,
-  context: ({ input }) => ({ ...input, round: null, highest: null, phase: null, participants: [], reset: [], states: {} }),
+  context: ({ input }) => ({ ...input, round: null, highest: null, phase: null, participants: [], reset: [], dbVersion: 0, states: {} }),
   initial: 'idle',
   states: {
     idle: {

@@ -11,7 +11,7 @@ import type { PageEngine } from '../../actors/engine/page-engine.js';
 import type { SimCluster } from '../../runtime/sim/cluster.js';
 import { SeededRandom } from '../../runtime/world/random.js';
 import { convergence } from './sim-checks.js';
-import { formedCluster, pageOf, PERIOD_MS, sharedPages } from './page-workload.js';
+import { formedCluster, type FormedClusterOptions, pageOf, PERIOD_MS, sharedPages } from './page-workload.js';
 import { allNodes, CRASH_TIMEOUT_MS, HUNG_MS, Recorder, retrying } from './durable-recorder.js';
 
 export interface Crash {
@@ -46,6 +46,8 @@ export interface CrashWorkloadOptions {
   plant?: (e: PageEngine) => void;
   /** Called every simulated period while the workload runs (a stall watchdog's beat). */
   progress?: () => void;
+  /** Each node's log (silent by default): for looking into one seed. */
+  log?: FormedClusterOptions['log'];
 }
 
 /** What the workload's parts share while it runs. */
@@ -77,6 +79,7 @@ export async function crashWorkload(seed: number, opts: CrashWorkloadOptions): P
   let rounds = 0;
   const c = await formedCluster(seed, 4 + r.int(3), {
     timeoutMs: CRASH_TIMEOUT_MS,
+    log: opts.log,
     onNews: (_i, n) => {
       if (n.type === 'rebuild' && n.phase === 'done') rounds++;
     },

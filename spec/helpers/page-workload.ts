@@ -32,12 +32,14 @@ export interface FormedClusterOptions {
   /** The engine's call timeout. */
   timeoutMs?: number;
   onNews?: SimClusterOptions['onNews'];
+  /** Each node's log (silent by default): for looking into one seed. */
+  log?: SimClusterOptions['log'];
 }
 
 /** A cluster of `nodes` (3 anchors), started and converged. */
 export async function formedCluster(seed: number, nodes: number, opts: FormedClusterOptions = {}): Promise<SimCluster> {
-  const { ramPages = 1024, timeoutMs = 60_000, onNews } = opts;
-  const c = new SimCluster({ seed, nodes, anchors: 3, periodMs: PERIOD_MS, onNews, engine: { retryMs: 40, timeoutMs, ramBytes: ramPages * PAGE_BYTES } });
+  const { ramPages = 1024, timeoutMs = 60_000, onNews, log } = opts;
+  const c = new SimCluster({ seed, nodes, anchors: 3, periodMs: PERIOD_MS, onNews, log, engine: { retryMs: 40, timeoutMs, ramBytes: ramPages * PAGE_BYTES } });
   c.startAll();
   c.runUntil(() => convergence(c).length === 0, 30_000, () => `the cluster to form (still: ${convergence(c).slice(0, 3).join('; ')})`);
   return c;

@@ -38,10 +38,10 @@ describe('bad input to the rebuild (M14) in the simulator', function () {
     const forge = (from: string, epoch: number, kind: Kind, body: unknown) =>
       rogue.send({ v: ENVELOPE_VERSION, kind, from, to: c.id(target), epoch, seq: ++seq, body } as never);
     // Not in the node database.
-    forge('rogue-node', 1, 'rec.quiesce', { round: { n: 999_999, by: 'rogue-node' }, reset: true, after: 0 });
+    forge('rogue-node', 1, 'rec.quiesce', { round: { n: 999_999, by: 'rogue-node' }, reset: true, after: 0, participants: [], dbVersion: 0 });
     // A non-anchor posing as coordinator, and a message for another node's round.
     const na = c.node(nonAnchor)!.outbox;
-    na.send(c.id(target), 'rec.quiesce', { round, reset: true, after: 0 });
+    na.send(c.id(target), 'rec.quiesce', { round, reset: true, after: 0, participants: [c.id(target)], dbVersion: 0 });
     na.send(c.id(target), 'rec.resume', { round: { n: 999_998, by: c.id(0) } });
     // A reply to a node that coordinates nothing (target is an anchor, but node 3's rec.done is not its own).
     na.send(c.id(target), 'rec.done', { round });

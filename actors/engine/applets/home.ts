@@ -154,7 +154,8 @@ function notHome(engine: EngineParts, addr: bigint): MangroveError | undefined {
   } catch (err) {
     return err instanceof MangroveError ? err : new MangroveError('E_INTERNAL', String(err));
   }
-  if (home !== engine.deps.self) return new MangroveError('E_NOT_FOUND', `${formatAddress(addr)} is not in this node's arena: its home is ${home}`);
+  // The sender's arena table is behind this node's (or ahead): it catches up, as after any handover, and asks again.
+  if (home !== engine.deps.self) return new MangroveError('E_RECOVERING', `${formatAddress(addr)} is not in this node's arena: its home is ${home} (the arena table changed; try again)`);
   return engine.arenaRefusal(arenaOf(addr));
 }
 

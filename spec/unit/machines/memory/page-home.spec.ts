@@ -44,6 +44,16 @@ describe('page home machine', () => {
     expect(r.of('forward').at(-1)).to.deep.include({ to: 'h', requester: 'a', req: 2, round: 2 });
   });
 
+
+  it('forgets a reader a rebuild registered once it drops its copy (held since round 0, as its holder numbers it)', () => {
+    const r = home('h', ['a', 'b'], 3);
+    expect(r.snapshot.context.readSince).to.deep.equal({ a: 0, b: 0 });
+    r.send({ type: 'DROPPED', from: 'a', round: 0 });
+    expect(r.snapshot.context.readers).to.deep.equal(['b']);
+    // A write then waits for b alone.
+    r.send({ type: 'REQUEST', mode: 'write', from: 'h', req: 1 });
+    expect(r.of('invalidate').map((e) => e.to)).to.deep.equal(['b']);
+  });
   it(`keeps at most ${PAGE_REQUESTS_QUEUED_MAX} requests waiting and refuses the next with E_BUSY, queueing nothing`, () => {
     // The owner is busy forwarding to a, so every later request waits.
     const r = home().send({ type: 'REQUEST', mode: 'read', from: 'a', req: 1 });

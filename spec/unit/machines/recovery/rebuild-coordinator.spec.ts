@@ -62,9 +62,9 @@ describe('rebuild coordinator (M14)', () => {
     expect(c.value).to.deep.equal({ running: { quiescing: 'sending' } });
     expect(c.drain()).to.deep.equal([
       { type: 'phase', round: r(1), phase: 'quiescing', waiting: ['a', 'b', 'c'] },
-      { type: 'quiesce', to: 'a', round: r(1), participants: ['a', 'b', 'c'], reset: false },
-      { type: 'quiesce', to: 'b', round: r(1), participants: ['a', 'b', 'c'], reset: false },
-      { type: 'quiesce', to: 'c', round: r(1), participants: ['a', 'b', 'c'], reset: true },
+      { type: 'quiesce', to: 'a', round: r(1), participants: ['a', 'b', 'c'], reset: false, dbVersion: 0 },
+      { type: 'quiesce', to: 'b', round: r(1), participants: ['a', 'b', 'c'], reset: false, dbVersion: 0 },
+      { type: 'quiesce', to: 'c', round: r(1), participants: ['a', 'b', 'c'], reset: true, dbVersion: 0 },
     ]);
     expect(c.snapshot.context.reset).to.deep.equal(['c']);
     expect(c.snapshot.context.states).to.deep.equal({ a: 'notified', b: 'notified', c: 'notified' });
@@ -175,9 +175,9 @@ describe('rebuild coordinator (M14)', () => {
       expect(c.drain()).to.deep.equal([
         { type: 'phase', round: r(1), phase: 'restarted', waiting: ['b', 'c'] },
         { type: 'phase', round: r(2), phase: 'quiescing', waiting: ['a', 'b', 'c'] },
-        { type: 'quiesce', to: 'a', round: r(2), participants: ['a', 'b', 'c'], reset: false },
-        { type: 'quiesce', to: 'b', round: r(2), participants: ['a', 'b', 'c'], reset: false },
-        { type: 'quiesce', to: 'c', round: r(2), participants: ['a', 'b', 'c'], reset: false },
+        { type: 'quiesce', to: 'a', round: r(2), participants: ['a', 'b', 'c'], reset: false, dbVersion: 0 },
+        { type: 'quiesce', to: 'b', round: r(2), participants: ['a', 'b', 'c'], reset: false, dbVersion: 0 },
+        { type: 'quiesce', to: 'c', round: r(2), participants: ['a', 'b', 'c'], reset: false, dbVersion: 0 },
       ]);
       expect(c.value).to.deep.equal({ running: { quiescing: 'sending' } });
       // The old round's replies no longer count.
@@ -206,8 +206,8 @@ describe('rebuild coordinator (M14)', () => {
     expect(c.drain()).to.deep.equal([
       { type: 'phase', round: r(1), phase: 'restarted', waiting: ['b', 'c'] },
       { type: 'phase', round: r(2), phase: 'quiescing', waiting: ['a', 'c'] },
-      { type: 'quiesce', to: 'a', round: r(2), participants: ['a', 'c'], reset: false },
-      { type: 'quiesce', to: 'c', round: r(2), participants: ['a', 'c'], reset: true },
+      { type: 'quiesce', to: 'a', round: r(2), participants: ['a', 'c'], reset: false, dbVersion: 0 },
+      { type: 'quiesce', to: 'c', round: r(2), participants: ['a', 'c'], reset: true, dbVersion: 0 },
     ]);
     replies(c, 'QUIESCED', r(2), 'b');
     replies(c, 'QUIESCED', r(2), 'a', 'c');
@@ -231,10 +231,30 @@ describe('rebuild coordinator (M14)', () => {
     expect(c.drain()).to.deep.equal([
       { type: 'phase', round: r(1), phase: 'restarted', waiting: ['b'] },
       { type: 'phase', round: r(2), phase: 'quiescing', waiting: ['a', 'b', 'd'] },
-      { type: 'quiesce', to: 'a', round: r(2), participants: ['a', 'b', 'd'], reset: false },
-      { type: 'quiesce', to: 'b', round: r(2), participants: ['a', 'b', 'd'], reset: true },
-      { type: 'quiesce', to: 'd', round: r(2), participants: ['a', 'b', 'd'], reset: true },
+      { type: 'quiesce', to: 'a', round: r(2), participants: ['a', 'b', 'd'], reset: false, dbVersion: 0 },
+      { type: 'quiesce', to: 'b', round: r(2), participants: ['a', 'b', 'd'], reset: true, dbVersion: 0 },
+      { type: 'quiesce', to: 'd', round: r(2), participants: ['a', 'b', 'd'], reset: true, dbVersion: 0 },
     ]);
+  });
+
+  it('restarts on a START naming a newer node database (an arena handed on mid-round), and its quiesces carry that version', () => {
+    const c = run();
+    c.send({ type: 'START', participants: ['a', 'b'], reset: [], dbVersion: 7 });
+    expect(c.of('quiesce').map((q) => q.dbVersion)).to.deep.equal([7, 7]);
+    replies(c, 'QUIESCED', r(1), 'a');
+    c.drain();
+    c.send({ type: 'START', participants: ['a', 'b'], reset: [], dbVersion: 7 });
+    expect(c.drain(), 'the same participants and table change nothing').to.deep.equal([]);
+    c.send({ type: 'START', participants: ['a', 'b'], reset: [], dbVersion: 8 });
+    expect(phases(c)).to.deep.equal(['restarted@a/1', 'quiescing@a/2']);
+    expect(c.of('quiesce').map((q) => [q.to, q.dbVersion])).to.deep.equal([
+      ['a', 8],
+      ['b', 8],
+    ]);
+    // A restart that names no version (a phase timed out) keeps the round's.
+    c.drain();
+    c.send({ type: 'PARTICIPANT_FAILED', id: 'b' });
+    expect(c.of('quiesce').map((q) => [q.to, q.dbVersion])).to.deep.equal([['a', 8]]);
   });
 
   it('takes only the new resets once a round has finished', () => {

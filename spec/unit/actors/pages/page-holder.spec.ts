@@ -1,0 +1,102 @@
+/**
+ * The page holder (actors/pages/page-holder.ts), one node's side of the
+ * coherence protocol, driven message by message with a recording `send`:
+ * the cases the seeded simulations found and the page-home model does not
+ * reach, as the holder keeps state of its own (pending requests, copies).
+ */
+import { expect } from 'chai';
+import { MangroveError } from '../../../../bus/errors.js';
+import { addressKey, PAGE_BYTES } from '../../../../machines/memory/address.js';
+import type { AccessMode } from '../../../../machines/memory/page-home.js';
+import { PageHolder } from '../../../../actors/pages/page-holder.js';
+import { RamCache } from '../../../../actors/pages/ram-cache.js';
+import { MemoryPageStore } from '../../../../runtime/storage/memory-pages.js';
+import { SimClock } from '../../../../runtime/world/clock.js';
+
+const ADDR = 0x1_0000_0000_0000_1000n;
+const KEY = addressKey(ADDR);
+const HOME = 'h';
+const RETRY_MS = 100;
+
+interface Sent {
+  to: string;
+  kind: string;
+  body: Record<string, unknown>;
+}
+
+function holder(): { h: PageHolder; sent: Sent[]; clock: SimClock } {
+  const clock = new SimClock(0);
+  const sent: Sent[] = [];
+  const h = new PageHolder({
+    self: 'me',
+    epoch: 1,
+    clock,
+    cache: new RamCache(64 * PAGE_BYTES),
+    retryMs: RETRY_MS,
+    homeOf: () => HOME,
+    isAlive: () => true,
+    send: (to, kind, body) => sent.push({ to, kind, body: body as unknown as Record<string, unknown> }),
+    store: new MemoryPageStore(),
+    pageOut: () => Promise.resolve(),
+  });
+  return { h, sent, clock };
+}
+
+const requestsOf = (sent: Sent[]) => sent.filter((s) => s.kind === 'page.request').map((s) => s.body.req as number);
+const data = (req: number, mode: AccessMode, round: number, fill: number) => ({ addr: KEY, rr: 0, req, round, mode, data: new Uint8Array(PAGE_BYTES).fill(fill), version: 4, dirty: true });
+const served = (req: number, round: number) => ({ addr: KEY, rr: 0, req, round, version: 5, holders: ['a', 'b'], volatile: false, gen: 1 });
+
+describe('page holder', () => {
+  it('takes in the data and grant of a request that ended refused but that the home took up after all (a repeat was on its way)', async () => {
+    const { h, sent, clock } = holder();
+    const first = h.acquire(ADDR, 'write').catch((err: MangroveError) => err.code);
+    clock.advance(RETRY_MS); // the request goes out twice
+    const [req] = requestsOf(sent);
+    expect(requestsOf(sent)).to.deep.equal([req, req]);
+    h.onRefused({ addr: KEY, rr: 0, req, code: 'E_RECOVERING', message: 'the home was rebuilding' }, ADDR);
+    expect(await first).to.equal('E_RECOVERING');
+
+    // The caller asks again; meanwhile the home took up the repeat and its old owner forwards the page for it.
+    const second = h.acquire(ADDR, 'write');
+    const next = requestsOf(sent).at(-1)!;
+    expect(next).to.be.greaterThan(req);
+    sent.length = 0;
+    h.onData(data(req, 'write', 3, 7), ADDR);
+    expect(sent, 'the late data is confirmed, so the home can finish it').to.deep.equal([{ to: HOME, kind: 'page.confirmed', body: { addr: KEY, req } }]);
+    expect(h.modeOf(ADDR)).to.equal('incoming');
+    h.onData(data(req, 'write', 3, 7), ADDR); // a repeat of the forward: confirmed again, nothing else
+    expect(sent.filter((s) => s.kind === 'page.confirmed')).to.have.length(2);
+    h.onServed(served(req, 3), ADDR);
+    expect(h.modeOf(ADDR), 'the late grant makes this node the owner').to.equal('write');
+    // The new request is then served at once by the home (the requester owns the page).
+    h.onServed(served(next, 4), ADDR);
+    await second;
+    expect(h.writable(ADDR)?.data[0]).to.equal(7);
+  });
+
+  it('ignores data of a request it never made, or of another mode than the one that ended refused', () => {
+    const { h, sent } = holder();
+    void h.acquire(ADDR, 'read').catch(() => undefined);
+    const [req] = requestsOf(sent);
+    h.onRefused({ addr: KEY, rr: 0, req, code: 'E_BUSY', message: 'busy' }, ADDR);
+    sent.length = 0;
+    h.onData(data(req, 'write', 2, 1), ADDR);
+    h.onData(data(req + 5, 'read', 2, 1), ADDR);
+    h.onServed(served(req + 5, 2), ADDR);
+    expect(sent).to.deep.equal([]);
+    expect(h.modeOf(ADDR)).to.equal(undefined);
+  });
+
+  it('keeps a copy no home ruled on in a rebuild, but reads it no more (shelved)', async () => {
+    const { h, sent } = holder();
+    const read = h.acquire(ADDR, 'read');
+    const [req] = requestsOf(sent);
+    h.onData(data(req, 'read', 1, 9), ADDR);
+    await read;
+    expect(h.readable(ADDR)?.data[0]).to.equal(9);
+    h.quiesce(new MangroveError('E_RECOVERING', 'rebuilding'), false);
+    h.shelve(ADDR);
+    expect(h.readable(ADDR)).to.equal(undefined);
+    expect(h.copies().map((c) => c.addr), 'it registers in the next round').to.deep.equal([ADDR]);
+  });
+});
