@@ -12,7 +12,11 @@ import type { SimCluster } from '../../runtime/sim/cluster.js';
 import { SeededRandom } from '../../runtime/world/random.js';
 import { convergence } from './sim-checks.js';
 import { formedCluster, type FormedClusterOptions, pageOf, PERIOD_MS, sharedPages } from './page-workload.js';
-import { allNodes, CRASH_TIMEOUT_MS, HUNG_MS, Recorder, retrying } from './durable-recorder.js';
+import { allNodes, checkDurable, CRASH_TIMEOUT_MS, EXPECTED_FAILURES, HUNG_MS, Recorder, retrying } from './durable-recorder.js';
+
+/** A run must return more writes and reads than this, and see at least CRASHES_MIN crashes. */
+const PROGRESS_MIN = 50;
+const CRASHES_MIN = 3;
 
 export interface Crash {
   node: number;
@@ -213,4 +217,32 @@ async function crashes(x: Running, faultEnd: number): Promise<void> {
     rec.start(victim);
   }
   x.crashing = false;
+}
+
+/**
+ * What a crash run broke, in words (none: it passed): torn pages, a node
+ * that dropped its copies though no node had counted it failed, a history
+ * the durable page register cannot explain, calls failing for another
+ * reason than a crash or a rebuild, too little progress, a node that never
+ * finished a rebuild, a client that never got through once every node
+ * served again. The recovery spec and `npm run soak` both judge by it.
+ */
+export function crashRunProblems(run: CrashRun): string[] {
+  const { c, rec } = run;
+  const problems: string[] = [];
+  if (rec.torn.length > 0) problems.push(`torn pages read: ${rec.torn.length}`);
+  for (const r of run.unexplainedResets) problems.push(`node ${r.node} dropped its copies (and its unflushed writes) at ${r.at} though no node had counted it failed`);
+  const result = checkDurable(rec.history);
+  if (result.ok === false) problems.push(result.explanation);
+  if (result.ok === 'unknown') problems.push(`the checker gave up: ${result.explanation}`);
+  const unexpected = Object.entries(rec.failures).filter(([code]) => !EXPECTED_FAILURES.has(code));
+  if (unexpected.length > 0) problems.push(`calls failed other than while a node was down or the cluster rebuilt: ${unexpected.map(([code, n]) => `${code} ×${n}`).join(', ')}`);
+  const returned = (kind: string) => rec.history.filter((o) => o.input.kind === kind && o.ret !== undefined).length;
+  for (const kind of ['write', 'read']) if (returned(kind) <= PROGRESS_MIN) problems.push(`only ${returned(kind)} ${kind}s returned (more than ${PROGRESS_MIN} expected)`);
+  if (run.crashes.length < CRASHES_MIN) problems.push(`only ${run.crashes.length} crashes (at least ${CRASHES_MIN} expected)`);
+  if (run.rounds === 0) problems.push('no rebuild round finished');
+  for (const i of allNodes(c)) if (!(c.status(i)!.recovery.completed > 0)) problems.push(`node ${i} never finished a rebuild`);
+  const stuck = run.lateSuccesses.flatMap((n, k) => (n === 0 ? [k] : []));
+  if (stuck.length > 0) problems.push(`clients ${stuck.join(', ')} never got through once every node served again`);
+  return problems;
 }
