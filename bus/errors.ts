@@ -35,6 +35,8 @@ export type ErrorCode =
   | 'E_STALE_GEN'
   /** Asked of a node that is not the primary anchor node (M16). */
   | 'E_NOT_PAN'
+  /** Asked of a page's owner that has since handed the page on: ask the home again. */
+  | 'E_NOT_OWNER'
   /** A bug: the report carries the stack. */
   | 'E_INTERNAL';
 

@@ -82,7 +82,7 @@ export interface EngineParts {
   readonly core: CoreHolderDeps;
   /** Free RAM and disk per node, for placement (M12). */
   readonly policy: SpacePolicy;
-  readonly stats: { readsFromHolders: number; staleRound: number; reReplicatedPages: number };
+  readonly stats: { staleRound: number; reReplicatedPages: number };
   /** The responsible node (the home) of `addr`. */
   homeOf(addr: bigint): string;
   /** This node's arena (M7): its short id + 1. */

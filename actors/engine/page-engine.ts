@@ -86,7 +86,7 @@ export class PageEngine {
   private readonly parts: EngineParts;
   /** Arenas handed to this node whose directory did not check out here: refused until it does (M15). */
   private readonly unverified = new Set<number>();
-  private readonly stats = { readsFromHolders: 0, staleRound: 0, reReplicatedPages: 0 };
+  private readonly stats = { staleRound: 0, reReplicatedPages: 0 };
   private closed = false;
   /** The rebuild round (M14) this node's RAM directory was built in; coherence messages of another are dropped. */
   private round = 0;
@@ -206,11 +206,6 @@ export class PageEngine {
   /** Changes to this node's copies, for local waiters (M10; the file system's locks build on it). */
   get changes$(): Observable<PageChange> {
     return this.holder.changes$;
-  }
-
-  /** Reads answered from a core holder's durable copy because the home was counted failed. */
-  get readsFromHolders(): number {
-    return this.stats.readsFromHolders;
   }
 
   /** A `page.` message from another node (or this one). */

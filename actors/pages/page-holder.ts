@@ -177,6 +177,17 @@ export class PageHolder {
     return this.modes.get(addr)?.mode;
   }
 
+  /**
+   * This node holds the page's newest copy as its owner: writable, kept while
+   * handing it on (nothing newer is granted until it goes), handed to it
+   * for a write not yet granted, or named owner by a rebuild (read-only
+   * until a write asks the home again).
+   */
+  ownsCopy(addr: bigint): boolean {
+    const state = this.modes.get(addr);
+    return state !== undefined && (state.owner || state.mode !== 'read');
+  }
+
   factsOf(addr: bigint): PageFacts | undefined {
     return this.facts.get(addr);
   }

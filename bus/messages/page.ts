@@ -89,8 +89,10 @@ export const peerCall = z.discriminatedUnion('op', [
   /** To a home: materialize pages it is responsible for. */
   z.object({ op: z.literal('alloc'), addr: wireAddress, pages: rangePages, copies: z.number().int().min(1).max(COPIES_MAX), volatile: z.boolean() }),
   z.object({ op: z.literal('free'), addr: wireAddress, pages: rangePages, unreserve: z.boolean() }),
-  /** To a home, then from the home to the owner: make the newest copy durable on every core holder. */
+  /** To a home: make the newest copy durable on every core holder. */
   z.object({ op: z.literal('flush'), addr: wireAddress }),
+  /** From a home to the owner it knows: make your copy durable (E_NOT_OWNER if it was handed on meanwhile). */
+  z.object({ op: z.literal('flush_owner'), addr: wireAddress }),
   z.object({ op: z.literal('lock'), addr: wireAddress, mode: lockMode, client: z.string().min(1).max(limits.idCharsMax * 2 + 1), wait: z.boolean().optional() }),
   z.object({ op: z.literal('unlock'), addr: wireAddress, client: z.string().min(1).max(limits.idCharsMax * 2 + 1) }),
   z.object({ op: z.literal('stat'), addr: wireAddress }),

@@ -16,14 +16,16 @@
  *
  * A read: the home asks the owner to send a copy to the requester (the
  * owner's own copy becomes read-only: it has readers now), and waits for the
- * requester to confirm. A write: the home invalidates every reader but the
- * requester, waits for each to acknowledge, then asks the owner to hand the
- * page over, waits for the requester's confirmation that it has it, and only
- * then invalidates the old owner's copy: a hand-over lost on the way must
- * not lose the page, so the old owner keeps its copy (for nobody to read)
- * until the new one is confirmed. Once the old copy is gone the write is
+ * requester to confirm. A write: the home first asks the owner to hand the
+ * page over and waits for the requester's confirmation that it has it, and
+ * only then invalidates every other copy (the readers' and the one the old
+ * owner kept, for nobody to read); once each has acknowledged, the write is
  * granted (`served`): the requester is the owner and only holder, at the
- * next version.
+ * next version. Hand-over first, invalidation after: until a copy is
+ * confirmed at the requester no copy is dropped, so an owner that dies with
+ * the page's newest version unflushed leaves that version on its readers,
+ * where the rebuild finds it (M14); a reader may have read it, so it must
+ * not go with the owner.
  *
  * Lost messages are retried every `retryMs` (a holder answers a repeated
  * request again; a requester confirms a repeated hand-over again; the home
@@ -83,8 +85,10 @@ export interface PageHomeContext {
   current: PageRequest | null;
   /** Numbers the requests the home has taken up, from 1; see `invalidate`. */
   round: number;
-  /** Readers whose invalidation acknowledgement the current write still needs. */
+  /** Holders whose invalidation acknowledgement the current write still needs. */
   waiting: string[];
+  /** The owner a write is taking the page from, until it is granted: it gets the page back if the requester dies first. */
+  previousOwner: string | null;
   /** Per requester, its last served request: requests are numbered upwards per requester, so an
    * older one arriving late is dropped, and a repeat of the last is answered again (its answer was lost). */
   lastServed: Record<string, { req: number; mode: AccessMode; version: number; round: number }>;
@@ -128,9 +132,10 @@ function currentOf(ctx: PageHomeContext): PageRequest {
   return present(ctx.current, 'a request is being served in this state');
 }
 
-/** Readers that must drop their copies before `to` may write. */
+/** Copies that must go before `to` may write: the readers' and the old owner's, but its own. */
 function toInvalidate(ctx: PageHomeContext, to: string): string[] {
-  return without(ctx.readers, to);
+  const others = without(ctx.readers, to);
+  return ctx.owner === null || ctx.owner === to ? others : [ctx.owner, ...without(others, ctx.owner)];
 }
 
 export const pageHomeMachine = setup({
@@ -204,7 +209,8 @@ export const pageHomeMachine = setup({
       enqueue.emit({ type: 'refused', request: currentOf(context), code: 'E_PAGE_LOST' });
       enqueue.assign({ current: null });
     }),
-    startInvalidating: assign({ waiting: ({ context }) => toInvalidate(context, currentOf(context).from) }),
+    /** The owner writes: its readers' copies go. */
+    startReleasing: assign({ waiting: ({ context }) => toInvalidate(context, currentOf(context).from), previousOwner: ({ context }) => context.owner }),
     sendInvalidations: enqueueActions(({ context, enqueue }) => {
       for (const to of context.waiting) enqueue.emit({ type: 'invalidate', to, round: context.round, version: context.version });
     }),
@@ -229,19 +235,26 @@ export const pageHomeMachine = setup({
       });
       enqueue.emit({ type: 'served', request: r, version: context.version, round: context.round });
     }),
-    revertHandOver: assign(({ context }) => ({ owner: context.waiting[0] ?? null, current: null, waiting: [] })),
+    /** The requester may hold whatever it was asked for only if every copy it replaced is still there, so what is still waited for keeps its copy. */
+    revertHandOver: assign(({ context }) => {
+      const previous = context.previousOwner;
+      const kept = previous !== null && context.waiting.includes(previous);
+      return { owner: kept ? previous : null, readers: without(context.waiting, previous ?? ''), current: null, waiting: [], previousOwner: null };
+    }),
+    /** The requester has the page: it owns it now, and every other copy goes. */
     handOver: assign(({ context }) => ({
       owner: currentOf(context).from,
-      readers: without(context.readers, currentOf(context).from),
-      waiting: context.owner === null ? [] : [context.owner],
+      readers: [],
+      waiting: toInvalidate(context, currentOf(context).from),
+      previousOwner: context.owner,
     })),
     completeWrite: enqueueActions(({ context, enqueue }) => {
       const r = currentOf(context);
       const version = context.version + 1;
-      enqueue.assign({ owner: r.from, readers: [], version, current: null, waiting: [], lastServed: served(context, r, version) });
+      enqueue.assign({ owner: r.from, readers: [], version, current: null, waiting: [], previousOwner: null, lastServed: served(context, r, version) });
       enqueue.emit({ type: 'served', request: r, version, round: context.round });
     }),
-    dropRequest: assign({ current: null, waiting: [] }),
+    dropRequest: assign({ current: null, waiting: [], previousOwner: null }),
     forgetHolder: assign(({ context, event }) => {
       if (event.type !== 'HOLDER_FAILED') return {};
       return {
@@ -271,6 +284,7 @@ export const pageHomeMachine = setup({
       current: null,
       round: 0,
       waiting: [],
+      previousOwner: null,
       lastServed: {},
       retryMs: input.retryMs,
     };
@@ -291,29 +305,14 @@ export const pageHomeMachine = setup({
       always: [
         { guard: 'ownerLost', target: 'idle', actions: 'refuseLost' },
         { guard: 'alreadyHeld', target: 'idle', actions: 'serveHeld' },
-        { guard: 'isWrite', target: 'invalidating', actions: 'startInvalidating' },
+        // The owner itself writes: nothing to hand over, its readers' copies go.
+        { guard: and(['isWrite', 'requesterOwns']), target: 'releasing', actions: 'startReleasing' },
         { target: 'forwarding' },
       ],
     },
-    invalidating: {
-      entry: 'sendInvalidations',
-      always: { guard: 'allInvalidated', target: 'forwarding' },
-      after: { retry: { target: 'invalidating', reenter: true } },
-      on: {
-        INVALIDATED: { actions: 'noteInvalidated' },
-        HOLDER_FAILED: [
-          { guard: 'currentRequesterFailed', target: 'idle', actions: ['dropRequest', 'forgetHolder'] },
-          { actions: ['noteInvalidated', 'forgetHolder'] },
-        ],
-      },
-    },
     forwarding: {
       entry: 'sendForward',
-      always: [
-        { guard: 'ownerLost', target: 'idle', actions: 'refuseLost' },
-        // The owner itself writes, its readers now gone: nothing to hand over.
-        { guard: 'requesterOwns', target: 'idle', actions: 'completeWrite' },
-      ],
+      always: { guard: 'ownerLost', target: 'idle', actions: 'refuseLost' },
       after: { retry: { target: 'forwarding', reenter: true } },
       on: {
         CONFIRMED: [
@@ -326,7 +325,7 @@ export const pageHomeMachine = setup({
         ],
       },
     },
-    /** The new owner holds the page; the old one drops the copy it kept until now. */
+    /** The new owner holds the page (or the owner writes): every other copy goes, then the write is granted. */
     releasing: {
       entry: 'sendInvalidations',
       always: { guard: 'allInvalidated', target: 'idle', actions: 'completeWrite' },
@@ -334,7 +333,7 @@ export const pageHomeMachine = setup({
       on: {
         INVALIDATED: { actions: 'noteInvalidated' },
         HOLDER_FAILED: [
-          // The new owner died before the write was granted: the old owner still has the page.
+          // The new owner died before the write was granted: whoever still has a copy keeps it.
           { guard: 'currentRequesterFailed', target: 'idle', actions: 'revertHandOver' },
           { actions: ['noteInvalidated', 'forgetHolder'] },
         ],

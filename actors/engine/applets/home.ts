@@ -79,6 +79,7 @@ function registerAsHome(engine: EngineParts): void {
   peerApplet(engine, 'free', async (req) => freeAtHome(engine, req));
   // Not keyed: a node's flush1 holds its page's lane and may call its own engine here.
   peerApplet(engine, 'flush', async ({ addr }) => flushAtHome(engine, addressFromKey(addr)));
+  peerApplet(engine, 'flush_owner', async ({ addr }) => flushAsOwner(engine, addressFromKey(addr)));
   // One reduplexing at a time per home, so two cannot appoint different replacements.
   peerApplet(engine, 'reduplex', async ({ addr }) => reduplexAtHome(engine, addressFromKey(addr)), () => 'reduplex');
   engine.scheduler.register('peer.lock', { applet: async (input, ctx) => lockAtHome(engine, input as Call<'lock'>, ctx.origin) });
@@ -250,14 +251,38 @@ async function reduplexAtHome(engine: EngineParts, addr: bigint): Promise<string
   return holders;
 }
 
-/** At the home: the owner's copy made durable (the owner may be this node); elsewhere: this node's own copy. */
+/**
+ * At the home: the owner's copy made durable (the owner may be this node).
+ * The page may change hands while the call is on its way, so an owner that
+ * has handed it on says so (E_NOT_OWNER) and the home asks the owner it
+ * knows now; only the owner's word that its copy is durable ends a flush.
+ */
 async function flushAtHome(engine: EngineParts, addr: bigint): Promise<string[]> {
-  if (engine.homeOf(addr) !== engine.deps.self) return flushOwn(engine, addr);
-  const facts = homeFacts(engine, addr);
-  if (facts instanceof MangroveError) throw facts;
-  const owner = engine.homes.view(addr)?.owner ?? engine.deps.self;
-  if (owner === engine.deps.self) return flushOwn(engine, addr);
-  return engine.calls.call<string[]>(owner, { op: 'flush', addr: addressKey(addr) });
+  for (let attempt = 1; ; attempt++) {
+    const facts = homeFacts(engine, addr);
+    if (facts instanceof MangroveError) throw facts;
+    const owner = engine.homes.view(addr)?.owner ?? engine.deps.self;
+    if (owner === engine.deps.self) return flushOwn(engine, addr);
+    try {
+      return await engine.calls.call<string[]>(owner, { op: 'flush_owner', addr: addressKey(addr) });
+    } catch (err) {
+      if (!(err instanceof MangroveError && err.code === 'E_NOT_OWNER')) throw err;
+      if (attempt >= FLUSH_OWNER_ATTEMPTS) throw new MangroveError('E_BUSY', `${formatAddress(addr)} changed hands ${attempt} times while it was being flushed; try again`);
+    }
+    // The hand-over under way finishes meanwhile.
+    await new Promise<void>((resolve) => engine.deps.clock.setTimeout(resolve, engine.deps.settings.retryMs));
+  }
+}
+
+/** How often a home asks again, a retry period apart, for an owner that handed the page on meanwhile. */
+const FLUSH_OWNER_ATTEMPTS = 8;
+
+/** The home asked this node, as the page's owner, to flush it: it must still hold the owner's copy (or the one it kept handing it on). */
+function flushAsOwner(engine: EngineParts, addr: bigint): Promise<string[]> {
+  if (!engine.holder.ownsCopy(addr)) {
+    return Promise.reject(new MangroveError('E_NOT_OWNER', `${formatAddress(addr)} is no longer owned here (it was handed on); its home asks the owner it knows now`));
+  }
+  return flushOwn(engine, addr);
 }
 
 async function allocAtHome(engine: EngineParts, req: Call<'alloc'>): Promise<unknown> {

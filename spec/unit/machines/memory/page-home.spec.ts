@@ -79,24 +79,47 @@ describe('page home machine', () => {
     ]);
   });
 
-  it('invalidates every other reader before a write, then hands the page over at the next version', () => {
+  it('hands the page over first, then invalidates every other copy (readers and the old owner\'s), then grants the write at the next version', () => {
     const r = home('h', ['a', 'b', 'c'], 4).send({ type: 'REQUEST', mode: 'write', from: 'b', req: 9 });
-    expect(r.of('invalidate').map((e) => e.to)).to.deep.equal(['a', 'c']);
-    expect(r.of('forward')).to.deep.equal([]);
+    expect(r.of('forward')).to.deep.equal([{ type: 'forward', to: 'h', requester: 'b', req: 9, round: 1, mode: 'write', version: 4 }]);
+    expect(r.of('invalidate'), 'no copy goes before the requester has the page').to.deep.equal([]);
+    r.send({ type: 'CONFIRMED', from: 'b', req: 9 });
+    expect(r.value).to.equal('releasing');
+    expect(r.of('invalidate').map((e) => e.to)).to.deep.equal(['h', 'a', 'c']);
     r.send({ type: 'INVALIDATED', from: 'c', round: 0 }); // a late acknowledgement of an older round counts for nothing
     r.send({ type: 'INVALIDATED', from: 'a', round: 1 });
-    expect(r.value).to.equal('invalidating');
-    expect(r.snapshot.context.waiting).to.deep.equal(['c']);
-    r.send({ type: 'INVALIDATED', from: 'c', round: 1 });
-    expect(r.of('forward')).to.deep.equal([{ type: 'forward', to: 'h', requester: 'b', req: 9, round: 1, mode: 'write', version: 4 }]);
-    r.send({ type: 'CONFIRMED', from: 'b', req: 9 });
-    // Only now, with b's copy confirmed, does the old owner drop the one it kept.
-    expect(r.value).to.equal('releasing');
-    expect(r.of('invalidate').at(-1)).to.deep.equal({ type: 'invalidate', to: 'h', round: 1, version: 4 });
-    expect(r.of('served')).to.deep.equal([]);
     r.send({ type: 'INVALIDATED', from: 'h', round: 1 });
+    expect(r.snapshot.context.waiting).to.deep.equal(['c']);
+    expect(r.of('served')).to.deep.equal([]);
+    r.send({ type: 'INVALIDATED', from: 'c', round: 1 });
     expect(r.snapshot.context).to.deep.include({ owner: 'b', readers: [], version: 5, current: null });
     expect(r.of('served')).to.deep.equal([{ type: 'served', request: { mode: 'write', from: 'b', req: 9 }, version: 5, round: 1 }]);
+  });
+
+  it('leaves every copy in place while the owner it asks to hand over is dead (the rebuild finds the newest on a reader)', () => {
+    const r = home('h', ['a'], 4).send({ type: 'REQUEST', mode: 'write', from: 'b', req: 1 });
+    r.clock.advance(5 * RETRY);
+    expect(r.of('forward')).to.have.length(6);
+    expect(r.of('invalidate')).to.deep.equal([]);
+    r.send({ type: 'HOLDER_FAILED', id: 'h' });
+    expect(r.of('refused')).to.deep.equal([{ type: 'refused', request: { mode: 'write', from: 'b', req: 1 }, code: 'E_PAGE_LOST' }]);
+    expect(r.snapshot.context.readers, 'the reader keeps its copy').to.deep.equal(['a']);
+  });
+
+  it('gives the page back to whoever still holds a copy when the new owner dies before the write is granted', () => {
+    const r = home('h', ['a', 'c'], 2).send({ type: 'REQUEST', mode: 'write', from: 'b', req: 1 });
+    r.send({ type: 'CONFIRMED', from: 'b', req: 1 });
+    r.send({ type: 'INVALIDATED', from: 'a', round: 1 });
+    r.send({ type: 'HOLDER_FAILED', id: 'b' });
+    expect(r.value).to.equal('idle');
+    expect(r.snapshot.context).to.deep.include({ owner: 'h', readers: ['c'], version: 2, current: null });
+    // Once the old owner's copy went too, the page has no owner until the rebuild names one.
+    const s = home('h', [], 2).send({ type: 'REQUEST', mode: 'write', from: 'b', req: 1 });
+    s.send({ type: 'CONFIRMED', from: 'b', req: 1 }).send({ type: 'INVALIDATED', from: 'h', round: 1 });
+    expect(s.of('served')).to.have.length(1);
+    const t = home('h', ['a'], 2).send({ type: 'REQUEST', mode: 'write', from: 'b', req: 1 });
+    t.send({ type: 'CONFIRMED', from: 'b', req: 1 }).send({ type: 'INVALIDATED', from: 'h', round: 1 }).send({ type: 'HOLDER_FAILED', id: 'b' });
+    expect(t.snapshot.context).to.deep.include({ owner: null, readers: ['a'] });
   });
 
   it('lets the owner write once its readers are gone, with nothing to hand over', () => {
@@ -120,12 +143,13 @@ describe('page home machine', () => {
 
   it('repeats what is unanswered every retry period', () => {
     const r = home('h', ['a']).send({ type: 'REQUEST', mode: 'write', from: 'b', req: 1 });
-    expect(r.of('invalidate')).to.have.length(1);
-    r.clock.advance(RETRY);
-    expect(r.of('invalidate')).to.have.length(2);
-    r.send({ type: 'INVALIDATED', from: 'a', round: 1 });
+    expect(r.of('forward')).to.have.length(1);
     r.clock.advance(RETRY);
     expect(r.of('forward')).to.have.length(2);
+    r.send({ type: 'CONFIRMED', from: 'b', req: 1 });
+    expect(r.of('invalidate')).to.have.length(2);
+    r.clock.advance(RETRY);
+    expect(r.of('invalidate')).to.have.length(4);
   });
 
   it('gives the page back to the old owner when the new one dies before the write is granted', () => {
