@@ -145,7 +145,9 @@ export class PageHolder {
   /**
    * Drops a reader's copy and tells the home (M12: memory pressure, or the
    * program no longer needs the page); an owner's clean copy that this node
-   * also holds on disk is paged out instead. False when the copy must stay
+   * also holds on disk is paged out instead. A copy kept handing the page on
+   * stays (the home may ask for it again until the hand-over is confirmed,
+   * and it backs the new owner up until the next write invalidates it). False when the copy must stay
    * (dirty, in use, or not held).
    */
   release(addr: bigint): boolean {
@@ -267,8 +269,10 @@ export class PageHolder {
     this.deps.send(b.requester, 'page.data', { addr: b.addr, req: b.req, round: b.round, mode: b.mode, data: page.data.slice(), version: page.version, dirty: page.dirty });
     if (b.mode === 'read' && state.mode === 'write') state.mode = 'read';
     if (b.mode === 'write') {
+      // Handed on: kept, for nobody to read here, so local waiters hear the copy is gone.
       state.mode = 'kept';
       state.owner = false;
+      this.changes$.next({ addr, why: 'invalidated', version: null });
     }
   }
 

@@ -251,7 +251,11 @@ export class Repopulation {
     return this.engine.calls.call(node, { op: 'demote', round: this.round, addr: addressKey(page), as });
   }
 
-  /** The freshest durable version of `page` on its live core holders (0 if none has it). */
+  /**
+   * The freshest durable version of `page` on its live core holders (0 if
+   * none has it). A live holder that does not answer fails the registration
+   * (the round is tried again): it may hold a newer version than the copy.
+   */
   private async durableVersion(page: bigint, facts: PageFacts): Promise<number> {
     if (facts.volatile) return 0;
     const { deps } = this.engine;
@@ -260,7 +264,7 @@ export class Repopulation {
       live.map((h) =>
         h === deps.self
           ? Promise.resolve(deps.store.get(page)?.version ?? 0)
-          : this.engine.calls.call<{ version: number } | null>(h, { op: 'fetch', addr: addressKey(page) }).then((c) => c?.version ?? 0, () => 0),
+          : this.engine.calls.call<{ version: number } | null>(h, { op: 'fetch', addr: addressKey(page) }).then((c) => c?.version ?? 0),
       ),
     );
     return Math.max(0, ...found);

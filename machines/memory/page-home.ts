@@ -18,14 +18,16 @@
  * owner's own copy becomes read-only: it has readers now), and waits for the
  * requester to confirm. A write: the home first asks the owner to hand the
  * page over and waits for the requester's confirmation that it has it, and
- * only then invalidates every other copy (the readers' and the one the old
- * owner kept, for nobody to read); once each has acknowledged, the write is
- * granted (`served`): the requester is the owner and only holder, at the
- * next version. Hand-over first, invalidation after: until a copy is
- * confirmed at the requester no copy is dropped, so an owner that dies with
- * the page's newest version unflushed leaves that version on its readers,
- * where the rebuild finds it (M14); a reader may have read it, so it must
- * not go with the owner.
+ * only then invalidates the readers' copies; once each has acknowledged,
+ * the write is granted (`served`): the requester is the owner and only
+ * readable copy, at the next version. Hand-over first, invalidation after:
+ * until a copy is confirmed at the requester no copy is dropped, so an owner
+ * that dies with the page's newest version unflushed leaves that version on
+ * its readers, where the rebuild finds it (M14); a reader may have read it,
+ * so it must not go with the owner. The old owner keeps its copy, for
+ * nobody to read (`kept`), until the next write: a requester that dies
+ * right after confirming (its confirmation still on the way) would
+ * otherwise take the only copy of a version others read with it.
  *
  * Lost messages are retried every `retryMs` (a holder answers a repeated
  * request again; a requester confirms a repeated hand-over again; the home
@@ -77,6 +79,8 @@ export interface PageHomeContext {
   owner: string | null;
   /** Sorted; never holds the owner. */
   readers: string[];
+  /** Old owners holding a copy nobody reads, a backup until the next write invalidates it. */
+  kept: string[];
   /** Per reader, the round its copy came in: a reader's word that it dropped a copy counts only for that copy. */
   readSince: Record<string, number>;
   version: number;
@@ -132,10 +136,9 @@ function currentOf(ctx: PageHomeContext): PageRequest {
   return present(ctx.current, 'a request is being served in this state');
 }
 
-/** Copies that must go before `to` may write: the readers' and the old owner's, but its own. */
+/** Copies that must go before `to` may write: the readers' and the older backups (the owner's own stays kept). */
 function toInvalidate(ctx: PageHomeContext, to: string): string[] {
-  const others = without(ctx.readers, to);
-  return ctx.owner === null || ctx.owner === to ? others : [ctx.owner, ...without(others, ctx.owner)];
+  return [...new Set([...ctx.readers, ...ctx.kept])].filter((id) => id !== to && id !== ctx.owner).sort();
 }
 
 export const pageHomeMachine = setup({
@@ -155,7 +158,7 @@ export const pageHomeMachine = setup({
     alreadyHeld: ({ context }) => {
       const r = currentOf(context);
       if (r.mode === 'read') return context.owner === r.from || context.readers.includes(r.from);
-      return context.owner === r.from && context.readers.length === 0;
+      return context.owner === r.from && context.readers.length === 0 && context.kept.length === 0;
     },
     isWrite: ({ context }) => currentOf(context).mode === 'write',
     requesterOwns: ({ context }) => currentOf(context).from === context.owner,
@@ -218,7 +221,7 @@ export const pageHomeMachine = setup({
       if (event.type !== 'INVALIDATED' && event.type !== 'HOLDER_FAILED') return {};
       if (event.type === 'INVALIDATED' && event.round !== context.round) return {};
       const id = event.type === 'INVALIDATED' ? event.from : event.id;
-      return { waiting: without(context.waiting, id), readers: without(context.readers, id) };
+      return { waiting: without(context.waiting, id), readers: without(context.readers, id), kept: without(context.kept, id) };
     }),
     sendForward: enqueueActions(({ context, enqueue }) => {
       const r = currentOf(context);
@@ -235,23 +238,22 @@ export const pageHomeMachine = setup({
       });
       enqueue.emit({ type: 'served', request: r, version: context.version, round: context.round });
     }),
-    /** The requester may hold whatever it was asked for only if every copy it replaced is still there, so what is still waited for keeps its copy. */
-    revertHandOver: assign(({ context }) => {
-      const previous = context.previousOwner;
-      const kept = previous !== null && context.waiting.includes(previous);
-      return { owner: kept ? previous : null, readers: without(context.waiting, previous ?? ''), current: null, waiting: [], previousOwner: null };
-    }),
-    /** The requester has the page: it owns it now, and every other copy goes. */
+    /** The requester died before the write was granted: the old owner, whose copy was kept, has the page again; copies not yet invalidated stay counted. */
+    revertHandOver: assign(({ context }) => ({ owner: context.previousOwner, current: null, waiting: [], previousOwner: null })),
+    /** The requester has the page: it owns it now, the old owner keeps its copy (unread), and the readers' and older backups go. */
     handOver: assign(({ context }) => ({
       owner: currentOf(context).from,
-      readers: [],
-      waiting: toInvalidate(context, currentOf(context).from),
+      readers: without(context.readers, currentOf(context).from),
+      kept: without(context.kept, currentOf(context).from),
+      waiting: toInvalidate({ ...context, owner: null }, currentOf(context).from).filter((id) => id !== context.owner),
       previousOwner: context.owner,
     })),
     completeWrite: enqueueActions(({ context, enqueue }) => {
       const r = currentOf(context);
       const version = context.version + 1;
-      enqueue.assign({ owner: r.from, readers: [], version, current: null, waiting: [], previousOwner: null, lastServed: served(context, r, version) });
+      const previous = context.previousOwner;
+      const kept = previous !== null && previous !== r.from ? [previous] : [];
+      enqueue.assign({ owner: r.from, readers: [], kept, version, current: null, waiting: [], previousOwner: null, lastServed: served(context, r, version) });
       enqueue.emit({ type: 'served', request: r, version, round: context.round });
     }),
     dropRequest: assign({ current: null, waiting: [], previousOwner: null }),
@@ -260,6 +262,7 @@ export const pageHomeMachine = setup({
       return {
         owner: context.owner === event.id ? null : context.owner,
         readers: without(context.readers, event.id),
+        kept: without(context.kept, event.id),
         waiting: without(context.waiting, event.id),
         queue: context.queue.filter((q) => q.from !== event.id),
       };
@@ -277,6 +280,7 @@ export const pageHomeMachine = setup({
     return {
       owner: input.owner,
       readers,
+      kept: [],
       // Readers a rebuild registered hold their copies from round 0, as their holders number them (a drop of one counts).
       readSince: Object.fromEntries(readers.map((r) => [r, 0])),
       version: input.version ?? 0,

@@ -24,6 +24,10 @@
  * (*start repopulating*, likewise), resuming (*resume operations* until each
  * acknowledges), then idle with the round remembered.
  *
+ * A `START` that changes nothing while the round is resuming is owed: it
+ * may carry news a participant heard after it resumed, so one more round
+ * starts as soon as this one is done.
+ *
  * Restarts (M14: a node failing during the rebuild restarts it) begin a
  * new round, one higher, from quiescing: a participant counted failed
  * (`PARTICIPANT_FAILED`: without it), a new `START` (its participants; its
@@ -46,7 +50,7 @@
  * `resume {to, round}`, and `phase {round, phase, waiting}` on every change
  * of phase (`waiting`: the participants the phase was or is waiting for).
  */
-import { assertEvent, assign, enqueueActions, setup, type SnapshotFrom } from 'xstate';
+import { and, assertEvent, assign, enqueueActions, setup, type SnapshotFrom } from 'xstate';
 import { assert, present } from '../../bus/assert.js';
 import { NODES_MAX } from '../membership/node-db.js';
 import type { NodeStateName } from './node-state.js';
@@ -90,6 +94,12 @@ export interface RebuildCoordinatorContext extends RebuildCoordinatorInput {
    * table is at least this new before it registers a copy with a home.
    */
   dbVersion: number;
+  /**
+   * A start asked for while the round was resuming: news some participants
+   * heard after they resumed, which this round cannot cover. The next round
+   * starts with it as soon as this one is done.
+   */
+  owed: { participants: string[]; reset: string[]; dbVersion?: number } | null;
   /** Each participant's state as the replies show it. */
   states: Record<string, NodeStateName>;
 }
@@ -147,6 +157,7 @@ function newRound(context: Ctx, participants: readonly string[], reset: readonly
     participants: sorted,
     reset: sorted.filter((p) => reset.includes(p)),
     dbVersion: Math.max(dbVersion, context.dbVersion),
+    owed: null,
     states: Object.fromEntries(sorted.map((p) => [p, 'notified' as const])),
   };
 }
@@ -177,6 +188,7 @@ export const rebuildCoordinatorMachine = setup({
     allQuiescent: ({ context }) => allReplied(context, 'quiescing'),
     allRepopulated: ({ context }) => allReplied(context, 'repopulating'),
     allResumed: ({ context }) => allReplied(context, 'resuming'),
+    owesRound: ({ context }) => context.owed !== null,
     /** Only another node: the coordinator counted failed by its own actor is no news it can act on. */
     isOtherParticipant: ({ context, event }) =>
       event.type === 'PARTICIPANT_FAILED' && event.id !== context.self && context.participants.includes(event.id),
@@ -206,6 +218,14 @@ export const rebuildCoordinatorMachine = setup({
       return newRound(context, context.participants.filter((p) => p !== event.id), context.reset);
     }),
     restartSame: assign(({ context }) => newRound(context, context.participants, context.reset)),
+    owe: assign(({ event }) => {
+      assertEvent(event, 'START');
+      return { owed: { participants: event.participants, reset: event.reset, dbVersion: event.dbVersion } };
+    }),
+    startOwed: assign(({ context }) => {
+      const owed = present(context.owed, 'a round is owed');
+      return newRound(context, owed.participants, owed.reset, owed.dbVersion);
+    }),
     noteHigher: assign(({ context, event }) => {
       assertEvent(event, 'HIGHER_ROUND');
       return isHigherRound(event.round, context.highest) ? { highest: event.round } : {};
@@ -240,7 +260,7 @@ export const rebuildCoordinatorMachine = setup({
   },
 }).createMachine({
   id: machineName,
-  context: ({ input }) => ({ ...input, round: null, highest: null, phase: null, participants: [], reset: [], dbVersion: 0, states: {} }),
+  context: ({ input }) => ({ ...input, round: null, highest: null, phase: null, participants: [], reset: [], dbVersion: 0, owed: null, states: {} }),
   initial: 'idle',
   states: {
     idle: {
@@ -286,11 +306,31 @@ export const rebuildCoordinatorMachine = setup({
         },
         resuming: {
           entry: { type: 'enterPhase', params: { phase: 'resuming' } },
-          always: { guard: 'allResumed', target: '#rebuild-coordinator.idle', actions: { type: 'endPhase', params: { report: 'done' } } },
+          always: [
+            {
+              guard: and(['allResumed', 'owesRound']),
+              target: '#rebuild-coordinator.running',
+              reenter: true,
+              actions: [{ type: 'endPhase', params: { report: 'done' } }, 'startOwed'],
+            },
+            { guard: 'allResumed', target: '#rebuild-coordinator.idle', actions: { type: 'endPhase', params: { report: 'done' } } },
+          ],
           after: {
             phaseTimeout: { target: '#rebuild-coordinator.running', reenter: true, actions: [{ type: 'endPhase', params: { report: 'restarted' } }, 'restartSame'] },
           },
-          on: { RESUMED: { guard: 'isAwaitedResumed', actions: { type: 'markReplied', params: { phase: 'resuming' } } } },
+          on: {
+            RESUMED: { guard: 'isAwaitedResumed', actions: { type: 'markReplied', params: { phase: 'resuming' } } },
+            START: [
+              {
+                guard: 'changesRound',
+                target: '#rebuild-coordinator.running',
+                reenter: true,
+                actions: [{ type: 'endPhase', params: { report: 'restarted' } }, 'restartWith'],
+              },
+              // Nothing new to this round, but heard after some participants resumed: one more round, once this one is done.
+              { actions: 'owe' },
+            ],
+          },
           initial: 'sending',
           states: { sending: { entry: 'sendResumes', after: { retry: { target: 'sending', reenter: true } } } },
         },

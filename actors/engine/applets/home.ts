@@ -206,12 +206,25 @@ function installAtHome(engine: EngineParts, addr: bigint, stored: { data: Uint8A
   }
 }
 
-/** The newest durable copy of `addr` among this node's disk and its live core holders'. */
+/**
+ * The newest durable copy of `addr` among this node's disk and its live core
+ * holders' (none: the page was never flushed). Every live core holder must
+ * answer: one that does not (a rebuild failed the call, a timeout) may hold
+ * the newest flushed version, so the take-up fails and its requesters ask
+ * again; so it does when no core holder is live and this node is none.
+ */
 export async function freshestDurable(engine: EngineParts, addr: bigint, holders: readonly string[]): Promise<{ data: Uint8Array; version: number } | undefined> {
   const { deps } = engine;
   const others = holders.filter((h) => h !== deps.self && deps.isAlive(h));
+  if (others.length === 0 && !holders.includes(deps.self)) {
+    throw new MangroveError('E_UNREACHABLE', `every core holder of ${formatAddress(addr)} (${holders.join(', ')}) is down: its durable copy is out of reach until one is back`);
+  }
   const copies = await Promise.all(
-    others.map((h) => engine.calls.call<{ version: number; data: Uint8Array } | null>(h, { op: 'fetch', addr: addressKey(addr) }).catch(() => null)),
+    others.map((h) =>
+      engine.calls.call<{ version: number; data: Uint8Array } | null>(h, { op: 'fetch', addr: addressKey(addr) }).catch((err: unknown) => {
+        throw new MangroveError('E_RECOVERING', `core holder ${h} of ${formatAddress(addr)} did not say which version it holds (${String(err)}); asked again with the next request`);
+      }),
+    ),
   );
   let best: { data: Uint8Array; version: number } | undefined = deps.store.get(addr);
   for (const c of copies) if (c && (!best || c.version > best.version)) best = { data: new Uint8Array(c.data), version: c.version };

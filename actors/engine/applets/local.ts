@@ -216,10 +216,13 @@ async function writeOne(engine: EngineParts, addr: bigint, data: Uint8Array): Pr
   return engine.holder.wrote(addr);
 }
 
-/** Makes the newest copy durable on every core holder: this node's if it owns the page, else through the home. */
+/**
+ * Makes the newest copy durable on every core holder: this node's if it may
+ * write the page, else through the home, which knows the owner (a copy kept
+ * here after handing the page on may be older than the new owner's).
+ */
 async function flushOne(engine: EngineParts, addr: bigint): Promise<string[]> {
-  const mode = engine.holder.modeOf(addr);
-  if (mode === 'write' || mode === 'kept') return flushOwn(engine, addr);
+  if (engine.holder.modeOf(addr) === 'write') return flushOwn(engine, addr);
   return engine.calls.call<string[]>(engine.homeOf(addr), { op: 'flush', addr: addressKey(addr) });
 }
 

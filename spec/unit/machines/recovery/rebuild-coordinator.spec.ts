@@ -237,6 +237,23 @@ describe('rebuild coordinator (M14)', () => {
     ]);
   });
 
+  it('owes one more round to a START that changes nothing but comes while resuming, and starts it once this round is done', () => {
+    const c = at('resuming');
+    replies(c, 'RESUMED', r(1), 'a');
+    c.send(start(['a', 'b', 'c']));
+    expect(c.drain(), 'the resuming round goes on').to.deep.equal([]);
+    replies(c, 'RESUMED', r(1), 'b', 'c');
+    expect(phases(c)).to.deep.equal(['done@a/1', 'quiescing@a/2']);
+    expect(to(c, 'quiesce')).to.deep.equal(['a', 'b', 'c']);
+    // That round owes nothing: once done, the coordinator is idle.
+    c.drain();
+    replies(c, 'QUIESCED', r(2), 'a', 'b', 'c');
+    replies(c, 'REPOPULATED', r(2), 'a', 'b', 'c');
+    replies(c, 'RESUMED', r(2), 'a', 'b', 'c');
+    expect(phases(c)).to.deep.equal(['repopulating@a/2', 'resuming@a/2', 'done@a/2']);
+    expect(c.snapshot.value).to.equal('idle');
+  });
+
   it('restarts on a START naming a newer node database (an arena handed on mid-round), and its quiesces carry that version', () => {
     const c = run();
     c.send({ type: 'START', participants: ['a', 'b'], reset: [], dbVersion: 7 });
