@@ -14,7 +14,7 @@ import { MangroveError } from '../../../../bus/errors.js';
 import type { NdbOp } from '../../../../bus/messages/index.js';
 import { addNodeCommands, nodeCliDefaults, parseIdPrefix, removalJson, removeNode, renderRemoval, type NodeLink, type Removal } from '../../../../runtime/cli/node.js';
 import { errorOf } from '../../../helpers/error-of.js';
-import { CLI, mangrove } from '../../../helpers/run-cli.js';
+import { CLI, itRefusesUsage, mangrove } from '../../../helpers/run-cli.js';
 import { IDS, sampleStatus } from '../../../fixtures/status.js';
 
 const NOBODY = 'tcp://127.0.0.1:1';
@@ -210,14 +210,7 @@ describe('runtime/cli/node', () => {
       ['--timeout 0', ['node', 'remove', '0a1b', '--connect', NOBODY, '--timeout', '0'], /^error E_BAD_ARGUMENT: option '--timeout <ms>' argument '0' is invalid/],
       ['an unknown subcommand', ['node', 'frob'], /^error E_BAD_ARGUMENT: unknown command 'frob'/],
     ];
-    for (const [what, args, expected] of usage) {
-      it(`refuses ${what} with exit 2, before sending anything`, async () => {
-        const r = await mangrove(args);
-        expect(r.stderr).to.match(expected);
-        expect(r.code).to.equal(2);
-        expect(r.stdout).to.equal('');
-      });
-    }
+    itRefusesUsage(usage);
 
     it('says E_UNREACHABLE and exits 1 when a valid call finds no node', async () => {
       const r = await mangrove(['node', 'remove', '0a1b', ...at]);

@@ -17,7 +17,7 @@ import { PAGE_BYTES } from '../../../../machines/memory/address.js';
 import { clientDefaults } from '../../../../runtime/client/pages.js';
 import { addPageCommands, chunkPlan, pageChunks, pageCliDefaults, parseFsAttr, renderAttrs, renderFlush, renderSpace, renderStat } from '../../../../runtime/cli/page.js';
 import { errorOf } from '../../../helpers/error-of.js';
-import { CLI, mangrove } from '../../../helpers/run-cli.js';
+import { CLI, itRefusesUsage, mangrove } from '../../../helpers/run-cli.js';
 
 const NOBODY = 'tcp://127.0.0.1:1';
 
@@ -273,14 +273,7 @@ describe('runtime/cli/page', () => {
       ['a client id of 65 characters', ['page', 'unlock', '0x1000', '--client-id', 'x'.repeat(65), ...at], /^error E_BAD_ARGUMENT: clientId must be a string of 1 to 64 characters/],
       ['an unknown subcommand', ['page', 'frob'], /^error E_BAD_ARGUMENT: unknown command 'frob'/],
     ];
-    for (const [what, args, expected] of usage) {
-      it(`refuses ${what} with exit 2, before sending anything`, async () => {
-        const r = await mangrove(args);
-        expect(r.stderr).to.match(expected);
-        expect(r.code).to.equal(2);
-        expect(r.stdout).to.equal('');
-      });
-    }
+    itRefusesUsage(usage);
 
     it('refuses an empty write with exit 2 and a missing --file with E_NOT_FOUND', async () => {
       const empty = await withInput(['page', 'write', '0x1000', ...at], new Uint8Array(0));
