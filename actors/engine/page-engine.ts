@@ -342,10 +342,10 @@ export class PageEngine {
   }
 
   /** Start repopulating: registers every copy here with its page's home; resolves once every home has answered. */
-  async repopulate(round: number): Promise<void> {
+  async repopulate(round: number, dbVersion: number): Promise<void> {
     const repopulation = this.repopulation;
     if (!repopulation || repopulation.round !== round) throw new MangroveError('E_STALE', `repopulation of round ${round} was not prepared here (this node is at round ${this.round})`);
-    await repopulation.registerCopies(this.deps.settings.timeoutMs);
+    await repopulation.registerCopies(this.deps.settings.timeoutMs, dbVersion);
   }
 
   /**

@@ -25,7 +25,6 @@
  * not stop the request: the protocol runs to its end either way.
  */
 import { Subject } from 'rxjs';
-import { present } from '../../bus/assert.js';
 import type { Clock } from '../../bus/clock.js';
 import { MangroveError, type ErrorCode } from '../../bus/errors.js';
 import type { Body } from '../../bus/messages/index.js';
@@ -112,14 +111,6 @@ export class PageHolder {
   private readonly dropped = new Map<bigint, number>();
   /** Per page, the latest round of a forward or invalidation this node has acted on. */
   private readonly seen = new Map<bigint, number>();
-  /**
-   * Per page, the last request that ended refused. A repeat of it sent
-   * before the refusal came may still reach the home and be taken up there;
-   * the home then serves it to the end (it forwards until this node
-   * confirms), so its data and grant are taken in as if it were still asked
-   * for, or the page would wait on it for ever.
-   */
-  private readonly abandoned = new Map<bigint, { req: number; mode: AccessMode }>();
   private seq = 0;
   /** The configured RAM budget; the cache's own may run over it while dirty pages wait to be paged out. */
   private readonly budgetBytes: number;
@@ -253,9 +244,7 @@ export class PageHolder {
   /** Forgets a copy the home no longer counts (unallocate, dealloc). */
   forget(addr: bigint): void {
     this.modes.delete(addr);
-    this.abandoned.delete(addr);
     this.dropped.delete(addr);
-    this.seen.delete(addr);
     this.facts.delete(addr);
     if (this.deps.cache.remove(addr)) this.changes$.next({ addr, why: 'dropped', version: null });
   }
@@ -287,30 +276,43 @@ export class PageHolder {
     this.deps.send(from, 'page.invalidated', { addr: b.addr, round: b.round });
   }
 
+  /**
+   * Data for a request. Besides the one it waits on, this node takes in the
+   * data of an older request of its own that the home is serving now (newer
+   * than any round it has seen for the page): a repeat of a request that
+   * ended here (refused, timed out) may still have reached the home, which
+   * then serves it to the end, forwarding until this node confirms; the
+   * page would wait on it for ever. A late duplicate of a request served
+   * long ago is of an older round, and is dropped.
+   */
   onData(b: Body<'page.data'>, addr: bigint): void {
     const p = this.pending.get(addr);
     const asked = p !== undefined && p.req === b.req && p.mode === b.mode;
-    if (!asked && !this.isAbandoned(addr, b)) return;
-    const first = asked ? !p.gotData : this.modes.get(addr)?.round !== b.round;
+    const state = this.modes.get(addr);
+    if (!asked && !(this.isOwnOlder(b.req, p) && (state?.round === b.round || b.round > (this.seen.get(addr) ?? 0)))) return;
+    const first = asked ? !p.gotData : state?.round !== b.round;
     if (first) {
+      // Every round a copy came in is past from now on: a late duplicate of its data never brings a dropped copy back.
+      this.see(addr, b.round);
       // A reader's copy is never dirty: making the page durable is its owner's business.
       this.put(addr, b.data, b.version, b.mode === 'write' && b.dirty, false);
       if (asked) p.gotData = true;
       this.dropped.delete(addr);
       this.modes.set(addr, { mode: b.mode === 'read' ? 'read' : 'incoming', round: b.round, owner: false, paged: false });
-      if (asked && b.mode === 'read') p.arrive();
+      // A read waiting here may use the copy at once, whichever request brought it.
+      if (b.mode === 'read' && p?.mode === 'read') p.arrive();
     }
     this.deps.send(this.deps.homeOf(addr), 'page.confirmed', { addr: b.addr, req: b.req });
   }
 
-  private isAbandoned(addr: bigint, b: { req: number; mode?: AccessMode }): boolean {
-    const a = this.abandoned.get(addr);
-    return a !== undefined && a.req === b.req && (b.mode === undefined || a.mode === b.mode);
+  /** `req` is one of this incarnation's requests, older than the one pending (if any). */
+  private isOwnOlder(req: number, p: Pending | undefined): boolean {
+    return Math.floor(req / REQS_PER_EPOCH) === this.deps.epoch && (p === undefined || req < p.req);
   }
 
   onServed(b: Body<'page.served'>, addr: bigint): void {
     const p = this.pending.get(addr);
-    if (this.isAbandoned(addr, b) && (!p || p.req !== b.req)) return this.servedLate(b, addr);
+    if ((!p || p.req !== b.req) && this.isOwnOlder(b.req, p)) return this.servedLate(b, addr);
     if (!p || p.req !== b.req) return;
     this.facts.set(addr, { holders: b.holders, volatile: b.volatile, gen: b.gen });
     const state = this.modes.get(addr);
@@ -338,18 +340,15 @@ export class PageHolder {
   onRefused(b: Body<'page.refused'>, addr: bigint): void {
     const p = this.pending.get(addr);
     if (!p || p.req !== b.req) return;
-    this.abandoned.set(addr, { req: p.req, mode: p.mode });
     this.finish(addr, p, new MangroveError(b.code as ErrorCode, b.message));
   }
 
-  /** The grant of a request that ended refused here but was taken up by the home after all (see `abandoned`). */
+  /** The grant of an older request the home took up after it ended here (see `onData`): a write's copy becomes writable. */
   private servedLate(b: Body<'page.served'>, addr: bigint): void {
-    const a = present(this.abandoned.get(addr), 'a late grant is of an abandoned request');
-    this.abandoned.delete(addr);
     const state = this.modes.get(addr);
     if (!state || !this.cached(addr) || state.round !== b.round) return;
     this.facts.set(addr, { holders: b.holders, volatile: b.volatile, gen: b.gen });
-    if (a.mode === 'write' && state.mode === 'incoming') {
+    if (state.mode === 'incoming') {
       state.mode = 'write';
       state.owner = true;
     }
@@ -367,7 +366,6 @@ export class PageHolder {
    */
   quiesce(err: MangroveError, reset: boolean): void {
     for (const [addr, p] of [...this.pending]) this.finish(addr, p, err);
-    this.abandoned.clear();
     this.seen.clear();
     this.dropped.clear();
     this.facts.clear();

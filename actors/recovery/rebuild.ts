@@ -78,7 +78,7 @@ export interface RebuildEngine {
   suspect(): void;
   hold(): void;
   drain(round: number, reset: boolean, scope: RoundScope): void;
-  repopulate(round: number): Promise<void>;
+  repopulate(round: number, dbVersion: number): Promise<void>;
   resume(round: number): void;
 }
 
@@ -409,7 +409,7 @@ export class RebuildActor {
         return;
       }
       case 'repopulate':
-        this.deps.engine.repopulate(e.round.n).then(
+        this.deps.engine.repopulate(e.round.n, this.scopes.get(roundLabel(e.round))?.dbVersion ?? 0).then(
           () => this.deps.outbox.loop('rec.done', { round: e.round }),
           // The coordinator's phase runs out and restarts the round.
           (err: unknown) => this.deps.log.warn({ round: roundLabel(e.round), err: String(err) }, 'repopulation failed'),
@@ -420,6 +420,7 @@ export class RebuildActor {
         this.deps.log.info({ round: roundLabel(e.round) }, 'rebuild finished; operations resume');
         return;
       case 'reply':
+        if (e.kind === 'quiesced') return this.sendTo(e.to, 'rec.quiesced', { round: e.round, dbVersion: this.deps.db().version });
         return this.sendTo(e.to, `rec.${e.kind}`, { round: e.round });
       case 'ask':
         return this.ask(e.failed);
@@ -486,7 +487,7 @@ export class RebuildActor {
       case 'quiesce':
         return this.sendTo(e.to, 'rec.quiesce', { round: e.round, reset: e.reset, after: this.newestFinished(), participants: e.participants, dbVersion: e.dbVersion });
       case 'repopulate':
-        return this.sendTo(e.to, 'rec.repopulate', { round: e.round });
+        return this.sendTo(e.to, 'rec.repopulate', { round: e.round, dbVersion: e.dbVersion });
       case 'resume':
         return this.sendTo(e.to, 'rec.resume', { round: e.round });
     }
@@ -536,8 +537,12 @@ export class RebuildActor {
         this.participant.send({ type: 'QUIESCE', from, round, reset: b.reset || missed });
         return this.followRound();
       }
-      case 'rec.repopulate':
+      case 'rec.repopulate': {
+        // The round rules by the newest node database a participant has: this node catches up before it registers.
+        const scope = this.scopes.get(roundLabel(round));
+        if (scope) this.scopes.set(roundLabel(round), { ...scope, dbVersion: Math.max(scope.dbVersion, (env.body as Body<'rec.repopulate'>).dbVersion) });
         return this.participant.send({ type: 'REPOPULATE', from, round });
+      }
       case 'rec.resume':
         return this.participant.send({ type: 'RESUME', from, round });
     }
@@ -560,8 +565,8 @@ export class RebuildActor {
       return;
     }
     const { round } = env.body;
-    const type = env.kind === 'rec.quiesced' ? 'QUIESCED' : env.kind === 'rec.repopulated' ? 'REPOPULATED' : 'RESUMED';
-    this.coordinator.send({ type, from: env.from, round });
+    if (env.kind === 'rec.quiesced') return this.coordinator.send({ type: 'QUIESCED', from: env.from, round, dbVersion: (env.body as Body<'rec.quiesced'>).dbVersion });
+    this.coordinator.send({ type: env.kind === 'rec.repopulated' ? 'REPOPULATED' : 'RESUMED', from: env.from, round });
   }
 
   /** A `rec.` message; to this node itself through the transport's loop, so a trace records it. */

@@ -80,6 +80,8 @@ export class Repopulation {
   private readonly verdicts = new Map<bigint, CopyVerdict>();
   private readonly caps = new Map<bigint, 'reader' | 'drop'>();
   private registered = false;
+  /** The node database version the round rules by: the quiesce's, raised by the repopulate's (the newest a participant has). */
+  private dbVersion: number;
   /** Home side: the page table being rebuilt, and one resolution at a time per page. */
   private readonly table = new Map<bigint, PageTable>();
   private readonly lanes = new Map<bigint, Promise<unknown>>();
@@ -88,7 +90,9 @@ export class Repopulation {
     readonly round: number,
     private readonly engine: EngineParts,
     private readonly scope: RoundScope,
-  ) {}
+  ) {
+    this.dbVersion = scope.dbVersion;
+  }
 
   // ---- As a holder ----
 
@@ -100,7 +104,8 @@ export class Repopulation {
    * registers them with the new home. Every node rules by the same arena
    * table: at least the coordinator's.
    */
-  async registerCopies(timeoutMs: number): Promise<void> {
+  async registerCopies(timeoutMs: number, dbVersion: number): Promise<void> {
+    this.dbVersion = Math.max(this.dbVersion, dbVersion);
     await this.caughtUp(timeoutMs);
     const byHome = new Map<string, RegisteredCopy[]>();
     const held = this.engine.holder.copies();
@@ -144,9 +149,9 @@ export class Repopulation {
   private async caughtUp(timeoutMs: number): Promise<void> {
     const { clock, db, settings } = this.engine.deps;
     const until = clock.now() + timeoutMs;
-    while (db().version < this.scope.dbVersion) {
+    while (db().version < this.dbVersion) {
       if (clock.now() >= until) {
-        throw new MangroveError('E_RECOVERING', `this node's node database (version ${db().version}) is still behind the rebuild coordinator's (${this.scope.dbVersion}); the round is tried again`);
+        throw new MangroveError('E_RECOVERING', `this node's node database (version ${db().version}) is still behind the round's (${this.dbVersion}); the round is tried again`);
       }
       await new Promise<void>((resolve) => clock.setTimeout(resolve, settings.retryMs));
     }

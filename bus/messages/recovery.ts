@@ -26,9 +26,15 @@ export const recoveryBodies = {
    * least as new, so every node agrees on each page's home.
    */
   'rec.quiesce': z.object({ round: rebuildRound, reset: z.boolean(), after: count, participants: list(id), dbVersion: count }),
-  'rec.quiesced': z.object({ round: rebuildRound }),
-  /** Start repopulating: register every copy held with its page's home. */
-  'rec.repopulate': z.object({ round: rebuildRound }),
+  /** `dbVersion`: the replier's node database, so the round rules by the newest any participant has. */
+  'rec.quiesced': z.object({ round: rebuildRound, dbVersion: count }),
+  /**
+   * Start repopulating: register every copy held with its page's home, once
+   * this node's node database is at least `dbVersion` (the newest a
+   * participant replied quiesced with: a coordinator that restarted may
+   * have an older one than the cluster's).
+   */
+  'rec.repopulate': z.object({ round: rebuildRound, dbVersion: count }),
   'rec.repopulated': z.object({ round: rebuildRound }),
   /** Resume operations. */
   'rec.resume': z.object({ round: rebuildRound }),

@@ -111,7 +111,8 @@ export type RebuildCoordinatorEvent =
    * handed on since the running round began restarts it).
    */
   | { type: 'START'; participants: string[]; reset: string[]; rank?: number; dbVersion?: number }
-  | { type: 'QUIESCED'; from: string; round: RebuildRound }
+  /** `dbVersion`: the participant's node database; the round rules by the newest. */
+  | { type: 'QUIESCED'; from: string; round: RebuildRound; dbVersion?: number }
   | { type: 'REPOPULATED'; from: string; round: RebuildRound }
   | { type: 'RESUMED'; from: string; round: RebuildRound }
   | { type: 'PARTICIPANT_FAILED'; id: string }
@@ -120,7 +121,7 @@ export type RebuildCoordinatorEvent =
 
 export type RebuildCoordinatorEmitted =
   | { type: 'quiesce'; to: string; round: RebuildRound; participants: string[]; reset: boolean; dbVersion: number }
-  | { type: 'repopulate'; to: string; round: RebuildRound }
+  | { type: 'repopulate'; to: string; round: RebuildRound; dbVersion: number }
   | { type: 'resume'; to: string; round: RebuildRound }
   | { type: 'phase'; round: RebuildRound; phase: RebuildPhaseReport; waiting: string[] };
 
@@ -232,7 +233,8 @@ export const rebuildCoordinatorMachine = setup({
     }),
     markReplied: assign(({ context, event }, params: { phase: RebuildPhase }) => {
       assertEvent(event, ['QUIESCED', 'REPOPULATED', 'RESUMED']);
-      return { states: { ...context.states, [event.from]: REPLIED[params.phase] } };
+      const dbVersion = event.type === 'QUIESCED' ? Math.max(context.dbVersion, event.dbVersion ?? 0) : context.dbVersion;
+      return { states: { ...context.states, [event.from]: REPLIED[params.phase] }, dbVersion };
     }),
     enterPhase: enqueueActions(({ context, enqueue }, params: { phase: RebuildPhase }) => {
       enqueue.assign({ phase: params.phase });
@@ -251,7 +253,7 @@ export const rebuildCoordinatorMachine = setup({
     }),
     sendRepopulates: enqueueActions(({ context, enqueue }) => {
       const round = currentRound(context);
-      for (const to of waitingIn(context, 'repopulating')) enqueue.emit({ type: 'repopulate', to, round });
+      for (const to of waitingIn(context, 'repopulating')) enqueue.emit({ type: 'repopulate', to, round, dbVersion: context.dbVersion });
     }),
     sendResumes: enqueueActions(({ context, enqueue }) => {
       const round = currentRound(context);

@@ -74,17 +74,32 @@ describe('page holder', () => {
     expect(h.writable(ADDR)?.data[0]).to.equal(7);
   });
 
-  it('ignores data of a request it never made, or of another mode than the one that ended refused', () => {
-    const { h, sent } = holder();
-    void h.acquire(ADDR, 'read').catch(() => undefined);
-    const [req] = requestsOf(sent);
-    h.onRefused({ addr: KEY, rr: 0, req, code: 'E_BUSY', message: 'busy' }, ADDR);
+  it('takes in an older request of its own the home serves now (it ended here first), but no data of a round it has seen past', async () => {
+    const { h, sent, clock } = holder();
+    // A read that timed out here while its repeats were on their way; then two more, refused.
+    for (let k = 0; k < 3; k++) {
+      void h.acquire(ADDR, 'read').catch(() => undefined);
+      const req = requestsOf(sent).at(-1)!;
+      h.onRefused({ addr: KEY, rr: 0, req, code: 'E_RECOVERING', message: 'rebuilding' }, ADDR);
+    }
+    const [first] = requestsOf(sent);
+    const read = h.acquire(ADDR, 'read');
+    // The home took up the first one's repeat: its data is taken in and confirmed.
     sent.length = 0;
-    h.onData(data(req, 'write', 2, 1), ADDR);
-    h.onData(data(req + 5, 'read', 2, 1), ADDR);
-    h.onServed(served(req + 5, 2), ADDR);
+    h.onData(data(first, 'read', 5, 3), ADDR);
+    expect(sent).to.deep.equal([{ to: HOME, kind: 'page.confirmed', body: { addr: KEY, req: first } }]);
+    await read;
+    expect(h.readable(ADDR)?.data[0]).to.equal(3);
+    // An invalidation of round 6, then a late duplicate of round-5 data: dropped, unconfirmed.
+    h.onInvalidate({ addr: KEY, rr: 0, round: 6, version: 4 }, ADDR, HOME);
+    sent.length = 0;
+    h.onData(data(first, 'read', 5, 3), ADDR);
     expect(sent).to.deep.equal([]);
     expect(h.modeOf(ADDR)).to.equal(undefined);
+    // Data naming a request of another incarnation is not this node's to take.
+    h.onData(data(first - 2 ** 32, 'read', 9, 3), ADDR);
+    expect(h.modeOf(ADDR)).to.equal(undefined);
+    clock.advance(0);
   });
 
   it('keeps a copy no home ruled on in a rebuild, but reads it no more (shelved)', async () => {

@@ -92,9 +92,9 @@ describe('rebuild coordinator (M14)', () => {
     expect(c.value).to.deep.equal({ running: { repopulating: 'sending' } });
     expect(c.drain()).to.deep.equal([
       { type: 'phase', round: r(1), phase: 'repopulating', waiting: ['a', 'b', 'c'] },
-      { type: 'repopulate', to: 'a', round: r(1) },
-      { type: 'repopulate', to: 'b', round: r(1) },
-      { type: 'repopulate', to: 'c', round: r(1) },
+      { type: 'repopulate', to: 'a', round: r(1), dbVersion: 0 },
+      { type: 'repopulate', to: 'b', round: r(1), dbVersion: 0 },
+      { type: 'repopulate', to: 'c', round: r(1), dbVersion: 0 },
     ]);
     expect(c.snapshot.context.states).to.deep.equal({ a: 'quiescent', b: 'quiescent', c: 'quiescent' });
   });
@@ -252,6 +252,19 @@ describe('rebuild coordinator (M14)', () => {
     replies(c, 'RESUMED', r(2), 'a', 'b', 'c');
     expect(phases(c)).to.deep.equal(['repopulating@a/2', 'resuming@a/2', 'done@a/2']);
     expect(c.snapshot.value).to.equal('idle');
+  });
+
+  it('rules by the newest node database a participant replied quiesced with (a restarted coordinator may be behind)', () => {
+    const c = run();
+    c.send({ type: 'START', participants: ['a', 'b', 'c'], reset: [], dbVersion: 3 });
+    c.send({ type: 'QUIESCED', from: 'a', round: r(1), dbVersion: 3 });
+    c.send({ type: 'QUIESCED', from: 'b', round: r(1), dbVersion: 9 });
+    c.send({ type: 'QUIESCED', from: 'c', round: r(1), dbVersion: 5 });
+    expect(c.of('repopulate').map((e) => [e.to, e.dbVersion])).to.deep.equal([
+      ['a', 9],
+      ['b', 9],
+      ['c', 9],
+    ]);
   });
 
   it('restarts on a START naming a newer node database (an arena handed on mid-round), and its quiesces carry that version', () => {
