@@ -81,11 +81,14 @@ interface Running {
 export async function crashWorkload(seed: number, opts: CrashWorkloadOptions): Promise<CrashRun> {
   const r = new SeededRandom(seed);
   let rounds = 0;
-  const c = await formedCluster(seed, 4 + r.int(3), {
+  /** Per node id, when a monitor first counted it failed (member_failed news), for watchResets. */
+  const countedFailed = new Map<string, number>();
+  const c: SimCluster = await formedCluster(seed, 4 + r.int(3), {
     timeoutMs: CRASH_TIMEOUT_MS,
     log: opts.log,
     onNews: (_i, n) => {
       if (n.type === 'rebuild' && n.phase === 'done') rounds++;
+      if (n.type === 'member_failed' && n.id !== null && !countedFailed.has(n.id)) countedFailed.set(n.id, c.clock.now());
     },
   });
   const rec = new Recorder(c, await sharedPages(c, 2), opts.plant);
@@ -99,7 +102,7 @@ export async function crashWorkload(seed: number, opts: CrashWorkloadOptions): P
     if (!ended) c.clock.setTimeout(beat, PERIOD_MS);
   };
   beat();
-  void watchResets(x, () => ended);
+  void watchResets(x, countedFailed, () => ended);
   void crashes(x, c.clock.now() + opts.faultMs);
   for (let k = 0; k < opts.clients; k++) void client(x, k);
   await c.runUntilAsync(() => !x.crashing, opts.faultMs + 10_000, 'the crashes to end');
@@ -127,34 +130,48 @@ const RESET_POLL_MS = 50;
  * A live node drops every copy it holds when a round finds it missed one
  * (docs/recovery.md: a node counted failed is a crash). Each such reset
  * goes into the history as a crash when some node had counted it failed
- * since its last; otherwise it is unexplained, a loss the contract does not
- * allow. A restarted node's own reset, before it first serves, is its
- * crash's.
+ * since its last, at the time it was first counted failed (from then on a
+ * round may leave it out, its read lease over; a count that lasted less
+ * than a poll is seen in the monitors' `member_failed` news); otherwise it
+ * is unexplained, a loss the contract does not allow. A restarted node's
+ * own reset, before it first serves, is its crash's.
  */
-async function watchResets(x: Running, ended: () => boolean): Promise<void> {
+async function watchResets(x: Running, countedFailed: Map<string, number>, ended: () => boolean): Promise<void> {
   const { c, rec, run } = x;
   const engines = allNodes(c).map((i) => c.node(i)?.engine);
   const seen = allNodes(c).map(() => 0);
   const served = allNodes(c).map(() => false);
-  const countedOut = allNodes(c).map(() => false);
+  /** Per node, when it was first counted failed since it first served or last reset (null: not since). */
+  const countedOut: (number | null)[] = allNodes(c).map(() => null);
+  const since = allNodes(c).map(() => c.clock.now());
   while (!ended()) {
     await x.sleep(RESET_POLL_MS);
     for (const i of allNodes(c)) {
       const engine = c.node(i)?.engine;
-      if (engine !== engines[i]) [engines[i], seen[i], served[i], countedOut[i]] = [engine, 0, false, false];
+      if (engine !== engines[i]) [engines[i], seen[i], served[i], countedOut[i], since[i]] = [engine, 0, false, null, c.clock.now()];
       if (!engine) continue;
       const others = allNodes(c).filter((j) => j !== i && served[j]);
-      if (others.some((j) => c.status(j)?.nodes.find((n) => n.id === c.id(i))?.alive === false)) countedOut[i] = true;
+      const news = countedFailed.get(c.id(i));
+      if (news !== undefined && news >= since[i]) countedOut[i] = Math.min(countedOut[i] ?? news, news);
+      if (others.some((j) => c.status(j)?.nodes.find((n) => n.id === c.id(i))?.alive === false)) countedOut[i] ??= c.clock.now();
+      countedFailed.delete(c.id(i));
       const { resets, lastResetAt, serving } = engine.recoveryState();
       if (resets > seen[i] && served[i] && lastResetAt !== null) {
-        if (countedOut[i]) {
-          run.resets.push({ node: i, at: lastResetAt });
-          rec.reset(i, lastResetAt);
+        const out = countedOut[i];
+        if (out !== null) {
+          run.resets.push({ node: i, at: out });
+          rec.reset(i, out);
         } else run.unexplainedResets.push({ node: i, at: lastResetAt });
-        countedOut[i] = false;
+        countedOut[i] = null;
+        since[i] = c.clock.now();
       }
       seen[i] = resets;
-      served[i] ||= serving;
+      if (serving && !served[i]) {
+        // A count of an earlier incarnation, or from before this one served, is no news of it.
+        served[i] = true;
+        since[i] = c.clock.now();
+        countedOut[i] = null;
+      }
     }
   }
 }
