@@ -356,6 +356,7 @@ export class PageEngine {
   resume(round: number): void {
     const repopulation = this.repopulation;
     if (repopulation && repopulation.round === round) for (const [addr, page] of repopulation.rebuilt()) this.homes.install(addr, page);
+    this.holder.resumed();
     this.releaseLocksOfGoneNodes();
     this.repopulation = undefined;
     this.round = round;

@@ -111,6 +111,8 @@ export class PageHolder {
   private readonly dropped = new Map<bigint, number>();
   /** Per page, the latest round of a forward or invalidation this node has acted on. */
   private readonly seen = new Map<bigint, number>();
+  /** Copies a rebuild ruled on that nobody could read before it: read from when it resumes. */
+  private readonly unreadUntilResume = new Set<bigint>();
   private seq = 0;
   /** The configured RAM budget; the cache's own may run over it while dirty pages wait to be paged out. */
   private readonly budgetBytes: number;
@@ -369,6 +371,8 @@ export class PageHolder {
     this.seen.clear();
     this.dropped.clear();
     this.facts.clear();
+    // A copy an unfinished round ruled on is registered again in the next, still unread.
+    this.unreadUntilResume.clear();
     if (reset) {
       for (const addr of [...this.modes.keys()]) this.forget(addr);
       return;
@@ -402,7 +406,13 @@ export class PageHolder {
       this.forget(addr);
       return;
     }
-    state.mode = 'read';
+    // A copy nobody could read before the round (kept handing the page on, or not yet granted) may be
+    // older than a copy registered after this verdict (the new owner's): it is read once the round resumes,
+    // by when every newer copy has demoted it.
+    if (state.mode === 'kept' || state.mode === 'incoming' || this.unreadUntilResume.has(addr)) {
+      state.mode = 'kept';
+      this.unreadUntilResume.add(addr);
+    } else state.mode = 'read';
     state.round = 0;
     state.owner = verdict.as === 'owner';
     this.facts.set(addr, verdict.facts);
@@ -419,6 +429,15 @@ export class PageHolder {
   shelve(addr: bigint): void {
     const state = this.modes.get(addr);
     if (state && (state.mode === 'read' || state.mode === 'write')) state.mode = 'kept';
+  }
+
+  /** The round resumed: every copy it ruled on is current, and those kept unread until now are read again. */
+  resumed(): void {
+    for (const addr of this.unreadUntilResume) {
+      const state = this.modes.get(addr);
+      if (state?.mode === 'kept') state.mode = 'read';
+    }
+    this.unreadUntilResume.clear();
   }
 
   /** Copies held, by mode. */
