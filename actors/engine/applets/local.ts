@@ -56,7 +56,8 @@ function registerPageSteps(engine: EngineParts): void {
   scheduler.register<{ addr: bigint; mode: 'read' | 'write' }, number>('page.access1', {
     key: (i) => pageKey(i.addr),
     applet: async ({ addr, mode }) => {
-      await engine.within(engine.holder.acquire(addr, mode), `${mode} access to ${formatAddress(addr)}`);
+      if (mode === 'write') await acquireWrite(engine, addr, `write access to ${formatAddress(addr)}`);
+      else await engine.within(engine.holder.acquire(addr, mode), `read access to ${formatAddress(addr)}`);
       return engine.cache.peek(addr)?.version ?? 0;
     },
   });
@@ -206,8 +207,22 @@ function outOfTouch(): MangroveError {
   return new MangroveError('E_RECOVERING', 'this node has not heard its group count it in lately, so a copy it holds may be stale; try again in a moment');
 }
 
+/**
+ * Write access to `addr`. An owner that shares its newest version with
+ * readers makes it durable first: the write invalidates their copies, and
+ * should this node die before its own write is flushed, the version they
+ * read (perhaps after the death, before it was noticed) must outlive it
+ * (docs/recovery.md). Another node's write needs nothing of the kind: the
+ * old owner keeps its copy until the next write.
+ */
+async function acquireWrite(engine: EngineParts, addr: bigint, what: string): Promise<void> {
+  const { holder } = engine;
+  if (holder.modeOf(addr) === 'read' && holder.ownsCopy(addr) && engine.cache.peek(addr)?.dirty) await flushOwn(engine, addr);
+  await engine.within(holder.acquire(addr, 'write'), what);
+}
+
 async function writeOne(engine: EngineParts, addr: bigint, data: Uint8Array): Promise<number> {
-  await engine.within(engine.holder.acquire(addr, 'write'), `writing ${formatAddress(addr)}`);
+  await acquireWrite(engine, addr, `writing ${formatAddress(addr)}`);
   const page = engine.holder.writable(addr);
   if (!page) return writeOne(engine, addr, data);
   // M17: an owner writes in place only with quorum, however long it has held the page.
