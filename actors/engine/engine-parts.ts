@@ -19,6 +19,7 @@ import type { PageLocks } from '../pages/page-locks.js';
 import type { PageSpace } from '../pages/page-space.js';
 import type { PageStore } from '../storage/page-store.js';
 import type { PeerCalls } from './peer-calls.js';
+import type { ClientLeases } from './client-leases.js';
 import type { RamCache } from '../pages/ram-cache.js';
 import type { SpacePolicy } from '../pages/space-policy.js';
 import type { TxnLog } from '../pages/txn-log.js';
@@ -76,6 +77,8 @@ export interface EngineParts {
   readonly homes: PageHomes;
   /** Page locks at their home (M7, M21's basis). */
   readonly locks: PageLocks;
+  /** Leases of the clients that lock through this node: a client that went away loses its locks (M14). */
+  readonly leases: ClientLeases;
   readonly space: PageSpace;
   readonly calls: PeerCalls;
   readonly commits: GroupCommit;

@@ -42,6 +42,7 @@ import { PageHolder, type PageChange } from '../pages/page-holder.js';
 import type { Observable } from 'rxjs';
 import { PageHomes } from '../pages/page-homes.js';
 import { PageLocks } from '../pages/page-locks.js';
+import { ClientLeases } from './client-leases.js';
 import { incarnationOf } from './applets/home.js';
 import { arenaOf, PageSpace } from '../pages/page-space.js';
 import { arenaEntryOf, arenasOf, reservingArena } from '../../machines/membership/node-db.js';
@@ -59,6 +60,8 @@ const GC_PAGES_PER_STEP = 256;
 
 /** How long a node's space report guides placement before it is asked for again (M12). */
 const SPACE_REPORT_TTL_MS = 5000;
+/** How often the node looks for clients whose lock lease ran out (client-leases.ts). */
+const LEASE_SWEEP_MS = 500;
 
 /** Peer calls a node answers while it rebuilds (M14): repopulation's own, and reads of its disk and space. */
 const SERVED_IN_RECOVERY: ReadonlySet<PeerCall['op']> = new Set(['register', 'demote', 'fetch', 'space']);
@@ -77,6 +80,7 @@ export class PageEngine {
   readonly holder: PageHolder;
   private readonly homes: PageHomes;
   private readonly locks: PageLocks;
+  private readonly leases: ClientLeases;
   private readonly addressSpace: PageSpace;
   private readonly calls: PeerCalls;
   private readonly commits: GroupCommit;
@@ -144,6 +148,13 @@ export class PageEngine {
       send: (to, kind, body) => this.send(to, kind, body),
     });
     this.locks = new PageLocks({ clock, inspect: deps.inspect });
+    this.leases = new ClientLeases({
+      clock,
+      intervalMs: LEASE_SWEEP_MS,
+      serving: () => this.serving,
+      release: (home, client) => this.calls.call(home, { op: 'release_client', client }),
+      log: deps.log,
+    });
     this.calls = new PeerCalls({
       self,
       epoch,
@@ -172,6 +183,7 @@ export class PageEngine {
       holder: this.holder,
       homes: this.homes,
       locks: this.locks,
+      leases: this.leases,
       space: this.addressSpace,
       calls: this.calls,
       commits: this.commits,
@@ -201,6 +213,7 @@ export class PageEngine {
     this.rereplication.start();
     this.gc = new DiskGc({ engine: this.parts, clock, intervalMs: settings.gcIntervalMs, pagesPerStep: GC_PAGES_PER_STEP, serving: () => this.serving });
     this.gc.start();
+    this.leases.start();
   }
 
   /** Changes to this node's copies, for local waiters (M10; the file system's locks build on it). */
@@ -277,6 +290,8 @@ export class PageEngine {
    */
   call(op: ClientPageOp, client = 'local'): Promise<unknown> {
     if (this.closed) return Promise.reject(new MangroveError('E_CLOSED', 'the node is stopping'));
+    this.leases.heard(client);
+    if (op.op === 'renew') return Promise.resolve({ held: this.leases.holds(client) });
     if (!this.serving && !(op.op === 'read' && this.holdsReadable(op.addr, op.pages))) {
       return Promise.reject(this.deps.quorate() ? recovering() : noQuorum(`${op.op} while the cluster rebuilds`));
     }
@@ -400,6 +415,7 @@ export class PageEngine {
     this.closed = true;
     this.rereplication.stop();
     this.gc.stop();
+    this.leases.stop();
     this.calls.close();
     this.holder.close();
     this.homes.stop();

@@ -18,3 +18,10 @@ export const PAGES_PER_RANGE_MAX = 2 ** 32;
 export const FS_ATTR_BYTES = 16;
 /** Most bytes one transaction-log record holds. */
 export const TXN_RECORD_BYTES_MAX = 4096;
+/**
+ * Bounds of a lock's lease (M14: a lock held by a client that went away is
+ * released): a client that asks for one renews it; its node releases its
+ * locks once it has not heard from it for that long.
+ */
+export const LOCK_LEASE_MS_MIN = 1000;
+export const LOCK_LEASE_MS_MAX = 3_600_000;

@@ -7,11 +7,11 @@
  */
 import { z } from 'zod';
 import { limits } from '../envelope.js';
-import { COPIES_MAX, FS_ATTR_BYTES, PAGE_SIZE, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX } from './page-limits.js';
+import { COPIES_MAX, FS_ATTR_BYTES, LOCK_LEASE_MS_MAX, LOCK_LEASE_MS_MIN, PAGE_SIZE, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX } from './page-limits.js';
 import { bytes, count, errorCode, errorMessage, id } from './schema.js';
 
 // Defined once in page-limits.ts (no zod there, for the CLI's start-up); exported here beside the schemas they bound.
-export { COPIES_MAX, FS_ATTR_BYTES, PAGE_SIZE, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX };
+export { COPIES_MAX, FS_ATTR_BYTES, LOCK_LEASE_MS_MAX, LOCK_LEASE_MS_MIN, PAGE_SIZE, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX };
 
 /** A 128-bit address, 16 bytes big-endian. */
 export const wireAddress = bytes('an address', (n) => n === 16, '16 bytes');
@@ -34,9 +34,16 @@ export const clientPageOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('dealloc'), addr: wireAddress, pages: rangePages }),
   z.object({ op: z.literal('read'), addr: wireAddress, pages: ioPages }),
   z.object({ op: z.literal('write'), addr: wireAddress, data: pagesData }),
-  /** `wait`: a conflicting lock makes the call wait its turn (at most the call's timeout) instead of failing E_LOCKED. */
-  z.object({ op: z.literal('lock'), addr: wireAddress, mode: lockMode, wait: z.boolean().optional() }),
+  /**
+   * `wait`: a conflicting lock makes the call wait its turn (at most the
+   * call's timeout) instead of failing E_LOCKED. `leaseMs`: the lock goes
+   * once the node has not heard from this client for that long (it went
+   * away); without it the lock stays until unlocked or the node fails.
+   */
+  z.object({ op: z.literal('lock'), addr: wireAddress, mode: lockMode, wait: z.boolean().optional(), leaseMs: z.number().int().min(LOCK_LEASE_MS_MIN).max(LOCK_LEASE_MS_MAX).optional() }),
   z.object({ op: z.literal('unlock'), addr: wireAddress }),
+  /** The client is still there: its leased locks stay (any call says as much); answers whether it still holds a lease here. */
+  z.object({ op: z.literal('renew') }),
   z.object({ op: z.literal('flush'), addr: wireAddress, pages: ioPages }),
   z.object({ op: z.literal('stat'), addr: wireAddress }),
   z.object({ op: z.literal('space') }),
@@ -95,6 +102,8 @@ export const peerCall = z.discriminatedUnion('op', [
   z.object({ op: z.literal('flush_owner'), addr: wireAddress }),
   z.object({ op: z.literal('lock'), addr: wireAddress, mode: lockMode, client: z.string().min(1).max(limits.idCharsMax * 2 + 1), wait: z.boolean().optional() }),
   z.object({ op: z.literal('unlock'), addr: wireAddress, client: z.string().min(1).max(limits.idCharsMax * 2 + 1) }),
+  /** To a home, from the node a client called through: the client went away (its lease ran out); its locks and waits go. */
+  z.object({ op: z.literal('release_client'), client: z.string().min(1).max(limits.idCharsMax * 2 + 1) }),
   z.object({ op: z.literal('stat'), addr: wireAddress }),
   z.object({ op: z.literal('set_attrs'), addr: wireAddress, fs: fsAttr.optional(), cacheInRam: z.boolean().optional() }),
   /** To the system arena's home: the super-root address (M7), or set it. */

@@ -279,7 +279,8 @@ function addSuperRoot(cli: PageCli): void {
 async function session<T>(o: LinkOpts, fn: (client: MangroveClient) => Promise<T>): Promise<T> {
   await checkConnect(o.connect, 'tcp://127.0.0.1:7400');
   const { connect } = await import('../client/pages.js');
-  const client = await connect(o.connect, { timeoutMs: o.timeout, clientId: o.clientId, recoveryWaitMs: pageCliDefaults.recoveryWaitMs });
+  // No lock lease: a lock outlives the command that took it, until unlocked with the same client id.
+  const client = await connect(o.connect, { timeoutMs: o.timeout, clientId: o.clientId, recoveryWaitMs: pageCliDefaults.recoveryWaitMs, lockLeaseMs: 0 });
   try {
     return await fn(client);
   } finally {

@@ -25,6 +25,8 @@ import type { Body } from '../../bus/messages/index.js';
 import {
   COPIES_MAX,
   FS_ATTR_BYTES,
+  LOCK_LEASE_MS_MAX,
+  LOCK_LEASE_MS_MIN,
   PAGES_PER_RANGE_MAX,
   PAGES_PER_REQUEST_MAX,
   TXN_RECORD_BYTES_MAX,
@@ -49,6 +51,8 @@ export type { FlushResult, PageAttrs, PageStat, SpaceReport, TxnOutcome, TxnReco
 
 export const clientDefaults = {
   timeoutMs: 10_000,
+  /** Well above a program's pauses (a collection, a slow disk), short enough that a waiting locker is not held up for long. */
+  lockLeaseMs: 10_000,
   /** Longer than a rebuild takes (seconds), short enough that a cluster that does not come back is reported. */
   recoveryWaitMs: 30_000,
 } as const;
@@ -88,12 +92,22 @@ export interface ConnectOptions {
    * again (the node's refusal rejects at once). Default 30000.
    */
   recoveryWaitMs?: number;
+  /**
+   * How long the node keeps this client's locks once it stops hearing from
+   * it: the client renews the lease while it holds locks, so a program that
+   * dies or is cut off loses them after this long and a waiting locker gets
+   * them (M14). 0: locks outlive the client until unlocked or its node fails
+   * (the CLI's). 1000 to 3600000, default 10000.
+   */
+  lockLeaseMs?: number;
 }
 
 /** What a MangroveClient takes besides its link: `connect` passes recoveryWaitMs; specs pass a clock and a random source too. */
 export interface ClientOptions {
   /** As in ConnectOptions; default 30000. */
   recoveryWaitMs?: number;
+  /** As in ConnectOptions; default 10000. */
+  lockLeaseMs?: number;
   /** Times the waits between tries and measures recoveryWaitMs (bus/clock.ts); default the process's own timers. */
   clock?: Clock;
   /** The backoff's jitter, a float in [0, 1); default Math.random. */
@@ -108,6 +122,8 @@ export interface ClientStats {
   recoveryGiveUps: number;
   /** The longest one call was held up by a rebuild, in ms: from its first E_RECOVERING to its last answer. */
   recoveryPauseMsMax: number;
+  /** Times the node said this client's lock lease had run out (it was not heard from for lockLeaseMs): its locks were released. */
+  lockLeasesLost: number;
 }
 
 /**
@@ -167,23 +183,34 @@ export async function connect(endpoint: string, opts: ConnectOptions = {}): Prom
   if (typeof endpoint !== 'string' || !isTcpEndpoint(endpoint)) {
     throw new MangroveError('E_BAD_ARGUMENT', `the endpoint must be like tcp://127.0.0.1:7400, not ${describe(endpoint)}`);
   }
-  checkKeys(opts, ['timeoutMs', 'clientId', 'recoveryWaitMs'], 'connect options');
+  checkKeys(opts, ['timeoutMs', 'clientId', 'recoveryWaitMs', 'lockLeaseMs'], 'connect options');
   const timeoutMs = checkMs('timeoutMs', opts.timeoutMs ?? clientDefaults.timeoutMs, 1, clientLimits.timeoutMsMax);
-  const { clientId, recoveryWaitMs } = opts;
+  const { clientId, recoveryWaitMs, lockLeaseMs } = opts;
   checkClientId(clientId);
   checkRecoveryWaitMs(recoveryWaitMs);
-  return new MangroveClient(await ZmqClient.connect(endpoint, { timeoutMs, clientId }), { recoveryWaitMs });
+  checkLockLeaseMs(lockLeaseMs);
+  return new MangroveClient(await ZmqClient.connect(endpoint, { timeoutMs, clientId }), { recoveryWaitMs, lockLeaseMs });
 }
 
 function checkRecoveryWaitMs(ms: unknown): number {
   return checkMs('recoveryWaitMs', ms ?? clientDefaults.recoveryWaitMs, 0, clientLimits.recoveryWaitMsMax);
 }
 
+function checkLockLeaseMs(ms: unknown): number {
+  const lease = checkMs('lockLeaseMs', ms ?? clientDefaults.lockLeaseMs, 0, LOCK_LEASE_MS_MAX);
+  if (lease !== 0 && lease < LOCK_LEASE_MS_MIN) throw new MangroveError('E_BAD_ARGUMENT', `lockLeaseMs must be 0 (no lease) or ${LOCK_LEASE_MS_MIN} to ${LOCK_LEASE_MS_MAX}, not ${lease}`);
+  return lease;
+}
+
 export class MangroveClient {
   private readonly recoveryWaitMs: number;
   private readonly clock: Clock;
   private readonly random: () => number;
-  private readonly counts: ClientStats = { recoveryRetries: 0, recoveryGiveUps: 0, recoveryPauseMsMax: 0 };
+  private readonly lockLeaseMs: number;
+  private readonly counts: ClientStats = { recoveryRetries: 0, recoveryGiveUps: 0, recoveryPauseMsMax: 0, lockLeasesLost: 0 };
+  /** Pages this client holds a leased lock on: while there are any, it renews its lease. */
+  private readonly leased = new Set<bigint>();
+  private renewTimer: unknown = undefined;
   /** Wakes each call waiting between two tries (one per call: bounded by the calls the program has made). */
   private readonly waiting = new Set<() => void>();
   private closed = false;
@@ -193,8 +220,9 @@ export class MangroveClient {
     private readonly link: PageLink,
     opts: ClientOptions = {},
   ) {
-    checkKeys(opts, ['recoveryWaitMs', 'clock', 'random'], 'client options');
+    checkKeys(opts, ['recoveryWaitMs', 'lockLeaseMs', 'clock', 'random'], 'client options');
     this.recoveryWaitMs = checkRecoveryWaitMs(opts.recoveryWaitMs);
+    this.lockLeaseMs = checkLockLeaseMs(opts.lockLeaseMs);
     const { clock = processClock, random = Math.random } = opts;
     if (typeof clock !== 'object' || clock === null || !(['now', 'setTimeout', 'clearTimeout'] as const).every((f) => typeof clock[f] === 'function')) {
       throw new MangroveError('E_BAD_ARGUMENT', `clock must have now, setTimeout and clearTimeout (bus/clock.ts), not ${describe(clock)}`);
@@ -273,16 +301,22 @@ export class MangroveClient {
    * its turn (first come, first served) for up to half the node's access
    * timeout, then E_TIMEOUT. A lock held by a client whose node fails or
    * restarts is released when the cluster rebuilds (M14), and a waiting
-   * locker gets it.
+   * locker gets it; so is one of a client the node has not heard from for
+   * lockLeaseMs (it went away; while it holds locks, it renews its lease).
    */
   async lock(addr: bigint, mode: LockMode = 'exclusive', opts: { wait?: boolean } = {}): Promise<void> {
     checkKeys(opts, ['wait'], 'lock options');
     if (opts.wait !== undefined && typeof opts.wait !== 'boolean') throw new MangroveError('E_BAD_ARGUMENT', `wait must be true or false, not ${describe(opts.wait)}`);
-    await this.call(opts.wait ? { op: 'lock', addr, mode, wait: true } : { op: 'lock', addr, mode });
+    const leaseMs = this.lockLeaseMs === 0 ? undefined : this.lockLeaseMs;
+    await this.call(opts.wait ? { op: 'lock', addr, mode, wait: true, leaseMs } : { op: 'lock', addr, mode, leaseMs });
+    if (leaseMs === undefined) return;
+    this.leased.add(pageBase(addr));
+    this.renewing();
   }
 
   async unlock(addr: bigint): Promise<void> {
     await this.call({ op: 'unlock', addr });
+    this.leased.delete(pageBase(addr));
   }
 
   /** Makes the newest copy of each page durable on every core holder (M11). */
@@ -400,6 +434,7 @@ export class MangroveClient {
   /** Closes the link; calls still waiting, for an answer or out a rebuild, reject with E_CLOSED. */
   async close(): Promise<void> {
     this.closed = true;
+    this.clock.clearTimeout(this.renewTimer);
     for (const wake of [...this.waiting]) wake();
     await this.link.close();
   }
@@ -453,6 +488,32 @@ export class MangroveClient {
     } finally {
       if (refusedAt !== undefined) this.counts.recoveryPauseMsMax = Math.max(this.counts.recoveryPauseMsMax, this.clock.now() - refusedAt);
     }
+  }
+
+  /**
+   * Renews the lock lease a third of it apart while this client holds leased
+   * locks. A renewal that fails is tried at the next tick (a lease does not
+   * run out while the node rebuilds); one the node answers `held: false`
+   * means the locks are gone. The timer does not keep the process alive.
+   */
+  private renewing(): void {
+    if (this.renewTimer !== undefined || this.closed) return;
+    const tick = (): void => {
+      this.renewTimer = undefined;
+      if (this.closed || this.leased.size === 0) return;
+      this.renewTimer = this.clock.setTimeout(tick, this.lockLeaseMs / 3);
+      (this.renewTimer as { unref?: () => void } | undefined)?.unref?.();
+      this.link.request('client.page', { op: 'renew' }).then(
+        (reply) => {
+          if ((reply as { result?: { held?: unknown } }).result?.held !== false || this.leased.size === 0) return;
+          this.counts.lockLeasesLost++;
+          this.leased.clear();
+        },
+        () => undefined,
+      );
+    };
+    this.renewTimer = this.clock.setTimeout(tick, this.lockLeaseMs / 3);
+    (this.renewTimer as { unref?: () => void } | undefined)?.unref?.();
   }
 
   /** The last refusal, saying how long the call waited; with recoveryWaitMs 0, the node's own. */

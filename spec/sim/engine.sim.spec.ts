@@ -437,6 +437,43 @@ describe('memory engine in the simulator', function () {
     await c.stopAll();
   });
 
+  it('releases the locks of a client that went silent past its lease, and a waiting locker on another node gets them; one that renews keeps its own (M14)', async () => {
+    const c = await formedCluster(47, 4);
+    const [p, q] = await sharedPages(c, 1);
+    const [P, Q] = [addressKey(p), addressKey(q)];
+    const e = (i: number) => c.node(i)!.engine;
+    const LEASE = 2000;
+    await c.settle(e(1).call({ op: 'lock', addr: P, mode: 'exclusive', leaseMs: LEASE }, 'gone'));
+    await c.settle(e(1).call({ op: 'lock', addr: Q, mode: 'exclusive', leaseMs: LEASE }, 'stays'));
+    const lockedAt = c.clock.now();
+    // 'stays' renews a third of its lease apart; 'gone' says nothing more.
+    let renewing = true;
+    const renew = (): void => {
+      if (!renewing) return;
+      void e(1).call({ op: 'renew' }, 'stays');
+      c.clock.setTimeout(renew, LEASE / 3);
+    };
+    renew();
+    // A locker on node 2 waits for 'gone''s page; it gets it once the lease has run out, not before.
+    const waited = c.settle(e(2).call({ op: 'lock', addr: P, mode: 'exclusive', wait: true }, 'next'));
+    await waited;
+    expect(c.clock.now() - lockedAt, 'granted after the lease').to.be.at.least(LEASE);
+    const renewed = (await c.settle(e(1).call({ op: 'renew' }, 'gone'))) as { held: boolean };
+    expect(renewed.held, 'the node says the lease ran out').to.equal(false);
+    // 'stays' renewed through all of it: its page is still locked for anyone else.
+    await c.runAsync(3 * LEASE);
+    expect(await codeOf(c, e(3).call({ op: 'lock', addr: Q, mode: 'shared' }, 'other')), 'a renewed lock stays').to.equal('E_LOCKED');
+    renewing = false;
+    await c.runAsync(2 * LEASE);
+    expect(await codeOf(c, e(3).call({ op: 'lock', addr: Q, mode: 'shared' }, 'other')), 'released once it stopped renewing').to.equal('ok');
+    // A lock without a lease (the CLI's) outlives any silence.
+    await c.settle(e(2).call({ op: 'unlock', addr: P }, 'next'));
+    await c.settle(e(2).call({ op: 'lock', addr: P, mode: 'exclusive' }, 'cli'));
+    await c.runAsync(5 * LEASE);
+    expect(await codeOf(c, e(3).call({ op: 'lock', addr: P, mode: 'exclusive' }, 'other')), 'an unleased lock stays').to.equal('E_LOCKED');
+    await c.stopAll();
+  });
+
   it('refuses writes without quorum (E_NO_QUORUM), and cut off from its group reads no copy it holds (it may be stale)', async () => {
     const c = await formedCluster(31, 5);
     const [page] = await sharedPages(c, 1);

@@ -89,6 +89,11 @@ function registerAsHome(engine: EngineParts): void {
     engine.locks.unlock(page, client);
     return { address: formatAddress(page), pages: 1 };
   });
+  // The client's lease ran out at the node it called through (client-leases.ts): its locks and waits here go.
+  peerApplet(engine, 'release_client', async ({ client }) => {
+    engine.locks.releaseClient(client);
+    return { released: true };
+  });
   // An owner under memory pressure hands the page back: the home takes it for writing (M12).
   peerApplet(engine, 'reclaim', async ({ addr }) => {
     const page = addressFromKey(addr);

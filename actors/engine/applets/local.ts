@@ -111,9 +111,13 @@ function registerPageIo(engine: EngineParts): void {
 
 /** What the page's home decides: locks, stat, attributes, and (arena 0's home) the super-root. */
 function registerHomeDecisions(engine: EngineParts): void {
-  clientApplet(engine, 'lock', async ({ addr, mode, wait }, origin) => {
+  clientApplet(engine, 'lock', async ({ addr, mode, wait, leaseMs }, origin) => {
     engine.needQuorum('locking');
-    return engine.calls.call(homeOfKey(engine, addr), { op: 'lock', addr, mode, client: origin, wait });
+    if (leaseMs !== undefined) engine.leases.mayLock(origin);
+    const home = homeOfKey(engine, addr);
+    const locked = await engine.calls.call(home, { op: 'lock', addr, mode, client: origin, wait });
+    if (leaseMs !== undefined) engine.leases.locked(origin, leaseMs, home);
+    return locked;
   });
   clientApplet(engine, 'unlock', async ({ addr }, origin) => engine.calls.call(homeOfKey(engine, addr), { op: 'unlock', addr, client: origin }));
   const statOf = (addr: Uint8Array) => engine.calls.call<PageStat & { attrs: PageAttrs }>(homeOfKey(engine, addr), { op: 'stat', addr });

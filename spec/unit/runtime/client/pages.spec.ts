@@ -480,7 +480,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
     expect(gaps(link.at)).to.deep.equal([15, 30]);
     const first = { op: 'write', addr: bytesOf('00000000000000000000000000001000'), data: page };
     expect(link.sent.map((x) => x.body), 'the same request every time').to.deep.equal([first, first, first]);
-    expect(c.stats()).to.deep.equal({ recoveryRetries: 2, recoveryGiveUps: 0, recoveryPauseMsMax: 45 });
+    expect(c.stats()).to.deep.equal({ recoveryRetries: 2, recoveryGiveUps: 0, recoveryPauseMsMax: 45, lockLeasesLost: 0 });
     expect(clock.pending(), 'no timer left behind').to.equal(0);
   });
 
@@ -509,7 +509,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
     // Waits of 10, 20, 40, 80, 160 ms, then the 500 ms cap's 250, the last one cut to end at the deadline.
     expect(gaps(link.at)).to.deep.equal([10, 20, 40, 80, 160, 250, 250, 190]);
     expect(link.at.at(-1)).to.equal(6000);
-    expect(c.stats()).to.deep.equal({ recoveryRetries: 8, recoveryGiveUps: 1, recoveryPauseMsMax: 1000 });
+    expect(c.stats()).to.deep.equal({ recoveryRetries: 8, recoveryGiveUps: 1, recoveryPauseMsMax: 1000, lockLeasesLost: 0 });
     expect(clock.pending()).to.equal(0);
   });
 
@@ -529,7 +529,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
     const c = new MangroveClient(link, { clock, random: () => 0 });
     expect(await inSimTime(clock, c.lock(0x1000n))).to.equal('E_NO_QUORUM: lock needs quorum and this node has none');
     expect(link.at).to.deep.equal([0, 10]);
-    expect(c.stats()).to.deep.equal({ recoveryRetries: 1, recoveryGiveUps: 0, recoveryPauseMsMax: 10 });
+    expect(c.stats()).to.deep.equal({ recoveryRetries: 1, recoveryGiveUps: 0, recoveryPauseMsMax: 10, lockLeasesLost: 0 });
   });
 
   for (const code of ['E_LOCKED', 'E_NO_QUORUM', 'E_UNREACHABLE', 'E_TIMEOUT', 'E_PAGE_LOST', 'E_BUSY', 'E_INTERNAL'] as const) {
@@ -540,7 +540,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
       expect(await refusal(c.lock(0x1000n))).to.equal(`${code}: no`);
       expect(link.sent).to.have.length(1);
       expect(clock.pending(), 'no wait begun').to.equal(0);
-      expect(c.stats()).to.deep.equal({ recoveryRetries: 0, recoveryGiveUps: 0, recoveryPauseMsMax: 0 });
+      expect(c.stats()).to.deep.equal({ recoveryRetries: 0, recoveryGiveUps: 0, recoveryPauseMsMax: 0, lockLeasesLost: 0 });
     });
   }
 
@@ -551,7 +551,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
     expect(await refusal(c.write(0x1000n, page))).to.equal(`E_RECOVERING: ${REBUILDING}`);
     expect(link.sent).to.have.length(1);
     expect(clock.pending()).to.equal(0);
-    expect(c.stats()).to.deep.equal({ recoveryRetries: 0, recoveryGiveUps: 1, recoveryPauseMsMax: 0 });
+    expect(c.stats()).to.deep.equal({ recoveryRetries: 0, recoveryGiveUps: 1, recoveryPauseMsMax: 0, lockLeasesLost: 0 });
   });
 
   it('rejects a call waiting out a rebuild with E_CLOSED when the client closes, and sends it no more', async () => {
@@ -604,8 +604,77 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
       expect(errorOf(make({ random: 0.5 }))).to.equal('E_BAD_ARGUMENT: random must be a function giving a float in [0, 1), not a number (0.5)');
       expect(errorOf(make({ clock: { now: () => 0 } }))).to.equal('E_BAD_ARGUMENT: clock must have now, setTimeout and clearTimeout (bus/clock.ts), not an object');
       expect(errorOf(make({ clock: null }))).to.match(/^E_BAD_ARGUMENT: clock must have .*, not null$/);
-      expect(errorOf(make({ recoveryWait: 5 }))).to.equal('E_BAD_ARGUMENT: client options has no "recoveryWait"; it takes recoveryWaitMs, clock, random');
+      expect(errorOf(make({ recoveryWait: 5 }))).to.equal('E_BAD_ARGUMENT: client options has no "recoveryWait"; it takes recoveryWaitMs, lockLeaseMs, clock, random');
       expect(errorOf(make(7))).to.equal('E_BAD_ARGUMENT: client options must be an object, not a number (7)');
     });
+  });
+});
+
+describe('runtime/client/pages: lock leases (M14: a client that went away loses its locks)', () => {
+  /** Runs the clock's timers, and the promises they start, up to `ms` from now. */
+  async function advance(clock: SimClock, ms: number): Promise<void> {
+    await clock.runUntilAsync(clock.now() + ms);
+  }
+  const ops = (link: FakeLink) => link.sent.map((s) => s.body.op);
+
+  it('locks with the lease, renews it a third of it apart while it holds a lock, and stops once it holds none', async () => {
+    const clock = new SimClock();
+    const link = new FakeLink((b) => ({ result: b.op === 'renew' ? { held: true } : {} }));
+    const c = new MangroveClient(link, { clock, lockLeaseMs: 3000 });
+    await c.lock(0x1000n);
+    expect(link.sent[0].body).to.include({ op: 'lock', mode: 'exclusive', leaseMs: 3000 });
+    await advance(clock, 3500);
+    expect(ops(link)).to.deep.equal(['lock', 'renew', 'renew', 'renew']);
+    await c.unlock(0x1000n);
+    await advance(clock, 5000);
+    expect(ops(link), 'nothing renewed once no lock is held').to.deep.equal(['lock', 'renew', 'renew', 'renew', 'unlock']);
+    expect(clock.pending(), 'no timer left behind').to.equal(0);
+    await c.close();
+  });
+
+  it('with lockLeaseMs 0 asks for no lease and renews nothing (the CLI: a lock outlives the command)', async () => {
+    const clock = new SimClock();
+    const link = new FakeLink();
+    const c = new MangroveClient(link, { clock, lockLeaseMs: 0 });
+    await c.lock(0x1000n, 'shared', { wait: true });
+    expect(link.sent[0].body).to.deep.equal({ op: 'lock', addr: link.sent[0].body.addr, mode: 'shared', wait: true });
+    await advance(clock, 60_000);
+    expect(ops(link)).to.deep.equal(['lock']);
+    expect(clock.pending()).to.equal(0);
+  });
+
+  it('counts a lease the node says ran out, and stops renewing: its locks are gone', async () => {
+    const clock = new SimClock();
+    const link = new FakeLink((b) => ({ result: b.op === 'renew' ? { held: false } : {} }));
+    const c = new MangroveClient(link, { clock, lockLeaseMs: 1500 });
+    await c.lock(0x1000n);
+    await c.lock(0x2000n);
+    await advance(clock, 5000);
+    expect(ops(link)).to.deep.equal(['lock', 'lock', 'renew']);
+    expect(c.stats().lockLeasesLost).to.equal(1);
+  });
+
+  it('keeps renewing through a renewal that fails, and stops when the client closes', async () => {
+    const clock = new SimClock();
+    let n = 0;
+    const link = new FakeLink((b) => (b.op === 'renew' && n++ === 0 ? Promise.reject(new MangroveError('E_TIMEOUT', 'no answer')) : { result: { held: true } }));
+    const c = new MangroveClient(link, { clock, lockLeaseMs: 3000 });
+    await c.lock(0x1000n);
+    await advance(clock, 2500);
+    expect(ops(link)).to.deep.equal(['lock', 'renew', 'renew']);
+    await c.close();
+    expect(clock.pending(), 'closed: no renewal left').to.equal(0);
+  });
+
+  it('refuses a lease that is not 0 or 1000 to 3600000 ms', async () => {
+    for (const [value, says] of [
+      [500, 'E_BAD_ARGUMENT: lockLeaseMs must be 0 (no lease) or 1000 to 3600000, not 500'],
+      [-1, 'E_BAD_ARGUMENT: lockLeaseMs must be an integer from 0 to 3600000, not a number (-1)'],
+      [1500.5, 'E_BAD_ARGUMENT: lockLeaseMs must be an integer from 0 to 3600000, not a number (1500.5)'],
+      ['10s', 'E_BAD_ARGUMENT: lockLeaseMs must be an integer from 0 to 3600000, not a string ("10s")'],
+    ] as const) {
+      expect(errorOf(() => new MangroveClient(new FakeLink(), { lockLeaseMs: value as number })), String(value)).to.equal(says);
+      expect(await refusal(connect('tcp://127.0.0.1:1', { lockLeaseMs: value as number })), String(value)).to.equal(says);
+    }
   });
 });
