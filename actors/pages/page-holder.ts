@@ -85,6 +85,14 @@ interface CopyState {
   owner: boolean;
   /** Paged out (M12): the RAM copy is gone, the same version is in this node's disk cache. */
   paged: boolean;
+  /**
+   * A reader's copy of a version that may not be durable yet (it came from
+   * an owner whose copy was dirty, or a rebuild named this node a reader):
+   * should the owner die, it may be the version's last copy, and it may
+   * have been read here, so it leaves RAM only once a flush through the
+   * home has made that version durable.
+   */
+  unflushed?: boolean;
 }
 
 interface Pending {
@@ -141,13 +149,13 @@ export class PageHolder {
    * also holds on disk is paged out instead. A copy kept handing the page on
    * stays (the home may ask for it again until the hand-over is confirmed,
    * and it backs the new owner up until the next write invalidates it). False when the copy must stay
-   * (dirty, in use, or not held).
+   * (dirty, a reader's of a version not yet known durable, in use, or not held).
    */
   release(addr: bigint): boolean {
     const state = this.modes.get(addr);
     const page = this.deps.cache.peek(addr);
     if (!state || !page || state.paged || this.pending.has(addr) || page.pins > 0) return false;
-    if (state.mode === 'read' && !state.owner) {
+    if (state.mode === 'read' && !state.owner && !state.unflushed) {
       this.modes.delete(addr);
       this.deps.cache.remove(addr);
       this.dropped.set(addr, state.round);
@@ -166,6 +174,19 @@ export class PageHolder {
       return true;
     }
     return false;
+  }
+
+  /** The version of a reader's copy that leaves RAM only once it is durable (CopyState `unflushed`), if this node holds one. */
+  unflushedReader(addr: bigint): number | undefined {
+    const state = this.modes.get(addr);
+    if (!state?.unflushed || state.mode !== 'read' || state.owner) return undefined;
+    return this.deps.cache.peek(addr)?.version;
+  }
+
+  /** A flush through the home made `version` (at least) durable: a reader's copy of it may leave RAM. */
+  flushed(addr: bigint, version: number): void {
+    const state = this.modes.get(addr);
+    if (state?.unflushed && this.deps.cache.peek(addr)?.version === version) state.unflushed = false;
   }
 
   modeOf(addr: bigint): CopyMode | undefined {
@@ -300,7 +321,7 @@ export class PageHolder {
       this.put(addr, b.data, b.version, b.mode === 'write' && b.dirty, false);
       if (asked) p.gotData = true;
       this.dropped.delete(addr);
-      this.modes.set(addr, { mode: b.mode === 'read' ? 'read' : 'incoming', round: b.round, owner: false, paged: false });
+      this.modes.set(addr, { mode: b.mode === 'read' ? 'read' : 'incoming', round: b.round, owner: false, paged: false, unflushed: b.mode === 'read' && b.dirty });
       // A read waiting here may use the copy at once, whichever request brought it.
       if (b.mode === 'read' && p?.mode === 'read') p.arrive();
     }
@@ -415,6 +436,8 @@ export class PageHolder {
     } else state.mode = 'read';
     state.round = 0;
     state.owner = verdict.as === 'owner';
+    // The owner's copy may be unflushed: the home does not say, so a reader assumes it is.
+    state.unflushed = !state.owner;
     this.facts.set(addr, verdict.facts);
     const page = this.deps.cache.peek(addr);
     if (page && verdict.dirty && !page.dirty) this.deps.cache.markDirty(addr, page.version);
@@ -454,9 +477,10 @@ export class PageHolder {
   /**
    * Making room for one more page (M12), least recently used first: a
    * reader's copy is dropped (the home is told), an owner's clean copy is
-   * paged out to disk, and the oldest other owner copy is flushed to its
-   * core holders and then paged out, or handed to its home if this node
-   * keeps no disk copy (`pageOut`, in the background). Until then the cache
+   * paged out to disk, and the oldest other owner copy (or reader copy of a
+   * version not known durable) is flushed to its core holders and then
+   * paged out or dropped, or handed to its home if this node keeps no disk
+   * copy (`pageOut`, in the background). Until then the cache
    * runs over its budget (`status` shows RAM used above it).
    */
   private makeRoom(incoming: bigint): void {
@@ -468,7 +492,7 @@ export class PageHolder {
       if (victim === incoming) continue;
       if (this.release(victim) && fits()) return;
       const state = this.modes.get(victim);
-      if (owned === undefined && state?.owner && !state.paged && !this.pending.has(victim) && !this.pagingOut.has(victim)) owned = victim;
+      if (owned === undefined && (state?.owner || state?.unflushed) && !state.paged && !this.pending.has(victim) && !this.pagingOut.has(victim)) owned = victim;
     }
     if (owned !== undefined) {
       const victim = owned;

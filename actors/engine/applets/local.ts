@@ -61,7 +61,7 @@ function registerPageSteps(engine: EngineParts): void {
       return engine.cache.peek(addr)?.version ?? 0;
     },
   });
-  scheduler.register<bigint, boolean>('page.release1', { key: pageKey, applet: async (addr) => engine.holder.release(addr) });
+  scheduler.register<bigint, boolean>('page.release1', { key: pageKey, applet: (addr) => releaseOne(engine, addr) });
 }
 
 /** Reservations in this node's arena; allocation and freeing at the range's home. */
@@ -242,7 +242,28 @@ async function writeOne(engine: EngineParts, addr: bigint, data: Uint8Array): Pr
  */
 async function flushOne(engine: EngineParts, addr: bigint): Promise<string[]> {
   if (engine.holder.modeOf(addr) === 'write') return flushOwn(engine, addr);
-  return engine.calls.call<string[]>(engine.homeOf(addr), { op: 'flush', addr: addressKey(addr) });
+  const reading = engine.holder.unflushedReader(addr);
+  const holders = await engine.calls.call<string[]>(engine.homeOf(addr), { op: 'flush', addr: addressKey(addr) });
+  if (reading !== undefined) engine.holder.flushed(addr, reading);
+  return holders;
+}
+
+/**
+ * Lets a copy leave RAM if it may (page-holder.ts `release`). A reader's
+ * copy of a version not known durable is flushed through the home first:
+ * its owner may die, and the version was perhaps read here after that, so
+ * this copy must not be the last one to go. If the flush fails (the owner
+ * is down), the copy stays, for the rebuild to find.
+ */
+async function releaseOne(engine: EngineParts, addr: bigint): Promise<boolean> {
+  if (engine.holder.unflushedReader(addr) !== undefined) {
+    try {
+      await flushOne(engine, addr);
+    } catch {
+      return false;
+    }
+  }
+  return engine.holder.release(addr);
 }
 
 /** This node's copy, if newer than what the core holders have, stored durably on each of them. */
