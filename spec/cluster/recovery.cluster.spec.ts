@@ -12,10 +12,15 @@
  * - a paused reader (SIGSTOP past failure detection) reads no stale copy
  *   when it comes back;
  * - lost copies come back untouched, so a second failure later loses
- *   nothing flushed.
+ *   nothing flushed;
+ * - a program killed -9 while it holds a lock loses it once its lease runs
+ *   out, and a waiting locker gets it; alive, it keeps it past its lease.
  * Every process is stopped by pid; every wait is bounded.
  */
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { formatAddress } from '../../machines/memory/address.js';
 import { PAGE_BYTES } from '../../machines/memory/address.js';
 import { connect, type MangroveClient } from '../../runtime/client/pages.js';
 import { ProcessCluster } from '../helpers/process-cluster.js';
@@ -79,6 +84,38 @@ describe('continuing operation after a node failure (real processes)', function 
     expect(await first(await client(2), base)).to.equal(3);
     cluster.spawn(4);
     expect(await cluster.waitFor(() => cluster.converged(), 30_000), 'node 4 back').to.be.at.least(0);
+  });
+
+  it('a program killed -9 holding a lock loses it once its lease runs out, and a waiting locker gets it', async () => {
+    const LEASE_MS = 1500;
+    const c1 = await client(1);
+    const base = await c1.reserve(1);
+    await c1.alloc(base, 1, { copies: 2 });
+    const holder = spawn(process.execPath, ['--import', 'tsx', join('spec', 'fixtures', 'lock-holder.ts'), cluster.endpoints[3], formatAddress(base), String(LEASE_MS)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let out = '';
+      let err = '';
+      holder.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+      holder.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+      const took = await cluster.waitFor(async () => out.includes('locked') || holder.exitCode !== null, 20_000);
+      expect(out, `the holder took the lock (${took} ms): ${err}`).to.include('locked');
+      // Alive, it renews: its lock outlasts the lease.
+      await new Promise((res) => setTimeout(res, 2 * LEASE_MS));
+      const refused = await c1.lock(base).then(() => 'locked', (e: { code?: string }) => e.code);
+      expect(refused, 'a live holder keeps its lock past its lease').to.equal('E_LOCKED');
+      process.kill(holder.pid!, 'SIGKILL');
+      const t0 = Date.now();
+      // A waiting lock waits at most half the node's access timeout: ask again until the lease has run out (bounded).
+      let got = '';
+      for (let tries = 0; tries < 10 && got !== 'locked'; tries++) got = await c1.lock(base, 'exclusive', { wait: true }).then(() => 'locked', (e: { code?: string }) => String(e.code));
+      expect(got, 'the waiting locker gets the lock').to.equal('locked');
+      expect(Date.now() - t0, 'once the lease ran out, within seconds').to.be.below(15_000);
+      await c1.unlock(base);
+    } finally {
+      if (holder.exitCode === null && holder.signalCode === null) process.kill(holder.pid!, 'SIGKILL');
+    }
   });
 
   it('a restarted home leaves no stale reader copy', async () => {
