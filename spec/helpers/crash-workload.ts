@@ -214,7 +214,8 @@ async function crashes(x: Running, faultEnd: number): Promise<void> {
   const fr = x.r.derive('crashes');
   for (;;) {
     await sleep(300 + fr.int(600));
-    if (c.clock.now() >= faultEnd) break;
+    // The fault window ends, but not before the run has had the crashes it is judged on.
+    if (c.clock.now() >= faultEnd && x.run.crashes.length >= CRASHES_MIN) break;
     const victim = fr.int(c.size);
     // Some come back before the failure is detected (3-4 periods), most after.
     const downMs = 50 + fr.int(2950);
