@@ -94,7 +94,9 @@ export interface EngineParts {
   needQuorum(what: string): void;
   /** Copies the directory pages written since the last call to the arena's replicas (M8, M15); call after every directory change, before answering. */
   syncDirectory(): Promise<void>;
-  /** Why requests for pages of `arena` are refused here (its directory did not check out), if they are. */
+  /** Resolves once every replica of `arena`'s directory has every change this node's has (directory-replicas.ts `catchUp`). */
+  directoryCaughtUp(arena: bigint): Promise<void>;
+  /** Why requests for pages of `arena` are refused here (its directory did not check out, a replica lacks a change), if they are. */
   arenaRefusal(arena: bigint): MangroveError | undefined;
   /** Waits for `work`, at most `ms` (the access timeout by default); the work itself goes on. */
   within<T>(work: Promise<T>, what: string, ms?: number): Promise<T>;

@@ -63,8 +63,12 @@ const SPACE_REPORT_TTL_MS = 5000;
 /** How often the node looks for clients whose lock lease ran out (client-leases.ts). */
 const LEASE_SWEEP_MS = 500;
 
-/** Peer calls a node answers while it rebuilds (M14): repopulation's own, and reads of its disk and space. */
-const SERVED_IN_RECOVERY: ReadonlySet<PeerCall['op']> = new Set(['register', 'demote', 'fetch', 'space']);
+/**
+ * Peer calls a node answers while it rebuilds (M14): repopulation's own,
+ * reads of its disk and space, and a directory replica's (a home must not
+ * wait a round out to catch a replica up).
+ */
+const SERVED_IN_RECOVERY: ReadonlySet<PeerCall['op']> = new Set(['register', 'demote', 'fetch', 'space', 'dir_store', 'dir_check']);
 
 function noQuorum(what: string): MangroveError {
   return new MangroveError('E_NO_QUORUM', `${what} needs quorum and this node has none (too few anchors reachable); reads of pages held go on`);
@@ -195,6 +199,9 @@ export class PageEngine {
       needQuorum: (what) => this.needQuorum(what),
       within: (work, what, ms) => this.within(work, what, ms),
       syncDirectory: () => this.replicas.sync(() => this.addressSpace.takeWritten()),
+      directoryCaughtUp: async (arena) => {
+        if (this.replicas.behindOn(Number(arena))) await this.replicas.catchUp(Number(arena));
+      },
       arenaRefusal: (arena) => this.arenaRefusal(arena),
       repopulation: () => this.repopulation,
     };
@@ -481,10 +488,18 @@ export class PageEngine {
     }
   }
 
-  /** Why requests for `arena` are refused here, if they are. */
+  /**
+   * Why requests for `arena` are refused here, if they are: its directory
+   * did not check out, or a replica lacks a change of it (directory-replicas.ts:
+   * the home acts on nothing there until the replica has it; catching up starts now).
+   */
   private arenaRefusal(arena: bigint): MangroveError | undefined {
-    if (!this.unverified.has(Number(arena))) return undefined;
-    return new MangroveError('E_UNREACHABLE', `arena ${arena} was handed to this node, but its directory here did not check out; it is served again once repaired`);
+    if (this.unverified.has(Number(arena))) {
+      return new MangroveError('E_UNREACHABLE', `arena ${arena} was handed to this node, but its directory here did not check out; it is served again once repaired`);
+    }
+    if (!this.replicas.behindOn(Number(arena))) return undefined;
+    this.replicas.catchUp(Number(arena)).catch((err: unknown) => this.deps.log.warn({ arena: Number(arena), err: String(err) }, 'a directory replica is not caught up yet; tried again'));
+    return new MangroveError('E_RECOVERING', `arena ${arena}'s directory has a change a replica has not taken yet; it is served again once the replica has it (in a moment)`);
   }
 
   private needQuorum(what: string): void {

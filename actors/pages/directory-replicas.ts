@@ -22,14 +22,24 @@
  * live PAN and quorum; without them the change still stands on the replicas
  * already named, and is acknowledged if none missed it.
  *
- * A named replica that is alive but did not take a change (busy in a
- * rebuild, slow) stays named but is behind: the operation fails with
+ * A named replica that is alive but did not take a change (slow, or its
+ * disk refused) stays named but is behind: the operation fails with
  * E_RECOVERING (the program retries), and before any later change is sent
  * to it, it is given a full copy again. A change is the delta of a
  * copy-on-write tree, so a replica that missed one must never get the next
  * alone: it would reference pages the replica never got. So every replica
  * named holds, at any time, a whole directory as it stood after some change,
  * and every acknowledged change.
+ *
+ * A change that missed a replica still stands at the home, and the home
+ * must not act on it: a flush to core holders only the home knows of would
+ * be lost if the replica, which does not know them, took the arena over. So
+ * while a replica is behind (`behindOn`), the home decides nothing in the
+ * arena (its requests get E_RECOVERING) until `catchUp` has given it a full
+ * copy, or replaced it. A node that starts serving an arena (restarted, or
+ * handed it) has not compared its directory with the named replicas yet:
+ * until it has, they count as behind, and catching up starts with a
+ * comparison (`dir_check`), copying only where it differs.
  *
  * Changes of one node's directories are sent one sync at a time, in order:
  * a sync takes every page written since the last, so an operation whose
@@ -73,6 +83,10 @@ export class DirectoryReplicas {
   private lane: Promise<unknown> = Promise.resolve();
   /** Per arena, named replicas that missed a change: they get a full copy before anything else. */
   private readonly behind = new Map<number, Set<string>>();
+  /** Arenas whose named replicas this incarnation has compared with its directory (or given it). */
+  private readonly checked = new Set<number>();
+  /** Per arena, the catch-up running. */
+  private readonly catching = new Map<number, Promise<void>>();
 
   constructor(private readonly deps: DirectoryReplicaDeps) {}
 
@@ -96,6 +110,33 @@ export class DirectoryReplicas {
     return out;
   }
 
+  /**
+   * Whether a named replica of `arena` lacks a change this node's directory
+   * has (or is not known to have it yet): the home acts on nothing in the
+   * arena until `catchUp` has brought them level.
+   */
+  behindOn(arena: number): boolean {
+    this.notice(arena);
+    return (this.behind.get(arena)?.size ?? 0) > 0;
+  }
+
+  /**
+   * Brings every replica of `arena` that is behind level with this node's
+   * directory: compared first, given a full copy where it differs; one that
+   * cannot be (down, failing) is replaced by a new replica, named with
+   * quorum. Rejects (E_RECOVERING) if a replica is still behind.
+   */
+  catchUp(arena: number): Promise<void> {
+    this.notice(arena);
+    const running = this.catching.get(arena);
+    if (running) return running;
+    const run = this.lane.then(() => this.catchUpNow(arena));
+    this.lane = run.catch(() => undefined);
+    const tracked = run.finally(() => this.catching.delete(arena));
+    this.catching.set(arena, tracked);
+    return tracked;
+  }
+
   /** Sends the directory pages written since the last sync to their replicas; see the claim above. */
   sync(take: () => DirectoryPage[]): Promise<void> {
     const run = this.lane.then(() => this.syncTaken(take()));
@@ -105,6 +146,7 @@ export class DirectoryReplicas {
 
   /** Brings `arena` back to `copies - 1` live named replicas (the re-replication scan): resolves with the replicas named now. */
   topUp(arena: number): Promise<string[]> {
+    this.notice(arena);
     const run = this.lane.then(async () => {
       const named = this.replicasOf(arena);
       const live = named.filter((r) => this.deps.isAlive(r));
@@ -124,13 +166,50 @@ export class DirectoryReplicas {
     for (const [arena, written] of byArena) await this.syncArena(arena, written);
   }
 
+  /** The first look at `arena` in this incarnation: its named replicas count as behind until compared. */
+  private notice(arena: number): void {
+    if (this.checked.has(arena)) return;
+    this.checked.add(arena);
+    const named = this.replicasOf(arena);
+    if (named.length > 0) this.behind.set(arena, new Set([...(this.behind.get(arena) ?? []), ...named]));
+  }
+
+  private async catchUpNow(arena: number): Promise<void> {
+    const behind = this.behind.get(arena);
+    if (!behind || behind.size === 0) return;
+    const gen = this.genOf(arena);
+    for (const r of [...behind]) {
+      if (!this.deps.isAlive(r)) continue;
+      if ((await this.matches(arena, r)) || (await this.copyTo(arena, gen, r))) behind.delete(r);
+    }
+    if (behind.size === 0) return;
+    const level = this.replicasOf(arena).filter((r) => !behind.has(r) && this.deps.isAlive(r));
+    try {
+      await this.appoint(arena, level);
+    } catch (err) {
+      throw new MangroveError('E_RECOVERING', `arena ${arena}'s directory replica(s) ${[...behind].join(', ')} lack a change and could not be replaced yet: ${String(err)}`);
+    }
+  }
+
+  /** Whether `to` holds `arena`'s directory as this node does (its `dir_check` agrees); false if it cannot say. */
+  private async matches(arena: number, to: string): Promise<boolean> {
+    try {
+      const mine = this.deps.space.check(BigInt(arena));
+      const theirs = await this.deps.call<{ entries: number; pages: number; rootVersion: number } | null>(to, { op: 'dir_check', arena });
+      return mine === null ? theirs === null : theirs !== null && theirs.entries === mine.entries && theirs.pages === mine.pages && theirs.rootVersion === mine.rootVersion;
+    } catch {
+      return false;
+    }
+  }
+
   private async syncArena(arena: number, pages: DirectoryPage[]): Promise<void> {
+    this.notice(arena);
     const gen = this.genOf(arena);
     const named = this.replicasOf(arena);
     const behind = this.behind.get(arena) ?? new Set<string>();
     this.behind.set(arena, behind);
     const live = named.filter((r) => this.deps.isAlive(r));
-    const caughtUp = await Promise.all(live.filter((r) => behind.has(r)).map(async (r) => ((await this.copyTo(arena, gen, r)) ? r : null)));
+    const caughtUp = await Promise.all(live.filter((r) => behind.has(r)).map(async (r) => ((await this.matches(arena, r)) || (await this.copyTo(arena, gen, r)) ? r : null)));
     for (const r of caughtUp) if (r !== null) behind.delete(r);
     const took = [...caughtUp.filter((r): r is string => r !== null), ...(await this.storeOn(live.filter((r) => !behind.has(r)), arena, gen, pages, false))];
     const missed = named.filter((r) => !took.includes(r));
@@ -189,10 +268,8 @@ export class DirectoryReplicas {
           first = false;
         }
       }
-      const mine = space.check(BigInt(arena));
-      const theirs = await this.deps.call<{ entries: number; pages: number; rootVersion: number } | null>(to, { op: 'dir_check', arena });
-      const same = mine === null ? theirs === null : theirs !== null && theirs.entries === mine.entries && theirs.pages === mine.pages && theirs.rootVersion === mine.rootVersion;
-      if (!same) this.deps.log.warn({ arena, to, mine, theirs }, 'a directory copy did not check out; another node is tried');
+      const same = await this.matches(arena, to);
+      if (!same) this.deps.log.warn({ arena, to }, 'a directory copy did not check out; another node is tried');
       return same;
     } catch (err) {
       this.deps.log.warn({ arena, to, err: String(err) }, 'copying the directory to a new replica failed; another node is tried');

@@ -26,6 +26,7 @@ import { addressFromKey, addressKey } from '../../machines/memory/address.js';
 import type { EngineParts } from '../engine/engine-parts.js';
 import type { CopyVerdict, PageFacts, RegisteredCopy } from '../pages/page-holder.js';
 import { homeFacts } from '../engine/applets/home.js';
+import { arenaBase, arenaOf } from '../pages/page-space.js';
 
 /**
  * A verdict as it crosses the wire: the page's address as 16 bytes. `keep`:
@@ -178,6 +179,8 @@ export class Repopulation {
   /** `from`'s copies of pages this node is home to: a verdict for each, once it holds. */
   async register(from: string, copies: readonly RegisteredCopy[]): Promise<WireVerdict[]> {
     await this.caughtUp(this.engine.deps.settings.timeoutMs);
+    // A verdict names core holders: only ones every directory replica knows of (a replica behind is caught up first).
+    for (const arena of new Set(copies.map((c) => arenaOf(c.addr)))) if (this.homeOrNull(arenaBase(arena)) === this.engine.deps.self) await this.engine.directoryCaughtUp(arena);
     return Promise.all(copies.map((copy) => this.inLane(copy.addr, () => this.resolve(from, copy))));
   }
 

@@ -5,7 +5,9 @@
  *
  * Each home scans what it is responsible for, paced (one step every
  * `intervalMs`, at most `rangesPerStep` ranges):
- * - its arenas' directories: an arena short of `copies - 1` live named
+ * - its arenas' directories: a replica that lacks a change (it missed
+ *   one, or this node has not compared since it began serving the arena)
+ *   is caught up; an arena short of `copies - 1` live named
  *   replicas gets new ones, named by the PAN (the patent's PAN reduplexing
  *   of GDD pages reported under-replicated: the home reports to whichever
  *   node is the PAN at the time, so a PAN that fails is replaced by the next
@@ -107,6 +109,10 @@ export class ReReplication {
     if (this.running || !this.deps.serving() || !engine.deps.quorate()) return;
     this.running = true;
     try {
+      for (const arena of this.servedArenas()) {
+        if (!this.deps.replicas.behindOn(arena)) continue;
+        await this.deps.replicas.catchUp(arena).catch((err: unknown) => engine.deps.log.warn({ arena, err: String(err) }, 'a directory replica is not caught up yet; tried again'));
+      }
       for (const [arena] of this.deps.replicas.shortfall(this.servedArenas())) {
         await this.deps.replicas.topUp(arena).catch((err: unknown) => engine.deps.log.warn({ arena, err: String(err) }, 'directory replicas not restored yet; tried again'));
         break;

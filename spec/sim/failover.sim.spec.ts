@@ -10,12 +10,12 @@
  * arena with every flushed write in place.
  */
 import { expect } from 'chai';
-import type { MangroveError } from '../../bus/errors.js';
+import { MangroveError } from '../../bus/errors.js';
 import { decode } from '../../bus/codec.js';
 import type { PageStat, ReadResult } from '../../bus/messages/page.js';
 import { addressKey, PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
 import { arenaEntryOf, arenasOf } from '../../machines/membership/node-db.js';
-import { arenaOf } from '../../actors/pages/page-space.js';
+import { arenaBase, arenaOf, DATA_OFFSET } from '../../actors/pages/page-space.js';
 import { SimCluster } from '../../runtime/sim/cluster.js';
 import { convergence, forSeedsAsync } from '../helpers/sim-checks.js';
 import { eventually } from '../helpers/sim-calls.js';
@@ -110,6 +110,45 @@ describe('failover of arenas and re-replication (M15, M16) in the simulator', fu
       const rest = survivors.filter((i) => i !== second);
       await c.runUntilAsync(() => rest.every((i) => c.status(i)!.nodes.find((n) => n.id === c.id(second))?.alive === false), 30_000, 'the second failure to be seen');
       expect(await readBack(c, rest[0], base, 5)).to.deep.equal([77, 2, 3, 4, 5]);
+      await c.stopAll();
+    });
+  });
+
+  it('acts on no directory change a replica missed until the replica has it (or is replaced), so the replica that takes the arena over knows every range a flush used', async () => {
+    await forSeedsAsync([311, 312], async (seed) => {
+      const c = await formed(seed, 5);
+      const home = 3;
+      const e = (i: number) => c.node(i)!.engine;
+      const base = await flushedPages(c, home, 2);
+      const arena = Number(arenaOf(base));
+      const replica = c.indexOf(arenaEntryOf(c.node(0)!.database(), arena)?.replicas?.[0] ?? 'none');
+      const next = parseAddress(((await eventually(c, () => e(home).call({ op: 'reserve', pages: 1 }))) as { address: string }).address);
+      // The replica's disk refuses the arena's directory pages (and nothing else): it misses the next change.
+      const disk = c.diskOf(replica);
+      const putMany = disk.putMany.bind(disk);
+      let refusing = true;
+      disk.putMany = (entries) => {
+        if (refusing && entries.some((x) => arenaOf(x.addr) === BigInt(arena) && x.addr < arenaBase(BigInt(arena)) + DATA_OFFSET)) throw new MangroveError('E_STORAGE', 'the disk refuses directory pages (planted)');
+        putMany(entries);
+      };
+      const missed = await c.settle(e(home).call({ op: 'alloc', addr: addressKey(next), pages: 1, copies: 2 })).then(
+        () => 'ok',
+        (err: MangroveError) => err.code,
+      );
+      expect(missed, 'an alloc whose change missed a live replica').to.equal('E_RECOVERING');
+      // The home acts on the change only once a replica has it: here a new one, as the old one's disk keeps refusing.
+      await eventually(c, () => e(1).call({ op: 'write', addr: addressKey(next), data: pageOf(9) }));
+      await eventually(c, () => e(1).call({ op: 'flush', addr: addressKey(next), pages: 1 }));
+      const now = arenaEntryOf(c.node(0)!.database(), arena)?.replicas ?? [];
+      expect(now, 'the replica that missed the change is no longer named').to.not.include(c.id(replica));
+      refusing = false;
+      // The home dies: the arena's new home knows the range the flush used, and serves it.
+      c.crash(home);
+      await c.runUntilAsync(() => arenaEntryOf(c.node(0)!.database(), arena)?.home !== c.id(home), 30_000, 'the arena to be handed over');
+      expect(arenaEntryOf(c.node(0)!.database(), arena)!.home).to.be.oneOf(now);
+      const got = (await eventually(c, () => e(2).call({ op: 'read', addr: addressKey(next), pages: 1 }))) as ReadResult;
+      expect(got.data[0], 'the flushed write, through the new home').to.equal(9);
+      expect(await readBack(c, 0, base, 2)).to.deep.equal([1, 2]);
       await c.stopAll();
     });
   });
