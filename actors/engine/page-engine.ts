@@ -466,6 +466,7 @@ export class PageEngine {
       if (was !== undefined && was.home === entry.home && was.gen === entry.gen) continue;
       const arena = BigInt(entry.arena);
       this.addressSpace.forget(arena);
+      this.replicas.forget(entry.arena);
       this.unverified.delete(entry.arena);
       if (entry.home !== self || was === undefined) continue;
       try {

@@ -166,6 +166,12 @@ export class DirectoryReplicas {
     for (const [arena, written] of byArena) await this.syncArena(arena, written);
   }
 
+  /** `arena` changed hands (or generation): what this node knew of its replicas goes, and is learned again if it serves the arena. */
+  forget(arena: number): void {
+    this.checked.delete(arena);
+    this.behind.delete(arena);
+  }
+
   /** The first look at `arena` in this incarnation: its named replicas count as behind until compared. */
   private notice(arena: number): void {
     if (this.checked.has(arena)) return;
