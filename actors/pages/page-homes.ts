@@ -161,9 +161,12 @@ export class PageHomes {
       case 'forward':
         return send(e.to, 'page.forward', { addr: wire, requester: e.requester, req: e.req, round: e.round, mode: e.mode, version: e.version });
       case 'served': {
+        // A grant carries the core holders the requester will flush to. Refused just now (a directory
+        // replica lacks a change, the arena moved): it goes out when the requester asks again, as it does
+        // every retry period until served, and the home can name them.
         const facts = this.deps.factsOf(addr);
-        const f = facts instanceof MangroveError ? { holders: [], volatile: false, gen: 0 } : facts;
-        return send(e.request.from, 'page.served', { addr: wire, req: e.request.req, round: e.round, version: e.version, holders: f.holders, volatile: f.volatile, gen: f.gen });
+        if (facts instanceof MangroveError) return;
+        return send(e.request.from, 'page.served', { addr: wire, req: e.request.req, round: e.round, version: e.version, holders: facts.holders, volatile: facts.volatile, gen: facts.gen });
       }
       case 'refused':
         return send(e.request.from, 'page.refused', { addr: wire, req: e.request.req, code: e.code, message: refusal(e.code, addr) });
