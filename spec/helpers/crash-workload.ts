@@ -130,48 +130,48 @@ const RESET_POLL_MS = 50;
  * A live node drops every copy it holds when a round finds it missed one
  * (docs/recovery.md: a node counted failed is a crash). Each such reset
  * goes into the history as a crash when some node had counted it failed
- * since its last, at the time it was first counted failed (from then on a
- * round may leave it out, its read lease over; a count that lasted less
- * than a poll is seen in the monitors' `member_failed` news); otherwise it
- * is unexplained, a loss the contract does not allow. A restarted node's
- * own reset, before it first serves, is its crash's.
+ * since it (re)started; otherwise it is unexplained, a loss the contract
+ * does not allow. The crash is placed when it was first counted failed if
+ * it had served by then (from then on a round may leave it out, its read
+ * lease over; a count that lasted less than a poll is seen in the monitors'
+ * `member_failed` news), else at the reset itself (it served after the
+ * count, counted in again). A restarted node's own reset, before it first
+ * serves, is its crash's.
  */
 async function watchResets(x: Running, countedFailed: Map<string, number>, ended: () => boolean): Promise<void> {
   const { c, rec, run } = x;
   const engines = allNodes(c).map((i) => c.node(i)?.engine);
   const seen = allNodes(c).map(() => 0);
-  const served = allNodes(c).map(() => false);
-  /** Per node, when it was first counted failed since it first served or last reset (null: not since). */
+  /** Per node, when this incarnation first served (null: not yet). */
+  const servedAt: (number | null)[] = allNodes(c).map(() => null);
+  /** Per node, when it was first counted failed since it started or last reset (null: not since). */
   const countedOut: (number | null)[] = allNodes(c).map(() => null);
   const since = allNodes(c).map(() => c.clock.now());
   while (!ended()) {
     await x.sleep(RESET_POLL_MS);
     for (const i of allNodes(c)) {
       const engine = c.node(i)?.engine;
-      if (engine !== engines[i]) [engines[i], seen[i], served[i], countedOut[i], since[i]] = [engine, 0, false, null, c.clock.now()];
+      if (engine !== engines[i]) [engines[i], seen[i], servedAt[i], countedOut[i], since[i]] = [engine, 0, null, null, c.clock.now()];
       if (!engine) continue;
-      const others = allNodes(c).filter((j) => j !== i && served[j]);
+      const others = allNodes(c).filter((j) => j !== i && servedAt[j] !== null);
       const news = countedFailed.get(c.id(i));
       if (news !== undefined && news >= since[i]) countedOut[i] = Math.min(countedOut[i] ?? news, news);
       if (others.some((j) => c.status(j)?.nodes.find((n) => n.id === c.id(i))?.alive === false)) countedOut[i] ??= c.clock.now();
       countedFailed.delete(c.id(i));
       const { resets, lastResetAt, serving } = engine.recoveryState();
-      if (resets > seen[i] && served[i] && lastResetAt !== null) {
+      const served = servedAt[i];
+      if (resets > seen[i] && served !== null && lastResetAt !== null) {
         const out = countedOut[i];
         if (out !== null) {
-          run.resets.push({ node: i, at: out });
-          rec.reset(i, out);
+          const at = out >= served ? out : lastResetAt;
+          run.resets.push({ node: i, at });
+          rec.reset(i, at);
         } else run.unexplainedResets.push({ node: i, at: lastResetAt });
         countedOut[i] = null;
         since[i] = c.clock.now();
       }
       seen[i] = resets;
-      if (serving && !served[i]) {
-        // A count of an earlier incarnation, or from before this one served, is no news of it.
-        served[i] = true;
-        since[i] = c.clock.now();
-        countedOut[i] = null;
-      }
+      if (serving && served === null) servedAt[i] = c.clock.now();
     }
   }
 }
