@@ -6,7 +6,7 @@
  * super-root) is a call to that home; and the transaction log (M7), which
  * is this node's own.
  */
-import { MangroveError } from '../../../bus/errors.js';
+import { isMangroveError, MangroveError } from '../../../bus/errors.js';
 import type { ClientPageOp, FlushResult, PageAttrs, PageStat, ReadResult, SpaceReport, TxnRecord, WriteResult } from '../../../bus/messages/page.js';
 import { addressFromKey, addressKey, formatAddress, PAGE_BYTES, pageRange } from '../../../machines/memory/address.js';
 import { pageKey, type EngineParts } from '../engine-parts.js';
@@ -291,7 +291,11 @@ export async function flushOwn(engine: EngineParts, addr: bigint): Promise<strin
     holders = await engine.calls.call<string[]>(engine.homeOf(addr), { op: 'reduplex', addr: addressKey(addr) });
     engine.holder.setHolders(addr, holders);
   }
-  await Promise.all(holders.map((h) => engine.calls.call(h, { op: 'store', addr: addressKey(addr), version, data, gen: facts.gen })));
+  await Promise.all(holders.map((h) => engine.calls.call(h, { op: 'store', addr: addressKey(addr), version, data, gen: facts.gen }))).catch((err: unknown) => {
+    // The arena moved since this copy's core holders were learned: the round that follows a hand-over registers it with the new home.
+    if (isMangroveError(err) && err.code === 'E_STALE_GEN') throw new MangroveError('E_RECOVERING', `${formatAddress(addr)}'s arena has moved to a new home, which this copy is registered with in a moment; try again (${err.message})`);
+    throw err;
+  });
   engine.cache.markClean(addr, version);
   return holders;
 }
