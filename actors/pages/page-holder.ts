@@ -12,7 +12,8 @@
  *   never loses the page);
  * - `incoming`: arrived for a pending write, not yet granted.
  * Each copy remembers the round it came in: an invalidation of an earlier
- * round is a late duplicate and is acknowledged without dropping anything.
+ * round is a late duplicate and is acknowledged without dropping anything,
+ * and a forward of an earlier round is ignored (the copy is not handed on).
  * It also remembers whether this node is the page's owner (its copy is the
  * newest, even when read-only because readers share it), which decides how
  * the copy may leave RAM: a reader's is dropped and the home told; an
@@ -278,6 +279,9 @@ export class PageHolder {
     const page = state && state.mode !== 'incoming' ? this.cached(addr) : undefined;
     // No copy: this node lost it (a restart); the home keeps retrying until recovery (M15) steps in.
     if (!state || !page) return;
+    // A late duplicate of a forward this copy has outlived (it came in at a later round, which the home
+    // began only once that forward's request was done): answering it would hand on a copy nobody asked for.
+    if (state.round > b.round) return;
     this.deps.send(b.requester, 'page.data', { addr: b.addr, req: b.req, round: b.round, mode: b.mode, data: page.data.slice(), version: page.version, dirty: page.dirty });
     if (b.mode === 'read' && state.mode === 'write') state.mode = 'read';
     if (b.mode === 'write') {

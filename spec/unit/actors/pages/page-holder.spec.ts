@@ -102,6 +102,66 @@ describe('page holder', () => {
     clock.advance(0);
   });
 
+  it('answers no late duplicate of a forward its copy has outlived: a read copy of a later round stays readable', async () => {
+    const { h, sent } = holder();
+    // This node owned the page and handed it on for a write at round 35 (its copy kept, unread)...
+    const write = h.acquire(ADDR, 'write');
+    const [w] = requestsOf(sent);
+    h.onData(data(w, 'write', 34, 5), ADDR);
+    h.onServed(served(w, 34), ADDR);
+    await write;
+    const forward = { addr: KEY, rr: 0, requester: 'other', req: 77, round: 35, mode: 'write' as const, version: 6 };
+    h.onForward(forward, ADDR);
+    expect(h.modeOf(ADDR)).to.equal('kept');
+    // ...then read the new owner's version at round 36.
+    const read = h.acquire(ADDR, 'read');
+    const r = requestsOf(sent).at(-1)!;
+    h.onData(data(r, 'read', 36, 8), ADDR);
+    h.onServed(served(r, 36), ADDR);
+    await read;
+    sent.length = 0;
+    h.onForward(forward, ADDR); // the round-35 forward again, late
+    expect(sent, 'nothing handed on').to.deep.equal([]);
+    expect(h.readable(ADDR)?.data[0], 'still readable').to.equal(8);
+  });
+
+  it('reads a backup a rebuild named owner only once the round resumes (a newer copy registered after may demote it)', async () => {
+    const { h, sent } = holder();
+    const write = h.acquire(ADDR, 'write');
+    const [w] = requestsOf(sent);
+    h.onData(data(w, 'write', 1, 5), ADDR);
+    h.onServed(served(w, 1), ADDR);
+    await write;
+    h.onForward({ addr: KEY, rr: 0, requester: 'other', req: 77, round: 2, mode: 'write', version: 6 }, ADDR);
+    h.quiesce(new MangroveError('E_RECOVERING', 'rebuilding'), false);
+    const facts = { holders: ['a', 'b'], volatile: false, gen: 1 };
+    h.settle(ADDR, { as: 'owner', dirty: true, facts });
+    expect(h.readable(ADDR), 'named owner, but the round has not resumed').to.equal(undefined);
+    h.resumed();
+    expect(h.readable(ADDR)?.data[0]).to.equal(5);
+    // A copy readable before the round stays readable through it.
+    h.quiesce(new MangroveError('E_RECOVERING', 'rebuilding'), false);
+    h.settle(ADDR, { as: 'reader', dirty: false, facts });
+    expect(h.readable(ADDR)?.data[0]).to.equal(5);
+  });
+
+  it('lets a reader\'s copy of an unflushed version leave RAM only once a flush made that version durable', async () => {
+    const { h, sent } = holder();
+    const read = h.acquire(ADDR, 'read');
+    const [r] = requestsOf(sent);
+    h.onData(data(r, 'read', 1, 9), ADDR); // from an owner whose copy is dirty
+    h.onServed(served(r, 1), ADDR);
+    await read;
+    expect(h.unflushedReader(ADDR)).to.equal(4);
+    expect(h.release(ADDR), 'the version may be nowhere durable').to.equal(false);
+    h.flushed(ADDR, 3);
+    expect(h.release(ADDR), 'a flush of an older version is no help').to.equal(false);
+    h.flushed(ADDR, 4);
+    expect(h.unflushedReader(ADDR)).to.equal(undefined);
+    expect(h.release(ADDR)).to.equal(true);
+    expect(h.modeOf(ADDR)).to.equal(undefined);
+  });
+
   it('keeps a copy no home ruled on in a rebuild, but reads it no more (shelved)', async () => {
     const { h, sent } = holder();
     const read = h.acquire(ADDR, 'read');
