@@ -205,6 +205,12 @@ export class PageHolder {
     return state !== undefined && (state.owner || state.mode !== 'read');
   }
 
+  /** This node owns the page's newest version, unflushed, and may have readers of it (its copy is read-only). */
+  private sharesUnflushed(addr: bigint): boolean {
+    const state = this.modes.get(addr);
+    return state !== undefined && state.mode === 'read' && state.owner && this.deps.cache.peek(addr)?.dirty === true;
+  }
+
   factsOf(addr: bigint): PageFacts | undefined {
     return this.facts.get(addr);
   }
@@ -225,11 +231,20 @@ export class PageHolder {
     if (f) this.facts.set(addr, { ...f, holders });
   }
 
-  /** Resolves once this node may read (or write) `addr`, asking its home as needed. */
-  async acquire(addr: bigint, mode: AccessMode): Promise<void> {
+  /**
+   * Resolves once this node may read (or write) `addr`, asking its home as
+   * needed. `flushShared`: before each request to write a page whose newest
+   * version this node owns unflushed and shares with readers (a write
+   * invalidates their copies), make that version durable (docs/recovery.md).
+   */
+  async acquire(addr: bigint, mode: AccessMode, flushShared?: () => Promise<unknown>): Promise<void> {
     const ok = () => (mode === 'read' ? this.readable(addr) : this.writable(addr)) !== undefined;
     for (;;) {
       if (ok()) return;
+      if (mode === 'write' && flushShared && !this.pending.has(addr) && this.sharesUnflushed(addr)) {
+        await flushShared();
+        continue;
+      }
       // A home counted failed answers nothing until its arena is handed over (M16) or it is back:
       // the caller retries, rather than waiting out its timeout.
       const home = this.deps.homeOf(addr);

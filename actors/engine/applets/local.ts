@@ -220,9 +220,7 @@ function outOfTouch(): MangroveError {
  * old owner keeps its copy until the next write.
  */
 async function acquireWrite(engine: EngineParts, addr: bigint, what: string): Promise<void> {
-  const { holder } = engine;
-  if (holder.modeOf(addr) === 'read' && holder.ownsCopy(addr) && engine.cache.peek(addr)?.dirty) await flushOwn(engine, addr);
-  await engine.within(holder.acquire(addr, 'write'), what);
+  await engine.within(engine.holder.acquire(addr, 'write', () => flushOwn(engine, addr)), what);
 }
 
 async function writeOne(engine: EngineParts, addr: bigint, data: Uint8Array): Promise<number> {

@@ -24,14 +24,15 @@ interface Sent {
   body: Record<string, unknown>;
 }
 
-function holder(): { h: PageHolder; sent: Sent[]; clock: SimClock } {
+function holder(): { h: PageHolder; sent: Sent[]; clock: SimClock; cache: RamCache } {
   const clock = new SimClock(0);
   const sent: Sent[] = [];
+  const cache = new RamCache(64 * PAGE_BYTES);
   const h = new PageHolder({
     self: 'me',
     epoch: 1,
     clock,
-    cache: new RamCache(64 * PAGE_BYTES),
+    cache,
     retryMs: RETRY_MS,
     homeOf: () => HOME,
     isAlive: () => true,
@@ -39,7 +40,7 @@ function holder(): { h: PageHolder; sent: Sent[]; clock: SimClock } {
     store: new MemoryPageStore(),
     pageOut: () => Promise.resolve(),
   });
-  return { h, sent, clock };
+  return { h, sent, clock, cache };
 }
 
 const requestsOf = (sent: Sent[]) => sent.filter((s) => s.kind === 'page.request').map((s) => s.body.req as number);
@@ -160,6 +161,29 @@ describe('page holder', () => {
     expect(h.unflushedReader(ADDR)).to.equal(undefined);
     expect(h.release(ADDR)).to.equal(true);
     expect(h.modeOf(ADDR)).to.equal(undefined);
+  });
+
+  it('makes a version it owns unflushed and shared with readers durable before each request to write it again', async () => {
+    const { h, sent, cache } = holder();
+    const write = h.acquire(ADDR, 'write');
+    const [w] = requestsOf(sent);
+    h.onData(data(w, 'write', 1, 5), ADDR); // dirty
+    h.onServed(served(w, 1), ADDR);
+    await write;
+    h.onForward({ addr: KEY, rr: 0, requester: 'reader', req: 8, round: 2, mode: 'read', version: 5 }, ADDR);
+    expect(h.modeOf(ADDR), 'shared: read-only').to.equal('read');
+    const flushes: number[] = [];
+    sent.length = 0;
+    const again = h.acquire(ADDR, 'write', async () => {
+      flushes.push(requestsOf(sent).length);
+      cache.markClean(ADDR, 4);
+    });
+    await Promise.resolve();
+    expect(flushes, 'flushed once, before any request went out').to.deep.equal([0]);
+    const [next] = requestsOf(sent);
+    h.onServed(served(next, 3), ADDR);
+    await again;
+    expect(h.modeOf(ADDR)).to.equal('write');
   });
 
   it('keeps a copy no home ruled on in a rebuild, but reads it no more (shelved)', async () => {
