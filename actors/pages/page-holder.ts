@@ -205,10 +205,11 @@ export class PageHolder {
     return state !== undefined && (state.owner || state.mode !== 'read');
   }
 
-  /** This node owns the page's newest version, unflushed, and may have readers of it (its copy is read-only). */
-  private sharesUnflushed(addr: bigint): boolean {
+  /** The version of the page this node owns unflushed and may share with readers (its copy is read-only), if so; volatile pages are never flushed. */
+  private sharesUnflushed(addr: bigint): number | undefined {
     const state = this.modes.get(addr);
-    return state !== undefined && state.mode === 'read' && state.owner && this.deps.cache.peek(addr)?.dirty === true;
+    const page = this.deps.cache.peek(addr);
+    return state?.mode === 'read' && state.owner && page?.dirty === true && !page.volatile ? page.version : undefined;
   }
 
   factsOf(addr: bigint): PageFacts | undefined {
@@ -239,9 +240,17 @@ export class PageHolder {
    */
   async acquire(addr: bigint, mode: AccessMode, flushShared?: () => Promise<unknown>): Promise<void> {
     const ok = () => (mode === 'read' ? this.readable(addr) : this.writable(addr)) !== undefined;
-    for (;;) {
+    // Each version once: a flush that leaves the copy dirty (it could not make it durable) is not tried in a loop.
+    let flushed: number | undefined;
+    for (let asked = 0; ; asked++) {
       if (ok()) return;
-      if (mode === 'write' && flushShared && !this.pending.has(addr) && this.sharesUnflushed(addr)) {
+      // Asked and answered more than twice, the copy still not usable (a grant not yet here, a race with
+      // another request): ask again a retry period later, never in a tight loop the home may answer at once.
+      if (asked > 2) await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, this.deps.retryMs));
+      if (ok()) return;
+      const shared = mode === 'write' && flushShared && !this.pending.has(addr) ? this.sharesUnflushed(addr) : undefined;
+      if (flushShared && shared !== undefined && shared !== flushed) {
+        flushed = shared;
         await flushShared();
         continue;
       }

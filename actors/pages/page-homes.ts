@@ -162,10 +162,16 @@ export class PageHomes {
         return send(e.to, 'page.forward', { addr: wire, requester: e.requester, req: e.req, round: e.round, mode: e.mode, version: e.version });
       case 'served': {
         // A grant carries the core holders the requester will flush to. Refused just now (a directory
-        // replica lacks a change, the arena moved): it goes out when the requester asks again, as it does
-        // every retry period until served, and the home can name them.
+        // replica lacks a change, the arena moved): it goes out a retry period later, while this machine
+        // still serves the page (a requester that gave up on the request must still learn of the grant).
         const facts = this.deps.factsOf(addr);
-        if (facts instanceof MangroveError) return;
+        if (facts instanceof MangroveError) {
+          const home = this.homes.get(addr);
+          this.deps.clock.setTimeout(() => {
+            if (home !== undefined && this.homes.get(addr) === home) this.emitted(addr, wire, e);
+          }, this.deps.retryMs);
+          return;
+        }
         return send(e.request.from, 'page.served', { addr: wire, req: e.request.req, round: e.round, version: e.version, holders: facts.holders, volatile: facts.volatile, gen: facts.gen });
       }
       case 'refused':

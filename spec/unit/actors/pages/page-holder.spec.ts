@@ -186,6 +186,32 @@ describe('page holder', () => {
     expect(h.modeOf(ADDR)).to.equal('write');
   });
 
+  it('never asks in a tight loop: a home that answers at once while the copy stays unusable is asked a retry period apart', async () => {
+    const { h, sent, clock } = holder();
+    // A write's data came in, then its request ended refused: the copy waits, unusable, for a late grant.
+    void h.acquire(ADDR, 'write').catch(() => undefined);
+    const [w] = requestsOf(sent);
+    h.onData(data(w, 'write', 2, 5), ADDR);
+    h.onRefused({ addr: KEY, rr: 0, req: w, code: 'E_RECOVERING', message: 'rebuilding' }, ADDR);
+    expect(h.modeOf(ADDR)).to.equal('incoming');
+    // The home (this node) counts it the owner and serves each read at once.
+    let answered = 0;
+    const read = h.acquire(ADDR, 'read').catch(() => undefined);
+    for (let turn = 0; turn < 50; turn++) {
+      const open = requestsOf(sent).filter((r) => r > w);
+      for (const r of open.slice(answered)) h.onServed(served(r, 2), ADDR);
+      answered = open.length;
+      await Promise.resolve();
+    }
+    expect(answered, 'a few asks, then a pause').to.be.at.most(3);
+    expect(clock.pending(), 'waiting a retry period').to.be.greaterThan(0);
+    // The late grant of the write arrives: the copy is the owner's, and the read goes on.
+    h.onServed(served(w, 2), ADDR);
+    clock.advance(RETRY_MS);
+    await read;
+    expect(h.readable(ADDR)?.data[0]).to.equal(5);
+  });
+
   it('keeps a copy no home ruled on in a rebuild, but reads it no more (shelved)', async () => {
     const { h, sent } = holder();
     const read = h.acquire(ADDR, 'read');
