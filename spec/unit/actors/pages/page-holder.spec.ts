@@ -47,6 +47,15 @@ const requestsOf = (sent: Sent[]) => sent.filter((s) => s.kind === 'page.request
 const data = (req: number, mode: AccessMode, round: number, fill: number) => ({ addr: KEY, rr: 0, req, round, mode, data: new Uint8Array(PAGE_BYTES).fill(fill), version: 4, dirty: true });
 const served = (req: number, round: number) => ({ addr: KEY, rr: 0, req, round, version: 5, holders: ['a', 'b'], volatile: false, gen: 1 });
 
+/** This node asks to write, gets the page (dirty, filled with `fill`) at `round` and is granted it: it owns the page. */
+async function owned(h: PageHolder, sent: Sent[], round: number, fill: number): Promise<void> {
+  const write = h.acquire(ADDR, 'write');
+  const w = requestsOf(sent).at(-1)!;
+  h.onData(data(w, 'write', round, fill), ADDR);
+  h.onServed(served(w, round), ADDR);
+  await write;
+}
+
 describe('page holder', () => {
   it('takes in the data and grant of a request that ended refused but that the home took up after all (a repeat was on its way)', async () => {
     const { h, sent, clock } = holder();
@@ -106,11 +115,7 @@ describe('page holder', () => {
   it('answers no late duplicate of a forward its copy has outlived: a read copy of a later round stays readable', async () => {
     const { h, sent } = holder();
     // This node owned the page and handed it on for a write at round 35 (its copy kept, unread)...
-    const write = h.acquire(ADDR, 'write');
-    const [w] = requestsOf(sent);
-    h.onData(data(w, 'write', 34, 5), ADDR);
-    h.onServed(served(w, 34), ADDR);
-    await write;
+    await owned(h, sent, 34, 5);
     const forward = { addr: KEY, rr: 0, requester: 'other', req: 77, round: 35, mode: 'write' as const, version: 6 };
     h.onForward(forward, ADDR);
     expect(h.modeOf(ADDR)).to.equal('kept');
@@ -128,11 +133,7 @@ describe('page holder', () => {
 
   it('reads a backup a rebuild named owner only once the round resumes (a newer copy registered after may demote it)', async () => {
     const { h, sent } = holder();
-    const write = h.acquire(ADDR, 'write');
-    const [w] = requestsOf(sent);
-    h.onData(data(w, 'write', 1, 5), ADDR);
-    h.onServed(served(w, 1), ADDR);
-    await write;
+    await owned(h, sent, 1, 5);
     h.onForward({ addr: KEY, rr: 0, requester: 'other', req: 77, round: 2, mode: 'write', version: 6 }, ADDR);
     h.quiesce(new MangroveError('E_RECOVERING', 'rebuilding'), false);
     const facts = { holders: ['a', 'b'], volatile: false, gen: 1 };
@@ -165,11 +166,7 @@ describe('page holder', () => {
 
   it('makes a version it owns unflushed and shared with readers durable before each request to write it again', async () => {
     const { h, sent, cache } = holder();
-    const write = h.acquire(ADDR, 'write');
-    const [w] = requestsOf(sent);
-    h.onData(data(w, 'write', 1, 5), ADDR); // dirty
-    h.onServed(served(w, 1), ADDR);
-    await write;
+    await owned(h, sent, 1, 5); // dirty, as the data came
     h.onForward({ addr: KEY, rr: 0, requester: 'reader', req: 8, round: 2, mode: 'read', version: 5 }, ADDR);
     expect(h.modeOf(ADDR), 'shared: read-only').to.equal('read');
     const flushes: number[] = [];
