@@ -191,6 +191,7 @@ export class MangroveNode {
       inspect,
       engine: this.engine,
       db: () => this.nodeDb.db,
+      noteDbVersion: (version, from) => this.nodeDb.noteVersion(version, from),
       isAlive,
       quorate: () => this.quorum.has,
     });

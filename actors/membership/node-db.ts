@@ -121,11 +121,16 @@ export class NodeDbActor {
     this.enqueue({ change }, done);
   }
 
-  /** A pulse named a newer version: fetch it from an anchor soon. */
+  /**
+   * A pulse or a rebuild message named a newer version than this node has:
+   * fetch it, from the node that named it (it has it, or learned of it),
+   * else an anchor; again at the next such news (at most once a period)
+   * until it is here, as a fetch or its answer may be lost.
+   */
   noteVersion(version: number, from: string): void {
-    if (version <= this.newest) return;
-    this.newest = version;
-    this.fetch(findNode(this.db, from)?.anchor ? from : undefined);
+    if (version <= this.db.version) return;
+    this.newest = Math.max(this.newest, version);
+    this.fetch(from !== '' && from !== this.deps.settings.id && findNode(this.db, from) ? from : undefined);
   }
 
   handle(env: Envelope, route: ReplyRoute): void {

@@ -98,6 +98,8 @@ export interface RebuildDeps {
   inspect?: (e: InspectionEvent) => void;
   engine: RebuildEngine;
   db(): NodeDbSnapshot;
+  /** A rebuild message named a newer node database than this node's: fetch it (from `from`, who has it or knows of it). */
+  noteDbVersion(version: number, from: string): void;
   isAlive(id: string): boolean;
   quorate(): boolean;
 }
@@ -533,6 +535,7 @@ export class RebuildActor {
         const b = env.body as Body<'rec.quiesce'>;
         const missed = Math.max(this.deps.engine.recoveryState().completed, this.repopulated) < b.after;
         this.scopes.set(roundLabel(round), { participants: b.participants, dbVersion: b.dbVersion });
+        this.deps.noteDbVersion(b.dbVersion, from);
         if (this.scopes.size > SCOPES_KEPT) this.scopes.delete(present(this.scopes.keys().next().value, 'a map over its size has a first key'));
         this.participant.send({ type: 'QUIESCE', from, round, reset: b.reset || missed });
         return this.followRound();
@@ -540,7 +543,9 @@ export class RebuildActor {
       case 'rec.repopulate': {
         // The round rules by the newest node database a participant has: this node catches up before it registers.
         const scope = this.scopes.get(roundLabel(round));
-        if (scope) this.scopes.set(roundLabel(round), { ...scope, dbVersion: Math.max(scope.dbVersion, (env.body as Body<'rec.repopulate'>).dbVersion) });
+        const { dbVersion } = env.body as Body<'rec.repopulate'>;
+        if (scope) this.scopes.set(roundLabel(round), { ...scope, dbVersion: Math.max(scope.dbVersion, dbVersion) });
+        this.deps.noteDbVersion(dbVersion, from);
         return this.participant.send({ type: 'REPOPULATE', from, round });
       }
       case 'rec.resume':
@@ -565,7 +570,12 @@ export class RebuildActor {
       return;
     }
     const { round } = env.body;
-    if (env.kind === 'rec.quiesced') return this.coordinator.send({ type: 'QUIESCED', from: env.from, round, dbVersion: (env.body as Body<'rec.quiesced'>).dbVersion });
+    if (env.kind === 'rec.quiesced') {
+      const { dbVersion } = env.body as Body<'rec.quiesced'>;
+      // The round rules by the newest database a participant has: the coordinator, behind, fetches it from that participant.
+      this.deps.noteDbVersion(dbVersion, env.from);
+      return this.coordinator.send({ type: 'QUIESCED', from: env.from, round, dbVersion });
+    }
     this.coordinator.send({ type: env.kind === 'rec.repopulated' ? 'REPOPULATED' : 'RESUMED', from: env.from, round });
   }
 
