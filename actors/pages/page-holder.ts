@@ -120,6 +120,13 @@ export class PageHolder {
   private readonly dropped = new Map<bigint, number>();
   /** Per page, the latest round of a forward or invalidation this node has acted on. */
   private readonly seen = new Map<bigint, number>();
+  /**
+   * Pages whose write grant came in this turn: a forward for the next
+   * request waits for the next turn, so the caller the grant was for writes
+   * first (its home, on this node, may take the next request up at once;
+   * without this, its own writes could wait for ever behind other nodes').
+   */
+  private readonly granted = new Set<bigint>();
   /** Copies a rebuild ruled on that nobody could read before it: read from when it resumes. */
   private readonly unreadUntilResume = new Set<bigint>();
   private seq = 0;
@@ -226,6 +233,11 @@ export class PageHolder {
     for (let p = this.pending.get(addr); p; p = this.pending.get(addr)) await p.done.catch(() => undefined);
   }
 
+  private justGranted(addr: bigint): void {
+    this.granted.add(addr);
+    this.deps.clock.setTimeout(() => this.granted.delete(addr), 0);
+  }
+
   /** The home replaced core holders (M11). */
   setHolders(addr: bigint, holders: string[]): void {
     const f = this.facts.get(addr);
@@ -298,6 +310,11 @@ export class PageHolder {
   }
 
   onForward(b: Body<'page.forward'>, addr: bigint): void {
+    // A write just granted is used before the page moves on: its caller resumes in this turn.
+    if (this.granted.has(addr)) {
+      this.deps.clock.setTimeout(() => this.onForward(b, addr), 0);
+      return;
+    }
     this.see(addr, b.round);
     const state = this.modes.get(addr);
     const page = state && state.mode !== 'incoming' ? this.cached(addr) : undefined;
@@ -383,6 +400,7 @@ export class PageHolder {
     if (p.mode === 'write' && (state.mode === 'incoming' || (state.mode === 'read' && !superseded))) {
       state.mode = 'write';
       state.owner = true;
+      this.justGranted(addr);
     }
     this.changes$.next({ addr, why: 'arrived', version: this.deps.cache.peek(addr)!.version });
     this.finish(addr, p);
@@ -402,6 +420,7 @@ export class PageHolder {
     if (state.mode === 'incoming') {
       state.mode = 'write';
       state.owner = true;
+      this.justGranted(addr);
     }
     this.changes$.next({ addr, why: 'arrived', version: this.deps.cache.peek(addr)!.version });
   }

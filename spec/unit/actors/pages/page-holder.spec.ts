@@ -47,13 +47,14 @@ const requestsOf = (sent: Sent[]) => sent.filter((s) => s.kind === 'page.request
 const data = (req: number, mode: AccessMode, round: number, fill: number) => ({ addr: KEY, rr: 0, req, round, mode, data: new Uint8Array(PAGE_BYTES).fill(fill), version: 4, dirty: true });
 const served = (req: number, round: number) => ({ addr: KEY, rr: 0, req, round, version: 5, holders: ['a', 'b'], volatile: false, gen: 1 });
 
-/** This node asks to write, gets the page (dirty, filled with `fill`) at `round` and is granted it: it owns the page. */
-async function owned(h: PageHolder, sent: Sent[], round: number, fill: number): Promise<void> {
-  const write = h.acquire(ADDR, 'write');
-  const w = requestsOf(sent).at(-1)!;
-  h.onData(data(w, 'write', round, fill), ADDR);
-  h.onServed(served(w, round), ADDR);
+/** This node asks to write, gets the page (dirty, filled with `fill`) at `round` and is granted it: it owns the page (the grant's turn over). */
+async function owned(t: { h: PageHolder; sent: Sent[]; clock: SimClock }, round: number, fill: number): Promise<void> {
+  const write = t.h.acquire(ADDR, 'write');
+  const w = requestsOf(t.sent).at(-1)!;
+  t.h.onData(data(w, 'write', round, fill), ADDR);
+  t.h.onServed(served(w, round), ADDR);
   await write;
+  t.clock.advance(0);
 }
 
 describe('page holder', () => {
@@ -113,9 +114,10 @@ describe('page holder', () => {
   });
 
   it('answers no late duplicate of a forward its copy has outlived: a read copy of a later round stays readable', async () => {
-    const { h, sent } = holder();
+    const t = holder();
+    const { h, sent } = t;
     // This node owned the page and handed it on for a write at round 35 (its copy kept, unread)...
-    await owned(h, sent, 34, 5);
+    await owned(t, 34, 5);
     const forward = { addr: KEY, rr: 0, requester: 'other', req: 77, round: 35, mode: 'write' as const, version: 6 };
     h.onForward(forward, ADDR);
     expect(h.modeOf(ADDR)).to.equal('kept');
@@ -132,8 +134,9 @@ describe('page holder', () => {
   });
 
   it('reads a backup a rebuild named owner only once the round resumes (a newer copy registered after may demote it)', async () => {
-    const { h, sent } = holder();
-    await owned(h, sent, 1, 5);
+    const t = holder();
+    const { h, sent } = t;
+    await owned(t, 1, 5);
     h.onForward({ addr: KEY, rr: 0, requester: 'other', req: 77, round: 2, mode: 'write', version: 6 }, ADDR);
     h.quiesce(new MangroveError('E_RECOVERING', 'rebuilding'), false);
     const facts = { holders: ['a', 'b'], volatile: false, gen: 1 };
@@ -165,8 +168,9 @@ describe('page holder', () => {
   });
 
   it('makes a version it owns unflushed and shared with readers durable before each request to write it again', async () => {
-    const { h, sent, cache } = holder();
-    await owned(h, sent, 1, 5); // dirty, as the data came
+    const t = holder();
+    const { h, sent, cache } = t;
+    await owned(t, 1, 5); // dirty, as the data came
     h.onForward({ addr: KEY, rr: 0, requester: 'reader', req: 8, round: 2, mode: 'read', version: 5 }, ADDR);
     expect(h.modeOf(ADDR), 'shared: read-only').to.equal('read');
     const flushes: number[] = [];
@@ -207,6 +211,25 @@ describe('page holder', () => {
     clock.advance(RETRY_MS);
     await read;
     expect(h.readable(ADDR)?.data[0]).to.equal(5);
+  });
+
+  it('uses a write grant before a forward that came with it moves the page on', async () => {
+    const { h, sent, clock } = holder();
+    const write = h.acquire(ADDR, 'write');
+    const [w] = requestsOf(sent);
+    h.onData(data(w, 'write', 1, 5), ADDR);
+    h.onServed(served(w, 1), ADDR);
+    // The home (this node) takes the next request up at once: a read for another node.
+    h.onForward({ addr: KEY, rr: 0, requester: 'other', req: 9, round: 2, mode: 'read', version: 5 }, ADDR);
+    expect(sent.filter((x) => x.kind === 'page.data'), 'not handed on in the grant\'s turn').to.deep.equal([]);
+    await write;
+    const page = h.writable(ADDR);
+    expect(page, 'still writable when its caller resumes').to.not.equal(undefined);
+    page!.data[0] = 6;
+    h.wrote(ADDR);
+    clock.advance(0);
+    const handed = sent.filter((x) => x.kind === 'page.data');
+    expect(handed.map((x) => (x.body.data as Uint8Array)[0]), 'the forward, next turn, carries the write').to.deep.equal([6]);
   });
 
   it('keeps a copy no home ruled on in a rebuild, but reads it no more (shelved)', async () => {
