@@ -51,8 +51,6 @@ export class ClientLeases {
   private readonly paced: Paced;
   /** When the node stopped serving, while it does not. */
   private pausedAt: number | null = null;
-  /** Clients whose locks were released because their lease ran out. */
-  expiredCount = 0;
   private locks = 0;
 
   constructor(private readonly deps: ClientLeasesDeps) {
@@ -98,11 +96,6 @@ export class ClientLeases {
     lease.leaseMs = Math.max(lease.leaseMs, leaseMs);
   }
 
-  /** Clients with a lease here (running, or being released). */
-  count(): number {
-    return this.leases.size;
-  }
-
   private async sweep(): Promise<void> {
     const now = this.deps.clock.now();
     if (!this.deps.serving()) {
@@ -117,7 +110,6 @@ export class ClientLeases {
       if (!lease.expired && now - lease.lastHeard < lease.leaseMs) continue;
       if (!lease.expired) {
         lease.expired = true;
-        this.expiredCount++;
         this.deps.log.warn({ client, leaseMs: lease.leaseMs, homes: lease.homes.size }, 'a client went silent for longer than its lock lease; its locks are released');
       }
       // A lock that was on its way while the release went out is released at the next sweep.

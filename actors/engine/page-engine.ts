@@ -199,9 +199,7 @@ export class PageEngine {
       needQuorum: (what) => this.needQuorum(what),
       within: (work, what, ms) => this.within(work, what, ms),
       syncDirectory: () => this.replicas.sync(() => this.addressSpace.takeWritten()),
-      directoryCaughtUp: async (arena) => {
-        if (this.replicas.behindOn(Number(arena))) await this.replicas.catchUp(Number(arena));
-      },
+      directoryCaughtUp: (arena) => this.replicas.catchUp(Number(arena)),
       arenaRefusal: (arena) => this.arenaRefusal(arena),
       repopulation: () => this.repopulation,
     };

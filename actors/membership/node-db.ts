@@ -127,10 +127,10 @@ export class NodeDbActor {
    * else an anchor; again at the next such news (at most once a period)
    * until it is here, as a fetch or its answer may be lost.
    */
-  noteVersion(version: number, from: string): void {
+  noteVersion(version: number, from?: string): void {
     if (version <= this.db.version) return;
     this.newest = Math.max(this.newest, version);
-    this.fetch(from !== '' && from !== this.deps.settings.id && findNode(this.db, from) ? from : undefined);
+    this.fetch(from !== undefined && from !== this.deps.settings.id && findNode(this.db, from) ? from : undefined);
   }
 
   handle(env: Envelope, route: ReplyRoute): void {
@@ -220,7 +220,7 @@ export class NodeDbActor {
     actor.on('send', (e) => this.send(e));
     actor.on('committed', (e) => this.publish(e.db));
     actor.on('adopted', (e) => this.publish(e.db));
-    actor.on('behind', (e) => this.noteVersion(e.version - 1, ''));
+    actor.on('behind', (e) => this.noteVersion(e.version - 1));
     this.sub = actor;
     actor.start();
   }

@@ -124,10 +124,11 @@ export class DirectoryReplicas {
    * Brings every replica of `arena` that is behind level with this node's
    * directory: compared first, given a full copy where it differs; one that
    * cannot be (down, failing) is replaced by a new replica, named with
-   * quorum. Rejects (E_RECOVERING) if a replica is still behind.
+   * quorum. Resolves at once when none is behind; rejects (E_RECOVERING) if
+   * one still is.
    */
   catchUp(arena: number): Promise<void> {
-    this.notice(arena);
+    if (!this.behindOn(arena)) return Promise.resolve();
     const running = this.catching.get(arena);
     if (running) return running;
     const run = this.lane.then(() => this.catchUpNow(arena));

@@ -258,9 +258,11 @@ export class PageHolder {
       if (ok()) return;
       // Asked and answered more than twice, the copy still not usable (a grant not yet here, a race with
       // another request): ask again a retry period later, never in a tight loop the home may answer at once.
-      if (asked > 2) await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, this.deps.retryMs));
-      if (ok()) return;
-      const shared = mode === 'write' && flushShared && !this.pending.has(addr) ? this.sharesUnflushed(addr) : undefined;
+      if (asked > 2) {
+        await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, this.deps.retryMs));
+        if (ok()) return;
+      }
+      const shared = mode === 'write' && !this.pending.has(addr) ? this.sharesUnflushed(addr) : undefined;
       if (flushShared && shared !== undefined && shared !== flushed) {
         flushed = shared;
         await flushShared();
