@@ -184,11 +184,7 @@ export class DirectoryReplicas {
   private async catchUpNow(arena: number): Promise<void> {
     const behind = this.behind.get(arena);
     if (!behind || behind.size === 0) return;
-    const gen = this.genOf(arena);
-    for (const r of [...behind]) {
-      if (!this.deps.isAlive(r)) continue;
-      if ((await this.matches(arena, r)) || (await this.copyTo(arena, gen, r))) behind.delete(r);
-    }
+    await this.level(arena, this.genOf(arena), [...behind], behind);
     if (behind.size === 0) return;
     const level = this.replicasOf(arena).filter((r) => !behind.has(r) && this.deps.isAlive(r));
     try {
@@ -196,6 +192,16 @@ export class DirectoryReplicas {
     } catch (err) {
       throw new MangroveError('E_RECOVERING', `arena ${arena}'s directory replica(s) ${[...behind].join(', ')} lack a change and could not be replaced yet: ${String(err)}`);
     }
+  }
+
+  /** Brings each live one of `replicas` that is `behind` level (compared, copied whole where it differs); resolves with those it did. */
+  private async level(arena: number, gen: number, replicas: readonly string[], behind: Set<string>): Promise<string[]> {
+    const levelled = await Promise.all(
+      replicas.filter((r) => behind.has(r) && this.deps.isAlive(r)).map(async (r) => ((await this.matches(arena, r)) || (await this.copyTo(arena, gen, r)) ? r : null)),
+    );
+    const done = levelled.filter((r): r is string => r !== null);
+    for (const r of done) behind.delete(r);
+    return done;
   }
 
   /** Whether `to` holds `arena`'s directory as this node does (its `dir_check` agrees); false if it cannot say. */
@@ -216,9 +222,8 @@ export class DirectoryReplicas {
     const behind = this.behind.get(arena) ?? new Set<string>();
     this.behind.set(arena, behind);
     const live = named.filter((r) => this.deps.isAlive(r));
-    const caughtUp = await Promise.all(live.filter((r) => behind.has(r)).map(async (r) => ((await this.matches(arena, r)) || (await this.copyTo(arena, gen, r)) ? r : null)));
-    for (const r of caughtUp) if (r !== null) behind.delete(r);
-    const took = [...caughtUp.filter((r): r is string => r !== null), ...(await this.storeOn(live.filter((r) => !behind.has(r)), arena, gen, pages, false))];
+    const caughtUp = await this.level(arena, gen, live, behind);
+    const took = [...caughtUp, ...(await this.storeOn(live.filter((r) => !behind.has(r)), arena, gen, pages, false))];
     const missed = named.filter((r) => !took.includes(r));
     for (const r of missed) behind.add(r);
     if (missed.length === 0 && took.length >= this.deps.copies - 1) return;
