@@ -87,8 +87,10 @@ export abstract class BaseTransport implements Transport {
   }
 
   /** Moves one frame towards its target; see WriteResult. Must not throw,
-   * but a throw is contained and counted as unsent. */
-  protected abstract write(target: WriteTarget, frame: Uint8Array): WriteResult;
+   * but a throw is contained and counted as unsent. `env` is what the frame
+   * encodes: a link that learns of a failure later, for many frames at
+   * once, passes it to `unsend` rather than return a promise per frame. */
+  protected abstract write(target: WriteTarget, frame: Uint8Array, env: Envelope): WriteResult;
 
   abstract close(): Promise<void>;
 
@@ -171,7 +173,8 @@ export abstract class BaseTransport implements Transport {
   }
 
   /** The inbound gate: every frame a concrete transport receives comes
-   * through here, as the list of payload frames of one message. */
+   * through here, as the payload frames of one message: each frame is one
+   * envelope, judged on its own (a bad one costs only itself). */
   protected accept(frames: Uint8Array | readonly Uint8Array[], route: ReplyRoute): void {
     if (this.closed) return;
     try {
@@ -199,12 +202,15 @@ export abstract class BaseTransport implements Transport {
   }
 
   private admit(frames: Uint8Array | readonly Uint8Array[], route: ReplyRoute): void {
-    let frame: Uint8Array;
-    if (frames instanceof Uint8Array) frame = frames;
-    else if (frames.length === 1) frame = frames[0];
-    else if (frames.length === 0) return this.rejectFrame('malformed', 'message has no payload frame');
-    else return this.rejectFrame('multipart', `message has ${frames.length} payload frames, expected 1`);
+    if (frames instanceof Uint8Array) return this.admitOne(frames, route);
+    if (frames.length === 0) return this.rejectFrame('malformed', 'message has no payload frame');
+    if (frames.length > limits.framesPerMessageMax) {
+      return this.rejectFrame('multipart', `message has ${frames.length} payload frames, more than ${limits.framesPerMessageMax}`);
+    }
+    for (const frame of frames) this.admitOne(frame, route);
+  }
 
+  private admitOne(frame: Uint8Array, route: ReplyRoute): void {
     const r = decode(frame);
     if (!r.ok) return this.rejectFrame(r.reason, r.detail);
     const env = r.env;
@@ -270,7 +276,7 @@ export abstract class BaseTransport implements Transport {
     this.record('send', env);
     let result: WriteResult;
     try {
-      result = this.write(target, frame);
+      result = this.write(target, frame, env);
     } catch (err) {
       result = describeError(err);
     }
@@ -286,7 +292,7 @@ export abstract class BaseTransport implements Transport {
   }
 
   /** A frame the link took but then could not deliver (already traced). */
-  private unsend(env: Envelope, detail: string): void {
+  protected unsend(env: Envelope, detail: string): void {
     this.counts.sent--;
     this.counts.sentByKind[env.kind]--;
     this.unsent(env, detail);

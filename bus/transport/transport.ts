@@ -28,6 +28,8 @@ export interface TransportStats {
   rejectedByReason: Record<RejectReason, number>;
   sentByKind: Record<string, number>;
   receivedByKind: Record<string, number>;
+  /** Wire messages sent and the envelope frames they carried, where the transport batches (bus/transport/turn-batches.ts). */
+  wire?: { messages: number; frames: number };
 }
 
 /** One record of a trace: what one node sent or accepted, when (node clock, ms). */

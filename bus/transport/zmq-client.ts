@@ -4,6 +4,10 @@
  * `seq`. A client has no endpoint of its own; the node answers on the link
  * the request came by. Every request ends, with the reply, the node's error
  * or a timeout that tells the user what to check.
+ *
+ * The requests of one turn of the event loop leave as one message
+ * (turn-batches.ts), and one sweep, not a timer per request, times out
+ * those that wait too long.
  */
 import { randomBytes } from 'node:crypto';
 import * as zmq from 'zeromq';
@@ -12,11 +16,16 @@ import { ENVELOPE_VERSION, limits } from '../envelope.js';
 import { MangroveError, type ErrorCode } from '../errors.js';
 import type { Body, Kind } from '../messages/index.js';
 import { describeError } from './transport-base.js';
+import { TurnBatches } from './turn-batches.js';
 import { openDealer, zmqLimits } from './zmq.js';
 
 export const clientLimits = {
   /** Requests awaiting an answer; more are refused rather than queued. */
   pendingMax: 1024,
+  /** The sweep for timed-out requests runs timeoutMs / sweepsPerTimeout apart (a request times out that much late at most)... */
+  sweepsPerTimeout: 10,
+  /** ...and at least this often. */
+  sweepMsMax: 250,
 } as const;
 
 export interface ZmqClientOptions {
@@ -29,14 +38,19 @@ export interface ZmqClientOptions {
 interface Pending {
   resolve: (body: unknown) => void;
   reject: (err: MangroveError) => void;
-  timer: NodeJS.Timeout;
+  /** performance.now() past which the sweep rejects it. */
+  deadline: number;
 }
 
 export class ZmqClient {
+  /** In the order sent, which is deadline order: the sweep stops at the first not due. */
   private readonly pending = new Map<number, Pending>();
   private seq = 0;
   private readonly loop: Promise<void>;
   private closed = false;
+  private readonly out = new TurnBatches<zmq.Dealer, number>((dealer, frames, seqs) => this.sendBatch(dealer, frames, seqs));
+  /** Keeps the process alive only while a request waits, as a request's own timer would. */
+  private readonly sweeper: NodeJS.Timeout;
 
   private constructor(
     private readonly dealer: zmq.Dealer,
@@ -45,6 +59,9 @@ export class ZmqClient {
     private readonly timeoutMs: number,
   ) {
     this.loop = this.readLoop();
+    const every = Math.max(1, Math.min(clientLimits.sweepMsMax, timeoutMs / clientLimits.sweepsPerTimeout));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
   }
 
   /** Opens the link. ZeroMQ connects in the background, so an unreachable
@@ -76,21 +93,32 @@ export class ZmqClient {
     if (frame.byteLength > limits.frameBytesMax) {
       return Promise.reject(new MangroveError('E_BAD_ARGUMENT', `${kind} request is ${frame.byteLength} bytes, more than ${limits.frameBytesMax}`));
     }
-    if (!this.dealer.writable) {
-      return Promise.reject(new MangroveError('E_BUSY', `${zmqLimits.sendQueueMax} requests are queued for ${this.endpoint}`));
-    }
+    if (!this.dealer.writable) return Promise.reject(queueFull(this.endpoint));
     return new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(seq);
-        reject(
-          new MangroveError('E_UNREACHABLE', `no answer from ${this.endpoint} within ${this.timeoutMs} ms: is the node running?`),
-        );
-      }, this.timeoutMs);
-      this.pending.set(seq, { resolve, reject, timer });
-      this.dealer.send(frame).catch((err: unknown) => {
-        this.settle(seq)?.reject(new MangroveError('E_UNREACHABLE', `cannot send to ${this.endpoint}: ${describeError(err)}`));
-      });
+      if (this.pending.size === 0) this.sweeper.ref();
+      this.pending.set(seq, { resolve, reject, deadline: performance.now() + this.timeoutMs });
+      this.out.add('', this.dealer, frame, seq);
     });
+  }
+
+  /** This turn's requests, as one message; if the link refuses it, each of them fails. */
+  private sendBatch(dealer: zmq.Dealer, frames: Uint8Array[], seqs: number[]): void {
+    const failed = (err: MangroveError): void => {
+      for (const seq of seqs) this.settle(seq)?.reject(err);
+    };
+    if (dealer.closed) return;
+    if (!dealer.writable) return failed(queueFull(this.endpoint));
+    dealer.send(frames).catch((err: unknown) => failed(new MangroveError('E_UNREACHABLE', `cannot send to ${this.endpoint}: ${describeError(err)}`)));
+  }
+
+  /** Rejects the requests whose time is up. */
+  private sweep(): void {
+    const now = performance.now();
+    for (const [seq, p] of this.pending) {
+      if (p.deadline > now) break;
+      this.settle(seq);
+      p.reject(new MangroveError('E_UNREACHABLE', `no answer from ${this.endpoint} within ${this.timeoutMs} ms: is the node running?`));
+    }
   }
 
   /** Sends frames as they are, for specs that feed a node garbage. */
@@ -102,6 +130,8 @@ export class ZmqClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.sweeper);
+    this.out.drop();
     this.dealer.close();
     for (const seq of [...this.pending.keys()]) {
       this.settle(seq)?.reject(new MangroveError('E_CLOSED', 'the client was closed before the answer came'));
@@ -113,7 +143,7 @@ export class ZmqClient {
     const p = this.pending.get(seq);
     if (!p) return undefined;
     this.pending.delete(seq);
-    clearTimeout(p.timer);
+    if (this.pending.size === 0) this.sweeper.unref();
     return p;
   }
 
@@ -134,8 +164,11 @@ export class ZmqClient {
   /** Anything that is not a well-formed answer to a waiting request (late,
    * duplicate, garbage) is ignored: the request times out on its own. */
   private handle(frames: Buffer[]): void {
-    if (frames.length !== 1) return;
-    const r = decode(frames[0]);
+    for (const frame of frames) this.answer(frame);
+  }
+
+  private answer(frame: Buffer): void {
+    const r = decode(frame);
     if (!r.ok || r.env.re === undefined) return;
     const p = this.settle(r.env.re);
     if (!p) return;
@@ -147,4 +180,8 @@ export class ZmqClient {
       p.resolve(r.env.body);
     }
   }
+}
+
+function queueFull(endpoint: string): MangroveError {
+  return new MangroveError('E_BUSY', `${zmqLimits.sendQueueMax} messages are queued for ${endpoint}`);
 }

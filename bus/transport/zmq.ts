@@ -7,9 +7,11 @@
  * blocked node.
  */
 import * as zmq from 'zeromq';
-import { limits } from '../envelope.js';
+import { limits, type Envelope } from '../envelope.js';
 import { MangroveError } from '../errors.js';
 import { BaseTransport, describeError, type BaseTransportOptions, type WriteResult, type WriteTarget } from './transport-base.js';
+import type { TransportStats } from './transport.js';
+import { TurnBatches } from './turn-batches.js';
 
 export const zmqLimits = {
   /** Frames queued towards one peer before further sends count as unsent. */
@@ -30,6 +32,9 @@ export const zmqLimits = {
  * connection, or the endpoint of our DEALER the envelope came back on. */
 export type ZmqRoute = Uint8Array | { endpoint: string };
 
+/** Where a batch goes: out of our DEALER to a peer, or back through the ROUTER to a connection. */
+type Link = { dealer: zmq.Dealer; endpoint: string } | { route: Uint8Array };
+
 export interface ZmqTransportOptions extends BaseTransportOptions {
   /** Where the ROUTER binds, e.g. 'tcp://127.0.0.1:7400' ('tcp://127.0.0.1:*' picks a port). */
   endpoint: string;
@@ -39,6 +44,8 @@ export class ZmqTransport extends BaseTransport {
   private readonly links = new Map<string, zmq.Dealer>();
   private readonly loops = new Set<Promise<void>>();
   private closing: Promise<void> | undefined;
+  /** What this turn sends, per link (turn-batches.ts). */
+  private readonly out = new TurnBatches<Link, Envelope>((link, frames, envs) => this.sendBatch(link, frames, envs));
 
   private constructor(
     opts: ZmqTransportOptions,
@@ -73,26 +80,55 @@ export class ZmqTransport extends BaseTransport {
     return new ZmqTransport(opts, router, router.lastEndpoint ?? opts.endpoint);
   }
 
+  override stats(): TransportStats {
+    return { ...super.stats(), wire: { ...this.out.counts } };
+  }
+
   close(): Promise<void> {
     this.closing ??= this.shutdown();
     return this.closing;
   }
 
-  protected write(target: WriteTarget, frame: Uint8Array): WriteResult {
-    if ('endpoint' in target) return this.toEndpoint(target.endpoint, frame);
+  protected write(target: WriteTarget, frame: Uint8Array, env: Envelope): WriteResult {
+    if ('endpoint' in target) return this.toEndpoint(target.endpoint, frame, env);
     const route = target.route;
-    if (route instanceof Uint8Array) return settle(this.router.send([route, frame]));
-    if (isEndpointRoute(route)) return this.toEndpoint(route.endpoint, frame);
+    if (route instanceof Uint8Array) {
+      this.out.add(`r${Buffer.from(route.buffer, route.byteOffset, route.byteLength).toString('latin1')}`, { route }, frame, env);
+      return null;
+    }
+    if (isEndpointRoute(route)) return this.toEndpoint(route.endpoint, frame, env);
     return 'not a ZeroMQ reply route';
   }
 
-  private toEndpoint(endpoint: string, frame: Uint8Array): WriteResult {
+  private toEndpoint(endpoint: string, frame: Uint8Array, env: Envelope): WriteResult {
+    const key = `e${endpoint}`;
+    if (this.out.has(key)) {
+      // The link took a frame this turn: the rest of the turn's go in the same message.
+      this.out.add(key, undefined, frame, env);
+      return null;
+    }
     const dealer = this.link(endpoint);
     if (typeof dealer === 'string') return dealer;
     // Not writable means the queue to that peer is full: drop now rather
     // than let send() wait, which would queue without bound in JavaScript.
-    if (!dealer.writable) return `queue to ${endpoint} is full (${zmqLimits.sendQueueMax} frames)`;
-    return settle(dealer.send(frame));
+    if (!dealer.writable) return queueFull(endpoint);
+    this.out.add(key, { dealer, endpoint }, frame, env);
+    return null;
+  }
+
+  /** One message for the envelopes of a turn; if the link refuses it, each of them counts as unsent. */
+  private sendBatch(link: Link, frames: Uint8Array[], envs: Envelope[]): void {
+    const failed = (detail: string): void => {
+      for (const env of envs) this.unsend(env, detail);
+    };
+    if ('route' in link) {
+      this.router.send([link.route, ...frames]).catch((err: unknown) => failed(describeError(err)));
+      return;
+    }
+    const { dealer, endpoint } = link;
+    if (dealer.closed) return failed(`the link to ${endpoint} was closed`);
+    if (!dealer.writable) return failed(queueFull(endpoint));
+    dealer.send(frames).catch((err: unknown) => failed(describeError(err)));
   }
 
   private link(endpoint: string): zmq.Dealer | string {
@@ -143,6 +179,7 @@ export class ZmqTransport extends BaseTransport {
 
   private async shutdown(): Promise<void> {
     this.markClosed();
+    this.out.drop();
     this.router.close();
     for (const dealer of this.links.values()) dealer.close();
     this.links.clear();
@@ -150,11 +187,8 @@ export class ZmqTransport extends BaseTransport {
   }
 }
 
-function settle(sending: Promise<void>): Promise<null | string> {
-  return sending.then(
-    () => null,
-    (err: unknown) => describeError(err),
-  );
+function queueFull(endpoint: string): string {
+  return `queue to ${endpoint} is full (${zmqLimits.sendQueueMax} messages)`;
 }
 
 function isEndpointRoute(route: unknown): route is { endpoint: string } {

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { encode } from '../../../../bus/codec.js';
+import { limits } from '../../../../bus/envelope.js';
 import { isMangroveError } from '../../../../bus/errors.js';
 import { BaseTransport, transportLimits, type WriteResult, type WriteTarget } from '../../../../bus/transport/transport-base.js';
 import type { Inbound } from '../../../../bus/transport/transport.js';
@@ -47,13 +48,16 @@ describe('bus/transport/transport/transport-base: the shared gate', () => {
 
   const good = (seq = 1) => encode(envelope('peer', 'me', seq));
 
-  it('refuses a message with no payload frame as malformed and several as multipart', () => {
+  it('takes each frame of a message as an envelope of its own, and refuses a message with none or too many', () => {
     probe.feed([]);
-    probe.feed([good(), good()]);
+    probe.feed(Array.from({ length: limits.framesPerMessageMax + 1 }, (_, i) => good(i + 1)));
     expect(probe.stats().rejectedByReason).to.include({ malformed: 1, multipart: 1 });
     expect(rejects).to.deep.equal(['malformed', 'multipart']);
-    probe.feed([good()]);
-    expect(got.length).to.equal(1);
+    expect(got.length).to.equal(0);
+    // A bad frame in a batch costs only itself; the envelopes around it arrive in order.
+    probe.feed([good(1), new Uint8Array([0xff]), good(2)]);
+    expect(rejects).to.deep.equal(['malformed', 'multipart', 'malformed']);
+    expect(got.map((m) => m.env.seq)).to.deep.equal([1, 2]);
   });
 
   it('passes the route it was given with the envelope', () => {
