@@ -38,9 +38,19 @@ export interface EngineSettings {
   scanIntervalMs: number;
   /** The pace of collecting copies nobody counts on (M15): one step this often; a copy goes after two looks a pass apart. */
   gcIntervalMs: number;
+  /** Reads and writes of pages held in the right mode skip the scheduler (fast-path.ts); off only to compare the two paths. */
+  fastPath: boolean;
 }
 
-export const engineDefaults: EngineSettings = { ramBytes: 256 * 1024 * 1024, copies: 2, retryMs: 200, timeoutMs: 10_000, scanIntervalMs: 500, gcIntervalMs: 5000 };
+export const engineDefaults: EngineSettings = {
+  ramBytes: 256 * 1024 * 1024,
+  copies: 2,
+  retryMs: 200,
+  timeoutMs: 10_000,
+  scanIntervalMs: 500,
+  gcIntervalMs: 5000,
+  fastPath: true,
+};
 
 export interface PageEngineDeps {
   self: string;
@@ -85,7 +95,7 @@ export interface EngineParts {
   readonly core: CoreHolderDeps;
   /** Free RAM and disk per node, for placement (M12). */
   readonly policy: SpacePolicy;
-  readonly stats: { staleRound: number; reReplicatedPages: number };
+  readonly stats: { staleRound: number; reReplicatedPages: number; fastCalls: number };
   /** The responsible node (the home) of `addr`. */
   homeOf(addr: bigint): string;
   /** This node's arena (M7): its short id + 1. */

@@ -83,6 +83,11 @@ export class FlowScheduler {
     return { ...this.stats.get(op)! };
   }
 
+  /** Whether no request with `key` is running or waiting: one dispatched now would start at once. */
+  idle(key: string): boolean {
+    return !this.lanes.has(key);
+  }
+
   /** Runs `op` on `input`; resolves with the applet's result. */
   dispatch<O = unknown>(op: string, input: unknown, origin = 'local'): Promise<O> {
     return this.run<O>(op, input, origin, { keys: new Set() });

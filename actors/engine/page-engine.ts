@@ -23,7 +23,8 @@ import type { Envelope } from '../../bus/envelope.js';
 import { assert } from '../../bus/assert.js';
 import { MangroveError, isMangroveError } from '../../bus/errors.js';
 import type { Body } from '../../bus/messages/index.js';
-import type { ClientPageOp, CoherenceBody, CoherenceKind, PeerCall, SpaceReport } from '../../bus/messages/page.js';
+import type { ClientPageOp, CoherenceBody, CoherenceKind, PeerCall, ReadResult, SpaceReport, WriteResult } from '../../bus/messages/page.js';
+import { fastCall } from './fast-path.js';
 import type { ReplyRoute } from '../../bus/transport/transport.js';
 import { addressFromKey, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
 import { activate, homeFacts, registerHomeApplets, takeUp } from './applets/home.js';
@@ -94,7 +95,7 @@ export class PageEngine {
   private readonly parts: EngineParts;
   /** Arenas handed to this node whose directory did not check out here: refused until it does (M15). */
   private readonly unverified = new Set<number>();
-  private readonly stats = { staleRound: 0, reReplicatedPages: 0 };
+  private readonly stats = { staleRound: 0, reReplicatedPages: 0, fastCalls: 0 };
   private closed = false;
   /** The rebuild round (M14) this node's RAM directory was built in; coherence messages of another are dropped. */
   private round = 0;
@@ -221,6 +222,11 @@ export class PageEngine {
     this.leases.start();
   }
 
+  /** Calls the fast path answered (fast-path.ts), since the node started. */
+  get fastCalls(): number {
+    return this.stats.fastCalls;
+  }
+
   /** Changes to this node's copies, for local waiters (M10; the file system's locks build on it). */
   get changes$(): Observable<PageChange> {
     return this.holder.changes$;
@@ -276,6 +282,9 @@ export class PageEngine {
   /** A program's call (`client.page`), answered on its route. */
   onClient(env: Envelope, route: ReplyRoute): void {
     const op = env.body as ClientPageOp;
+    // Answered in this turn: a read's data is the cached page itself, encoded before anything can change it.
+    const fast = this.fast(op, env.from);
+    if (fast !== undefined) return this.deps.outbox.reply(route, env, 'reply.ok', { result: fast });
     this.call(op, env.from).then(
       (result) => this.deps.outbox.reply(route, env, 'reply.ok', { result }),
       (err: unknown) => {
@@ -294,6 +303,9 @@ export class PageEngine {
    * E_NO_QUORUM where the node has no quorum either.
    */
   call(op: ClientPageOp, client = 'local'): Promise<unknown> {
+    const fast = this.fast(op, client);
+    // The caller reads the answer on a later turn: a page's data is copied out of the cache.
+    if (fast !== undefined) return Promise.resolve('data' in fast && fast.versions.length === 1 ? { ...fast, data: fast.data.slice() } : fast);
     if (this.closed) return Promise.reject(new MangroveError('E_CLOSED', 'the node is stopping'));
     this.leases.heard(client);
     if (op.op === 'renew') return Promise.resolve({ held: this.leases.holds(client) });
@@ -301,6 +313,20 @@ export class PageEngine {
       return Promise.reject(this.deps.quorate() ? recovering() : noQuorum(`${op.op} while the cluster rebuilds`));
     }
     return this.scheduler.dispatch(`client.${op.op}`, op, client);
+  }
+
+  /**
+   * A read or write done at once (fast-path.ts), or undefined for the full
+   * path. Only while the node serves: in a rebuild every call takes the full
+   * path, which knows what may go on.
+   */
+  private fast(op: ClientPageOp, client: string): ReadResult | WriteResult | undefined {
+    if (!this.deps.settings.fastPath || this.closed || !this.serving) return undefined;
+    const result = fastCall(this.parts, op);
+    if (result === undefined) return undefined;
+    this.leases.heard(client);
+    this.stats.fastCalls++;
+    return result;
   }
 
   // ---- The rebuild (M14), as the recovery actor drives it ----

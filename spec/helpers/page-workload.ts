@@ -34,12 +34,14 @@ export interface FormedClusterOptions {
   onNews?: SimClusterOptions['onNews'];
   /** Each node's log (silent by default): for looking into one seed. */
   log?: SimClusterOptions['log'];
+  /** The engine's fast path (actors/engine/fast-path.ts); on by default, as in a node. */
+  fastPath?: boolean;
 }
 
 /** A cluster of `nodes` (3 anchors), started and converged. */
 export async function formedCluster(seed: number, nodes: number, opts: FormedClusterOptions = {}): Promise<SimCluster> {
-  const { ramPages = 1024, timeoutMs = 60_000, onNews, log } = opts;
-  const c = new SimCluster({ seed, nodes, anchors: 3, periodMs: PERIOD_MS, onNews, log, engine: { retryMs: 40, timeoutMs, ramBytes: ramPages * PAGE_BYTES } });
+  const { ramPages = 1024, timeoutMs = 60_000, onNews, log, fastPath = true } = opts;
+  const c = new SimCluster({ seed, nodes, anchors: 3, periodMs: PERIOD_MS, onNews, log, engine: { retryMs: 40, timeoutMs, ramBytes: ramPages * PAGE_BYTES, fastPath } });
   c.startAll();
   c.runUntil(() => convergence(c).length === 0, 30_000, () => `the cluster to form (still: ${convergence(c).slice(0, 3).join('; ')})`);
   return c;
