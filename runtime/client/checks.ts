@@ -19,7 +19,7 @@ import { assert, present } from '../../bus/assert.js';
 import { MangroveError } from '../../bus/errors.js';
 import { clientPageOp, FS_ATTR_BYTES, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX, type ClientPageOp } from '../../bus/messages/page.js';
 import { id } from '../../bus/messages/schema.js';
-import { addressKey, checkPageAddress, PAGE_BYTES, pageRange } from '../../machines/memory/address.js';
+import { addressKey, checkPageAddress, isPageAligned, MAX_ADDRESS, PAGE_BYTES, pageRange } from '../../machines/memory/address.js';
 
 export type OpName = ClientPageOp['op'];
 /** An op as the API takes it: the address a bigint, every other field as the caller gave it. */
@@ -72,6 +72,30 @@ export function wireOp(api: ApiOp, options?: ApiOptions): ClientPageOp {
   const whole = clientPageOp.safeParse(wire);
   if (!whole.success) throw new MangroveError('E_BAD_ARGUMENT', `the node would refuse this ${api.op}: ${whole.error.issues[0]?.message ?? 'it breaks the protocol'}`);
   return whole.data;
+}
+
+/**
+ * A read's or a write's wire op, built without walking the schema field by
+ * field: these are the calls a program makes most. Arguments that plainly
+ * pass (a page-base bigint in the space; 1 to PAGES_PER_REQUEST_MAX pages,
+ * or that many whole pages of data; a range that ends inside the space) give
+ * the op at once; anything else gives undefined, and `wireOp` then names
+ * what it refuses. spec/unit/runtime/client/checks.spec.ts checks, over
+ * random arguments, that this accepts only what the schema accepts and
+ * builds the op wireOp builds.
+ */
+export function hotOp(op: 'read' | 'write', addr: unknown, arg: unknown): ClientPageOp | undefined {
+  if (typeof addr !== 'bigint' || !isPageAligned(addr)) return undefined;
+  let pages: number;
+  if (op === 'read') {
+    if (typeof arg !== 'number' || !Number.isInteger(arg)) return undefined;
+    pages = arg;
+  } else {
+    if (!(arg instanceof Uint8Array) || arg.byteLength % PAGE_BYTES !== 0) return undefined;
+    pages = arg.byteLength / PAGE_BYTES;
+  }
+  if (pages < 1 || pages > PAGES_PER_REQUEST_MAX || addr + BigInt((pages - 1) * PAGE_BYTES) > MAX_ADDRESS) return undefined;
+  return op === 'read' ? { op, addr: addressKey(addr), pages } : { op, addr: addressKey(addr), data: arg as Uint8Array };
 }
 
 /** Refuses `value` for `field` of `op` where the wire's schema would, with the field's sentence. */
