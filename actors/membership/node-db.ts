@@ -170,6 +170,15 @@ export class NodeDbActor {
     const boot = this.boot;
     if (!boot) return;
     boot.send({ type: 'WELCOME', identity });
+    this.formIfFounder(boot);
+  }
+
+  /**
+   * Builds version 1 once the bootstrap is forming. An answer is how it gets
+   * there, except for the lone configured anchor: it has heard every
+   * configured anchor (itself) at its first turn, and no answer will come.
+   */
+  private formIfFounder(boot: Bootstrap): void {
     const anchors = founders(boot.getSnapshot());
     if (anchors) this.adopt(genesis(anchors));
   }
@@ -249,6 +258,7 @@ export class NodeDbActor {
     });
     this.boot = actor;
     actor.start();
+    this.formIfFounder(actor);
   }
 
   private send(e: SendOut): void {

@@ -232,6 +232,9 @@ export class RebuildActor {
   /** A heartbeat view came (a monitor pulse, or this monitor's own deadline): one more period of evidence. */
   viewed(): void {
     this.views++;
+    // A node alone in the cluster is its own monitor and hears no member's pulse: its own round is all the cluster has finished.
+    const db = this.deps.db();
+    if (db.nodes.length === 1 && db.nodes[0].id === this.deps.self) this.roundHeard(this.deps.engine.recoveryState().completed);
   }
 
   /** The membership or the node database changed: does it call for a rebuild? */

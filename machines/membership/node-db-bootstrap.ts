@@ -17,7 +17,9 @@
  *    yet; the answers (`WELCOME`) name them, and bring a newer database when
  *    the anchor has one.
  *  - forming: an anchor every configured anchor has answered: the actor
- *    builds version 1 from them. It greets on while that is pending.
+ *    builds version 1 from them. It greets on while that is pending. A lone
+ *    configured anchor is here at its first turn, with no answer to wait
+ *    for: it holds every vote and forms the cluster by itself.
  *  - joining: the database exists, but this node's entry is missing or out
  *    of date (a restart brings a new pid, or an endpoint moved). The node asks
  *    the next anchor in turn to add or change it (`ndb.join`); an anchor

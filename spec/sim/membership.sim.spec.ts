@@ -165,6 +165,50 @@ describe('membership in the simulator', function () {
     expect(c.node(0)!.database().nodes.map((n) => n.id)).to.include(c.id(4));
   });
 
+  it('a lone anchor holding every vote forms the cluster by itself (M2, M5, M16)', () => {
+    forSeeds(seeds(600, 4), (seed) => {
+      const c = new SimCluster({ seed, nodes: 1, anchors: 1, periodMs: PERIOD });
+      c.startAll();
+      const took = c.runUntil(() => convergence(c).length === 0, 20 * PERIOD, unconverged(c, 'a one-node cluster to form'));
+      expect(took, 'formed within a few periods').to.be.at.most(10 * PERIOD);
+      const s = c.status(0)!;
+      expect(s).to.include({ quorum: true, phase: 'joined', pan: c.id(0), monitor: c.id(0) });
+      expect(s.version).to.be.at.least(1);
+      expect(s.nodes.map((n) => n.id)).to.deep.equal([c.id(0)]);
+      // It stays formed, and a restart finds its own database and forms again.
+      c.run(20 * PERIOD);
+      expect(convergence(c)).to.deep.equal([]);
+      c.crash(0);
+      c.start(0);
+      c.runUntil(() => convergence(c).length === 0, 20 * PERIOD, unconverged(c, 'the lone anchor to form again after a restart'));
+      expect(c.status(0)!.version).to.be.at.least(s.version);
+    });
+  });
+
+  it('a node started after a lone anchor has formed joins its cluster', () => {
+    forSeeds(seeds(650, 4), (seed) => {
+      const c = new SimCluster({ seed, nodes: 2, anchors: 1, periodMs: PERIOD });
+      c.start(0);
+      c.runUntil(
+        () => { const s = c.status(0)!; return s.quorum && s.phase === 'joined' && s.pan === c.id(0); },
+        20 * PERIOD,
+        'the lone anchor to form',
+      );
+      const alone = c.status(0)!;
+      expect(alone.version).to.be.at.least(1);
+      expect(alone.nodes).to.have.length(1);
+      c.run(5 * PERIOD);
+      c.start(1);
+      c.runUntil(() => convergence(c).length === 0, 30 * PERIOD, unconverged(c, 'the second node to join'));
+      for (const i of [0, 1]) {
+        const s = c.status(i)!;
+        expect(s, `node ${i}`).to.include({ quorum: true, phase: 'joined', pan: c.id(0) });
+        expect(s.version, `node ${i}`).to.be.greaterThan(alone.version);
+        expect(s.nodes.map((n) => n.id).sort(), `node ${i}`).to.deep.equal([c.id(0), c.id(1)].sort());
+      }
+    });
+  });
+
   it('is a pure function of its seed: the same seed gives the same trace, byte for byte', async () => {
     const run = async (seed: number): Promise<Buffer> => {
       const { records } = await tracedSim({ seed, nodes: 7, anchors: 3, groups: 2, periodMs: PERIOD, faults: { drop: 0.05, delayMs: [1, 20], reorder: true } }, (c) => {

@@ -96,6 +96,16 @@ describe('node-db bootstrap (M2)', () => {
       expect(founders(r.snapshot)).to.equal(undefined);
     });
 
+    it('a lone configured anchor has heard every configured anchor at its first turn: forming at once, from itself, greeting no one', () => {
+      const r = boot({ seeds: [A.endpoint] });
+      expect(r.value).to.deep.equal({ running: 'forming' });
+      expect(founders(r.snapshot)).to.deep.equal([A]);
+      expect(types(r)).to.deep.equal(['period']);
+      r.send({ type: 'DB', db: genesis([A]) });
+      expect(r.value).to.deep.equal({ running: 'member' });
+      expect(founders(r.snapshot)).to.equal(undefined);
+    });
+
     it('takes the latest answer of an endpoint: one that answers as a non-anchor undoes forming', () => {
       const r = boot();
       r.send({ type: 'WELCOME', identity: B }).send({ type: 'WELCOME', identity: C });
