@@ -89,8 +89,8 @@ function addStartCommand(program: Command): void {
       ),
     )
     .action(async (opts: { config: string; trace?: string }) => {
-      const { startNode } = await import('../node/start.js');
-      await startNode(opts.config, { trace: opts.trace });
+      const { runNodeProcess } = await import('../node/start.js');
+      await runNodeProcess(opts.config, { trace: opts.trace });
     });
 }
 

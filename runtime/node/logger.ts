@@ -12,12 +12,14 @@ export type { Logger } from 'pino';
 
 export interface LoggerOptions {
   level: LogLevel;
-  /** Append to this file; stdout when absent. */
+  /** Append to this file; else to `fd`. */
   file?: string;
+  /** stdout (1, the default: a node process's output is its log) or stderr (2: a program's embedded node keeps stdout for the program). */
+  fd?: 1 | 2;
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
-  const destination = pino.destination({ dest: opts.file ?? 1, sync: true, append: true, mkdir: opts.file !== undefined });
+  const destination = pino.destination({ dest: opts.file ?? opts.fd ?? 1, sync: true, append: true, mkdir: opts.file !== undefined });
   return pino(
     {
       level: opts.level,

@@ -5,8 +5,9 @@
  * before it, so a failed start never leaves a bound port or an open store.
  *
  * `openNode` does the wiring and touches nothing process-wide (specs can run
- * several in one process); `startNode` adds the signal and crash handling a
- * real node process needs.
+ * several in one process); `runNodeProcess` adds the signal and crash
+ * handling a real node process needs, and embedded.ts's `startNode` runs a
+ * node inside a program's own process.
  */
 import { randomBytes } from 'node:crypto';
 import type { Log } from '../../actors/log.js';
@@ -202,7 +203,7 @@ function logReady(log: Logger, config: NodeConfig, epoch: number, transport: Zmq
  * exception exits 1.
  * Logs go to stdout; nothing else is written there.
  */
-export async function startNode(configPath: string, opts: OpenOptions = {}): Promise<RunningNode> {
+export async function runNodeProcess(configPath: string, opts: OpenOptions = {}): Promise<RunningNode> {
   const config = loadConfig(configPath);
   const log = createLogger({ level: config.logLevel });
   const running = await openNode(config, log, opts);
@@ -314,7 +315,7 @@ function logNews(node: MangroveNode, log: Log, removed: (version: number) => voi
   return node.news$.subscribe((n: NodeNews) => {
     switch (n.type) {
       case 'removed':
-        // The node logs it; the process stops on it (startNode).
+        // The node logs it; the process stops on it (runNodeProcess).
         removed(n.version);
         break;
       case 'quorum':
