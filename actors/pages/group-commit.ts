@@ -7,10 +7,16 @@
  *
  * A batch is cut at the end of the current turn of the event loop
  * (`setImmediate`), which in the simulator is a deterministic point too.
+ * Where the store commits off the event loop (`putManyDurably`: LMDB's
+ * write thread), one commit is in flight at a time and the node serves on
+ * while the disk syncs: the flushes that arrive meanwhile, from any client
+ * and for any page, make the next batch. So a sync costs its time once for
+ * as many pages as came during the last one (pipelined group commit), and a
+ * durable write no longer stops the node's other work for a disk sync.
  */
 import { present } from '../../bus/assert.js';
 import { MangroveError } from '../../bus/errors.js';
-import { PUT_MANY_PAGES_MAX, type PageStore, type StoredPage } from '../storage/page-store.js';
+import { PUT_MANY_PAGES_MAX, type PageEntry, type PageStore, type StoredPage } from '../storage/page-store.js';
 
 /**
  * Durable writes one batch holds before `put` refuses more (E_BUSY): about
@@ -30,6 +36,8 @@ export class GroupCommit {
   /** Puts in `batch`, over every address. */
   private waiting = 0;
   private scheduled = false;
+  /** A commit made off the event loop that has not finished: the next batch waits for it. */
+  private committing = false;
   /** Commits made and pages written, for status and benchmarks. */
   commits = 0;
   pages = 0;
@@ -51,7 +59,7 @@ export class GroupCommit {
   }
 
   private schedule(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || this.committing) return;
     this.scheduled = true;
     setImmediate(() => this.commit());
   }
@@ -61,36 +69,69 @@ export class GroupCommit {
     const all = [...this.batch.entries()];
     this.batch = new Map();
     this.waiting = 0;
-    for (let i = 0; i < all.length; i += PUT_MANY_PAGES_MAX) this.commitSome(all.slice(i, i + PUT_MANY_PAGES_MAX));
+    const parts: [bigint, Waiting[]][][] = [];
+    for (let i = 0; i < all.length; i += PUT_MANY_PAGES_MAX) parts.push(all.slice(i, i + PUT_MANY_PAGES_MAX));
+    if (!this.store.putManyDurably) {
+      for (const items of parts) this.commitSome(items);
+      return;
+    }
+    this.committing = true;
+    const done = (): void => {
+      this.committing = false;
+      if (this.waiting > 0) this.schedule();
+    };
+    // The parts one after another: each is prepared against what the one before made durable.
+    parts.reduce((before, items) => before.then(() => this.commitSomeDurably(items)), Promise.resolve()).then(done, done);
   }
 
+  /** Commits one part on the event loop (putMany). */
   private commitSome(items: [bigint, Waiting[]][]): void {
-    const entries: { addr: bigint; page: StoredPage }[] = [];
-    const outcome = new Map<bigint, number>();
+    const entries = this.prepare(items);
+    try {
+      this.store.putMany(entries.map(([entry]) => entry));
+    } catch (err) {
+      return this.refuse(items, entries.length, err);
+    }
+    this.answer(items, entries);
+  }
+
+  /** Commits one part off the event loop (putManyDurably); never rejects: each waiter hears how it went. */
+  private async commitSomeDurably(items: [bigint, Waiting[]][]): Promise<void> {
+    const entries = this.prepare(items);
+    try {
+      await present(this.store.putManyDurably, 'a store that commits off the event loop').call(this.store, entries.map(([entry]) => entry));
+    } catch (err) {
+      return this.refuse(items, entries.length, err);
+    }
+    this.answer(items, entries);
+  }
+
+  /** What to write for each address, with the version that will then be durable: the newest offered, unless newer is stored. */
+  private prepare(items: [bigint, Waiting[]][]): [PageEntry, number][] {
+    const entries: [PageEntry, number][] = [];
     for (const [addr, waiting] of items) {
       const newest = waiting.reduce((a, b) => (b.page.version >= a.page.version ? b : a));
       const stored = this.store.get(addr);
       if (stored && stored.version > newest.page.version) {
         // Newer data is already durable: keep it, with the newest attributes offered.
-        entries.push({ addr, page: { ...stored, attrs: waiting[waiting.length - 1].page.attrs } });
-        outcome.set(addr, stored.version);
+        entries.push([{ addr, page: { ...stored, attrs: waiting[waiting.length - 1].page.attrs } }, stored.version]);
       } else {
-        entries.push({ addr, page: newest.page });
-        outcome.set(addr, newest.page.version);
+        entries.push([{ addr, page: newest.page }, newest.page.version]);
       }
     }
-    try {
-      this.store.putMany(entries);
-      this.commits++;
-      this.pages += entries.length;
-    } catch (err) {
-      const refused = err instanceof MangroveError ? err : new MangroveError('E_STORAGE', `the disk cache refused a commit of ${entries.length} pages: ${String(err)}`);
-      for (const [, waiting] of items) for (const w of waiting) w.reject(refused);
-      return;
-    }
-    for (const [addr, waiting] of items) {
-      const version = present(outcome.get(addr), 'every address of the batch has an outcome');
-      for (const w of waiting) w.resolve(version);
-    }
+    return entries;
+  }
+
+  private answer(items: [bigint, Waiting[]][], entries: [PageEntry, number][]): void {
+    this.commits++;
+    this.pages += entries.length;
+    items.forEach(([, waiting], i) => {
+      for (const w of waiting) w.resolve(entries[i][1]);
+    });
+  }
+
+  private refuse(items: [bigint, Waiting[]][], pages: number, err: unknown): void {
+    const refused = err instanceof MangroveError ? err : new MangroveError('E_STORAGE', `the disk cache refused a commit of ${pages} pages: ${String(err)}`);
+    for (const [, waiting] of items) for (const w of waiting) w.reject(refused);
   }
 }

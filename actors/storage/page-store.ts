@@ -57,6 +57,14 @@ export interface PageStore {
   put(addr: bigint, page: StoredPage): void;
   /** All or nothing, in one durable commit; the same checks as put, and each address at most once. */
   putMany(entries: readonly PageEntry[]): void;
+  /**
+   * putMany made off the event loop: resolves once the commit is durable
+   * (rejects with what putMany would throw), and the node serves on while
+   * the disk syncs, so the next group commit gathers what comes meanwhile
+   * (group-commit.ts). A store without it (the simulator's, whose commits
+   * cost nothing) is committed with putMany.
+   */
+  putManyDurably?(entries: readonly PageEntry[]): Promise<void>;
   /** Durable when it returns; false if the page was not there. */
   delete(addr: bigint): boolean;
   count(): number;

@@ -20,11 +20,12 @@
  *   16..31 file-system attribute
  *   32..  page data (PAGE_BYTES)
  *
- * Durability as in lmdb-node-store.ts: synchronous transactions with
- * overlappingSync off, so a write has been flushed when the call returns.
+ * Durability as in lmdb-node-store.ts: transactions with overlappingSync
+ * off, so a write has been flushed when the call returns (putMany) or its
+ * promise resolves (putManyDurably, committed by LMDB's write thread).
  */
 import type { Database, RootDatabase } from 'lmdb';
-import { LmdbFile } from './lmdb-file.js';
+import { LmdbFile, storageError } from './lmdb-file.js';
 import { MangroveError } from '../../bus/errors.js';
 import { addressFromKey, addressKey, checkAddress, checkPageAddress, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
 import { checkBatch, checkPagesMax, checkScanLimit, FS_ATTR_BYTES, fullError, SCAN_PAGES_MAX, staleError, STORE_PAGES_MAX_DEFAULT } from '../../actors/storage/page-store.js';
@@ -76,19 +77,32 @@ export class LmdbPageStore extends LmdbFile implements PageStore {
     checkBatch(entries);
     this.checkOpen();
     if (entries.length === 0) return;
-    this.attempt('cannot write pages to', () =>
-      this.env.transactionSync(() => {
-        // Every check before the first write; a throw would abort the transaction anyway.
-        let added = 0;
-        for (const { addr, page } of entries) {
-          const stored = this.storedVersion(addr);
-          if (stored === undefined) added++;
-          else if (page.version < stored) throw staleError(addr, page.version, stored);
-        }
-        if (added > 0 && this.entryCount() + added > this.pagesMax) throw fullError(this.pagesMax);
-        for (const { addr, page } of entries) this.db.putSync(addressKey(addr), encode(page));
-      }),
-    );
+    this.attempt('cannot write pages to', () => this.env.transactionSync(() => this.write(entries)));
+  }
+
+  /** LMDB's asynchronous transaction: its write thread commits and syncs (overlappingSync off) before the promise resolves. */
+  async putManyDurably(entries: readonly PageEntry[]): Promise<void> {
+    checkBatch(entries);
+    this.checkOpen();
+    if (entries.length === 0) return;
+    try {
+      await this.env.transaction(() => this.write(entries));
+    } catch (err) {
+      throw storageError(this.dir, 'cannot write pages to', err);
+    }
+  }
+
+  /** The writes of one commit, inside its transaction. */
+  private write(entries: readonly PageEntry[]): void {
+    // Every check before the first write; a throw aborts the transaction anyway.
+    let added = 0;
+    for (const { addr, page } of entries) {
+      const stored = this.storedVersion(addr);
+      if (stored === undefined) added++;
+      else if (page.version < stored) throw staleError(addr, page.version, stored);
+    }
+    if (added > 0 && this.entryCount() + added > this.pagesMax) throw fullError(this.pagesMax);
+    for (const { addr, page } of entries) this.db.putSync(addressKey(addr), encode(page));
   }
 
   delete(addr: bigint): boolean {

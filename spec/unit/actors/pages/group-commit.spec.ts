@@ -23,7 +23,75 @@ class CountingStore extends MemoryPageStore {
   }
 }
 
+/** A store that commits off the event loop, each commit finishing only when the spec says. */
+class SlowDiskStore extends MemoryPageStore {
+  readonly commitsOffLoop: PageEntry[][] = [];
+  private finishers: (() => void)[] = [];
+  putManyDurably(entries: readonly PageEntry[]): Promise<void> {
+    this.commitsOffLoop.push([...entries]);
+    return new Promise((resolve, reject) => {
+      this.finishers.push(() => {
+        try {
+          this.putMany(entries);
+          resolve();
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+  }
+  /** The disk finishes the commit in flight. */
+  finish(): void {
+    this.finishers.shift()?.();
+  }
+}
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 describe('actors/pages/group-commit', () => {
+  it('off the event loop: one commit in flight, the writes that come meanwhile (over several turns) make the next one, each answered when its own is durable', async () => {
+    const store = new SlowDiskStore();
+    const gc = new GroupCommit(store);
+    const answered: number[] = [];
+    const first = gc.put(at(1), page(1, 1)).then((v) => answered.push(v));
+    await turn();
+    expect(store.commitsOffLoop.length, 'the first commit started').to.equal(1);
+    const later = [2, 3, 4].map((i) => gc.put(at(i), page(i, 2)).then((v) => answered.push(v * 10)));
+    await turn();
+    const last = gc.put(at(5), page(5, 3)).then((v) => answered.push(v * 100));
+    await turn();
+    expect(store.commitsOffLoop.length, 'nothing more starts while one commit is in flight').to.equal(1);
+    expect(answered, 'nobody is answered before the disk is done').to.deep.equal([]);
+    store.finish();
+    await first;
+    // The next commit starts on the turn after the first one finished.
+    await turn();
+    await turn();
+    expect(answered).to.deep.equal([1]);
+    expect(store.commitsOffLoop.length).to.equal(2);
+    expect(store.commitsOffLoop[1].map((e) => e.addr)).to.deep.equal([at(2), at(3), at(4), at(5)]);
+    store.finish();
+    await Promise.all([...later, last]);
+    expect(answered).to.deep.equal([1, 20, 20, 20, 300]);
+    expect(gc.commits).to.equal(2);
+    expect(store.get(at(5))!.version).to.equal(3);
+  });
+
+  it('off the event loop: a refused commit fails its callers, and the next batch still commits', async () => {
+    const store = new SlowDiskStore({ pagesMax: 1 });
+    const gc = new GroupCommit(store);
+    const refused = gc.put(at(1), page(1, 1)).then(() => 'ok', (err: MangroveError) => err.code);
+    const refused2 = gc.put(at(2), page(2, 1)).then(() => 'ok', (err: MangroveError) => err.code);
+    await turn();
+    store.finish();
+    expect(await refused).to.equal('E_FULL');
+    expect(await refused2).to.equal('E_FULL');
+    const ok = gc.put(at(3), page(3, 1));
+    await turn();
+    store.finish();
+    expect(await ok).to.equal(1);
+  });
+
   it('commits the writes of one turn together, and answers each with its durable version', async () => {
     const store = new CountingStore();
     const gc = new GroupCommit(store);

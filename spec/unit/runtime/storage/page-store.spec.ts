@@ -225,6 +225,24 @@ describe('runtime/storage/lmdb-pages', () => {
     expect(errorOf(() => again.get(0x1000n))).to.match(/^E_STORAGE: page 0x0+1000 .* is damaged \(3 bytes/);
   });
 
+  it('commits a putManyDurably off the event loop, whole or not at all, with putMany\'s refusals', async () => {
+    const s = openStore();
+    await s.putManyDurably([
+      { addr: 0x1000n, page: page(2, 1) },
+      { addr: 0x2000n, page: page(1, 2) },
+    ]);
+    expect(s.get(0x1000n)).to.deep.equal(page(2, 1));
+    const stale = await s.putManyDurably([
+      { addr: 0x3000n, page: page(1, 3) },
+      { addr: 0x1000n, page: page(1, 9) },
+    ]).then(() => 'ok', (err: Error) => err.message);
+    expect(stale).to.match(/^page 0x0+1000 .*version 1/);
+    expect(s.has(0x3000n), 'nothing of a refused commit').to.equal(false);
+    await s.close();
+    const again = openStore();
+    expect(again.get(0x2000n)).to.deep.equal(page(1, 2));
+  });
+
   it('refuses a directory it cannot use, naming it', () => {
     const file = join(temp.dir, 'not-a-dir');
     writeFileSync(file, 'x');
