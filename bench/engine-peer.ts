@@ -39,6 +39,20 @@ export interface Plan {
     remotePagesMax: number;
     /** Longest the remote-miss set-up may spend writing pages through node 1. */
     remoteSetupMs: number;
+    /** The workloads to run (all when absent). */
+    workloads?: Workload[];
+    /** Added to every figure's name (`mangroveLocalRead` + tag + `Ops`), so several client processes report apart. */
+    tag?: string;
+  };
+  /** A one-node cluster embedded in this process (runtime/node/embedded.ts), used without a socket. */
+  embedded?: {
+    /** The node's own port, for its (absent) peers. */
+    listen: string;
+    dataDir: string;
+    /** Pages read over and over by the local-hit workload. */
+    localPages: number;
+    /** Longest the node may take to form its one-node cluster. */
+    formMs: number;
   };
   redis?: {
     /** A server without replica or AOF: GET and SET unreplicated. */
@@ -55,6 +69,8 @@ export interface Plan {
 type PageClientModule = typeof import('../runtime/client/pages.js');
 type MangroveClient = Awaited<ReturnType<PageClientModule['connect']>>;
 const PAGE_CLIENT_MODULE = '../runtime/client/pages.js';
+
+export type Workload = 'localRead' | 'remoteRead' | 'write' | 'writeFlush';
 
 const PAGE = BigInt(PAGE_BYTES);
 /** Most pages one client write carries (bus/messages/page.ts). */
@@ -135,13 +151,13 @@ async function closedLoop(name: string, op: (worker: number) => Promise<boolean>
   };
 }
 
-function report(prefix: string, m: Measured): void {
+function reportAs(prefix: string, m: Measured): void {
   figure({ [`${prefix}Ops`]: m.opsPerSec, [`${prefix}P50Ms`]: m.p50Ms, [`${prefix}P99Ms`]: m.p99Ms });
   progress(`${prefix}: ${m.opsPerSec} ops/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms (${m.samples} requests)`);
 }
 
 /** Runs one workload; its failure is reported and the next one still runs. */
-async function workload(name: string, fn: () => Promise<void>): Promise<boolean> {
+async function run(name: string, fn: () => Promise<void>): Promise<boolean> {
   try {
     await fn();
     return true;
@@ -212,6 +228,10 @@ async function expectPlace(c: MangroveClient, what: string, a: bigint, owner: st
 
 async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
   const C = plan.concurrency;
+  const wanted = (w: Workload): boolean => p.workloads === undefined || p.workloads.includes(w);
+  const tag = p.tag ?? '';
+  const workload = (name: string, w: Workload, fn: () => Promise<void>): Promise<boolean> => (wanted(w) ? run(name, fn) : Promise.resolve(true));
+  const report = (prefix: string, m: Measured): void => reportAs(`${prefix}${tag}`, m);
   let c0: MangroveClient | undefined;
   let c1: MangroveClient | undefined;
   try {
@@ -222,8 +242,8 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
       error(`mangrove: cannot load the page client (runtime/client/pages.ts): ${message(err)}`);
       return;
     }
-    c0 = await connect(p.node0, { timeoutMs: plan.opTimeoutMs, clientId: 'bench-engine-0' });
-    c1 = await connect(p.node1, { timeoutMs: plan.opTimeoutMs, clientId: 'bench-engine-1' });
+    c0 = await connect(p.node0, { timeoutMs: plan.opTimeoutMs, clientId: `bench-engine-0${tag}` });
+    c1 = await connect(p.node1, { timeoutMs: plan.opTimeoutMs, clientId: `bench-engine-1${tag}` });
     const n0 = c0;
     const n1 = c1;
 
@@ -238,7 +258,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
 
     // Local-hit read: node 0 wrote the pages, so it owns them; every read is served from its RAM.
     let localOps = 0;
-    await workload('mangrove local-hit read', async () => {
+    await workload('mangrove local-hit read', 'localRead', async () => {
       const base = await n0.reserve(p.localPages);
       await n0.alloc(base, p.localPages, { copies: p.copies });
       await writePages(n0, base, 0, p.localPages, 0);
@@ -256,7 +276,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
     // Remote-miss read: distinct pages, each written through node 1 (which then
     // owns the only copy in RAM), each read exactly once through node 0: node 0
     // has never held any of them, so every read misses and fetches node 1's copy.
-    await workload('mangrove remote-miss read', async () => {
+    await workload('mangrove remote-miss read', 'remoteRead', async () => {
       const wanted = Math.ceil((localOps * (plan.warmupMs + plan.measureMs)) / 1000 / WRITE_BATCH_PAGES) * WRITE_BATCH_PAGES;
       const pool = Math.min(p.remotePagesMax, Math.max(p.remotePagesMin, wanted));
       const base = await n0.reserve(pool);
@@ -284,7 +304,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
 
     // Write: each worker rewrites pages of its own, which node 0 already owns.
     const slots = 16;
-    await workload('mangrove write', async () => {
+    await workload('mangrove write', 'write', async () => {
       const pages = C * slots;
       const base = await n0.reserve(pages);
       await n0.alloc(base, pages, { copies: p.copies });
@@ -300,7 +320,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
     });
 
     // Write + flush: as above, then flush the page; the flush answers once both core holders committed it.
-    await workload('mangrove write+flush', async () => {
+    await workload('mangrove write+flush', 'writeFlush', async () => {
       const pages = C * slots;
       const base = await n0.reserve(pages);
       await n0.alloc(base, pages, { copies: p.copies });
@@ -321,13 +341,44 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
         return true;
       });
       if (holdersUnknown > 0) progress(`write+flush: ${holdersUnknown} flush answers named no core holders; durability on ${p.copies} holders taken on trust`);
-      else figure({ mangroveFlushHoldersMin: holdersMin });
+      else figure({ [`mangroveFlushHoldersMin${tag}`]: holdersMin });
       report('mangroveWriteFlush', m);
     });
   } catch (err) {
     error(`mangrove: ${message(err)}`);
   } finally {
     await Promise.all([c0, c1].map((c) => (c ? withTimeout(c.close(), 3_000).catch(() => undefined) : undefined)));
+  }
+}
+
+// ---------------------------------------------------------------- an embedded node
+
+async function embedded(e: NonNullable<Plan['embedded']>): Promise<void> {
+  const { startNode } = (await import('../runtime/node/embedded.js')) as typeof import('../runtime/node/embedded.js');
+  const node = await startNode({ listen: e.listen, dataDir: e.dataDir, anchors: [e.listen], anchor: true, logLevel: 'warn' });
+  const c = node.client();
+  try {
+    const formed = performance.now();
+    for (;;) {
+      const s = node.status();
+      if (s.quorum) break;
+      if (performance.now() - formed > e.formMs) throw new Error(`the embedded node did not form its one-node cluster within ${e.formMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // Reserving waits out the node's first rebuild round.
+    const base = await c.reserve(e.localPages);
+    await c.alloc(base, e.localPages, { copies: 1 });
+    await writePages(c, base, 0, e.localPages, 0);
+    let next = 0;
+    const m = await closedLoop('embedded local-hit read', async () => {
+      const i = next++ % e.localPages;
+      checkStamp('an embedded local-hit read', await c.read(addr(base, i), 1), i, 0);
+      return true;
+    });
+    reportAs('embeddedLocalRead', m);
+  } finally {
+    await c.close();
+    await node.stop();
   }
 }
 
@@ -346,12 +397,12 @@ async function redis(r: NonNullable<Plan['redis']>): Promise<void> {
   const keys = 256;
   const slots = 16;
   // One connection per worker: each has one request outstanding, as a Mangrove worker does.
-  await workload('redis GET', async () => {
+  await run('redis GET', async () => {
     const conns = await connections(r.plain);
     try {
       for (let i = 0; i < keys; i++) expectOk('SET', await conns[0].command('SET', `page:${i}`, stampedPage(i, 0)));
       let next = 0;
-      report(
+      reportAs(
         'redisGet',
         await closedLoop('GET', async (w) => {
           const i = next++ % keys;
@@ -366,11 +417,11 @@ async function redis(r: NonNullable<Plan['redis']>): Promise<void> {
     }
   });
 
-  await workload('redis SET', async () => {
+  await run('redis SET', async () => {
     const conns = await connections(r.plain);
     try {
       const round = new Array<number>(C).fill(0);
-      report(
+      reportAs(
         'redisSet',
         await closedLoop('SET', async (w) => {
           const i = w + C * (round[w]++ % slots);
@@ -385,11 +436,11 @@ async function redis(r: NonNullable<Plan['redis']>): Promise<void> {
 
   if (r.durable === undefined) return;
   const durable = r.durable;
-  await workload('redis SET+WAIT', async () => {
+  await run('redis SET+WAIT', async () => {
     const conns = await connections(durable);
     try {
       const round = new Array<number>(C).fill(0);
-      report(
+      reportAs(
         'redisSetWait',
         await closedLoop('SET+WAIT', async (w) => {
           const i = w + C * (round[w]++ % slots);
@@ -423,6 +474,7 @@ process.stdin.resume();
 
 try {
   if (plan.mangrove) await mangrove(plan.mangrove);
+  if (plan.embedded) await run('embedded local-hit read', () => embedded(plan.embedded!));
   if (plan.redis) await redis(plan.redis);
 } catch (err) {
   error(message(err));

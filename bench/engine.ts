@@ -18,6 +18,12 @@
  * connection per worker, so again 8 requests in flight: GET and SET on a
  * server without replica or AOF; SET then `WAIT 1 0` on a primary with
  * `appendfsync always` and a replica (also `appendfsync always`).
+ * An embedded node: a one-node cluster started inside the client process
+ * (`startNode`, runtime/node/embedded.ts), its pages read through the same
+ * client API without a socket, 8 in flight.
+ * Then 4 client processes at once against node 0 (local-hit read, and
+ * write+flush), 8 in flight each: `mangrove4Clients…`, throughput summed,
+ * p50 and p99 the worst client's.
  * LMDB: runtime/storage/lmdb-pages.ts's store in a temp dir on the same disk,
  * synchronous durable 4 KiB puts, one at a time: the ceiling a node's own
  * durable commit sets.
@@ -42,6 +48,7 @@ import { PAGE_BYTES } from '../machines/memory/address.js';
 import { FS_ATTR_BYTES } from '../actors/storage/page-store.js';
 import { LmdbPageStore } from '../runtime/storage/lmdb-pages.js';
 import { ProcessCluster } from '../spec/helpers/process-cluster.js';
+import { freePort } from '../spec/helpers/ports.js';
 import type { Plan } from './engine-peer.js';
 import { findRedisServer, RedisServer } from './redis-peer.js';
 import { ensureBuild, root } from './shared/build.js';
@@ -49,6 +56,8 @@ import { ensureBuild, root } from './shared/build.js';
 process.chdir(root);
 
 const CONCURRENCY = 8;
+/** Client processes in the run that loads one node from several processes at once. */
+const CLIENT_PROCESSES = 4;
 const COPIES = 2;
 
 const timing = {
@@ -166,6 +175,21 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 // ------------------------------------------------------------ Mangrove
 
+function mangrovePlan(c: ProcessCluster): NonNullable<Plan['mangrove']> {
+  return { node0: c.endpoints[0], node1: c.endpoints[1], copies: COPIES, localPages: 256, remotePagesMin: 2_048, remotePagesMax: 16_384, remoteSetupMs: 15_000 };
+}
+
+/** The client processes' figures as one: throughputs summed, p50 and p99 the worst of them. */
+function sumClients(prefix: string, into: string, tags: string[]): void {
+  const ops = tags.map((t) => figures[`${prefix}${t}Ops`]);
+  if (ops.some((o) => o === undefined)) return;
+  figures[`${into}Ops`] = ops.reduce((a, b) => a + b, 0);
+  for (const q of ['P50Ms', 'P99Ms']) figures[`${into}${q}`] = Math.max(...tags.map((t) => figures[`${prefix}${t}${q}`]));
+  for (const t of tags) for (const k of ['Ops', 'P50Ms', 'P99Ms']) delete figures[`${prefix}${t}${k}`];
+  delete figures[`mangroveFlushHoldersMin${tags[0]}`];
+  for (const t of tags.slice(1)) delete figures[`mangroveFlushHoldersMin${t}`];
+}
+
 async function mangrove(): Promise<void> {
   ensureBuild((line) => console.error(`bench engine: ${line}`), (why) => fail('build', why));
   let cluster: ProcessCluster | undefined;
@@ -194,18 +218,28 @@ async function mangrove(): Promise<void> {
         warmupMs: timing.warmupMs,
         measureMs: timing.measureMs,
         opTimeoutMs: timing.opTimeoutMs,
-        mangrove: {
-          node0: c.endpoints[0],
-          node1: c.endpoints[1],
-          copies: COPIES,
-          localPages: 256,
-          remotePagesMin: 2_048,
-          remotePagesMax: 16_384,
-          remoteSetupMs: 15_000,
-        },
+        mangrove: mangrovePlan(c),
       },
       timing.mangrovePeerMs,
     );
+    // The same node, 4 client processes at once, each with its 8 in flight: what one node serves, not one client.
+    const tags = [...Array(CLIENT_PROCESSES).keys()].map((i) => `C${i}`);
+    await Promise.all(
+      tags.map((tag) =>
+        runPeer(
+          `mangrove, client process ${tag}`,
+          {
+            concurrency: CONCURRENCY,
+            warmupMs: timing.warmupMs,
+            measureMs: timing.measureMs,
+            opTimeoutMs: timing.opTimeoutMs,
+            mangrove: { ...mangrovePlan(c), workloads: ['localRead', 'writeFlush'], tag },
+          },
+          timing.mangrovePeerMs,
+        ),
+      ),
+    );
+    for (const w of ['LocalRead', 'WriteFlush']) sumClients(`mangrove${w}`, `mangrove${CLIENT_PROCESSES}Clients${w}`, tags);
     const died = c.died();
     if (died.length > 0) fail('mangrove', `nodes died during the run: ${died.join(' ')}`);
   } catch (err) {
@@ -213,6 +247,30 @@ async function mangrove(): Promise<void> {
   } finally {
     await handle.stop().catch((err: unknown) => fail('mangrove', `stopping the cluster: ${message(err)}`));
     running.delete(handle);
+  }
+}
+
+// ------------------------------------------------------------ an embedded node
+
+/** A one-node cluster inside the client process (`startNode`), read without a socket. */
+async function embedded(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'mangrove-bench-embedded-'));
+  try {
+    await runPeer(
+      'embedded',
+      {
+        concurrency: CONCURRENCY,
+        warmupMs: timing.warmupMs,
+        measureMs: timing.measureMs,
+        opTimeoutMs: timing.opTimeoutMs,
+        embedded: { listen: `tcp://127.0.0.1:${await freePort()}`, dataDir: dir, localPages: 256, formMs: timing.clusterFormMs },
+      },
+      timing.mangrovePeerMs,
+    );
+  } catch (err) {
+    fail('embedded', message(err));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -309,6 +367,9 @@ const rows: [string, string][] = [
   ['mangroveRemoteRead', 'Mangrove remote-miss read'],
   ['mangroveWrite', 'Mangrove write'],
   ['mangroveWriteFlush', 'Mangrove write+flush (2 holders)'],
+  ['mangrove4ClientsLocalRead', 'Mangrove local-hit read, 4 clients'],
+  ['mangrove4ClientsWriteFlush', 'Mangrove write+flush, 4 clients'],
+  ['embeddedLocalRead', 'Embedded node local-hit read'],
   ['redisGet', 'Redis GET'],
   ['redisSet', 'Redis SET'],
   ['redisSetWait', 'Redis SET+WAIT 1 0 (fsync always)'],
@@ -319,6 +380,7 @@ const rows: [string, string][] = [
 function ratios(): Record<string, number> {
   const pairs: [string, string, string][] = [
     ['localReadVsGet', 'mangroveLocalReadOps', 'redisGetOps'],
+    ['embeddedLocalReadVsGet', 'embeddedLocalReadOps', 'redisGetOps'],
     ['remoteReadVsGet', 'mangroveRemoteReadOps', 'redisGetOps'],
     ['writeVsSet', 'mangroveWriteOps', 'redisSetOps'],
     ['durableWriteVsSetWait', 'mangroveWriteFlushOps', 'redisSetWaitOps'],
@@ -336,7 +398,7 @@ async function main(): Promise<number> {
   figures.pageBytes = PAGE_BYTES;
   figures.copies = COPIES;
   try {
-    for (const part of [mangrove, redis, lmdb]) if (!stopping) await part();
+    for (const part of [mangrove, embedded, redis, lmdb]) if (!stopping) await part();
   } finally {
     await stopAll();
   }
