@@ -68,6 +68,12 @@ export type TraceMark = TraceStart | TraceTimer;
 export type TraceEntry = TraceRecord | TraceMark;
 
 export interface TraceSink {
+  /**
+   * The envelope is the sender's, lent for the call: a byte string in it may
+   * be a view of a buffer that changes next (a read's page data is the cached
+   * page, engine fast path). A sink that keeps records encodes them now, as
+   * the trace file does, or keeps only what it needs.
+   */
   record(rec: TraceRecord): void;
   /** Start and timer records; sinks that only want envelopes leave it out. */
   note?(mark: TraceMark): void;
