@@ -1,7 +1,8 @@
 /**
- * The wire format: one envelope is one CBOR map (RFC 8949) in one frame.
- * Plain maps, not cbor-x records, so any CBOR library can read a frame or a
- * trace. Decoding is the first line of defence against a hostile or broken
+ * The wire format: one envelope is one CBOR map (RFC 8949); a frame is a
+ * CBOR sequence (RFC 8742) of one or more of them, the envelopes a sender
+ * sent one link in one turn (bus/transport/turn-batches.ts). Plain maps, not
+ * cbor-x records, so any CBOR library can read a frame or a trace. Decoding is the first line of defence against a hostile or broken
  * peer: it never throws, bounds sizes before trusting anything, and says
  * why a frame was refused so the transport can count it.
  */
@@ -127,7 +128,27 @@ function itemEnd(data: Uint8Array, start: number): number | string {
   return pos;
 }
 
-/** Decodes and validates one frame; refuses rather than throws. */
+/**
+ * Decodes and validates a frame of the wire, calling `each` with every
+ * envelope's result in order. A refused item ends the frame (what follows
+ * cannot be trusted to start where it ended), so garbage costs one refusal
+ * and a bad envelope in a batch costs only itself and what comes after it.
+ */
+export function decodeFrame(frame: Uint8Array, each: (r: DecodeResult) => void): void {
+  if (frame.byteLength > limits.frameBytesMax) return each(reject('oversize', `frame of ${frame.byteLength} bytes exceeds ${limits.frameBytesMax}`));
+  if (frame.byteLength === 0) return each(reject('malformed', 'empty frame'));
+  for (let offset = 0, n = 0; offset < frame.byteLength; n++) {
+    if (n === limits.envelopesPerFrameMax) return each(reject('oversize', `a frame holds at most ${limits.envelopesPerFrameMax} envelopes`));
+    const end = itemEnd(frame, offset);
+    if (typeof end === 'string') return each(reject('malformed', `not CBOR: ${end}`));
+    const r = decode(offset === 0 && end === frame.byteLength ? frame : frame.subarray(offset, end));
+    each(r);
+    if (!r.ok) return;
+    offset = end;
+  }
+}
+
+/** Decodes and validates one envelope; refuses rather than throws. */
 export function decode(frame: Uint8Array): DecodeResult {
   if (frame.byteLength > limits.frameBytesMax) {
     return reject('oversize', `frame of ${frame.byteLength} bytes exceeds ${limits.frameBytesMax}`);

@@ -13,9 +13,9 @@ export const limits = {
   kindCharsMax: 48,
   endpointCharsMax: 256,
   listItemsMax: 16_384,
-  /** Envelopes one transport message may carry (one per frame; a sender
-   * batches what it sends a peer in one turn of the event loop). */
-  framesPerMessageMax: 1024,
+  /** Envelopes one frame may carry (a CBOR sequence: a sender batches what
+   * it sends a link in one turn of the event loop). */
+  envelopesPerFrameMax: 1024,
 } as const;
 
 export interface Envelope<K extends string = string, B = unknown> {

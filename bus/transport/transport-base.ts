@@ -11,7 +11,7 @@
  */
 import { Observable, Subject, Subscriber, type Observer, type Subscription } from 'rxjs';
 import type { Clock } from '../clock.js';
-import { decode, encode } from '../codec.js';
+import { decodeFrame, encode, type DecodeResult } from '../codec.js';
 import { limits, REJECT_REASONS, type Envelope, type RejectReason } from '../envelope.js';
 import { MangroveError } from '../errors.js';
 import type { Inbound, ReplyRoute, TraceSink, Transport, TransportStats } from './transport.js';
@@ -173,8 +173,8 @@ export abstract class BaseTransport implements Transport {
   }
 
   /** The inbound gate: every frame a concrete transport receives comes
-   * through here, as the payload frames of one message: each frame is one
-   * envelope, judged on its own (a bad one costs only itself). */
+   * through here, as the list of payload frames of one message; each
+   * envelope of the frame is judged on its own (codec.ts `decodeFrame`). */
   protected accept(frames: Uint8Array | readonly Uint8Array[], route: ReplyRoute): void {
     if (this.closed) return;
     try {
@@ -202,16 +202,15 @@ export abstract class BaseTransport implements Transport {
   }
 
   private admit(frames: Uint8Array | readonly Uint8Array[], route: ReplyRoute): void {
-    if (frames instanceof Uint8Array) return this.admitOne(frames, route);
-    if (frames.length === 0) return this.rejectFrame('malformed', 'message has no payload frame');
-    if (frames.length > limits.framesPerMessageMax) {
-      return this.rejectFrame('multipart', `message has ${frames.length} payload frames, more than ${limits.framesPerMessageMax}`);
-    }
-    for (const frame of frames) this.admitOne(frame, route);
+    let frame: Uint8Array;
+    if (frames instanceof Uint8Array) frame = frames;
+    else if (frames.length === 1) frame = frames[0];
+    else if (frames.length === 0) return this.rejectFrame('malformed', 'message has no payload frame');
+    else return this.rejectFrame('multipart', `message has ${frames.length} payload frames, expected 1`);
+    decodeFrame(frame, (r) => this.admitOne(r, route));
   }
 
-  private admitOne(frame: Uint8Array, route: ReplyRoute): void {
-    const r = decode(frame);
+  private admitOne(r: DecodeResult, route: ReplyRoute): void {
     if (!r.ok) return this.rejectFrame(r.reason, r.detail);
     const env = r.env;
     if (env.to !== this.self && env.to !== '') {

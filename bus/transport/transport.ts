@@ -28,7 +28,7 @@ export interface TransportStats {
   rejectedByReason: Record<RejectReason, number>;
   sentByKind: Record<string, number>;
   receivedByKind: Record<string, number>;
-  /** Wire messages sent and the envelope frames they carried, where the transport batches (bus/transport/turn-batches.ts). */
+  /** Wire messages sent and the envelopes they carried (`frames`), where the transport batches (bus/transport/turn-batches.ts). */
   wire?: { messages: number; frames: number };
 }
 

@@ -1,19 +1,21 @@
 /**
- * Batching on the wire: the frames a process sends one link in one turn of
- * the event loop leave as one multipart ZeroMQ message, a frame per
- * envelope. ZeroMQ's cost is per message (a call into the addon, a wake-up
- * of its I/O thread, a promise on each side), so eight requests sent
- * together cost about what one did; each envelope still has its own answer,
- * error and timeout, because batching happens below them.
+ * Batching on the wire: the envelopes a process sends one link in one turn
+ * of the event loop leave as one ZeroMQ message of one frame, their CBOR
+ * concatenated (a CBOR sequence, bus/codec.ts `decodeFrame`). ZeroMQ's cost
+ * is per message part (a call into the addon, a zero-copy buffer released
+ * later on the main thread, a wake-up of its I/O thread, a promise on each
+ * side): one part of eight 4 KiB envelopes costs about half what eight
+ * parts do, and little more than one envelope alone. Each envelope still has
+ * its own answer, error and timeout, because batching happens below them.
  *
  * A batch is cut when the turn ends (`setImmediate`: after the I/O that
  * produced the sends, so the replies to everything one message brought in
- * go back together), or earlier: at the bus's limit on frames per message
- * (bus/envelope.ts), so a receiver never sees a message it would refuse, and
+ * go back together), or earlier: at the bus's limit on envelopes per frame
+ * (bus/envelope.ts), so a receiver never sees a frame it would refuse, and
  * at `BATCH_BYTES`, past which the cost per message no longer shows and a
  * bigger batch would only keep the receiver idle while the sender works
  * (smaller messages let the two processes overlap). Order per link is kept:
- * a batch cut early leaves before the frames that follow it.
+ * a batch cut early leaves before the envelopes that follow it.
  */
 import { assert } from '../assert.js';
 import { limits } from '../envelope.js';
@@ -29,13 +31,13 @@ interface Batch<To, Item> {
   bytes: number;
 }
 
-/** Sends one batch to `to`: the frames in order, `items[i]` being what frame i carries. */
-export type BatchSender<To, Item> = (to: To, frames: Uint8Array[], items: Item[]) => void;
+/** Sends one batch to `to`: one frame, carrying `items` in order. */
+export type BatchSender<To, Item> = (to: To, frame: Uint8Array, items: Item[]) => void;
 
 export class TurnBatches<To, Item> {
   private batches = new Map<string, Batch<To, Item>>();
   private scheduled = false;
-  /** Messages and frames sent so far: frames / messages is what batching saves. */
+  /** Messages sent so far and the envelopes they carried: envelopes / messages is what batching saves. */
   readonly counts = { messages: 0, frames: 0 };
 
   constructor(private readonly sender: BatchSender<To, Item>) {}
@@ -54,7 +56,7 @@ export class TurnBatches<To, Item> {
     let batch = this.batches.get(key);
     const link = to ?? batch?.to;
     assert(link !== undefined, 'a frame for a link with no batch this turn says where the link goes');
-    if (batch !== undefined && (batch.frames.length >= limits.framesPerMessageMax || batch.bytes + frame.byteLength > BATCH_BYTES)) {
+    if (batch !== undefined && (batch.frames.length >= limits.envelopesPerFrameMax || batch.bytes + frame.byteLength > BATCH_BYTES)) {
       this.batches.delete(key);
       this.send(batch);
       batch = undefined;
@@ -84,7 +86,7 @@ export class TurnBatches<To, Item> {
   private send(batch: Batch<To, Item>): void {
     this.counts.messages++;
     this.counts.frames += batch.frames.length;
-    this.sender(batch.to, batch.frames, batch.items);
+    this.sender(batch.to, batch.frames.length === 1 ? batch.frames[0] : Buffer.concat(batch.frames, batch.bytes), batch.items);
   }
 
   /** Forgets what waits (the link is closing); returns it, for the caller to fail. */

@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as zmq from 'zeromq';
-import { decode, encode } from '../codec.js';
+import { decodeFrame, encode, type DecodeResult } from '../codec.js';
 import { ENVELOPE_VERSION, limits } from '../envelope.js';
 import { MangroveError, type ErrorCode } from '../errors.js';
 import type { Body, Kind } from '../messages/index.js';
@@ -48,7 +48,7 @@ export class ZmqClient {
   private seq = 0;
   private readonly loop: Promise<void>;
   private closed = false;
-  private readonly out = new TurnBatches<zmq.Dealer, number>((dealer, frames, seqs) => this.sendBatch(dealer, frames, seqs));
+  private readonly out = new TurnBatches<zmq.Dealer, number>((dealer, frame, seqs) => this.sendBatch(dealer, frame, seqs));
   /** Keeps the process alive only while a request waits, as a request's own timer would. */
   private readonly sweeper: NodeJS.Timeout;
 
@@ -93,7 +93,8 @@ export class ZmqClient {
     if (frame.byteLength > limits.frameBytesMax) {
       return Promise.reject(new MangroveError('E_BAD_ARGUMENT', `${kind} request is ${frame.byteLength} bytes, more than ${limits.frameBytesMax}`));
     }
-    if (!this.dealer.writable) return Promise.reject(queueFull(this.endpoint));
+    // The queue is asked once a turn (a call into the addon); the turn's later requests join its batch.
+    if (!this.out.has('') && !this.dealer.writable) return Promise.reject(queueFull(this.endpoint));
     return new Promise<unknown>((resolve, reject) => {
       if (this.pending.size === 0) this.sweeper.ref();
       this.pending.set(seq, { resolve, reject, deadline: performance.now() + this.timeoutMs });
@@ -102,13 +103,13 @@ export class ZmqClient {
   }
 
   /** This turn's requests, as one message; if the link refuses it, each of them fails. */
-  private sendBatch(dealer: zmq.Dealer, frames: Uint8Array[], seqs: number[]): void {
+  private sendBatch(dealer: zmq.Dealer, frame: Uint8Array, seqs: number[]): void {
     const failed = (err: MangroveError): void => {
       for (const seq of seqs) this.settle(seq)?.reject(err);
     };
     if (dealer.closed) return;
     if (!dealer.writable) return failed(queueFull(this.endpoint));
-    dealer.send(frames).catch((err: unknown) => failed(new MangroveError('E_UNREACHABLE', `cannot send to ${this.endpoint}: ${describeError(err)}`)));
+    dealer.send(frame).catch((err: unknown) => failed(new MangroveError('E_UNREACHABLE', `cannot send to ${this.endpoint}: ${describeError(err)}`)));
   }
 
   /** Rejects the requests whose time is up. */
@@ -164,11 +165,10 @@ export class ZmqClient {
   /** Anything that is not a well-formed answer to a waiting request (late,
    * duplicate, garbage) is ignored: the request times out on its own. */
   private handle(frames: Buffer[]): void {
-    for (const frame of frames) this.answer(frame);
+    if (frames.length === 1) decodeFrame(frames[0], (r) => this.answer(r));
   }
 
-  private answer(frame: Buffer): void {
-    const r = decode(frame);
+  private answer(r: DecodeResult): void {
     if (!r.ok || r.env.re === undefined) return;
     const p = this.settle(r.env.re);
     if (!p) return;

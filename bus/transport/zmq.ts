@@ -45,7 +45,7 @@ export class ZmqTransport extends BaseTransport {
   private readonly loops = new Set<Promise<void>>();
   private closing: Promise<void> | undefined;
   /** What this turn sends, per link (turn-batches.ts). */
-  private readonly out = new TurnBatches<Link, Envelope>((link, frames, envs) => this.sendBatch(link, frames, envs));
+  private readonly out = new TurnBatches<Link, Envelope>((link, frame, envs) => this.sendBatch(link, frame, envs));
 
   private constructor(
     opts: ZmqTransportOptions,
@@ -117,18 +117,18 @@ export class ZmqTransport extends BaseTransport {
   }
 
   /** One message for the envelopes of a turn; if the link refuses it, each of them counts as unsent. */
-  private sendBatch(link: Link, frames: Uint8Array[], envs: Envelope[]): void {
+  private sendBatch(link: Link, frame: Uint8Array, envs: Envelope[]): void {
     const failed = (detail: string): void => {
       for (const env of envs) this.unsend(env, detail);
     };
     if ('route' in link) {
-      this.router.send([link.route, ...frames]).catch((err: unknown) => failed(describeError(err)));
+      this.router.send([link.route, frame]).catch((err: unknown) => failed(describeError(err)));
       return;
     }
     const { dealer, endpoint } = link;
     if (dealer.closed) return failed(`the link to ${endpoint} was closed`);
     if (!dealer.writable) return failed(queueFull(endpoint));
-    dealer.send(frames).catch((err: unknown) => failed(describeError(err)));
+    dealer.send(frame).catch((err: unknown) => failed(describeError(err)));
   }
 
   private link(endpoint: string): zmq.Dealer | string {

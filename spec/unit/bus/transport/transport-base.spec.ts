@@ -48,16 +48,26 @@ describe('bus/transport/transport/transport-base: the shared gate', () => {
 
   const good = (seq = 1) => encode(envelope('peer', 'me', seq));
 
-  it('takes each frame of a message as an envelope of its own, and refuses a message with none or too many', () => {
+  it('refuses a message with no payload frame as malformed and several as multipart', () => {
     probe.feed([]);
-    probe.feed(Array.from({ length: limits.framesPerMessageMax + 1 }, (_, i) => good(i + 1)));
+    probe.feed([good(), good()]);
     expect(probe.stats().rejectedByReason).to.include({ malformed: 1, multipart: 1 });
     expect(rejects).to.deep.equal(['malformed', 'multipart']);
-    expect(got.length).to.equal(0);
-    // A bad frame in a batch costs only itself; the envelopes around it arrive in order.
-    probe.feed([good(1), new Uint8Array([0xff]), good(2)]);
-    expect(rejects).to.deep.equal(['malformed', 'multipart', 'malformed']);
-    expect(got.map((m) => m.env.seq)).to.deep.equal([1, 2]);
+    probe.feed([good()]);
+    expect(got.length).to.equal(1);
+  });
+
+  it('takes each envelope of a frame (a CBOR sequence) in order; a bad one ends the frame, and too many are refused', () => {
+    const seqOf = (frames: Uint8Array[]) => Buffer.concat(frames);
+    probe.feed([seqOf([good(1), good(2), good(3)])]);
+    expect(got.map((m) => m.env.seq)).to.deep.equal([1, 2, 3]);
+    // Garbage after a good envelope: the good one arrives, the rest of the frame is one refusal.
+    probe.feed([seqOf([good(4), new Uint8Array([0xff, 1, 2]), good(5)])]);
+    expect(got.map((m) => m.env.seq)).to.deep.equal([1, 2, 3, 4]);
+    expect(rejects).to.deep.equal(['malformed']);
+    probe.feed([seqOf(Array.from({ length: limits.envelopesPerFrameMax + 1 }, (_, i) => good(10 + i)))]);
+    expect(got.length, 'a full frame\'s worth, then a refusal').to.equal(4 + limits.envelopesPerFrameMax);
+    expect(rejects).to.deep.equal(['malformed', 'oversize']);
   });
 
   it('passes the route it was given with the envelope', () => {
