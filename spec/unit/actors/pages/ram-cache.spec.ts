@@ -60,6 +60,36 @@ describe('actors/pages/ram-cache', () => {
     expect(c.addresses()).to.deep.equal([at(1), at(4), at(2), at(3)]);
   });
 
+  it('moves a hit page to the newest end wherever it stood, and keeps the order of the rest', () => {
+    const c = new RamCache(8 * PAGE_BYTES);
+    for (const i of [1, 2, 3, 4, 5]) c.put(at(i), newPage(1));
+    c.get(at(5)); // already the newest
+    expect(c.addresses()).to.deep.equal([at(1), at(2), at(3), at(4), at(5)]);
+    c.get(at(1)); // the oldest
+    c.get(at(3)); // one in the middle
+    expect(c.addresses()).to.deep.equal([at(2), at(4), at(5), at(1), at(3)]);
+    c.remove(at(2));
+    c.remove(at(3));
+    c.remove(at(5));
+    expect(c.addresses()).to.deep.equal([at(4), at(1)]);
+    c.remove(at(4));
+    c.remove(at(1));
+    expect(c.addresses()).to.deep.equal([]);
+    c.put(at(6), newPage(1));
+    c.get(at(6));
+    expect(c.addresses()).to.deep.equal([at(6)]);
+  });
+
+  it('hands out a removed page that still reads as it was', () => {
+    const c = new RamCache(4 * PAGE_BYTES);
+    c.put(at(1), newPage(7, { dirty: true, volatile: true }));
+    c.put(at(2), newPage(1));
+    const gone = c.remove(at(1));
+    expect(gone).to.deep.include({ version: 7, dirty: true, volatile: true, pins: 0 });
+    expect(gone?.data[0]).to.equal(7);
+    expect(c.stats()).to.deep.include({ pages: 1, dirty: 0, volatile: 0 });
+  });
+
   it('makes room by dropping the least recently used clean pages, naming them', () => {
     const c = new RamCache(4 * PAGE_BYTES);
     for (const i of [1, 2, 3, 4]) c.put(at(i), newPage(1));
@@ -194,6 +224,46 @@ describe('actors/pages/ram-cache', () => {
       expect(stats.dirty, where).to.equal(entries.filter((e) => e?.dirty).length);
       expect(stats.volatile, where).to.equal(entries.filter((e) => e?.volatile).length);
       expect(stats.pinned, where).to.equal(entries.filter((e) => (e?.pins ?? 0) > 0).length);
+    }
+  });
+
+  it('under a random workload keeps exactly the order a plain list of uses gives (seeded)', () => {
+    const rng = new SeededRandom(SEED + 1);
+    const c = new RamCache(12 * PAGE_BYTES);
+    /** Addresses, least recently used first: a page moves to the end when put or got, and leaves when removed or dropped. */
+    let order: bigint[] = [];
+    const use = (a: bigint) => (order = [...order.filter((x) => x !== a), a]);
+    const leave = (gone: bigint[]) => (order = order.filter((x) => !gone.includes(x)));
+    for (let step = 0; step < 5000; step++) {
+      const where = `seed ${SEED + 1}, step ${step}`;
+      const addr = at(rng.int(24));
+      const held = c.peek(addr);
+      const op = rng.int(7);
+      if (op === 0 && (held?.pins ?? 0) === 0) {
+        if (held === undefined) leave(c.makeRoom(PAGE_BYTES).dropped);
+        const { bytes, budgetBytes } = c.stats();
+        if (held !== undefined || bytes < budgetBytes) {
+          c.put(addr, newPage((held?.version ?? 0) + 1, { dirty: rng.int(3) === 0, volatile: rng.int(8) === 0 }));
+          use(addr);
+        }
+      } else if (op === 1 && held !== undefined) {
+        c.get(addr);
+        use(addr);
+      } else if (op === 2 && held !== undefined && held.pins === 0) {
+        c.remove(addr);
+        leave([addr]);
+      } else if (op === 3 && held !== undefined) {
+        if (held.pins < 2) c.pin(addr);
+        else c.unpin(addr);
+      } else if (op === 4 && held !== undefined) {
+        c.markClean(addr, held.version);
+      } else if (op === 5) {
+        leave(c.makeRoom(rng.int(4) * PAGE_BYTES).dropped);
+      } else if (op === 6) {
+        c.peek(at(rng.int(24)));
+      }
+      expect(c.addresses(), where).to.deep.equal(order);
+      expect(c.dirtyPages(), where).to.deep.equal(order.filter((a) => c.peek(a)?.dirty));
     }
   });
 });
