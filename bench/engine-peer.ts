@@ -16,6 +16,7 @@
  * A request started inside the measured window counts; throughput is the
  * count over the time from the window's start to the last one's answer.
  */
+import { readFileSync } from 'node:fs';
 import { PAGE_BYTES } from '../machines/memory/address.js';
 import { RespClient, type RespValue } from './redis-peer.js';
 
@@ -28,6 +29,8 @@ export interface Plan {
   mangrove?: {
     /** The node the measured client talks to. */
     node0: string;
+    /** Its process id, for its CPU time per request (Linux /proc). */
+    node0Pid?: number;
     /** Another node, whose client writes the pages node 0 then misses on. */
     node1: string;
     /** Core holders per page (alloc's `copies`). */
@@ -103,6 +106,27 @@ interface Measured {
   p50Ms: number;
   p99Ms: number;
   samples: number;
+  /** CPU time of this process per measured request, µs. */
+  clientCpuUs: number;
+  /** CPU time of the node process the requests go to per measured request, µs (when its pid is known). */
+  nodeCpuUs?: number;
+}
+
+/** A process's CPU time so far, µs, from /proc (user + system clock ticks; Linux's USER_HZ is 100). */
+function cpuOfPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start past its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return undefined;
+  }
+}
+
+function cpuOfSelf(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
 }
 
 /**
@@ -110,17 +134,20 @@ interface Measured {
  * last call ended. `op` resolves false when it had no work left (it then did
  * nothing). The first error stops every worker and is thrown.
  */
-async function closedLoop(name: string, op: (worker: number) => Promise<boolean>): Promise<Measured> {
+async function closedLoop(name: string, op: (worker: number) => Promise<boolean>, nodePid?: number): Promise<Measured> {
   const t0 = performance.now();
   const measureFrom = t0 + plan.warmupMs;
   const measureTo = measureFrom + plan.measureMs;
   const latencies: number[] = [];
   let lastEnd = measureFrom;
   let stop = false;
+  // CPU is sampled when the first measured request starts and when the last one ends.
+  let cpuFrom: { self: number; node: number | undefined } | undefined;
   const worker = async (w: number): Promise<void> => {
     while (!stop) {
       const start = performance.now();
       if (start >= measureTo) return;
+      if (start >= measureFrom && cpuFrom === undefined) cpuFrom = { self: cpuOfSelf(), node: nodePid === undefined ? undefined : cpuOfPid(nodePid) };
       const more = await op(w);
       const end = performance.now();
       if (!more) return;
@@ -143,17 +170,24 @@ async function closedLoop(name: string, op: (worker: number) => Promise<boolean>
   if (latencies.length === 0) throw new Error(`${name}: no request was measured (the warm-up used all the work)`);
   latencies.sort((a, b) => a - b);
   const at = (q: number): number => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] * 1000) / 1000;
+  const selfNow = cpuOfSelf();
+  const nodeNow = nodePid === undefined ? undefined : cpuOfPid(nodePid);
+  const per = (used: number): number => Math.round(used / latencies.length);
   return {
     opsPerSec: Math.round((latencies.length * 1000) / (lastEnd - measureFrom)),
     p50Ms: at(0.5),
     p99Ms: at(0.99),
     samples: latencies.length,
+    clientCpuUs: per(selfNow - (cpuFrom?.self ?? selfNow)),
+    ...(nodeNow !== undefined && cpuFrom?.node !== undefined ? { nodeCpuUs: per(nodeNow - cpuFrom.node) } : {}),
   };
 }
 
 function reportAs(prefix: string, m: Measured): void {
-  figure({ [`${prefix}Ops`]: m.opsPerSec, [`${prefix}P50Ms`]: m.p50Ms, [`${prefix}P99Ms`]: m.p99Ms });
-  progress(`${prefix}: ${m.opsPerSec} ops/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms (${m.samples} requests)`);
+  const cpu = { [`${prefix}ClientCpuUs`]: m.clientCpuUs, ...(m.nodeCpuUs !== undefined ? { [`${prefix}NodeCpuUs`]: m.nodeCpuUs } : {}) };
+  figure({ [`${prefix}Ops`]: m.opsPerSec, [`${prefix}P50Ms`]: m.p50Ms, [`${prefix}P99Ms`]: m.p99Ms, ...cpu });
+  const cpuText = `CPU per request: client ${m.clientCpuUs} µs${m.nodeCpuUs !== undefined ? `, node ${m.nodeCpuUs} µs` : ''}`;
+  progress(`${prefix}: ${m.opsPerSec} ops/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms (${m.samples} requests; ${cpuText})`);
 }
 
 /** Runs one workload; its failure is reported and the next one still runs. */
@@ -232,6 +266,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
   const tag = p.tag ?? '';
   const workload = (name: string, w: Workload, fn: () => Promise<void>): Promise<boolean> => (wanted(w) ? run(name, fn) : Promise.resolve(true));
   const report = (prefix: string, m: Measured): void => reportAs(`${prefix}${tag}`, m);
+  const loop = (name: string, op: (worker: number) => Promise<boolean>): Promise<Measured> => closedLoop(name, op, p.node0Pid);
   let c0: MangroveClient | undefined;
   let c1: MangroveClient | undefined;
   try {
@@ -264,7 +299,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
       await writePages(n0, base, 0, p.localPages, 0);
       await expectPlace(n0, 'local-hit read', base, id0);
       let next = 0;
-      const m = await closedLoop('local-hit read', async () => {
+      const m = await loop('local-hit read', async () => {
         const i = next++ % p.localPages;
         checkStamp('a local-hit read', await n0.read(addr(base, i), 1), i, 0);
         return true;
@@ -292,7 +327,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
       figure({ mangroveRemoteReadPages: written });
       for (const i of [0, written >> 1, written - 1]) await expectPlace(n0, 'remote-miss read', addr(base, i), id1, id0);
       let next = 0;
-      const m = await closedLoop('remote-miss read', async () => {
+      const m = await loop('remote-miss read', async () => {
         const i = next++;
         if (i >= written) return false;
         checkStamp('a remote-miss read', await n0.read(addr(base, i), 1), i, 1);
@@ -310,7 +345,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
       await n0.alloc(base, pages, { copies: p.copies });
       await writePages(n0, base, 0, pages, 0);
       const round = new Array<number>(C).fill(0);
-      const m = await closedLoop('write', async (w) => {
+      const m = await loop('write', async (w) => {
         const i = w + C * (round[w]++ % slots);
         const versions = await n0.write(addr(base, i), stampedPage(i, round[w]));
         if (versions.length !== 1) throw new Error(`a one-page write answered ${versions.length} versions`);
@@ -328,7 +363,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
       const round = new Array<number>(C).fill(0);
       let holdersMin = Number.POSITIVE_INFINITY;
       let holdersUnknown = 0;
-      const m = await closedLoop('write+flush', async (w) => {
+      const m = await loop('write+flush', async (w) => {
         const i = w + C * (round[w]++ % slots);
         const a = addr(base, i);
         await n0.write(a, stampedPage(i, round[w]));

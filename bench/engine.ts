@@ -29,7 +29,8 @@
  * durable commit sets.
  *
  * Every workload warms up, then is measured for a fixed time; figures are
- * ops/s and p50/p99 latency in ms. Ratios are throughput, Mangrove ÷ peer
+ * ops/s and p50/p99 latency in ms, and the CPU time per request of the
+ * client process and (Mangrove) of node 0's process, in µs. Ratios are throughput, Mangrove ÷ peer
  * (higher is better). A part that fails is reported on stderr and in
  * `errors`; the others still run. Without redis-server the bench says so
  * and prints Mangrove's figures. Exits non-zero when a Mangrove or LMDB
@@ -176,7 +177,7 @@ function stopChild(child: ChildProcess): Promise<void> {
 // ------------------------------------------------------------ Mangrove
 
 function mangrovePlan(c: ProcessCluster): NonNullable<Plan['mangrove']> {
-  return { node0: c.endpoints[0], node1: c.endpoints[1], copies: COPIES, localPages: 256, remotePagesMin: 2_048, remotePagesMax: 16_384, remoteSetupMs: 15_000 };
+  return { node0: c.endpoints[0], node0Pid: c.pid(0), node1: c.endpoints[1], copies: COPIES, localPages: 256, remotePagesMin: 2_048, remotePagesMax: 16_384, remoteSetupMs: 15_000 };
 }
 
 /** The client processes' figures as one: throughputs summed, p50 and p99 the worst of them. */
@@ -185,7 +186,7 @@ function sumClients(prefix: string, into: string, tags: string[]): void {
   if (ops.some((o) => o === undefined)) return;
   figures[`${into}Ops`] = ops.reduce((a, b) => a + b, 0);
   for (const q of ['P50Ms', 'P99Ms']) figures[`${into}${q}`] = Math.max(...tags.map((t) => figures[`${prefix}${t}${q}`]));
-  for (const t of tags) for (const k of ['Ops', 'P50Ms', 'P99Ms']) delete figures[`${prefix}${t}${k}`];
+  for (const t of tags) for (const k of ['Ops', 'P50Ms', 'P99Ms', 'ClientCpuUs', 'NodeCpuUs']) delete figures[`${prefix}${t}${k}`];
   delete figures[`mangroveFlushHoldersMin${tags[0]}`];
   for (const t of tags.slice(1)) delete figures[`mangroveFlushHoldersMin${t}`];
 }
@@ -404,9 +405,8 @@ async function main(): Promise<number> {
   }
   for (const [key, label] of rows) {
     if (figures[`${key}Ops`] === undefined) continue;
-    console.log(
-      `${label.padEnd(36)} ${String(figures[`${key}Ops`]).padStart(7)} ops/s  p50 ${figures[`${key}P50Ms`]} ms  p99 ${figures[`${key}P99Ms`]} ms`,
-    );
+    const cpu = figures[`${key}ClientCpuUs`] === undefined ? '' : `  CPU/request: client ${figures[`${key}ClientCpuUs`]} µs${figures[`${key}NodeCpuUs`] === undefined ? '' : `, node ${figures[`${key}NodeCpuUs`]} µs`}`;
+    console.log(`${label.padEnd(36)} ${String(figures[`${key}Ops`]).padStart(7)} ops/s  p50 ${figures[`${key}P50Ms`]} ms  p99 ${figures[`${key}P99Ms`]} ms${cpu}`);
   }
   const r = ratios();
   console.log(JSON.stringify({ bench: 'engine', figures, ratios: r, ...(errors.length > 0 ? { errors } : {}) }));
