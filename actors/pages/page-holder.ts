@@ -34,6 +34,7 @@ import { addressKey, formatAddress, PAGE_BYTES } from '../../machines/memory/add
 import type { AccessMode } from '../../machines/memory/page-home.js';
 import type { CachedPage, RamCache } from './ram-cache.js';
 import type { PageStore } from '../storage/page-store.js';
+import { holdsCopy, PageRecord, SharedFacts, type CopyState } from './page-record.js';
 
 export type CopyMode = 'read' | 'write' | 'kept' | 'incoming';
 
@@ -79,23 +80,6 @@ export interface PageHolderDeps {
   pageOut(addr: bigint): Promise<void>;
 }
 
-interface CopyState {
-  mode: CopyMode;
-  round: number;
-  /** This node is the page's owner (its copy is the newest), whatever it may do with it now. */
-  owner: boolean;
-  /** Paged out (M12): the RAM copy is gone, the same version is in this node's disk cache. */
-  paged: boolean;
-  /**
-   * A reader's copy of a version that may not be durable yet (it came from
-   * an owner whose copy was dirty, or a rebuild named this node a reader):
-   * should the owner die, it may be the version's last copy, and it may
-   * have been read here, so it leaves RAM only once a flush through the
-   * home has made that version durable.
-   */
-  unflushed?: boolean;
-}
-
 interface Pending {
   req: number;
   mode: AccessMode;
@@ -113,13 +97,16 @@ const REQS_PER_EPOCH = 2 ** 32;
 
 export class PageHolder {
   readonly changes$ = new Subject<PageChange>();
-  private readonly modes = new Map<bigint, CopyState>();
+  /**
+   * Per page, what this node knows of it (PageRecord). Those holding a copy
+   * are walked (`copies`, `quiesce`) in the order their copies came in, as
+   * if they alone were in a Map: a record that gains a copy moves last.
+   */
+  private readonly records = new Map<bigint, PageRecord>();
+  /** The address of the record last added to `records`: one that gains a copy then is last already. */
+  private lastAdded: bigint | undefined = undefined;
+  private readonly shared = new SharedFacts();
   private readonly pending = new Map<bigint, Pending>();
-  private readonly facts = new Map<bigint, PageFacts>();
-  /** Per page, the round of the reader's copy this node last dropped: said again if the home still counts it. */
-  private readonly dropped = new Map<bigint, number>();
-  /** Per page, the latest round of a forward or invalidation this node has acted on. */
-  private readonly seen = new Map<bigint, number>();
   /**
    * Pages whose write grant came in this turn: a forward for the next
    * request waits for the next turn, so the caller the grant was for writes
@@ -142,13 +129,13 @@ export class PageHolder {
 
   /** The copy, if this node may read it now. */
   readable(addr: bigint): CachedPage | undefined {
-    const m = this.modes.get(addr)?.mode;
+    const m = this.stateOf(addr)?.mode;
     return m === 'read' || m === 'write' ? this.cached(addr) : undefined;
   }
 
   /** The copy, if this node owns the page alone and may write it now. */
   writable(addr: bigint): CachedPage | undefined {
-    return this.modes.get(addr)?.mode === 'write' ? this.cached(addr) : undefined;
+    return this.stateOf(addr)?.mode === 'write' ? this.cached(addr) : undefined;
   }
 
   /**
@@ -160,14 +147,15 @@ export class PageHolder {
    * (dirty, a reader's of a version not yet known durable, in use, or not held).
    */
   release(addr: bigint): boolean {
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     const page = this.deps.cache.peek(addr);
     if (!state || !page || state.paged || this.pending.has(addr) || page.pins > 0) return false;
     if (state.mode === 'read' && !state.owner && !state.unflushed) {
-      this.modes.delete(addr);
+      const { round } = state;
+      this.noteDropped(addr, round);
+      this.unhold(addr);
       this.deps.cache.remove(addr);
-      this.dropped.set(addr, state.round);
-      this.deps.send(this.deps.homeOf(addr), 'page.dropped', { addr: addressKey(addr), round: state.round });
+      this.deps.send(this.deps.homeOf(addr), 'page.dropped', { addr: addressKey(addr), round });
       this.changes$.next({ addr, why: 'dropped', version: null });
       this.released++;
       this.shrink();
@@ -184,21 +172,21 @@ export class PageHolder {
     return false;
   }
 
-  /** The version of a reader's copy that leaves RAM only once it is durable (CopyState `unflushed`), if this node holds one. */
+  /** The version of a reader's copy that leaves RAM only once it is durable (UNFLUSHED), if this node holds one. */
   unflushedReader(addr: bigint): number | undefined {
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     if (!state?.unflushed || state.mode !== 'read' || state.owner) return undefined;
     return this.deps.cache.peek(addr)?.version;
   }
 
   /** A flush through the home made `version` (at least) durable: a reader's copy of it may leave RAM. */
   flushed(addr: bigint, version: number): void {
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     if (state?.unflushed && this.deps.cache.peek(addr)?.version === version) state.unflushed = false;
   }
 
   modeOf(addr: bigint): CopyMode | undefined {
-    return this.modes.get(addr)?.mode;
+    return this.stateOf(addr)?.mode;
   }
 
   /**
@@ -208,19 +196,20 @@ export class PageHolder {
    * until a write asks the home again).
    */
   ownsCopy(addr: bigint): boolean {
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     return state !== undefined && (state.owner || state.mode !== 'read');
   }
 
   /** The version of the page this node owns unflushed and may share with readers (its copy is read-only), if so; volatile pages are never flushed. */
   private sharesUnflushed(addr: bigint): number | undefined {
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     const page = this.deps.cache.peek(addr);
     return state?.mode === 'read' && state.owner && page?.dirty === true && !page.volatile ? page.version : undefined;
   }
 
+  /** Shared with every page they are true of: read only. */
   factsOf(addr: bigint): PageFacts | undefined {
-    return this.facts.get(addr);
+    return this.records.get(addr)?.facts;
   }
 
   /** Whether a request of this node for `addr` is in flight. */
@@ -240,8 +229,8 @@ export class PageHolder {
 
   /** The home replaced core holders (M11). */
   setHolders(addr: bigint, holders: string[]): void {
-    const f = this.facts.get(addr);
-    if (f) this.facts.set(addr, { ...f, holders });
+    const f = this.records.get(addr)?.facts;
+    if (f) this.learn(addr, { holders, volatile: f.volatile, gen: f.gen });
   }
 
   /**
@@ -287,10 +276,10 @@ export class PageHolder {
 
   /** The home's own copy when it takes up a page: it starts as the owner (round 0). */
   installOwn(addr: bigint, data: Uint8Array, version: number, facts: PageFacts): void {
-    if (this.modes.has(addr)) return;
+    if (this.stateOf(addr) !== undefined) return;
     this.put(addr, data, version, false, facts.volatile);
-    this.modes.set(addr, { mode: 'write', round: 0, owner: true, paged: false });
-    this.facts.set(addr, facts);
+    this.hold(addr, 'write', 0, true, false);
+    this.learn(addr, facts);
   }
 
   /** Records a write in place: the caller changed the cached buffer; returns the new version. */
@@ -305,9 +294,9 @@ export class PageHolder {
 
   /** Forgets a copy the home no longer counts (unallocate, dealloc). */
   forget(addr: bigint): void {
-    this.modes.delete(addr);
-    this.dropped.delete(addr);
-    this.facts.delete(addr);
+    this.unhold(addr);
+    this.undrop(addr);
+    this.unlearn(addr);
     if (this.deps.cache.remove(addr)) this.changes$.next({ addr, why: 'dropped', version: null });
   }
 
@@ -318,7 +307,7 @@ export class PageHolder {
       return;
     }
     this.see(addr, b.round);
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     const page = state && state.mode !== 'incoming' ? this.cached(addr) : undefined;
     // No copy: this node lost it (a restart); the home keeps retrying until recovery (M15) steps in.
     if (!state || !page) return;
@@ -337,9 +326,9 @@ export class PageHolder {
 
   onInvalidate(b: Body<'page.invalidate'>, addr: bigint, from: string): void {
     this.see(addr, b.round);
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     if (state && b.round > state.round && !this.isPendingData(addr)) {
-      this.modes.delete(addr);
+      this.unhold(addr);
       this.deps.cache.remove(addr);
       this.changes$.next({ addr, why: 'invalidated', version: null });
     }
@@ -358,8 +347,8 @@ export class PageHolder {
   onData(b: Body<'page.data'>, addr: bigint): void {
     const p = this.pending.get(addr);
     const asked = p !== undefined && p.req === b.req && p.mode === b.mode;
-    const state = this.modes.get(addr);
-    if (!asked && !(this.isOwnOlder(b.req, p) && (state?.round === b.round || b.round > (this.seen.get(addr) ?? 0)))) return;
+    const state = this.stateOf(addr);
+    if (!asked && !(this.isOwnOlder(b.req, p) && (state?.round === b.round || b.round > this.seenOf(addr)))) return;
     const first = asked ? !p.gotData : state?.round !== b.round;
     if (first) {
       // Every round a copy came in is past from now on: a late duplicate of its data never brings a dropped copy back.
@@ -367,8 +356,8 @@ export class PageHolder {
       // A reader's copy is never dirty: making the page durable is its owner's business.
       this.put(addr, b.data, b.version, b.mode === 'write' && b.dirty, false);
       if (asked) p.gotData = true;
-      this.dropped.delete(addr);
-      this.modes.set(addr, { mode: b.mode === 'read' ? 'read' : 'incoming', round: b.round, owner: false, paged: false, unflushed: b.mode === 'read' && b.dirty });
+      this.undrop(addr);
+      this.hold(addr, b.mode === 'read' ? 'read' : 'incoming', b.round, false, b.mode === 'read' && b.dirty);
       // A read waiting here may use the copy at once, whichever request brought it.
       if (b.mode === 'read' && p?.mode === 'read') p.arrive();
     }
@@ -384,21 +373,21 @@ export class PageHolder {
     const p = this.pending.get(addr);
     if ((!p || p.req !== b.req) && this.isOwnOlder(b.req, p)) return this.servedLate(b, addr);
     if (!p || p.req !== b.req) return;
-    this.facts.set(addr, { holders: b.holders, volatile: b.volatile, gen: b.gen });
-    const state = this.modes.get(addr);
+    this.learn(addr, b);
+    const state = this.stateOf(addr);
     if (!state || !this.cached(addr)) {
       // Served without a copy here: the home still counts a copy this node dropped (the word
       // of it was lost). Say it again, then ask again.
-      const round = this.dropped.get(addr);
+      const round = this.records.get(addr)?.dropped;
       if (round !== undefined) this.deps.send(this.deps.homeOf(addr), 'page.dropped', { addr: b.addr, round });
-      this.modes.delete(addr);
-      this.facts.delete(addr);
+      this.unhold(addr);
+      this.unlearn(addr);
       return this.finish(addr, p);
     }
     // A write is granted on data that came for it, or on the copy held, if no later round (a
     // forward, an invalidation, which can overtake the `served`) has touched that copy since.
     // Otherwise the grant is already superseded: the request ends and the caller asks again.
-    const superseded = (this.seen.get(addr) ?? 0) > b.round;
+    const superseded = this.seenOf(addr) > b.round;
     if (p.mode === 'write' && (state.mode === 'incoming' || (state.mode === 'read' && !superseded))) {
       state.mode = 'write';
       state.owner = true;
@@ -416,9 +405,9 @@ export class PageHolder {
 
   /** The grant of an older request the home took up after it ended here (see `onData`): a write's copy becomes writable. */
   private servedLate(b: Body<'page.served'>, addr: bigint): void {
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     if (!state || !this.cached(addr) || state.round !== b.round) return;
-    this.facts.set(addr, { holders: b.holders, volatile: b.volatile, gen: b.gen });
+    this.learn(addr, b);
     if (state.mode === 'incoming') {
       state.mode = 'write';
       state.owner = true;
@@ -438,23 +427,27 @@ export class PageHolder {
    */
   quiesce(err: MangroveError, reset: boolean): void {
     for (const [addr, p] of [...this.pending]) this.finish(addr, p, err);
-    this.seen.clear();
-    this.dropped.clear();
-    this.facts.clear();
+    for (const r of this.records.values()) {
+      r.seen = 0;
+      r.dropped = undefined;
+      r.facts = undefined;
+      this.prune(r);
+    }
     // A copy an unfinished round ruled on is registered again in the next, still unread.
     this.unreadUntilResume.clear();
     if (reset) {
-      for (const addr of [...this.modes.keys()]) this.forget(addr);
+      for (const { addr } of [...this.held()]) this.forget(addr);
       return;
     }
     // No copy stays writable: a write needs a grant from the rebuilt directory.
-    for (const state of this.modes.values()) if (state.mode === 'write') state.mode = 'read';
+    for (const state of this.held()) if (state.mode === 'write') state.mode = 'read';
   }
 
   /** Every copy this node holds, as it registers them with their homes in repopulation. */
   copies(): RegisteredCopy[] {
     const out: RegisteredCopy[] = [];
-    for (const [addr, state] of this.modes) {
+    for (const state of this.held()) {
+      const { addr } = state;
       const page = state.paged ? this.deps.store.get(addr) : this.deps.cache.peek(addr);
       if (!page) continue;
       out.push({ addr, version: page.version, owner: state.owner, dirty: !state.paged && (page as CachedPage).dirty });
@@ -470,7 +463,7 @@ export class PageHolder {
    * new RAM directory numbers its rounds afresh.
    */
   settle(addr: bigint, verdict: CopyVerdict): void {
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     if (!state) return;
     if (verdict.as === 'drop') {
       this.forget(addr);
@@ -487,7 +480,7 @@ export class PageHolder {
     state.owner = verdict.as === 'owner';
     // The owner's copy may be unflushed: the home does not say, so a reader assumes it is.
     state.unflushed = !state.owner;
-    this.facts.set(addr, verdict.facts);
+    this.learn(addr, verdict.facts);
     const page = this.deps.cache.peek(addr);
     if (page && verdict.dirty && !page.dirty) this.deps.cache.markDirty(addr, page.version);
   }
@@ -499,14 +492,14 @@ export class PageHolder {
    * that round without knowing of it.
    */
   shelve(addr: bigint): void {
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     if (state && (state.mode === 'read' || state.mode === 'write')) state.mode = 'kept';
   }
 
   /** The round resumed: every copy it ruled on is current, and those kept unread until now are read again. */
   resumed(): void {
     for (const addr of this.unreadUntilResume) {
-      const state = this.modes.get(addr);
+      const state = this.stateOf(addr);
       if (state?.mode === 'kept') state.mode = 'read';
     }
     this.unreadUntilResume.clear();
@@ -515,7 +508,7 @@ export class PageHolder {
   /** Copies held, by mode. */
   counts(): Record<CopyMode, number> {
     const out: Record<CopyMode, number> = { read: 0, write: 0, kept: 0, incoming: 0 };
-    for (const { mode } of this.modes.values()) out[mode]++;
+    for (const { mode } of this.held()) out[mode]++;
     return out;
   }
 
@@ -537,10 +530,11 @@ export class PageHolder {
     const fits = () => cache.stats().bytes + PAGE_BYTES <= this.budgetBytes;
     if (fits()) return;
     let owned: bigint | undefined;
-    for (const victim of cache.addresses()) {
+    // Walked in place, not copied: once the cache is full every page that comes in makes room, mostly by dropping the first page or two.
+    for (const victim of cache.oldestFirst()) {
       if (victim === incoming) continue;
       if (this.release(victim) && fits()) return;
-      const state = this.modes.get(victim);
+      const state = this.stateOf(victim);
       if (owned === undefined && (state?.owner || state?.unflushed) && !state.paged && !this.pending.has(victim) && !this.pagingOut.has(victim)) owned = victim;
     }
     if (owned !== undefined) {
@@ -561,7 +555,7 @@ export class PageHolder {
 
   /** The RAM copy, read back from the disk cache if it was paged out. */
   private cached(addr: bigint): CachedPage | undefined {
-    const state = this.modes.get(addr);
+    const state = this.stateOf(addr);
     if (state?.paged) {
       const stored = this.deps.store.get(addr);
       if (!stored) throw new MangroveError('E_STORAGE', `${formatAddress(addr)} was paged out but is gone from the disk cache`);
@@ -571,13 +565,99 @@ export class PageHolder {
     return this.deps.cache.get(addr);
   }
 
+  // ---- The records (PageRecord): each old part of the holder's state set and taken out on its own ----
+
+  /**
+   * The page's copy, if this node holds one: the record itself, so what a
+   * caller changes in it lands in the record. A caller may hold it across a
+   * call only where no call can take the copy away and bring in another
+   * (nothing re-enters the holder for the same page: a send to this node
+   * arrives on a later microtask, page-engine.ts, and making room only takes
+   * out other pages).
+   */
+  private stateOf(addr: bigint): CopyState | undefined {
+    const r = this.records.get(addr);
+    return r !== undefined && holdsCopy(r) ? r : undefined;
+  }
+
+  /** The records of the copies this node holds, in the order the copies came in. */
+  private *held(): Generator<CopyState> {
+    for (const r of this.records.values()) if (holdsCopy(r)) yield r;
+  }
+
+  /** The page's record, added (last) if it has none. */
+  private recordOf(addr: bigint): PageRecord {
+    let r = this.records.get(addr);
+    if (r === undefined) {
+      r = new PageRecord(addr);
+      this.records.set(addr, r);
+      this.lastAdded = addr;
+    }
+    return r;
+  }
+
+  /** Takes the record out once nothing is left in it. */
+  private prune(r: PageRecord): void {
+    if (r.bits === 0 && r.facts === undefined && r.seen === 0 && r.dropped === undefined && this.records.get(r.addr) === r) this.records.delete(r.addr);
+  }
+
+  /** A copy comes in, replacing the one held if any (not paged out). */
+  private hold(addr: bigint, mode: CopyMode, round: number, owner: boolean, unflushed: boolean): void {
+    const r = this.recordOf(addr);
+    if (r.bits === 0 && this.lastAdded !== addr) {
+      // A first copy, the record older: it moves last, where a Map of copies alone would add it.
+      this.records.delete(addr);
+      this.records.set(r.addr, r);
+      this.lastAdded = r.addr;
+    }
+    r.setCopy(mode, owner, unflushed);
+    r.round = round;
+  }
+
+  /** The copy is gone (what else the record holds stays). */
+  private unhold(addr: bigint): void {
+    const r = this.records.get(addr);
+    if (r === undefined) return;
+    r.bits = 0;
+    r.round = 0;
+    this.prune(r);
+  }
+
+  /** The page's facts, as the home told them (kept shared with every page they are true of). */
+  private learn(addr: bigint, facts: { readonly holders: readonly string[]; readonly volatile: boolean; readonly gen: number }): void {
+    this.recordOf(addr).facts = this.shared.of(facts.holders, facts.volatile, facts.gen);
+  }
+
+  private unlearn(addr: bigint): void {
+    const r = this.records.get(addr);
+    if (r === undefined) return;
+    r.facts = undefined;
+    this.prune(r);
+  }
+
+  private noteDropped(addr: bigint, round: number): void {
+    this.recordOf(addr).dropped = round;
+  }
+
+  private undrop(addr: bigint): void {
+    const r = this.records.get(addr);
+    if (r === undefined) return;
+    r.dropped = undefined;
+    this.prune(r);
+  }
+
+  /** The latest round of a forward or invalidation this node has acted on for the page; 0 if none. */
+  private seenOf(addr: bigint): number {
+    return this.records.get(addr)?.seen ?? 0;
+  }
+
   private see(addr: bigint, round: number): void {
-    if (round > (this.seen.get(addr) ?? 0)) this.seen.set(addr, round);
+    if (round > this.seenOf(addr)) this.recordOf(addr).seen = round;
   }
 
   private isPendingData(addr: bigint): boolean {
     const p = this.pending.get(addr);
-    return p !== undefined && p.gotData && this.modes.get(addr)?.mode === 'incoming';
+    return p !== undefined && p.gotData && this.stateOf(addr)?.mode === 'incoming';
   }
 
   private request(addr: bigint, mode: AccessMode): Pending {
@@ -617,6 +697,7 @@ export class PageHolder {
     // A copy replaces whatever was here, even a higher version left from before a home restart.
     cache.remove(addr);
     this.makeRoom(addr);
-    cache.put(addr, { data: new Uint8Array(data), version, dirty, volatile });
+    // Keyed by the bigint the page's record holds, if it has one: one a page, not one each.
+    cache.put(this.records.get(addr)?.addr ?? addr, { data: new Uint8Array(data), version, dirty, volatile });
   }
 }

@@ -27,7 +27,7 @@
  * at 100,000 pages, every few ten thousand hits: a `get` cost over 1 µs,
  * mostly collecting those tables, against about 130 ns now;
  * bench/cache-memory.ts.) A CLOCK would cost a hit even less but would lose
- * the exact order `makeRoom`, `dirtyPages` and `addresses` promise.
+ * the exact order `makeRoom`, `dirtyPages` and the address walks promise.
  */
 import { MangroveError } from '../../bus/errors.js';
 import { checkPageAddress, formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
@@ -246,6 +246,22 @@ export class RamCache {
     const out: bigint[] = [];
     for (let e = this.oldest; e !== undefined; e = e.newer) out.push(e.addr);
     return out;
+  }
+
+  /**
+   * `addresses` walked in place rather than copied: a caller that needs only
+   * the first few (making room) stops there, having allocated nothing per
+   * page. While the walk is under way the cache may lose the page it is at
+   * (`remove`) and gain new ones (not visited), and must not change otherwise.
+   */
+  *oldestFirst(): Generator<bigint, void, undefined> {
+    const last = this.newest;
+    for (let e = this.oldest; e !== undefined; ) {
+      // Read before handing the page out: taking it out clears its links.
+      const next = e === last ? undefined : e.newer;
+      yield e.addr;
+      e = next;
+    }
   }
 
   /** Changes the budget (memory pressure, M12); call makeRoom(0) after lowering it. */

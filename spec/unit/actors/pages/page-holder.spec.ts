@@ -24,10 +24,10 @@ interface Sent {
   body: Record<string, unknown>;
 }
 
-function holder(): { h: PageHolder; sent: Sent[]; clock: SimClock; cache: RamCache } {
+function holder(budgetPages = 64): { h: PageHolder; sent: Sent[]; clock: SimClock; cache: RamCache } {
   const clock = new SimClock(0);
   const sent: Sent[] = [];
-  const cache = new RamCache(64 * PAGE_BYTES);
+  const cache = new RamCache(budgetPages * PAGE_BYTES);
   const h = new PageHolder({
     self: 'me',
     epoch: 1,
@@ -54,6 +54,20 @@ async function owned(t: { h: PageHolder; sent: Sent[]; clock: SimClock }, round:
   t.h.onData(data(w, 'write', round, fill), ADDR);
   t.h.onServed(served(w, round), ADDR);
   await write;
+  t.clock.advance(0);
+}
+
+/** The `i`th page after ADDR. */
+const pageAt = (i: number) => ADDR + BigInt(i * PAGE_BYTES);
+
+/** This node asks to read `addr` and gets a reader's copy (clean, filled with `fill`) at `round`, with the facts `served` gives. */
+async function read(t: { h: PageHolder; sent: Sent[]; clock: SimClock }, addr: bigint, round: number, fill: number): Promise<void> {
+  const key = addressKey(addr);
+  const reading = t.h.acquire(addr, 'read');
+  const r = requestsOf(t.sent).at(-1)!;
+  t.h.onData({ ...data(r, 'read', round, fill), addr: key, dirty: false }, addr);
+  t.h.onServed({ ...served(r, round), addr: key }, addr);
+  await reading;
   t.clock.advance(0);
 }
 
@@ -243,5 +257,77 @@ describe('page holder', () => {
     h.shelve(ADDR);
     expect(h.readable(ADDR)).to.equal(undefined);
     expect(h.copies().map((c) => c.addr), 'it registers in the next round').to.deep.equal([ADDR]);
+  });
+
+  it('keeps what it knows of a page part by part: facts outlive the copy, a dropped copy\'s round is said again, copies register in the order they came in', async () => {
+    const t = holder();
+    const { h, sent } = t;
+    const [a, b] = [pageAt(0), pageAt(1)];
+    await read(t, a, 1, 3);
+    await read(t, b, 1, 4);
+    expect(h.copies().map((c) => c.addr)).to.deep.equal([a, b]);
+    h.onInvalidate({ addr: addressKey(a), rr: 0, round: 2, version: 4 }, a, HOME);
+    expect(h.modeOf(a)).to.equal(undefined);
+    expect(h.factsOf(a), 'the facts outlive the copy').to.deep.equal({ holders: ['a', 'b'], volatile: false, gen: 1 });
+    expect(h.copies().map((c) => c.addr)).to.deep.equal([b]);
+    await read(t, a, 3, 5);
+    expect(h.copies().map((c) => c.addr), 'the copy that came in last registers last').to.deep.equal([b, a]);
+    expect(h.counts()).to.deep.equal({ read: 2, write: 0, kept: 0, incoming: 0 });
+
+    // B's copy is dropped; the home, which did not hear of it, serves a read of B without data.
+    expect(h.release(b)).to.equal(true);
+    sent.length = 0;
+    const again = h.acquire(b, 'read');
+    const [r] = requestsOf(sent);
+    h.onServed({ ...served(r, 2), addr: addressKey(b) }, b);
+    expect(sent.filter((x) => x.kind === 'page.dropped'), 'said again, with the dropped copy\'s round').to.deep.equal([{ to: HOME, kind: 'page.dropped', body: { addr: addressKey(b), round: 1 } }]);
+    expect(h.factsOf(b), 'no copy: the facts go with it').to.equal(undefined);
+    await new Promise((resolve) => setImmediate(resolve)); // the caller's turn: it asks again
+    const r2 = requestsOf(sent).at(-1)!;
+    expect(r2, 'then asked again').to.be.greaterThan(r);
+    h.onData({ ...data(r2, 'read', 3, 6), addr: addressKey(b), dirty: false }, b);
+    h.onServed({ ...served(r2, 3), addr: addressKey(b) }, b);
+    await again;
+    expect(h.readable(b)?.data[0]).to.equal(6);
+    expect(h.copies().map((c) => c.addr)).to.deep.equal([a, b]);
+
+    // A rebuild forgets facts and rounds, and with a reset every copy.
+    h.quiesce(new MangroveError('E_RECOVERING', 'rebuilding'), false);
+    expect([h.factsOf(a), h.factsOf(b)]).to.deep.equal([undefined, undefined]);
+    expect(h.copies().map((c) => c.addr)).to.deep.equal([a, b]);
+    h.quiesce(new MangroveError('E_RECOVERING', 'rebuilding'), true);
+    expect(h.copies()).to.deep.equal([]);
+    expect([h.modeOf(a), h.modeOf(b)]).to.deep.equal([undefined, undefined]);
+  });
+
+  it('shares one frozen copy of the facts among the pages they are true of, never a list it was handed', async () => {
+    const t = holder();
+    const { h } = t;
+    const [a, b, c] = [pageAt(0), pageAt(1), pageAt(2)];
+    await read(t, a, 1, 3);
+    await read(t, b, 1, 4);
+    const facts = h.factsOf(a)!;
+    expect(h.factsOf(b), 'one object for both pages').to.equal(facts);
+    expect(Object.isFrozen(facts) && Object.isFrozen(facts.holders), 'read only').to.equal(true);
+    const list = ['c', 'd'];
+    h.setHolders(b, list);
+    list.push('e');
+    expect(h.factsOf(b)).to.deep.equal({ holders: ['c', 'd'], volatile: false, gen: 1 });
+    expect(h.factsOf(a), 'the other page keeps its facts').to.equal(facts);
+    h.installOwn(c, new Uint8Array(PAGE_BYTES), 0, { holders: ['c', 'd'], volatile: false, gen: 2 });
+    expect(h.factsOf(c)!.holders, 'the same list under another generation').to.equal(h.factsOf(b)!.holders);
+  });
+
+  it('makes room by dropping the least recently used reader copy, and only that one', async () => {
+    const t = holder(3);
+    const { h, sent } = t;
+    for (const i of [0, 1, 2]) await read(t, pageAt(i), 1, i);
+    expect(h.readable(pageAt(0))?.data[0]).to.equal(0); // used: page 1 is now the least recently used
+    sent.length = 0;
+    await read(t, pageAt(3), 1, 3);
+    expect(sent.filter((x) => x.kind === 'page.dropped')).to.deep.equal([{ to: HOME, kind: 'page.dropped', body: { addr: addressKey(pageAt(1)), round: 1 } }]);
+    expect(h.copies().map((x) => x.addr)).to.deep.equal([pageAt(0), pageAt(2), pageAt(3)]);
+    expect(t.cache.addresses()).to.deep.equal([pageAt(2), pageAt(0), pageAt(3)]);
+    expect(h.released).to.equal(1);
   });
 });

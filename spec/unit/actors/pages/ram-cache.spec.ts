@@ -80,6 +80,25 @@ describe('actors/pages/ram-cache', () => {
     expect(c.addresses()).to.deep.equal([at(6)]);
   });
 
+  it('walks its addresses in place, oldest first, the walker taking out the page it is at; pages added meanwhile wait for the next walk', () => {
+    const c = new RamCache(8 * PAGE_BYTES);
+    for (const i of [1, 2, 3, 4, 5]) c.put(at(i), newPage(1));
+    c.get(at(2));
+    expect([...c.oldestFirst()]).to.deep.equal(c.addresses());
+    const seen: bigint[] = [];
+    for (const a of c.oldestFirst()) {
+      seen.push(a);
+      if (a !== at(4)) c.remove(a);
+      if (a === at(1)) c.put(at(6), newPage(1));
+    }
+    expect(seen).to.deep.equal([at(1), at(3), at(4), at(5), at(2)]);
+    expect(c.addresses()).to.deep.equal([at(4), at(6)]);
+    // A walk left early leaves the cache as it was.
+    for (const a of c.oldestFirst()) if (a === at(4)) break;
+    expect(c.addresses()).to.deep.equal([at(4), at(6)]);
+    expect([...new RamCache(PAGE_BYTES).oldestFirst()]).to.deep.equal([]);
+  });
+
   it('hands out a removed page that still reads as it was', () => {
     const c = new RamCache(4 * PAGE_BYTES);
     c.put(at(1), newPage(7, { dirty: true, volatile: true }));
@@ -263,6 +282,7 @@ describe('actors/pages/ram-cache', () => {
         c.peek(at(rng.int(24)));
       }
       expect(c.addresses(), where).to.deep.equal(order);
+      expect([...c.oldestFirst()], where).to.deep.equal(order);
       expect(c.dirtyPages(), where).to.deep.equal(order.filter((a) => c.peek(a)?.dirty));
     }
   });
