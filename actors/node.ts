@@ -442,7 +442,7 @@ export class MangroveNode {
       rejectedByReason: stats.rejectedByReason,
       codec: { native: nativeDecoder() },
       faults: { enabled: s.faultInjection, dropped: [...this.deps.transport.dropped()] },
-      messages: { sent: stats.sent, received: stats.received, unsent: stats.unsent, filtered: stats.filtered },
+      messages: { sent: stats.sent, received: stats.received, unsent: stats.unsent, filtered: stats.filtered, ...(stats.wire ? { wireMessages: stats.wire.messages } : {}) },
       software: s.software,
       http: s.httpPort ?? null,
       pages: { ...this.engine.space(), copies: this.engine.holder.counts() },

@@ -49,7 +49,8 @@ export interface NodeStatus {
   rejectedByReason: Record<RejectReason, number>;
   codec: { native: boolean };
   faults: { enabled: boolean; dropped: string[] };
-  messages: { sent: number; received: number; unsent: number; filtered: number };
+  /** Envelopes; `wireMessages`: the transport messages that carried the ones sent, where it batches them (ZeroMQ). */
+  messages: { sent: number; received: number; unsent: number; filtered: number; wireMessages?: number };
   software: string;
   /** The node's HTTP port on 127.0.0.1 (/status, /metrics, /machines), or null when it serves none. */
   http: number | null;

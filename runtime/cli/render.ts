@@ -71,7 +71,7 @@ export function renderStatus(s: NodeStatus): string {
     ['monitor', s.monitor ?? 'none'],
     ['pan', `${s.pan ?? 'none'}${s.panTerm === null || s.panTerm === undefined ? '' : `  (this node, term ${s.panTerm})`}`],
     ['node db', `version ${s.version}, ${s.nodes.length} node${s.nodes.length === 1 ? '' : 's'}: ${alive} alive, ${failed} failed`],
-    ['messages', `sent ${s.messages.sent}, received ${s.messages.received}, unsent ${s.messages.unsent}, filtered ${s.messages.filtered}, rejected ${rejected}`],
+    ['messages', `sent ${s.messages.sent}${s.messages.wireMessages === undefined ? '' : ` (in ${s.messages.wireMessages} wire messages)`}, received ${s.messages.received}, unsent ${s.messages.unsent}, filtered ${s.messages.filtered}, rejected ${rejected}`],
     ['faults', `injection ${s.faults.enabled ? 'on' : 'off'}, dropping ${dropped}`],
     ['codec', s.codec.native ? 'native' : 'JavaScript (native decoder not loaded)'],
     ['pages', pagesLine(s)],

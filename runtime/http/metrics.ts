@@ -103,6 +103,7 @@ function registerTransportCounters(registry: Registry, stats: () => TransportSta
   counterFromStats('mangrove_messages_rejected_total', 'Inbound frames refused by validation, by reason.', 'reason', (s) => s.rejectedByReason);
   totalFromStats('mangrove_messages_unsent_total', 'Envelopes not sent: unknown or dead peer, full queue, or the fault filter.', (s) => s.unsent);
   totalFromStats('mangrove_messages_filtered_total', 'Inbound envelopes dropped by the fault filter.', (s) => s.filtered);
+  totalFromStats('mangrove_wire_messages_sent_total', 'Transport messages sent; each carries the envelopes one link got in one turn (bus/transport/turn-batches.ts).', (s) => s.wire?.messages ?? s.sent);
 }
 
 /** A gauge read from the node's status at scrape time. */
