@@ -5,7 +5,7 @@
  * pure function of its seed and the faults the caller schedules.
  */
 import type { InspectionEvent } from 'xstate';
-import { assert } from '../../bus/assert.js';
+import { assert, present } from '../../bus/assert.js';
 import { MangroveError } from '../../bus/errors.js';
 import type { TraceSink } from '../../bus/transport/transport.js';
 import { SimNetwork, simEndpoint, type SimTransport } from '../../bus/transport/sim-network.js';
@@ -17,9 +17,9 @@ import { MemoryPageStore } from '../storage/memory-pages.js';
 import { MemoryTxnLogStore } from '../storage/memory-txn-log.js';
 import type { EngineSettings } from '../../actors/engine/page-engine.js';
 import type { NodeStatus } from '../../actors/status.js';
-import { makePermanentId } from '../../machines/membership/identity.js';
+import { compareIds, makePermanentId } from '../../machines/membership/identity.js';
 import { genesis, nextShortId } from '../../machines/membership/node-db.js';
-import type { Identity, NodeDbSnapshot, NodeEntry } from '../../bus/messages/index.js';
+import type { ArenaEntry, Identity, NodeDbSnapshot, NodeEntry } from '../../bus/messages/index.js';
 import { SimClock } from '../world/clock.js';
 import { traceNode } from '../trace/node-trace.js';
 import { SeededRandom } from '../world/random.js';
@@ -252,19 +252,30 @@ export class SimCluster {
     return [...ids];
   }
 
-  /** Gives every node a database holding all nodes, as if all had joined. */
+  /**
+   * Gives every node the database it would have once all had joined, in
+   * index order: each entry is the identity the node claims at its first
+   * start, so no node finds its entry stale and asks to join (every join is
+   * a version every node then fetches whole: quadratic in the nodes), and
+   * each joiner has the next arena, as a join gives it. The arena table is
+   * written out rather than left to be derived: derived, it is built anew,
+   * as large as the cluster, at every look by every node.
+   */
   private preform(): void {
-    const anchors: Identity[] = this.members.filter((m) => m.settings.anchor).map((m) => identityOf(m.settings));
-    const pids = new Map(this.members.map((m) => [m.settings.id, m.settings.pid]));
-    let db: NodeDbSnapshot = genesis(anchors);
-    const nodes: NodeEntry[] = db.nodes.map((n) => ({ ...n, pid: pids.get(n.id) }));
+    const anchors: Identity[] = this.members.filter((m) => m.settings.anchor).map((m) => firstIdentityOf(m.settings));
+    const founded = genesis(anchors);
+    const nodes: NodeEntry[] = [...founded.nodes];
+    const arenas: ArenaEntry[] = [...present(founded.arenas, 'genesis writes the arena table')];
+    let nextArena = present(founded.nextArena, 'genesis writes the next arena');
     for (const m of this.members) {
       if (m.settings.anchor) continue;
       const slot = nextShortId({ version: 0, nodes }, m.settings.group);
       if (!slot.ok) throw new RangeError(slot.reason);
-      nodes.push({ ...identityOf(m.settings), shortId: slot.shortId });
+      const id = m.settings.id;
+      nodes.push({ ...firstIdentityOf(m.settings), shortId: slot.shortId });
+      arenas.push({ arena: nextArena++, home: id, gen: 1, madeFor: id });
     }
-    db = { version: 2, nodes: nodes.sort((a, b) => (a.id < b.id ? -1 : 1)) };
+    const db: NodeDbSnapshot = { version: 2, nodes: nodes.sort((a, b) => compareIds(a.id, b.id)), arenas, nextArena };
     for (const m of this.members) m.store.saveNodeDb(db);
   }
 }
@@ -277,7 +288,10 @@ function timedOut(what: Waited, maxMs: number): MangroveError {
   return new MangroveError('E_TIMEOUT', `timed out after ${maxMs} simulated ms waiting for ${described}`);
 }
 
-/** The entry a node will claim at its first start (start() numbers pids the same way). */
-function identityOf(s: NodeSettings): Identity {
-  return { id: s.id, endpoint: s.endpoint, anchor: s.anchor, votes: s.votes, group: s.group, pid: s.pid };
+/** The epoch a node's first start draws from its fresh store (NodeStore.nextEpoch). */
+const FIRST_EPOCH = 1;
+
+/** The entry a node will claim at its first start (start() numbers pids and epochs the same way). */
+function firstIdentityOf(s: NodeSettings): Identity {
+  return { id: s.id, endpoint: s.endpoint, anchor: s.anchor, votes: s.votes, group: s.group, pid: s.pid, epoch: FIRST_EPOCH };
 }

@@ -4,6 +4,7 @@
  * spec advances it, firing due timers in (time, creation order), so a run is
  * a pure function of its seed. Both satisfy XState's clock option.
  */
+import { assert } from '../../bus/assert.js';
 import type { Clock } from '../../bus/clock.js';
 
 export class WallClock implements Clock {
@@ -20,17 +21,25 @@ export class WallClock implements Clock {
   }
 }
 
-interface Timer {
-  at: number;
-  order: number;
-  fn: () => void;
+/**
+ * A pending timer, and its handle. Clearing one only marks it (`fn` gone):
+ * it leaves the heap when it reaches the top, so a clear costs nothing and a
+ * timer is one allocation, with no index beside the heap to keep in step.
+ */
+class SimTimer {
+  constructor(
+    readonly at: number,
+    readonly order: number,
+    public fn: (() => void) | null,
+  ) {}
 }
 
 export class SimClock implements Clock {
   private time: number;
   private order = 0;
-  private heap: Timer[] = [];
-  private live = new Map<number, Timer>();
+  /** A binary min-heap in (at, order): the earliest timer, created first among equals, on top. */
+  private readonly heap: SimTimer[] = [];
+  private live = 0;
 
   constructor(startMs = 0) {
     this.time = startMs;
@@ -41,19 +50,22 @@ export class SimClock implements Clock {
   }
 
   setTimeout(fn: () => void, ms: number): unknown {
-    const t: Timer = { at: this.time + Math.max(0, ms), order: this.order++, fn };
-    this.live.set(t.order, t);
+    const t = new SimTimer(this.time + Math.max(0, ms), this.order++, fn);
+    this.live++;
     this.push(t);
-    return t.order;
+    return t;
   }
 
+  /** Clearing a fired or cleared timer, or what is no handle of this clock, does nothing. */
   clearTimeout(handle: unknown): void {
-    this.live.delete(handle as number);
+    if (!(handle instanceof SimTimer) || handle.fn === null) return;
+    handle.fn = null;
+    this.live--;
   }
 
   /** Timers not yet fired or cleared. */
   pending(): number {
-    return this.live.size;
+    return this.live;
   }
 
   /** Time of the next live timer, or undefined when none is pending. */
@@ -87,49 +99,55 @@ export class SimClock implements Clock {
   private fireNext(target: number): boolean {
     this.dropCleared();
     const top = this.heap[0];
-    if (!top || top.at > target) return false;
+    if (top === undefined || top.at > target) return false;
+    const fn = top.fn;
+    assert(fn !== null, 'cleared timers are dropped before the top one fires');
     this.pop();
-    this.live.delete(top.order);
+    top.fn = null;
+    this.live--;
     this.time = Math.max(this.time, top.at);
-    top.fn();
+    fn();
     return true;
   }
 
   private dropCleared(): void {
-    while (this.heap.length > 0 && !this.live.has(this.heap[0].order)) this.pop();
+    while (this.heap.length > 0 && this.heap[0].fn === null) this.pop();
   }
 
-  private less(a: Timer, b: Timer): boolean {
-    return a.at < b.at || (a.at === b.at && a.order < b.order);
-  }
-
-  private push(t: Timer): void {
+  /** Adds `t`, moving the larger parents down into the hole until its place is found. */
+  private push(t: SimTimer): void {
     const h = this.heap;
+    let i = h.length;
     h.push(t);
-    let i = h.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!this.less(h[i], h[p])) break;
-      [h[i], h[p]] = [h[p], h[i]];
+      if (!earlier(t, h[p])) break;
+      h[i] = h[p];
       i = p;
     }
+    h[i] = t;
   }
 
+  /** Removes the top, sinking the last timer from the root into its place. */
   private pop(): void {
     const h = this.heap;
-    const last = h.pop()!;
-    if (h.length === 0) return;
-    h[0] = last;
+    const last = h.pop();
+    const n = h.length;
+    if (last === undefined || n === 0) return;
     let i = 0;
     for (;;) {
       const l = 2 * i + 1;
+      if (l >= n) break;
       const r = l + 1;
-      let m = i;
-      if (l < h.length && this.less(h[l], h[m])) m = l;
-      if (r < h.length && this.less(h[r], h[m])) m = r;
-      if (m === i) break;
-      [h[i], h[m]] = [h[m], h[i]];
+      const m = r < n && earlier(h[r], h[l]) ? r : l;
+      if (!earlier(h[m], last)) break;
+      h[i] = h[m];
       i = m;
     }
+    h[i] = last;
   }
+}
+
+function earlier(a: SimTimer, b: SimTimer): boolean {
+  return a.at < b.at || (a.at === b.at && a.order < b.order);
 }
