@@ -361,8 +361,14 @@ export class RebuildActor {
       const inService = settled(prev);
       if ((inService && prev.alive !== alive) || (prev.restarted && alive)) noticed.push(n.id);
       if (inService && prev.alive && !alive) this.failedAt.set(n.id, this.deps.clock.now());
-      this.seen.set(n.id, { epoch: n.epoch ?? prev.epoch, alive, aliveSince: alive && prev.alive ? prev.aliveSince : now, inService, restarted: prev.restarted && !alive });
+      // Changed in place: a node looks at every other node at every view, and a new object each time is garbage by the million in a large simulation.
+      prev.epoch = n.epoch ?? prev.epoch;
+      prev.aliveSince = alive && prev.alive ? prev.aliveSince : now;
+      prev.alive = alive;
+      prev.inService = inService;
+      prev.restarted = prev.restarted && !alive;
     }
+    if (this.seen.size === inDb.size) return noticed;
     for (const [id, s] of [...this.seen]) {
       if (inDb.has(id)) continue;
       this.seen.delete(id);
