@@ -393,14 +393,7 @@ async function embedded(e: NonNullable<Plan['embedded']>): Promise<void> {
   const node = await startNode({ listen: e.listen, dataDir: e.dataDir, anchors: [e.listen], anchor: true, logLevel: 'warn' });
   const c = node.client();
   try {
-    const formed = performance.now();
-    for (;;) {
-      const s = node.status();
-      if (s.quorum) break;
-      if (performance.now() - formed > e.formMs) throw new Error(`the embedded node did not form its one-node cluster within ${e.formMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    // Reserving waits out the node's first rebuild round.
+    await node.ready(e.formMs);
     const base = await c.reserve(e.localPages);
     await c.alloc(base, e.localPages, { copies: 1 });
     await writePages(c, base, 0, e.localPages, 0);

@@ -27,6 +27,9 @@ import { createLogger } from './logger.js';
 import { openNode, type RunningNode } from './start.js';
 import { randomBytes } from 'node:crypto';
 
+/** How often `ready` looks at the node's state. */
+const READY_POLL_MS = 50;
+
 export interface StartNodeOptions {
   /** Append the node's log to this file; stderr when absent. */
   logFile?: string;
@@ -46,9 +49,9 @@ export interface LocalClientOptions {
 /**
  * Starts a node in this process from a config file's path or a config
  * object (the file's fields; relative paths from the current directory).
- * Resolves once the node runs (it joins its cluster in the background,
- * as `mangrove start` does); rejects with E_BAD_CONFIG naming the field of a
- * bad config, with nothing left open.
+ * Resolves once the node runs (it joins its cluster in the background, as
+ * `mangrove start` does; `ready()` waits until it serves); rejects with
+ * E_BAD_CONFIG naming the field of a bad config, with nothing left open.
  */
 export async function startNode(config: string | NodeConfigInput, opts: StartNodeOptions = {}): Promise<EmbeddedNode> {
   checkKeys(opts, ['logFile', 'trace'], 'startNode options');
@@ -80,6 +83,25 @@ export class EmbeddedNode {
   /** The cluster as this node sees it (what `mangrove status` shows). */
   status(): NodeStatus {
     return this.running.node.status();
+  }
+
+  /**
+   * Resolves once the node serves calls: it is in the cluster's node
+   * database, has quorum and has finished its first rebuild round (a fresh
+   * node joining, or one restarted). Rejects with E_TIMEOUT after
+   * `timeoutMs` (the node keeps trying), E_CLOSED once stopped.
+   */
+  async ready(timeoutMs = 30_000): Promise<void> {
+    const started = Date.now();
+    for (;;) {
+      if (this.stopping) throw new MangroveError('E_CLOSED', 'the node is stopping');
+      const s = this.status();
+      if (s.phase === 'joined' && s.quorum && this.running.node.engine.recoveryState().serving) return;
+      if (Date.now() - started >= timeoutMs) {
+        throw new MangroveError('E_TIMEOUT', `the node does not serve after ${timeoutMs} ms (${s.phase}, ${s.quorum ? 'with' : 'without'} quorum, ${s.state}): are its anchors ${this.running.config.anchors.join(', ')} reachable?`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, READY_POLL_MS));
+    }
   }
 
   /** A client of this node, in this process; as many as the program likes, each its own lock owner. */

@@ -21,14 +21,6 @@ import { ProcessCluster } from '../helpers/process-cluster.js';
 /** The rejection's code, or 'ok'. */
 const codeOf = (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (err: unknown) => (isMangroveError(err) ? err.code : String(err)));
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 describe('an embedded node (startNode), used without a socket', function () {
   this.timeout(120_000);
   const dirs: string[] = [];
@@ -46,7 +38,7 @@ describe('an embedded node (startNode), used without a socket', function () {
     const node = await startNode({ listen, dataDir: temp(), anchors: [listen], anchor: true, periodMs: 200, logLevel: 'silent' });
     let written = 0n;
     try {
-      await until('the one-node cluster to form', () => node.status().quorum && node.status().phase === 'joined', 20_000);
+      await node.ready(20_000);
       const c = node.client({ clientId: 'embedded-spec' });
       const base = await c.reserve(2);
       written = base;
@@ -78,13 +70,27 @@ describe('an embedded node (startNode), used without a socket', function () {
     // Started again on its data: a restart is a rebuild round of one, and what was flushed is there.
     const again = await startNode({ listen, dataDir: dirs[0], anchors: [listen], anchor: true, periodMs: 200, logLevel: 'silent' });
     try {
-      await until('the node to have quorum again', () => again.status().quorum, 20_000);
+      await again.ready(20_000);
       const c = again.client();
       expect((await c.read(written, 2)).every((b) => b === 7), 'the flushed pages after a restart').to.equal(true);
       await c.close();
     } finally {
       await again.stop();
     }
+  });
+
+  it('says when it does not get to serve: ready() times out naming its anchors', async () => {
+    const listen = `tcp://127.0.0.1:${await freePort()}`;
+    const nowhere = `tcp://127.0.0.1:${await freePort()}`;
+    const node = await startNode({ listen, dataDir: temp(), anchors: [nowhere], periodMs: 100, logLevel: 'silent' });
+    try {
+      const err = await node.ready(500).then(() => undefined, (e: unknown) => e);
+      expect(err).to.include({ code: 'E_TIMEOUT' });
+      expect((err as Error).message).to.contain(nowhere);
+    } finally {
+      await node.stop();
+    }
+    expect(await codeOf(node.ready())).to.equal('E_CLOSED');
   });
 
   it('refuses a bad config naming the field, and leaves nothing open', async () => {
@@ -106,7 +112,8 @@ describe('an embedded node (startNode), used without a socket', function () {
       expect(await c.waitFor(() => c.converged(), 30_000), 'the two processes form').to.be.at.least(0);
       node = await startNode({ listen: `tcp://127.0.0.1:${await freePort()}`, dataDir: temp(), anchors: c.endpoints, periodMs: 200, logLevel: 'silent' });
       const n = node;
-      await until('the embedded node to join', () => n.status().quorum && n.status().phase === 'joined' && n.status().nodes.length === 3, 30_000);
+      await n.ready(30_000);
+      expect(n.status().nodes).to.have.length(3);
       const local = n.client();
       remote = await connect(c.endpoints[1], { timeoutMs: 5000 });
       const base = await local.reserve(2);
