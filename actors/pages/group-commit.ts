@@ -16,7 +16,7 @@
  */
 import { present } from '../../bus/assert.js';
 import { MangroveError } from '../../bus/errors.js';
-import { PUT_MANY_PAGES_MAX, type PageEntry, type PageStore, type StoredPage } from '../storage/page-store.js';
+import { FS_ATTR_BYTES, PUT_MANY_PAGES_MAX, type PageEntry, type PageStore, type StoredPage } from '../storage/page-store.js';
 
 /**
  * Durable writes one batch holds before `put` refuses more (E_BUSY): about
@@ -25,8 +25,13 @@ import { PUT_MANY_PAGES_MAX, type PageEntry, type PageStore, type StoredPage } f
  */
 export const GROUP_COMMIT_WAITING_MAX = 16_384;
 
+/** A page offered for the disk: without `attrs`, it keeps the attribute stored (zeros for a page not yet stored). */
+export type OfferedPage = Omit<StoredPage, 'attrs'> & { attrs?: Uint8Array };
+
+const ZERO_ATTRS = new Uint8Array(FS_ATTR_BYTES);
+
 interface Waiting {
-  page: StoredPage;
+  page: OfferedPage;
   resolve(version: number): void;
   reject(err: unknown): void;
 }
@@ -45,7 +50,7 @@ export class GroupCommit {
   constructor(private readonly store: PageStore) {}
 
   /** Resolves with the version durable for `addr` once it is on disk. */
-  put(addr: bigint, page: StoredPage): Promise<number> {
+  put(addr: bigint, page: OfferedPage): Promise<number> {
     if (this.waiting >= GROUP_COMMIT_WAITING_MAX) {
       return Promise.reject(new MangroveError('E_BUSY', `${GROUP_COMMIT_WAITING_MAX} durable writes already wait for this node's next disk commit; try again`));
     }
@@ -111,12 +116,14 @@ export class GroupCommit {
     const entries: [PageEntry, number][] = [];
     for (const [addr, waiting] of items) {
       const newest = waiting.reduce((a, b) => (b.page.version >= a.page.version ? b : a));
+      // The one read of what is stored: its version decides, and it gives the attribute when none was offered.
       const stored = this.store.get(addr);
+      const attrs = waiting[waiting.length - 1].page.attrs ?? stored?.attrs ?? ZERO_ATTRS;
       if (stored && stored.version > newest.page.version) {
         // Newer data is already durable: keep it, with the newest attributes offered.
-        entries.push([{ addr, page: { ...stored, attrs: waiting[waiting.length - 1].page.attrs } }, stored.version]);
+        entries.push([{ addr, page: { ...stored, attrs } }, stored.version]);
       } else {
-        entries.push([{ addr, page: newest.page }, newest.page.version]);
+        entries.push([{ addr, page: { data: newest.page.data, version: newest.page.version, attrs: newest.page.attrs ?? attrs } }, newest.page.version]);
       }
     }
     return entries;

@@ -44,8 +44,8 @@ function registerCoreHolderApplets(engine: EngineParts, localSpace: () => SpaceR
     if (gen < current) {
       throw new MangroveError('E_STALE_GEN', `${formatAddress(page)}'s arena is at generation ${current}: a copy whose core holders came from generation ${gen} is refused; its owner must learn the page's new home first`);
     }
-    const kept = attrs ?? store.get(page)?.attrs ?? ZERO_ATTRS;
-    return { version: await engine.commits.put(page, { data, version, attrs: kept }) };
+    // Without attrs the stored attribute stays: the group commit reads it with the version it compares.
+    return { version: await engine.commits.put(page, { data, version, attrs }) };
   });
   peerApplet(engine, 'fetch', async ({ addr }) => {
     const page = store.get(addressFromKey(addr));

@@ -103,6 +103,19 @@ describe('actors/pages/group-commit', () => {
     expect(store.get(at(3))!.data[0]).to.equal(3);
   });
 
+  it('keeps the stored attribute when a write offers none (zeros for a page not stored yet)', async () => {
+    const store = new CountingStore();
+    store.put(at(1), page(9, 1, 0xcd));
+    const gc = new GroupCommit(store);
+    const { attrs: _a, ...bare } = page(1, 2);
+    const { attrs: _b, ...fresh } = page(2, 1);
+    expect(await Promise.all([gc.put(at(1), bare), gc.put(at(2), fresh)])).to.deep.equal([2, 1]);
+    expect(store.get(at(1))!.attrs[0]).to.equal(0xcd);
+    expect(store.get(at(1))!.data[0]).to.equal(1);
+    expect(store.get(at(2))!.attrs.every((b) => b === 0)).to.equal(true);
+    expect(store.commits).to.equal(2);
+  });
+
   it('keeps the newest of several writes to one page in a batch', async () => {
     const store = new CountingStore();
     const gc = new GroupCommit(store);
