@@ -89,10 +89,8 @@ export class TurnBatches<To, Item> {
     this.sender(batch.to, batch.frames.length === 1 ? batch.frames[0] : Buffer.concat(batch.frames, batch.bytes), batch.items);
   }
 
-  /** Forgets what waits (the link is closing); returns it, for the caller to fail. */
-  drop(): Item[] {
-    const items = [...this.batches.values()].flatMap((b) => b.items);
+  /** Forgets what waits: the link is closing (its owner fails or forgets the items itself). */
+  clear(): void {
     this.batches = new Map();
-    return items;
   }
 }

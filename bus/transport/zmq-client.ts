@@ -132,7 +132,7 @@ export class ZmqClient {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.sweeper);
-    this.out.drop();
+    this.out.clear();
     this.dealer.close();
     for (const seq of [...this.pending.keys()]) {
       this.settle(seq)?.reject(new MangroveError('E_CLOSED', 'the client was closed before the answer came'));

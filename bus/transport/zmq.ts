@@ -179,7 +179,7 @@ export class ZmqTransport extends BaseTransport {
 
   private async shutdown(): Promise<void> {
     this.markClosed();
-    this.out.drop();
+    this.out.clear();
     this.router.close();
     for (const dealer of this.links.values()) dealer.close();
     this.links.clear();
