@@ -28,6 +28,7 @@ import { TxnLog } from './pages/txn-log.js';
 import type { TxnLogStore } from './storage/txn-log-store.js';
 import { RebuildActor, type RebuildPhaseNews } from './recovery/rebuild.js';
 import { FailoverActor } from './recovery/failover.js';
+import { FileSystem } from './fs/file-system.js';
 
 export interface NodeDeps {
   settings: NodeSettings;
@@ -45,6 +46,8 @@ export interface NodeDeps {
   /** The engine's clock, when it must differ from the node's: a traced node's engine runs on the
    * untraced clock, so its timers stay out of the membership protocols' replay (M27). */
   engineClock?: Clock;
+  /** Wall-clock time in ms, for file times (M20): Date.now in a node process, derived from the simulated clock in the simulator. */
+  wallMs?: () => number;
 }
 
 /** What a node tells its host process: logs, metrics, the simulator's checks. */
@@ -90,6 +93,8 @@ export class MangroveNode {
   readonly outbox: Outbox;
   /** The memory engine (M7-M13). */
   readonly engine: PageEngine;
+  /** The file system (M18-M22), on the engine. */
+  readonly fs: FileSystem;
   private readonly nodeDb: NodeDbActor;
   private readonly heartbeat: HeartbeatActor;
   private readonly quorum: QuorumActor;
@@ -166,6 +171,19 @@ export class MangroveNode {
       inspect,
     });
     this.engineDb = this.nodeDb.db;
+    this.fs = new FileSystem({
+      self: s.id,
+      epoch: s.epoch,
+      clock: deps.engineClock ?? clock,
+      log: deps.log,
+      engine: this.engine,
+      scheduler: this.engine.scheduler,
+      changes$: this.engine.changes$,
+      outbox: this.outbox,
+      copies: engineSettings.copies,
+      wallMs: deps.wallMs ?? (() => Date.now()),
+      isLive: (id, epoch) => findNode(this.nodeDb.db, id)?.epoch === epoch && isAlive(id),
+    });
     if (s.anchor) {
       this.failover = new FailoverActor({
         self: s.id,
@@ -247,6 +265,7 @@ export class MangroveNode {
     if (!this.running) return;
     this.running = false;
     for (const s of this.subs.splice(0)) s.unsubscribe();
+    this.fs.close();
     this.engine.close();
     this.heartbeat.stop();
     this.nodeDb.stop();
@@ -272,6 +291,7 @@ export class MangroveNode {
         this.pan.onView();
         this.rebuild.evaluate();
         this.viewFailover();
+        this.fs.membershipChanged();
         break;
       case 'connectivity':
         this.rebuild.viewed();
@@ -314,6 +334,7 @@ export class MangroveNode {
       else if (ns === 'rec') this.rebuild.handle(env);
       else if (ns === 'page') this.engine.handle(env);
       else if (env.kind === 'client.page') this.engine.onClient(env, route);
+      else if (env.kind === 'client.fs') this.fs.onClient(env, route);
       else if (ns === 'client') this.onClient(env, route);
     } catch (e) {
       // One bad message must not stop the node: log it and carry on.

@@ -37,6 +37,19 @@ export type ErrorCode =
   | 'E_NOT_PAN'
   /** Asked of a page's owner that has since handed the page on: ask the home again. */
   | 'E_NOT_OWNER'
+  /** File system (M18-M22): a path, name or handle that does not fit the call; POSIX's code beside each, see posixOf. */
+  | 'E_NOT_DIR'
+  | 'E_IS_DIR'
+  | 'E_NOT_EMPTY'
+  | 'E_NO_SPACE'
+  | 'E_BAD_NAME'
+  | 'E_NAME_TOO_LONG'
+  | 'E_BAD_HANDLE'
+  | 'E_FILE_TOO_BIG'
+  | 'E_LOOP'
+  | 'E_OFFLINE'
+  /** A structure that failed its check and could not be repaired: refused, never served (M22). */
+  | 'E_CORRUPT'
   /** A bug: the report carries the stack. */
   | 'E_INTERNAL';
 
@@ -57,3 +70,37 @@ export class MangroveError extends Error {
 export function isMangroveError(e: unknown): e is MangroveError {
   return e instanceof MangroveError;
 }
+
+/**
+ * The POSIX errno name beside a Mangrove code, for a file-system caller (the
+ * client's `fs` API, the mount); undefined where none fits.
+ */
+const POSIX: Partial<Record<ErrorCode, string>> = {
+  E_NOT_FOUND: 'ENOENT',
+  E_EXISTS: 'EEXIST',
+  E_NOT_DIR: 'ENOTDIR',
+  E_IS_DIR: 'EISDIR',
+  E_NOT_EMPTY: 'ENOTEMPTY',
+  E_NO_SPACE: 'ENOSPC',
+  E_FULL: 'ENOSPC',
+  E_LOCKED: 'EAGAIN',
+  E_BAD_NAME: 'EINVAL',
+  E_BAD_ARGUMENT: 'EINVAL',
+  E_NAME_TOO_LONG: 'ENAMETOOLONG',
+  E_BAD_HANDLE: 'EBADF',
+  E_FILE_TOO_BIG: 'EFBIG',
+  E_LOOP: 'ELOOP',
+  E_OFFLINE: 'ENODEV',
+  E_BUSY: 'EBUSY',
+  E_CORRUPT: 'EIO',
+  E_STORAGE: 'EIO',
+  E_TIMEOUT: 'ETIMEDOUT',
+  E_NO_QUORUM: 'EROFS',
+  E_RECOVERING: 'EAGAIN',
+  E_CLOSED: 'ESHUTDOWN',
+};
+
+export function posixOf(code: string): string | undefined {
+  return POSIX[code as ErrorCode];
+}
+

@@ -50,7 +50,8 @@ export const clientPageOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('get_attrs'), addr: wireAddress }),
   z.object({ op: z.literal('set_attrs'), addr: wireAddress, fs: fsAttr.optional(), cacheInRam: z.boolean().optional() }),
   z.object({ op: z.literal('super_root') }),
-  z.object({ op: z.literal('set_super_root'), addr: wireAddress }),
+  /** `ifNone`: set only while no super-root is set (a compare-and-set: of nodes racing to set the first, one wins); the answer names the super-root now set. */
+  z.object({ op: z.literal('set_super_root'), addr: wireAddress, ifNone: z.boolean().optional() }),
   z.object({ op: z.literal('access'), addr: wireAddress, pages: ioPages, mode }),
   z.object({ op: z.literal('unreference'), addr: wireAddress, pages: ioPages }),
   // The transaction log (M7): records of one transaction become durable together at commit.
@@ -107,7 +108,7 @@ export const peerCall = z.discriminatedUnion('op', [
   z.object({ op: z.literal('stat'), addr: wireAddress }),
   z.object({ op: z.literal('set_attrs'), addr: wireAddress, fs: fsAttr.optional(), cacheInRam: z.boolean().optional() }),
   /** To the system arena's home: the super-root address (M7), or set it. */
-  z.object({ op: z.literal('super_root'), set: wireAddress.optional() }),
+  z.object({ op: z.literal('super_root'), set: wireAddress.optional(), ifNone: z.boolean().optional() }),
   /** To a home: replace core holders counted failed (M11, demand-driven reduplexing); answers the holders. */
   z.object({ op: z.literal('reduplex'), addr: wireAddress }),
   /** To a home, from an owner short of RAM that keeps no disk copy: take the page back (M12). */

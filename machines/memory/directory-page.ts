@@ -25,6 +25,7 @@
  */
 import { Encoder } from 'cbor-x';
 import { MangroveError } from '../../bus/errors.js';
+import { CRC_START, crcEnd, crcStep } from './crc32.js';
 import { ADDRESS_BYTES, addressFromKey, addressKey, checkAddress, checkPageAddress, formatAddress, MAX_ADDRESS, PAGE_BYTES, pageRange } from './address.js';
 
 /** Format byte: changes whenever the layout does. */
@@ -318,20 +319,5 @@ function wireAddress(w: unknown, what: string): bigint {
 
 /** CRC-32 (IEEE) over the header's first three bytes and the body. */
 function checksum(page: Uint8Array, bodyLength: number): number {
-  const table = CRC_TABLE;
-  let crc = -1;
-  for (let i = 0; i < 3; i++) crc = table[(crc ^ page[i]) & 0xff] ^ (crc >>> 8);
-  const end = HEADER_BYTES + bodyLength;
-  for (let i = HEADER_BYTES; i < end; i++) crc = table[(crc ^ page[i]) & 0xff] ^ (crc >>> 8);
-  return ~crc >>> 0;
+  return crcEnd(crcStep(crcStep(CRC_START, page, 0, 3), page, HEADER_BYTES, HEADER_BYTES + bodyLength));
 }
-
-const CRC_TABLE = (() => {
-  const table = new Int32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c;
-  }
-  return table;
-})();

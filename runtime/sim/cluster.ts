@@ -147,6 +147,8 @@ export class SimCluster {
       pages: m.pages,
       txnLog: m.txnLog,
       engineClock: this.clock,
+      // File times from the simulated clock (it starts at a fixed date): a run stays a function of its seed.
+      wallMs: () => this.clock.now(),
       engine: this.options.engine,
       log: this.options.log?.(i) ?? silentLog,
       inspect: this.options.inspect ? (e) => this.options.inspect!(i, e) : undefined,

@@ -110,7 +110,7 @@ function registerAsHome(engine: EngineParts): void {
     return entry ? { start: formatAddress(entry.start), pages: entry.pages, state: entry.state, volatile: entry.volatile, holders: entry.holders } : null;
   });
   peerApplet(engine, 'set_attrs', async (req) => setAttrsAtHome(engine, req));
-  peerApplet(engine, 'super_root', async ({ set }) => superRootAtHome(engine, set));
+  peerApplet(engine, 'super_root', async ({ set, ifNone }) => superRootAtHome(engine, set, ifNone ?? false));
 }
 
 /**
@@ -136,14 +136,14 @@ export function incarnationOf(engine: EngineParts, node: string): string {
   return `${node}/${findNode(engine.deps.db(), node)?.epoch ?? 0}`;
 }
 
-/** Arena 0's home: the super-root address, set (durably in its directory) or read. */
-async function superRootAtHome(engine: EngineParts, set: Uint8Array | undefined): Promise<{ address: string }> {
+/** Arena 0's home: the super-root address, set (durably in its directory; with `ifNone`, only if none is set yet) or read. */
+async function superRootAtHome(engine: EngineParts, set: Uint8Array | undefined, ifNone: boolean): Promise<{ address: string }> {
   mustBeHome(engine, 0n);
   if (set) engine.needQuorum('setting the super-root');
   const none = () => new MangroveError('E_NOT_FOUND', 'no super-root has been set yet (page super-root --set ADDR)');
   if (!set && !engine.space.hasDirectory(0n)) throw none();
   const dir = engine.space.directory(0n);
-  if (set) {
+  if (set && !(ifNone && dir.meta().superRoot !== null)) {
     dir.setMeta({ ...dir.meta(), superRoot: addressFromKey(set) });
     await engine.syncDirectory();
   }

@@ -131,9 +131,9 @@ function registerHomeDecisions(engine: EngineParts): void {
     return engine.calls.call(homeOfKey(engine, addr), { op: 'set_attrs', addr, fs, cacheInRam });
   });
   clientApplet(engine, 'super_root', async () => engine.calls.call(engine.homeOf(0n), { op: 'super_root' }));
-  clientApplet(engine, 'set_super_root', async ({ addr }) => {
+  clientApplet(engine, 'set_super_root', async ({ addr, ifNone }) => {
     engine.needQuorum('setting the super-root');
-    return engine.calls.call(engine.homeOf(0n), { op: 'super_root', set: addr });
+    return engine.calls.call(engine.homeOf(0n), { op: 'super_root', set: addr, ifNone });
   });
 }
 

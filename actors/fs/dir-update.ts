@@ -1,0 +1,67 @@
+/**
+ * How a multi-page update of directories runs (SPEC.md M22; patent, "File
+ * system recovery"): with the directories' inode pages locked (metadata
+ * locks), in three flushed steps: the transaction mark written into each
+ * directory's inode, the update itself (entry pages, inodes, the hash
+ * table), the mark cleared. A directory found with a mark when its lock is
+ * taken was left half updated by an update that died (its node failed, or
+ * its flush was refused in a rebuild): it is recovered first
+ * (mark-recovery.ts), with every directory the mark names locked too.
+ */
+import { MangroveError } from '../../bus/errors.js';
+import type { Fileset } from '../../machines/fs/fileset.js';
+import type { Inode } from '../../machines/fs/inode.js';
+import type { FsContext } from './fs-context.js';
+import { Update } from './fs-pages.js';
+import { recoverMark } from './mark-recovery.js';
+
+/** The fileset an update works in: its page and what it held when the call began. */
+export interface FilesetRef {
+  addr: bigint;
+  fs: Fileset;
+}
+
+/** Lock rounds before giving up on a set of directories whose marks keep naming others. */
+const LOCK_ROUNDS_MAX = 4;
+
+/**
+ * Runs `work` holding the inode pages of `dirs` (and `extra`, e.g. the
+ * fileset page) locked, every one free of a mark, read fresh.
+ */
+export async function withDirs<T>(ctx: FsContext, ref: FilesetRef, dirs: bigint[], work: (inodes: Map<bigint, Inode>) => Promise<T>, extra: bigint[] = []): Promise<T> {
+  let want = new Set(dirs);
+  for (let round = 0; round < LOCK_ROUNDS_MAX; round++) {
+    const r = await ctx.locks.with([...want, ...extra], async (): Promise<{ done: T } | { more: bigint[] }> => {
+      let inodes = await readAll(ctx, want);
+      const more = [...inodes.values()].flatMap((i) => (i.mark?.other && !want.has(i.mark.other.addr) ? [i.mark.other.addr] : []));
+      if (more.length > 0) return { more };
+      for (const [addr, i] of inodes) if (i.mark) await recoverMark(ctx, ref, inodes, addr);
+      if ([...inodes.values()].some((i) => i.mark)) inodes = await readAll(ctx, want);
+      return { done: await work(inodes) };
+    });
+    if ('done' in r) return r.done;
+    want = new Set([...want, ...r.more]);
+  }
+  throw new MangroveError('E_BUSY', 'the directories of this update kept naming others half updated; try again');
+}
+
+async function readAll(ctx: FsContext, addrs: Iterable<bigint>): Promise<Map<bigint, Inode>> {
+  const out = new Map<bigint, Inode>();
+  for (const a of addrs) out.set(a, await ctx.pages.inode(a));
+  return out;
+}
+
+/** Writes inodes and flushes them: one step of an update (a mark set or cleared). */
+export async function step(ctx: FsContext, inodes: [bigint, Inode][]): Promise<void> {
+  const u = new Update(ctx.pages);
+  for (const [a, i] of inodes) u.inode(a, i);
+  await u.flush();
+}
+
+/** A directory after its entries changed: times, link count, synchronisation version. */
+export function touchDir(d: Inode, nowMs: number): void {
+  d.mtimeMs = nowMs;
+  d.ctimeMs = nowMs;
+  d.nlink = 2 + (d.dir?.subdirs ?? 0);
+  d.sync++;
+}

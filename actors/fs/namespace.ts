@@ -1,0 +1,230 @@
+/**
+ * The updates that change a fileset's names (SPEC.md M19, M22): create (a
+ * file, a directory, a symbolic link), link, unlink and rmdir, rename. Each
+ * runs under its directories' metadata locks in the three flushed steps of
+ * dir-update.ts: mark, update, clear; what a crash leaves is settled by
+ * mark-recovery.ts. The inode a name stands for is locked inside its
+ * directories' locks (directories first, then inodes, each set in address
+ * order), so updates never wait on each other in a circle.
+ */
+import { MangroveError } from '../../bus/errors.js';
+import { insert, lookup, remove } from '../../machines/fs/dir-index.js';
+import { entryFor } from '../../machines/fs/entry-page.js';
+import { dirOf, newInode, type FileType, type Inode, type TxnMark } from '../../machines/fs/inode.js';
+import { checkName } from '../../machines/fs/names.js';
+import { allocInode, DirPages, type FsContext } from './fs-context.js';
+import { Update } from './fs-pages.js';
+import { step, touchDir, withDirs, type FilesetRef } from './dir-update.js';
+import { reclaimIfUnused } from './reclaim.js';
+
+export interface NewFile {
+  type: FileType;
+  mode: number;
+  uid: number;
+  gid: number;
+  target?: string;
+  temporary?: boolean;
+}
+
+function checkWritable(ref: FilesetRef): void {
+  if (ref.fs.attrs.readOnly) throw new MangroveError('E_BAD_ARGUMENT', `fileset ${ref.fs.name} is read-only (fileset control)`);
+}
+
+/** Creates `name` in the directory at `parent`; E_EXISTS if the name is taken. */
+export async function create(ctx: FsContext, ref: FilesetRef, parent: bigint, name: string, n: NewFile): Promise<{ addr: bigint; inode: Inode }> {
+  checkName(name);
+  checkWritable(ref);
+  return withDirs(ctx, ref, [parent], async (dirs) => {
+    const p = dirs.get(parent)!;
+    const pages = new DirPages(ctx, p);
+    if (await lookup(dirOf(p), pages, name)) throw new MangroveError('E_EXISTS', `${JSON.stringify(name)} exists already`);
+    const made = (ino: number, addr: bigint, nowMs: number) =>
+      newInode({ fileset: ref.fs.id, ino, type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, parent: p.ino, parentAddr: parent, nowMs, target: n.target, temporary: n.temporary });
+    const { ino, addr } = await allocInode(ctx, ref.fs, ref.addr, (ino, addr) => ({ ...made(ino, addr, ctx.wallMs()), nlink: 0 }));
+    p.mark = { kind: n.type === 'dir' ? 'create_directory' : 'create', ino, addr, name, nlinkBefore: 0, other: null, replaced: null };
+    await step(ctx, [[parent, p]]);
+    const now = ctx.wallMs();
+    const i = made(ino, addr, now);
+    i.entry = await insert(p.dir!, pages, entryFor(name, addr, i));
+    touchDir(p, now);
+    const u = new Update(ctx.pages);
+    u.inode(addr, i);
+    pages.writeTo(u);
+    u.inode(parent, p);
+    await u.flush();
+    p.mark = null;
+    await step(ctx, [[parent, p]]);
+    return { addr, inode: i };
+  });
+}
+
+/** A hard link `name` in `parent` to the file at `target` (M20: link count). */
+export async function link(ctx: FsContext, ref: FilesetRef, target: bigint, parent: bigint, name: string): Promise<Inode> {
+  checkName(name);
+  checkWritable(ref);
+  return withDirs(ctx, ref, [parent], async (dirs) => {
+    const p = dirs.get(parent)!;
+    const pages = new DirPages(ctx, p);
+    if (await lookup(dirOf(p), pages, name)) throw new MangroveError('E_EXISTS', `${JSON.stringify(name)} exists already`);
+    return ctx.locks.with([target], async () => {
+      const i = await ctx.pages.inode(target);
+      if (i.type === 'dir') throw new MangroveError('E_IS_DIR', 'a directory cannot be hard-linked');
+      if (i.nlink === 0) throw new MangroveError('E_NOT_FOUND', 'the file was deleted');
+      p.mark = { kind: 'link', ino: i.ino, addr: target, name, nlinkBefore: i.nlink, other: null, replaced: null };
+      await step(ctx, [[parent, p]]);
+      const now = ctx.wallMs();
+      i.nlink++;
+      i.ctimeMs = now;
+      i.sync++;
+      await insert(p.dir!, pages, entryFor(name, target, i));
+      touchDir(p, now);
+      const u = new Update(ctx.pages);
+      u.inode(target, i);
+      pages.writeTo(u);
+      u.inode(parent, p);
+      await u.flush();
+      p.mark = null;
+      await step(ctx, [[parent, p]]);
+      return i;
+    });
+  });
+}
+
+/**
+ * Removes `name` from `parent` (`dir`: rmdir, which wants an empty
+ * directory; else unlink, which refuses a directory). The inode goes once
+ * its last link and its last handle are gone (two-phase delete, M22).
+ */
+export async function unlink(ctx: FsContext, ref: FilesetRef, parent: bigint, name: string, dir: boolean): Promise<void> {
+  checkName(name);
+  checkWritable(ref);
+  const gone = await withDirs(ctx, ref, [parent], async (dirs) => {
+    const p = dirs.get(parent)!;
+    const pages = new DirPages(ctx, p);
+    const found = await lookup(dirOf(p), pages, name);
+    if (!found) throw new MangroveError('E_NOT_FOUND', `no entry ${JSON.stringify(name)}`);
+    const e = found.entry;
+    if (dir && e.type !== 'dir') throw new MangroveError('E_NOT_DIR', `${JSON.stringify(name)} is not a directory`);
+    if (!dir && e.type === 'dir') throw new MangroveError('E_IS_DIR', `${JSON.stringify(name)} is a directory (rmdir removes it)`);
+    return ctx.locks.with([e.addr], async () => {
+      const t = await ctx.pages.inode(e.addr);
+      if (t.type === 'dir' && (t.dir?.count ?? 0) > 0) throw new MangroveError('E_NOT_EMPTY', `directory ${JSON.stringify(name)} is not empty`);
+      p.mark = { kind: 'delete', ino: t.ino, addr: e.addr, name, nlinkBefore: t.nlink, other: null, replaced: null };
+      await step(ctx, [[parent, p]]);
+      const now = ctx.wallMs();
+      dropLink(t, now);
+      if (t.parentAddr === parent && t.entry && t.entry.page === found.ref.page && t.entry.slot === found.ref.slot) t.entry = null;
+      await remove(p.dir!, pages, name);
+      touchDir(p, now);
+      const u = new Update(ctx.pages);
+      u.inode(e.addr, t);
+      pages.writeTo(u);
+      u.inode(parent, p);
+      await u.flush();
+      p.mark = null;
+      await step(ctx, [[parent, p]]);
+      return t.nlink === 0 ? e.addr : null;
+    });
+  });
+  if (gone !== null) await reclaimIfUnused(ctx, ref, gone);
+}
+
+/** One link fewer (a directory has no other): an inode left with none is marked for the second phase of its delete. */
+function dropLink(t: Inode, nowMs: number): void {
+  t.nlink = t.type === 'dir' ? 0 : t.nlink - 1;
+  t.deleting = t.nlink === 0;
+  t.ctimeMs = nowMs;
+  t.sync++;
+}
+
+/**
+ * Renames `fromName` in `from` to `toName` in `to`, atomically, replacing
+ * what `toName` named (M20). The insert into the target keeps its mark
+ * until the delete from the source is done too (M22). Renames between
+ * directories also hold the fileset page, so two of them cannot together
+ * move a directory into its own subtree.
+ */
+export async function rename(ctx: FsContext, ref: FilesetRef, from: bigint, fromName: string, to: bigint, toName: string): Promise<void> {
+  checkName(fromName);
+  checkName(toName);
+  checkWritable(ref);
+  if (from === to && fromName === toName) return;
+  const extra = from === to ? [] : [ref.addr];
+  const replaced = await withDirs(
+    ctx,
+    ref,
+    [from, to],
+    async (dirs) => {
+      const s = dirs.get(from)!;
+      const t = dirs.get(to)!;
+      const sp = new DirPages(ctx, s);
+      const tp = from === to ? sp : new DirPages(ctx, t);
+      const moving = await lookup(dirOf(s), sp, fromName);
+      if (!moving) throw new MangroveError('E_NOT_FOUND', `no entry ${JSON.stringify(fromName)}`);
+      const target = await lookup(dirOf(t), tp, toName);
+      const m = moving.entry;
+      if (target && target.entry.ino === m.ino) return null;
+      if (target) checkReplace(m.type, target.entry.type, toName);
+      if (m.type === 'dir' && from !== to) await checkNotInside(ctx, m.addr, to);
+      const locked = target ? [m.addr, target.entry.addr] : [m.addr];
+      return ctx.locks.with(locked, async () => {
+        const mi = await ctx.pages.inode(m.addr);
+        const ri = target ? await ctx.pages.inode(target.entry.addr) : null;
+        if (ri && ri.type === 'dir' && (ri.dir?.count ?? 0) > 0) throw new MangroveError('E_NOT_EMPTY', `directory ${JSON.stringify(toName)} is not empty`);
+        const replacedRef = target ? { ino: target.entry.ino, addr: target.entry.addr } : null;
+        t.mark = { kind: 'rename_target', ino: mi.ino, addr: m.addr, name: toName, nlinkBefore: ri?.nlink ?? 0, other: { dir: s.ino, addr: from, name: fromName }, replaced: replacedRef };
+        const marks: [bigint, Inode][] = [[to, t]];
+        if (from !== to) {
+          s.mark = { kind: 'rename', ino: mi.ino, addr: m.addr, name: fromName, nlinkBefore: mi.nlink, other: { dir: t.ino, addr: to, name: toName }, replaced: null } satisfies TxnMark;
+          marks.push([from, s]);
+        }
+        await step(ctx, marks);
+        const now = ctx.wallMs();
+        const u = new Update(ctx.pages);
+        if (target && ri) {
+          await remove(t.dir!, tp, toName);
+          dropLink(ri, now);
+          u.inode(target.entry.addr, ri);
+        }
+        // The insert comes first: from here on a crash completes the rename rather than losing the name.
+        const at = await insert(t.dir!, tp, entryFor(toName, m.addr, mi));
+        await remove(s.dir!, sp, fromName);
+        mi.parent = t.ino;
+        mi.parentAddr = to;
+        mi.entry = at;
+        mi.ctimeMs = now;
+        mi.sync++;
+        u.inode(m.addr, mi);
+        touchDir(t, now);
+        if (from !== to) touchDir(s, now);
+        sp.writeTo(u);
+        if (tp !== sp) tp.writeTo(u);
+        u.inode(to, t);
+        if (from !== to) u.inode(from, s);
+        await u.flush();
+        s.mark = null;
+        t.mark = null;
+        await step(ctx, from === to ? [[to, t]] : [[from, s], [to, t]]);
+        return ri && ri.nlink === 0 ? target!.entry.addr : null;
+      });
+    },
+    extra,
+  );
+  if (replaced !== null) await reclaimIfUnused(ctx, ref, replaced);
+}
+
+function checkReplace(moving: FileType, target: FileType, name: string): void {
+  if (moving === 'dir' && target !== 'dir') throw new MangroveError('E_NOT_DIR', `${JSON.stringify(name)} is not a directory; a directory cannot replace it`);
+  if (moving !== 'dir' && target === 'dir') throw new MangroveError('E_IS_DIR', `${JSON.stringify(name)} is a directory; a file cannot replace it`);
+}
+
+/** Refuses to move the directory at `moving` under `to` when `to` is it or inside it (POSIX EINVAL). */
+async function checkNotInside(ctx: FsContext, moving: bigint, to: bigint): Promise<void> {
+  for (let at = to, steps = 0; ; steps++) {
+    if (at === moving) throw new MangroveError('E_BAD_ARGUMENT', 'a directory cannot be moved into itself or one of its subdirectories');
+    if (steps > 4096) throw new MangroveError('E_CORRUPT', "a directory's parents form a loop");
+    const i = await ctx.pages.inode(at);
+    if (i.parentAddr === at) return;
+    at = i.parentAddr;
+  }
+}
