@@ -62,6 +62,11 @@ export class MangroveError extends Error {
     this.name = 'MangroveError';
   }
 
+  /** The POSIX errno name beside the code (ENOENT, EEXIST…), where one fits: what a file-system caller matches. */
+  get posix(): string | undefined {
+    return posixOf(this.code);
+  }
+
   toJSON(): { code: ErrorCode; message: string } {
     return { code: this.code, message: this.message };
   }

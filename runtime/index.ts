@@ -22,4 +22,6 @@ export {
   type SpaceReport,
 } from './client/pages.js';
 export { formatAddress, PAGE_BYTES, parseAddress } from '../machines/memory/address.js';
+export { FsClient, FileHandle, HANDLE_RENEW_MS, type CheckReport, type FilesetInfo, type FsDirEntry, type FsStat, type OpenFlags, type OpenOptions } from './client/files.js';
+export { posixOf } from '../bus/errors.js';
 export type { NodeStatus, NodeView, NodeStateName } from '../actors/status.js';

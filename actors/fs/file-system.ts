@@ -38,7 +38,6 @@ import { DirPages, type FsContext } from './fs-context.js';
 import { FsPages, Update, type EngineCalls } from './fs-pages.js';
 import { Handles, type Handle } from './handles.js';
 import { MetaLocks } from './meta-locks.js';
-import { recoveryLog } from './mark-recovery.js';
 import * as names from './namespace.js';
 import { RangeLocks } from './range-locks.js';
 import { resolve, resolveParent } from './resolve.js';
@@ -97,6 +96,8 @@ export class FileSystem {
       wallMs: deps.wallMs,
       isLive: (node, epoch) => (node === deps.self ? epoch === deps.epoch : deps.isLive(node, epoch)),
       freePages: () => this.freePages(),
+      recoveries: [],
+      recovered: 0,
     };
     this.filesets = new Filesets(this.ctx);
     this.handles = new Handles(deps.epoch);
@@ -133,7 +134,7 @@ export class FileSystem {
   }
 
   status(): FsStats {
-    return { calls: this.stats.calls, failed: this.stats.failed, handles: this.handles.size, recoveries: recoveryLog.length };
+    return { calls: this.stats.calls, failed: this.stats.failed, handles: this.handles.size, recoveries: this.ctx.recovered };
   }
 
   close(): void {

@@ -43,21 +43,9 @@ const LIST_BATCH = 1000;
 export async function checkFileset(ctx: FsContext, ref: FilesetRef, repair: boolean): Promise<CheckReport> {
   const report: CheckReport = { fileset: ref.fs.name, directories: 0, files: 0, repairs: [], problems: [], clean: true };
   const note = (what: string) => (repair ? report.repairs : report.problems).push(what);
-  const used = new Map<number, bigint>();
-  for (let page = 0; page < ref.fs.tablePages; page++) {
-    const tableAddr = ref.fs.tableBase + BigInt(page * PAGE_BYTES);
-    await ctx.locks.with([tableAddr], async () => {
-      const t = await ctx.pages.tablePage(tableAddr, page);
-      const wrong = rebuildFreeList(t, repair);
-      wrong.forEach(note);
-      if (wrong.length > 0 && repair) {
-        const u = new Update(ctx.pages);
-        u.tablePage(tableAddr, t);
-        await u.flush();
-      }
-      for (const ino of usedInodes(t)) used.set(ino, inodeAddress(t, ino)!);
-    });
-  }
+  // The tree first: each directory's mark is recovered as its lock is taken, and a recovery may free inodes.
+  const recoveredBefore = ctx.recovered;
+  const named: DirEntry[] = [];
   const links = new Map<number, number>();
   const queue: bigint[] = [ref.fs.rootAddr];
   const seen = new Set<bigint>();
@@ -75,13 +63,32 @@ export async function checkFileset(ctx: FsContext, ref: FilesetRef, repair: bool
         links.set(e.ino, (links.get(e.ino) ?? 0) + 1);
         if (e.type === 'dir') queue.push(e.addr);
         else report.files++;
-        if (!used.has(e.ino)) report.problems.push(`entry ${JSON.stringify(e.name)} names inode ${e.ino}, which the inode table says is free`);
+        named.push(e);
       });
     } catch (err) {
       if (!isMangroveError(err) || err.code !== 'E_CORRUPT') throw err;
       report.problems.push(err.message);
     }
   }
+  const used = new Map<number, bigint>();
+  for (let page = 0; page < ref.fs.tablePages; page++) {
+    const tableAddr = ref.fs.tableBase + BigInt(page * PAGE_BYTES);
+    await ctx.locks.with([tableAddr], async () => {
+      const t = await ctx.pages.tablePage(tableAddr, page);
+      const wrong = rebuildFreeList(t, repair);
+      wrong.forEach(note);
+      if (wrong.length > 0 && repair) {
+        const u = new Update(ctx.pages);
+        u.tablePage(tableAddr, t);
+        await u.flush();
+      }
+      for (const ino of usedInodes(t)) used.set(ino, inodeAddress(t, ino)!);
+    });
+  }
+  for (const r of ctx.recoveries.slice(Math.max(0, ctx.recoveries.length - (ctx.recovered - recoveredBefore)))) {
+    report.repairs.push(`directory at ${r.dir}: an update left half done (${r.mark}) was ${r.outcome}`, ...r.repairs);
+  }
+  for (const e of named) if (!used.has(e.ino)) report.problems.push(`entry ${JSON.stringify(e.name)} names inode ${e.ino}, which the inode table says is free`);
   for (const [ino, addr] of used) {
     if (links.has(ino)) {
       await checkLinks(ctx, addr, links.get(ino)!, repair, note);

@@ -17,6 +17,7 @@ import { pageAddress, segmentRange, segmentsToAllocate, STREAM_RANGE_PAGES, type
 import type { Log } from '../log.js';
 import { Update, type FsPages } from './fs-pages.js';
 import type { MetaLocks } from './meta-locks.js';
+import type { Recovery } from './mark-recovery.js';
 
 export interface FsContext {
   readonly self: string;
@@ -31,6 +32,9 @@ export interface FsContext {
   isLive(node: string, epoch: number): boolean;
   /** Free pages in the whole space, for the allocation check (M20); cached briefly. */
   freePages(): Promise<number>;
+  /** The latest recoveries of half-done updates on this node (mark-recovery.ts), and how many there were. */
+  readonly recoveries: Recovery[];
+  recovered: number;
 }
 
 /** A directory's entry pages, read once per update and written by `writeTo`. */

@@ -32,9 +32,17 @@ import { Update } from './fs-pages.js';
 import { freeFilePages } from './file-pages.js';
 import { reclaimIfUnused } from './reclaim.js';
 
-/** What recoveries did since the node started, for `fs check` and status. */
-export const recoveryLog: { at: number; dir: string; mark: string; outcome: string; repairs: string[] }[] = [];
-const RECOVERY_LOG_MAX = 200;
+/** What one recovery did, as `fs check` and status report it. */
+export interface Recovery {
+  at: number;
+  dir: string;
+  mark: string;
+  outcome: string;
+  repairs: string[];
+}
+
+/** Recoveries a node remembers (the latest). */
+export const RECOVERIES_KEPT = 200;
 
 /** Recovers the directory at `addr` (its inode in `dirs`, which this updates). */
 export async function recoverMark(ctx: FsContext, ref: FilesetRef, dirs: Map<bigint, Inode>, addr: bigint): Promise<void> {
@@ -72,8 +80,9 @@ export async function recoverMark(ctx: FsContext, ref: FilesetRef, dirs: Map<big
   }
   await u.flush();
   for (const then of after) await then();
-  recoveryLog.push({ at: ctx.wallMs(), dir: formatAddress(addr), mark: `${m.kind} ${JSON.stringify(m.name)} (ino ${m.ino})`, outcome, repairs });
-  if (recoveryLog.length > RECOVERY_LOG_MAX) recoveryLog.shift();
+  ctx.recoveries.push({ at: ctx.wallMs(), dir: formatAddress(addr), mark: `${m.kind} ${JSON.stringify(m.name)} (ino ${m.ino})`, outcome, repairs });
+  if (ctx.recoveries.length > RECOVERIES_KEPT) ctx.recoveries.shift();
+  ctx.recovered++;
   ctx.log.warn({ dir: formatAddress(addr), mark: m.kind, name: m.name, ino: m.ino, outcome, repairs }, 'recovered a directory left half updated');
   if (m.kind === 'delete' || m.replaced) await reclaimIfUnused(ctx, ref, m.kind === 'delete' ? m.addr : m.replaced!.addr);
 }

@@ -41,6 +41,8 @@ import {
   type WriteResult,
 } from '../../bus/messages/page.js';
 import { ZmqClient } from '../../bus/transport/zmq-client.js';
+import { clientFsOp, type ClientFsOp } from '../../bus/messages/fs.js';
+import { FsClient } from './files.js';
 import { PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
 import { isTcpEndpoint } from '../../bus/transport/endpoint.js';
 import { checkClientId, checkField, checkKeys, checkMs, describe, hotOp, pageBase, wireOp, type ApiOp, type ApiOptions } from './checks.js';
@@ -170,7 +172,7 @@ export interface AttrChanges {
 export interface PageLink {
   readonly endpoint: string;
   readonly clientId: string;
-  request<K extends 'client.page' | 'client.status'>(kind: K, body: Body<K>): Promise<unknown>;
+  request<K extends 'client.page' | 'client.fs' | 'client.status'>(kind: K, body: Body<K>): Promise<unknown>;
   close(): Promise<void>;
 }
 
@@ -214,6 +216,8 @@ export class MangroveClient {
   /** Wakes each call waiting between two tries (one per call: bounded by the calls the program has made). */
   private readonly waiting = new Set<() => void>();
   private closed = false;
+  /** The file system (M18-M22) through this client's node: `client.fs.open(…)`, `client.fs.readdir(…)`. */
+  readonly fs: FsClient = new FsClient((op) => this.fsCall(op));
 
   /** Use `connect()`; this is for other links (specs pass a stand-in, a clock and a random source). */
   constructor(
@@ -441,6 +445,7 @@ export class MangroveClient {
   /** Closes the link; calls still waiting, for an answer or out a rebuild, reject with E_CLOSED. */
   async close(): Promise<void> {
     this.closed = true;
+    this.fs.stop();
     this.clock.clearTimeout(this.renewTimer);
     for (const wake of [...this.waiting]) wake();
     await this.link.close();
@@ -482,11 +487,33 @@ export class MangroveClient {
    */
   private send(body: ClientPageOp): Promise<unknown> {
     // The first try costs one promise; only a refusal starts the loop.
-    return this.link.request('client.page', body).catch((err: unknown) => this.waitOut(body, err));
+    return this.link.request('client.page', body).catch((err: unknown) => this.waitOut('client.page', body, err));
+  }
+
+  /**
+   * A file-system call (M18-M22), waited out through a rebuild as engine
+   * calls are. A refused call's update is left with its transaction mark
+   * (M22), which the next try's node settles first, so trying again is safe;
+   * a create tried again after one that did land answers E_EXISTS, as NFS
+   * does without a reply cache.
+   */
+  private fsCall(op: ClientFsOp): Promise<unknown> {
+    const checked = clientFsOp.safeParse(op);
+    if (!checked.success) {
+      const issue = checked.error.issues[0];
+      return Promise.reject(new MangroveError('E_BAD_ARGUMENT', `fs ${op?.op ?? 'call'}: ${issue?.path.join('.') || 'argument'} ${issue?.message ?? 'is not valid'}`));
+    }
+    return this.link
+      .request('client.fs', checked.data)
+      .catch((err: unknown) => this.waitOut('client.fs', checked.data, err))
+      .then((reply) => {
+        if (typeof reply !== 'object' || reply === null || !('result' in reply)) throw badAnswer(`fs ${op.op}`, 'a result', reply);
+        return (reply as { result: unknown }).result;
+      });
   }
 
   /** The tries after the first one's refusal `first` (E_RECOVERING; anything else rejects as it is). */
-  private async waitOut(body: ClientPageOp, first: unknown): Promise<unknown> {
+  private async waitOut<K extends 'client.page' | 'client.fs'>(kind: K, body: Body<K>, first: unknown): Promise<unknown> {
     if (!isRecovering(first)) throw first;
     let refusal: MangroveError = first;
     const refusedAt = this.clock.now();
@@ -499,7 +526,7 @@ export class MangroveClient {
         if (this.closed) throw new MangroveError('E_CLOSED', `the client was closed while ${body.op} waited out a rebuild of the cluster`);
         this.counts.recoveryRetries++;
         try {
-          return await this.link.request('client.page', body);
+          return await this.link.request(kind, body);
         } catch (err) {
           if (!isRecovering(err)) throw err;
           refusal = err;

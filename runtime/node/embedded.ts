@@ -17,6 +17,7 @@
  * what the program passes or gets back is its own (data going in is copied
  * before the call, a page coming back is a copy of the cached one).
  */
+import type { ClientFsOp } from '../../bus/messages/fs.js';
 import type { NodeStatus } from '../../actors/status.js';
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import type { ClientPageOp } from '../../bus/messages/page.js';
@@ -124,7 +125,7 @@ export class EmbeddedNode {
   }
 }
 
-/** A PageLink that is a function call: what a `client.page` or `client.status` request would run on the node. */
+/** A PageLink that is a function call: what a `client.page`, `client.fs` or `client.status` request would run on the node. */
 class InProcessLink implements PageLink {
   private closed = false;
   /** Rejects each call still running: a closed client's calls end with E_CLOSED, as the socket client's do. */
@@ -140,10 +141,11 @@ class InProcessLink implements PageLink {
     return this.node.transport.endpoint;
   }
 
-  request(kind: 'client.page' | 'client.status', body: unknown): Promise<unknown> {
+  request(kind: 'client.page' | 'client.fs' | 'client.status', body: unknown): Promise<unknown> {
     if (this.closed) return Promise.reject(new MangroveError('E_CLOSED', 'the client is closed'));
     if (kind === 'client.status') return Promise.resolve({ result: this.node.node.status() });
-    const call = this.node.node.engine.call(owned(body as ClientPageOp), this.clientId);
+    const call =
+      kind === 'client.fs' ? this.node.node.fs.call(ownedFs(body as ClientFsOp), this.clientId) : this.node.node.engine.call(owned(body as ClientPageOp), this.clientId);
     return new Promise((resolve, reject) => {
       this.running.add(reject);
       call.then(
@@ -166,6 +168,11 @@ class InProcessLink implements PageLink {
     this.running.clear();
     this.onClose();
   }
+}
+
+/** A file-system write's data copied, as `owned` does for the engine's. */
+function ownedFs(op: ClientFsOp): ClientFsOp {
+  return op.op === 'write' ? { ...op, data: op.data.slice() } : op;
 }
 
 /** The op with the program's byte strings copied: the node may keep or use them after the program changes its own. */

@@ -24,7 +24,7 @@ class FakeLink implements PageLink {
   closed = false;
   constructor(private readonly answer: (body: Record<string, unknown>) => unknown = () => ({ result: {} })) {}
 
-  async request<K extends 'client.page' | 'client.status'>(kind: K, body: Body<K>): Promise<unknown> {
+  async request<K extends 'client.page' | 'client.fs' | 'client.status'>(kind: K, body: Body<K>): Promise<unknown> {
     this.sent.push({ kind, body: body as Record<string, unknown> });
     return this.answer(body as Record<string, unknown>);
   }
