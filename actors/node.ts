@@ -183,6 +183,7 @@ export class MangroveNode {
       copies: engineSettings.copies,
       wallMs: deps.wallMs ?? (() => Date.now()),
       isLive: (id, epoch) => findNode(this.nodeDb.db, id)?.epoch === epoch && isAlive(id),
+      shortId: () => findNode(this.nodeDb.db, s.id)?.shortId ?? 0,
     });
     if (s.anchor) {
       this.failover = new FailoverActor({

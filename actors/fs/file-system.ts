@@ -63,6 +63,8 @@ export interface FileSystemDeps {
   copies: number;
   wallMs(): number;
   isLive(node: string, epoch: number): boolean;
+  /** This node's short id in the node database (M1). */
+  shortId(): number;
 }
 
 export interface FsStats {
@@ -100,7 +102,7 @@ export class FileSystem {
       recovered: 0,
     };
     this.filesets = new Filesets(this.ctx);
-    this.handles = new Handles(deps.epoch);
+    this.handles = new Handles(deps.epoch, deps.shortId);
     this.ranges = new RangeLocks(this.ctx, deps.engine, deps.changes$);
     this.register();
     this.armSweep();

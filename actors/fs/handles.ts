@@ -38,13 +38,17 @@ export class Handles {
   private readonly written = new Map<bigint, Set<bigint>>();
   private next = 1;
 
-  constructor(private readonly epoch: number) {}
+  constructor(
+    private readonly epoch: number,
+    /** This node's short id (M1), unique in the cluster: with the epoch, it makes a handle's id unique everywhere (a lock record's owner). */
+    private readonly shortId: () => number,
+  ) {}
 
   add(h: Omit<Handle, 'id' | 'locks'>): Handle {
     if (this.open.size >= HANDLES_MAX) throw new MangroveError('E_BUSY', `this node has ${HANDLES_MAX} handles open; close some`);
     const mine = this.perClient.get(h.client) ?? 0;
     if (mine >= HANDLES_PER_CLIENT_MAX) throw new MangroveError('E_BUSY', `a client may hold ${HANDLES_PER_CLIENT_MAX} handles on one node; close some`);
-    const handle: Handle = { ...h, id: `${this.epoch}.${this.next++}`, locks: [] };
+    const handle: Handle = { ...h, id: `${this.shortId()}.${this.epoch}.${this.next++}`, locks: [] };
     this.open.set(handle.id, handle);
     this.perClient.set(h.client, mine + 1);
     return handle;
@@ -55,7 +59,7 @@ export class Handles {
     if (typeof id !== 'string') throw new MangroveError('E_BAD_HANDLE', 'a handle is a string a call to open returned');
     const h = this.open.get(id);
     if (!h) {
-      const epoch = Number(id.split('.')[0]);
+      const epoch = Number(id.split('.')[1]);
       if (Number.isInteger(epoch) && epoch !== this.epoch) throw new MangroveError('E_BAD_HANDLE', `handle ${id} was opened before this node restarted; open the file again`);
       throw new MangroveError('E_BAD_HANDLE', `handle ${id} is not open (closed already, or never opened here)`);
     }

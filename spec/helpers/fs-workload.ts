@@ -27,8 +27,8 @@ export const fsCode = (c: SimCluster, i: number, op: ClientFsOp, client = 'spec'
     (err: MangroveError) => err.code,
   );
 
-export async function putFile(c: SimCluster, i: number, path: string, data: Uint8Array, client = 'spec'): Promise<void> {
-  const { handle } = await fsSoon<{ handle: string }>(c, i, { op: 'open', fs: 'default', path, create: true, write: true, truncate: true }, client);
+export async function putFile(c: SimCluster, i: number, path: string, data: Uint8Array, client = 'spec', fileset = 'default'): Promise<void> {
+  const { handle } = await fsSoon<{ handle: string }>(c, i, { op: 'open', fs: fileset, path, create: true, write: true, truncate: true }, client);
   await fsSoon(c, i, { op: 'write', handle, offset: 0, data }, client);
   await fsSoon(c, i, { op: 'fsync', handle }, client);
   await fsSoon(c, i, { op: 'close', handle }, client);
