@@ -184,6 +184,7 @@ export class MangroveNode {
       wallMs: deps.wallMs ?? (() => Date.now()),
       isLive: (id, epoch) => findNode(this.nodeDb.db, id)?.epoch === epoch && isAlive(id),
       shortId: () => findNode(this.nodeDb.db, s.id)?.shortId ?? 0,
+      inspect,
     });
     if (s.anchor) {
       this.failover = new FailoverActor({

@@ -15,6 +15,7 @@
  * mark-recovery.ts and fs-check.ts.
  */
 import type { Observable } from 'rxjs';
+import type { InspectionEvent } from 'xstate';
 import type { Clock } from '../../bus/clock.js';
 import type { Envelope } from '../../bus/envelope.js';
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
@@ -65,6 +66,7 @@ export interface FileSystemDeps {
   isLive(node: string, epoch: number): boolean;
   /** This node's short id in the node database (M1). */
   shortId(): number;
+  inspect?: (e: InspectionEvent) => void;
 }
 
 export interface FsStats {
@@ -103,7 +105,7 @@ export class FileSystem {
     };
     this.filesets = new Filesets(this.ctx);
     this.handles = new Handles(deps.epoch, deps.shortId);
-    this.ranges = new RangeLocks(this.ctx, deps.engine, deps.changes$);
+    this.ranges = new RangeLocks(this.ctx, deps.engine, deps.changes$, deps.inspect);
     this.register();
     this.armSweep();
   }

@@ -12,7 +12,7 @@
  * wakes every waiter to look again. A wait lasts at most `waitMs`, then
  * E_TIMEOUT (the client asks again), so a call never outlives its caller.
  */
-import { createActor } from 'xstate';
+import { createActor, type InspectionEvent } from 'xstate';
 import type { Observable } from 'rxjs';
 import { MangroveError, isMangroveError, type ErrorCode } from '../../bus/errors.js';
 import { byteRangeLockMachine, type ByteRangeCommand, type ByteRangeLockEvent } from '../../machines/fs/byte-range-lock.js';
@@ -30,6 +30,8 @@ export class RangeLocks {
     private readonly ctx: FsContext,
     private readonly engine: EngineCalls,
     private readonly changes$: Observable<PageChange>,
+    /** The node's inspection hook: `machines watch` sees every request's machine (M26). */
+    private readonly inspect?: (e: InspectionEvent) => void,
   ) {}
 
   /** Every waiting request looks at its table again (a node failed or came back). */
@@ -40,7 +42,7 @@ export class RangeLocks {
   /** Takes (or, `op: 'release'`, gives back) `lock` on the lock page at `page`. */
   run(page: bigint, lock: RangeLock, op: 'lock' | 'release', wait: boolean, waitMs: number): Promise<RangeOutcome> {
     const pages = new FsPages(this.engine, `${this.ctx.pages.client}/${lock.owner}`);
-    const actor = createActor(byteRangeLockMachine, { input: { request: lock, op, wait } });
+    const actor = createActor(byteRangeLockMachine, { input: { request: lock, op, wait }, inspect: this.inspect });
     return new Promise<RangeOutcome>((resolve) => {
       let settled = false;
       const wake = () => actor.send({ type: 'PAGE_CHANGED' });

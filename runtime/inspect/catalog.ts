@@ -22,6 +22,7 @@ import { pageLockMachine, machineName as pageLockName } from '../../machines/mem
 import { rebuildCoordinatorMachine, machineName as rebuildCoordinatorName } from '../../machines/recovery/rebuild-coordinator.js';
 import { rebuildParticipantMachine, machineName as rebuildParticipantName } from '../../machines/recovery/rebuild-participant.js';
 import { arenaFailoverMachine, machineName as arenaFailoverName } from '../../machines/recovery/arena-failover.js';
+import { byteRangeLockMachine, machineName as byteRangeLockName } from '../../machines/fs/byte-range-lock.js';
 
 export interface CatalogEntry {
   name: string;
@@ -96,6 +97,12 @@ export const machineCatalog: readonly CatalogEntry[] = [
     spec: 'M7, M21',
     summary: 'one page\'s lock at its home: shared or exclusive, per client, with a FIFO of waiters',
     machine: pageLockMachine,
+  },
+  {
+    name: byteRangeLockName,
+    spec: 'M21',
+    summary: 'one byte-range lock request over a file\'s lock page: read shared, decide and write exclusive, or wait for the page to change',
+    machine: byteRangeLockMachine,
   },
 ];
 

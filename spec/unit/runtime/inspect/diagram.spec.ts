@@ -17,6 +17,7 @@ import { machineName as subordinateName } from '../../../../machines/membership/
 import { machineName as nodeStateName } from '../../../../machines/recovery/node-state.js';
 import { machineName as pageHomeName } from '../../../../machines/memory/page-home.js';
 import { machineName as pageLockName } from '../../../../machines/memory/page-lock.js';
+import { machineName as byteRangeLockName } from '../../../../machines/fs/byte-range-lock.js';
 import { machineName as rebuildCoordinatorName } from '../../../../machines/recovery/rebuild-coordinator.js';
 import { machineName as rebuildParticipantName } from '../../../../machines/recovery/rebuild-participant.js';
 import { machineName as arenaFailoverName } from '../../../../machines/recovery/arena-failover.js';
@@ -117,6 +118,7 @@ describe('runtime/inspect/catalog', () => {
       arenaFailoverName,
       pageHomeName,
       pageLockName,
+      byteRangeLockName,
     ]);
     for (const e of machineCatalog) expect(e.machine.id, e.name).to.equal(e.name);
   });
