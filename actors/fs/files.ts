@@ -24,6 +24,7 @@ import { withDirs, type FilesetRef } from './dir-update.js';
 import { readStream, truncateStream, writeStream } from './file-pages.js';
 import type { Handle, Handles } from './handles.js';
 import { create } from './namespace.js';
+import { readLockPage } from './range-locks.js';
 import { reclaimIfUnused } from './reclaim.js';
 import { lookupIn, resolve, resolveParent } from './resolve.js';
 
@@ -125,7 +126,7 @@ function touchFile(i: Inode, nowMs: number): void {
 /** Refuses an access another handle's byte-range lock forbids (M21: checked on every read and write). */
 async function checkRangeLocks(ctx: FsContext, h: Handle, i: Inode, start: number, end: number, kind: AccessKind): Promise<void> {
   if (i.lockPage === null || end <= start) return;
-  const table = decodeRangeLocks(await ctx.pages.read(i.lockPage)).filter((l) => ctx.isLive(l.node, l.epoch));
+  const table = decodeRangeLocks(await readLockPage(ctx.pages, i.lockPage)).filter((l) => ctx.isLive(l.node, l.epoch));
   const blocking = accessAllowed(table, h.id, start, end, kind);
   if (blocking) throw new MangroveError('E_LOCKED', `bytes ${blocking.start}-${blocking.end} are locked ${blocking.mode} by another handle; this ${kind} overlaps them`);
 }

@@ -95,7 +95,7 @@ export class RangeLocks {
         await pages.lock(page, cmd.mode, true);
         return { type: 'PAGE_LOCKED' };
       case 'readPage': {
-        const table = decodeRangeLocks(await pages.read(page));
+        const table = decodeRangeLocks(await readLockPage(pages, page));
         // A failed node's or a restarted node's records are not locks any more (M21: released by recovery).
         return { type: 'PAGE_READ', table: withoutNodes(table, (n, e) => this.ctx.isLive(n, e)).table };
       }
@@ -106,5 +106,20 @@ export class RangeLocks {
         await pages.unlock(page);
         return { type: 'PAGE_UNLOCKED' };
     }
+  }
+}
+
+/**
+ * A lock page read. Its newest copy may have died with a node until the
+ * rebuild restores it (E_PAGE_LOST): no one can say then which ranges are
+ * locked, so the caller waits the rebuild out (E_RECOVERING, which clients
+ * try again) rather than read or write past a lock it cannot see.
+ */
+export async function readLockPage(pages: FsPages, page: bigint): Promise<Uint8Array> {
+  try {
+    return await pages.read(page);
+  } catch (err) {
+    if (isMangroveError(err) && err.code === 'E_PAGE_LOST') throw new MangroveError('E_RECOVERING', `the byte-range locks of this file are being restored after a node failure; try again (${err.message})`);
+    throw err;
   }
 }
