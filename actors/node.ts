@@ -471,6 +471,7 @@ export class MangroveNode {
       pages: { ...this.engine.space(), copies: this.engine.holder.counts() },
       recovery,
       replication: this.engine.replication(),
+      fs: this.fs.status(),
     };
   }
 }

@@ -6,6 +6,7 @@ import type { RejectReason } from '../bus/envelope.js';
 import type { SpaceReport } from '../bus/messages/page.js';
 import type { RebuildStatus } from './recovery/rebuild.js';
 import type { ReplicationReport } from './recovery/rereplication.js';
+import type { FsStats } from './fs/file-system.js';
 
 export type NodeStateName = 'normal' | 'notified' | 'quiescent' | 'rebuilding';
 
@@ -60,4 +61,6 @@ export interface NodeStatus {
   recovery: RebuildStatus;
   /** Re-replication (M15): what this node, as a home, has left to restore, and has restored. */
   replication: ReplicationReport;
+  /** The file system on this node (M18-M22): calls served and failed, handles open, half-done updates recovered. */
+  fs?: FsStats;
 }

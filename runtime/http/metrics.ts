@@ -164,6 +164,10 @@ function registerRecoveryMetrics(registry: Registry, status: () => NodeStatus): 
   total('mangrove_rereplicated_bytes_total', 'Bytes of the pages this node had copied to new core holders (M15).', (s) => s.replication.reReplicatedPages * PAGE_BYTES);
   total('mangrove_copies_collected_total', 'Copies on this node\'s disk dropped because nothing names it for them any more (M15).', (s) => s.replication.collectedCopies);
   gauge('mangrove_rebuild_round', 'The last RAM-directory rebuild round this node finished (M14).', (s) => s.recovery.completed);
+  total('mangrove_fs_calls_total', 'File-system calls this node ran (M18-M22).', (s) => s.fs?.calls ?? 0);
+  total('mangrove_fs_calls_failed_total', 'File-system calls this node answered with an error.', (s) => s.fs?.failed ?? 0);
+  gauge('mangrove_fs_handles_open', 'File handles open on this node.', (s) => s.fs?.handles ?? 0);
+  total('mangrove_fs_recoveries_total', 'Directories this node found half updated by an update that died, and recovered (M22).', (s) => s.fs?.recoveries ?? 0);
   new Gauge({
     name: 'mangrove_node_state',
     help: '1 for this node\'s recovery state (M6): normal, notified, quiescent or rebuilding; 0 for the others.',
