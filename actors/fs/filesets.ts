@@ -16,6 +16,7 @@
  * make it agree on one.
  */
 import { MangroveError } from '../../bus/errors.js';
+import type { FilesetInfo } from '../../bus/messages/fs.js';
 import { formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
 import { COMMENT_CHARS_MAX, FILESETS_PER_PAGE, type Fileset, type FilesetRecord, type SuperRoot } from '../../machines/fs/fileset.js';
 import { newInode } from '../../machines/fs/inode.js';
@@ -29,9 +30,9 @@ import { ignoreGone } from './ignore-gone.js';
 /** Filesets the file system holds (super-root pages × FILESETS_PER_PAGE). */
 export const FILESETS_MAX = 10 * FILESETS_PER_PAGE;
 
-export interface FilesetInfo extends FilesetRecord {
-  createdMs: number;
-  attrs: Fileset['attrs'];
+/** A fileset as calls answer it (no addresses: they are the file system's business). */
+function infoOf(r: FilesetRecord, f: Pick<Fileset, 'createdMs' | 'attrs' | 'state'>): FilesetInfo {
+  return { id: r.id, name: r.name, state: f.state, createdMs: f.createdMs, attrs: f.attrs };
 }
 
 export class Filesets {
@@ -60,7 +61,7 @@ export class Filesets {
     for (const { page } of await this.pagesOf()) {
       for (const r of page.filesets) {
         const f = await this.ctx.pages.fileset(r.addr);
-        out.push({ ...r, createdMs: f.createdMs, attrs: f.attrs });
+        out.push(infoOf(r, f));
       }
     }
     return out;
@@ -183,7 +184,7 @@ export class Filesets {
     }
     if (roomy) u.superRoot(roomy.addr, roomy.page);
     await u.flush();
-    return { ...rec, createdMs: fs.createdMs, attrs: fs.attrs };
+    return infoOf(rec, fs);
   }
 
   private async change(name: string, how: (f: Fileset) => void): Promise<FilesetInfo> {
@@ -202,7 +203,7 @@ export class Filesets {
           u.superRoot(addr, page);
         }
         await u.flush();
-        return { ...record, state: fs.state, createdMs: fs.createdMs, attrs: fs.attrs };
+        return infoOf(record, fs);
       });
     });
   }

@@ -15,24 +15,16 @@
  * corrupt and refused), and make the check fail.
  */
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
+import type { CheckReport } from '../../bus/messages/fs.js';
 import { PAGE_BYTES } from '../../machines/memory/address.js';
 import { list, rebuild, rewrite } from '../../machines/fs/dir-index.js';
 import { entryFor, type DirEntry } from '../../machines/fs/entry-page.js';
-import { decodeInode, type Inode } from '../../machines/fs/inode.js';
+import type { Inode } from '../../machines/fs/inode.js';
 import { inodeAddress, rebuildFreeList, ROOT_INO, usedInodes } from '../../machines/fs/inode-table.js';
 import { DirPages, freeInode, type FsContext } from './fs-context.js';
 import { Update } from './fs-pages.js';
 import { withDirs, type FilesetRef } from './dir-update.js';
 import { liveOpeners, reclaimIfUnused } from './reclaim.js';
-
-export interface CheckReport {
-  fileset: string;
-  directories: number;
-  files: number;
-  repairs: string[];
-  problems: string[];
-  clean: boolean;
-}
 
 /** How long an inode taken for a create may go unnamed before a check frees it: far longer than a create takes. */
 export const CREATE_GRACE_MS = 60_000;
@@ -113,7 +105,7 @@ async function checkDir(ctx: FsContext, ref: FilesetRef, dir: bigint, repair: bo
       const batch = await list(d.dir!, pages, from, LIST_BATCH);
       for (const e of batch.entries) {
         each(e);
-        const i = await inodeAt(ctx, e.addr);
+        const i = await ctx.pages.inodeIfWhole(e.addr);
         if (!i || i.ino !== e.ino) {
           note(`directory ino ${d.ino}: entry ${JSON.stringify(e.name)} points at no inode`);
           continue;
@@ -153,19 +145,10 @@ async function findRef(pages: DirPages, d: Inode, name: string): Promise<{ page:
   return null;
 }
 
-async function inodeAt(ctx: FsContext, addr: bigint): Promise<Inode | null> {
-  try {
-    return decodeInode(await ctx.pages.read(addr), addr);
-  } catch (err) {
-    if (isMangroveError(err) && err.code === 'E_CORRUPT') return null;
-    throw err;
-  }
-}
-
 /** A file's link count against the entries naming it (a directory's is 2 + its subdirectories, kept by its own updates). */
 async function checkLinks(ctx: FsContext, addr: bigint, named: number, repair: boolean, note: (s: string) => void): Promise<void> {
   await ctx.locks.with([addr], async () => {
-    const i = await inodeAt(ctx, addr);
+    const i = await ctx.pages.inodeIfWhole(addr);
     if (!i || i.type === 'dir' || i.nlink === named) return;
     note(`inode ${i.ino} counts ${i.nlink} links; ${named} entries name it`);
     if (!repair) return;
@@ -180,7 +163,7 @@ async function checkLinks(ctx: FsContext, addr: bigint, named: number, repair: b
 
 /** An inode in use that no entry names: freed, unless a live node has it open (its delete finishes at close). */
 async function checkUnnamed(ctx: FsContext, ref: FilesetRef, ino: number, addr: bigint, repair: boolean, note: (s: string) => void, report: CheckReport): Promise<void> {
-  const i = await inodeAt(ctx, addr);
+  const i = await ctx.pages.inodeIfWhole(addr);
   if (i && i.nlink === 0 && liveOpeners(ctx, i) > 0) return;
   // A create in flight elsewhere: its inode is taken, its entry not in yet (fs-context.ts allocInode).
   if (i && i.nlink === 0 && !i.deleting && ctx.wallMs() - i.btimeMs < CREATE_GRACE_MS) return;

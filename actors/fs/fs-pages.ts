@@ -13,7 +13,7 @@
  */
 import type { ClientPageOp, FlushResult, ReadResult, SpaceReport } from '../../bus/messages/page.js';
 import { assert } from '../../bus/assert.js';
-import { MangroveError } from '../../bus/errors.js';
+import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import { addressKey, formatAddress, PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
 import { decodeEntryPage, encodeEntryPage, type EntryPage } from '../../machines/fs/entry-page.js';
 import { decodeFileset, decodeSuperRoot, encodeFileset, encodeSuperRoot, type Fileset, type SuperRoot } from '../../machines/fs/fileset.js';
@@ -114,6 +114,16 @@ export class FsPages {
 
   async inodeOrNull(addr: bigint): Promise<Inode | null> {
     return decodeInode(await this.read(addr), addr);
+  }
+
+  /** The inode at `addr`, or null for one never written or one that fails its checks: what recovery and `fs check` can count on. */
+  async inodeIfWhole(addr: bigint): Promise<Inode | null> {
+    try {
+      return decodeInode(await this.read(addr), addr);
+    } catch (err) {
+      if (isMangroveError(err) && err.code === 'E_CORRUPT') return null;
+      throw err;
+    }
   }
 
   async entryPage(addr: bigint, page: number): Promise<EntryPage> {

@@ -25,7 +25,7 @@ import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import { formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
 import { insert, lookup, rebuild, remove } from '../../machines/fs/dir-index.js';
 import { entryFor } from '../../machines/fs/entry-page.js';
-import { decodeInode, type Inode, type TxnMark } from '../../machines/fs/inode.js';
+import type { Inode, TxnMark } from '../../machines/fs/inode.js';
 import { DirPages, freeInode, type FsContext } from './fs-context.js';
 import type { FilesetRef } from './dir-update.js';
 import { Update } from './fs-pages.js';
@@ -92,15 +92,6 @@ function involved(addr: bigint, m: TxnMark): bigint[] {
   return m.other && m.other.addr !== addr ? [addr, m.other.addr] : [addr];
 }
 
-async function inodeAt(ctx: FsContext, addr: bigint): Promise<Inode | null> {
-  try {
-    return decodeInode(await ctx.pages.read(addr), addr);
-  } catch (err) {
-    if (isMangroveError(err) && err.code === 'E_CORRUPT') return null;
-    throw err;
-  }
-}
-
 /** Completes or undoes the marked update; says which. */
 async function settle(
   ctx: FsContext,
@@ -119,7 +110,7 @@ async function settle(
   switch (m.kind) {
     case 'create':
     case 'create_directory': {
-      const i = await inodeAt(ctx, m.addr);
+      const i = await ctx.pages.inodeIfWhole(m.addr);
       if (pointsAt && i && i.ino === m.ino && i.nlink > 0) return 'completed';
       if (pointsAt) await remove(d.dir!, here, m.name);
       if (i) await freeFilePages(ctx, i);
@@ -128,7 +119,7 @@ async function settle(
       return 'undone';
     }
     case 'delete': {
-      const i = await inodeAt(ctx, m.addr);
+      const i = await ctx.pages.inodeIfWhole(m.addr);
       if (!pointsAt) return 'completed';
       if (i && i.nlink === m.nlinkBefore) return 'undone';
       await remove(d.dir!, here, m.name);
@@ -136,7 +127,7 @@ async function settle(
     }
     case 'link': {
       if (pointsAt) return 'completed';
-      const i = await inodeAt(ctx, m.addr);
+      const i = await ctx.pages.inodeIfWhole(m.addr);
       if (i && i.nlink === m.nlinkBefore + 1) {
         i.nlink--;
         i.sync++;
@@ -157,7 +148,7 @@ async function settleRename(ctx: FsContext, dirs: Map<bigint, Inode>, addr: bigi
   const s = dirs.get(source)!;
   const tp = pagesFor(target);
   const sp = pagesFor(source);
-  const moved = await inodeAt(ctx, m.addr);
+  const moved = await ctx.pages.inodeIfWhole(m.addr);
   const atTarget = await lookup(t.dir!, tp, targetName);
   const atSource = await lookup(s.dir!, sp, sourceName);
   const replaced = m.kind === 'rename_target' ? m.replaced : null;
@@ -165,7 +156,7 @@ async function settleRename(ctx: FsContext, dirs: Map<bigint, Inode>, addr: bigi
   if (atTarget && atTarget.entry.ino === m.ino) {
     if (!sameEntry && atSource && atSource.entry.ino === m.ino) await remove(s.dir!, sp, sourceName);
     if (replaced) {
-      const r = await inodeAt(ctx, replaced.addr);
+      const r = await ctx.pages.inodeIfWhole(replaced.addr);
       if (r && r.nlink === m.nlinkBefore && m.nlinkBefore > 0) {
         r.nlink = r.type === 'dir' ? 0 : r.nlink - 1;
         r.deleting = r.nlink === 0;
@@ -190,7 +181,7 @@ async function settleRename(ctx: FsContext, dirs: Map<bigint, Inode>, addr: bigi
     u.inode(m.addr, moved);
   }
   if (replaced && !atTarget) {
-    const r = await inodeAt(ctx, replaced.addr);
+    const r = await ctx.pages.inodeIfWhole(replaced.addr);
     if (r) {
         r.nlink = Math.max(r.nlink, m.nlinkBefore);
       r.deleting = false;

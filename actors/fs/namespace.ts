@@ -38,13 +38,13 @@ export async function create(ctx: FsContext, ref: FilesetRef, parent: bigint, na
     const p = dirs.get(parent)!;
     const pages = new DirPages(ctx, p);
     if (await lookup(dirOf(p), pages, name)) throw new MangroveError('E_EXISTS', `${JSON.stringify(name)} exists already`);
-    const made = (ino: number, addr: bigint, nowMs: number) =>
+    const made = (ino: number, nowMs: number) =>
       newInode({ fileset: ref.fs.id, ino, type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, parent: p.ino, parentAddr: parent, nowMs, target: n.target, temporary: n.temporary });
-    const { ino, addr } = await allocInode(ctx, ref.fs, ref.addr, (ino, addr) => ({ ...made(ino, addr, ctx.wallMs()), nlink: 0 }));
+    const { ino, addr } = await allocInode(ctx, ref.fs, ref.addr, (ino) => ({ ...made(ino, ctx.wallMs()), nlink: 0 }));
     p.mark = { kind: n.type === 'dir' ? 'create_directory' : 'create', ino, addr, name, nlinkBefore: 0, other: null, replaced: null };
     await step(ctx, [[parent, p]]);
     const now = ctx.wallMs();
-    const i = made(ino, addr, now);
+    const i = made(ino, now);
     i.entry = await insert(p.dir!, pages, entryFor(name, addr, i));
     touchDir(p, now);
     const u = new Update(ctx.pages);

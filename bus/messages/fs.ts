@@ -123,3 +123,24 @@ export interface FsStat {
 export interface FsDirEntry extends FsStat {
   name: string;
 }
+
+/** A fileset as `fileset_list`, `fileset_create`, `fileset_state` and `fileset_attrs` answer it (M18). */
+export interface FilesetInfo {
+  id: number;
+  name: string;
+  state: 'online' | 'offline' | 'deleting';
+  createdMs: number;
+  attrs: { readOnly: boolean; comment: string };
+}
+
+/** What `check` answers (M22): what it counted, repaired, and could not repair. */
+export interface CheckReport {
+  fileset: string;
+  directories: number;
+  files: number;
+  repairs: string[];
+  /** What could not be repaired: non-empty means the fileset is damaged. */
+  problems: string[];
+  clean: boolean;
+}
+

@@ -12,30 +12,13 @@
  */
 import { Readable, Writable } from 'node:stream';
 import { MangroveError } from '../../bus/errors.js';
-import { FS_IO_BYTES_MAX, FS_READDIR_MAX, type ClientFsOp, type FsDirEntry, type FsStat } from '../../bus/messages/fs.js';
+import { FS_IO_BYTES_MAX, FS_READDIR_MAX, type CheckReport, type ClientFsOp, type FilesetInfo, type FsDirEntry, type FsStat } from '../../bus/messages/fs.js';
 import { parseFsPath } from '../../machines/fs/names.js';
 
-export type { FsDirEntry, FsStat };
+export type { CheckReport, FilesetInfo, FsDirEntry, FsStat };
 
 /** What the client sends a file-system call through (MangroveClient's link, with its rebuild retries). */
 export type FsSend = (op: ClientFsOp) => Promise<unknown>;
-
-export interface FilesetInfo {
-  id: number;
-  name: string;
-  state: 'online' | 'offline' | 'deleting';
-  createdMs: number;
-  attrs: { readOnly: boolean; comment: string };
-}
-
-export interface CheckReport {
-  fileset: string;
-  directories: number;
-  files: number;
-  repairs: string[];
-  problems: string[];
-  clean: boolean;
-}
 
 /** Open flags as Node's fs takes them. */
 export type OpenFlags = 'r' | 'r+' | 'w' | 'w+' | 'wx' | 'wx+' | 'a' | 'a+' | 'ax';
