@@ -243,7 +243,7 @@ export class FileSystem {
   /** Entries of the directory at `path` from `cookie` on: their duplicated attributes, no inode read (M19). */
   private async readdir(ref: FilesetRef, path: string, cookie: number, max: number): Promise<{ entries: FsDirEntry[]; next: number | null }> {
     const r = await resolve(this.ctx, ref, path, true);
-    const listing = async (d: typeof r.inode) => list(dirOf(d, 'the path'), new DirPages(this.ctx, d), cookie, max);
+    const listing = async (d: typeof r.inode) => list(dirOf(d, 'the path'), new DirPages(this.ctx, d, r.addr), cookie, max);
     const got = r.inode.mark ? await withDirs(this.ctx, ref, [r.addr], async (dirs) => listing(dirs.get(r.addr)!)) : await listing(r.inode);
     const entries = got.entries.map((e) => ({
       name: e.name,

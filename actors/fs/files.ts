@@ -147,7 +147,11 @@ export async function write(ctx: FsContext, handles: Handles, h: Handle, offset:
     const s = streamOf(i, h.stream);
     const at = h.append || offset === undefined ? s.size : offset;
     await checkRangeLocks(ctx, h, i, at, at + data.length, 'write');
-    await extendStream(ctx, s, at, at + data.length, i.temporary);
+    await extendStream(ctx, s, at, at + data.length, i.temporary, async () => {
+      const u = new Update(ctx.pages);
+      u.inode(h.addr, i);
+      await u.flush();
+    });
     await writeStream(ctx, s, at, data, handles.wrote(h.addr));
     touchFile(i, ctx.wallMs());
     const u = new Update(ctx.pages);
@@ -215,7 +219,7 @@ async function syncPrimaryEntry(ctx: FsContext, ref: FilesetRef, addr: bigint, i
 export async function syncEntry(ctx: FsContext, ref: FilesetRef, addr: bigint, dir: bigint, at: { page: number; slot: number }, flush = false): Promise<void> {
   await withDirs(ctx, ref, [dir], async (dirs) => {
     const d = dirs.get(dir)!;
-    const pages = new DirPages(ctx, d);
+    const pages = new DirPages(ctx, d, dir);
     if (at.page >= (d.dir?.pages ?? 0)) return;
     const e = (await pages.get(at.page)).slots[at.slot];
     if (!e || e.addr !== addr) return;

@@ -21,7 +21,7 @@ import { list, rebuild, rewrite } from '../../machines/fs/dir-index.js';
 import { entryFor, type DirEntry } from '../../machines/fs/entry-page.js';
 import type { Inode } from '../../machines/fs/inode.js';
 import { inodeAddress, rebuildFreeList, ROOT_INO, usedInodes } from '../../machines/fs/inode-table.js';
-import { DirPages, freeInode, type FsContext } from './fs-context.js';
+import { DirPages, freeInode, settlePending, type FsContext } from './fs-context.js';
 import { Update } from './fs-pages.js';
 import { withDirs, type FilesetRef } from './dir-update.js';
 import { liveOpeners, reclaimIfUnused } from './reclaim.js';
@@ -83,7 +83,7 @@ export async function checkFileset(ctx: FsContext, ref: FilesetRef, repair: bool
   for (const e of named) if (!used.has(e.ino)) report.problems.push(`entry ${JSON.stringify(e.name)} names inode ${e.ino}, which the inode table says is free`);
   for (const [ino, addr] of used) {
     if (links.has(ino)) {
-      await checkLinks(ctx, addr, links.get(ino)!, repair, note);
+      await checkInode(ctx, addr, links.get(ino)!, repair, note);
       continue;
     }
     await checkUnnamed(ctx, ref, ino, addr, repair, note, report);
@@ -97,7 +97,7 @@ async function checkDir(ctx: FsContext, ref: FilesetRef, dir: bigint, repair: bo
   await withDirs(ctx, ref, [dir], async (dirs) => {
     const d = dirs.get(dir)!;
     if (d.corrupt !== null) throw new MangroveError('E_CORRUPT', `directory ino ${d.ino} is marked corrupt: ${d.corrupt}`);
-    const pages = new DirPages(ctx, d);
+    const pages = new DirPages(ctx, d, dir);
     const wrong = await rebuild(d.dir!, pages, repair);
     wrong.forEach((w) => note(`directory ino ${d.ino}: ${w}`));
     const u = new Update(ctx.pages);
@@ -145,11 +145,17 @@ async function findRef(pages: DirPages, d: Inode, name: string): Promise<{ page:
   return null;
 }
 
-/** A file's link count against the entries naming it (a directory's is 2 + its subdirectories, kept by its own updates). */
-async function checkLinks(ctx: FsContext, addr: bigint, named: number, repair: boolean, note: (s: string) => void): Promise<void> {
+/**
+ * A named inode: its link count against the entries naming it (a
+ * directory's is 2 + its subdirectories, kept by its own updates), and its
+ * streams' segments against the engine's (checkSegments).
+ */
+async function checkInode(ctx: FsContext, addr: bigint, named: number, repair: boolean, note: (s: string) => void): Promise<void> {
   await ctx.locks.with([addr], async () => {
     const i = await ctx.pages.inodeIfWhole(addr);
-    if (!i || i.type === 'dir' || i.nlink === named) return;
+    if (!i) return;
+    await checkSegments(ctx, addr, i, repair, note);
+    if (i.type === 'dir' || i.nlink === named) return;
     note(`inode ${i.ino} counts ${i.nlink} links; ${named} entries name it`);
     if (!repair) return;
     i.nlink = named;
@@ -159,6 +165,25 @@ async function checkLinks(ctx: FsContext, addr: bigint, named: number, repair: b
     u.inode(addr, i);
     await u.flush();
   });
+}
+
+/**
+ * The disk directory's side of a stream (M22's call-back, asked from here):
+ * segments an extension recorded as pending and never finished (its node
+ * died between the record and the inode's write after the allocation) are
+ * settled: whatever the engine allocated of them is freed.
+ */
+async function checkSegments(ctx: FsContext, addr: bigint, i: Inode, repair: boolean, note: (s: string) => void): Promise<void> {
+  for (const s of i.streams) {
+    if (!s.pending) continue;
+    note(`inode ${i.ino}: stream ${JSON.stringify(s.name)} has an extension cut short (pending segments ${s.pending})`);
+    if (!repair) continue;
+    const freed = await settlePending(ctx, s);
+    if (freed > 0) note(`inode ${i.ino}: freed ${freed} pages the cut-short extension had allocated`);
+    const u = new Update(ctx.pages);
+    u.inode(addr, i);
+    await u.flush();
+  }
 }
 
 /** An inode in use that no entry names: freed, unless a live node has it open (its delete finishes at close). */

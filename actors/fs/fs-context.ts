@@ -13,7 +13,8 @@ import { emptyEntryPage, type EntryPage } from '../../machines/fs/entry-page.js'
 import type { Fileset } from '../../machines/fs/fileset.js';
 import type { Inode } from '../../machines/fs/inode.js';
 import { GROUP_INODES, inodeAddress, INODES_PER_TABLE_PAGE, locate, nextFree, release, TABLE_PAGES_MAX, take } from '../../machines/fs/inode-table.js';
-import { pageAddress, segmentRange, segmentsToAllocate, STREAM_RANGE_PAGES, type StreamDesc } from '../../machines/fs/stream.js';
+import { pageAddress, segmentRange, segmentsOf, segmentsToAllocate, STREAM_RANGE_PAGES, type StreamDesc } from '../../machines/fs/stream.js';
+import { ignoreGone } from './ignore-gone.js';
 import type { Log } from '../log.js';
 import { Update, type FsPages } from './fs-pages.js';
 import type { MetaLocks } from './meta-locks.js';
@@ -46,7 +47,15 @@ export class DirPages implements EntryPages {
     private readonly ctx: FsContext,
     /** The directory's inode: its entries stream grows here as pages are added. */
     readonly dir: Inode,
+    /** Where that inode lives: an extension records its pending segments there first. */
+    private readonly dirAddr: bigint,
   ) {}
+
+  private async record(): Promise<void> {
+    const u = new Update(this.ctx.pages);
+    u.inode(this.dirAddr, this.dir);
+    await u.flush();
+  }
 
   addressOf(page: number): bigint {
     return pageAddress(this.dir.streams[0], page);
@@ -62,7 +71,7 @@ export class DirPages implements EntryPages {
 
   async extend(page: number): Promise<EntryPage> {
     const s = this.dir.streams[0];
-    await extendStream(this.ctx, s, page * PAGE_BYTES, (page + 1) * PAGE_BYTES, this.dir.temporary);
+    await extendStream(this.ctx, s, page * PAGE_BYTES, (page + 1) * PAGE_BYTES, this.dir.temporary, () => this.record());
     const p = emptyEntryPage(page);
     this.read.set(page, p);
     return p;
@@ -81,22 +90,49 @@ export class DirPages implements EntryPages {
 /**
  * Makes bytes [offset, end) of a stream writable: reserves its range on its
  * first write and allocates the segments it lacks there, after checking the
- * whole space has room (M20: refused at once when it has not). The caller
- * records the descriptor (the inode) after: an allocation is recorded only
- * once the engine made it (M22).
+ * whole space has room (M20: refused at once when it has not). The segments
+ * about to be allocated (and a new range) are recorded first, by `record`
+ * (the caller writes and flushes the inode), so a node dying between the
+ * engine's allocation and the inode's write leaves `pending` segments,
+ * never pages nobody knows of; the caller records the outcome with its own
+ * inode write after (M22: an allocation is recorded once the engine made it).
  */
-export async function extendStream(ctx: FsContext, s: StreamDesc, offset: number, end: number, volatile: boolean): Promise<void> {
+export async function extendStream(ctx: FsContext, s: StreamDesc, offset: number, end: number, volatile: boolean, record: () => Promise<void>): Promise<void> {
+  if (s.pending) await settlePending(ctx, s);
   const segs = segmentsToAllocate(s, offset, end);
   if (segs.length === 0) return;
   const pages = segs.reduce((n, k) => n + segmentRange(k).pages, 0);
   const free = await ctx.freePages();
   if (pages > free) throw new MangroveError('E_NO_SPACE', `extending the file needs ${pages} more pages and the whole space has ${free} free`);
   if (s.base === null) s.base = await ctx.pages.reserve(STREAM_RANGE_PAGES);
+  s.pending = segs.reduce((m, k) => m | (2 ** k), 0);
+  await record();
   for (const k of segs) {
     const { first, pages: n } = segmentRange(k);
     await ctx.pages.alloc(pageAddress(s, first), n, volatile);
     s.segs |= 2 ** k;
   }
+  s.pending = 0;
+}
+
+/**
+ * Segments an extension recorded as pending and never finished: whatever
+ * the engine allocated of them is freed (its pages may hold what the cut
+ * short write left; a later extension allocates them again, zero filled).
+ * Returns how many pages were freed.
+ */
+export async function settlePending(ctx: FsContext, s: StreamDesc): Promise<number> {
+  let freed = 0;
+  for (const k of segmentsOf(s.pending ?? 0)) {
+    if (s.segs & (2 ** k)) continue;
+    const { first, pages } = segmentRange(k);
+    const at = pageAddress(s, first);
+    if ((await ctx.pages.stat(at)).state !== 'materialized') continue;
+    await ignoreGone(ctx.pages.dealloc(at, pages));
+    freed += pages;
+  }
+  s.pending = 0;
+  return freed;
 }
 
 /**

@@ -11,7 +11,7 @@
  * so they are flushed together (M22: the mark, then the update, then the
  * mark cleared, each flushed before the next step).
  */
-import type { ClientPageOp, FlushResult, ReadResult, SpaceReport } from '../../bus/messages/page.js';
+import type { ClientPageOp, FlushResult, PageStat, ReadResult, SpaceReport } from '../../bus/messages/page.js';
 import { assert } from '../../bus/assert.js';
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import { addressKey, formatAddress, PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
@@ -98,6 +98,11 @@ export class FsPages {
   async setSuperRootIfNone(addr: bigint): Promise<bigint> {
     const r = (await this.engine.call({ op: 'set_super_root', addr: addressKey(addr), ifNone: true }, this.client)) as { address: string };
     return parseAddress(r.address);
+  }
+
+  /** Where a page stands (M7): its reservation, whether it is materialized, its home and holders. */
+  async stat(addr: bigint): Promise<PageStat> {
+    return (await this.engine.call({ op: 'stat', addr: addressKey(addr) }, this.client)) as PageStat;
   }
 
   async space(): Promise<SpaceReport> {

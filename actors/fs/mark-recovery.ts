@@ -50,7 +50,7 @@ export async function recoverMark(ctx: FsContext, ref: FilesetRef, dirs: Map<big
   const m = d.mark;
   if (!m) return;
   const pagesOf = new Map<bigint, DirPages>();
-  const pagesFor = (a: bigint) => pagesOf.get(a) ?? pagesOf.set(a, new DirPages(ctx, dirs.get(a)!)).get(a)!;
+  const pagesFor = (a: bigint) => pagesOf.get(a) ?? pagesOf.set(a, new DirPages(ctx, dirs.get(a)!, a)).get(a)!;
   const repairs: string[] = [];
   for (const a of involved(addr, m)) {
     const dir = dirs.get(a)!;

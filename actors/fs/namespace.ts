@@ -36,7 +36,7 @@ export async function create(ctx: FsContext, ref: FilesetRef, parent: bigint, na
   checkWritable(ref);
   return withDirs(ctx, ref, [parent], async (dirs) => {
     const p = dirs.get(parent)!;
-    const pages = new DirPages(ctx, p);
+    const pages = new DirPages(ctx, p, parent);
     if (await lookup(dirOf(p), pages, name)) throw new MangroveError('E_EXISTS', `${JSON.stringify(name)} exists already`);
     const made = (ino: number, nowMs: number) =>
       newInode({ fileset: ref.fs.id, ino, type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, parent: p.ino, parentAddr: parent, nowMs, target: n.target, temporary: n.temporary });
@@ -64,7 +64,7 @@ export async function link(ctx: FsContext, ref: FilesetRef, target: bigint, pare
   checkWritable(ref);
   return withDirs(ctx, ref, [parent], async (dirs) => {
     const p = dirs.get(parent)!;
-    const pages = new DirPages(ctx, p);
+    const pages = new DirPages(ctx, p, parent);
     if (await lookup(dirOf(p), pages, name)) throw new MangroveError('E_EXISTS', `${JSON.stringify(name)} exists already`);
     return ctx.locks.with([target], async () => {
       const i = await ctx.pages.inode(target);
@@ -100,7 +100,7 @@ export async function unlink(ctx: FsContext, ref: FilesetRef, parent: bigint, na
   checkWritable(ref);
   const gone = await withDirs(ctx, ref, [parent], async (dirs) => {
     const p = dirs.get(parent)!;
-    const pages = new DirPages(ctx, p);
+    const pages = new DirPages(ctx, p, parent);
     const found = await lookup(dirOf(p), pages, name);
     if (!found) throw new MangroveError('E_NOT_FOUND', `no entry ${JSON.stringify(name)}`);
     const e = found.entry;
@@ -157,8 +157,8 @@ export async function rename(ctx: FsContext, ref: FilesetRef, from: bigint, from
     async (dirs) => {
       const s = dirs.get(from)!;
       const t = dirs.get(to)!;
-      const sp = new DirPages(ctx, s);
-      const tp = from === to ? sp : new DirPages(ctx, t);
+      const sp = new DirPages(ctx, s, from);
+      const tp = from === to ? sp : new DirPages(ctx, t, to);
       const moving = await lookup(dirOf(s), sp, fromName);
       if (!moving) throw new MangroveError('E_NOT_FOUND', `no entry ${JSON.stringify(fromName)}`);
       const target = await lookup(dirOf(t), tp, toName);

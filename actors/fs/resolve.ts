@@ -42,7 +42,7 @@ export async function lookupIn(ctx: FsContext, ref: FilesetRef, dir: bigint, nam
     if (!d) throw new MangroveError('E_NOT_FOUND', 'the directory was deleted');
     if (d.mark) break;
     try {
-      const found = await lookup(dirOf(d), new DirPages(ctx, d), name);
+      const found = await lookup(dirOf(d), new DirPages(ctx, d, dir), name);
       const after = await ctx.pages.readVersioned(dir);
       if (after.version === before.version) return found;
     } catch (err) {
@@ -51,7 +51,7 @@ export async function lookupIn(ctx: FsContext, ref: FilesetRef, dir: bigint, nam
   }
   return withDirs(ctx, ref, [dir], async (dirs) => {
     const d = dirs.get(dir)!;
-    return lookup(dirOf(d), new DirPages(ctx, d), name);
+    return lookup(dirOf(d), new DirPages(ctx, d, dir), name);
   });
 }
 

@@ -111,7 +111,7 @@ const address = z.custom<Uint8Array>((b) => b instanceof Uint8Array && b.byteLen
 const u32 = z.number().int().min(0).max(2 ** 32 - 1);
 const safe = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const time = z.number().min(0).max(8.64e15);
-const stream = z.object({ name: z.string().max(STREAM_NAME_CHARS_MAX), base: address.nullable(), size: safe, segs: safe });
+const stream = z.object({ name: z.string().max(STREAM_NAME_CHARS_MAX), base: address.nullable(), size: safe, segs: safe, pending: safe.optional() });
 const mark = z.object({
   kind: z.enum(['create', 'create_directory', 'delete', 'rename', 'rename_target', 'link']),
   ino: u32,
@@ -161,7 +161,7 @@ function toWire(i: Inode): unknown {
   return {
     ...i,
     parentAddr: addressKey(i.parentAddr),
-    streams: i.streams.map((s) => ({ ...s, base: key(s.base) })),
+    streams: i.streams.map(({ pending, ...s }) => ({ ...s, base: key(s.base), ...(pending ? { pending } : {}) })),
     mark: i.mark && {
       ...i.mark,
       addr: addressKey(i.mark.addr),

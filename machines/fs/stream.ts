@@ -26,6 +26,13 @@ export interface StreamDesc {
   size: number;
   /** Bit k set: segment k is allocated. */
   segs: number;
+  /**
+   * Segments an extension is allocating: recorded (flushed) before the
+   * engine allocates them, so that a node dying in between leaves a trace
+   * and never an allocation nobody knows of; settled by the next extension
+   * or `fs check` (extendStream, actors/fs/fs-context.ts).
+   */
+  pending?: number;
 }
 
 export function emptyStream(name: string): StreamDesc {
@@ -71,6 +78,13 @@ export function segmentsToAllocate(s: StreamDesc, offset: number, end: number): 
   const want: number[] = [];
   for (let k = first; k <= last; k++) if (!(s.segs & (2 ** k))) want.push(k);
   return want;
+}
+
+/** The segments of a bitmask, lowest first. */
+export function segmentsOf(mask: number): number[] {
+  const out: number[] = [];
+  for (let k = 0; k < SEGMENTS_MAX; k++) if (mask & (2 ** k)) out.push(k);
+  return out;
 }
 
 /** The segments wholly past `size` bytes: what a truncate frees. */

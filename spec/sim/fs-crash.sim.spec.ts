@@ -32,8 +32,8 @@ const OTHER = 2;
 
 interface Case {
   name: string;
-  /** The update, on the victim node. */
-  op: ClientFsOp;
+  /** The update, on the victim node (`prepare` may make it there first, e.g. open a handle). */
+  op: ClientFsOp | ((c: SimCluster) => Promise<ClientFsOp>);
   /** What the tree must be before (false) and after (true) the update: one of the two. */
   outcome: (c: SimCluster, node: number) => Promise<boolean>;
 }
@@ -46,7 +46,23 @@ async function present(c: SimCluster, node: number, dir: string, name: string): 
   return (await names(c, node, dir)).includes(name);
 }
 
+const GROWTH = new Uint8Array(40_000).map((_, i) => (i * 13) & 0xff);
+
 const CASES: Case[] = [
+  {
+    name: 'extend a file, then fsync',
+    op: async (c) => {
+      const { handle } = await fsSoon<{ handle: string }>(c, VICTIM, { op: 'open', fs: 'default', path: '/f/b', write: true }, 'victim');
+      return { op: 'write', handle, offset: 4, data: GROWTH };
+    },
+    outcome: async (c, n) => {
+      const got = await getFile(c, n, '/f/b');
+      if (got.length === 4) return false;
+      expect(got.length).to.equal(4 + GROWTH.length);
+      expect(got.subarray(4)).to.deep.equal(GROWTH);
+      return true;
+    },
+  },
   { name: 'create', op: { op: 'open', fs: 'default', path: '/d/new', create: true, write: true }, outcome: (c, n) => present(c, n, '/d', 'new') },
   { name: 'mkdir', op: { op: 'mkdir', fs: 'default', path: '/d/sub' }, outcome: (c, n) => present(c, n, '/d', 'sub') },
   {
@@ -104,10 +120,11 @@ async function crashAt(kase: Case, home: number, k: number): Promise<{ finished:
   try {
     await fsSoon(c, 0, { op: 'fileset_list' });
     await setUp(c, home);
+    const op = typeof kase.op === 'function' ? await kase.op(c) : kase.op;
     const armed = crashAfterWrites(c, VICTIM, k);
     let answered = false;
     c.node(VICTIM)!
-      .fs.call(kase.op, 'victim')
+      .fs.call(op, 'victim')
       .then(
         () => (answered = true),
         () => (answered = true),

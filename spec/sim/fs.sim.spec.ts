@@ -210,8 +210,8 @@ describe('file system in the simulator', function () {
       expect(files.ok, files.ok === false ? files.explanation : 'file histories decided').to.equal(true);
       const dirs = checkLinearizable(dirSetModel(), run.dirs, { sequentialClients: true });
       expect(dirs.ok, dirs.ok === false ? dirs.explanation : 'directory histories decided').to.equal(true);
-      expect(run.files.filter((o) => o.ret !== undefined).length, 'file calls answered').to.be.greaterThan(40);
-      expect(run.dirs.filter((o) => o.ret !== undefined).length, 'directory calls answered').to.be.greaterThan(40);
+      expect(run.files.filter((o) => o.ret !== undefined).length, 'file calls answered').to.be.greaterThan(25);
+      expect(run.dirs.filter((o) => o.ret !== undefined).length, 'directory calls answered').to.be.greaterThan(25);
     });
   });
 
@@ -270,9 +270,11 @@ async function historyRun(seed: number, plant?: (c: SimCluster) => void): Promis
   c.network.configure({ drop: 0.03, duplicate: 0.03, delayMs: [1, 20], reorder: true });
   let running = 0;
   let token = 0;
-  const noteFailure = (err: unknown) => {
+  /** Counts a failed call; one refused for a rebuild is followed by a pause, as the client library's retries make. */
+  const noteFailure = async (err: unknown) => {
     const code = err instanceof MangroveError ? err.code : String(err);
     run.failures[code] = (run.failures[code] ?? 0) + 1;
+    if (code === 'E_RECOVERING') await sleep(100);
   };
   const client = async (k: number) => {
     running++;
@@ -285,7 +287,7 @@ async function historyRun(seed: number, plant?: (c: SimCluster) => void): Promis
       try {
         handles.set(f, ((await fs.call({ op: 'open', fs: 'default', path: f, read: true, write: true }, name)) as { handle: string }).handle);
       } catch (err) {
-        noteFailure(err);
+        await noteFailure(err);
       }
     }
     for (let n = 0; n < 30; n++) {
@@ -305,9 +307,10 @@ async function historyRun(seed: number, plant?: (c: SimCluster) => void): Promis
           else await fs.call({ op: 'fsync', handle }, name);
           op.ret = c.clock.now();
         } catch (err) {
-          noteFailure(err);
           // A read that failed saw nothing; a write or a flush may have taken effect.
-          if (kind === 'read') continue;
+          if (kind !== 'read') run.files.push(op);
+          await noteFailure(err);
+          continue;
         }
         run.files.push(op);
       } else {
@@ -321,8 +324,9 @@ async function historyRun(seed: number, plant?: (c: SimCluster) => void): Promis
           op.output = await dirCall(fs, op.input, name);
           op.ret = c.clock.now();
         } catch (err) {
-          noteFailure(err);
-          if (kind === 'list') continue;
+          if (kind !== 'list') run.dirs.push(op);
+          await noteFailure(err);
+          continue;
         }
         run.dirs.push(op);
       }
