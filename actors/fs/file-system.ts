@@ -50,6 +50,8 @@ const LEASE_SWEEP_MS = 5_000;
 const SPACE_TTL_MS = 2_000;
 const READDIR_DEFAULT = 1000;
 const LOCK_WAIT_DEFAULT_MS = 5_000;
+/** How long after a membership change this node puts back the byte-range locks its handles hold (a rebuild takes about this long). */
+const REASSERT_DELAY_MS = 2_000;
 
 export interface FileSystemDeps {
   self: string;
@@ -85,6 +87,7 @@ export class FileSystem {
   private readonly heard = new Map<string, number>();
   private readonly stats = { calls: 0, failed: 0 };
   private sweep: unknown = null;
+  private reassertTimer: unknown = null;
   private space: { at: number; free: number } | null = null;
 
   constructor(private readonly deps: FileSystemDeps) {
@@ -135,6 +138,35 @@ export class FileSystem {
   /** A node failed, left or came back: waiting byte-range locks look at their tables again. */
   membershipChanged(): void {
     this.ranges.wakeAll();
+    if (this.reassertTimer !== null || this.handles.size === 0) return;
+    this.reassertTimer = this.deps.clock.setTimeout(() => {
+      this.reassertTimer = null;
+      void this.reassertLocks();
+    }, REASSERT_DELAY_MS);
+  }
+
+  /**
+   * After a node failure, a file's lock page (volatile, M21) may come back
+   * without its records, if its newest copy died: every lock this node's
+   * handles hold is put back where it is missing. One another handle took
+   * meanwhile is lost, and said so in the log; the handle no longer holds it.
+   */
+  private async reassertLocks(): Promise<void> {
+    for (const h of this.handles.all()) {
+      if (h.locks.length === 0) continue;
+      const i = await this.ctx.pages.inodeOrNull(h.addr).catch(() => null);
+      if (!i?.lockPage) continue;
+      for (const l of [...h.locks]) {
+        const back = await this.ranges.reassert(i.lockPage, l).catch((err: unknown) => ({ ok: false as const, code: 'E_RECOVERING' as const, message: String(err) }));
+        if (back.ok) continue;
+        if (back.code === 'E_RECOVERING' || back.code === 'E_TIMEOUT') {
+          this.membershipChanged();
+          continue;
+        }
+        h.locks.splice(h.locks.indexOf(l), 1);
+        this.deps.log.error({ handle: h.id, start: l.start, end: l.end, code: back.code }, 'a byte-range lock lost with a failed node\'s copy of its lock page was taken by another handle meanwhile');
+      }
+    }
   }
 
   status(): FsStats {
@@ -143,7 +175,9 @@ export class FileSystem {
 
   close(): void {
     if (this.sweep !== null) this.deps.clock.clearTimeout(this.sweep);
+    if (this.reassertTimer !== null) this.deps.clock.clearTimeout(this.reassertTimer);
     this.sweep = null;
+    this.reassertTimer = null;
     this.locks.close();
   }
 

@@ -39,6 +39,13 @@ export class RangeLocks {
     for (const w of [...this.wakers]) w();
   }
 
+  /** Puts `lock` back in the table at `page` if it is missing (its page lost its records with a failed node); granted if it is there. */
+  async reassert(page: bigint, lock: RangeLock): Promise<RangeOutcome> {
+    const table = decodeRangeLocks(await readLockPage(this.ctx.pages, page));
+    if (table.some((l) => l.owner === lock.owner && l.start === lock.start && l.end === lock.end && l.mode === lock.mode)) return { ok: true };
+    return this.run(page, lock, 'lock', false, 1);
+  }
+
   /** Takes (or, `op: 'release'`, gives back) `lock` on the lock page at `page`. */
   run(page: bigint, lock: RangeLock, op: 'lock' | 'release', wait: boolean, waitMs: number): Promise<RangeOutcome> {
     const pages = new FsPages(this.engine, `${this.ctx.pages.client}/${lock.owner}`);

@@ -23,6 +23,15 @@ import { forSeedsAsync } from '../helpers/sim-checks.js';
 import { fsCall, fsCode, fsSoon, getFile, names, putFile } from '../helpers/fs-workload.js';
 
 const text = (s: string) => new TextEncoder().encode(s);
+
+/** As fsCode, with refusals for a rebuild waited out. */
+async function fsCodeSoon(c: SimCluster, i: number, op: ClientFsOp, client: string): Promise<string> {
+  for (let tries = 0; ; tries++) {
+    const code = await fsCode(c, i, op, client);
+    if (code !== 'E_RECOVERING' || tries > 100) return code;
+    await c.runAsync(200);
+  }
+}
 const decode = (b: Uint8Array) => new TextDecoder().decode(b);
 
 interface CheckReport {
@@ -113,6 +122,23 @@ describe('file system in the simulator', function () {
     c.crash(3);
     const got = await fsSoon(c, 2, { op: 'lock', handle: h2, start: 0, end: 10, mode: 'exclusive', wait: true, waitMs: 30_000 }, 'two', 120_000);
     expect(got).to.deep.equal({ start: 0, end: 10, mode: 'exclusive' });
+    await c.stopAll();
+  });
+
+  it('a live node\'s byte-range lock outlives the failure of the node that held the lock page\'s newest copy', async () => {
+    const c = await formedCluster(28, 4);
+    await putFile(c, 0, '/locked', new Uint8Array(100));
+    const open = async (i: number, client: string) => (await fsSoon<{ handle: string }>(c, i, { op: 'open', fs: 'default', path: '/locked', read: true, write: true }, client)).handle;
+    const h2 = await open(2, 'two');
+    const h3 = await open(3, 'three');
+    const h0 = await open(0, 'zero');
+    await fsSoon(c, 2, { op: 'lock', handle: h2, start: 0, end: 10, mode: 'exclusive' }, 'two');
+    // Node 3 writes the lock page last: its copy is the newest, and it dies with it.
+    await fsSoon(c, 3, { op: 'lock', handle: h3, start: 20, end: 30, mode: 'exclusive' }, 'three');
+    c.crash(3);
+    await c.runAsync(15_000);
+    expect(await fsCodeSoon(c, 0, { op: 'lock', handle: h0, start: 0, end: 5, mode: 'exclusive' }, 'zero'), 'node 2 still holds bytes 0-9').to.equal('E_LOCKED');
+    await fsSoon(c, 0, { op: 'lock', handle: h0, start: 20, end: 30, mode: 'exclusive' }, 'zero');
     await c.stopAll();
   });
 
