@@ -48,6 +48,8 @@ export type ErrorCode =
   | 'E_FILE_TOO_BIG'
   | 'E_LOOP'
   | 'E_OFFLINE'
+  /** A change to a fileset set read-only (fileset control, M18). */
+  | 'E_READ_ONLY'
   /** A structure that failed its check and could not be repaired: refused, never served (M22). */
   | 'E_CORRUPT'
   /** A bug: the report carries the stack. */
@@ -96,6 +98,7 @@ const POSIX: Partial<Record<ErrorCode, string>> = {
   E_FILE_TOO_BIG: 'EFBIG',
   E_LOOP: 'ELOOP',
   E_OFFLINE: 'ENODEV',
+  E_READ_ONLY: 'EROFS',
   E_BUSY: 'EBUSY',
   E_CORRUPT: 'EIO',
   E_STORAGE: 'EIO',

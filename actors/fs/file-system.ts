@@ -33,6 +33,7 @@ import type { Outbox } from '../outbox.js';
 import type { PageChange } from '../pages/page-holder.js';
 import { withDirs, type FilesetRef } from './dir-update.js';
 import * as files from './files.js';
+import { syncEntry } from './entry-sync.js';
 import { Filesets } from './filesets.js';
 import { checkFileset } from './fs-check.js';
 import { DirPages, type FsContext } from './fs-context.js';
@@ -288,7 +289,8 @@ export class FileSystem {
       gid: e.gid,
       nlink: e.nlink,
       size: e.size,
-      blocks: Math.ceil(e.size / 512),
+      // The entry holds no allocation: its size in whole pages stands in (stat reads the inode's).
+      blocks: Math.ceil(e.size / PAGE_BYTES) * (PAGE_BYTES / 512),
       atimeMs: e.atimeMs,
       mtimeMs: e.mtimeMs,
       ctimeMs: e.ctimeMs,
@@ -298,7 +300,7 @@ export class FileSystem {
   }
 
   private async setattr(ref: FilesetRef, o: Extract<ClientFsOp, { op: 'setattr' }>): Promise<unknown> {
-    if (ref.fs.attrs.readOnly) throw new MangroveError('E_BAD_ARGUMENT', `fileset ${ref.fs.name} is read-only`);
+    if (ref.fs.attrs.readOnly) throw new MangroveError('E_READ_ONLY', `fileset ${ref.fs.name} is read-only (mangrove fs fileset set ${ref.fs.name} --read-write changes that)`);
     const r = await resolve(this.ctx, ref, o.path, o.follow ?? true);
     const i = await this.locks.with([r.addr], async () => {
       const i = await this.ctx.pages.inode(r.addr);
@@ -314,7 +316,7 @@ export class FileSystem {
       await u.flush();
       return i;
     });
-    if (r.found) await files.syncEntry(this.ctx, ref, r.addr, r.parent, r.found.ref, true);
+    if (r.found) await syncEntry(this.ctx, ref, r.addr, r.parent, r.found.ref, true);
     return files.statOf(i);
   }
 

@@ -14,13 +14,12 @@ import { MangroveError } from '../../bus/errors.js';
 import type { ClientFsOp, FsStat } from '../../bus/messages/fs.js';
 import { PAGE_BYTES } from '../../machines/memory/address.js';
 import { accessAllowed, decodeRangeLocks, type AccessKind } from '../../machines/fs/byte-ranges.js';
-import { rewrite } from '../../machines/fs/dir-index.js';
-import { entryFor } from '../../machines/fs/entry-page.js';
-import { NAMED_STREAMS_MAX, OPENERS_MAX, typeBits, type Inode } from '../../machines/fs/inode.js';
+import { NAMED_STREAMS_MAX, OPENERS_MAX, sizeOf, typeBits, type Inode } from '../../machines/fs/inode.js';
 import { allocatedPages, emptyStream, type StreamDesc } from '../../machines/fs/stream.js';
-import { DirPages, extendStream, type FsContext } from './fs-context.js';
+import { extendStream, type FsContext } from './fs-context.js';
 import { Update } from './fs-pages.js';
-import { withDirs, type FilesetRef } from './dir-update.js';
+import type { FilesetRef } from './dir-update.js';
+import { syncEntry, syncPrimaryEntry } from './entry-sync.js';
 import { readStream, truncateStream, writeStream } from './file-pages.js';
 import type { Handle, Handles } from './handles.js';
 import { create } from './namespace.js';
@@ -38,7 +37,7 @@ export function statOf(i: Inode): FsStat {
     uid: i.uid,
     gid: i.gid,
     nlink: i.nlink,
-    size: i.type === 'symlink' ? (i.target ?? '').length : i.streams[0].size,
+    size: sizeOf(i),
     blocks: i.streams.reduce((n, s) => n + allocatedPages(s), 0) * (PAGE_BYTES / 512),
     atimeMs: i.atimeMs,
     mtimeMs: i.mtimeMs,
@@ -57,7 +56,7 @@ function streamOf(i: Inode, name: string): StreamDesc {
 export async function open(ctx: FsContext, handles: Handles, ref: FilesetRef, op: Op<'open'>, client: string): Promise<{ handle: string; stat: FsStat }> {
   const write = op.write ?? false;
   const read = op.read ?? !write;
-  if (ref.fs.attrs.readOnly && (write || op.create || op.truncate)) throw new MangroveError('E_BAD_ARGUMENT', `fileset ${ref.fs.name} is read-only`);
+  if (ref.fs.attrs.readOnly && (write || op.create || op.truncate)) throw new MangroveError('E_READ_ONLY', `fileset ${ref.fs.name} is read-only (mangrove fs fileset set ${ref.fs.name} --read-write changes that)`);
   let addr: bigint;
   let entry: { dir: bigint; ref: { page: number; slot: number }; sync: number } | null = null;
   if (op.create) {
@@ -89,14 +88,18 @@ export async function open(ctx: FsContext, handles: Handles, ref: FilesetRef, op
     const stream = op.stream ?? '';
     if (!i.streams.some((s) => s.name === stream)) {
       if (!op.create) throw new MangroveError('E_NOT_FOUND', `${JSON.stringify(op.path)} has no stream ${JSON.stringify(stream)}`);
+      if (i.type !== 'file') throw new MangroveError('E_BAD_ARGUMENT', `only a regular file has named streams; ${JSON.stringify(op.path)} is a ${i.type === 'dir' ? 'directory' : 'symbolic link'}`);
       if (i.streams.length >= 2 + NAMED_STREAMS_MAX) throw new MangroveError('E_NO_SPACE', `a file has at most ${NAMED_STREAMS_MAX} named streams`);
       i.streams.push(emptyStream(stream));
     }
-    i.openers = i.openers.filter((o) => o.count > 0 && ctx.isLive(o.node, o.epoch));
-    const mine = i.openers.find((o) => o.node === ctx.self && o.epoch === ctx.epoch);
-    if (mine) mine.count++;
-    else if (i.openers.length >= OPENERS_MAX) throw new MangroveError('E_BUSY', `the file is open on ${OPENERS_MAX} nodes already`);
-    else i.openers.push({ node: ctx.self, epoch: ctx.epoch, count: 1 });
+    // A directory's inode records no openers (its page holds the hash table): an rmdir frees it at once.
+    if (i.type !== 'dir') {
+      i.openers = i.openers.filter((o) => o.count > 0 && ctx.isLive(o.node, o.epoch));
+      const mine = i.openers.find((o) => o.node === ctx.self && o.epoch === ctx.epoch);
+      if (mine) mine.count++;
+      else if (i.openers.length >= OPENERS_MAX) throw new MangroveError('E_BUSY', `the file is open on ${OPENERS_MAX} nodes already`);
+      else i.openers.push({ node: ctx.self, epoch: ctx.epoch, count: 1 });
+    }
     const u = new Update(ctx.pages);
     if (op.truncate && write && streamOf(i, stream).size > 0) {
       const cut = await truncateStream(ctx, streamOf(i, stream), 0, handles.wrote(addr));
@@ -163,7 +166,7 @@ export async function write(ctx: FsContext, handles: Handles, h: Handle, offset:
 
 /** Cuts the file at `addr` to `size` bytes (or grows it, sparse). */
 export async function truncate(ctx: FsContext, handles: Handles, ref: FilesetRef, addr: bigint, stream: string, size: number): Promise<FsStat> {
-  if (ref.fs.attrs.readOnly) throw new MangroveError('E_BAD_ARGUMENT', `fileset ${ref.fs.name} is read-only`);
+  if (ref.fs.attrs.readOnly) throw new MangroveError('E_READ_ONLY', `fileset ${ref.fs.name} is read-only (mangrove fs fileset set ${ref.fs.name} --read-write changes that)`);
   const i = await ctx.locks.with([addr], async () => {
     const i = await ctx.pages.inode(addr);
     if (i.type === 'dir') throw new MangroveError('E_IS_DIR', 'a directory cannot be truncated');
@@ -207,28 +210,4 @@ export async function close(ctx: FsContext, handles: Handles, h: Handle, release
   if (!i) return;
   if (i.nlink === 0) await reclaimIfUnused(ctx, h.ref, h.addr);
   else if (h.write) await syncPrimaryEntry(ctx, h.ref, h.addr, i);
-}
-
-/** Copies the inode's attributes into the entry it was created under (M19), when they differ; `flush`: durably. */
-async function syncPrimaryEntry(ctx: FsContext, ref: FilesetRef, addr: bigint, i: Inode, flush = false): Promise<void> {
-  if (i.entry === null || i.nlink === 0) return;
-  await syncEntry(ctx, ref, addr, i.parentAddr, i.entry, flush);
-}
-
-/** Copies the inode at `addr` into the entry at `at` of the directory at `dir`, under the directory's lock. */
-export async function syncEntry(ctx: FsContext, ref: FilesetRef, addr: bigint, dir: bigint, at: { page: number; slot: number }, flush = false): Promise<void> {
-  await withDirs(ctx, ref, [dir], async (dirs) => {
-    const d = dirs.get(dir)!;
-    const pages = new DirPages(ctx, d, dir);
-    if (at.page >= (d.dir?.pages ?? 0)) return;
-    const e = (await pages.get(at.page)).slots[at.slot];
-    if (!e || e.addr !== addr) return;
-    const i = await ctx.pages.inode(addr);
-    if (e.sync === i.sync && !flush) return;
-    await rewrite(pages, at, entryFor(e.name, addr, i));
-    const u = new Update(ctx.pages);
-    pages.writeTo(u);
-    if (flush) await u.flush();
-    else await u.apply();
-  });
 }

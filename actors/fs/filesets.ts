@@ -18,7 +18,7 @@
 import { MangroveError } from '../../bus/errors.js';
 import type { FilesetInfo } from '../../bus/messages/fs.js';
 import { formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
-import { COMMENT_CHARS_MAX, FILESETS_PER_PAGE, type Fileset, type FilesetRecord, type SuperRoot } from '../../machines/fs/fileset.js';
+import { COMMENT_CHARS_MAX, FILESETS_PER_PAGE, superRootFits, type Fileset, type FilesetRecord, type SuperRoot } from '../../machines/fs/fileset.js';
 import { newInode } from '../../machines/fs/inode.js';
 import { emptyTablePage, GROUP_INODES, ROOT_INO, TABLE_PAGES_MAX, take, usedInodes, inodeAddress } from '../../machines/fs/inode-table.js';
 import { checkFilesetName, DEFAULT_FILESET } from '../../machines/fs/names.js';
@@ -172,7 +172,7 @@ export class Filesets {
     const id = fs.id;
     const u = new Update(this.ctx.pages);
     const rec: FilesetRecord = { id, name: fs.name, addr, state: fs.state };
-    const roomy = pages.find((p) => p.page.filesets.length < FILESETS_PER_PAGE);
+    const roomy = pages.find((p) => superRootFits({ ...p.page, filesets: [...p.page.filesets, rec] }));
     if (roomy) roomy.page.filesets.push(rec);
     else {
       if (pages.length * FILESETS_PER_PAGE >= FILESETS_MAX) throw new MangroveError('E_FULL', `the file system holds at most ${FILESETS_MAX} filesets`);

@@ -6,7 +6,7 @@
  * extension in doubling segments with the free-space check (M20).
  */
 import type { Clock } from '../../bus/clock.js';
-import { MangroveError } from '../../bus/errors.js';
+import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import { PAGE_BYTES } from '../../machines/memory/address.js';
 import type { EntryPages } from '../../machines/fs/dir-index.js';
 import { emptyEntryPage, type EntryPage } from '../../machines/fs/entry-page.js';
@@ -109,10 +109,26 @@ export async function extendStream(ctx: FsContext, s: StreamDesc, offset: number
   await record();
   for (const k of segs) {
     const { first, pages: n } = segmentRange(k);
-    await ctx.pages.alloc(pageAddress(s, first), n, volatile);
+    await allocFresh(ctx, pageAddress(s, first), n, volatile);
     s.segs |= 2 ** k;
   }
   s.pending = 0;
+}
+
+/**
+ * Allocates zero-filled pages. Found allocated already, they are a try of
+ * this extension that failed after the engine made it (its answer lost to a
+ * rebuild, the caller trying the write again): they may hold what that try
+ * wrote, so they are freed and allocated again, zero filled.
+ */
+async function allocFresh(ctx: FsContext, addr: bigint, pages: number, volatile: boolean): Promise<void> {
+  try {
+    await ctx.pages.alloc(addr, pages, volatile);
+  } catch (err) {
+    if (!isMangroveError(err) || err.code !== 'E_EXISTS') throw err;
+    await ignoreGone(ctx.pages.dealloc(addr, pages));
+    await ctx.pages.alloc(addr, pages, volatile);
+  }
 }
 
 /**

@@ -41,6 +41,9 @@ export interface Recovery {
   repairs: string[];
 }
 
+/** The longest reason a corrupt directory's inode keeps (the inode schema's bound). */
+const CORRUPT_NOTE_CHARS_MAX = 1000;
+
 /** Recoveries a node remembers (the latest). */
 export const RECOVERIES_KEPT = 200;
 
@@ -58,7 +61,7 @@ export async function recoverMark(ctx: FsContext, ref: FilesetRef, dirs: Map<big
       repairs.push(...(await rebuild(dir.dir!, pagesFor(a), true)));
     } catch (err) {
       if (!isMangroveError(err) || err.code !== 'E_CORRUPT') throw err;
-      dir.corrupt = err.message;
+      dir.corrupt = err.message.slice(0, CORRUPT_NOTE_CHARS_MAX);
       const u = new Update(ctx.pages);
       u.inode(a, dir);
       await u.flush();

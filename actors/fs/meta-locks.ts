@@ -7,12 +7,17 @@
  * system is the one client.
  *
  * Pages are locked in address order, so two updates that need the same two
- * pages never wait on each other. A lock the engine could not give back (the
- * cluster began a rebuild just then) stays held by this node until a retry
- * gives it back, and the next update here of that page goes on under it: the
- * lock is never left held with nobody knowing. A lock held here dies with
- * this node (the engine releases a failed node's locks in the rebuild, M14),
- * and what the update left half done is found by its transaction mark.
+ * pages never wait on each other. Every update asks the engine for the lock,
+ * always: the engine's locks are re-entrant per client, so one this node
+ * still holds is granted again at once, and one a rebuild released (this
+ * node was counted out for a moment) is taken anew rather than assumed.
+ * An unlock the engine did not answer (a rebuild began just then) leaves a
+ * hold whose fate is unknown: it is given back in the background, in its
+ * own turn of the page's queue, until the engine answers; an answer that
+ * this node holds no lock there means the hold is gone already. A lock held
+ * here dies with this node (the engine releases a failed node's locks in the
+ * rebuild, M14), and what the update left half done is found by its
+ * transaction mark.
  */
 import type { Clock } from '../../bus/clock.js';
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
@@ -30,8 +35,8 @@ const WAITED_OUT: ReadonlySet<string> = new Set(['E_TIMEOUT', 'E_LOCKED']);
 export class MetaLocks {
   /** Per page, the tail of this node's queue for it. */
   private readonly queues = new Map<bigint, Promise<void>>();
-  /** Engine locks this node holds that an unlock failed to give back. */
-  private readonly stuck = new Set<bigint>();
+  /** Per page, holds of the engine's lock whose unlock went unanswered: given back in the background. */
+  private readonly stuck = new Map<bigint, number>();
   private closed = false;
 
   constructor(
@@ -77,7 +82,6 @@ export class MetaLocks {
   }
 
   private async engineLock(addr: bigint): Promise<void> {
-    if (this.stuck.has(addr)) return;
     const start = this.clock.now();
     for (;;) {
       try {
@@ -91,23 +95,39 @@ export class MetaLocks {
     }
   }
 
+  /** Gives one hold back; one the engine did not answer is counted stuck and given back later. */
   private async engineUnlock(addr: bigint): Promise<void> {
+    if (await this.unlockOnce(addr)) return;
+    this.stuck.set(addr, (this.stuck.get(addr) ?? 0) + 1);
+    this.retrySoon(addr);
+  }
+
+  /** True once the hold is given back, or is known gone (the engine says this node holds none). */
+  private async unlockOnce(addr: bigint): Promise<boolean> {
     try {
       await this.pages.unlock(addr);
-      this.stuck.delete(addr);
+      return true;
     } catch (err) {
-      this.stuck.add(addr);
+      if (isMangroveError(err) && err.code === 'E_BAD_ARGUMENT') return true;
       this.log.warn({ addr: formatAddress(addr), err: String(err) }, 'a metadata lock was not given back; retried');
-      this.clock.setTimeout(() => void this.retryUnlock(addr), UNLOCK_RETRY_MS);
+      return false;
     }
   }
 
-  /** Gives a stuck lock back in its own turn of the queue, so no update is running under it meanwhile. */
+  private retrySoon(addr: bigint): void {
+    this.clock.setTimeout(() => void this.retryUnlock(addr), UNLOCK_RETRY_MS);
+  }
+
+  /** Gives the stuck holds of `addr` back in their own turn of the queue, so no update is running under them meanwhile. */
   private async retryUnlock(addr: bigint): Promise<void> {
     if (this.closed || !this.stuck.has(addr)) return;
     const release = await this.queue(addr);
     try {
-      if (this.stuck.has(addr)) await this.engineUnlock(addr);
+      for (let n = this.stuck.get(addr) ?? 0; n > 0; n--) {
+        if (!(await this.unlockOnce(addr))) return this.retrySoon(addr);
+        if (n === 1) this.stuck.delete(addr);
+        else this.stuck.set(addr, n - 1);
+      }
     } finally {
       release();
     }

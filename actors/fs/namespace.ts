@@ -16,6 +16,7 @@ import { allocInode, DirPages, type FsContext } from './fs-context.js';
 import { Update } from './fs-pages.js';
 import { step, touchDir, withDirs, type FilesetRef } from './dir-update.js';
 import { reclaimIfUnused } from './reclaim.js';
+import { syncPrimaryEntry } from './entry-sync.js';
 
 export interface NewFile {
   type: FileType;
@@ -27,13 +28,26 @@ export interface NewFile {
 }
 
 function checkWritable(ref: FilesetRef): void {
-  if (ref.fs.attrs.readOnly) throw new MangroveError('E_BAD_ARGUMENT', `fileset ${ref.fs.name} is read-only (fileset control)`);
+  if (ref.fs.attrs.readOnly) throw new MangroveError('E_READ_ONLY', `fileset ${ref.fs.name} is read-only (mangrove fs fileset set ${ref.fs.name} --read-write changes that)`);
 }
 
 /** Creates `name` in the directory at `parent`; E_EXISTS if the name is taken. */
 export async function create(ctx: FsContext, ref: FilesetRef, parent: bigint, name: string, n: NewFile): Promise<{ addr: bigint; inode: Inode }> {
   checkName(name);
   checkWritable(ref);
+  const made = await createIn(ctx, ref, parent, name, n);
+  // A new subdirectory changes the parent's link count: its own entry, in its parent, is brought up to date (M19).
+  if (n.type === 'dir') await syncParentEntry(ctx, ref, parent);
+  return made;
+}
+
+/** The parent directory's entry in its own parent, brought up to date with it (its link count and times changed). */
+async function syncParentEntry(ctx: FsContext, ref: FilesetRef, dir: bigint): Promise<void> {
+  const d = await ctx.pages.inodeIfWhole(dir);
+  if (d && d.parentAddr !== dir) await syncPrimaryEntry(ctx, ref, dir, d);
+}
+
+async function createIn(ctx: FsContext, ref: FilesetRef, parent: bigint, name: string, n: NewFile): Promise<{ addr: bigint; inode: Inode }> {
   return withDirs(ctx, ref, [parent], async (dirs) => {
     const p = dirs.get(parent)!;
     const pages = new DirPages(ctx, p, parent);
@@ -62,6 +76,13 @@ export async function create(ctx: FsContext, ref: FilesetRef, parent: bigint, na
 export async function link(ctx: FsContext, ref: FilesetRef, target: bigint, parent: bigint, name: string): Promise<Inode> {
   checkName(name);
   checkWritable(ref);
+  const i = await linkIn(ctx, ref, target, parent, name);
+  // The link count changed: the entry the file was made under shows it too (M19).
+  await syncPrimaryEntry(ctx, ref, target, i);
+  return i;
+}
+
+async function linkIn(ctx: FsContext, ref: FilesetRef, target: bigint, parent: bigint, name: string): Promise<Inode> {
   return withDirs(ctx, ref, [parent], async (dirs) => {
     const p = dirs.get(parent)!;
     const pages = new DirPages(ctx, p, parent);
@@ -123,10 +144,12 @@ export async function unlink(ctx: FsContext, ref: FilesetRef, parent: bigint, na
       await u.flush();
       p.mark = null;
       await step(ctx, [[parent, p]]);
-      return t.nlink === 0 ? e.addr : null;
+      return { addr: e.addr, t };
     });
   });
-  if (gone !== null) await reclaimIfUnused(ctx, ref, gone);
+  if (gone.t.nlink === 0) await reclaimIfUnused(ctx, ref, gone.addr);
+  else await syncPrimaryEntry(ctx, ref, gone.addr, gone.t);
+  if (dir) await syncParentEntry(ctx, ref, parent);
 }
 
 /** One link fewer (a directory has no other): an inode left with none is marked for the second phase of its delete. */
@@ -150,7 +173,7 @@ export async function rename(ctx: FsContext, ref: FilesetRef, from: bigint, from
   checkWritable(ref);
   if (from === to && fromName === toName) return;
   const extra = from === to ? [] : [ref.addr];
-  const replaced = await withDirs(
+  const done = await withDirs(
     ctx,
     ref,
     [from, to],
@@ -205,12 +228,14 @@ export async function rename(ctx: FsContext, ref: FilesetRef, from: bigint, from
         s.mark = null;
         t.mark = null;
         await step(ctx, from === to ? [[to, t]] : [[from, s], [to, t]]);
-        return ri && ri.nlink === 0 ? target!.entry.addr : null;
+        return { replaced: ri && ri.nlink === 0 ? target!.entry.addr : null, movedDir: m.type === 'dir' };
       });
     },
     extra,
   );
-  if (replaced !== null) await reclaimIfUnused(ctx, ref, replaced);
+  if (done === null) return;
+  if (done.replaced !== null) await reclaimIfUnused(ctx, ref, done.replaced);
+  if (done.movedDir && from !== to) for (const d of [from, to]) await syncParentEntry(ctx, ref, d);
 }
 
 function checkReplace(moving: FileType, target: FileType, name: string): void {

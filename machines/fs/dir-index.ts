@@ -72,14 +72,19 @@ const LIST_STEPS_MAX = 1 << 20;
 export async function lookup(dir: DirIndex, pages: EntryPages, name: string): Promise<Found | null> {
   const want = utf8.encode(name);
   let prev: EntryRef | null = null;
+  let prevName: Uint8Array | null = null;
   let cur = bucketHead(dir, bucketOf(name));
   for (let steps = 0; cur !== null; steps++) {
     if (steps > LIST_STEPS_MAX) throw new MangroveError('E_CORRUPT', `a directory's name list for ${JSON.stringify(name)} loops`);
     const e = await at(dir, pages, cur);
-    const c = compareNames(utf8.encode(e.name), want);
+    const here = utf8.encode(e.name);
+    // The list is sorted: a name not past the one before it is a loop (or damage), caught within one lap.
+    if (prevName && compareNames(here, prevName) <= 0) throw new MangroveError('E_CORRUPT', `a directory's name list for ${JSON.stringify(name)} loops or is out of order`);
+    const c = compareNames(here, want);
     if (c === 0) return { entry: e, ref: cur, prev };
     if (c > 0) return null;
     prev = cur;
+    prevName = here;
     cur = e.next;
   }
   return null;
@@ -100,6 +105,8 @@ async function place(dir: DirIndex, pages: EntryPages, entry: DirEntry): Promise
   let prev: EntryPage | null = null;
   for (let idx = dir.freeHead, steps = 0; idx >= 0; steps++) {
     if (steps > dir.pages) throw new MangroveError('E_CORRUPT', `a directory's free-space list loops`);
+    // A page past the directory's own would take the entry where no lookup or rebuild looks.
+    if (idx >= dir.pages) throw new MangroveError('E_CORRUPT', `a directory's free-space list points at page ${idx}, past its ${dir.pages} pages`);
     const p = await pages.get(idx);
     const slot = slotFor(p, entry);
     if (slot !== undefined) {

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { MangroveError } from '../../bus/errors.js';
 import { addressFromKey, addressKey, formatAddress } from '../memory/address.js';
 import { bodyBytes, decodeFsPage, encodeFsPage, FS_BODY_BYTES_MAX, sealFsPage } from './fs-page.js';
-import type { FileType, Inode } from './inode.js';
+import { sizeOf, type FileType, type Inode } from './inode.js';
 
 /** Where an entry is: its page in the entries stream and its slot there. */
 export interface EntryRef {
@@ -54,9 +54,11 @@ export const SLOTS_MAX = 64;
 /**
  * A page stays on the free-space list while it has this much room: enough
  * for an entry with a name of the longest length, so any entry fits any page
- * on the list.
+ * on the list. That entry is 349 bytes of CBOR (a pair: 1, the name: 2 + 255,
+ * the attributes: 2 + ENTRY_ATTR_BYTES), and the slot list's head may grow
+ * by one byte as it passes 23 slots.
  */
-export const FREE_BYTES_MIN = 340;
+export const FREE_BYTES_MIN = 350;
 
 const TYPES: FileType[] = ['file', 'dir', 'symlink'];
 /**
@@ -117,6 +119,7 @@ export function emptyEntryPage(page: number): EntryPage {
 export function decodeEntryPage(data: Uint8Array, addr: bigint, page: number): EntryPage {
   const w = decodeFsPage('entries', data, addr, pageWire);
   if (w === null) return emptyEntryPage(page);
+  if (w[0] !== page) throw new MangroveError('E_CORRUPT', `the entries page at ${formatAddress(addr)} says it is page ${w[0]} of its directory, not ${page}`);
   const slots = w[3].map((e) => (e ? entryFromWire(e) : null));
   const bad = slots.findIndex((e, i) => e === null && w[3][i] !== null);
   if (bad >= 0) throw new MangroveError('E_CORRUPT', `the entries page at ${formatAddress(addr)} has slot ${bad} out of range`);
@@ -132,9 +135,18 @@ export function usedBytes(p: EntryPage): number {
   return bodyBytes(pageToWire(p)).length;
 }
 
+/**
+ * Room left in the page, measured as if its free-list link were the widest
+ * it can be: relinking the list around a page (its `nextFree` changing) then
+ * never moves it across FREE_BYTES_MIN, so it is on the list exactly while
+ * it has the room, as rebuild recomputes it.
+ */
 export function freeBytes(p: EntryPage): number {
-  return FS_BODY_BYTES_MAX - usedBytes(p);
+  return FS_BODY_BYTES_MAX - usedBytes({ ...p, nextFree: NEXT_FREE_WIDEST });
 }
+
+/** A `nextFree` whose CBOR takes the most bytes the page layout allows (5). */
+const NEXT_FREE_WIDEST = 2 ** 31;
 
 /** The slot `e` would take in `p`, if the whole entry fits there. */
 export function slotFor(p: EntryPage, e: DirEntry): number | undefined {
@@ -169,7 +181,7 @@ export function entryFor(name: string, addr: bigint, i: Inode): DirEntry {
     uid: i.uid,
     gid: i.gid,
     nlink: i.nlink,
-    size: i.streams[0].size,
+    size: sizeOf(i),
     atimeMs: i.atimeMs,
     mtimeMs: i.mtimeMs,
     ctimeMs: i.ctimeMs,

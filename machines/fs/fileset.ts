@@ -10,7 +10,7 @@
 import { z } from 'zod';
 import { MangroveError } from '../../bus/errors.js';
 import { addressFromKey, addressKey } from '../memory/address.js';
-import { decodeFsPage, sealFsPage } from './fs-page.js';
+import { decodeFsPage, encodeFsPage, sealFsPage } from './fs-page.js';
 import { FILESET_NAME_CHARS_MAX } from './names.js';
 
 /** online: served; offline: unmounted, no new handles (M18); deleting: a delete began and is finished by whoever finds it. */
@@ -47,7 +47,11 @@ export interface Fileset {
   attrs: { readOnly: boolean; comment: string };
 }
 
-/** Filesets per super-root page: names of the longest length still fit. */
+/**
+ * Filesets per super-root page at most: twelve names of the longest length
+ * fit when they are ASCII; names of wider characters fit fewer, which
+ * `superRootFits` tells.
+ */
 export const FILESETS_PER_PAGE = 12;
 export const COMMENT_CHARS_MAX = 200;
 
@@ -74,9 +78,18 @@ const filesetSchema = z.object({
   attrs: z.object({ readOnly: z.boolean(), comment: z.string().max(COMMENT_CHARS_MAX) }),
 });
 
+function superRootWire(s: SuperRoot): unknown {
+  return { ...s, filesets: s.filesets.map((f) => ({ ...f, addr: addressKey(f.addr) })), next: s.next === null ? null : addressKey(s.next) };
+}
+
+/** Whether the super-root page `s` fits its page: at most FILESETS_PER_PAGE filesets, and their names' bytes. */
+export function superRootFits(s: SuperRoot): boolean {
+  return s.filesets.length <= FILESETS_PER_PAGE && encodeFsPage('super_root', superRootWire(s)) !== undefined;
+}
+
 export function encodeSuperRoot(s: SuperRoot, addr: bigint): Uint8Array {
   if (s.filesets.length > FILESETS_PER_PAGE) throw new MangroveError('E_INTERNAL', `a super-root page holds at most ${FILESETS_PER_PAGE} filesets`);
-  return sealFsPage('super_root', { ...s, filesets: s.filesets.map((f) => ({ ...f, addr: addressKey(f.addr) })), next: s.next === null ? null : addressKey(s.next) }, addr);
+  return sealFsPage('super_root', superRootWire(s), addr);
 }
 
 export function decodeSuperRoot(data: Uint8Array, addr: bigint): SuperRoot | null {

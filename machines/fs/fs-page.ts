@@ -75,6 +75,8 @@ export function decodeFsPage<T>(kind: FsPageKind, page: Uint8Array, addr: bigint
   const length = view.getUint16(6);
   if (length > FS_BODY_BYTES_MAX) throw corrupt(kind, addr, `claims a ${length}-byte body`);
   if (view.getUint32(8) !== checksum(page, length)) throw corrupt(kind, addr, 'fails its checksum (torn or damaged)');
+  // The checksum covers the body only: the zeros after it are checked here, or a flipped bit there would pass.
+  if (!isZero(page, FS_HEADER_BYTES + length)) throw corrupt(kind, addr, 'holds bytes past its body (damaged)');
   let raw: unknown;
   try {
     raw = cbor.decode(page.subarray(FS_HEADER_BYTES, FS_HEADER_BYTES + length));
@@ -90,8 +92,8 @@ function checksum(page: Uint8Array, length: number): number {
   return crcEnd(crcStep(crcStep(CRC_START, page, 0, 8), page, FS_HEADER_BYTES, FS_HEADER_BYTES + length));
 }
 
-function isZero(page: Uint8Array): boolean {
-  for (let i = 0; i < page.length; i++) if (page[i] !== 0) return false;
+function isZero(page: Uint8Array, from = 0): boolean {
+  for (let i = from; i < page.length; i++) if (page[i] !== 0) return false;
   return true;
 }
 

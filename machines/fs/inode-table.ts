@@ -101,16 +101,21 @@ export function nextFree(t: TablePage): { ino: number; group: number; needsGroup
   throw new MangroveError('E_CORRUPT', `inode table page ${t.page} lists group ${t.freeHead} as free, and it is full`);
 }
 
-/** Marks `ino` in use; a group left full leaves the free list (it is the list's head: nextFree hands out the head's inodes). */
+/** Marks `ino` in use; a group left full leaves the free list. */
 export function take(t: TablePage, ino: number): void {
   const { group, slot } = locate(ino);
   const g = t.groups[group];
   if (g.used[slot >> 3] & (1 << (slot & 7))) throw new MangroveError('E_CORRUPT', `inode ${ino} is in use already`);
   g.used[slot >> 3] |= 1 << (slot & 7);
-  if (isFull(t, group) && t.freeHead === group) {
-    t.freeHead = g.nextFree;
-    g.nextFree = -1;
+  if (!isFull(t, group)) return;
+  // A group left full leaves the free list, wherever it is on it (nextFree hands out the head's; recovery may take others).
+  if (t.freeHead === group) t.freeHead = g.nextFree;
+  else {
+    let at = t.freeHead;
+    for (let steps = 0; at >= 0 && steps < GROUPS_PER_PAGE && t.groups[at].nextFree !== group; steps++) at = t.groups[at].nextFree;
+    if (at >= 0 && t.groups[at].nextFree === group) t.groups[at].nextFree = g.nextFree;
   }
+  g.nextFree = -1;
 }
 
 /** Marks `ino` free; a group that was full goes back on the free list. */
@@ -152,7 +157,7 @@ export function rebuildFreeList(t: TablePage, repair: boolean): string[] {
   if (g === -1 && seen.size === want.length && want.every((w) => seen.has(w))) return [];
   if (repair) {
     t.freeHead = want[0] ?? -1;
-    t.groups.forEach((grp, i) => (grp.nextFree = -1));
+    t.groups.forEach((grp) => (grp.nextFree = -1));
     want.forEach((w, i) => (t.groups[w].nextFree = want[i + 1] ?? -1));
   }
   return [`inode table page ${t.page}: the free-inode list did not match the bitmap`];

@@ -98,11 +98,16 @@ export interface Inode {
 /** Buckets of a directory's hash table: 6 bytes each, in the inode page. */
 export const HASH_BUCKETS = 256;
 export const BUCKET_BYTES = 6;
-/** Named streams besides the default and the ACL stream. */
-export const NAMED_STREAMS_MAX = 16;
+/**
+ * Named streams of a file besides the default and the ACL stream (a
+ * directory has none): with OPENERS_MAX openers they fill at most ~3 KB, so
+ * a file's inode always fits its page; a directory's holds its hash table
+ * instead, and the longest mark.
+ */
+export const NAMED_STREAMS_MAX = 8;
 export const STREAM_NAME_CHARS_MAX = 64;
-/** Nodes with handles open on one file, as its inode can record them. */
-export const OPENERS_MAX = 32;
+/** Nodes with handles open on one file, as its inode can record them (a directory records none). */
+export const OPENERS_MAX = 16;
 /** A symbolic link's target, in characters. */
 export const SYMLINK_TARGET_CHARS_MAX = 1024;
 export const ACL_STREAM = 'acl';
@@ -232,9 +237,9 @@ export function dirOf(i: Inode, what = 'a path'): DirIndex {
   return i.dir;
 }
 
-/** A file's size: its default data stream's. */
+/** A file's size: its default data stream's; a symbolic link's, its target's bytes (as lstat says). */
 export function sizeOf(i: Inode): number {
-  return i.streams[0].size;
+  return i.type === 'symlink' ? new TextEncoder().encode(i.target ?? '').length : i.streams[0].size;
 }
 
 /** The bits `stat` reports for the type, beside the permission bits (S_IFREG, S_IFDIR, S_IFLNK). */

@@ -18,6 +18,7 @@ import { addTraceCommands } from './trace.js';
 import { addSimCommand } from './sim.js';
 import { addMachinesCommands } from './machines.js';
 import { addPageCommands } from './page.js';
+import { addFsCommands } from './fs.js';
 import { addNodeCommands } from './node.js';
 import { packageVersion } from '../node/version.js';
 import { ask } from './ask.js';
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   addSimCommand(program);
   addMachinesCommands(program);
   addPageCommands(program, cliDefaults);
+  addFsCommands(program, cliDefaults);
   addNodeCommands(program, cliDefaults);
   return program;
 }

@@ -144,10 +144,13 @@ export class FsClient {
     if (!opts.recursive) return void (await this.send({ op: 'mkdir', fs, path: p, mode: opts.mode }));
     const parts = p.split('/').filter((x) => x !== '' && x !== '.');
     for (let i = 1; i <= parts.length; i++) {
+      const at = '/' + parts.slice(0, i).join('/');
       try {
-        await this.send({ op: 'mkdir', fs, path: '/' + parts.slice(0, i).join('/'), mode: opts.mode });
+        await this.send({ op: 'mkdir', fs, path: at, mode: opts.mode });
       } catch (err) {
         if (!(err instanceof MangroveError && err.code === 'E_EXISTS')) throw err;
+        const st = (await this.send({ op: 'stat', fs, path: at, follow: true })) as FsStat;
+        if (st.type !== 'dir') throw new MangroveError('E_NOT_DIR', `${fs}:${at} exists and is not a directory`);
       }
     }
   }
