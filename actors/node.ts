@@ -184,6 +184,7 @@ export class MangroveNode {
       wallMs: deps.wallMs ?? (() => Date.now()),
       isLive: (id, epoch) => findNode(this.nodeDb.db, id)?.epoch === epoch && isAlive(id),
       shortId: () => findNode(this.nodeDb.db, s.id)?.shortId ?? 0,
+      resets: () => this.engine.recoveryState().resets,
       inspect,
     });
     if (s.anchor) {

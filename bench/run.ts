@@ -2,7 +2,8 @@
  * `npm run bench [-- NAME]`: runs every benchmark in bench/ (or the one
  * named), each in its own process so one cannot warm or slow another, and
  * passes its output through. `run.ts`, `*-peer.ts` helpers and shared/ are
- * not benchmarks. Exits non-zero if any benchmark failed.
+ * not benchmarks. Arguments after the name go to that benchmark
+ * (`npm run bench -- fs --quick`). Exits non-zero if any benchmark failed.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -18,9 +19,9 @@ function benchmarks(): string[] {
     .sort();
 }
 
-function run(name: string): Promise<number> {
+function run(name: string, args: string[] = []): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(benchDir, `${name}.ts`)], { stdio: 'inherit' });
+    const child = spawn(process.execPath, ['--import', 'tsx', join(benchDir, `${name}.ts`), ...args], { stdio: 'inherit' });
     child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
     child.on('error', (err) => {
       console.error(`bench ${name}: ${err.message}`);
@@ -36,7 +37,7 @@ if (wanted !== undefined && !existsSync(join(benchDir, `${wanted}.ts`))) {
 }
 let failed = 0;
 for (const name of wanted !== undefined ? [wanted] : benchmarks()) {
-  if ((await run(name)) !== 0) {
+  if ((await run(name, wanted !== undefined ? process.argv.slice(3) : [])) !== 0) {
     console.error(`bench ${name} failed`);
     failed++;
   }

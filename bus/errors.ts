@@ -101,6 +101,7 @@ const POSIX: Partial<Record<ErrorCode, string>> = {
   E_READ_ONLY: 'EROFS',
   E_BUSY: 'EBUSY',
   E_CORRUPT: 'EIO',
+  E_PAGE_LOST: 'EIO',
   E_STORAGE: 'EIO',
   E_TIMEOUT: 'ETIMEDOUT',
   E_NO_QUORUM: 'EROFS',

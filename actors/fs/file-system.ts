@@ -69,6 +69,8 @@ export interface FileSystemDeps {
   isLive(node: string, epoch: number): boolean;
   /** This node's short id in the node database (M1). */
   shortId(): number;
+  /** The engine's count of resets (recoveryState().resets): fsync fails once one lost writes it has not made durable. */
+  resets(): number;
   inspect?: (e: InspectionEvent) => void;
 }
 
@@ -104,6 +106,7 @@ export class FileSystem {
       wallMs: deps.wallMs,
       isLive: (node, epoch) => (node === deps.self ? epoch === deps.epoch : deps.isLive(node, epoch)),
       freePages: () => this.freePages(),
+      resets: deps.resets,
       recoveries: [],
       recovered: 0,
     };

@@ -102,7 +102,7 @@ export async function open(ctx: FsContext, handles: Handles, ref: FilesetRef, op
     }
     const u = new Update(ctx.pages);
     if (op.truncate && write && streamOf(i, stream).size > 0) {
-      const cut = await truncateStream(ctx, streamOf(i, stream), 0, handles.wrote(addr));
+      const cut = await truncateStream(ctx, streamOf(i, stream), 0, handles.wrote(addr, ctx.resets()));
       touchFile(i, ctx.wallMs());
       u.inode(addr, i);
       await u.flush();
@@ -155,7 +155,7 @@ export async function write(ctx: FsContext, handles: Handles, h: Handle, offset:
       u.inode(h.addr, i);
       await u.flush();
     });
-    await writeStream(ctx, s, at, data, handles.wrote(h.addr));
+    await writeStream(ctx, s, at, data, handles.wrote(h.addr, ctx.resets()));
     touchFile(i, ctx.wallMs());
     const u = new Update(ctx.pages);
     u.inode(h.addr, i);
@@ -171,12 +171,11 @@ export async function truncate(ctx: FsContext, handles: Handles, ref: FilesetRef
     const i = await ctx.pages.inode(addr);
     if (i.type === 'dir') throw new MangroveError('E_IS_DIR', 'a directory cannot be truncated');
     const s = streamOf(i, stream);
-    const cut = await truncateStream(ctx, s, size, handles.wrote(addr));
+    const cut = await truncateStream(ctx, s, size, handles.wrote(addr, ctx.resets()));
     touchFile(i, ctx.wallMs());
     // The inode says the pages are gone, durably, before the engine frees them (M22).
     const u = new Update(ctx.pages);
     u.inode(addr, i);
-    await ctx.pages.flush(handles.takeWritten(addr));
     await u.flush();
     await cut.free();
     return i;
@@ -185,28 +184,58 @@ export async function truncate(ctx: FsContext, handles: Handles, ref: FilesetRef
   return statOf(i);
 }
 
-/** Makes the file durable on every core holder: the pages this node wrote to it, its inode, its entry (M20 fsync). */
+/**
+ * Makes the file durable on every core holder: the pages this node wrote to
+ * it, its inode, its entry (M20 fsync). If this node was counted out of the
+ * cluster since the first of those writes (a pause, a cut-off: it dropped
+ * its unflushed copies, M14), some of them are gone: fsync says so
+ * (E_PAGE_LOST, POSIX EIO) rather than make durable what is left, and the
+ * program writes them again.
+ */
 export async function fsync(ctx: FsContext, handles: Handles, h: Handle): Promise<void> {
-  await ctx.pages.flush([...handles.takeWritten(h.addr), h.addr]);
+  await flushWritten(ctx, handles, h.addr);
+  await ctx.pages.flush([h.addr]);
   const i = await ctx.pages.inode(h.addr);
   await syncPrimaryEntry(ctx, h.ref, h.addr, i, true);
 }
 
-/** Closes a handle: its byte-range locks go, its entry is brought up to date, and an unlinked file open nowhere else is freed. */
+/** Flushes what this node wrote to the file since its last fsync; refuses if a reset lost some of it. */
+async function flushWritten(ctx: FsContext, handles: Handles, file: bigint): Promise<void> {
+  const taken = handles.takeWritten(file);
+  if (taken.resets !== null && taken.resets !== ctx.resets()) {
+    throw new MangroveError(
+      'E_PAGE_LOST',
+      'writes to this file since its last fsync were lost: this node was counted out of the cluster meanwhile (a pause or a cut-off) and dropped what it had not made durable; write them again',
+    );
+  }
+  try {
+    await ctx.pages.flush(taken.pages);
+  } catch (err) {
+    handles.unflushed(file, taken);
+    throw err;
+  }
+}
+
+/**
+ * Closes a handle: its byte-range locks go, this node stops counting it as
+ * an opener, its entry is brought up to date, and an unlinked file open
+ * nowhere else is freed. The handle is forgotten only once the opener count
+ * is written, so a close refused midway by a rebuild can be made again.
+ */
 export async function close(ctx: FsContext, handles: Handles, h: Handle, releaseLocks: (h: Handle) => Promise<void>): Promise<void> {
-  handles.remove(h);
   await releaseLocks(h);
   const i = await ctx.locks.with([h.addr], async () => {
     const i = await ctx.pages.inodeOrNull(h.addr);
     if (!i) return null;
     const mine = i.openers.find((o) => o.node === ctx.self && o.epoch === ctx.epoch);
-    if (mine && !handles.isOpen(h.addr)) i.openers = i.openers.filter((o) => o !== mine);
+    if (mine && !handles.isOpen(h.addr, h)) i.openers = i.openers.filter((o) => o !== mine);
     else if (mine) mine.count = Math.max(1, mine.count - 1);
     const u = new Update(ctx.pages);
     u.inode(h.addr, i);
     await u.apply();
     return i;
   });
+  handles.remove(h);
   if (!i) return;
   if (i.nlink === 0) await reclaimIfUnused(ctx, h.ref, h.addr);
   else if (h.write) await syncPrimaryEntry(ctx, h.ref, h.addr, i);

@@ -33,6 +33,8 @@ export interface FsContext {
   isLive(node: string, epoch: number): boolean;
   /** Free pages in the whole space, for the allocation check (M20); cached briefly. */
   freePages(): Promise<number>;
+  /** How many times this node's engine dropped every copy it held, unflushed writes with them (M14: counted out while alive). */
+  resets(): number;
   /** The latest recoveries of half-done updates on this node (mark-recovery.ts), and how many there were. */
   readonly recoveries: Recovery[];
   recovered: number;

@@ -27,6 +27,8 @@ export interface EngineCalls {
 
 /** Pages one engine read or write carries (PAGES_PER_REQUEST_MAX). */
 export const IO_PAGES_MAX = 256;
+/** Flush calls one fsync keeps in flight: 4,096 pages, well under a node's disk-commit queue (16,384). */
+export const FLUSH_CALLS_IN_FLIGHT = 16;
 
 export class FsPages {
   constructor(
@@ -51,10 +53,21 @@ export class FsPages {
     await this.engine.call({ op: 'write', addr: addressKey(addr), data }, this.client);
   }
 
-  /** Makes pages durable on every core holder (M11), contiguous runs in one call each. */
+  /**
+   * Makes pages durable on every core holder (M11), contiguous runs in one
+   * call each, FLUSH_CALLS_IN_FLIGHT at a time: a large file's fsync must not
+   * ask more durable writes of a node's next disk commit than it queues.
+   */
   async flush(addrs: Iterable<bigint>): Promise<void> {
     const runs = contiguousRuns([...addrs]);
-    await Promise.all(runs.map(([first, pages]) => this.engine.call({ op: 'flush', addr: addressKey(first), pages }, this.client) as Promise<FlushResult>));
+    let next = 0;
+    const worker = async () => {
+      while (next < runs.length) {
+        const [first, pages] = runs[next++];
+        await (this.engine.call({ op: 'flush', addr: addressKey(first), pages }, this.client) as Promise<FlushResult>);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FLUSH_CALLS_IN_FLIGHT, runs.length) }, worker));
   }
 
   async lock(addr: bigint, mode: 'shared' | 'exclusive', wait = true): Promise<void> {

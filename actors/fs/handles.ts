@@ -34,8 +34,13 @@ export interface Handle {
 export class Handles {
   private readonly open = new Map<string, Handle>();
   private readonly perClient = new Map<string, number>();
-  /** Per file (inode address), the pages this node wrote since its last fsync. */
-  private readonly written = new Map<bigint, Set<bigint>>();
+  /**
+   * Per file (inode address), the pages this node wrote since its last
+   * fsync, and how many times this node had dropped its unflushed copies
+   * (its engine's resets, M14) when the first of them was written: a reset
+   * since then lost some of them, which fsync must say.
+   */
+  private readonly written = new Map<bigint, { pages: Set<bigint>; resets: number }>();
   private next = 1;
 
   constructor(
@@ -74,9 +79,9 @@ export class Handles {
     else this.perClient.set(h.client, n);
   }
 
-  /** Whether any handle here has the file at `addr` open. */
-  isOpen(addr: bigint): boolean {
-    for (const h of this.open.values()) if (h.addr === addr) return true;
+  /** Whether any handle here (but `except`) has the file at `addr` open. */
+  isOpen(addr: bigint, except?: Handle): boolean {
+    for (const h of this.open.values()) if (h.addr === addr && h !== except) return true;
     return false;
   }
 
@@ -94,15 +99,32 @@ export class Handles {
     return [...this.open.values()];
   }
 
-  wrote(file: bigint): Set<bigint> {
-    return this.written.get(file) ?? this.written.set(file, new Set()).get(file)!;
+  /** Where the pages written to `file` are noted; `resets`: the engine's reset count now. */
+  wrote(file: bigint, resets: number): Set<bigint> {
+    const known = this.written.get(file);
+    if (known) return known.pages;
+    const pages = new Set<bigint>();
+    this.written.set(file, { pages, resets });
+    return pages;
   }
 
-  /** The pages written to `file` since its last fsync, forgotten here (the caller flushes them). */
-  takeWritten(file: bigint): bigint[] {
+  /**
+   * The pages written to `file` since its last fsync, forgotten here (the
+   * caller flushes them, and gives them back with `unflushed` if that
+   * fails), with the reset count when the first was written.
+   */
+  takeWritten(file: bigint): { pages: bigint[]; resets: number | null } {
     const s = this.written.get(file);
     this.written.delete(file);
-    return s ? [...s] : [];
+    return s ? { pages: [...s.pages], resets: s.resets } : { pages: [], resets: null };
+  }
+
+  /** Pages a flush did not make durable: noted again, for the next fsync. */
+  unflushed(file: bigint, taken: { pages: bigint[]; resets: number | null }): void {
+    if (taken.resets === null) return;
+    const pages = this.wrote(file, taken.resets);
+    for (const p of taken.pages) pages.add(p);
+    this.written.get(file)!.resets = Math.min(this.written.get(file)!.resets, taken.resets);
   }
 
   get size(): number {

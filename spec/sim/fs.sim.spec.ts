@@ -142,6 +142,27 @@ describe('file system in the simulator', function () {
     await c.stopAll();
   });
 
+  it('fsync fails (E_PAGE_LOST, EIO) when its node was counted out after writes it had not made durable; written again, they are made durable', async () => {
+    const c = await formedCluster(29, 4);
+    await putFile(c, 0, '/journal', text('durable'));
+    const h = (await fsSoon<{ handle: string }>(c, 3, { op: 'open', fs: 'default', path: '/journal', write: true }, 'writer')).handle;
+    await fsSoon(c, 3, { op: 'write', handle: h, offset: 0, data: text('LOST!!!') }, 'writer');
+    const resets = c.node(3)!.engine.recoveryState().resets;
+    // Node 3 is cut off long enough to be counted failed: it drops its unflushed copies when it comes back.
+    c.network.partition([[c.id(3)], [0, 1, 2].map((i) => c.id(i))]);
+    await c.runAsync(5_000);
+    c.network.heal();
+    await c.runUntilAsync(() => c.node(3)!.engine.recoveryState().resets > resets, 60_000, () => 'node 3 to drop its copies');
+    const err = await c.settle(fsSoon(c, 3, { op: 'fsync', handle: h }, 'writer', 60_000).then(() => null, (e: MangroveError) => e));
+    expect(err?.code).to.equal('E_PAGE_LOST');
+    expect(err?.posix).to.equal('EIO');
+    // Written again, it is made durable as usual.
+    await fsSoon(c, 3, { op: 'write', handle: h, offset: 0, data: text('again!!') }, 'writer', 60_000);
+    await fsSoon(c, 3, { op: 'fsync', handle: h }, 'writer', 60_000);
+    expect(decode(await getFile(c, 1, '/journal'))).to.equal('again!!');
+    await c.stopAll();
+  });
+
   it('an unlinked file open elsewhere stays readable until its last handle closes, then its pages go', async () => {
     const c = await formedCluster(25, 3);
     await putFile(c, 0, '/tmp1', text('still here'));
