@@ -1,9 +1,9 @@
 /**
  * How a multi-page update of directories runs (SPEC.md M22; patent, "File
  * system recovery"): with the directories' inode pages locked (metadata
- * locks), in three flushed steps: the transaction mark written into each
- * directory's inode, the update itself (entry pages, inodes, the hash
- * table), the mark cleared. A directory found with a mark when its lock is
+ * locks), in three steps: the transaction mark written into each
+ * directory's inode and flushed, the update itself (entry pages, inodes,
+ * the hash table) written and flushed, the mark cleared (`clear`). A directory found with a mark when its lock is
  * taken was left half updated by an update that died (its node failed, or
  * its flush was refused in a rebuild): it is recovered first
  * (mark-recovery.ts), with every directory the mark names locked too.
@@ -51,11 +51,27 @@ async function readAll(ctx: FsContext, addrs: Iterable<bigint>): Promise<Map<big
   return out;
 }
 
-/** Writes inodes and flushes them: one step of an update (a mark set or cleared). */
-export async function step(ctx: FsContext, inodes: [bigint, Inode][]): Promise<void> {
-  const u = new Update(ctx.pages);
+/** Writes the marks into the directories' inodes and flushes them: the first step of an update, with whatever else `u` holds. */
+export async function mark(ctx: FsContext, inodes: [bigint, Inode][], u = new Update(ctx.pages)): Promise<void> {
   for (const [a, i] of inodes) u.inode(a, i);
   await u.flush();
+}
+
+/**
+ * Writes the directories' inodes with their marks cleared: the last step.
+ * It is not flushed: the update itself is durable by now, and a crash that
+ * loses the cleared mark leaves a mark whose recovery finds the update
+ * whole and completes it (mark-recovery.ts). The next flush of the
+ * directory's inode makes it durable; until then every node sees it
+ * cleared, the inode being coherent (M10).
+ */
+export async function clear(ctx: FsContext, inodes: [bigint, Inode][]): Promise<void> {
+  const u = new Update(ctx.pages);
+  for (const [a, i] of inodes) {
+    i.mark = null;
+    u.inode(a, i);
+  }
+  await u.apply();
 }
 
 /** A directory after its entries changed: times, link count, synchronisation version. */

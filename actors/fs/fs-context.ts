@@ -154,13 +154,21 @@ export async function settlePending(ctx: FsContext, s: StreamDesc): Promise<numb
 }
 
 /**
- * A free inode of the fileset, taken in its table (flushed: the table says
- * it is in use before anything points at it, M22), with its address; its
- * page holds `placeholder` (no links yet) until the create writes it. The
+ * A free inode of the fileset, taken in its table (flushed before anything
+ * points at it, M22: here, or by the caller together with its mark), with
+ * its address; its page holds `placeholder` (no links yet) until the create
+ * writes it. The
  * table page is locked for the taking; a group with no pages yet is reserved
  * and materialized first.
  */
-export async function allocInode(ctx: FsContext, fs: Fileset, filesetAddr: bigint, placeholder: (ino: number, addr: bigint) => Inode): Promise<{ ino: number; addr: bigint }> {
+export async function allocInode(
+  ctx: FsContext,
+  fs: Fileset,
+  filesetAddr: bigint,
+  placeholder: (ino: number, addr: bigint) => Inode,
+  /** Where the taking is written; the caller flushes it (with its mark). Default: flushed here. */
+  into?: Update,
+): Promise<{ ino: number; addr: bigint }> {
   for (let page = fs.tableFree; page < TABLE_PAGES_MAX; page++) {
     if (page >= fs.tablePages) await growTable(ctx, fs, filesetAddr, page);
     const tableAddr = fs.tableBase + BigInt(page * PAGE_BYTES);
@@ -176,10 +184,12 @@ export async function allocInode(ctx: FsContext, fs: Fileset, filesetAddr: bigin
       take(t, free.ino);
       const addr = inodeAddress(t, free.ino)!;
       // Until its create names it, the inode says it is being made and since when: `fs check` leaves it alone meanwhile.
-      const u = new Update(ctx.pages);
+      const u = into ?? new Update(ctx.pages);
       u.inode(addr, placeholder(free.ino, addr));
       u.tablePage(tableAddr, t);
-      await u.flush();
+      // Written under the table page's lock, so the next taking reads it; flushed here or with the caller's mark.
+      if (into) await u.apply();
+      else await u.flush();
       return { ino: free.ino, addr };
     });
     if (got) return got;

@@ -195,10 +195,9 @@ export class Update {
     this.writes.push(this.pages.write(addr, data));
   }
 
-  /** Every page written (coherent everywhere at once, M10), not yet durable: what a write or a close leaves for fsync. */
+  /** Every page written (coherent everywhere at once, M10), not yet durable: what a write or a close leaves for fsync; a later `flush` still flushes them. */
   async apply(): Promise<void> {
     await Promise.all(this.writes.splice(0));
-    this.dirty.clear();
   }
 
   /** Every page written, then made durable. */

@@ -14,7 +14,7 @@ import { dirOf, newInode, type FileType, type Inode, type TxnMark } from '../../
 import { checkName } from '../../machines/fs/names.js';
 import { allocInode, DirPages, type FsContext } from './fs-context.js';
 import { Update } from './fs-pages.js';
-import { step, touchDir, withDirs, type FilesetRef } from './dir-update.js';
+import { clear, mark, touchDir, withDirs, type FilesetRef } from './dir-update.js';
 import { reclaimIfUnused } from './reclaim.js';
 import { syncPrimaryEntry } from './entry-sync.js';
 
@@ -54,9 +54,11 @@ async function createIn(ctx: FsContext, ref: FilesetRef, parent: bigint, name: s
     if (await lookup(dirOf(p), pages, name)) throw new MangroveError('E_EXISTS', `${JSON.stringify(name)} exists already`);
     const made = (ino: number, nowMs: number) =>
       newInode({ fileset: ref.fs.id, ino, type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, parent: p.ino, parentAddr: parent, nowMs, target: n.target, temporary: n.temporary });
-    const { ino, addr } = await allocInode(ctx, ref.fs, ref.addr, (ino) => ({ ...made(ino, ctx.wallMs()), nlink: 0 }));
+    // The inode's taking and the mark are flushed together: either can be durable without the other, and both are recovered.
+    const taking = new Update(ctx.pages);
+    const { ino, addr } = await allocInode(ctx, ref.fs, ref.addr, (ino) => ({ ...made(ino, ctx.wallMs()), nlink: 0 }), taking);
     p.mark = { kind: n.type === 'dir' ? 'create_directory' : 'create', ino, addr, name, nlinkBefore: 0, other: null, replaced: null };
-    await step(ctx, [[parent, p]]);
+    await mark(ctx, [[parent, p]], taking);
     const now = ctx.wallMs();
     const i = made(ino, now);
     i.entry = await insert(p.dir!, pages, entryFor(name, addr, i));
@@ -66,8 +68,7 @@ async function createIn(ctx: FsContext, ref: FilesetRef, parent: bigint, name: s
     pages.writeTo(u);
     u.inode(parent, p);
     await u.flush();
-    p.mark = null;
-    await step(ctx, [[parent, p]]);
+    await clear(ctx, [[parent, p]]);
     return { addr, inode: i };
   });
 }
@@ -92,7 +93,7 @@ async function linkIn(ctx: FsContext, ref: FilesetRef, target: bigint, parent: b
       if (i.type === 'dir') throw new MangroveError('E_IS_DIR', 'a directory cannot be hard-linked');
       if (i.nlink === 0) throw new MangroveError('E_NOT_FOUND', 'the file was deleted');
       p.mark = { kind: 'link', ino: i.ino, addr: target, name, nlinkBefore: i.nlink, other: null, replaced: null };
-      await step(ctx, [[parent, p]]);
+      await mark(ctx, [[parent, p]]);
       const now = ctx.wallMs();
       i.nlink++;
       i.ctimeMs = now;
@@ -104,8 +105,7 @@ async function linkIn(ctx: FsContext, ref: FilesetRef, target: bigint, parent: b
       pages.writeTo(u);
       u.inode(parent, p);
       await u.flush();
-      p.mark = null;
-      await step(ctx, [[parent, p]]);
+      await clear(ctx, [[parent, p]]);
       return i;
     });
   });
@@ -131,7 +131,7 @@ export async function unlink(ctx: FsContext, ref: FilesetRef, parent: bigint, na
       const t = await ctx.pages.inode(e.addr);
       if (t.type === 'dir' && (t.dir?.count ?? 0) > 0) throw new MangroveError('E_NOT_EMPTY', `directory ${JSON.stringify(name)} is not empty`);
       p.mark = { kind: 'delete', ino: t.ino, addr: e.addr, name, nlinkBefore: t.nlink, other: null, replaced: null };
-      await step(ctx, [[parent, p]]);
+      await mark(ctx, [[parent, p]]);
       const now = ctx.wallMs();
       dropLink(t, now);
       if (t.parentAddr === parent && t.entry && t.entry.page === found.ref.page && t.entry.slot === found.ref.slot) t.entry = null;
@@ -142,8 +142,7 @@ export async function unlink(ctx: FsContext, ref: FilesetRef, parent: bigint, na
       pages.writeTo(u);
       u.inode(parent, p);
       await u.flush();
-      p.mark = null;
-      await step(ctx, [[parent, p]]);
+      await clear(ctx, [[parent, p]]);
       return { addr: e.addr, t };
     });
   });
@@ -201,7 +200,7 @@ export async function rename(ctx: FsContext, ref: FilesetRef, from: bigint, from
           s.mark = { kind: 'rename', ino: mi.ino, addr: m.addr, name: fromName, nlinkBefore: mi.nlink, other: { dir: t.ino, addr: to, name: toName }, replaced: null } satisfies TxnMark;
           marks.push([from, s]);
         }
-        await step(ctx, marks);
+        await mark(ctx, marks);
         const now = ctx.wallMs();
         const u = new Update(ctx.pages);
         if (target && ri) {
@@ -225,9 +224,7 @@ export async function rename(ctx: FsContext, ref: FilesetRef, from: bigint, from
         u.inode(to, t);
         if (from !== to) u.inode(from, s);
         await u.flush();
-        s.mark = null;
-        t.mark = null;
-        await step(ctx, from === to ? [[to, t]] : [[from, s], [to, t]]);
+        await clear(ctx, from === to ? [[to, t]] : [[from, s], [to, t]]);
         return { replaced: ri && ri.nlink === 0 ? target!.entry.addr : null, movedDir: m.type === 'dir' };
       });
     },
