@@ -17,6 +17,7 @@ import { panElectionMachine } from '../../machines/membership/pan-election.js';
 import { hasMajority, quorumMachine } from '../../machines/membership/quorum.js';
 import { pageHomeMachine } from '../../machines/memory/page-home.js';
 import { pageLockMachine } from '../../machines/memory/page-lock.js';
+import { byteRangeLockMachine } from '../../machines/fs/byte-range-lock.js';
 import { nodeAt } from '../fixtures/node-entries.js';
 import type { Args, EventScope, MachineKind, ScenarioTable } from '../helpers/scenario.js';
 
@@ -213,6 +214,19 @@ export const scenarioTable: ScenarioTable = {
         input: (args) => ({ ...args }),
         // A LOCK does not wait unless the step says `wait=true`.
         event: (type, args) => (type === 'LOCK' ? { type, wait: false, ...args } : { type, ...args }),
+      },
+    },
+  },
+  'byte-range-lock': {
+    kinds: {
+      request: {
+        machine: byteRangeLockMachine,
+        // The lock asked for: handle h1 of node n1 (incarnation 1), bytes [start, end).
+        input: ({ start = 0, end = 10, mode = 'exclusive', owner = 'h1', op = 'lock', wait = false }) => ({
+          request: { start, end, mode, owner, node: 'n1', epoch: 1, key: 0 },
+          op,
+          wait,
+        }),
       },
     },
   },
