@@ -29,6 +29,16 @@ import { lookupIn, resolve, resolveParent } from './resolve.js';
 
 type Op<K extends ClientFsOp['op']> = Extract<ClientFsOp, { op: K }>;
 
+/**
+ * Pages one node's writes to one file may leave unflushed (8 MiB): past it,
+ * the write that crosses it flushes them first. A writer is then held back
+ * to the pace of its core holders' disks, as Linux's dirty-page limits hold
+ * back a writer, instead of filling this node's RAM with dirty pages, whose
+ * paging (M12) stalls the node; and a node counted out loses at most this
+ * much that no fsync made durable.
+ */
+export const WRITE_BEHIND_PAGES = 2048;
+
 export function statOf(i: Inode): FsStat {
   return {
     ino: i.ino,
@@ -145,7 +155,7 @@ export async function read(ctx: FsContext, h: Handle, offset: number, length: nu
 
 export async function write(ctx: FsContext, handles: Handles, h: Handle, offset: number | undefined, data: Uint8Array): Promise<{ offset: number; written: number; size: number }> {
   if (!h.write) throw new MangroveError('E_BAD_HANDLE', `handle ${h.id} was not opened for writing`);
-  return ctx.locks.with([h.addr], async () => {
+  const done = await ctx.locks.with([h.addr], async () => {
     const i = await ctx.pages.inode(h.addr);
     const s = streamOf(i, h.stream);
     const at = h.append || offset === undefined ? s.size : offset;
@@ -162,6 +172,9 @@ export async function write(ctx: FsContext, handles: Handles, h: Handle, offset:
     await u.apply();
     return { offset: at, written: data.length, size: s.size };
   });
+  // Write-behind: a writer that has more than WRITE_BEHIND_PAGES unflushed flushes them before it goes on.
+  if (handles.writtenCount(h.addr) >= WRITE_BEHIND_PAGES) await flushWritten(ctx, handles, h.addr);
+  return done;
 }
 
 /** Cuts the file at `addr` to `size` bytes (or grows it, sparse). */

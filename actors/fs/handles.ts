@@ -119,6 +119,11 @@ export class Handles {
     return s ? { pages: [...s.pages], resets: s.resets } : { pages: [], resets: null };
   }
 
+  /** How many pages written to `file` wait for a flush. */
+  writtenCount(file: bigint): number {
+    return this.written.get(file)?.pages.size ?? 0;
+  }
+
   /** Pages a flush did not make durable: noted again, for the next fsync. */
   unflushed(file: bigint, taken: { pages: bigint[]; resets: number | null }): void {
     if (taken.resets === null) return;
