@@ -12,6 +12,7 @@ import type { NdbOp } from '../../bus/messages/index.js';
 import type { NdbUpdateOutput } from '../../machines/membership/node-db-coordinator.js';
 import { arenaFailoverMachine, failoverGraceMs, type ArenaFailoverEmitted, type FailoverView } from '../../machines/recovery/arena-failover.js';
 import type { Log } from '../log.js';
+import { nodesWithoutArena } from '../../machines/membership/node-db.js';
 
 export interface FailoverDeps {
   self: string;
@@ -26,6 +27,8 @@ export interface FailoverDeps {
 
 export class FailoverActor {
   private readonly actor: Actor<typeof arenaFailoverMachine>;
+  /** Nodes a new arena is being asked for, until the update ends. */
+  private readonly asking = new Set<string>();
 
   constructor(private readonly deps: FailoverDeps) {
     this.actor = createActor(arenaFailoverMachine, {
@@ -47,6 +50,25 @@ export class FailoverActor {
   /** Any change of the node database, the heartbeat's view, quorum or the PAN. */
   view(v: FailoverView): void {
     this.actor.send({ type: 'VIEW', ...v });
+    this.giveArenas(v);
+  }
+
+  /**
+   * The PAN gives a new arena to a live node that serves none: one whose
+   * arena was handed over while it was counted out (a pause, a cut-off) and
+   * that lives on, and could otherwise reserve no page (M7, M16).
+   */
+  private giveArenas(v: FailoverView): void {
+    if (!v.isPan || !v.quorate) return;
+    for (const node of nodesWithoutArena(v.db, v.alive)) {
+      if (this.asking.has(node)) continue;
+      this.asking.add(node);
+      this.deps.update({ op: 'arena_new', member: node }, (out) => {
+        this.asking.delete(node);
+        if (out.ok) this.deps.log.warn({ node, version: out.version }, 'a live node whose arena was handed over has a new one');
+        else this.deps.log.warn({ node, code: out.code }, 'a new arena for a live node was not given; asked again at the next view');
+      });
+    }
   }
 
   private onEmitted(e: ArenaFailoverEmitted): void {

@@ -77,6 +77,8 @@ export const ndbOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('arena'), arena: count, home: id, gen: count }),
   /** Names the nodes holding complete copies of `arena`'s directory, asked for by its home at generation `gen`. */
   z.object({ op: z.literal('arena_replicas'), arena: count, gen: count, replicas: list(id).max(16) }),
+  /** Gives `member`, which serves no arena (its own was handed over while it was counted out, and it lives on), a new one to reserve in. */
+  z.object({ op: z.literal('arena_new'), member: id }),
 ]);
 export type NdbOp = z.infer<typeof ndbOp>;
 

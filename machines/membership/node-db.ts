@@ -170,7 +170,19 @@ export function applyChange(db: NodeDbSnapshot, change: NdbOp): NdbResult<{ db: 
       return handOver(db, change);
     case 'arena_replicas':
       return nameReplicas(db, change);
+    case 'arena_new': {
+      if (!findNode(db, change.member)) return fail('E_UNKNOWN_NODE', `node ${change.member} is not in the database`);
+      const derived = withDerivedArenas(db);
+      if ((derived.arenas ?? []).some((a) => a.home === change.member && a.arena !== 0)) return fail('E_EXISTS', `node ${change.member} serves an arena already`);
+      return { ok: true, db: servedArenaFor({ ...derived, version }, change.member) };
+    }
   }
+}
+
+/** Live nodes of the database that serve no arena but the system's: each wants a new one to reserve in (`arena_new`). */
+export function nodesWithoutArena(db: NodeDbSnapshot, alive: readonly string[]): string[] {
+  const arenas = arenasOf(db);
+  return db.nodes.map((n) => n.id).filter((id) => alive.includes(id) && !arenas.some((a) => a.home === id && a.arena !== 0));
 }
 
 // ---- Arenas (M8, M16): the top of the disk directory ----
@@ -306,6 +318,8 @@ export function sameChange(a: NdbOp, b: NdbOp): boolean {
       return b.op === 'arena' && a.arena === b.arena && a.home === b.home && a.gen === b.gen;
     case 'arena_replicas':
       return b.op === 'arena_replicas' && a.arena === b.arena && a.gen === b.gen && a.replicas.join() === b.replicas.join();
+    case 'arena_new':
+      return b.op === 'arena_new' && a.member === b.member;
     default:
       return (b.op === 'add' || b.op === 'change') && a.op === b.op && entryKey(a.node) === entryKey(b.node);
   }

@@ -204,6 +204,10 @@ describe('failover of arenas and re-replication (M15, M16) in the simulator', fu
         expect(await readBack(c, i, small, 2), `the minority's pages through node ${i}`).to.deep.equal([91, 2]);
         expect(await readBack(c, i, big, 2), `the majority's pages through node ${i}`).to.deep.equal([92, 2]);
       }
+      // The minority's home lost its arena while it was cut off and lives on: it gets a new one, and reserves there again.
+      await c.runUntilAsync(() => arenasOf(c.node(0)!.database()).some((a) => a.home === c.id(minorityHome) && a.arena !== 0), 30_000, 'a new arena for the former home');
+      const again = await eventually(c, () => c.node(minorityHome)!.engine.call({ op: 'reserve', pages: 1 }));
+      expect(Number(arenaOf(parseAddress((again as { address: string }).address))), 'reserved in a new arena of its own').to.not.equal(arena);
       await c.stopAll();
     });
   });
