@@ -1,8 +1,8 @@
 /**
  * The updates that change a fileset's names (SPEC.md M19, M22): create (a
  * file, a directory, a symbolic link), link, unlink and rmdir, rename. Each
- * runs under its directories' metadata locks in the three flushed steps of
- * dir-update.ts: mark, update, clear; what a crash leaves is settled by
+ * runs under its directories' metadata locks in the three steps of
+ * dir-update.ts: mark (flushed), update (flushed), clear; what a crash leaves is settled by
  * mark-recovery.ts. The inode a name stands for is locked inside its
  * directories' locks (directories first, then inodes, each set in address
  * order), so updates never wait on each other in a circle.
