@@ -371,7 +371,7 @@ export class FileSystem {
 
   private async unlock(h: Handle, start: number, end: number): Promise<{ released: boolean }> {
     const held = h.locks.findIndex((l) => l.start === start && l.end === end);
-    if (held < 0) throw new MangroveError('E_NOT_FOUND', `handle ${h.id} holds no lock on bytes ${start}-${end}`);
+    if (held < 0) throw new MangroveError('E_NOT_FOUND', `handle ${h.id} holds no lock on bytes [${start}, ${end})`);
     const i = await this.ctx.pages.inode(h.addr);
     const out = await this.ranges.run(i.lockPage!, h.locks[held], 'release', false, LOCK_WAIT_DEFAULT_MS);
     if (!out.ok) throw new MangroveError(out.code, out.message);

@@ -141,7 +141,7 @@ async function checkRangeLocks(ctx: FsContext, h: Handle, i: Inode, start: numbe
   if (i.lockPage === null || end <= start) return;
   const table = decodeRangeLocks(await readLockPage(ctx.pages, i.lockPage)).filter((l) => ctx.isLive(l.node, l.epoch));
   const blocking = accessAllowed(table, h.id, start, end, kind);
-  if (blocking) throw new MangroveError('E_LOCKED', `bytes ${blocking.start}-${blocking.end} are locked ${blocking.mode} by another handle; this ${kind} overlaps them`);
+  if (blocking) throw new MangroveError('E_LOCKED', `bytes [${blocking.start}, ${blocking.end}) are locked ${blocking.mode} by another handle; this ${kind} overlaps them`);
 }
 
 export async function read(ctx: FsContext, h: Handle, offset: number, length: number): Promise<{ data: Uint8Array; eof: boolean }> {

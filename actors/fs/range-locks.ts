@@ -84,7 +84,7 @@ export class RangeLocks {
           case 'released':
             return finish({ ok: true, found: c.found });
           case 'refused':
-            return finish({ ok: false, code: 'E_LOCKED', message: `bytes ${c.conflict!.start}-${c.conflict!.end} are locked ${c.conflict!.mode} by another handle`, conflict: c.conflict! });
+            return finish({ ok: false, code: 'E_LOCKED', message: `bytes [${c.conflict!.start}, ${c.conflict!.end}) are locked ${c.conflict!.mode} by another handle`, conflict: c.conflict! });
           case 'cancelled':
             return finish({ ok: false, code: 'E_TIMEOUT', message: `the lock was still held by another handle after ${waitMs} ms; ask again to go on waiting` });
           default:
