@@ -292,7 +292,7 @@ describe('the file system through `mangrove fs`, on real processes', function ()
     await until('the first process to hold its lock', () => holder.out().includes('locked bytes [0, 100)'), { timeoutMs: 20_000 });
 
     const second = await mangrove(['fs', 'lock', '/cli/locked', '--start', '50', '--end', '60', '--shared', '--hold-ms', '1', ...on(1)]);
-    refused(second, /^error E_LOCKED \(EAGAIN\): bytes 0-100 are locked exclusive by another handle/);
+    refused(second, /^error E_LOCKED \(EAGAIN\): bytes \[0, 100\) are locked exclusive by another handle/);
     expect(holder.out(), 'the holder still holds it').to.not.include('released');
 
     const other = await mangrove(['fs', 'lock', '/cli/locked', '--start', '100', '--end', '200', '--hold-ms', '1', ...on(1)]);
