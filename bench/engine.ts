@@ -40,6 +40,7 @@
  * {"bench":"engine","figures":{...},"ratios":{...},"errors":[...]}
  * (`errors` only when something failed).
  */
+import { Cleanup } from './shared/cleanup.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -86,28 +87,9 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
 
 // ------------------------------------------------------------ clean-up
 
-/** What must be stopped whatever happens: stop() on the way out, kill() on exit as a last resort. */
-const running = new Set<{ stop: () => Promise<void>; kill: () => void }>();
-
-async function stopAll(): Promise<void> {
-  for (const r of [...running].reverse()) {
-    await r.stop().catch(() => undefined);
-    running.delete(r);
-  }
-}
-
-process.on('exit', () => {
-  for (const r of running) r.kill();
-});
-/** Set by SIGINT or SIGTERM: no further part starts. */
-let stopping = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    stopping = true;
-    console.error(`bench engine: ${sig}, stopping what it started`);
-    void stopAll().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-  });
-}
+const cleanup = new Cleanup((line) => console.error(`bench engine: ${line}`));
+const { running } = cleanup;
+const stopAll = (): Promise<void> => cleanup.stopAll();
 
 function killPid(pid: number | undefined, sig: NodeJS.Signals): void {
   if (pid === undefined) return;
@@ -399,7 +381,7 @@ async function main(): Promise<number> {
   figures.pageBytes = PAGE_BYTES;
   figures.copies = COPIES;
   try {
-    for (const part of [mangrove, embedded, redis, lmdb]) if (!stopping) await part();
+    for (const part of [mangrove, embedded, redis, lmdb]) if (!cleanup.stopping) await part();
   } finally {
     await stopAll();
   }

@@ -57,6 +57,7 @@
  * {"bench":"fs","figures":{...},"ratios":{...},"errors":[...]}
  * (`errors` only when something failed).
  */
+import { Cleanup } from './shared/cleanup.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -135,28 +136,9 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
 
 // ------------------------------------------------------------ clean-up
 
-/** What must be stopped whatever happens: stop() on the way out, kill() on exit as a last resort. */
-const running = new Set<{ stop: () => Promise<void>; kill: () => void }>();
-
-async function stopAll(): Promise<void> {
-  for (const r of [...running].reverse()) {
-    await r.stop().catch(() => undefined);
-    running.delete(r);
-  }
-}
-
-process.on('exit', () => {
-  for (const r of running) r.kill();
-});
-/** Set by SIGINT or SIGTERM: no further phase starts. */
-let stopping = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    stopping = true;
-    say(`${sig}, stopping what it started`);
-    void stopAll().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-  });
-}
+const cleanup = new Cleanup(say);
+const { running } = cleanup;
+const stopAll = (): Promise<void> => cleanup.stopAll();
 
 function killPid(pid: number | undefined, sig: NodeJS.Signals): void {
   if (pid === undefined) return;
@@ -621,7 +603,7 @@ async function run(o: typeof full): Promise<void> {
     ];
     figures.mangroveRebuilds = 0;
     for (const [label, phase] of phases) {
-      if (stopping) break;
+      if (cleanup.stopping) break;
       say(`phase ${label}`);
       for (const t of targets) {
         const t0 = performance.now();
