@@ -91,7 +91,20 @@ export async function open(ctx: FsContext, handles: Handles, ref: FilesetRef, op
     addr = r.addr;
     if (r.found) entry = { dir: r.parent, ref: r.found.ref, sync: r.found.entry.sync };
   }
-  const inode = await ctx.locks.with([addr], async () => {
+  // The handle is taken first: a node out of handles refuses before the inode counts it as an opener.
+  const h = handles.add({ client, ref, addr, stream: op.stream ?? '', read, write, append: op.append ?? false, heardMs: ctx.clock.now() });
+  const inode = await openInode(ctx, handles, addr, op, write).catch((err: unknown) => {
+    handles.remove(h);
+    throw err;
+  });
+  // M19: an entry found out of step with its inode is repaired on open.
+  if (entry && entry.sync !== inode.sync) await syncEntry(ctx, ref, addr, entry.dir, entry.ref);
+  return { handle: h.id, stat: statOf(inode) };
+}
+
+/** The inode's side of an open, under its lock: checks, a named stream made, this node counted as an opener, a truncation. */
+async function openInode(ctx: FsContext, handles: Handles, addr: bigint, op: Op<'open'>, write: boolean): Promise<Inode> {
+  return ctx.locks.with([addr], async () => {
     const i = await ctx.pages.inode(addr);
     if (i.nlink === 0) throw new MangroveError('E_NOT_FOUND', `${JSON.stringify(op.path)} was deleted`);
     if (i.type === 'dir' && (write || op.truncate)) throw new MangroveError('E_IS_DIR', `${JSON.stringify(op.path)} is a directory`);
@@ -124,10 +137,6 @@ export async function open(ctx: FsContext, handles: Handles, ref: FilesetRef, op
     }
     return i;
   });
-  const h = handles.add({ client, ref, addr, stream: op.stream ?? '', read, write, append: op.append ?? false, heardMs: ctx.clock.now() });
-  // M19: an entry found out of step with its inode is repaired on open.
-  if (entry && entry.sync !== inode.sync) await syncEntry(ctx, ref, addr, entry.dir, entry.ref);
-  return { handle: h.id, stat: statOf(inode) };
 }
 
 function touchFile(i: Inode, nowMs: number): void {
@@ -147,6 +156,7 @@ async function checkRangeLocks(ctx: FsContext, h: Handle, i: Inode, start: numbe
 export async function read(ctx: FsContext, h: Handle, offset: number, length: number): Promise<{ data: Uint8Array; eof: boolean }> {
   if (!h.read) throw new MangroveError('E_BAD_HANDLE', `handle ${h.id} was not opened for reading`);
   const i = await ctx.pages.inode(h.addr);
+  if (i.type === 'dir') throw new MangroveError('E_IS_DIR', `handle ${h.id} is of a directory: readdir lists it`);
   const s = streamOf(i, h.stream);
   await checkRangeLocks(ctx, h, i, offset, Math.min(offset + length, s.size), 'read');
   const data = await readStream(ctx, s, offset, length);

@@ -210,6 +210,10 @@ describe('file system in the simulator', function () {
     const viaDots = await fsSoon<FsStat>(c, 2, { op: 'stat', fs: 'default', path: '/../../d/../d/sub' });
     const direct = await fsSoon<FsStat>(c, 2, { op: 'stat', fs: 'default', path: '/d/sub' });
     expect(viaDots.ino).to.equal(direct.ino);
+    // A directory opens (for reading), but its bytes are not read: readdir lists it.
+    const dirHandle = (await fsSoon<{ handle: string }>(c, 1, { op: 'open', fs: 'default', path: '/d' }, 'owner')).handle;
+    expect(await fsCode(c, 1, { op: 'read', handle: dirHandle, offset: 0, length: 10 }, 'owner'), 'a read of a directory').to.equal('E_IS_DIR');
+    await fsSoon(c, 1, { op: 'close', handle: dirHandle }, 'owner');
     // A handle from before its node restarted, and a lock on a closed handle.
     await fsSoon(c, 1, { op: 'close', handle }, 'owner');
     expect(await fsCode(c, 1, { op: 'lock', handle, start: 0, end: 1, mode: 'shared' }, 'owner')).to.equal('E_BAD_HANDLE');
