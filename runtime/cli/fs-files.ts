@@ -10,8 +10,8 @@ import { InvalidArgumentError } from 'commander';
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import type { FileHandle, FsClient } from '../client/files.js';
 import { act, fsCliDefaults, fsSubcommand, intoDirectory, octal, fsSession, type FsCli, type FsLinkOpts } from './fs-link.js';
-import { canonicalPath, chunksOf, lastName, Meter, renderTransfer } from './fs-render.js';
-import { examples, integer, jsonLine, positive, print } from './util.js';
+import { canonicalPath, lastName, Meter, renderTransfer } from './fs-render.js';
+import { chunksOf, examples, integer, jsonLine, positive, print } from './util.js';
 
 /** Bytes a read or write call carries (bus/messages/fs.ts FS_IO_BYTES_MAX; not imported, it brings the wire's schemas). */
 export const IO_BYTES = 1024 * 1024;

@@ -252,25 +252,3 @@ export function meterLine(verb: string, done: number, total: number | undefined,
   const of = total === undefined ? mib(done) : `${(done / MIB).toFixed(1)} of ${mib(total)} (${total === 0 ? 100 : Math.floor((100 * done) / total)}%)`;
   return `${verb} ${of}, ${rate(done, elapsedMs)}`;
 }
-
-/** A byte stream cut into parts of `bytes` (the last shorter), in order: one write call each. */
-export async function* chunksOf(source: AsyncIterable<Uint8Array | string>, bytes: number): AsyncGenerator<Buffer> {
-  if (!Number.isInteger(bytes) || bytes < 1) throw new RangeError('bytes must be a positive integer');
-  let buf = Buffer.allocUnsafe(bytes);
-  let used = 0;
-  for await (const piece of source) {
-    const data = typeof piece === 'string' ? Buffer.from(piece) : piece;
-    for (let at = 0; at < data.byteLength; ) {
-      const n = Math.min(bytes - used, data.byteLength - at);
-      buf.set(data.subarray(at, at + n), used);
-      used += n;
-      at += n;
-      if (used === bytes) {
-        yield buf;
-        buf = Buffer.allocUnsafe(bytes);
-        used = 0;
-      }
-    }
-  }
-  if (used > 0) yield buf.subarray(0, used);
-}

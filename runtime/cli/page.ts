@@ -17,7 +17,7 @@ import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX } from '../../bus/messages/page-limits.js';
 import { formatAddress, PAGE_BYTES, pageRange, parsePageAddress } from '../../machines/memory/address.js';
 import type { FlushResult, MangroveClient, PageAttrs, PageStat, SpaceReport } from '../client/pages.js';
-import { examples, jsonLine, positive, print } from './util.js';
+import { chunksOf, examples, jsonLine, positive, print } from './util.js';
 import { checkConnect } from './ask.js';
 
 export const pageCliDefaults = {
@@ -347,26 +347,15 @@ export async function* pageChunks(source: AsyncIterable<Uint8Array | string>, ch
   if (!Number.isInteger(chunkBytes) || chunkBytes < PAGE_BYTES || chunkBytes % PAGE_BYTES !== 0) {
     throw new RangeError(`chunkBytes must be a positive multiple of ${PAGE_BYTES}`);
   }
-  let buf = new Uint8Array(chunkBytes);
-  let used = 0;
-  for await (const piece of source) {
-    const bytes = typeof piece === 'string' ? Buffer.from(piece) : piece;
-    for (let at = 0; at < bytes.byteLength; ) {
-      const n = Math.min(chunkBytes - used, bytes.byteLength - at);
-      buf.set(bytes.subarray(at, at + n), used);
-      used += n;
-      at += n;
-      if (used === chunkBytes) {
-        yield { data: buf, bytes: used };
-        buf = new Uint8Array(chunkBytes);
-        used = 0;
-      }
+  for await (const part of chunksOf(source, chunkBytes)) {
+    if (part.byteLength === chunkBytes) {
+      yield { data: part, bytes: chunkBytes };
+      continue;
     }
-  }
-  if (used > 0) {
-    // A fresh buffer is zero filled: the pad is already there.
-    const whole = Math.ceil(used / PAGE_BYTES) * PAGE_BYTES;
-    yield { data: buf.subarray(0, whole), bytes: used };
+    // The last part: copied into a zero-filled buffer of whole pages, the pad.
+    const whole = new Uint8Array(Math.ceil(part.byteLength / PAGE_BYTES) * PAGE_BYTES);
+    whole.set(part);
+    yield { data: whole, bytes: part.byteLength };
   }
 }
 

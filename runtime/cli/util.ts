@@ -1,6 +1,7 @@
 /**
  * What every `mangrove` command shares: argument parsers, help examples,
- * and output (human lines, or JSON with bytes and bigints as 0x-hex).
+ * output (human lines, or JSON with bytes and bigints as 0x-hex), and input
+ * cut into the parts one write call carries.
  */
 import { InvalidArgumentError } from 'commander';
 
@@ -52,4 +53,26 @@ export class ExitWith extends Error {
   ) {
     super(cause instanceof Error ? cause.message : String(cause));
   }
+}
+
+/** A byte stream cut into parts of `bytes` (the last shorter), in order: one write call each. */
+export async function* chunksOf(source: AsyncIterable<Uint8Array | string>, bytes: number): AsyncGenerator<Buffer> {
+  if (!Number.isInteger(bytes) || bytes < 1) throw new RangeError('bytes must be a positive integer');
+  let buf = Buffer.allocUnsafe(bytes);
+  let used = 0;
+  for await (const piece of source) {
+    const data = typeof piece === 'string' ? Buffer.from(piece) : piece;
+    for (let at = 0; at < data.byteLength; ) {
+      const n = Math.min(bytes - used, data.byteLength - at);
+      buf.set(data.subarray(at, at + n), used);
+      used += n;
+      at += n;
+      if (used === bytes) {
+        yield buf;
+        buf = Buffer.allocUnsafe(bytes);
+        used = 0;
+      }
+    }
+  }
+  if (used > 0) yield buf.subarray(0, used);
 }

@@ -13,11 +13,11 @@ import { MangroveError } from '../../../../bus/errors.js';
 import type { FsDirEntry } from '../../../../bus/messages/fs.js';
 import type { CheckReport, FilesetInfo } from '../../../../runtime/client/files.js';
 import { errorLine } from '../../../../runtime/cli/fs-link.js';
+import { chunksOf } from '../../../../runtime/cli/util.js';
 import {
   byName,
   canonicalPath,
   childPath,
-  chunksOf,
   filesetJson,
   lastName,
   lsJson,
