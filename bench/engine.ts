@@ -40,6 +40,7 @@
  * {"bench":"engine","figures":{...},"ratios":{...},"errors":[...]}
  * (`errors` only when something failed).
  */
+import { ratiosOf } from './shared/ratios.js';
 import { Cleanup } from './shared/cleanup.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -369,11 +370,7 @@ function ratios(): Record<string, number> {
     ['durableWriteVsSetWait', 'mangroveWriteFlushOps', 'redisSetWaitOps'],
     ['durableWriteVsLmdbSync', 'mangroveWriteFlushOps', 'lmdbSyncPutOps'],
   ];
-  const out: Record<string, number> = {};
-  for (const [name, a, b] of pairs) {
-    if (figures[a] > 0 && figures[b] > 0) out[name] = Number((figures[a] / figures[b]).toPrecision(3));
-  }
-  return out;
+  return ratiosOf(figures, pairs);
 }
 
 async function main(): Promise<number> {

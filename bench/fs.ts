@@ -57,6 +57,7 @@
  * {"bench":"fs","figures":{...},"ratios":{...},"errors":[...]}
  * (`errors` only when something failed).
  */
+import { ratiosOf } from './shared/ratios.js';
 import { Cleanup } from './shared/cleanup.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -665,11 +666,7 @@ function ratios(): Record<string, number> {
     ['renameVsDisk', 'mangroveRenamePerSec', 'diskRenamePerSec'],
     ['renameVsDiskNoFsync', 'mangroveRenamePerSec', 'diskRenameNoFsyncPerSec'],
   ];
-  const out: Record<string, number> = {};
-  for (const [name, a, b] of pairs) {
-    if (figures[a] > 0 && figures[b] > 0) out[name] = round(figures[a] / figures[b]);
-  }
-  return out;
+  return ratiosOf(figures, pairs);
 }
 
 async function main(): Promise<number> {
