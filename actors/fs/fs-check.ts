@@ -17,7 +17,7 @@
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import type { CheckReport } from '../../bus/messages/fs.js';
 import { PAGE_BYTES } from '../../machines/memory/address.js';
-import { list, rebuild, rewrite } from '../../machines/fs/dir-index.js';
+import { list, lookup, rebuild, rewrite } from '../../machines/fs/dir-index.js';
 import { entryFor, type DirEntry } from '../../machines/fs/entry-page.js';
 import type { Inode } from '../../machines/fs/inode.js';
 import { inodeAddress, rebuildFreeList, ROOT_INO, usedInodes } from '../../machines/fs/inode-table.js';
@@ -119,8 +119,9 @@ async function checkDir(ctx: FsContext, ref: FilesetRef, dir: bigint, repair: bo
           }
         }
         if (e.sync !== i.sync && repair) {
-          const at = await findRef(pages, d, e.name);
-          if (at) await rewrite(pages, at, entryFor(e.name, e.addr, i));
+          // The index was rebuilt just now: a lookup finds the entry's place.
+          const at = await lookup(d.dir!, pages, e.name);
+          if (at) await rewrite(pages, at.ref, entryFor(e.name, e.addr, i));
         }
       }
       from = batch.next;
@@ -134,15 +135,6 @@ async function checkDir(ctx: FsContext, ref: FilesetRef, dir: bigint, repair: bo
       await u.flush();
     }
   });
-}
-
-async function findRef(pages: DirPages, d: Inode, name: string): Promise<{ page: number; slot: number } | null> {
-  for (let page = 0; page < d.dir!.pages; page++) {
-    const p = await pages.get(page);
-    const slot = p.slots.findIndex((e) => e?.name === name);
-    if (slot >= 0) return { page, slot };
-  }
-  return null;
 }
 
 /**

@@ -186,19 +186,12 @@ export function decodeInode(page: Uint8Array, addr: bigint): Inode | null {
   return decodeFsPage('inode', page, addr, inodeSchema);
 }
 
-export interface NewInode {
-  fileset: number;
-  ino: number;
-  type: FileType;
-  mode: number;
-  uid: number;
-  gid: number;
-  parent: number;
-  parentAddr: bigint;
+/** What a new inode is made of: the rest starts empty (no links counted yet beyond its first entry, no streams' pages). */
+export type NewInode = Pick<Inode, 'fileset' | 'ino' | 'type' | 'mode' | 'uid' | 'gid' | 'parent' | 'parentAddr'> & {
   nowMs: number;
   target?: string;
   temporary?: boolean;
-}
+};
 
 export function newInode(n: NewInode): Inode {
   const isDir = n.type === 'dir';
