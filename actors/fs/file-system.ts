@@ -51,6 +51,8 @@ const LEASE_SWEEP_MS = 5_000;
 const SPACE_TTL_MS = 2_000;
 const READDIR_DEFAULT = 1000;
 const LOCK_WAIT_DEFAULT_MS = 5_000;
+/** Refusals a lock's putting back waits out (the cluster still rebuilding): it is tried again at the next look. */
+const PASSING: ReadonlySet<string> = new Set(['E_RECOVERING', 'E_TIMEOUT', 'E_UNREACHABLE', 'E_NO_QUORUM']);
 /** How long after a membership change this node puts back the byte-range locks its handles hold (a rebuild takes about this long). */
 const REASSERT_DELAY_MS = 2_000;
 
@@ -161,9 +163,9 @@ export class FileSystem {
       const i = await this.ctx.pages.inodeOrNull(h.addr).catch(() => null);
       if (!i?.lockPage) continue;
       for (const l of [...h.locks]) {
-        const back = await this.ranges.reassert(i.lockPage, l).catch((err: unknown) => ({ ok: false as const, code: 'E_RECOVERING' as const, message: String(err) }));
+        const back = await this.ranges.reassert(i.lockPage, l).catch((err: unknown) => ({ ok: false as const, code: isMangroveError(err) ? err.code : ('E_INTERNAL' as const), message: String(err) }));
         if (back.ok) continue;
-        if (back.code === 'E_RECOVERING' || back.code === 'E_TIMEOUT') {
+        if (PASSING.has(back.code)) {
           this.membershipChanged();
           continue;
         }
