@@ -19,7 +19,7 @@ import type { InspectionEvent } from 'xstate';
 import type { Clock } from '../../bus/clock.js';
 import type { Envelope } from '../../bus/envelope.js';
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
-import type { ClientFsOp, FsDirEntry } from '../../bus/messages/fs.js';
+import type { ClientFsOp, FsDirEntry, MountReport } from '../../bus/messages/fs.js';
 import type { SpaceReport } from '../../bus/messages/page.js';
 import type { ReplyRoute } from '../../bus/transport/transport.js';
 import { checkRange, type RangeLock } from '../../machines/fs/byte-ranges.js';
@@ -81,7 +81,14 @@ export interface FsStats {
   failed: number;
   handles: number;
   recoveries: number;
+  /** The mounts (runtime/mount/) that reported to this node in the last MOUNT_REPORT_STALE_MS, with the client each speaks as. */
+  mounts: (MountReport & { client: string; reportedMs: number })[];
 }
+
+/** A mount reports every few seconds; one not heard from for this long is gone from status. */
+export const MOUNT_REPORT_STALE_MS = 30_000;
+/** Mounts one node lists at most (the oldest report goes first): bounds what reports can make it keep. */
+const MOUNTS_LISTED_MAX = 256;
 
 export class FileSystem {
   readonly ctx: FsContext;
@@ -91,6 +98,8 @@ export class FileSystem {
   private readonly locks: MetaLocks;
   private readonly heard = new Map<string, number>();
   private readonly stats = { calls: 0, failed: 0 };
+  /** The last report of each mount using this node, by mount id. */
+  private readonly mounts = new Map<string, MountReport & { client: string; heard: number; reportedMs: number }>();
   private sweep: unknown = null;
   private reassertTimer: unknown = null;
   private space: { at: number; free: number } | null = null;
@@ -176,7 +185,10 @@ export class FileSystem {
   }
 
   status(): FsStats {
-    return { calls: this.stats.calls, failed: this.stats.failed, handles: this.handles.size, recoveries: this.ctx.recovered };
+    const now = this.deps.clock.now();
+    for (const [id, m] of this.mounts) if (now - m.heard > MOUNT_REPORT_STALE_MS) this.mounts.delete(id);
+    const mounts = [...this.mounts.values()].map(({ heard: _, ...m }) => m);
+    return { calls: this.stats.calls, failed: this.stats.failed, handles: this.handles.size, recoveries: this.ctx.recovered, mounts };
   }
 
   close(): void {
@@ -259,6 +271,11 @@ export class FileSystem {
       return checkFileset(ctx, { addr: record.addr, fs: f }, repair ?? true);
     });
     op('renew', async (_, client) => ({ handles: this.handles.ofClient(client).length }));
+    op('mount_report', async ({ mount }, client) => {
+      if (!this.mounts.has(mount.id) && this.mounts.size >= MOUNTS_LISTED_MAX) this.mounts.delete(this.mounts.keys().next().value!);
+      this.mounts.set(mount.id, { ...mount, client, heard: this.deps.clock.now(), reportedMs: this.deps.wallMs() });
+      return { handles: this.handles.ofClient(client).length };
+    });
   }
 
   /** The fileset named `name`, which must be online. */
@@ -364,7 +381,7 @@ export class FileSystem {
   private async lock(h: Handle, o: Extract<ClientFsOp, { op: 'lock' }>): Promise<{ start: number; end: number; mode: string }> {
     checkRange(o.start, o.end);
     const page = await this.lockPage(h);
-    const lock: RangeLock = { start: o.start, end: o.end, mode: o.mode, owner: h.id, node: this.deps.self, epoch: this.deps.epoch, key: o.key ?? 0 };
+    const lock: RangeLock = { start: o.start, end: o.end, mode: o.mode, owner: h.id, node: this.deps.self, epoch: this.deps.epoch, key: o.key ?? 0, ...(o.advisory ? { advisory: true } : {}) };
     const out = await this.ranges.run(page, lock, 'lock', o.wait ?? false, o.waitMs ?? LOCK_WAIT_DEFAULT_MS);
     if (!out.ok) throw new MangroveError(out.code, out.message);
     h.locks.push(lock);

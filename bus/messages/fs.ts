@@ -25,6 +25,29 @@ const time = z.number().min(0).max(8.64e15);
 const data = bytes('data', (n) => n <= FS_IO_BYTES_MAX, `at most ${FS_IO_BYTES_MAX} bytes`);
 const stream = z.string().min(1).max(64);
 
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const ms = z.number().min(0).max(1e9);
+
+/** What a mount reports (op `mount_report`): where it is, and its counts since it started. */
+const mountReport = z.object({
+  id: z.string().min(1).max(64),
+  dir: z.string().min(1).max(4096),
+  host: z.string().max(255),
+  pid: u32,
+  fileset,
+  startedMs: time,
+  ops: count,
+  errors: count,
+  bytesRead: count,
+  bytesWritten: count,
+  /** Times the mount moved to another node after its node stopped answering. */
+  failovers: count,
+  /** Latency of the operations of the last report period, in ms. */
+  latencyMsP50: ms,
+  latencyMsP99: ms,
+});
+export type MountReport = z.infer<typeof mountReport>;
+
 export const clientFsOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('fileset_create'), name: fileset }),
   z.object({ op: z.literal('fileset_delete'), name: fileset }),
@@ -89,11 +112,15 @@ export const clientFsOp = z.discriminatedUnion('op', [
     wait: z.boolean().optional(),
     waitMs: z.number().int().min(1).max(FS_LOCK_WAIT_MS_MAX).optional(),
     key: u32.optional(),
+    /** POSIX's kind (the mount's fcntl and flock locks): conflicts with other locks, forbids no read or write. */
+    advisory: z.boolean().optional(),
   }),
   z.object({ op: z.literal('unlock'), handle, start: offset, end: offset }),
   z.object({ op: z.literal('check'), fs: fileset, repair: z.boolean().optional() }),
   /** The client is still there: its handles stay open (any call says as much). */
   z.object({ op: z.literal('renew') }),
+  /** A mount (runtime/mount/) tells its node what it has done, every few seconds: `status` and /metrics list it. */
+  z.object({ op: z.literal('mount_report'), mount: mountReport }),
 ]);
 export type ClientFsOp = z.infer<typeof clientFsOp>;
 export type FsOpName = ClientFsOp['op'];

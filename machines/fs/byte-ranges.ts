@@ -15,11 +15,14 @@
  *   only shared locks may share one (a handle's second shared lock over its
  *   own shared region is fine; its exclusive lock over its own region is not);
  * - an access is checked against the other handles' locks only: an exclusive
- *   lock forbids them reading and writing, a shared one writing.
+ *   lock forbids them reading and writing, a shared one writing;
+ * - an advisory lock (POSIX fcntl and flock, taken through the mount)
+ *   conflicts with other locks as any does, and forbids no access.
  *
  * Layout: the magic 'MGBR', the body's length (16 bits big-endian), the body,
  * zeros. The body is one CBOR array of `[start, end, exclusive, owner, node,
- * epoch, key]` tuples (`exclusive` 0 or 1). An all-zero page is an empty
+ * epoch, key]` tuples (`exclusive` 0 or 1), with an eighth item 1 for an
+ * advisory lock. An all-zero page is an empty
  * table (the engine zero-fills a new page). Decoding trusts nothing: anything
  * but a table this file wrote, whose records break no rule above, is
  * E_CORRUPT, and nothing else ever escapes it.
@@ -46,6 +49,8 @@ export interface RangeLock {
   epoch: number;
   /** The Win32 lock key (u32). */
   key: number;
+  /** POSIX's kind of lock: it forbids no read or write (absent: Win32's, it does). */
+  advisory?: boolean;
 }
 
 export const RANGE_LOCKS_MAGIC = 0x4d474252; // 'MGBR'
@@ -62,15 +67,16 @@ export const RANGE_LOCK_KEY_MAX = 0xffff_ffff;
 /**
  * The largest one record can encode to: a 1-byte array head, start, end and
  * epoch as 9-byte numbers (cbor-x writes integers past 32 bits as float64),
- * the mode byte, two ids with 2-byte string heads, and a 5-byte u32 key.
+ * the mode byte, two ids with 2-byte string heads, a 5-byte u32 key and the
+ * advisory byte.
  */
-export const RANGE_LOCK_RECORD_BYTES_MAX = 1 + 9 + 9 + 1 + 2 * (2 + RANGE_LOCK_ID_BYTES_MAX) + 9 + 5;
+export const RANGE_LOCK_RECORD_BYTES_MAX = 1 + 9 + 9 + 1 + 2 * (2 + RANGE_LOCK_ID_BYTES_MAX) + 9 + 5 + 1;
 /** Head of the table's array: 2 bytes for up to 255 records. */
 const TABLE_HEAD_BYTES_MAX = 2;
 /** Records one file stream holds: as many worst-case records as fit in the page. */
 export const RANGE_LOCKS_MAX = Math.floor((RANGE_LOCKS_BODY_BYTES_MAX - TABLE_HEAD_BYTES_MAX) / RANGE_LOCK_RECORD_BYTES_MAX);
 
-type Tuple = [number, number, 0 | 1, string, string, number, number];
+type Tuple = [number, number, 0 | 1, string, string, number, number] | [number, number, 0 | 1, string, string, number, number, 1];
 
 const utf8 = new TextEncoder();
 const badArgument = (why: string) => new MangroveError('E_BAD_ARGUMENT', why);
@@ -127,7 +133,7 @@ export function conflicts(table: readonly RangeLock[], request: Pick<RangeLock, 
 export function accessAllowed(table: readonly RangeLock[], owner: string, start: number, end: number, kind: AccessKind): RangeLock | undefined {
   if (start === end && Number.isSafeInteger(start) && start >= 0) return undefined;
   checkRange(start, end);
-  return table.find((held) => held.owner !== owner && overlaps(held, start, end) && (held.mode === 'exclusive' || kind === 'write'));
+  return table.find((held) => held.advisory !== true && held.owner !== owner && overlaps(held, start, end) && (held.mode === 'exclusive' || kind === 'write'));
 }
 
 /** The table with `lock` added; the caller checked `conflicts` first. E_BUSY when the table is full. */
@@ -163,7 +169,12 @@ const tableFull = (count: number) =>
 export function encodeRangeLocks(locks: readonly RangeLock[]): Uint8Array {
   if (locks.length > RANGE_LOCKS_MAX) throw tableFull(locks.length);
   for (const lock of locks) checkRangeLock(lock);
-  const body = encode(locks.map((l): Tuple => [l.start, l.end, l.mode === 'exclusive' ? 1 : 0, l.owner, l.node, l.epoch, l.key]));
+  const body = encode(
+    locks.map((l): Tuple => {
+      const t: Tuple = [l.start, l.end, l.mode === 'exclusive' ? 1 : 0, l.owner, l.node, l.epoch, l.key];
+      return l.advisory === true ? [...t, 1] : t;
+    }),
+  );
   assert(body.length <= RANGE_LOCKS_BODY_BYTES_MAX, 'RANGE_LOCKS_MAX records of bounded size always fit the page');
   const page = new Uint8Array(PAGE_BYTES);
   const view = new DataView(page.buffer);
@@ -202,14 +213,15 @@ export function decodeRangeLocks(page: Uint8Array): RangeLock[] {
 }
 
 function recordOf(item: unknown, i: number): RangeLock {
-  if (!Array.isArray(item) || item.length !== 7) throw corrupt(`has a lock (${i}) that is not a 7-item record`);
-  const [start, end, exclusive, owner, node, epoch, key] = item as unknown[];
+  if (!Array.isArray(item) || (item.length !== 7 && item.length !== 8)) throw corrupt(`has a lock (${i}) that is not a 7- or 8-item record`);
+  const [start, end, exclusive, owner, node, epoch, key, advisory] = item as unknown[];
+  if (item.length === 8 && advisory !== 1) throw corrupt(`has a lock (${i}) whose advisory mark is not 1`);
   if (exclusive !== 0 && exclusive !== 1) throw corrupt(`has a lock (${i}) of unknown mode`);
   if (typeof start !== 'number' || typeof end !== 'number' || typeof epoch !== 'number' || typeof key !== 'number') {
     throw corrupt(`has a lock (${i}) with a field that is not a number`);
   }
   if (typeof owner !== 'string' || typeof node !== 'string') throw corrupt(`has a lock (${i}) with an id that is not a string`);
-  const lock: RangeLock = { start, end, mode: exclusive === 1 ? 'exclusive' : 'shared', owner, node, epoch, key };
+  const lock: RangeLock = { start, end, mode: exclusive === 1 ? 'exclusive' : 'shared', owner, node, epoch, key, ...(advisory === 1 ? { advisory: true } : {}) };
   const fault = recordFault(lock);
   if (fault !== undefined) throw corrupt(`has a malformed lock (${i}): ${fault}`);
   return lock;

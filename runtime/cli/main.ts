@@ -19,6 +19,7 @@ import { addSimCommand } from './sim.js';
 import { addMachinesCommands } from './machines.js';
 import { addPageCommands } from './page.js';
 import { addFsCommands } from './fs.js';
+import { addMountCommands } from './mount.js';
 import { addNodeCommands } from './node.js';
 import { packageVersion } from '../node/version.js';
 import { ask } from './ask.js';
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
   addMachinesCommands(program);
   addPageCommands(program, cliDefaults);
   addFsCommands(program, cliDefaults);
+  addMountCommands(program, cliDefaults);
   addNodeCommands(program, cliDefaults);
   return program;
 }

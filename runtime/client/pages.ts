@@ -497,7 +497,8 @@ export class MangroveClient {
    * a create tried again after one that did land answers E_EXISTS, as NFS
    * does without a reply cache.
    */
-  private fsCall(op: ClientFsOp): Promise<unknown> {
+  /** One raw file-system call (bus/messages/fs.ts), checked first and sent again through a rebuild: what `fs` and the mount (runtime/mount/) send. */
+  fsCall(op: ClientFsOp): Promise<unknown> {
     const checked = clientFsOp.safeParse(op);
     if (!checked.success) {
       const issue = checked.error.issues[0];

@@ -11,6 +11,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Observable, Subscription } from 'rxjs';
 import type { NodeStatus } from '../../actors/status.js';
 import type { TransportStats } from '../../bus/transport/transport.js';
+import type { MountReport } from '../../bus/messages/fs.js';
 import { PAGE_BYTES } from '../../machines/memory/address.js';
 
 /** The loose shape of the node's news, enough to count it. */
@@ -168,6 +169,7 @@ function registerRecoveryMetrics(registry: Registry, status: () => NodeStatus): 
   total('mangrove_fs_calls_failed_total', 'File-system calls this node answered with an error.', (s) => s.fs?.failed ?? 0);
   gauge('mangrove_fs_handles_open', 'File handles open on this node.', (s) => s.fs?.handles ?? 0);
   total('mangrove_fs_recoveries_total', 'Directories this node found half updated by an update that died, and recovered (M22).', (s) => s.fs?.recoveries ?? 0);
+  registerMountMetrics(registry, status);
   new Gauge({
     name: 'mangrove_node_state',
     help: '1 for this node\'s recovery state (M6): normal, notified, quiescent or rebuilding; 0 for the others.',
@@ -232,4 +234,27 @@ function memo<T>(read: () => T, reuseMs: number): () => T {
     }
     return value;
   };
+}
+
+/** The POSIX mounts (runtime/mount/) using this node, one series each, labelled with the mount's id and directory, from their last reports. */
+function registerMountMetrics(registry: Registry, status: () => NodeStatus): void {
+  gaugeFromStatus(registry, status, 'mangrove_mounts', 'POSIX mounts using this node (reported in the last 30 s).', (s) => s.fs?.mounts.length ?? 0);
+  const perMount = (name: string, help: string, read: (m: MountReport) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['mount', 'dir', 'host'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of status().fs?.mounts ?? []) this.set({ mount: m.id, dir: m.dir, host: m.host }, read(m));
+      },
+    });
+  perMount('mangrove_mount_ops', 'Operations a mount has served since it started.', (m) => m.ops);
+  perMount('mangrove_mount_errors', 'Operations a mount answered with an error since it started.', (m) => m.errors);
+  perMount('mangrove_mount_read_bytes', 'Bytes programs read through a mount since it started.', (m) => m.bytesRead);
+  perMount('mangrove_mount_written_bytes', 'Bytes programs wrote through a mount since it started.', (m) => m.bytesWritten);
+  perMount('mangrove_mount_failovers', 'Times a mount moved to another node since it started.', (m) => m.failovers);
+  perMount('mangrove_mount_latency_p50_ms', 'Median latency of a mount\'s operations in its last report period.', (m) => m.latencyMsP50);
+  perMount('mangrove_mount_latency_p99_ms', '99th-percentile latency of a mount\'s operations in its last report period.', (m) => m.latencyMsP99);
 }

@@ -129,6 +129,15 @@ describe('byte-range lock table', () => {
       expect(accessAllowed(table, 's', 250, 260, 'write')).to.equal(undefined);
     });
 
+    it('lets an advisory (POSIX) lock forbid no access, though it conflicts with locks as any does', () => {
+      const advisory = [lock('p', 0, 100, 'exclusive', { advisory: true }), lock('q', 200, 300, 'shared', { advisory: true })];
+      expect(accessAllowed(advisory, 'b', 50, 51, 'read')).to.equal(undefined);
+      expect(accessAllowed(advisory, 'b', 0, 300, 'write')).to.equal(undefined);
+      expect(conflicts(advisory, lock('b', 50, 60, 'shared'))).to.deep.equal([advisory[0]]);
+      expect(conflicts(advisory, lock('b', 250, 260, 'exclusive', { advisory: true }))).to.deep.equal([advisory[1]]);
+      expect(conflicts(advisory, lock('b', 250, 260, 'shared', { advisory: true }))).to.deep.equal([]);
+    });
+
     it('allows accesses beside the locks, and empty ones anywhere', () => {
       expect(accessAllowed(table, 'b', 100, 200, 'write')).to.equal(undefined);
       expect(accessAllowed(table, 'b', 300, EOF_AND_BEYOND, 'write')).to.equal(undefined);
@@ -175,19 +184,21 @@ describe('byte-range lock table', () => {
         lock('h-1', 0, 4096, 'shared', { key: 7, epoch: 3 }),
         lock('h-2', 0, 4096, 'shared'),
         lock('h-3', 2 ** 40, EOF_AND_BEYOND, 'exclusive', { node: 'node-b', key: 2 ** 32 - 1, epoch: 2 ** 40 }),
+        lock('h-4', 8192, 8193, 'exclusive', { advisory: true }),
       ];
       const page = encodeRangeLocks(table);
       expect(page.length).to.equal(PAGE_BYTES);
       expect(decodeRangeLocks(page)).to.deep.equal(table);
       expect(decodeRangeLocks(encodeRangeLocks([]))).to.deep.equal([]);
       expect(decodeRangeLocks(pageOf([[0, 10, 1, 'a', 'n1', 1, 0]]))).to.deep.equal([lock('a', 0, 10)]);
+      expect(decodeRangeLocks(pageOf([[0, 10, 1, 'a', 'n1', 1, 0, 1]]))).to.deep.equal([lock('a', 0, 10, 'exclusive', { advisory: true })]);
       expect(decodeRangeLocks(new Uint8Array(PAGE_BYTES))).to.deep.equal([]);
     });
 
     it('fits RANGE_LOCKS_MAX records of the largest size, and refuses one more E_BUSY', () => {
       expect(RANGE_LOCKS_MAX).to.equal(24);
       const id = (i: number) => `${i}`.padStart(RANGE_LOCK_ID_BYTES_MAX, 'z');
-      const worst = (i: number) => lock(id(i), EOF_AND_BEYOND - 2 * (i + 1), EOF_AND_BEYOND - 2 * i, 'exclusive', { node: id(i), epoch: EOF_AND_BEYOND, key: 2 ** 32 - 1 });
+      const worst = (i: number) => lock(id(i), EOF_AND_BEYOND - 2 * (i + 1), EOF_AND_BEYOND - 2 * i, 'exclusive', { node: id(i), epoch: EOF_AND_BEYOND, key: 2 ** 32 - 1, advisory: true });
       const table = Array.from({ length: RANGE_LOCKS_MAX }, (_, i) => worst(i));
       expect(decodeRangeLocks(encodeRangeLocks(table))).to.deep.equal(table);
       const err = (() => {
@@ -222,6 +233,8 @@ describe('byte-range lock table', () => {
         ['short page', good.subarray(0, 100)],
         ['not a list', pageOf({ a: 1 })],
         ['not a record', pageOf([[0, 10, 1, 'a', 'n1', 1]])],
+        ['a bad advisory mark', pageOf([[0, 10, 1, 'a', 'n1', 1, 0, 0]])],
+        ['a record too long', pageOf([[0, 10, 1, 'a', 'n1', 1, 0, 1, 1]])],
         ['a bad mode', pageOf([[0, 10, 2, 'a', 'n1', 1, 0]])],
         ['an empty range', pageOf([[10, 10, 1, 'a', 'n1', 1, 0]])],
         ['a number for an id', pageOf([[0, 10, 1, 7, 'n1', 1, 0]])],

@@ -1,0 +1,123 @@
+/**
+ * The files a mount has open (SPEC.md M28): the number the kernel knows
+ * each by (FUSE's `fh`), mapped to the file system's handle on the mount's
+ * node. A handle lives on the node that opened it; after the mount moves to
+ * another node (session.ts), or the node restarted and refuses the handle
+ * (E_BAD_HANDLE), the file is opened again by its path there — without
+ * create or truncate — and the call goes on. Writes the old node had not
+ * made durable are lost with it, as a local disk loses what was not fsynced.
+ */
+import { isMangroveError, MangroveError } from '../../bus/errors.js';
+import type { FsStat } from '../../bus/messages/fs.js';
+import type { MangroveClient } from '../client/pages.js';
+import type { MountSession } from './session.js';
+
+export interface OpenMode {
+  read: boolean;
+  write: boolean;
+  append: boolean;
+  /** A named stream (an extended attribute), not the file's data. */
+  stream?: string;
+}
+
+interface OpenFile {
+  path: string;
+  mode: OpenMode;
+  handle: string;
+  generation: number;
+}
+
+/** Numbers the kernel is given; 0 is left unused, so a missing fh is never a file. */
+const FIRST_FH = 1;
+
+export class OpenFiles {
+  private readonly files = new Map<number, OpenFile>();
+  private next = FIRST_FH;
+  /** Told when a file was opened again on another node (posix-locks.ts takes its locks again there). */
+  onReopened: ((fh: number, client: MangroveClient, handle: string) => Promise<void>) | null = null;
+  /** Told when a file is closed. */
+  onClosed: ((fh: number) => void) | null = null;
+
+  constructor(
+    private readonly session: MountSession,
+    private readonly fileset: string,
+    private readonly owner: { uid: number; gid: number },
+  ) {}
+
+  get size(): number {
+    return this.files.size;
+  }
+
+  /** Opens (or, with `create`, makes) `path`; resolves with the number the kernel will use. */
+  async open(path: string, mode: OpenMode, create?: { mode: number }): Promise<{ fh: number; stat: FsStat }> {
+    const r = await this.session.run((c, generation) => this.openOn(c, generation, path, mode, create));
+    const fh = this.next++;
+    this.files.set(fh, r.file);
+    return { fh, stat: r.stat };
+  }
+
+  /**
+   * Runs `fn` with the handle of `fh` on the current node: opened again
+   * first when the mount moved since, and once more when the node refuses
+   * it as unknown (it restarted). `path` is where the kernel says the file
+   * is now (FUSE follows renames).
+   */
+  with<T>(fh: number, path: string | null, fn: (client: MangroveClient, handle: string) => Promise<T>): Promise<T> {
+    const file = this.files.get(fh);
+    if (file === undefined) return Promise.reject(new MangroveError('E_BAD_HANDLE', `no open file ${fh} on this mount`));
+    if (path !== null && path !== '') file.path = path;
+    return this.session.run(async (c, generation) => {
+      if (file.generation !== generation) await this.reopen(c, generation, fh, file);
+      try {
+        return await fn(c, file.handle);
+      } catch (err) {
+        if (!isMangroveError(err) || err.code !== 'E_BAD_HANDLE') throw err;
+        await this.reopen(c, generation, fh, file);
+        return fn(c, file.handle);
+      }
+    });
+  }
+
+  /** Closes `fh` on its node (a handle on a node the mount left is gone with it). */
+  async close(fh: number): Promise<void> {
+    const file = this.files.get(fh);
+    if (file === undefined) throw new MangroveError('E_BAD_HANDLE', `no open file ${fh} on this mount`);
+    this.files.delete(fh);
+    this.onClosed?.(fh);
+    if (file.generation !== this.session.generation) return;
+    await this.session.run(async (c, generation) => {
+      if (generation !== file.generation) return;
+      try {
+        await c.fsCall({ op: 'close', handle: file.handle });
+      } catch (err) {
+        if (!isMangroveError(err) || err.code !== 'E_BAD_HANDLE') throw err;
+      }
+    });
+  }
+
+  /** Closes every open file (the mount is going away). */
+  async closeAll(): Promise<void> {
+    await Promise.allSettled([...this.files.keys()].map((fh) => this.close(fh)));
+  }
+
+  private async openOn(c: MangroveClient, generation: number, path: string, mode: OpenMode, create?: { mode: number }): Promise<{ file: OpenFile; stat: FsStat }> {
+    const r = (await c.fsCall({
+      op: 'open',
+      fs: this.fileset,
+      path,
+      read: mode.read,
+      write: mode.write,
+      append: mode.append,
+      stream: mode.stream,
+      ...(create ? { create: true, mode: create.mode & 0o7777, uid: this.owner.uid, gid: this.owner.gid } : {}),
+    })) as { handle: string; stat: FsStat };
+    return { file: { path, mode, handle: r.handle, generation }, stat: r.stat };
+  }
+
+  private async reopen(c: MangroveClient, generation: number, fh: number, file: OpenFile): Promise<void> {
+    const r = await this.openOn(c, generation, file.path, file.mode);
+    file.handle = r.file.handle;
+    file.generation = generation;
+    await this.onReopened?.(fh, c, file.handle);
+  }
+}
