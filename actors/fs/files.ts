@@ -15,7 +15,7 @@ import type { ClientFsOp, FsStat } from '../../bus/messages/fs.js';
 import { PAGE_BYTES } from '../../machines/memory/address.js';
 import { accessAllowed, decodeRangeLocks, type AccessKind } from '../../machines/fs/byte-ranges.js';
 import { NAMED_STREAMS_MAX, OPENERS_MAX, sizeOf, typeBits, type Inode } from '../../machines/fs/inode.js';
-import { allocatedPages, emptyStream, type StreamDesc } from '../../machines/fs/stream.js';
+import { allocatedPages, emptyStream, holdsPage, type StreamDesc } from '../../machines/fs/stream.js';
 import { extendStream, type FsContext } from './fs-context.js';
 import { Update } from './fs-pages.js';
 import type { FilesetRef } from './dir-update.js';
@@ -231,8 +231,12 @@ async function flushWritten(ctx: FsContext, handles: Handles, file: bigint): Pro
       'writes to this file since its last fsync were lost: this node was counted out of the cluster meanwhile (a pause or a cut-off) and dropped what it had not made durable; write them again',
     );
   }
+  // Written pages the file no longer has (freed by a truncate, or with the file itself: the
+  // inode's address may now be another file's) are not flushed; address ranges are never reused.
+  const i = await ctx.pages.inodeOrNull(file);
+  const pages = i === null ? [] : taken.pages.filter((p) => i.streams.some((s) => holdsPage(s, p)));
   try {
-    await ctx.pages.flush(taken.pages);
+    await ctx.pages.flush(pages);
   } catch (err) {
     handles.unflushed(file, taken);
     throw err;

@@ -52,6 +52,13 @@ export function isAllocated(s: StreamDesc, page: number): boolean {
   return s.base !== null && (s.segs & (2 ** segmentOf(page))) !== 0;
 }
 
+/** Whether the page at address `addr` is one of the stream's allocated pages. */
+export function holdsPage(s: StreamDesc, addr: bigint): boolean {
+  if (s.base === null || addr < s.base) return false;
+  const page = (addr - s.base) / BigInt(PAGE_BYTES);
+  return page < BigInt(STREAM_RANGE_PAGES) && (addr - s.base) % BigInt(PAGE_BYTES) === 0n && isAllocated(s, Number(page));
+}
+
 export function pageAddress(s: StreamDesc, page: number): bigint {
   if (s.base === null) throw new MangroveError('E_INTERNAL', 'a stream without a range has no pages');
   return s.base + BigInt(page) * BigInt(PAGE_BYTES);

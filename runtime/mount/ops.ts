@@ -19,7 +19,7 @@
 import { constants } from 'node:os';
 import { isMangroveError } from '../../bus/errors.js';
 import { FS_IO_BYTES_MAX, type FsDirEntry, type FsStat } from '../../bus/messages/fs.js';
-import { EEXIST, ENODATA, ENOENT, ENOTSUP, ESTALE, errnoOf } from './errno.js';
+import { EEXIST, EIO, ENODATA, ENOENT, ENOTSUP, ESTALE, errnoOf } from './errno.js';
 import type { OpenFiles, OpenMode } from './open-files.js';
 import type { MountSession } from './session.js';
 import type { MountStats } from './stats.js';
@@ -113,7 +113,7 @@ export function buildOps(d: OpsDeps): Ops {
         const errno = errnoOf(err);
         // A name that is not there is an answer (lookups ask for many), not a failure.
         stats.done(performance.now() - started, errno !== ENOENT);
-        if (!isMangroveError(err) || err.code === 'E_INTERNAL' || err.code === 'E_UNREACHABLE') d.onError(name, path, err);
+        if (!isMangroveError(err) || errno === EIO || err.code === 'E_UNREACHABLE') d.onError(name, path, err);
         cb(errno);
       },
     );

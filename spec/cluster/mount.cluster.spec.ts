@@ -228,7 +228,7 @@ except OSError: print('exclusive refused')"; wait`);
   describe('node failures', () => {
     it('keeps a git repository valid through a kill -9 of another node in the middle of a commit loop', async () => {
       const m = await mountAt('git-kill', 0);
-      const repo = join(m.dir, 'repo');
+      const repo = join(m.dir, 'repo-kill');
       mkdirSync(repo);
       const git = (...args: string[]) => run('git', ['-c', 'user.email=spec@mangrove', '-c', 'user.name=spec', ...args], { cwd: repo, timeoutMs: 120_000 });
       ok(await git('init', '-q'), 'git init');
@@ -252,8 +252,8 @@ except OSError: print('exclusive refused')"; wait`);
     it('moves to another node when its own is killed, and goes on with the files it has open', async () => {
       const m = await mountAt('failover', 1, [0]);
       const f = join(m.dir, 'before.txt');
-      writeFileSync(f, 'written before');
-      ok(await run('sync', ['-f', f]), 'sync');
+      // Written and fsynced: durable on every core holder, so the node's death loses none of it.
+      ok(await run('python3', ['-c', `import os\nfd = os.open(${JSON.stringify(f)}, os.O_WRONLY | os.O_CREAT)\nos.write(fd, b'written before'); os.fsync(fd); os.close(fd)`]), 'write and fsync');
       // A program holding the file open across the failover.
       const holder = run('python3', ['-c', `import time, os\nf = open(${JSON.stringify(join(m.dir, 'open.txt'))}, 'w')\nf.write('a'); f.flush(); os.fsync(f.fileno())\ntime.sleep(6)\nf.write('b'); f.flush(); os.fsync(f.fileno()); f.close()\nprint(open(${JSON.stringify(join(m.dir, 'open.txt'))}).read())`], { timeoutMs: 120_000 });
       await new Promise((r) => setTimeout(r, 1500));

@@ -181,6 +181,29 @@ describe('file system in the simulator', function () {
     await c.stopAll();
   });
 
+  it('fsync of a file whose inode page an unlinked, never-fsynced file had is not held up by that file\'s freed pages', async () => {
+    const c = await formedCluster(26, 3);
+    const stat = async (path: string) => fsSoon<FsStat>(c, 0, { op: 'stat', fs: 'default', path });
+    // Files written (not fsynced) and unlinked until one's inode page is used again by a new file.
+    const seen = new Set<number>();
+    for (let k = 0; ; k++) {
+      expect(k, 'an inode page was used again within 20 files').to.be.lessThan(20);
+      const { handle } = await fsSoon<{ handle: string }>(c, 0, { op: 'open', fs: 'default', path: `/f${k}`, write: true, create: true }, 'w');
+      await fsSoon(c, 0, { op: 'write', handle, offset: 0, data: new Uint8Array(3 * 4096).fill(k) }, 'w');
+      const ino = (await stat(`/f${k}`)).ino;
+      const again = seen.has(ino);
+      seen.add(ino);
+      if (again) {
+        await fsSoon(c, 0, { op: 'fsync', handle }, 'w');
+        await fsSoon(c, 0, { op: 'close', handle }, 'w');
+        break;
+      }
+      await fsSoon(c, 0, { op: 'close', handle }, 'w');
+      await fsSoon(c, 0, { op: 'unlink', fs: 'default', path: `/f${k}` });
+    }
+    await c.stopAll();
+  });
+
   it('refuses bad input with its code and changes nothing', async () => {
     const c = await formedCluster(26, 3);
     await fsSoon(c, 0, { op: 'mkdir', fs: 'default', path: '/d' });

@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import { PAGE_BYTES } from '../../../../machines/memory/address.js';
 import {
+  holdsPage,
   allocatedPages,
   checkSpan,
   emptyStream,
@@ -129,6 +130,18 @@ describe('machines/fs/stream', () => {
     expect(allocatedPages(withSegs(2 ** SEGMENTS_MAX - 1))).to.equal(2 ** SEGMENTS_MAX - 1);
     expect(allocatedPages(withSegs(0))).to.equal(0);
     expect(emptyStream('acl')).to.deep.equal({ name: 'acl', base: null, size: 0, segs: 0 });
+  });
+
+  it('knows its own allocated pages by address: not a page of another range, a freed segment, or an address inside a page', () => {
+    const s = withSegs(bits(0, 2));
+    expect(holdsPage(s, BASE)).to.equal(true);
+    expect(holdsPage(s, BASE + 3n * BigInt(P))).to.equal(true);
+    expect(holdsPage(s, BASE + 1n * BigInt(P)), 'segment 1 is not allocated').to.equal(false);
+    expect(holdsPage(s, BASE + 7n * BigInt(P)), 'past the last segment').to.equal(false);
+    expect(holdsPage(s, BASE + 1n), 'inside page 0').to.equal(false);
+    expect(holdsPage(s, BASE - BigInt(P)), 'before the range').to.equal(false);
+    expect(holdsPage(s, BASE + BigInt(2 ** 20) * BigInt(P)), 'the next range').to.equal(false);
+    expect(holdsPage(withSegs(bits(0), null), BASE)).to.equal(false);
   });
 
   it('refuses a negative or fractional offset or length E_BAD_ARGUMENT and a span past the largest stream E_FILE_TOO_BIG', () => {
