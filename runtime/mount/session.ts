@@ -95,8 +95,10 @@ export class MountSession {
       try {
         return await fn(this.client, generation);
       } catch (err) {
-        if (!isMangroveError(err) || err.code !== 'E_UNREACHABLE' || this.closed) throw err;
-        await this.failover(generation);
+        if (!isMangroveError(err) || this.closed) throw err;
+        if (err.code === 'E_UNREACHABLE') await this.failover(generation);
+        // A call still waiting on the old node's client when the mount moved is closed with it.
+        else if (err.code !== 'E_CLOSED' || generation === this.generation) throw err;
       }
     }
   }

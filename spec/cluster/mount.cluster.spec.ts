@@ -262,7 +262,7 @@ except OSError: print('exclusive refused')"; wait`);
       writeFileSync(join(m.dir, 'after.txt'), 'written after');
       expect(readFileSync(join(m.dir, 'after.txt'), 'utf8')).to.equal('written after');
       const held = await holder;
-      ok(held, 'the program holding a file open');
+      ok(held, `the program holding a file open; the mount said:\n${m.output().slice(-3000)}`);
       expect(held.stdout.trim()).to.equal('ab');
       expect(m.output()).to.match(/moved to another node/);
       cluster.spawn(1);
