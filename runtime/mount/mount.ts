@@ -23,7 +23,8 @@ import { buildOps } from './ops.js';
 import { MountSession } from './session.js';
 import { MountStats } from './stats.js';
 import { errnoName, errnoOf } from './errno.js';
-import { installLocks } from './posix-locks.js';
+import { loadFuseExtras, setExtrasHandler } from './fuse-extras.js';
+import { PosixLocks } from './posix-locks.js';
 
 export interface MountOptions {
   dir: string;
@@ -100,7 +101,7 @@ export async function startMount(opts: MountOptions): Promise<Mount> {
     await checkFileset(session, opts.fileset);
     const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
     const files = new OpenFiles(session, opts.fileset, owner);
-    const ops = buildOps({
+    const { ops, utimens } = buildOps({
       session,
       files,
       fileset: opts.fileset,
@@ -108,8 +109,10 @@ export async function startMount(opts: MountOptions): Promise<Mount> {
       owner,
       onError: (op, path, err) => opts.log.warn({ op, path, errno: errnoName(errnoOf(err)), err: String(err) }, 'an operation failed'),
     });
-    // The lock addon goes in front of the binding: it must be loaded first.
-    installLocks(files, opts.log);
+    // The addon goes in front of the binding: it must be loaded first.
+    loadFuseExtras();
+    const locks = new PosixLocks(files, opts.log);
+    setExtrasHandler(async (req, signal) => (req.kind === 'utimens' ? { errno: await utimens(req) } : locks.handle(req, signal)));
     const Fuse = loadFuse();
     const fuse = new Fuse(dir, ops, { timeout: false, fsname: `mangrove:${opts.fileset}`, subtype: 'mangrove', nonEmpty: opts.nonEmpty ?? false });
     // fuse-native has no settings for these; its option string is extended.

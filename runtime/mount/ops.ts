@@ -20,6 +20,7 @@ import { constants } from 'node:os';
 import { isMangroveError } from '../../bus/errors.js';
 import { FS_IO_BYTES_MAX, type FsDirEntry, type FsStat } from '../../bus/messages/fs.js';
 import { EEXIST, EIO, ENODATA, ENOENT, ENOTSUP, ESTALE, errnoOf } from './errno.js';
+import type { UtimensRequest } from './fuse-extras.js';
 import type { OpenFiles, OpenMode } from './open-files.js';
 import type { MountSession } from './session.js';
 import type { MountStats } from './stats.js';
@@ -92,7 +93,11 @@ export function openMode(flags: number): OpenMode {
   return { read: acc !== O_WRONLY, write: acc !== O_RDONLY, append: (flags & O_APPEND) !== 0 };
 }
 
-export function buildOps(d: OpsDeps): Ops {
+/**
+ * The FUSE operations for fuse-native, and `utimens` for the addon's
+ * requests (fuse-extras.ts): it answers 0 or a negative errno.
+ */
+export function buildOps(d: OpsDeps): { ops: Ops; utimens: (req: UtimensRequest) => Promise<number> } {
   const { session, files, fileset: fs, stats } = d;
   const call = <T>(op: Parameters<MountSession['call']>[0]) => session.call<T>(op);
 
@@ -153,7 +158,13 @@ export function buildOps(d: OpsDeps): Ops {
     }
   }
 
-  return {
+  const utimens = (req: UtimensRequest) =>
+    new Promise<number>((resolve) => {
+      const at = (t: number | 'now' | null) => (t === 'now' ? Date.now() : (t ?? undefined));
+      serve('utimens', req.path, (errno) => resolve(errno), () => setattr(req.path, { atimeMs: at(req.atimeMs), mtimeMs: at(req.mtimeMs) }));
+    });
+
+  const ops: Ops = {
     init: (cb: Cb) => cb(0),
 
     statfs: (path: string, cb: Cb) =>
@@ -221,8 +232,8 @@ export function buildOps(d: OpsDeps): Ops {
     ftruncate: (path: string, fh: number, size: number, cb: Cb) =>
       serve('ftruncate', path, cb, () => files.with(fh, path, (c, handle) => c.fsCall({ op: 'ftruncate', handle, size }))),
 
-    utimens: (path: string, atime: number | Date, mtime: number | Date, cb: Cb) =>
-      serve('utimens', path, cb, () => setattr(path, { atimeMs: +atime, mtimeMs: +mtime })),
+    // Stands in for fuse-native's, which loses the modification time: the addon sends utimens to `utimens` below instead.
+    utimens: (path: string, _atime: unknown, _mtime: unknown, cb: Cb) => cb(EIO),
 
     chmod: (path: string, mode: number, cb: Cb) => serve('chmod', path, cb, () => setattr(path, { mode: mode & 0o7777 })),
 
@@ -282,4 +293,5 @@ export function buildOps(d: OpsDeps): Ops {
       });
     },
   };
+  return { ops, utimens };
 }

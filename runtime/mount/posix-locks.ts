@@ -1,6 +1,6 @@
 /**
  * fcntl and flock locks across mounts (SPEC.md M21, M28). The kernel hands
- * a mount's lock requests to fuse-locks.ts (our addon: the binding has no
+ * a mount's lock requests to fuse-extras.ts (our addon: the binding has no
  * lock handlers); here each becomes a byte-range lock of the file system on
  * the handle of the open file it came through, marked advisory (it forbids
  * no read or write, as POSIX locks forbid none). So two processes on mounts
@@ -32,7 +32,7 @@ import { isMangroveError } from '../../bus/errors.js';
 import type { MangroveClient } from '../client/pages.js';
 import type { Logger } from '../node/logger.js';
 import { EAGAIN, EINTR, EIO, errnoOf } from './errno.js';
-import { loadFuseLocks, setLockHandler, type GetlkAnswer, type LockRequest } from './fuse-locks.js';
+import type { GetlkAnswer, LockRequest } from './fuse-extras.js';
 import type { OpenFiles } from './open-files.js';
 
 type Mode = 'shared' | 'exclusive';
@@ -67,16 +67,6 @@ export function rangeOf(start: number, len: number): { start: number; end: numbe
   return { start, end: len === 0 ? TO_EOF : Math.min(TO_EOF, start + len) };
 }
 
-/** Ties the addon's lock requests to `files` (call before the FUSE binding is loaded: the addon goes in front of it). */
-export function installLocks(files: OpenFiles, log: Logger): PosixLocks {
-  loadFuseLocks();
-  const locks = new PosixLocks(files, log);
-  setLockHandler((req, signal) => locks.handle(req, signal));
-  files.onReopened = (fh, c, handle) => locks.reassert(fh, c, handle);
-  files.onClosed = (fh) => locks.forget(fh);
-  return locks;
-}
-
 export class PosixLocks {
   /** By open file (fh), then lock owner: what the owner holds through that file. */
   private readonly held = new Map<number, Map<string, Held[]>>();
@@ -86,7 +76,10 @@ export class PosixLocks {
   constructor(
     private readonly files: OpenFiles,
     private readonly log: Logger,
-  ) {}
+  ) {
+    files.onReopened = (fh, c, handle) => this.reassert(fh, c, handle);
+    files.onClosed = (fh) => this.forget(fh);
+  }
 
   handle(req: LockRequest, signal: AbortSignal): Promise<{ errno: number; getlk?: GetlkAnswer }> {
     const owner = req.kind === 'flock' ? `flock:${req.fh}` : `posix:${req.owner}`;

@@ -109,6 +109,18 @@ describe('the POSIX mount, with real programs on real processes', function () {
       ok(await run('diff', ['-r', src, join(m.dir, 'untarred')]), 'diff of the untarred tree');
     });
 
+    it('keeps the times programs set: touch -a and -m apart, and cp -p\'s', async () => {
+      const f = join(m.dir, 'times.txt');
+      writeFileSync(f, 'x');
+      ok(await run('touch', ['-a', '-d', '@1000000000', f]), 'touch -a');
+      ok(await run('touch', ['-m', '-d', '@1500000000.25', f]), 'touch -m');
+      const st = await run('stat', ['-c', '%X %Y %y', f]);
+      expect(st.stdout.trim()).to.match(/^1000000000 1500000000 2017-07-14 02:40:00\.25/);
+      ok(await run('cp', ['-p', resolve('package.json'), join(m.dir, 'copied.json')]), 'cp -p');
+      const [src, dst] = await Promise.all([run('stat', ['-c', '%X %Y', resolve('package.json')]), run('stat', ['-c', '%X %Y', join(m.dir, 'copied.json')])]);
+      expect(dst.stdout).to.equal(src.stdout);
+    });
+
     it('keeps named streams as user extended attributes', async () => {
       const f = join(m.dir, 'attrs.txt');
       writeFileSync(f, 'data');

@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "fuse_locks",
-      "sources": ["fuse-locks.c"],
+      "target_name": "fuse_extras",
+      "sources": ["fuse-extras.c"],
       "cflags": ["<!@(pkg-config fuse --cflags)", "-Wall", "-Wextra"],
       "libraries": ["-lfuse", "-ldl", "-pthread"]
     }

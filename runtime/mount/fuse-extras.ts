@@ -1,10 +1,16 @@
 /**
- * fcntl (POSIX) and flock locks taken on a FUSE mount, handed to JavaScript so
- * that the mount can hold them cluster-wide. @cocalc/fuse-native gives libfuse
- * no lock operations, so the kernel would keep such locks on this host; the
- * addon in native/ (`npm run build:native`) adds them to every mount made
- * after setLockHandler, provided loadFuseLocks ran before fuse-native was
- * imported (the addon takes over fuse.node's calls to libfuse's fuse_new).
+ * What a mount needs from FUSE that @cocalc/fuse-native does not give,
+ * through our addon in native/ (`npm run build:native`), for every mount
+ * made after setExtrasHandler, provided loadFuseExtras ran before fuse-native
+ * was imported (the addon takes over fuse.node's calls to libfuse's
+ * fuse_new):
+ * - fcntl (POSIX) and flock locks, handed to JavaScript so that the mount
+ *   can hold them cluster-wide (fuse-native gives libfuse no lock operations,
+ *   so the kernel would keep such locks on this host);
+ * - utimens with both times as given (fuse-native hands its handler the
+ *   access time twice, and turns "now" and "leave as it is" into dates);
+ * - direct I/O for files opened to write (no page cache: a program that
+ *   keeps a file open reads what other mounts wrote), chosen in C.
  *
  * Each request waits on a FUSE thread until its handler's promise settles, so
  * an F_SETLKW may take as long as the lock is held elsewhere. Closing a file
@@ -46,6 +52,16 @@ export interface FlockRequest {
 
 export type LockRequest = PosixLockRequest | FlockRequest;
 
+/** utimens(2) on the mount: each time in ms since the epoch, 'now', or null to leave it as it is. */
+export interface UtimensRequest {
+  kind: 'utimens';
+  path: string;
+  atimeMs: number | 'now' | null;
+  mtimeMs: number | 'now' | null;
+}
+
+export type ExtrasRequest = LockRequest | UtimensRequest;
+
 /** F_GETLK's answer: a lock in the way, or type 'unlock' when there is none. */
 export interface GetlkAnswer {
   type: 'read' | 'write' | 'unlock';
@@ -65,16 +81,16 @@ export interface LockAnswer {
  * interrupted by a signal, or the mount's session ends; a waiting handler
  * should then answer -EINTR unless it has already granted the lock.
  */
-export type LockHandler = (req: LockRequest, signal: AbortSignal) => Promise<LockAnswer>;
+export type ExtrasHandler = (req: ExtrasRequest, signal: AbortSignal) => Promise<LockAnswer>;
 
 interface Addon {
   /** Mounts made from now on call dispatch(id, request), and dispatch(id) to abort that request. */
-  install(dispatch: (id: number, req?: LockRequest) => void): void;
+  install(dispatch: (id: number, req?: ExtrasRequest) => void): void;
   /** False when nothing waits for the answer any more (its mount's session ended). */
   reply(id: number, errno: number, getlk?: GetlkAnswer): boolean;
 }
 
-const ADDON = 'runtime/mount/native/build/Release/fuse_locks.node';
+const ADDON = 'runtime/mount/native/build/Release/fuse_extras.node';
 const EIO = -constants.errno.EIO;
 
 let addon: Addon | undefined;
@@ -94,25 +110,25 @@ function packageRoot(): string {
 }
 
 /** Loads the addon (must run before @cocalc/fuse-native is imported); throws a clear Error naming the missing file if the addon was not built. */
-export function loadFuseLocks(): void {
+export function loadFuseExtras(): void {
   if (addon) return;
   const require = createRequire(import.meta.url);
   if (require.cache[require.resolve('@cocalc/fuse-native')]) {
-    throw new Error('loadFuseLocks() ran after @cocalc/fuse-native was imported: its mounts would keep fcntl and flock locks local.');
+    throw new Error('loadFuseExtras() ran after @cocalc/fuse-native was imported: its mounts would keep fcntl and flock locks local.');
   }
   const file = join(packageRoot(), ADDON);
-  if (!existsSync(file)) throw new Error(`The FUSE lock addon ${file} is missing: build it with \`npm run build:native\`.`);
+  if (!existsSync(file)) throw new Error(`The FUSE addon ${file} is missing: build it with \`npm run build:native\`.`);
   const module = { exports: {} };
   process.dlopen(module, file, constants.dlopen.RTLD_NOW | constants.dlopen.RTLD_GLOBAL);
   addon = module.exports as Addon;
 }
 
-export function fuseLocksLoaded(): boolean {
+export function fuseExtrasLoaded(): boolean {
   return addon !== undefined;
 }
 
 /** The handler's answer, or -EIO when it throws or answers with no errno of 0 or below. */
-async function answerOf(handler: LockHandler, req: LockRequest, signal: AbortSignal): Promise<LockAnswer> {
+async function answerOf(handler: ExtrasHandler, req: ExtrasRequest, signal: AbortSignal): Promise<LockAnswer> {
   try {
     const answer = await handler(req, signal);
     return Number.isInteger(answer.errno) && answer.errno <= 0 ? answer : { errno: EIO };
@@ -122,9 +138,9 @@ async function answerOf(handler: LockHandler, req: LockRequest, signal: AbortSig
 }
 
 /** Installs the handler every later mount uses; mounts made before keep theirs. */
-export function setLockHandler(handler: LockHandler): void {
+export function setExtrasHandler(handler: ExtrasHandler): void {
   const native = addon;
-  if (!native) throw new Error('setLockHandler() needs loadFuseLocks() first.');
+  if (!native) throw new Error('setExtrasHandler() needs loadFuseExtras() first.');
   native.install((id, req) => {
     if (!req) {
       unsettled.get(id)?.abort();

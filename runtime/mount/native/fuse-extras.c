@@ -1,6 +1,6 @@
 /*
- * fuse_locks: fcntl (POSIX) and flock locks on @cocalc/fuse-native mounts,
- * handed to JavaScript (runtime/mount/fuse-locks.ts is the only user).
+ * fuse_extras: fcntl (POSIX) and flock locks on @cocalc/fuse-native mounts,
+ * handed to JavaScript (runtime/mount/fuse-extras.ts is the only user).
  *
  * fuse-native gives libfuse no lock or flock operation, so the kernel keeps
  * those locks on this host. Loaded with RTLD_GLOBAL before fuse.node, this
@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define WAIT_POLL_MS 100
@@ -81,7 +82,7 @@ typedef struct waiter {
   struct waiter *next;
 } waiter_t;
 
-typedef enum { EVENT_POSIX, EVENT_FLOCK, EVENT_ABORT } event_kind_t;
+typedef enum { EVENT_POSIX, EVENT_FLOCK, EVENT_UTIMENS, EVENT_ABORT } event_kind_t;
 
 /* What one call of the dispatcher carries; the dispatcher frees it. */
 typedef struct event {
@@ -96,6 +97,7 @@ typedef struct event {
   int64_t len;
   pid_t pid;
   int op; /* flock: LOCK_SH, LOCK_EX or LOCK_UN, maybe with LOCK_NB */
+  struct timespec times[2]; /* utimens: atime, mtime; tv_nsec may be UTIME_NOW or UTIME_OMIT */
 } event_t;
 
 /* Guards everything below, and every handler_t and waiter_t field. */
@@ -278,6 +280,18 @@ static int flock_op(const char *path, struct fuse_file_info *fi, int op) {
   return ask(event, &unused);
 }
 
+/* fuse-native hands its utimens handler the access time twice (the
+ * modification time is lost) and turns UTIME_OMIT and UTIME_NOW into dates;
+ * this one hands both times over as they are. */
+static int utimens_op(const char *path, const struct timespec tv[2]) {
+  event_t *event = new_event(EVENT_UTIMENS, path, NULL);
+  if (event == NULL) return -ENOMEM;
+  event->times[0] = tv[0];
+  event->times[1] = tv[1];
+  struct flock unused;
+  return ask(event, &unused);
+}
+
 /* libfuse 2.9 passes the kernel's flock_release on to release only. */
 static int release_op(const char *path, struct fuse_file_info *fi) {
   if (fi->flock_release) flock_op(path, fi, LOCK_UN);
@@ -338,6 +352,11 @@ struct fuse *fuse_new(struct fuse_chan *ch, struct fuse_args *args, const struct
   ops.release = release_op;
   if (ops.open != NULL) ops.open = open_op;
   if (ops.create != NULL) ops.create = create_op;
+  if (ops.utimens != NULL) {
+    ops.utimens = utimens_op;
+    /* Else libfuse calls utimens only when both times are set, and makes UTIME_NOW a date itself. */
+    ops.flag_utime_omit_ok = 1;
+  }
   struct fuse *fuse = libfuse_new(ch, args, &ops, sizeof ops, user_data);
 
   pthread_mutex_lock(&state);
@@ -405,18 +424,36 @@ static void set_number(napi_env env, napi_value object, const char *key, double 
   napi_set_named_property(env, object, key, v);
 }
 
+/* A time in ms since the epoch, "now" for UTIME_NOW, null for UTIME_OMIT. */
+static void set_time(napi_env env, napi_value object, const char *key, const struct timespec *t) {
+  if (t->tv_nsec == UTIME_NOW) {
+    set_string(env, object, key, "now");
+  } else if (t->tv_nsec == UTIME_OMIT) {
+    napi_value null;
+    napi_get_null(env, &null);
+    napi_set_named_property(env, object, key, null);
+  } else {
+    set_number(env, object, key, (double)t->tv_sec * 1000.0 + (double)t->tv_nsec / 1e6);
+  }
+}
+
 static void set_owner(napi_env env, napi_value object, uint64_t owner) {
   napi_value v;
   napi_create_bigint_uint64(env, owner, &v);
   napi_set_named_property(env, object, "owner", v);
 }
 
-/* The request as runtime/mount/fuse-locks.ts declares it. */
+/* The request as runtime/mount/fuse-extras.ts declares it. */
 static napi_value request_object(napi_env env, const event_t *event) {
   napi_value request;
   napi_create_object(env, &request);
-  set_string(env, request, "kind", event->kind == EVENT_POSIX ? "posix" : "flock");
+  set_string(env, request, "kind", event->kind == EVENT_POSIX ? "posix" : event->kind == EVENT_FLOCK ? "flock" : "utimens");
   set_string(env, request, "path", event->path);
+  if (event->kind == EVENT_UTIMENS) {
+    set_time(env, request, "atimeMs", &event->times[0]);
+    set_time(env, request, "mtimeMs", &event->times[1]);
+    return request;
+  }
   set_number(env, request, "fh", (double)event->fh);
   if (event->kind == EVENT_POSIX) {
     set_string(env, request, "cmd", posix_cmd_name(event->cmd));
@@ -481,7 +518,7 @@ static napi_value install(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value name;
-  napi_create_string_utf8(env, "fuse_locks", NAPI_AUTO_LENGTH, &name);
+  napi_create_string_utf8(env, "fuse_extras", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, h, finalize_handler, NULL, dispatch,
                                       &h->tsfn) != napi_ok) {
     free(h);

@@ -1,6 +1,6 @@
 /**
- * fcntl and flock locks on a real FUSE mount reach the lock handler of
- * runtime/mount/fuse-locks.ts. This process mounts a tiny in-memory file
+ * fcntl and flock locks, and utimens, on a real FUSE mount reach the handler of
+ * runtime/mount/fuse-extras.ts. This process mounts a tiny in-memory file
  * system with @cocalc/fuse-native; python3 child processes take, test, wait
  * for and drop locks on it (the mount's own process does no file I/O on its
  * mount). The handler records each request and keeps a small lock table, so
@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type * as FuseModule from '@cocalc/fuse-native';
-import { loadFuseLocks, setLockHandler, fuseLocksLoaded, type LockAnswer, type LockRequest } from '../../runtime/mount/fuse-locks.js';
+import { loadFuseExtras, setExtrasHandler, fuseExtrasLoaded, type LockAnswer, type LockRequest, type UtimensRequest } from '../../runtime/mount/fuse-extras.js';
 import { until } from '../helpers/until.js';
 
 const EAGAIN = -11;
@@ -184,9 +184,10 @@ class LockTable {
   }
 }
 
-describe('fcntl and flock locks on a FUSE mount reach the lock handler', function () {
+describe('the FUSE addon on a real mount: fcntl and flock locks, and utimens, reach its handler', function () {
   this.timeout(60_000);
   const table = new LockTable();
+  const times: UtimensRequest[] = [];
   const lockers: Locker[] = [];
   const handles = new Set<number>();
   let dir = '';
@@ -204,10 +205,14 @@ describe('fcntl and flock locks on a FUSE mount reach the lock handler', functio
   }
 
   before(async () => {
-    loadFuseLocks();
-    expect(fuseLocksLoaded()).to.equal(true);
-    setLockHandler(table.handle);
-    // Imported only now, after loadFuseLocks. The typings declare an ES default export, but the
+    loadFuseExtras();
+    expect(fuseExtrasLoaded()).to.equal(true);
+    setExtrasHandler(async (req, signal) => {
+      if (req.kind !== 'utimens') return table.handle(req, signal);
+      times.push(req);
+      return { errno: 0 };
+    });
+    // Imported only now, after loadFuseExtras. The typings declare an ES default export, but the
     // package is CommonJS: the default the import gives is the class itself.
     const { default: loaded } = await import('@cocalc/fuse-native');
     const FuseNative = loaded as unknown as typeof loaded.default;
@@ -290,6 +295,20 @@ describe('fcntl and flock locks on a FUSE mount reach the lock handler', functio
     expect(await b.do({ op: 'close' })).to.deep.equal({ ok: true });
   });
 
+  it('hands utimens over with both times, "now" and "leave as it is" kept apart', async () => {
+    const touch = (...args: string[]) => new Promise<void>((resolve, reject) => execFile('touch', [...args, file], { timeout: STEP_MS }, (err) => (err ? reject(err) : resolve())));
+    await touch('-m', '-d', '@1000000000.5');
+    await touch('-a', '-d', '@2000000000');
+    await touch();
+    const asked = times.map(({ atimeMs, mtimeMs }) => [atimeMs, mtimeMs]);
+    expect(asked).to.deep.equal([
+      [null, 1_000_000_000_500],
+      [2_000_000_000_000, null],
+      ['now', 'now'],
+    ]);
+    expect(times.every((t) => t.path === '/shared')).to.equal(true);
+  });
+
   it('keeps an F_SETLKW waiting until the lock is free, and ends one whose process is interrupted with EINTR', async () => {
     const a = locker();
     const b = locker();
@@ -361,6 +380,10 @@ function memoryFileSystem(handles: Set<number>): FuseModule.default.OPERATIONS {
       buffer.copy(grown, position, 0, length);
       files.set(path, grown);
       cb(length);
+    },
+    // A stand-in: the addon replaces it, and the spec's handler answers instead.
+    utimens(_path, _atime, _mtime, cb) {
+      cb(-5);
     },
     release(_path, _fd, cb) {
       cb(0);
