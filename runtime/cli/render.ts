@@ -77,6 +77,7 @@ export function renderStatus(s: NodeStatus): string {
     ['pages', pagesLine(s)],
     ['recovery', recoveryLine(s)],
     ['copies', replicationLine(s)],
+    ...(s.fs === undefined ? [] : [['files', filesLine(s.fs)], ...s.fs.mounts.map((m) => ['mount', mountLine(m)])]),
   ];
   const width = Math.max(...summary.map(([k]) => k.length));
   const head = summary.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
@@ -192,4 +193,14 @@ export function renderLocal(view: LocalView): string {
     'UNDER: pages and directories it serves that lack a copy since a failure; COPIED: pages it had copied to new holders (M15). Ctrl-C stops every node.',
   ].join('\n');
   return `${header}\n\n${body}\n\n${legend}`;
+}
+
+function filesLine(fs: NonNullable<NodeStatus['fs']>): string {
+  return `${fs.calls} calls (${fs.failed} failed), ${fs.handles} handles open, ${fs.recoveries} half-done updates recovered, ${fs.mounts.length} mount${fs.mounts.length === 1 ? '' : 's'}`;
+}
+
+/** One POSIX mount using this node, from its last report. */
+function mountLine(m: NonNullable<NodeStatus['fs']>['mounts'][number]): string {
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${m.fileset} on ${m.host}:${m.dir} (pid ${m.pid}): ${m.ops} ops, ${m.errors} errors, read ${mib(m.bytesRead)}, written ${mib(m.bytesWritten)}, p50 ${m.latencyMsP50.toFixed(1)} ms, p99 ${m.latencyMsP99.toFixed(1)} ms${m.failovers > 0 ? `, ${m.failovers} failovers` : ''}`;
 }
