@@ -35,13 +35,20 @@
  *     --runtime=<runtime>`, no fsync: randWriteIops, p50/p99 µs. On the disk
  *     and bindfs the writes land in the page cache.
  *  4. random 4 KiB reads over that file, the same time: randReadIops, p50/p99
- *     µs. The disk and bindfs read from the page cache; Mangrove from its
- *     node, except blocks read before within the job (the file stays open,
- *     so its page cache is kept meanwhile).
+ *     µs. The disk reads from the page cache. Through FUSE (bindfs and
+ *     Mangrove) a file's page cache is kept while it stays open, and the
+ *     kernel reads ahead: once the job has touched the whole file, which
+ *     takes a fraction of the runtime, every target reads from the page
+ *     cache, so this figure mostly tells how fast the first touches were.
  *  5. `files` files, one at a time: open(O_CREAT|O_TRUNC) + write 4 KiB +
  *     fsync + close, in a Node child with synchronous calls: createFsyncPerSec
  *     and p50/p99 ms of the four calls. Then, untimed, every file must hold
  *     the 4 KiB written to it, or there is no figure.
+ * Each Mangrove workload starts once the cluster has converged (quorum, all
+ * alive; at most 30 s), so a workload that cost the cluster its quorum does
+ * not fail the next one at once; when one fails or the cluster rebuilt
+ * during it, the nodes' warnings and the mount's log from meanwhile are
+ * printed on stderr.
  * Figures are flat, `<figure>.<target>` (seqWriteMiBs.mangrove,
  * seqWriteMiBs.bindfs, seqWriteMiBs.disk…). Also the rebuild rounds the
  * cluster went through during Mangrove's workloads (mangroveRebuilds: 0
@@ -280,7 +287,8 @@ async function fio(dir: string, name: string, args: string[], timeoutMs: number)
     [`--name=${name}`, `--directory=${dir}`, '--ioengine=psync', '--direct=0', '--numjobs=1', '--invalidate=0', '--fallocate=none', '--verify_state_save=0', '--output-format=json', ...args],
     { timeoutMs },
   );
-  const said = `${r.stderr.trim()} ${r.stdout.trim().slice(0, 500)}`.trim();
+  // fio's complaints: stderr, or what it printed before its JSON report.
+  const said = r.stderr.trim() || r.stdout.slice(0, Math.max(0, r.stdout.indexOf('{'))).trim();
   if (r.code !== 0) throw new Error(`fio ${name} exited ${r.code} after ${Math.round(r.ms / 1000)} s: ${said.slice(-1500)}`);
   const at = r.stdout.indexOf('{');
   let job: FioJob | undefined;
@@ -432,6 +440,23 @@ function workloads(o: typeof full): Workload[] {
 
 // ------------------------------------------------------------ running them
 
+/** Each node's log length now, to read what it logged after. */
+const logMarks = (c: ProcessClusterType): number[] => [...Array(NODES).keys()].map((i) => c.log(i).length);
+
+/** The warnings and errors (pino level 40 and up) the nodes logged since `marks`: each distinct message with its count, per node. */
+function nodeWarnings(c: ProcessClusterType, marks: number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < NODES; i++) {
+    const counts = new Map<string, number>();
+    for (const line of c.log(i).slice(marks[i] ?? 0).split('\n')) {
+      const m = /"level":(\d+).*"msg":"([^"]*)"/.exec(line);
+      if (m && Number(m[1]) >= 40) counts.set(m[2], (counts.get(m[2]) ?? 0) + 1);
+    }
+    if (counts.size > 0) parts.push(`node ${i}: ${[...counts].slice(0, 8).map(([msg, n]) => `${msg}${n > 1 ? ` ×${n}` : ''}`).join('; ')}`);
+  }
+  return parts.length > 0 ? parts.join(' | ') : 'no warnings in the nodes\' logs';
+}
+
 /** Rebuild rounds finished so far: the most any node's log counts (status gives the last round's number, not a count), as bench/fs.ts. */
 function rebuilds(c: ProcessClusterType): number {
   return Math.max(...[...Array(NODES).keys()].map((i) => c.log(i).split('"msg":"rebuild finished; operations resume"').length - 1));
@@ -532,19 +557,34 @@ async function runAll(o: typeof full): Promise<void> {
       say(`workload ${w.label}`);
       for (const t of targets) {
         if (cleanup.stopping) break;
-        const c = cluster;
-        const before = t.name === 'mangrove' && c ? rebuilds(c) : undefined;
+        const c = t.name === 'mangrove' ? cluster : undefined;
+        if (c) {
+          // Each workload starts on a settled cluster: one that lost its quorum in the last must not fail the next at once.
+          const waited = await c.waitFor(() => c.converged(), timing.clusterFormMs, 100);
+          if (waited < 0) say(`  the cluster has not converged (quorum, all alive) for ${timing.clusterFormMs / 1000} s; running the workload anyway`);
+          else if (waited > 500) say(`  waited ${waited} ms for the cluster to converge first`);
+        }
+        const before = c ? rebuilds(c) : undefined;
+        const marks = c ? logMarks(c) : [];
+        const mountLog = mount?.output().length ?? 0;
         const t0 = performance.now();
+        let failed = false;
         try {
           await w.run(t);
         } catch (err) {
+          failed = true;
           fail(`${t.name}, workload ${w.label.split(' ')[0]}`, message(err));
         }
-        if (t.name !== 'mangrove' || !c) continue;
+        if (!c) continue;
         lastMangroveMs = Date.now();
         const more = Math.max(0, rebuilds(c) - (before ?? 0));
         figures.mangroveRebuilds += more;
         if (more > 0) say(`  the cluster rebuilt ${more} times during it (a node counted failed under the load); ${Math.round(performance.now() - t0)} ms`);
+        if (more > 0 || failed) {
+          say(`  the nodes meanwhile: ${nodeWarnings(c, marks)}`);
+          const said = mount?.output().slice(mountLog).trim();
+          if (said) say(`  the mount logged meanwhile (the last of it): ${said.slice(-2000)}`);
+        }
         const died = c.died();
         if (died.length > 0) {
           fail('mangrove', `nodes died: ${died.join(' ')}`);

@@ -52,6 +52,8 @@ export type ErrorCode =
   | 'E_READ_ONLY'
   /** A structure that failed its check and could not be repaired: refused, never served (M22). */
   | 'E_CORRUPT'
+  /** This host lacks what the call needs (the mount's FUSE binding or addon was not built). */
+  | 'E_UNSUPPORTED'
   /** A bug: the report carries the stack. */
   | 'E_INTERNAL';
 
@@ -107,6 +109,7 @@ const POSIX: Partial<Record<ErrorCode, string>> = {
   E_NO_QUORUM: 'EROFS',
   E_RECOVERING: 'EAGAIN',
   E_CLOSED: 'ESHUTDOWN',
+  E_UNSUPPORTED: 'ENOTSUP',
 };
 
 export function posixOf(code: string): string | undefined {

@@ -110,7 +110,11 @@ export async function startMount(opts: MountOptions): Promise<Mount> {
       onError: (op, path, err) => opts.log.warn({ op, path, errno: errnoName(errnoOf(err)), err: String(err) }, 'an operation failed'),
     });
     // The addon goes in front of the binding: it must be loaded first.
-    loadFuseExtras();
+    try {
+      loadFuseExtras();
+    } catch (err) {
+      throw new MangroveError('E_UNSUPPORTED', `${err instanceof Error ? err.message : String(err)} (it needs Debian's libfuse-dev and fuse)`);
+    }
     const locks = new PosixLocks(files, opts.log);
     setExtrasHandler(async (req, signal) => (req.kind === 'utimens' ? { errno: await utimens(req) } : locks.handle(req, signal)));
     const Fuse = loadFuse();
@@ -172,6 +176,6 @@ function loadFuse(): FuseBinding {
     const require = createRequire(import.meta.url);
     return require('@cocalc/fuse-native') as FuseBinding;
   } catch (err) {
-    throw new MangroveError('E_INTERNAL', `the FUSE binding @cocalc/fuse-native did not load (install libfuse-dev and fuse, then npm ci): ${String(err)}`);
+    throw new MangroveError('E_UNSUPPORTED', `the FUSE binding @cocalc/fuse-native did not load (on Debian: apt-get install libfuse-dev fuse, then npm ci): ${String(err)}`);
   }
 }

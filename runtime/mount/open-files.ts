@@ -5,7 +5,8 @@
  * another node (session.ts), or the node restarted and refuses the handle
  * (E_BAD_HANDLE), the file is opened again by its path there — without
  * create or truncate — and the call goes on. Writes the old node had not
- * made durable are lost with it, as a local disk loses what was not fsynced.
+ * made durable are lost with it, as a local disk loses what was not
+ * fsynced: the file's next fsync or close says so (E_PAGE_LOST, EIO).
  */
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import type { FsStat } from '../../bus/messages/fs.js';
@@ -25,6 +26,10 @@ interface OpenFile {
   mode: OpenMode;
   handle: string;
   generation: number;
+  /** Written since its last fsync: close makes it durable. */
+  dirty: boolean;
+  /** Written, not yet durable, when the mount left the node it was open on: those writes may be gone. */
+  lost: boolean;
 }
 
 /** Numbers the kernel is given; 0 is left unused, so a missing fh is never a file. */
@@ -78,6 +83,30 @@ export class OpenFiles {
     });
   }
 
+  /** Notes that `fh` was written to (or cut): `sync` has work to do. */
+  written(fh: number): void {
+    const file = this.files.get(fh);
+    if (file !== undefined) file.dirty = true;
+  }
+
+  /** Makes what was written through `fh` durable on every core holder (fsync); nothing to do if nothing was. */
+  async sync(fh: number, path: string | null, always = false): Promise<void> {
+    const file = this.files.get(fh);
+    if (file === undefined || (!file.dirty && !always)) return;
+    if (file.lost) {
+      file.lost = false;
+      file.dirty = false;
+      throw new MangroveError('E_PAGE_LOST', `writes to ${file.path} since its last fsync were on a node that stopped answering, and may be lost: write them again`);
+    }
+    file.dirty = false;
+    try {
+      await this.with(fh, path, (c, handle) => c.fsCall({ op: 'fsync', handle }));
+    } catch (err) {
+      file.dirty = true;
+      throw err;
+    }
+  }
+
   /** Closes `fh` on its node (a handle on a node the mount left is gone with it). */
   async close(fh: number): Promise<void> {
     const file = this.files.get(fh);
@@ -111,11 +140,12 @@ export class OpenFiles {
       stream: mode.stream,
       ...(create ? { create: true, mode: create.mode & 0o7777, uid: this.owner.uid, gid: this.owner.gid } : {}),
     })) as { handle: string; stat: FsStat };
-    return { file: { path, mode, handle: r.handle, generation }, stat: r.stat };
+    return { file: { path, mode, handle: r.handle, generation, dirty: false, lost: false }, stat: r.stat };
   }
 
   private async reopen(c: MangroveClient, generation: number, fh: number, file: OpenFile): Promise<void> {
     const r = await this.openOn(c, generation, file.path, file.mode);
+    if (file.dirty) file.lost = true;
     file.handle = r.file.handle;
     file.generation = generation;
     await this.onReopened?.(fh, c, file.handle);

@@ -13,8 +13,9 @@
  *   answered without asking the node (the kernel asks for
  *   security.capability before every write).
  * - Directory updates are durable when they return (the file system flushes
- *   each one, M22), so fsyncdir has nothing left to do; fsync makes the
- *   file's data durable on every core holder.
+ *   each one, M22), so fsyncdir has nothing left to do; fsync, and the
+ *   close (flush) of a file written through, make the file's data durable on
+ *   every core holder.
  */
 import { constants } from 'node:os';
 import { isMangroveError } from '../../bus/errors.js';
@@ -212,25 +213,30 @@ export function buildOps(d: OpsDeps): { ops: Ops; utimens: (req: UtimensRequest)
     write: (path: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
       serve('write', path, cb, async () => {
         const data = buf.subarray(0, len);
+        files.written(fh);
         const r = await files.with(fh, path, (c, handle) => c.fsCall({ op: 'write', handle, offset: pos, data }) as Promise<{ written: number }>);
         stats.bytesWritten += r.written;
         return r.written;
       }),
 
-    // Writes reach the node as they are made, where every other mount sees them: close has nothing to push.
-    flush: (path: string, _fh: number, cb: Cb) => serve('flush', path, cb, async () => 0),
+    // Each close(2) makes what the file was given durable, as NFS commits at close: the node keeps
+    // unflushed writes in RAM, and a node counted out of the cluster drops them (fsync's E_PAGE_LOST
+    // then fails the close with EIO rather than lose them unsaid).
+    flush: (path: string, fh: number, cb: Cb) => serve('flush', path, cb, () => files.sync(fh, path)),
 
     release: (path: string, fh: number, cb: Cb) => serve('release', path, cb, () => files.close(fh)),
 
-    fsync: (path: string, _datasync: boolean, fh: number, cb: Cb) =>
-      serve('fsync', path, cb, () => files.with(fh, path, (c, handle) => c.fsCall({ op: 'fsync', handle }))),
+    fsync: (path: string, _datasync: boolean, fh: number, cb: Cb) => serve('fsync', path, cb, () => files.sync(fh, path, true)),
 
     fsyncdir: (path: string, _datasync: boolean, _fh: number, cb: Cb) => serve('fsyncdir', path, cb, async () => void (await stat(path))),
 
     truncate: (path: string, size: number, cb: Cb) => serve('truncate', path, cb, () => call({ op: 'truncate', fs, path, size })),
 
     ftruncate: (path: string, fh: number, size: number, cb: Cb) =>
-      serve('ftruncate', path, cb, () => files.with(fh, path, (c, handle) => c.fsCall({ op: 'ftruncate', handle, size }))),
+      serve('ftruncate', path, cb, () => {
+        files.written(fh);
+        return files.with(fh, path, (c, handle) => c.fsCall({ op: 'ftruncate', handle, size }));
+      }),
 
     // Stands in for fuse-native's, which loses the modification time: the addon sends utimens to `utimens` below instead.
     utimens: (path: string, _atime: unknown, _mtime: unknown, cb: Cb) => cb(EIO),
