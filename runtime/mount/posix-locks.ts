@@ -16,9 +16,12 @@
  * in between (the fcntl manual allows as much for upgrades; flock's says a
  * conversion is not atomic).
  *
- * F_GETLK tries the range, the parts of it the owner does not hold, and
- * gives it back: a conflict is reported as a write lock over the range
- * asked, by pid 0 (the holder may be on another host).
+ * F_GETLK tries the parts of the range the owner does not hold, and gives
+ * them back: a conflict is reported as a write lock over the range asked,
+ * by pid 0 (the holder may be on another host). The bytes the owner holds
+ * are not looked at: under its write lock no other can hold anything, but
+ * under its read lock another's read lock, which a write would meet, goes
+ * unreported (an F_SETLK is still refused).
  *
  * Requests of one owner through one open file run one at a time (processes
  * sharing an open file send them together); a waiting request gives up with
@@ -58,7 +61,7 @@ export function outside(held: Held, start: number, end: number): Held[] {
 /** The parts of [start, end) not covered by `held`. */
 export function uncovered(held: readonly Held[], start: number, end: number): { start: number; end: number }[] {
   let parts = [{ start, end }];
-  for (const h of held) parts = parts.flatMap((p) => (overlaps(h, p.start, p.end) ? outside({ ...p, mode: 'shared' }, h.start, h.end) : [p]));
+  for (const h of held) parts = parts.flatMap((p) => (overlaps(h, p.start, p.end) ? outside({ ...p, mode: 'shared' }, h.start, h.end).map(({ start: s, end: e }) => ({ start: s, end: e })) : [p]));
   return parts;
 }
 
