@@ -93,18 +93,22 @@ export class OpenFiles {
   async sync(fh: number, path: string | null, always = false): Promise<void> {
     const file = this.files.get(fh);
     if (file === undefined || (!file.dirty && !always)) return;
-    if (file.lost) {
-      file.lost = false;
+    await this.with(fh, path, async (c, handle) => {
+      // Checked here, after `with` opened the file again where it had to.
+      if (file.lost) {
+        file.lost = false;
+        file.dirty = false;
+        throw new MangroveError('E_PAGE_LOST', `writes to ${file.path} since its last fsync were on a node that stopped answering, and may be lost: write them again`);
+      }
+      // Cleared first: a write that ends while the fsync runs marks the file again.
       file.dirty = false;
-      throw new MangroveError('E_PAGE_LOST', `writes to ${file.path} since its last fsync were on a node that stopped answering, and may be lost: write them again`);
-    }
-    file.dirty = false;
-    try {
-      await this.with(fh, path, (c, handle) => c.fsCall({ op: 'fsync', handle }));
-    } catch (err) {
-      file.dirty = true;
-      throw err;
-    }
+      try {
+        await c.fsCall({ op: 'fsync', handle });
+      } catch (err) {
+        file.dirty = true;
+        throw err;
+      }
+    });
   }
 
   /** Closes `fh` on its node (a handle on a node the mount left is gone with it). */

@@ -213,8 +213,9 @@ export function buildOps(d: OpsDeps): { ops: Ops; utimens: (req: UtimensRequest)
     write: (path: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
       serve('write', path, cb, async () => {
         const data = buf.subarray(0, len);
-        files.written(fh);
         const r = await files.with(fh, path, (c, handle) => c.fsCall({ op: 'write', handle, offset: pos, data }) as Promise<{ written: number }>);
+        // Noted once done: a write sent again on another node after a move is not one the move lost.
+        files.written(fh);
         stats.bytesWritten += r.written;
         return r.written;
       }),
@@ -233,9 +234,9 @@ export function buildOps(d: OpsDeps): { ops: Ops; utimens: (req: UtimensRequest)
     truncate: (path: string, size: number, cb: Cb) => serve('truncate', path, cb, () => call({ op: 'truncate', fs, path, size })),
 
     ftruncate: (path: string, fh: number, size: number, cb: Cb) =>
-      serve('ftruncate', path, cb, () => {
+      serve('ftruncate', path, cb, async () => {
+        await files.with(fh, path, (c, handle) => c.fsCall({ op: 'ftruncate', handle, size }));
         files.written(fh);
-        return files.with(fh, path, (c, handle) => c.fsCall({ op: 'ftruncate', handle, size }));
       }),
 
     // Stands in for fuse-native's, which loses the modification time: the addon sends utimens to `utimens` below instead.

@@ -268,6 +268,8 @@ except OSError: print('exclusive refused')"; wait`);
       ok(await run('python3', ['-c', `import os\nfd = os.open(${JSON.stringify(f)}, os.O_WRONLY | os.O_CREAT)\nos.write(fd, b'written before'); os.fsync(fd); os.close(fd)`]), 'write and fsync');
       // A program holding the file open across the failover.
       const holder = run('python3', ['-c', `import time, os\nf = open(${JSON.stringify(join(m.dir, 'open.txt'))}, 'w')\nf.write('a'); f.flush(); os.fsync(f.fileno())\ntime.sleep(6)\nf.write('b'); f.flush(); os.fsync(f.fileno()); f.close()\nprint(open(${JSON.stringify(join(m.dir, 'open.txt'))}).read())`], { timeoutMs: 120_000 });
+      // And one that wrote without fsync: its close after the move says the write may be lost.
+      const unsynced = run('python3', ['-c', `import time, os\nfd = os.open(${JSON.stringify(join(m.dir, 'unsynced.txt'))}, os.O_WRONLY | os.O_CREAT)\nos.write(fd, b'x')\ntime.sleep(6)\ntry:\n  os.close(fd); print('closed')\nexcept OSError as e: print('close failed', e.errno)`], { timeoutMs: 120_000 });
       await new Promise((r) => setTimeout(r, 1500));
       await cluster.kill(1);
       expect(readFileSync(f, 'utf8')).to.equal('written before');
@@ -276,6 +278,7 @@ except OSError: print('exclusive refused')"; wait`);
       const held = await holder;
       ok(held, `the program holding a file open; the mount said:\n${m.output().slice(-3000)}`);
       expect(held.stdout.trim()).to.equal('ab');
+      expect((await unsynced).stdout.trim(), 'a close after writes the dead node had not made durable').to.equal('close failed 5');
       expect(m.output()).to.match(/moved to another node/);
       cluster.spawn(1);
       await cluster.waitFor(() => cluster.converged(), 60_000);
