@@ -35,7 +35,7 @@ export const REPORT_MS = 5_000;
 /** Every this many reports the session reads the node's status for the cluster's endpoints. */
 const LEARN_EVERY = 6;
 /** A node asked during a failover answers status within this long, or the next is asked. */
-const PROBE_TIMEOUT_MS = 2_000;
+const PROBE_TIMEOUT_MS = 3_000;
 /** Between two rounds over every known node during a failover. */
 const FAILOVER_ROUND_PAUSE_MS = 500;
 
@@ -125,6 +125,12 @@ export class MountSession {
 
   private async moveOn(): Promise<void> {
     const from = this.current;
+    // A node that answers a status call is busy, not gone (a long rebuild, a stall under load): moving
+    // would give up the writes it holds for the file handles open there. The call is sent again to it.
+    if ((await answers(this.client)) && !this.closed) {
+      this.opts.log.warn({ node: from }, 'the mount\'s node was slow to answer but is there; asking it again');
+      return;
+    }
     const others = [...new Set([...this.opts.endpoints, ...this.learned])].filter((e) => e !== from);
     this.opts.log.warn({ node: from, candidates: others.length }, 'the mount\'s node does not answer; looking for another');
     const deadline = Date.now() + (this.opts.failoverWaitMs ?? sessionDefaults.failoverWaitMs);
@@ -173,17 +179,23 @@ export class MountSession {
   }
 }
 
+/** Whether the node of `client` answers a status call within PROBE_TIMEOUT_MS. */
+async function answers(client: MangroveClient): Promise<boolean> {
+  try {
+    await Promise.race([client.status(), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer')), PROBE_TIMEOUT_MS).unref())]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The first of `endpoints` whose node answers a status call, with its client; null when none does. */
 async function reach(endpoints: string[], timeoutMs: number, log: Logger): Promise<{ client: MangroveClient; endpoint: string } | null> {
   for (const endpoint of endpoints) {
     const client = await connect(endpoint, { timeoutMs, recoveryWaitMs: sessionDefaults.recoveryWaitMs, lockLeaseMs: 0 });
-    try {
-      await Promise.race([client.status(), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer')), PROBE_TIMEOUT_MS).unref())]);
-      return { client, endpoint };
-    } catch (err) {
-      log.debug({ endpoint, err: String(err) }, 'a node did not answer');
-      await client.close().catch(() => undefined);
-    }
+    if (await answers(client)) return { client, endpoint };
+    log.debug({ endpoint }, 'a node did not answer');
+    await client.close().catch(() => undefined);
   }
   return null;
 }
