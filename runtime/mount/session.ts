@@ -8,7 +8,9 @@
  * and runs the function again there. Handles belong to the node that opened
  * them, so a caller holding one compares generations and opens it again
  * (open-files.ts). A call the node refused with E_RECOVERING is already sent
- * again by the client through the rebuild that follows a failure.
+ * again by the client through the rebuild that follows a failure; one
+ * refused for want of quorum is sent again for QUORUM_WAIT_MS (quorum can
+ * lapse for a moment in a rebuild), then fails (EROFS).
  *
  * While it is up, the session reports to its node every REPORT_MS (the
  * report also keeps the mount's handles leased), and learns the cluster's
@@ -36,6 +38,9 @@ export const REPORT_MS = 5_000;
 const LEARN_EVERY = 6;
 /** A node asked during a failover answers status within this long, or the next is asked. */
 const PROBE_TIMEOUT_MS = 3_000;
+/** How long a call refused for want of quorum (E_NO_QUORUM) is sent again before it fails (EROFS). */
+const QUORUM_WAIT_MS = 10_000;
+const QUORUM_RETRY_MS = 200;
 /** Between two rounds over every known node during a failover. */
 const FAILOVER_ROUND_PAUSE_MS = 500;
 
@@ -90,13 +95,19 @@ export class MountSession {
 
   /** Runs `fn` against the current node; when that node stops answering, moves to another and runs it again there. */
   async run<T>(fn: (client: MangroveClient, generation: number) => Promise<T>): Promise<T> {
+    let noQuorumSince: number | null = null;
     for (;;) {
       const generation = this.generation;
       try {
         return await fn(this.client, generation);
       } catch (err) {
         if (!isMangroveError(err) || this.closed) throw err;
-        if (err.code === 'E_UNREACHABLE') await this.failover(generation);
+        if (err.code === 'E_NO_QUORUM') {
+          // A node can be without quorum for a moment while the cluster rebuilds; a partition lasts.
+          noQuorumSince ??= Date.now();
+          if (Date.now() - noQuorumSince > QUORUM_WAIT_MS) throw err;
+          await new Promise((r) => setTimeout(r, QUORUM_RETRY_MS));
+        } else if (err.code === 'E_UNREACHABLE') await this.failover(generation);
         // A call still waiting on the old node's client when the mount moved is closed with it.
         else if (err.code !== 'E_CLOSED' || generation === this.generation) throw err;
       }
