@@ -57,7 +57,9 @@
  * {"bench":"fs","figures":{...},"ratios":{...},"errors":[...]}
  * (`errors` only when something failed).
  */
+import { wholeArg } from './shared/args.js';
 import { ratiosOf } from './shared/ratios.js';
+import { BenchReport, killPid, message } from './shared/report.js';
 import { Cleanup } from './shared/cleanup.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -97,18 +99,12 @@ function options(): typeof full {
     },
   });
   const o = { ...(values.quick ? quick : full) };
-  const int = (flag: string, v: string | undefined, min: number): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${flag} takes a whole number of at least ${min}, not ${JSON.stringify(v)}`);
-    return n;
-  };
-  o.files = int('files', values.files, 1) ?? o.files;
-  o.dirEntries = int('dir-entries', values['dir-entries'], 1) ?? o.dirEntries;
-  o.mib = int('mib', values.mib, 1) ?? o.mib;
-  o.renames = int('renames', values.renames, 2) ?? o.renames;
-  o.listings = int('listings', values.listings, 1) ?? o.listings;
-  o.period = int('period', values.period, 10) ?? o.period;
+  o.files = wholeArg('files', values.files, 1) ?? o.files;
+  o.dirEntries = wholeArg('dir-entries', values['dir-entries'], 1) ?? o.dirEntries;
+  o.mib = wholeArg('mib', values.mib, 1) ?? o.mib;
+  o.renames = wholeArg('renames', values.renames, 2) ?? o.renames;
+  o.listings = wholeArg('listings', values.listings, 1) ?? o.listings;
+  o.period = wholeArg('period', values.period, 10) ?? o.period;
   return o;
 }
 
@@ -121,19 +117,8 @@ const timing = {
 };
 
 const figures: Record<string, number> = {};
-const errors: string[] = [];
-
-function say(line: string): void {
-  console.error(`bench fs: ${line}`);
-}
-
-function fail(part: string, text: string): void {
-  const line = `${part}: ${text}`.replace(/\s+/g, ' ').trim();
-  errors.push(line);
-  say(line);
-}
-
-const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+const report = new BenchReport('fs');
+const { errors, say, fail } = report;
 
 // ------------------------------------------------------------ clean-up
 
@@ -141,14 +126,6 @@ const cleanup = new Cleanup(say);
 const { running } = cleanup;
 const stopAll = (): Promise<void> => cleanup.stopAll();
 
-function killPid(pid: number | undefined, sig: NodeJS.Signals): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
 
 // ------------------------------------------------------------ measuring
 

@@ -88,7 +88,9 @@ import type { MountProcess, Ran } from '../spec/helpers/mounts.js';
 import type { ProcessCluster as ProcessClusterType } from '../spec/helpers/process-cluster.js';
 import { ensureBuild, root } from './shared/build.js';
 import { Cleanup } from './shared/cleanup.js';
+import { wholeArg } from './shared/args.js';
 import { ratiosOf } from './shared/ratios.js';
+import { BenchReport, killPid, message } from './shared/report.js';
 
 // The helpers find dist/ from the working directory when they load: load them from the root.
 process.chdir(root);
@@ -141,17 +143,11 @@ function options(): typeof full | 'help' {
   });
   if (values.help) return 'help';
   const o = { ...(values.quick ? quick : full) };
-  const int = (flag: string, v: string | undefined, min: number): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${flag} takes a whole number of at least ${min}, not ${JSON.stringify(v)}`);
-    return n;
-  };
-  o.mib = int('mib', values.mib, 1) ?? o.mib;
-  o.randMib = int('rand-mib', values['rand-mib'], 1) ?? o.randMib;
-  o.runtime = int('runtime', values.runtime, 1) ?? o.runtime;
-  o.files = int('files', values.files, 1) ?? o.files;
-  o.period = int('period', values.period, 10) ?? o.period;
+  o.mib = wholeArg('mib', values.mib, 1) ?? o.mib;
+  o.randMib = wholeArg('rand-mib', values['rand-mib'], 1) ?? o.randMib;
+  o.runtime = wholeArg('runtime', values.runtime, 1) ?? o.runtime;
+  o.files = wholeArg('files', values.files, 1) ?? o.files;
+  o.period = wholeArg('period', values.period, 10) ?? o.period;
   return o;
 }
 
@@ -171,19 +167,8 @@ const timing = {
 };
 
 const figures: Record<string, number> = {};
-const errors: string[] = [];
-
-function say(line: string): void {
-  console.error(`bench mount: ${line}`);
-}
-
-function fail(part: string, text: string): void {
-  const line = `${part}: ${text}`.replace(/\s+/g, ' ').trim();
-  errors.push(line);
-  say(line);
-}
-
-const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+const report = new BenchReport('mount');
+const { errors, say, fail } = report;
 const round = (x: number, digits = 3): number => Number(x.toPrecision(digits));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -192,14 +177,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cleanup = new Cleanup(say);
 const { running } = cleanup;
 
-function killPid(pid: number | undefined, sig: NodeJS.Signals): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
 
 const exited = (c: ChildProcess): boolean => c.exitCode !== null || c.signalCode !== null;
 
