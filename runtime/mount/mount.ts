@@ -7,9 +7,10 @@
  * Caching, as documented in docs/mount.md: attributes are not cached
  * (attr_timeout=0), names for 1 s (entry_timeout=1; a name another mount
  * removed is refused by the node when used), missing names not at all; the
- * page cache of a file is dropped at every open. So after `close` on one
- * mount, an `open` on any other sees the data (close-to-open), and `stat`
- * sees every size change at once.
+ * page cache of a file opened to read is dropped at every open, and a file
+ * opened to write has none (direct I/O, set by the addon). So after `close`
+ * on one mount, an `open` on any other sees the data (close-to-open), and
+ * `stat` sees every size change at once.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';

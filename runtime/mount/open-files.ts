@@ -128,9 +128,9 @@ export class OpenFiles {
     });
   }
 
-  /** Closes every open file (the mount is going away). */
+  /** Makes what was written durable, then closes every open file (the mount is going away). */
   async closeAll(): Promise<void> {
-    await Promise.allSettled([...this.files.keys()].map((fh) => this.close(fh)));
+    await Promise.allSettled([...this.files.keys()].map((fh) => this.sync(fh, null).finally(() => this.close(fh))));
   }
 
   private async openOn(c: MangroveClient, generation: number, path: string, mode: OpenMode, create?: { mode: number }): Promise<{ file: OpenFile; stat: FsStat }> {
