@@ -58,7 +58,7 @@ export function addMountCommands(program: Command, defaults: { connect: string }
     .option('--foreground', 'stay in the foreground, logging to stderr, until Ctrl-C or SIGTERM unmounts')
     .option('--non-empty', 'mount on a directory that has files (hidden while mounted)')
     .option('--log <file>', 'in the background, append the log here (default: a file in the system temp folder, printed)')
-    .option('--timeout <ms>', 'a node that does not answer a call in this long is left for another', positive, 5000)
+    .option('--timeout <ms>', 'a call unanswered this long makes the mount ask its node whether it is there; a node that does not answer is left for another', positive, 5000)
     .option('--json', 'print {pid, dir, fileset, node, log} as one JSON line once mounted')
     .addHelpText(
       'after',

@@ -2,8 +2,11 @@
  * A mount's link to the cluster (SPEC.md M28): one node at a time, and the
  * move to another when that node stops answering. Every call goes through
  * `run`, which hands the current client and its generation to the caller's
- * function; when the node does not answer (E_UNREACHABLE: it died, paused or
- * was cut off), the session finds another node that answers — the ones
+ * function. While a call waits longer than `timeoutMs`, the session asks
+ * the node's status: a node that answers is busy (a call may wait out a
+ * failed home's grace and the rebuild after it), and the call waits on; one
+ * that does not (it died, paused or was cut off) is left: the session finds
+ * another node that answers — the ones
  * given with --connect first, then every node the last node database named —
  * and runs the function again there. Handles belong to the node that opened
  * them, so a caller holding one compares generations and opens it again
@@ -24,7 +27,11 @@ import type { Logger } from '../node/logger.js';
 import type { MountStats } from './stats.js';
 
 export const sessionDefaults = {
-  /** One try of one call: a node that does not answer in this long is taken for gone. */
+  /**
+   * A call unanswered this long makes the session ask its node's status; a
+   * node that answers is busy (a call may wait out a failed home's grace and
+   * a rebuild), one that does not is taken for gone.
+   */
   timeoutMs: 5_000,
   /** How long a call waits out a rebuild (E_RECOVERING) before it fails. */
   recoveryWaitMs: 60_000,
@@ -36,8 +43,14 @@ export const sessionDefaults = {
 export const REPORT_MS = 5_000;
 /** Every this many reports the session reads the node's status for the cluster's endpoints. */
 const LEARN_EVERY = 6;
-/** A node asked during a failover answers status within this long, or the next is asked. */
+/** A node asked for its status answers within this long, or it is taken for gone. */
 const PROBE_TIMEOUT_MS = 3_000;
+/**
+ * One try of one call, at most: long enough for any wait a live node puts a
+ * call through (a failed home's grace, a rebuild); a dead node is found by
+ * the status probes long before.
+ */
+const CALL_TIMEOUT_MS = 120_000;
 /** How long a call refused for want of quorum (E_NO_QUORUM) is sent again before it fails (EROFS). */
 const QUORUM_WAIT_MS = 10_000;
 const QUORUM_RETRY_MS = 200;
@@ -62,6 +75,7 @@ export class MountSession {
   generation = 1;
   private readonly learned = new Set<string>();
   private failing: Promise<void> | null = null;
+  private checking: Promise<void> | null = null;
   private reportTimer: NodeJS.Timeout | undefined;
   private reports = 0;
   private closed = false;
@@ -76,7 +90,7 @@ export class MountSession {
 
   /** Connects to the first of `opts.endpoints` that answers; E_UNREACHABLE naming them all when none does. */
   static async open(opts: SessionOptions): Promise<MountSession> {
-    const first = await reach(opts.endpoints, opts.timeoutMs ?? sessionDefaults.timeoutMs, opts.log);
+    const first = await reach(opts.endpoints, opts.log);
     if (first === null) throw new MangroveError('E_UNREACHABLE', `no node answers at ${opts.endpoints.join(', ')}: is the cluster running?`);
     const s = new MountSession(opts, first);
     await s.learn();
@@ -98,6 +112,8 @@ export class MountSession {
     let noQuorumSince: number | null = null;
     for (;;) {
       const generation = this.generation;
+      // While the call waits, the node is asked now and then whether it is there at all.
+      const watch = setInterval(() => void this.check(generation), this.opts.timeoutMs ?? sessionDefaults.timeoutMs);
       try {
         return await fn(this.client, generation);
       } catch (err) {
@@ -110,8 +126,22 @@ export class MountSession {
         } else if (err.code === 'E_UNREACHABLE') await this.failover(generation);
         // A call still waiting on the old node's client when the mount moved is closed with it.
         else if (err.code !== 'E_CLOSED' || generation === this.generation) throw err;
+      } finally {
+        clearInterval(watch);
       }
     }
+  }
+
+  /** Moves off the node of `generation` if it does not answer a status call (once, however many calls wait on it). */
+  private check(generation: number): Promise<void> {
+    if (generation !== this.generation || this.closed) return Promise.resolve();
+    this.checking ??= answers(this.client)
+      .then((there) => (there || generation !== this.generation ? undefined : this.failover(generation)))
+      .catch((err: unknown) => this.opts.log.warn({ err: String(err) }, 'a failover found no node that answers'))
+      .finally(() => {
+        this.checking = null;
+      });
+    return this.checking;
   }
 
   /** One raw file-system call (bus/messages/fs.ts) on whichever node answers. */
@@ -136,18 +166,12 @@ export class MountSession {
 
   private async moveOn(): Promise<void> {
     const from = this.current;
-    // A node that answers a status call is busy, not gone (a long rebuild, a stall under load): moving
-    // would give up the writes it holds for the file handles open there. The call is sent again to it.
-    if ((await answers(this.client)) && !this.closed) {
-      this.opts.log.warn({ node: from }, 'the mount\'s node was slow to answer but is there; asking it again');
-      return;
-    }
     const others = [...new Set([...this.opts.endpoints, ...this.learned])].filter((e) => e !== from);
     this.opts.log.warn({ node: from, candidates: others.length }, 'the mount\'s node does not answer; looking for another');
     const deadline = Date.now() + (this.opts.failoverWaitMs ?? sessionDefaults.failoverWaitMs);
     for (;;) {
       // The old node last: it may only have paused, and be back.
-      const next = await reach([...others, from], this.opts.timeoutMs ?? sessionDefaults.timeoutMs, this.opts.log);
+      const next = await reach([...others, from], this.opts.log);
       if (next !== null) {
         const old = this.client;
         this.client = next.client;
@@ -201,9 +225,9 @@ async function answers(client: MangroveClient): Promise<boolean> {
 }
 
 /** The first of `endpoints` whose node answers a status call, with its client; null when none does. */
-async function reach(endpoints: string[], timeoutMs: number, log: Logger): Promise<{ client: MangroveClient; endpoint: string } | null> {
+async function reach(endpoints: string[], log: Logger): Promise<{ client: MangroveClient; endpoint: string } | null> {
   for (const endpoint of endpoints) {
-    const client = await connect(endpoint, { timeoutMs, recoveryWaitMs: sessionDefaults.recoveryWaitMs, lockLeaseMs: 0 });
+    const client = await connect(endpoint, { timeoutMs: CALL_TIMEOUT_MS, recoveryWaitMs: sessionDefaults.recoveryWaitMs, lockLeaseMs: 0 });
     if (await answers(client)) return { client, endpoint };
     log.debug({ endpoint }, 'a node did not answer');
     await client.close().catch(() => undefined);
