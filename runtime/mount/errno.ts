@@ -10,12 +10,9 @@ const errnos = constants.errno as Record<string, number>;
 
 export const ENOENT = -errnos.ENOENT!;
 export const EIO = -errnos.EIO!;
-export const EINVAL = -errnos.EINVAL!;
 export const EEXIST = -errnos.EEXIST!;
-export const ERANGE = -errnos.ERANGE!;
 export const ENOTSUP = -errnos.ENOTSUP!;
 export const EAGAIN = -errnos.EAGAIN!;
-export const EBADF = -errnos.EBADF!;
 export const EINTR = -errnos.EINTR!;
 /** "Look the name up again": the kernel retries an open once with its cached name checked. */
 export const ESTALE = -errnos.ESTALE!;

@@ -22,6 +22,7 @@ import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EIO } from './errno.js';
 
 export interface PosixLockRequest {
   kind: 'posix';
@@ -91,7 +92,6 @@ interface Addon {
 }
 
 const ADDON = 'runtime/mount/native/build/Release/fuse_extras.node';
-const EIO = -constants.errno.EIO;
 
 let addon: Addon | undefined;
 /** Requests whose handler has not settled yet, by id. */
