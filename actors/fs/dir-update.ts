@@ -10,7 +10,7 @@
  */
 import { MangroveError } from '../../bus/errors.js';
 import type { Fileset } from '../../machines/fs/fileset.js';
-import type { Inode } from '../../machines/fs/inode.js';
+import { rememberDone, type Inode } from '../../machines/fs/inode.js';
 import type { FsContext } from './fs-context.js';
 import { Update } from './fs-pages.js';
 import { recoverMark } from './mark-recovery.js';
@@ -68,6 +68,7 @@ export async function mark(ctx: FsContext, inodes: [bigint, Inode][], u = new Up
 export async function clear(ctx: FsContext, inodes: [bigint, Inode][]): Promise<void> {
   const u = new Update(ctx.pages);
   for (const [a, i] of inodes) {
+    rememberDone(i, i.mark?.txn);
     i.mark = null;
     u.inode(a, i);
   }

@@ -215,10 +215,10 @@ export class FileSystem {
     op('stat', async ({ fs, path, follow }) => files.statOf((await resolve(ctx, await this.ref(fs), path, follow ?? true)).inode));
     op('fstat', async ({ handle }, client) => files.statOf(await ctx.pages.inode(this.handle(handle, client).addr)));
     op('readdir', async ({ fs, path, cookie, max }) => this.readdir(await this.ref(fs), path, cookie ?? 0, max ?? READDIR_DEFAULT));
-    op('mkdir', async ({ fs, path, mode, uid, gid }) => {
+    op('mkdir', async ({ fs, path, mode, uid, gid, txn }) => {
       const ref = await this.ref(fs);
       const { dir, name } = await resolveParent(ctx, ref, path);
-      return files.statOf((await names.create(ctx, ref, dir, name, { type: 'dir', mode: mode ?? 0o755, uid: uid ?? 0, gid: gid ?? 0 })).inode);
+      return files.statOf((await names.create(ctx, ref, dir, name, { type: 'dir', mode: mode ?? 0o755, uid: uid ?? 0, gid: gid ?? 0 }, txn)).inode);
     });
     op('open', async (o, client) => files.open(ctx, this.handles, await this.ref(o.fs), o, client));
     op('close', async ({ handle }, client) => files.close(ctx, this.handles, this.handle(handle, client), (h) => this.releaseAll(h)));
@@ -234,24 +234,24 @@ export class FileSystem {
       return files.truncate(ctx, this.handles, h.ref, h.addr, h.stream, size);
     });
     op('fsync', async ({ handle }, client) => files.fsync(ctx, this.handles, this.handle(handle, client)));
-    op('unlink', async ({ fs, path }) => this.remove(fs, path, false));
-    op('rmdir', async ({ fs, path }) => this.remove(fs, path, true));
-    op('rename', async ({ fs, from, to }) => {
+    op('unlink', async ({ fs, path, txn }) => this.remove(fs, path, false, txn));
+    op('rmdir', async ({ fs, path, txn }) => this.remove(fs, path, true, txn));
+    op('rename', async ({ fs, from, to, txn }) => {
       const ref = await this.ref(fs);
       const a = await resolveParent(ctx, ref, from);
       const b = await resolveParent(ctx, ref, to);
-      await names.rename(ctx, ref, a.dir, a.name, b.dir, b.name);
+      await names.rename(ctx, ref, a.dir, a.name, b.dir, b.name, txn);
     });
-    op('link', async ({ fs, existing, path }) => {
+    op('link', async ({ fs, existing, path, txn }) => {
       const ref = await this.ref(fs);
       const target = await resolve(ctx, ref, existing, false);
       const { dir, name } = await resolveParent(ctx, ref, path);
-      return files.statOf(await names.link(ctx, ref, target.addr, dir, name));
+      return files.statOf(await names.link(ctx, ref, target.addr, dir, name, txn));
     });
-    op('symlink', async ({ fs, target, path }) => {
+    op('symlink', async ({ fs, target, path, txn }) => {
       const ref = await this.ref(fs);
       const { dir, name } = await resolveParent(ctx, ref, path);
-      return files.statOf((await names.create(ctx, ref, dir, name, { type: 'symlink', mode: 0o777, uid: 0, gid: 0, target })).inode);
+      return files.statOf((await names.create(ctx, ref, dir, name, { type: 'symlink', mode: 0o777, uid: 0, gid: 0, target }, txn)).inode);
     });
     op('readlink', async ({ fs, path }) => {
       const r = await resolve(ctx, await this.ref(fs), path, false);
@@ -291,10 +291,10 @@ export class FileSystem {
     return h;
   }
 
-  private async remove(fs: string, path: string, dir: boolean): Promise<void> {
+  private async remove(fs: string, path: string, dir: boolean, txn: string | undefined): Promise<void> {
     const ref = await this.ref(fs);
     const { dir: parent, name } = await resolveParent(this.ctx, ref, path);
-    await names.unlink(this.ctx, ref, parent, name, dir);
+    await names.unlink(this.ctx, ref, parent, name, dir, txn);
   }
 
   /** Entries of the directory at `path` from `cookie` on: their duplicated attributes, no inode read (M19). */

@@ -22,7 +22,7 @@ import type { FilesetRef } from './dir-update.js';
 import { syncEntry, syncPrimaryEntry } from './entry-sync.js';
 import { readStream, truncateStream, writeStream } from './file-pages.js';
 import type { Handle, Handles } from './handles.js';
-import { create } from './namespace.js';
+import { create, createdBy } from './namespace.js';
 import { readLockPage } from './range-locks.js';
 import { reclaimIfUnused } from './reclaim.js';
 import { lookupIn, resolve, resolveParent } from './resolve.js';
@@ -72,14 +72,15 @@ export async function open(ctx: FsContext, handles: Handles, ref: FilesetRef, op
   if (op.create) {
     const { dir, name } = await resolveParent(ctx, ref, op.path);
     const found = await lookupIn(ctx, ref, dir, name);
-    if (found && op.excl) throw new MangroveError('E_EXISTS', `${JSON.stringify(op.path)} exists already`);
+    // An O_EXCL create sent again, its first try's file found: made by this request, so it is opened.
+    if (found && op.excl && !(await createdBy(ctx, ref, dir, op.txn))) throw new MangroveError('E_EXISTS', `${JSON.stringify(op.path)} exists already`);
     if (found) {
       const r = await resolve(ctx, ref, op.path, true);
       addr = r.addr;
       if (r.found) entry = { dir: r.parent, ref: r.found.ref, sync: r.found.entry.sync };
     } else {
       try {
-        addr = (await create(ctx, ref, dir, name, { type: 'file', mode: op.mode ?? 0o644, uid: op.uid ?? 0, gid: op.gid ?? 0, temporary: op.temporary })).addr;
+        addr = (await create(ctx, ref, dir, name, { type: 'file', mode: op.mode ?? 0o644, uid: op.uid ?? 0, gid: op.gid ?? 0, temporary: op.temporary }, op.txn)).addr;
       } catch (err) {
         // Another node made it between the lookup and the create: open what it made, as O_CREAT without O_EXCL does.
         if (!(err instanceof MangroveError && err.code === 'E_EXISTS') || op.excl) throw err;

@@ -25,7 +25,7 @@ import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import { formatAddress, PAGE_BYTES } from '../../machines/memory/address.js';
 import { insert, lookup, rebuild, remove } from '../../machines/fs/dir-index.js';
 import { entryFor } from '../../machines/fs/entry-page.js';
-import type { Inode, TxnMark } from '../../machines/fs/inode.js';
+import { rememberDone, type Inode, type TxnMark } from '../../machines/fs/inode.js';
 import { DirPages, freeInode, type FsContext } from './fs-context.js';
 import type { FilesetRef } from './dir-update.js';
 import { Update } from './fs-pages.js';
@@ -75,6 +75,8 @@ export async function recoverMark(ctx: FsContext, ref: FilesetRef, dirs: Map<big
   const outcome = await settle(ctx, ref, dirs, addr, m, pagesFor, u, after);
   for (const a of involved(addr, m)) {
     const dir = dirs.get(a)!;
+    // A request sent again finds its update done; one undone is simply done again.
+    if (outcome === 'completed') rememberDone(dir, m.txn);
     dir.mark = null;
     dir.nlink = 2 + dir.dir!.subdirs;
     dir.sync++;

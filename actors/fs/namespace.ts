@@ -6,11 +6,17 @@
  * mark-recovery.ts. The inode a name stands for is locked inside its
  * directories' locks (directories first, then inodes, each set in address
  * order), so updates never wait on each other in a circle.
+ *
+ * Each takes the request's `txn` (bus/messages/fs.ts): its mark carries it,
+ * and the directory remembers it once the update is done (by its node, or
+ * by a recovery that completes it). A try that finds its `txn` done answers
+ * as the update did, rather than failing (E_EXISTS, E_NOT_FOUND) on its own
+ * first try's work.
  */
 import { MangroveError } from '../../bus/errors.js';
 import { insert, lookup, remove } from '../../machines/fs/dir-index.js';
 import { entryFor } from '../../machines/fs/entry-page.js';
-import { dirOf, newInode, type FileType, type Inode, type TxnMark } from '../../machines/fs/inode.js';
+import { dirOf, isDone, newInode, type FileType, type Inode, type TxnMark } from '../../machines/fs/inode.js';
 import { checkName } from '../../machines/fs/names.js';
 import { allocInode, DirPages, type FsContext } from './fs-context.js';
 import { Update } from './fs-pages.js';
@@ -31,14 +37,23 @@ function checkWritable(ref: FilesetRef): void {
   if (ref.fs.attrs.readOnly) throw new MangroveError('E_READ_ONLY', `fileset ${ref.fs.name} is read-only (mangrove fs fileset set ${ref.fs.name} --read-write changes that)`);
 }
 
-/** Creates `name` in the directory at `parent`; E_EXISTS if the name is taken. */
-export async function create(ctx: FsContext, ref: FilesetRef, parent: bigint, name: string, n: NewFile): Promise<{ addr: bigint; inode: Inode }> {
+/** Creates `name` in the directory at `parent`; E_EXISTS if the name is taken (by another request than `txn`). */
+export async function create(ctx: FsContext, ref: FilesetRef, parent: bigint, name: string, n: NewFile, txn?: string): Promise<{ addr: bigint; inode: Inode }> {
   checkName(name);
   checkWritable(ref);
-  const made = await createIn(ctx, ref, parent, name, n);
+  const made = await createIn(ctx, ref, parent, name, n, txn);
   // A new subdirectory changes the parent's link count: its own entry, in its parent, is brought up to date (M19).
   if (n.type === 'dir') await syncParentEntry(ctx, ref, parent);
   return made;
+}
+
+/**
+ * Whether the update `txn` is done in the directory at `dir`, a mark it left
+ * settled first (an O_EXCL create sent again finds its own file).
+ */
+export async function createdBy(ctx: FsContext, ref: FilesetRef, dir: bigint, txn: string | undefined): Promise<boolean> {
+  if (txn === undefined) return false;
+  return withDirs(ctx, ref, [dir], async (dirs) => isDone(txn, dirs.get(dir)!));
 }
 
 /** The parent directory's entry in its own parent, brought up to date with it (its link count and times changed). */
@@ -47,17 +62,19 @@ async function syncParentEntry(ctx: FsContext, ref: FilesetRef, dir: bigint): Pr
   if (d && d.parentAddr !== dir) await syncPrimaryEntry(ctx, ref, dir, d);
 }
 
-async function createIn(ctx: FsContext, ref: FilesetRef, parent: bigint, name: string, n: NewFile): Promise<{ addr: bigint; inode: Inode }> {
+async function createIn(ctx: FsContext, ref: FilesetRef, parent: bigint, name: string, n: NewFile, txn: string | undefined): Promise<{ addr: bigint; inode: Inode }> {
   return withDirs(ctx, ref, [parent], async (dirs) => {
     const p = dirs.get(parent)!;
     const pages = new DirPages(ctx, p, parent);
-    if (await lookup(dirOf(p), pages, name)) throw new MangroveError('E_EXISTS', `${JSON.stringify(name)} exists already`);
+    const there = await lookup(dirOf(p), pages, name);
+    if (there && isDone(txn, p)) return { addr: there.entry.addr, inode: await ctx.pages.inode(there.entry.addr) };
+    if (there) throw new MangroveError('E_EXISTS', `${JSON.stringify(name)} exists already`);
     const made = (ino: number, nowMs: number) =>
       newInode({ fileset: ref.fs.id, ino, type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, parent: p.ino, parentAddr: parent, nowMs, target: n.target, temporary: n.temporary });
     // The inode's taking and the mark are flushed together: either can be durable without the other, and both are recovered.
     const taking = new Update(ctx.pages);
     const { ino, addr } = await allocInode(ctx, ref.fs, ref.addr, (ino) => ({ ...made(ino, ctx.wallMs()), nlink: 0 }), taking);
-    p.mark = { kind: n.type === 'dir' ? 'create_directory' : 'create', ino, addr, name, nlinkBefore: 0, other: null, replaced: null };
+    p.mark = { kind: n.type === 'dir' ? 'create_directory' : 'create', ino, addr, name, nlinkBefore: 0, other: null, replaced: null, txn };
     await mark(ctx, [[parent, p]], taking);
     const now = ctx.wallMs();
     const i = made(ino, now);
@@ -74,25 +91,27 @@ async function createIn(ctx: FsContext, ref: FilesetRef, parent: bigint, name: s
 }
 
 /** A hard link `name` in `parent` to the file at `target` (M20: link count). */
-export async function link(ctx: FsContext, ref: FilesetRef, target: bigint, parent: bigint, name: string): Promise<Inode> {
+export async function link(ctx: FsContext, ref: FilesetRef, target: bigint, parent: bigint, name: string, txn?: string): Promise<Inode> {
   checkName(name);
   checkWritable(ref);
-  const i = await linkIn(ctx, ref, target, parent, name);
+  const i = await linkIn(ctx, ref, target, parent, name, txn);
   // The link count changed: the entry the file was made under shows it too (M19).
   await syncPrimaryEntry(ctx, ref, target, i);
   return i;
 }
 
-async function linkIn(ctx: FsContext, ref: FilesetRef, target: bigint, parent: bigint, name: string): Promise<Inode> {
+async function linkIn(ctx: FsContext, ref: FilesetRef, target: bigint, parent: bigint, name: string, txn: string | undefined): Promise<Inode> {
   return withDirs(ctx, ref, [parent], async (dirs) => {
     const p = dirs.get(parent)!;
     const pages = new DirPages(ctx, p, parent);
-    if (await lookup(dirOf(p), pages, name)) throw new MangroveError('E_EXISTS', `${JSON.stringify(name)} exists already`);
+    const there = await lookup(dirOf(p), pages, name);
+    if (there && there.entry.addr === target && isDone(txn, p)) return ctx.pages.inode(target);
+    if (there) throw new MangroveError('E_EXISTS', `${JSON.stringify(name)} exists already`);
     return ctx.locks.with([target], async () => {
       const i = await ctx.pages.inode(target);
       if (i.type === 'dir') throw new MangroveError('E_IS_DIR', 'a directory cannot be hard-linked');
       if (i.nlink === 0) throw new MangroveError('E_NOT_FOUND', 'the file was deleted');
-      p.mark = { kind: 'link', ino: i.ino, addr: target, name, nlinkBefore: i.nlink, other: null, replaced: null };
+      p.mark = { kind: 'link', ino: i.ino, addr: target, name, nlinkBefore: i.nlink, other: null, replaced: null, txn };
       await mark(ctx, [[parent, p]]);
       const now = ctx.wallMs();
       i.nlink++;
@@ -116,12 +135,13 @@ async function linkIn(ctx: FsContext, ref: FilesetRef, target: bigint, parent: b
  * directory; else unlink, which refuses a directory). The inode goes once
  * its last link and its last handle are gone (two-phase delete, M22).
  */
-export async function unlink(ctx: FsContext, ref: FilesetRef, parent: bigint, name: string, dir: boolean): Promise<void> {
+export async function unlink(ctx: FsContext, ref: FilesetRef, parent: bigint, name: string, dir: boolean, txn?: string): Promise<void> {
   checkName(name);
   checkWritable(ref);
   const gone = await withDirs(ctx, ref, [parent], async (dirs) => {
     const p = dirs.get(parent)!;
     const pages = new DirPages(ctx, p, parent);
+    if (isDone(txn, p)) return null;
     const found = await lookup(dirOf(p), pages, name);
     if (!found) throw new MangroveError('E_NOT_FOUND', `no entry ${JSON.stringify(name)}`);
     const e = found.entry;
@@ -130,7 +150,7 @@ export async function unlink(ctx: FsContext, ref: FilesetRef, parent: bigint, na
     return ctx.locks.with([e.addr], async () => {
       const t = await ctx.pages.inode(e.addr);
       if (t.type === 'dir' && (t.dir?.count ?? 0) > 0) throw new MangroveError('E_NOT_EMPTY', `directory ${JSON.stringify(name)} is not empty`);
-      p.mark = { kind: 'delete', ino: t.ino, addr: e.addr, name, nlinkBefore: t.nlink, other: null, replaced: null };
+      p.mark = { kind: 'delete', ino: t.ino, addr: e.addr, name, nlinkBefore: t.nlink, other: null, replaced: null, txn };
       await mark(ctx, [[parent, p]]);
       const now = ctx.wallMs();
       dropLink(t, now);
@@ -146,6 +166,8 @@ export async function unlink(ctx: FsContext, ref: FilesetRef, parent: bigint, na
       return { addr: e.addr, t };
     });
   });
+  // Done by an earlier try, which did the rest (or a recovery that completed it did).
+  if (gone === null) return;
   if (gone.t.nlink === 0) await reclaimIfUnused(ctx, ref, gone.addr);
   else await syncPrimaryEntry(ctx, ref, gone.addr, gone.t);
   if (dir) await syncParentEntry(ctx, ref, parent);
@@ -166,7 +188,7 @@ function dropLink(t: Inode, nowMs: number): void {
  * directories also hold the fileset page, so two of them cannot together
  * move a directory into its own subtree.
  */
-export async function rename(ctx: FsContext, ref: FilesetRef, from: bigint, fromName: string, to: bigint, toName: string): Promise<void> {
+export async function rename(ctx: FsContext, ref: FilesetRef, from: bigint, fromName: string, to: bigint, toName: string, txn?: string): Promise<void> {
   checkName(fromName);
   checkName(toName);
   checkWritable(ref);
@@ -181,6 +203,7 @@ export async function rename(ctx: FsContext, ref: FilesetRef, from: bigint, from
       const t = dirs.get(to)!;
       const sp = new DirPages(ctx, s, from);
       const tp = from === to ? sp : new DirPages(ctx, t, to);
+      if (isDone(txn, s, t)) return null;
       const moving = await lookup(dirOf(s), sp, fromName);
       if (!moving) throw new MangroveError('E_NOT_FOUND', `no entry ${JSON.stringify(fromName)}`);
       const target = await lookup(dirOf(t), tp, toName);
@@ -194,10 +217,10 @@ export async function rename(ctx: FsContext, ref: FilesetRef, from: bigint, from
         const ri = target ? await ctx.pages.inode(target.entry.addr) : null;
         if (ri && ri.type === 'dir' && (ri.dir?.count ?? 0) > 0) throw new MangroveError('E_NOT_EMPTY', `directory ${JSON.stringify(toName)} is not empty`);
         const replacedRef = target ? { ino: target.entry.ino, addr: target.entry.addr } : null;
-        t.mark = { kind: 'rename_target', ino: mi.ino, addr: m.addr, name: toName, nlinkBefore: ri?.nlink ?? 0, other: { dir: s.ino, addr: from, name: fromName }, replaced: replacedRef };
+        t.mark = { kind: 'rename_target', ino: mi.ino, addr: m.addr, name: toName, nlinkBefore: ri?.nlink ?? 0, other: { dir: s.ino, addr: from, name: fromName }, replaced: replacedRef, txn };
         const marks: [bigint, Inode][] = [[to, t]];
         if (from !== to) {
-          s.mark = { kind: 'rename', ino: mi.ino, addr: m.addr, name: fromName, nlinkBefore: mi.nlink, other: { dir: t.ino, addr: to, name: toName }, replaced: null } satisfies TxnMark;
+          s.mark = { kind: 'rename', ino: mi.ino, addr: m.addr, name: fromName, nlinkBefore: mi.nlink, other: { dir: t.ino, addr: to, name: toName }, replaced: null, txn } satisfies TxnMark;
           marks.push([from, s]);
         }
         await mark(ctx, marks);

@@ -15,6 +15,17 @@ export const FS_READDIR_MAX = 1000;
 /** How long one waiting byte-range lock call waits at most before E_TIMEOUT (the client asks again). */
 export const FS_LOCK_WAIT_MS_MAX = 60_000;
 
+/**
+ * A request's id for an update of names (create, mkdir, symlink, link,
+ * unlink, rmdir, rename), the same in every try of it: a node that finds it
+ * done in the directory (machines/fs/inode.ts `done`) answers the try as
+ * done, so a request sent again after its answer was lost happens once.
+ */
+export const FS_TXN_CHARS_MAX = 32;
+/** The ops that take a `txn`. */
+export const FS_TXN_OPS = ['open', 'mkdir', 'symlink', 'link', 'unlink', 'rmdir', 'rename'] as const;
+
+const txn = z.string().min(1).max(FS_TXN_CHARS_MAX).optional();
 const fileset = z.string().min(1).max(255);
 const path = z.string().max(4096);
 const handle = z.string().min(1).max(40);
@@ -58,7 +69,7 @@ export const clientFsOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('stat'), fs: fileset, path, follow: z.boolean().optional() }),
   z.object({ op: z.literal('fstat'), handle }),
   z.object({ op: z.literal('readdir'), fs: fileset, path, cookie: offset.optional(), max: z.number().int().min(1).max(FS_READDIR_MAX).optional() }),
-  z.object({ op: z.literal('mkdir'), fs: fileset, path, mode: mode.optional(), uid: u32.optional(), gid: u32.optional() }),
+  z.object({ op: z.literal('mkdir'), fs: fileset, path, mode: mode.optional(), uid: u32.optional(), gid: u32.optional(), txn }),
   z.object({
     op: z.literal('open'),
     fs: fileset,
@@ -76,6 +87,8 @@ export const clientFsOp = z.discriminatedUnion('op', [
     stream: stream.optional(),
     /** A temporary file: its pages are volatile, not replicated (M20). */
     temporary: z.boolean().optional(),
+    /** With `create`: the request's id (FS_TXN_CHARS_MAX). */
+    txn,
   }),
   z.object({ op: z.literal('close'), handle }),
   z.object({ op: z.literal('read'), handle, offset, length: z.number().int().min(0).max(FS_IO_BYTES_MAX) }),
@@ -84,11 +97,11 @@ export const clientFsOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('truncate'), fs: fileset, path, size: offset }),
   z.object({ op: z.literal('ftruncate'), handle, size: offset }),
   z.object({ op: z.literal('fsync'), handle }),
-  z.object({ op: z.literal('unlink'), fs: fileset, path }),
-  z.object({ op: z.literal('rmdir'), fs: fileset, path }),
-  z.object({ op: z.literal('rename'), fs: fileset, from: path, to: path }),
-  z.object({ op: z.literal('link'), fs: fileset, existing: path, path }),
-  z.object({ op: z.literal('symlink'), fs: fileset, target: z.string().min(1).max(1024), path }),
+  z.object({ op: z.literal('unlink'), fs: fileset, path, txn }),
+  z.object({ op: z.literal('rmdir'), fs: fileset, path, txn }),
+  z.object({ op: z.literal('rename'), fs: fileset, from: path, to: path, txn }),
+  z.object({ op: z.literal('link'), fs: fileset, existing: path, path, txn }),
+  z.object({ op: z.literal('symlink'), fs: fileset, target: z.string().min(1).max(1024), path, txn }),
   z.object({ op: z.literal('readlink'), fs: fileset, path }),
   z.object({
     op: z.literal('setattr'),

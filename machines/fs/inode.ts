@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { MangroveError } from '../../bus/errors.js';
+import { FS_TXN_CHARS_MAX } from '../../bus/messages/fs.js';
 import { addressFromKey, addressKey } from '../memory/address.js';
 import { decodeFsPage, sealFsPage } from './fs-page.js';
 import { emptyStream, type StreamDesc } from './stream.js';
@@ -36,6 +37,8 @@ export interface TxnMark {
   other: { dir: number; addr: bigint; name: string } | null;
   /** A rename's target that the moved entry replaces: its link count drops by one. */
   replaced: { ino: number; addr: bigint } | null;
+  /** The client's id for the request (its `txn`), kept with the outcome once the update is done (`Inode.done`). */
+  txn?: string;
 }
 
 /** A node with handles open on the file (M22, two-phase delete): they keep an unlinked file readable. */
@@ -85,6 +88,13 @@ export interface Inode {
   /** A symbolic link's target. */
   target: string | null;
   mark: TxnMark | null;
+  /**
+   * A directory's last TXNS_KEPT updates done (their marks' `txn`, newest
+   * last): a request sent again after its answer was lost (its node died, or
+   * a rebuild refused a later step) is answered as done, not done twice
+   * (M22; bus/messages/fs.ts FS_TXN_CHARS_MAX).
+   */
+  done: string[];
   /** Unlinked (nlink 0) but open somewhere: freed when the last handle closes (M22). */
   deleting: boolean;
   /** Why the directory was found damaged past repair: it is refused, never served (M22). */
@@ -111,6 +121,8 @@ export const OPENERS_MAX = 16;
 /** A symbolic link's target, in characters. */
 export const SYMLINK_TARGET_CHARS_MAX = 1024;
 export const ACL_STREAM = 'acl';
+/** Updates done a directory remembers (`Inode.done`): a client sends a request again within seconds, before many others. */
+export const TXNS_KEPT = 4;
 
 const address = z.custom<Uint8Array>((b) => b instanceof Uint8Array && b.byteLength === 16, 'an address of 16 bytes').transform(addressFromKey);
 const u32 = z.number().int().min(0).max(2 ** 32 - 1);
@@ -125,6 +137,7 @@ const mark = z.object({
   nlinkBefore: u32,
   other: z.object({ dir: u32, addr: address, name: z.string().min(1).max(255) }).nullable(),
   replaced: z.object({ ino: u32, addr: address }).nullable(),
+  txn: z.string().min(1).max(FS_TXN_CHARS_MAX).optional(),
 });
 const dirIndex = z.object({
   count: u32,
@@ -154,6 +167,8 @@ export const inodeSchema = z.object({
   streams: z.array(stream).min(2).max(2 + NAMED_STREAMS_MAX),
   target: z.string().max(SYMLINK_TARGET_CHARS_MAX).nullable(),
   mark: mark.nullable(),
+  // Pages written before updates were remembered have none.
+  done: z.array(z.string().min(1).max(FS_TXN_CHARS_MAX)).max(TXNS_KEPT).default([]),
   deleting: z.boolean(),
   corrupt: z.string().max(1000).nullable(),
   openers: z.array(z.object({ node: z.string().min(1).max(64), epoch: safe, count: u32 })).max(OPENERS_MAX),
@@ -215,12 +230,25 @@ export function newInode(n: NewInode): Inode {
     streams: [emptyStream(''), emptyStream(ACL_STREAM)],
     target: n.target ?? null,
     mark: null,
+    done: [],
     deleting: false,
     corrupt: null,
     openers: [],
     lockPage: null,
     dir: isDir ? { count: 0, subdirs: 0, buckets: new Uint8Array(HASH_BUCKETS * BUCKET_BYTES), freeHead: -1, pages: 0 } : null,
   };
+}
+
+/** Records that the update `txn` is done in directory `i` (the oldest remembered one goes). */
+export function rememberDone(i: Inode, txn: string | undefined): void {
+  if (txn === undefined || i.done.includes(txn)) return;
+  i.done.push(txn);
+  if (i.done.length > TXNS_KEPT) i.done.splice(0, i.done.length - TXNS_KEPT);
+}
+
+/** Whether the update `txn` is done in one of `dirs` (a request sent again). */
+export function isDone(txn: string | undefined, ...dirs: Inode[]): boolean {
+  return txn !== undefined && dirs.some((d) => d.done.includes(txn));
 }
 
 /** The directory index of a directory's inode; a file's is E_NOT_DIR. */

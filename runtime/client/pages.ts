@@ -45,6 +45,7 @@ import { clientFsOp, type ClientFsOp } from '../../bus/messages/fs.js';
 import { FsClient } from './files.js';
 import { PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
 import { isTcpEndpoint } from '../../bus/transport/endpoint.js';
+import { withTxn } from './txn.js';
 import { checkClientId, checkField, checkKeys, checkMs, describe, hotOp, pageBase, wireOp, type ApiOp, type ApiOptions } from './checks.js';
 
 export { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX };
@@ -499,7 +500,8 @@ export class MangroveClient {
    */
   /** One raw file-system call (bus/messages/fs.ts), checked first and sent again through a rebuild: what `fs` and the mount (runtime/mount/) send. */
   fsCall(op: ClientFsOp): Promise<unknown> {
-    const checked = clientFsOp.safeParse(op);
+    // Updates of names get their id here, once: the tries below send the same one.
+    const checked = clientFsOp.safeParse(withTxn(op));
     if (!checked.success) {
       const issue = checked.error.issues[0];
       return Promise.reject(new MangroveError('E_BAD_ARGUMENT', `fs ${op?.op ?? 'call'}: ${issue?.path.join('.') || 'argument'} ${issue?.message ?? 'is not valid'}`));

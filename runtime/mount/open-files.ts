@@ -11,6 +11,7 @@
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import type { FsStat } from '../../bus/messages/fs.js';
 import type { MangroveClient } from '../client/pages.js';
+import { newTxn } from '../client/txn.js';
 import type { MountSession } from './session.js';
 
 export interface OpenMode {
@@ -55,7 +56,9 @@ export class OpenFiles {
 
   /** Opens (or, with `create`, makes) `path`; resolves with the number the kernel will use. */
   async open(path: string, mode: OpenMode, create?: { mode: number }): Promise<{ fh: number; stat: FsStat }> {
-    const r = await this.session.run((c, generation) => this.openOn(c, generation, path, mode, create));
+    // A create's id, the same in every try (runtime/client/txn.ts).
+    const made = create && { ...create, txn: newTxn() };
+    const r = await this.session.run((c, generation) => this.openOn(c, generation, path, mode, made));
     const fh = this.next++;
     this.files.set(fh, r.file);
     return { fh, stat: r.stat };
@@ -133,7 +136,7 @@ export class OpenFiles {
     await Promise.allSettled([...this.files.keys()].map((fh) => this.sync(fh, null).finally(() => this.close(fh))));
   }
 
-  private async openOn(c: MangroveClient, generation: number, path: string, mode: OpenMode, create?: { mode: number }): Promise<{ file: OpenFile; stat: FsStat }> {
+  private async openOn(c: MangroveClient, generation: number, path: string, mode: OpenMode, create?: { mode: number; txn: string }): Promise<{ file: OpenFile; stat: FsStat }> {
     const r = (await c.fsCall({
       op: 'open',
       fs: this.fileset,
@@ -142,7 +145,7 @@ export class OpenFiles {
       write: mode.write,
       append: mode.append,
       stream: mode.stream,
-      ...(create ? { create: true, mode: create.mode & 0o7777, uid: this.owner.uid, gid: this.owner.gid } : {}),
+      ...(create ? { create: true, mode: create.mode & 0o7777, uid: this.owner.uid, gid: this.owner.gid, txn: create.txn } : {}),
     })) as { handle: string; stat: FsStat };
     return { file: { path, mode, handle: r.handle, generation, dirty: false, lost: false }, stat: r.stat };
   }

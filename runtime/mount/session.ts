@@ -23,6 +23,7 @@ import { hostname } from 'node:os';
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import type { ClientFsOp, MountReport } from '../../bus/messages/fs.js';
 import { connect, type MangroveClient } from '../client/pages.js';
+import { withTxn } from '../client/txn.js';
 import type { Logger } from '../node/logger.js';
 import type { MountStats } from './stats.js';
 
@@ -146,7 +147,9 @@ export class MountSession {
 
   /** One raw file-system call (bus/messages/fs.ts) on whichever node answers. */
   call<T>(op: ClientFsOp): Promise<T> {
-    return this.run((c) => c.fsCall(op) as Promise<T>);
+    // One id for every try, on whichever node: an update done before a failover is not done twice.
+    const once = withTxn(op);
+    return this.run((c) => c.fsCall(once) as Promise<T>);
   }
 
   async close(): Promise<void> {

@@ -275,9 +275,11 @@ except OSError: print('exclusive refused')"; wait`);
       }, { timeoutMs: 60_000, pollMs: 500 });
       return [0, 1, 2].filter((i) => statuses[i]?.self !== statuses[0]!.pan);
     };
-    // What the nodes said, when a failure test fails: the cluster's side of it.
+    // What the nodes said, when a failure test fails: the cluster's side of it. A node a failed test
+    // killed is started again, so the next test meets a whole cluster.
     afterEach(function () {
       if (this.currentTest?.state !== 'failed') return;
+      for (let i = 0; i < 3; i++) cluster.spawn(i);
       for (let i = 0; i < 3; i++) {
         const warned = cluster.log(i).split('\n').filter((l) => /"level":[456]0/.test(l));
         console.log(`--- node ${i}: its last warnings\n${warned.slice(-40).join('\n')}`);

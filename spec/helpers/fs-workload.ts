@@ -5,7 +5,7 @@
  * or flush a node's file system makes (the crash points of SPEC.md M22).
  */
 import type { Applet, AppletContext } from '../../actors/engine/flow-scheduler.js';
-import type { MangroveError } from '../../bus/errors.js';
+import { MangroveError } from '../../bus/errors.js';
 import type { ClientFsOp, FsDirEntry } from '../../bus/messages/fs.js';
 import type { SimCluster } from '../../runtime/sim/cluster.js';
 import { eventually } from './sim-calls.js';
@@ -75,6 +75,36 @@ export function crashAfterWrites(c: SimCluster, i: number, k: number): { count: 
   return {
     count: () => count,
     crashed: () => crashed,
+    disarm: () => {
+      for (const [op, old] of olds) node.engine.scheduler.replace(op, old);
+    },
+  };
+}
+
+/**
+ * Arms node `i` to refuse its file system's `k`-th page write or flush
+ * (counting from the call) with E_RECOVERING, once, as a rebuild refuses
+ * one: the update stops there with its mark left, the node lives on. The
+ * engine must run without its fast path, as for crashAfterWrites.
+ */
+export function refuseAfterWrites(c: SimCluster, i: number, k: number): { count: () => number; refused: () => boolean; disarm: () => void } {
+  const node = c.node(i)!;
+  const client = `fs@${node.settings.id}`;
+  let count = 0;
+  let refused = false;
+  const olds = new Map<string, Applet>();
+  for (const op of ['client.write', 'client.flush']) {
+    const old: Applet = node.engine.scheduler.replace(op, async (input: unknown, ctx: AppletContext): Promise<unknown> => {
+      if (ctx.origin !== client || refused) return old(input, ctx);
+      if (++count < k) return old(input, ctx);
+      refused = true;
+      throw new MangroveError('E_RECOVERING', `refused by the spec: write or flush ${k} of the update`);
+    });
+    olds.set(op, old);
+  }
+  return {
+    count: () => count,
+    refused: () => refused,
     disarm: () => {
       for (const [op, old] of olds) node.engine.scheduler.replace(op, old);
     },

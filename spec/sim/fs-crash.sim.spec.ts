@@ -8,15 +8,24 @@
  * transaction mark) and report no problem, a second check must find
  * nothing to repair, and the update must have happened whole or not at
  * all, as the other nodes see it. Twice: with the directories homed on the
- * node that crashes (its arena fails over) and on another node.
+ * node that crashes (its arena fails over) and on another node. Then the
+ * client sends the update again to another node, with the same `txn` (as a
+ * mount does after a failover): it must succeed, and have happened once.
+ *
+ * And the same updates refused at each write or flush (E_RECOVERING, as a
+ * rebuild refuses one) with their node alive: sent again with their `txn`,
+ * each must succeed and have happened once (not E_NOT_FOUND or E_EXISTS
+ * for its own first try's work, which a recovery completed).
  *
  * `MANGROVE_SEED=S` changes the cluster's seed; `FS_CRASH_OPS=create,rename`
  * runs only those updates; `DEBUG_FS=1` prints each check's report.
  */
 import { expect } from 'chai';
+import type { MangroveError } from '../../bus/errors.js';
 import type { ClientFsOp } from '../../bus/messages/fs.js';
 import { formedCluster } from '../helpers/page-workload.js';
-import { crashAfterWrites, fsSoon, getFile, names, putFile } from '../helpers/fs-workload.js';
+import { crashAfterWrites, fsSoon, getFile, names, putFile, refuseAfterWrites } from '../helpers/fs-workload.js';
+import { withTxn } from '../../runtime/client/txn.js';
 import type { SimCluster } from '../../runtime/sim/cluster.js';
 
 interface CheckReport {
@@ -120,7 +129,7 @@ async function crashAt(kase: Case, home: number, k: number): Promise<{ finished:
   try {
     await fsSoon(c, 0, { op: 'fileset_list' });
     await setUp(c, home);
-    const op = typeof kase.op === 'function' ? await kase.op(c) : kase.op;
+    const op = withTxn(typeof kase.op === 'function' ? await kase.op(c) : kase.op);
     const armed = crashAfterWrites(c, VICTIM, k);
     let answered = false;
     c.node(VICTIM)!
@@ -145,7 +154,39 @@ async function crashAt(kase: Case, home: number, k: number): Promise<{ finished:
     const seen0 = await kase.outcome(c, 0);
     const seen2 = await kase.outcome(c, OTHER);
     expect(seen2, `${kase.name}, crash after write ${k}: nodes 0 and ${OTHER} disagree on the outcome`).to.equal(seen0);
+    if ('txn' in op && op.txn !== undefined) {
+      await fsSoon(c, OTHER, op, 'victim').catch((err: unknown) => expect.fail(`${kase.name}, crash after write ${k}: sent again to node ${OTHER}, it failed: ${String(err)}`));
+      expect(await kase.outcome(c, 0), `${kase.name}, crash after write ${k}: sent again, it happened`).to.equal(true);
+      expect((await check(c, 0)).clean, `${kase.name}, crash after write ${k}: sent again, the fileset is clean`).to.equal(true);
+    }
     return { finished, writes };
+  } finally {
+    await c.stopAll();
+  }
+}
+
+/** Runs `kase` with its write `k` refused; the client sends it again to the same node; false when it finished before k. */
+async function refuseAt(kase: Case, k: number): Promise<boolean> {
+  const c = await formedCluster(SEED, 4, { fastPath: false });
+  try {
+    await fsSoon(c, 0, { op: 'fileset_list' });
+    await setUp(c, VICTIM);
+    const op = withTxn(typeof kase.op === 'function' ? await kase.op(c) : kase.op);
+    const armed = refuseAfterWrites(c, VICTIM, k);
+    const first = await c.settle(c.node(VICTIM)!.fs.call(op, 'victim').then(() => 'ok', (err: MangroveError) => err.code), 60_000);
+    armed.disarm();
+    if (!armed.refused()) {
+      expect(first).to.equal('ok');
+      return false;
+    }
+    if (first !== 'ok') {
+      expect(first, `${kase.name}, write ${k} refused`).to.equal('E_RECOVERING');
+      await fsSoon(c, VICTIM, op, 'victim').catch((err: unknown) => expect.fail(`${kase.name}, write ${k} refused: sent again, it failed: ${String(err)}`));
+    }
+    expect(await kase.outcome(c, 0), `${kase.name}, write ${k} refused, then sent again: it happened`).to.equal(true);
+    const report = await check(c, 0);
+    expect(report.problems, `${kase.name}, write ${k} refused: problems`).to.deep.equal([]);
+    return true;
   } finally {
     await c.stopAll();
   }
@@ -169,5 +210,17 @@ describe('file system: a crash after every page write of every multi-page update
         expect(k, 'the update made at least one write').to.be.greaterThan(1);
       });
     }
+  }
+});
+
+describe('file system: every multi-page update refused at each write, then sent again with its txn (sim)', function () {
+  this.timeout(600_000);
+  const only = process.env.FS_CRASH_OPS?.split(',');
+  for (const kase of CASES.filter((k) => typeof k.op !== 'function' && (!only || only.includes(k.name.split(' ')[0])))) {
+    it(`${kase.name}: happens once`, async () => {
+      let k = 1;
+      while (k < 64 && (await refuseAt(kase, k))) k++;
+      expect(k, 'the update made at least one write').to.be.greaterThan(1);
+    });
   }
 });

@@ -334,7 +334,12 @@ async function freeAtHome(engine: EngineParts, req: Call<'free'>): Promise<unkno
   await engine.syncDirectory();
   engine.locks.dropRange(range.first, range.last);
   const holders = new Set(olds.flatMap((old) => (old.state === 'materialized' ? old.holders : [])));
-  await Promise.all([...holders].map((h) => engine.calls.call(h, { op: 'drop', addr: req.addr, pages: req.pages })));
+  const drop = (h: string) => engine.calls.call(h, { op: 'drop', addr: req.addr, pages: req.pages });
+  // The free is done once the directory says so. A holder counted failed is told too, unwaited (its
+  // call times out only after a minute); one that comes back registers its copies again, and the
+  // directory has none of them now.
+  for (const h of holders) if (h !== engine.deps.self && !engine.deps.isAlive(h)) drop(h).catch(() => undefined);
+  await Promise.all([...holders].filter((h) => h === engine.deps.self || engine.deps.isAlive(h)).map(drop));
   return { address: formatAddress(first), pages: req.pages };
 }
 

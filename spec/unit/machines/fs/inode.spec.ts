@@ -6,7 +6,9 @@
  */
 import { expect } from 'chai';
 import { formatAddress, PAGE_BYTES } from '../../../../machines/memory/address.js';
-import { bodyBytes, encodeFsPage, FS_BODY_BYTES_MAX, FS_HEADER_BYTES } from '../../../../machines/fs/fs-page.js';
+import { decode as cborDecode } from 'cbor-x';
+import { FS_TXN_CHARS_MAX } from '../../../../bus/messages/fs.js';
+import { bodyBytes, encodeFsPage, FS_BODY_BYTES_MAX, FS_HEADER_BYTES, sealFsPage } from '../../../../machines/fs/fs-page.js';
 import {
   ACL_STREAM,
   BUCKET_BYTES,
@@ -14,12 +16,15 @@ import {
   dirOf,
   encodeInode,
   HASH_BUCKETS,
+  isDone,
   NAMED_STREAMS_MAX,
   newInode,
   OPENERS_MAX,
+  rememberDone,
   sizeOf,
   STREAM_NAME_CHARS_MAX,
   SYMLINK_TARGET_CHARS_MAX,
+  TXNS_KEPT,
   typeBits,
   type Inode,
   type MarkKind,
@@ -205,6 +210,10 @@ describe('machines/fs/inode', () => {
       d.mark = { kind: 'rename_target', ino: 2 ** 32 - 1, addr: A(1), name: '€'.repeat(85), nlinkBefore: 2 ** 32 - 1, other: { dir: 2 ** 32 - 1, addr: A(2), name: '€'.repeat(85) }, replaced: { ino: 2 ** 32 - 1, addr: A(3) } };
       d.corrupt = 'c'.repeat(1000);
       expect(decodeInode(encodeInode(d, ADDR), ADDR)).to.deep.equal(d);
+      // And the updates done it remembers, each id and the mark's at their longest.
+      d.mark.txn = 't'.repeat(FS_TXN_CHARS_MAX);
+      d.done = Array.from({ length: TXNS_KEPT }, (_, k) => `${k}`.padStart(FS_TXN_CHARS_MAX, 't'));
+      expect(decodeInode(encodeInode(d, ADDR), ADDR)).to.deep.equal(d);
     });
 
     it('an inode that outgrows its page is refused E_INTERNAL naming the address, never written cut', () => {
@@ -215,6 +224,39 @@ describe('machines/fs/inode', () => {
       expect(bodyBytes(i).length).to.be.above(FS_BODY_BYTES_MAX);
       expect(errorOf(() => encodeInode(i, ADDR))).to.match(new RegExp(`^E_INTERNAL: .* page for ${formatAddress(ADDR)} outgrew ${FS_BODY_BYTES_MAX} bytes`));
       expect(FS_HEADER_BYTES + FS_BODY_BYTES_MAX).to.equal(PAGE_BYTES);
+    });
+  });
+
+  describe('the updates done a directory remembers (a request sent again happens once)', () => {
+    it(`keeps the last ${TXNS_KEPT} ids, oldest out first, each once; none without an id`, () => {
+      const d = make('dir');
+      expect(d.done).to.deep.equal([]);
+      rememberDone(d, undefined);
+      expect(d.done).to.deep.equal([]);
+      for (const t of ['a', 'b', 'a', 'c', 'd', 'e']) rememberDone(d, t);
+      expect(d.done).to.deep.equal(['b', 'c', 'd', 'e']);
+      expect(isDone('c', make('dir'), d)).to.equal(true);
+      expect(isDone('a', d)).to.equal(false);
+      expect(isDone(undefined, d)).to.equal(false);
+      expect(roundTrip(d)).to.deep.equal(d);
+    });
+
+    it('reads a page written before ids were remembered as remembering none', () => {
+      const d = make('dir');
+      d.mark = { kind: 'create', ino: 9, addr: A(9), name: 'n', nlinkBefore: 0, other: null, replaced: null };
+      const page = encodeInode(d, ADDR);
+      const body = cborDecode(page.subarray(FS_HEADER_BYTES, FS_HEADER_BYTES + bodyLength(page))) as Record<string, unknown>;
+      delete body.done;
+      expect(decodeInode(sealFsPage('inode', body, ADDR), ADDR)).to.deep.equal(d);
+    });
+
+    it(`refuses an id longer than ${FS_TXN_CHARS_MAX} characters, or more than ${TXNS_KEPT} ids (E_CORRUPT)`, () => {
+      const long = make('dir');
+      long.done = ['t'.repeat(FS_TXN_CHARS_MAX + 1)];
+      expect(errorOf(() => roundTrip(long))).to.match(/^E_CORRUPT: /);
+      const many = make('dir');
+      many.done = Array.from({ length: TXNS_KEPT + 1 }, (_, k) => `t${k}`);
+      expect(errorOf(() => roundTrip(many))).to.match(/^E_CORRUPT: /);
     });
   });
 
