@@ -7,6 +7,7 @@
  */
 import type { Observable } from 'rxjs';
 import type { Envelope, RejectReason } from '../envelope.js';
+import type { CurveRefusal } from './zap.js';
 
 /** How to answer the sender of an inbound envelope on the link it came in by
  * (a client process has no endpoint of its own). Opaque to callers. */
@@ -30,6 +31,8 @@ export interface TransportStats {
   receivedByKind: Record<string, number>;
   /** Wire messages sent and the envelopes they carried (`frames`), where the transport batches (bus/transport/turn-batches.ts). */
   wire?: { messages: number; frames: number };
+  /** Present when the links are encrypted and authenticated (CURVE, zap.ts): the handshakes refused, by reason. */
+  curve?: { refusedByReason: Record<CurveRefusal, number> };
 }
 
 /** One record of a trace: what one node sent or accepted, when (node clock, ms). */

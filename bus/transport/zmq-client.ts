@@ -8,6 +8,10 @@
  * The requests of one turn of the event loop leave as one message
  * (turn-batches.ts), and one sweep, not a timer per request, times out
  * those that wait too long.
+ *
+ * With `curve`, the link is encrypted and the node checks the client's key
+ * (curve.ts); a node that refuses the key fails every request at once,
+ * saying so, rather than leave each to time out.
  */
 import { randomBytes } from 'node:crypto';
 import * as zmq from 'zeromq';
@@ -15,6 +19,7 @@ import { decodeFrame, encode, type DecodeResult } from '../codec.js';
 import { ENVELOPE_VERSION, limits } from '../envelope.js';
 import { MangroveError, type ErrorCode } from '../errors.js';
 import type { Body, Kind } from '../messages/index.js';
+import { checkKey, checkKeyPair, type ClientCurve } from './curve.js';
 import { describeError } from './transport-base.js';
 import { TurnBatches } from './turn-batches.js';
 import { openDealer, zmqLimits } from './zmq.js';
@@ -26,6 +31,8 @@ export const clientLimits = {
   sweepsPerTimeout: 10,
   /** ...and at least this often. */
   sweepMsMax: 250,
+  /** How long a CURVE link with nowhere to write waits for the event saying the node refused it (see unwritable). */
+  refusalWaitMs: 100,
 } as const;
 
 export interface ZmqClientOptions {
@@ -33,6 +40,8 @@ export interface ZmqClientOptions {
   clientId?: string;
   /** How long a request waits for its answer. */
   timeoutMs: number;
+  /** Encrypt the link and present `keys` to the node, whose public key is `serverKey`. */
+  curve?: ClientCurve;
 }
 
 interface Pending {
@@ -48,6 +57,11 @@ export class ZmqClient {
   private seq = 0;
   private readonly loop: Promise<void>;
   private closed = false;
+  /** Why the node will not talk to us, once it has said so: every request fails with it. */
+  private refusal: MangroveError | undefined;
+  private curve = false;
+  /** The last CURVE handshake failed in a way the node does not explain (a wrong server key, a node without CURVE): said in timeouts. */
+  private handshakeFailed = false;
   private readonly out = new TurnBatches<zmq.Dealer, number>((dealer, frame, seqs) => this.sendBatch(dealer, frame, seqs));
   /** Keeps the process alive only while a request waits, as a request's own timer would. */
   private readonly sweeper: NodeJS.Timeout;
@@ -72,19 +86,40 @@ export class ZmqClient {
       throw new MangroveError('E_BAD_ARGUMENT', `client id must have 1 to ${limits.idCharsMax} characters`);
     }
     if (!(opts.timeoutMs > 0)) throw new MangroveError('E_BAD_ARGUMENT', 'timeoutMs must be positive');
+    if (opts.curve) {
+      checkKeyPair('curve.keys.', opts.curve.keys);
+      checkKey('curve.serverKey', opts.curve.serverKey);
+    }
     let dealer: zmq.Dealer;
     try {
-      dealer = openDealer(endpoint);
+      dealer = openDealer(endpoint, opts.curve);
     } catch (err) {
       throw new MangroveError('E_BAD_ARGUMENT', describeError(err));
     }
-    return new ZmqClient(dealer, endpoint, clientId, opts.timeoutMs);
+    const client = new ZmqClient(dealer, endpoint, clientId, opts.timeoutMs);
+    if (opts.curve) client.watchHandshakes(dealer);
+    return client;
+  }
+
+  private watchHandshakes(dealer: zmq.Dealer): void {
+    this.curve = true;
+    dealer.events.on('handshake:error:auth', () => this.refused());
+    dealer.events.on('handshake:error:protocol', () => void (this.handshakeFailed = true));
+    dealer.events.on('handshake:error:other', () => void (this.handshakeFailed = true));
+    dealer.events.on('handshake', () => void (this.handshakeFailed = false));
+  }
+
+  /** The node refused our key (ZAP 400); libzmq will not dial it again, so nothing waiting can be answered. */
+  private refused(): void {
+    this.refusal = new MangroveError('E_UNREACHABLE', `${this.endpoint} refused this client's CURVE key: is the client's public key authorized on that node?`);
+    for (const seq of [...this.pending.keys()]) this.settle(seq)?.reject(this.refusal);
   }
 
   /** Sends one request; resolves with the body of its reply (`{result}` for
    * 'reply.ok'), rejects with the node's error for 'reply.err'. */
   request<K extends Kind>(kind: K, body: Body<K>): Promise<unknown> {
     if (this.closed) return Promise.reject(new MangroveError('E_CLOSED', 'the client is closed'));
+    if (this.refusal) return Promise.reject(this.refusal);
     if (this.pending.size >= clientLimits.pendingMax) {
       return Promise.reject(new MangroveError('E_BUSY', `${clientLimits.pendingMax} requests are already waiting`));
     }
@@ -94,7 +129,9 @@ export class ZmqClient {
       return Promise.reject(new MangroveError('E_BAD_ARGUMENT', `${kind} request is ${frame.byteLength} bytes, more than ${limits.frameBytesMax}`));
     }
     // The queue is asked once a turn (a call into the addon); the turn's later requests join its batch.
-    if (!this.out.has('') && !this.dealer.writable) return Promise.reject(queueFull(this.endpoint));
+    if (!this.out.has('') && !this.dealer.writable) {
+      return this.curve ? this.unwritable().then((err) => Promise.reject(err)) : Promise.reject(queueFull(this.endpoint));
+    }
     return new Promise<unknown>((resolve, reject) => {
       if (this.pending.size === 0) this.sweeper.ref();
       this.pending.set(seq, { resolve, reject, deadline: performance.now() + this.timeoutMs });
@@ -108,8 +145,19 @@ export class ZmqClient {
       for (const seq of seqs) this.settle(seq)?.reject(err);
     };
     if (dealer.closed) return;
-    if (!dealer.writable) return failed(queueFull(this.endpoint));
+    if (!dealer.writable) return this.curve ? void this.unwritable().then(failed) : failed(queueFull(this.endpoint));
     dealer.send(frame).catch((err: unknown) => failed(new MangroveError('E_UNREACHABLE', `cannot send to ${this.endpoint}: ${describeError(err)}`)));
+  }
+
+  /**
+   * Why nothing can be written. A node that refuses our CURVE key drops the
+   * connection, which leaves the DEALER nowhere to write, and the event
+   * saying why comes a moment later, from the socket's monitor: a CURVE
+   * client waits for it (briefly) rather than call a refusal a full queue.
+   */
+  private async unwritable(): Promise<MangroveError> {
+    if (!this.refusal) await new Promise((resolve) => setTimeout(resolve, clientLimits.refusalWaitMs));
+    return this.refusal ?? queueFull(this.endpoint);
   }
 
   /** Rejects the requests whose time is up. */
@@ -118,7 +166,8 @@ export class ZmqClient {
     for (const [seq, p] of this.pending) {
       if (p.deadline > now) break;
       this.settle(seq);
-      p.reject(new MangroveError('E_UNREACHABLE', `no answer from ${this.endpoint} within ${this.timeoutMs} ms: is the node running?`));
+      const hint = this.handshakeFailed ? ' (the CURVE handshake failed: is the server key this node\'s public key, and does the node use CURVE?)' : '';
+      p.reject(new MangroveError('E_UNREACHABLE', `no answer from ${this.endpoint} within ${this.timeoutMs} ms: is the node running?${hint}`));
     }
   }
 

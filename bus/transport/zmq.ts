@@ -5,13 +5,20 @@
  * endpoint, on first use. Every queue is bounded and no send ever waits:
  * a dead or slow peer costs dropped (and counted) envelopes, never a
  * blocked node.
+ *
+ * With `curve`, every link is encrypted and authenticated (CurveZMQ): the
+ * ROUTER is a CURVE server that lets in only the keys `authorize` names
+ * (zap.ts), and each DEALER a CURVE client that must know the public key of
+ * the node it dials. Without it, links are plain TCP, as before.
  */
 import * as zmq from 'zeromq';
 import { limits, type Envelope } from '../envelope.js';
 import { MangroveError } from '../errors.js';
+import { checkKey, checkKeyPair, type ClientCurve, type CurveOptions } from './curve.js';
 import { BaseTransport, describeError, type BaseTransportOptions, type WriteResult, type WriteTarget } from './transport-base.js';
 import type { TransportStats } from './transport.js';
 import { TurnBatches } from './turn-batches.js';
+import { registerZap, watchHandshakes, type ZapRegistration } from './zap.js';
 
 export const zmqLimits = {
   /** Frames queued towards one peer before further sends count as unsent. */
@@ -38,6 +45,14 @@ type Link = { dealer: zmq.Dealer; endpoint: string } | { route: Uint8Array };
 export interface ZmqTransportOptions extends BaseTransportOptions {
   /** Where the ROUTER binds, e.g. 'tcp://127.0.0.1:7400' ('tcp://127.0.0.1:*' picks a port). */
   endpoint: string;
+  /** Encrypt and authenticate every link (curve.ts); plain TCP without it. */
+  curve?: CurveOptions;
+}
+
+/** A CURVE transport's settings, checked, and its registration with the ZAP handler. */
+interface Curve {
+  options: CurveOptions;
+  zap: ZapRegistration;
 }
 
 export class ZmqTransport extends BaseTransport {
@@ -52,36 +67,29 @@ export class ZmqTransport extends BaseTransport {
     private readonly router: zmq.Router,
     /** The endpoint actually bound (the real port when ':*' was asked). */
     readonly endpoint: string,
+    private readonly curve: Curve | undefined,
   ) {
     super(opts);
     this.track(this.readLoop(router, (frames) => this.accept(frames.slice(1), frames[0])));
   }
 
   static async open(opts: ZmqTransportOptions): Promise<ZmqTransport> {
-    const router = new zmq.Router({
-      linger: 0,
-      // Fail a reply to a vanished client instead of dropping it silently,
-      // and never wait on a full queue: both become 'unsent'.
-      mandatory: true,
-      sendTimeout: 0,
-      sendHighWaterMark: zmqLimits.sendQueueMax,
-      receiveHighWaterMark: zmqLimits.receiveQueueMax,
-      maxMessageSize: zmqLimits.wireBytesMax,
-    });
+    // The handler is bound before the ROUTER listens: no handshake may find it missing.
+    const curve = opts.curve ? await registerCurve(opts.curve) : undefined;
+    let router: zmq.Router | undefined;
     try {
-      await router.bind(opts.endpoint);
+      router = await listen(opts.endpoint, curve);
+      return new ZmqTransport(opts, router, router.lastEndpoint ?? opts.endpoint, curve);
     } catch (err) {
-      router.close();
-      throw new MangroveError(
-        'E_BAD_CONFIG',
-        `cannot listen on ${opts.endpoint}: ${describeError(err)} (is another node using that port?)`,
-      );
+      router?.close();
+      await curve?.zap.close();
+      throw err;
     }
-    return new ZmqTransport(opts, router, router.lastEndpoint ?? opts.endpoint);
   }
 
   override stats(): TransportStats {
-    return { ...super.stats(), wire: { ...this.out.counts } };
+    const curve = this.curve ? { curve: { refusedByReason: this.curve.zap.refusals() } } : {};
+    return { ...super.stats(), wire: { ...this.out.counts }, ...curve };
   }
 
   close(): Promise<void> {
@@ -141,10 +149,11 @@ export class ZmqTransport extends BaseTransport {
     }
     let dealer: zmq.Dealer;
     try {
-      dealer = openDealer(endpoint);
+      dealer = openDealer(endpoint, this.clientCurve(endpoint));
     } catch (err) {
       return describeError(err);
     }
+    if (this.curve) this.watchHandshakes(endpoint, dealer);
     this.links.set(endpoint, dealer);
     this.track(this.readLoop(dealer, (frames) => this.accept(frames, { endpoint })));
     if (this.links.size > zmqLimits.linksMax) {
@@ -153,6 +162,38 @@ export class ZmqTransport extends BaseTransport {
       socket.close();
     }
     return dealer;
+  }
+
+  /** The CURVE client settings for a link to `endpoint`; throws a sentence naming it if its server key is unknown or bad. */
+  private clientCurve(endpoint: string): ClientCurve | undefined {
+    if (!this.curve) return undefined;
+    const serverKey = this.curve.options.serverKeyOf(endpoint);
+    if (serverKey === null) throw new MangroveError('E_NOT_FOUND', `no CURVE server key is known for ${endpoint}: cannot connect to it encrypted`);
+    return { keys: this.curve.options.keys, serverKey: checkKey(`the CURVE server key of ${endpoint}`, serverKey) };
+  }
+
+  /**
+   * libzmq does not redial a server that refused its key (ZAP 400), so a
+   * refused link would stay dead even after the peer learns the key: it is
+   * closed and forgotten, and the next send dials afresh. What it had
+   * queued is lost, as with a dead peer. A handshake that fails otherwise
+   * (the server key is not the peer's, or the peer has no CURVE) is
+   * redialled by libzmq; it is reported once a link, not on every retry.
+   */
+  private watchHandshakes(endpoint: string, dealer: zmq.Dealer): void {
+    dealer.events.on('handshake:error:auth', () => {
+      if (this.links.get(endpoint) === dealer) this.links.delete(endpoint);
+      dealer.close();
+      this.report('link', `${endpoint} refused this node's CURVE key`);
+    });
+    let told = false;
+    const failed = (e: { error: Error }): void => {
+      if (told) return;
+      told = true;
+      this.report('link', `the CURVE handshake with ${endpoint} failed (${describeError(e.error)}): is the server key this node has for it that node's, and does it use CURVE?`);
+    };
+    dealer.events.on('handshake:error:protocol', failed);
+    dealer.events.on('handshake:error:other', failed);
   }
 
   /** Reads one socket until it is closed; nothing a peer sends can end it. */
@@ -184,11 +225,52 @@ export class ZmqTransport extends BaseTransport {
     for (const dealer of this.links.values()) dealer.close();
     this.links.clear();
     await Promise.allSettled([...this.loops]);
+    // Only once the ROUTER is gone: no handshake of ours may find the handler missing.
+    await this.curve?.zap.close();
   }
 }
 
 function queueFull(endpoint: string): string {
   return `queue to ${endpoint} is full (${zmqLimits.sendQueueMax} messages)`;
+}
+
+/** A ROUTER bound to `endpoint`, a CURVE server if `curve` is given; E_BAD_CONFIG naming the endpoint if it cannot bind. */
+async function listen(endpoint: string, curve: Curve | undefined): Promise<zmq.Router> {
+  const router = new zmq.Router({
+    linger: 0,
+    // Fail a reply to a vanished client instead of dropping it silently,
+    // and never wait on a full queue: both become 'unsent'.
+    mandatory: true,
+    sendTimeout: 0,
+    sendHighWaterMark: zmqLimits.sendQueueMax,
+    receiveHighWaterMark: zmqLimits.receiveQueueMax,
+    maxMessageSize: zmqLimits.wireBytesMax,
+    ...(curve ? curveServerOptions(curve) : {}),
+  });
+  if (curve) watchHandshakes(router, curve.zap);
+  try {
+    await router.bind(endpoint);
+  } catch (err) {
+    router.close();
+    throw new MangroveError('E_BAD_CONFIG', `cannot listen on ${endpoint}: ${describeError(err)} (is another node using that port?)`);
+  }
+  return router;
+}
+
+async function registerCurve(options: CurveOptions): Promise<Curve> {
+  checkKeyPair('curve.keys.', options.keys);
+  return { options, zap: await registerZap(options.authorize) };
+}
+
+function curveServerOptions(curve: Curve): Partial<zmq.SocketOptions<zmq.Router>> {
+  return {
+    curveServer: true,
+    curvePublicKey: curve.options.keys.publicKey,
+    curveSecretKey: curve.options.keys.secretKey,
+    zapDomain: curve.zap.domain,
+    // Without a handler, fail the handshake; libzmq's default would let every key in.
+    zapEnforceDomain: true,
+  };
 }
 
 function isEndpointRoute(route: unknown): route is { endpoint: string } {
@@ -197,10 +279,12 @@ function isEndpointRoute(route: unknown): route is { endpoint: string } {
 
 /**
  * A Dealer connected to `endpoint` with the bus's limits: never blocks a
- * send (a full queue refuses at once), never lingers at close. Throws a
- * sentence naming the endpoint if the endpoint cannot be parsed.
+ * send (a full queue refuses at once), never lingers at close. With
+ * `curve`, a CURVE client of the server whose key it names (keys checked
+ * by the caller). Throws a sentence naming the endpoint if the endpoint
+ * cannot be parsed.
  */
-export function openDealer(endpoint: string): zmq.Dealer {
+export function openDealer(endpoint: string, curve?: ClientCurve): zmq.Dealer {
   const dealer = new zmq.Dealer({
     linger: 0,
     sendTimeout: 0,
@@ -208,6 +292,7 @@ export function openDealer(endpoint: string): zmq.Dealer {
     receiveHighWaterMark: zmqLimits.receiveQueueMax,
     maxMessageSize: zmqLimits.wireBytesMax,
     reconnectMaxInterval: zmqLimits.reconnectMaxMs,
+    ...(curve ? { curvePublicKey: curve.keys.publicKey, curveSecretKey: curve.keys.secretKey, curveServerKey: curve.serverKey } : {}),
   });
   try {
     dealer.connect(endpoint);

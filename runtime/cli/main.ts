@@ -21,6 +21,7 @@ import { addPageCommands } from './page.js';
 import { addFsCommands } from './fs.js';
 import { addMountCommands } from './mount.js';
 import { addNodeCommands } from './node.js';
+import { addKeysCommands } from './keys.js';
 import { packageVersion } from '../node/version.js';
 import { ask } from './ask.js';
 
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   addFsCommands(program, cliDefaults);
   addMountCommands(program, cliDefaults);
   addNodeCommands(program, cliDefaults);
+  addKeysCommands(program);
   return program;
 }
 
