@@ -12,7 +12,7 @@ import type { Body, NdbOp, NodeDbSnapshot } from '../bus/messages/index.js';
 import type { ErrorCode } from '../bus/errors.js';
 import type { Inbound, ReplyRoute, Transport } from '../bus/transport/transport.js';
 import { nativeDecoder } from '../bus/codec.js';
-import { findNode } from '../machines/membership/node-db.js';
+import { arenasOf, findNode } from '../machines/membership/node-db.js';
 import { HeartbeatActor, type HeartbeatNews } from './membership/heartbeat.js';
 import type { Log } from './log.js';
 import { NodeDbActor } from './membership/node-db.js';
@@ -472,6 +472,7 @@ export class MangroveNode {
       pages: { ...this.engine.space(), copies: this.engine.holder.counts() },
       recovery,
       replication: this.engine.replication(),
+      arenas: arenasOf(db).map((a) => ({ arena: a.arena, home: a.home, gen: a.gen })),
       fs: this.fs.status(),
     };
   }

@@ -61,6 +61,8 @@ export interface NodeStatus {
   recovery: RebuildStatus;
   /** Re-replication (M15): what this node, as a home, has left to restore, and has restored. */
   replication: ReplicationReport;
+  /** The arenas of the 128-bit space (M8) as this node's node database has them: each one's home and generation. */
+  arenas?: { arena: number; home: string; gen: number }[];
   /** The file system on this node (M18-M22): calls served and failed, handles open, half-done updates recovered. */
   fs?: FsStats;
 }

@@ -152,7 +152,9 @@ function printLayout(dir: string, members: Member[], reused: number, traceDir: s
       `  configs: ${join(dir, 'node-<i>', 'config.json')}${reused > 0 ? ` (${reused} reused from a previous run; their settings win over flags)` : ''}\n` +
       `  logs:    ${join(dir, 'node-<i>', 'node.log')}\n` +
       (traceDir !== undefined ? `  traces:  ${join(resolve(traceDir), 'node-<i>.trace')}\n` : '') +
-      `  status:  mangrove status --connect ${members[0].config.listen}\n\n`,
+      `  status:  mangrove status --connect ${members[0].config.listen}\n` +
+      (members[0].config.httpPort !== undefined ? `  dashboard: http://127.0.0.1:${members[0].config.httpPort}/  (every node serves one on its HTTP port)\n` : '') +
+      '\n',
   );
 }
 

@@ -22,6 +22,7 @@ import { addFsCommands } from './fs.js';
 import { addMountCommands } from './mount.js';
 import { addNodeCommands } from './node.js';
 import { addKeysCommands } from './keys.js';
+import { addDashboardCommand } from './dashboard.js';
 import { packageVersion } from '../node/version.js';
 import { ask } from './ask.js';
 
@@ -54,6 +55,7 @@ export function buildProgram(): Command {
   addMountCommands(program, cliDefaults);
   addNodeCommands(program, cliDefaults);
   addKeysCommands(program);
+  addDashboardCommand(program, cliDefaults);
   return program;
 }
 

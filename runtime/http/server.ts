@@ -25,6 +25,8 @@ export interface HttpSources {
   registry: Registry;
   /** More routes by exact path; they win over the built-in ones. */
   routes?: Record<string, RouteHandler>;
+  /** Routes that take a POST (an upload to read, never a change to the cluster), by exact path. */
+  postRoutes?: Record<string, RouteHandler>;
 }
 
 export interface HttpServer {
@@ -47,8 +49,9 @@ export function baseRoutes(sources: HttpSources): Record<string, RouteHandler> {
 
 export async function startHttp(port: number, sources: HttpSources): Promise<HttpServer> {
   const routes: Record<string, RouteHandler> = { ...baseRoutes(sources), ...sources.routes };
+  const posts = sources.postRoutes ?? {};
   const server = createServer((req, res) => {
-    void handle(routes, req, res);
+    void handle(routes, posts, req, res);
   });
   server.maxConnections = httpLimits.connectionsMax;
   server.requestTimeout = httpLimits.requestTimeoutMs;
@@ -76,13 +79,16 @@ export async function startHttp(port: number, sources: HttpSources): Promise<Htt
   };
 }
 
-async function handle(routes: Record<string, RouteHandler>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(routes: Record<string, RouteHandler>, posts: Record<string, RouteHandler>, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', `http://${HTTP_HOST}`);
-  const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
-  if (!route) return send(res, 404, 'text/plain; charset=utf-8', `not found: ${url.pathname}\n`);
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.setHeader('Allow', 'GET, HEAD');
-    return send(res, 405, 'text/plain; charset=utf-8', `${req.method} is not allowed on ${url.pathname}\n`);
+  const post = Object.hasOwn(posts, url.pathname) ? posts[url.pathname] : undefined;
+  const get = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
+  if (!get && !post) return send(res, 404, 'text/plain; charset=utf-8', `not found: ${url.pathname}\n`);
+  const route = req.method === 'POST' ? post : req.method === 'GET' || req.method === 'HEAD' ? get : undefined;
+  if (!route) {
+    const allowed = [...(get ? ['GET', 'HEAD'] : []), ...(post ? ['POST'] : [])].join(', ');
+    res.setHeader('Allow', allowed);
+    return send(res, 405, 'text/plain; charset=utf-8', `${req.method} is not allowed on ${url.pathname} (${allowed})\n`);
   }
   try {
     await route(req, res, url);

@@ -22,6 +22,7 @@ import { makePermanentId } from '../../machines/membership/identity.js';
 import { WallClock } from '../world/clock.js';
 import { loadConfig, type NodeConfig } from './config.js';
 import { startHttp, type HttpServer } from '../http/server.js';
+import { dashboardRoutes } from '../http/dashboard/routes.js';
 import { LmdbNodeStore } from '../storage/lmdb-node-store.js';
 import { LmdbPageStore } from '../storage/lmdb-pages.js';
 import { LmdbTxnLogStore } from '../storage/lmdb-txn-log.js';
@@ -89,7 +90,7 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     const { node, settings, watch, removed } = startMangroveNode({ config, id: identity.id, epoch, log, clock, transport, trace, stores }, undo);
     const metrics = createMetrics(node, transport, { processMetrics: opts.processMetrics });
     undo.push(() => metrics.stop());
-    const http = await serveHttp(config, node, metrics, watch, settings, undo);
+    const http = await serveHttp(config, node, transport, metrics, watch, settings, undo);
     logReady(log, config, epoch, transport, http, tracePath);
 
     let stopping: Promise<void> | undefined;
@@ -178,9 +179,25 @@ function startMangroveNode(parts: NodeParts, undo: UndoSteps): { node: MangroveN
   return { node, settings, watch, removed };
 }
 
-async function serveHttp(config: NodeConfig, node: MangroveNode, metrics: NodeMetrics, watch: MachineWatch | undefined, settings: NodeSettings, undo: UndoSteps): Promise<HttpServer | undefined> {
+async function serveHttp(
+  config: NodeConfig,
+  node: MangroveNode,
+  transport: ZmqTransport,
+  metrics: NodeMetrics,
+  watch: MachineWatch | undefined,
+  settings: NodeSettings,
+  undo: UndoSteps,
+): Promise<HttpServer | undefined> {
   if (config.httpPort === undefined || !watch) return undefined;
-  const http = await startHttp(config.httpPort, { status: () => node.status(), registry: metrics.registry, routes: machineRoutes(watch) });
+  const dashboard = dashboardRoutes({
+    status: () => node.status(),
+    transport: () => transport.stats(),
+    engine: (op, client) => node.engine.call(op, client),
+    fs: (op, client) => node.fs.call(op, client),
+    heartbeatMs: settings.periodMs,
+  });
+  undo.push(() => dashboard.close());
+  const http = await startHttp(config.httpPort, { status: () => node.status(), registry: metrics.registry, routes: { ...machineRoutes(watch), ...dashboard.routes }, postRoutes: dashboard.postRoutes });
   undo.push(() => http.close());
   // Known only once bound ("httpPort": 0 lets the OS pick); `machines watch` finds it in the status.
   settings.httpPort = http.port;

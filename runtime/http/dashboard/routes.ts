@@ -1,0 +1,92 @@
+/**
+ * The dashboard on the node's HTTP port (SPEC.md M25, M26): its files
+ * (assets.ts), its live feed (feed.ts), and what its views read on demand.
+ * Every route here only reads; none changes the cluster (a page is read
+ * through this node's engine as any reader would).
+ *
+ * GET /dashboard/charts            {"machines": [Chart…]}: every protocol machine's chart, from its
+ *                                  definition (runtime/inspect/chart.ts, as `machines export --format json`)
+ * GET /dashboard/page?addr=0x…     {"stat": PageStat, "head": HEX, "read": ERROR|null}: where a page
+ *                                  lives (home, owner, readers, core holders, version) and its first bytes
+ * GET /dashboard/filesets          the file system's filesets (`fs fileset list`)
+ * GET /dashboard/files?fs=F&path=P {"entries": [FsDirEntry…]}: a directory of a fileset, at most 1000
+ * POST /dashboard/trace            a trace file in, its messages and `trace check` violations out (trace-view.ts)
+ *
+ * Errors are JSON {"code", "message"}: 400 for a bad argument, 404 for what is not there.
+ */
+import type { ServerResponse } from 'node:http';
+import type { NodeStatus } from '../../../actors/status.js';
+import { isMangroveError, MangroveError } from '../../../bus/errors.js';
+import type { ClientFsOp } from '../../../bus/messages/fs.js';
+import type { ClientPageOp } from '../../../bus/messages/page.js';
+import type { TransportStats } from '../../../bus/transport/transport.js';
+import { addressKey, parseAddress } from '../../../machines/memory/address.js';
+import { chartOf } from '../../inspect/chart.js';
+import { machineCatalog } from '../../inspect/catalog.js';
+import { send, type RouteHandler } from '../server.js';
+import { assetRoutes } from './assets.js';
+import { ClusterFeed } from './feed.js';
+import { PeerStatuses } from './peers.js';
+import { traceView } from './trace-view.js';
+
+export interface DashboardSources {
+  status: () => NodeStatus;
+  transport: () => TransportStats;
+  /** The node's engine and file system, as a client of this node calls them. */
+  engine: (op: ClientPageOp, client: string) => Promise<unknown>;
+  fs: (op: ClientFsOp, client: string) => Promise<unknown>;
+  heartbeatMs: number;
+  now?: () => number;
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const CLIENT = 'dashboard';
+/** Bytes of a page the page view shows. */
+const HEAD_BYTES = 64;
+
+export function dashboardRoutes(sources: DashboardSources): { routes: Record<string, RouteHandler>; postRoutes: Record<string, RouteHandler>; close: () => Promise<void> } {
+  const now = sources.now ?? Date.now;
+  const peers = new PeerStatuses(sources.status, now);
+  const feed = new ClusterFeed(peers, sources.transport, now, sources.heartbeatMs);
+  const charts = JSON.stringify({ machines: machineCatalog.map((e) => ({ ...chartOf(e.machine), spec: e.spec, summary: e.summary })) });
+  const routes: Record<string, RouteHandler> = {
+    ...assetRoutes(),
+    '/dashboard/stream': (req, res) => feed.open(req, res),
+    '/dashboard/charts': (_req, res) => send(res, 200, JSON_TYPE, `${charts}\n`),
+    '/dashboard/page': (_req, res, url) => answer(res, () => page(sources, url.searchParams.get('addr'))),
+    '/dashboard/filesets': (_req, res) => answer(res, () => sources.fs({ op: 'fileset_list' }, CLIENT)),
+    '/dashboard/files': (_req, res, url) =>
+      answer(res, () => sources.fs({ op: 'readdir', fs: url.searchParams.get('fs') ?? 'default', path: url.searchParams.get('path') ?? '/', max: 1000 }, CLIENT)),
+  };
+  return {
+    routes,
+    postRoutes: { '/dashboard/trace': traceView },
+    close: async () => {
+      feed.close();
+      await peers.close();
+    },
+  };
+}
+
+async function page(sources: DashboardSources, raw: string | null): Promise<unknown> {
+  if (raw === null) throw new MangroveError('E_BAD_ARGUMENT', 'addr is missing: /dashboard/page?addr=0x…');
+  const wire = addressKey(parseAddress(raw));
+  const stat = await sources.engine({ op: 'stat', addr: wire }, CLIENT);
+  // A reserved page has no data yet; a read refused (a rebuild) still shows where the page lives.
+  try {
+    const r = (await sources.engine({ op: 'read', addr: wire, pages: 1 }, CLIENT)) as { data: Uint8Array };
+    return { stat, head: Buffer.from(r.data.subarray(0, HEAD_BYTES)).toString('hex'), read: null };
+  } catch (err) {
+    return { stat, head: null, read: isMangroveError(err) ? err.toJSON() : { code: 'E_INTERNAL', message: String(err) } };
+  }
+}
+
+async function answer(res: ServerResponse, work: () => Promise<unknown>): Promise<void> {
+  try {
+    send(res, 200, JSON_TYPE, `${JSON.stringify(await work())}\n`);
+  } catch (err) {
+    if (!isMangroveError(err)) throw err;
+    const code = err.code === 'E_NOT_FOUND' ? 404 : err.code === 'E_BAD_ARGUMENT' || err.code === 'E_BAD_ADDRESS' ? 400 : 503;
+    send(res, code, JSON_TYPE, `${JSON.stringify(err.toJSON())}\n`);
+  }
+}

@@ -1,0 +1,309 @@
+/**
+ * The browser dashboard (SPEC.md M25, M26) in headless Chromium (Debian's
+ * package, driven by playwright-core) against a real 3-node cluster: the page
+ * shows every node, a kill -9 turns a node's card failed (and that node's own
+ * page disconnected) and the rebuild's phases reach the event log, a page
+ * written through another node changes under the page watch, every protocol
+ * machine's chart is drawn and follows its actors live, and each view is
+ * photographed (into docs/dashboard/ with DASHBOARD_SHOTS=docs/dashboard). Every assertion reads what a user sees
+ * on the page; no view may log a console error or throw. The browser and
+ * every node process are stopped by pid in `after`.
+ */
+import { expect } from 'chai';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TraceWriter } from '../../bus/trace/trace.js';
+import { tracedSim } from '../helpers/traced-sim.js';
+import { chromium, type Browser, type BrowserServer, type Page } from 'playwright-core';
+import type { NodeStatus } from '../../actors/status.js';
+import { PAGE_BYTES } from '../../machines/memory/address.js';
+import { connect, type MangroveClient } from '../../runtime/client/pages.js';
+import { ProcessCluster } from '../helpers/process-cluster.js';
+import { until } from '../helpers/until.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+/** Where the screenshots go: a temporary folder, or the README's (DASHBOARD_SHOTS=docs/dashboard npm test). */
+const SHOTS = process.env.DASHBOARD_SHOTS ?? join(tmpdir(), 'mangrove-dashboard-shots');
+const PERIOD = 250;
+/** The feed comes once a second at most; a failure takes a few heartbeats to be declared. */
+const SEE_MS = 20_000;
+
+interface Chart {
+  machine: string;
+  states: unknown[];
+}
+
+describe('the dashboard in a browser', function () {
+  this.timeout(240_000);
+  let cluster: ProcessCluster | undefined;
+  let server: BrowserServer | undefined;
+  let browser: Browser | undefined;
+  let page: Page;
+  let client: MangroveClient | undefined;
+  /** Console errors and uncaught exceptions of the page, as they come. */
+  const errors: string[] = [];
+  let statuses: NodeStatus[];
+  const SERVING = 0;
+  let victim: number;
+  let other: number;
+  let base: string;
+
+  before(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`the dashboard specs need Debian's chromium at ${CHROMIUM}: run \`apt-get install chromium\` (as root)`);
+    cluster = await ProcessCluster.start({ nodes: 3, anchors: 3, periodMs: PERIOD, http: true });
+    const c = cluster;
+    await until('the cluster to form', () => c.converged(), { timeoutMs: 30_000, pollMs: 200 }).catch((err: unknown) => {
+      throw new Error(`${String(err)}\n${c.died().join('\n') || `node-0 log:\n${c.log(0).slice(-3000)}`}`);
+    });
+    statuses = (await cluster.statuses()).map((s, i) => {
+      if (!s) throw new Error(`node ${i} does not answer`);
+      return s;
+    });
+    base = `http://127.0.0.1:${statuses[SERVING]!.http}`;
+    // Killed: neither the node serving the page nor the PAN (its failure would also move the PAN).
+    const pan = statuses[SERVING]!.pan;
+    victim = [1, 2].find((i) => statuses[i]!.self !== pan)!;
+    other = [1, 2].find((i) => i !== victim)!;
+    server = await chromium.launchServer({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'],
+    });
+    browser = await chromium.connect(server.wsEndpoint());
+    page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    });
+    page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+    mkdirSync(SHOTS, { recursive: true });
+  });
+
+  after(async () => {
+    await client?.close().catch(() => undefined);
+    await browser?.close().catch(() => undefined);
+    if (server) {
+      const pid = server.process().pid;
+      await Promise.race([server.close(), new Promise((r) => setTimeout(r, 5000))]);
+      if (pid !== undefined && server.process().exitCode === null && server.process().signalCode === null) process.kill(pid, 'SIGKILL');
+    }
+    await cluster?.stop();
+  });
+
+  const idOf = (i: number) => statuses[i]!.self;
+  const card = (i: number) => `[data-node="${idOf(i)}"]`;
+  const view = async (name: string) => {
+    await page.click(`nav a[data-view="${name}"]`);
+    await page.waitForSelector(`#view-${name}:not([hidden])`);
+  };
+  /** A full-page picture from the top (the header is sticky: scrolled, it would sit mid-picture). */
+  const shoot = async (name: string) => {
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+  };
+  const logLines = () => page.$$eval('#event-log li', (lis) => lis.map((li) => li.textContent ?? ''));
+
+  it('loads with no console error and shows every node of the cluster alive', async () => {
+    await page.goto(`${base}/`);
+    await page.waitForFunction(() => document.querySelectorAll('[data-node][data-alive="true"]').length === 3, null, { timeout: SEE_MS });
+    const shown = await page.$$eval('[data-node]', (cards) => cards.map((c) => (c as HTMLElement).dataset.node));
+    expect(shown).to.have.members(statuses.map((s) => s.self));
+    expect(await page.getAttribute('#hdr-conn', 'data-connected')).to.equal('true');
+    expect(await page.getAttribute('#hdr-quorum', 'data-quorum')).to.equal('true');
+    expect(await page.textContent('#hdr-node')).to.contain(idOf(SERVING).slice(0, 8));
+    // Every observer sees every node alive in the liveness matrix.
+    expect(await page.$$eval('td[data-alive="true"]', (tds) => tds.length)).to.equal(9);
+    expect(await page.getAttribute('#rebuild-panel', 'data-rebuild-phase')).to.equal('none');
+    expect(errors).to.deep.equal([]);
+  });
+
+  it('turns a node killed with -9 failed, and logs the rebuild that follows', async () => {
+    // The victim's own dashboard, open in another tab: it says it is disconnected (its console errors are the browser's, expected).
+    const own = await browser!.newPage({ viewport: { width: 1200, height: 800 } });
+    await own.goto(`http://127.0.0.1:${statuses[victim]!.http}/`);
+    await own.waitForSelector('#hdr-conn[data-connected="true"]', { timeout: SEE_MS });
+    await cluster!.kill(victim);
+    await own.waitForSelector('#hdr-conn[data-connected="false"]', { timeout: SEE_MS });
+    expect(await own.textContent('#hdr-conn')).to.contain('disconnected');
+    expect(await own.isVisible('#offline')).to.equal(true);
+    await own.close();
+
+    await page.waitForSelector(`${card(victim)}[data-alive="false"]`, { timeout: SEE_MS });
+    await page.waitForSelector(`td[data-observer="${idOf(SERVING)}"][data-target="${idOf(victim)}"][data-alive="false"]`, { timeout: SEE_MS });
+    for (const i of [SERVING, other]) expect(await page.getAttribute(card(i), 'data-alive'), `node ${i} stays alive`).to.equal('true');
+    await until('a rebuild phase in the event log', async () => (await logLines()).some((l) => l.includes('rebuild phase:')), { timeoutMs: SEE_MS, pollMs: 200 });
+    await until('the rebuild to end on the page', async () => (await page.getAttribute('#rebuild-panel', 'data-rebuild-phase')) === 'none', { timeoutMs: SEE_MS, pollMs: 200 });
+    const lines = await logLines();
+    expect(lines.some((l) => l.includes(`node ${idOf(victim).slice(0, 8)} failed`)), lines.join('\n')).to.equal(true);
+    const phases = lines.filter((l) => l.includes('rebuild phase:'));
+    expect(phases.some((l) => /rebuild phase: (quiescing|notified|quiescent)/.test(l)), phases.join('\n')).to.equal(true);
+    expect(phases.some((l) => /rebuild phase: (done|resumed)/.test(l)), phases.join('\n')).to.equal(true);
+  });
+
+  it('shows a page written through another node change under the page watch', async () => {
+    const c = cluster!;
+    await until('the survivors to settle', () => c.converged(), { timeoutMs: 30_000, pollMs: 200 });
+    client = await connect(c.endpoints[other]!);
+    const addr = await client.reserve(1);
+    await client.alloc(addr, 1);
+    const first = pageOf('written through another node, first');
+    const v1 = (await client.write(addr, first))[0]!;
+
+    await view('store');
+    await page.fill('#page-addr', `0x${addr.toString(16)}`);
+    await page.click('#page-form button[type="submit"]');
+    await page.waitForFunction((hex) => document.getElementById('page-head')?.textContent === hex, hexHead(first), { timeout: SEE_MS });
+    const seen1 = Number(await page.getAttribute('#page-watch', 'data-version'));
+    expect(seen1).to.equal(v1);
+    expect(await page.textContent('#page-ascii')).to.contain('written through another node, first');
+
+    const second = pageOf('and then again, second');
+    const v2 = (await client.write(addr, second))[0]!;
+    expect(v2).to.be.greaterThan(v1);
+    await page.waitForFunction((hex) => document.getElementById('page-head')?.textContent === hex, hexHead(second), { timeout: SEE_MS });
+    const seen2 = Number(await page.getAttribute('#page-watch', 'data-version'));
+    expect(seen2).to.be.greaterThan(seen1);
+    expect(await page.textContent('#page-note')).to.match(/Changed at .*version \d+ → \d+/);
+  });
+
+  it("draws every machine's chart", async () => {
+    const charts = ((await (await fetch(`${base}/dashboard/charts`)).json()) as { machines: Chart[] }).machines;
+    expect(charts.length).to.be.greaterThan(0);
+    await view('machines');
+    for (const chart of charts) {
+      await page.click(`[data-pick-machine="${chart.machine}"]`);
+      const box = await page.waitForSelector(`[data-machine="${chart.machine}"][data-rendered="true"]`, { timeout: 10_000 });
+      const drawn = Number(await box.getAttribute('data-nodes'));
+      expect(drawn, chart.machine).to.be.at.least(1);
+      expect(drawn, `${chart.machine}: a node per state`).to.equal(chart.states.length);
+    }
+    // A machine every node runs: its actor shows, in its current state.
+    await page.click('[data-pick-machine="quorum"]');
+    await page.waitForSelector('[data-machine="quorum"][data-rendered="true"]');
+    await page.waitForSelector('#machine-actors tr[data-actor]', { timeout: SEE_MS });
+    expect(await page.textContent('#machine-actors')).to.contain('quorate');
+  });
+
+  it('follows a machine as it changes state', async () => {
+    // A page homed on the serving node, written through the other one: the home's page-home actor moves.
+    const home = await connect(cluster!.endpoints[SERVING]!);
+    try {
+      const addr = await home.reserve(1);
+      await home.alloc(addr, 1);
+      await home.write(addr, pageOf('homed here'));
+      await page.click('[data-pick-machine="page-home"]');
+      await page.waitForSelector('[data-machine="page-home"][data-rendered="true"]');
+      await page.waitForSelector('#machine-actors tr[data-actor]', { timeout: SEE_MS });
+      const before = await page.$$eval('#machine-recent li', (lis) => lis.map((li) => li.textContent ?? ''));
+      await client!.write(addr, pageOf('taken over by the other node'));
+      const after = await until('a page-home transition on the page', async () => {
+        const now = await page.$$eval('#machine-recent li', (lis) => lis.map((li) => li.textContent ?? ''));
+        return now.length > 0 && now[0] !== before[0] ? now : undefined;
+      }, { timeoutMs: SEE_MS, pollMs: 100 });
+      expect(after[0]).to.match(/(idle|choosing|forwarding|releasing|\(start\)) → (idle|choosing|forwarding|releasing|\(stop\))/);
+      // The highlight follows: the chart lights the states the actors are in now.
+      const states = await page.$$eval('#machine-actors tr[data-actor] td:nth-child(2)', (tds) => [...new Set(tds.map((td) => td.textContent ?? ''))].sort().join(','));
+      await page.waitForFunction((lit) => document.querySelector('[data-machine="page-home"]')?.getAttribute('data-active') === lit, states, { timeout: SEE_MS });
+    } finally {
+      await home.close();
+    }
+  });
+
+  it('photographs each view', async () => {
+    // Something to browse in Files, written through the other node.
+    await client!.fs.mkdir('/projects/alpha', { recursive: true });
+    await client!.fs.mkdir('/logs');
+    await client!.fs.writeFile('/projects/alpha/notes.txt', 'pages are homed by arena\n');
+    await client!.fs.writeFile('/projects/alpha/plan.md', '# plan\n'.repeat(200));
+    await client!.fs.writeFile('/README', 'mangrove\n');
+
+    await view('cluster');
+    await page.waitForSelector(`${card(victim)}[data-alive="false"]`);
+    await shoot('cluster');
+
+    await view('store');
+    await page.waitForSelector('#usage table');
+    await page.waitForSelector('#page-watch[data-version]');
+    await shoot('store');
+
+    await view('files');
+    await page.click('[data-path="/projects"] > .entry-row');
+    await page.click('[data-path="/projects/alpha"] > .entry-row');
+    await page.waitForSelector('[data-path="/projects/alpha/notes.txt"]', { timeout: SEE_MS });
+    await page.click('[data-path="/projects/alpha/notes.txt"] > .entry-row');
+    expect(await page.textContent('#file-detail')).to.contain('default:/projects/alpha/notes.txt');
+    await shoot('files');
+
+    await view('machines');
+    await page.click('[data-pick-machine="rebuild-participant"]');
+    await page.waitForSelector('[data-machine="rebuild-participant"][data-rendered="true"]');
+    await page.waitForSelector('#machine-actors tr[data-actor]', { timeout: SEE_MS });
+    await shoot('machines');
+
+    await view('traffic');
+    await page.waitForSelector('#traffic-kinds .chart-card polyline', { timeout: SEE_MS });
+    expect(await page.$$eval('#traffic-totals polyline', (p) => p.length)).to.be.at.least(1);
+    await shoot('traffic');
+    for (const name of ['cluster', 'store', 'files', 'machines', 'traffic']) expect(existsSync(`${SHOTS}/${name}.png`), name).to.equal(true);
+  });
+
+  it('has shown no console error and thrown nothing in any view', () => {
+    expect(errors).to.deep.equal([]);
+  });
+
+  it("offers another node's own dashboard where its machines cannot be read from this page", async () => {
+    const port = statuses[other]!.http!;
+    await view('machines');
+    await page.selectOption('#machine-node', idOf(other));
+    // Either that node lets this page read it (its actors show) or the page links to its dashboard.
+    await page.waitForFunction((p) => Boolean(document.querySelector(`[data-cross-node="http://127.0.0.1:${p}/"]`) || document.querySelector('#machine-actors tr[data-actor]')), port, { timeout: SEE_MS });
+    // The browser reports the refused cross-origin read itself; nothing else may be in the console.
+    expect(errors.filter((e) => !/CORS|Access-Control-Allow-Origin|net::ERR_FAILED/.test(e))).to.deep.equal([]);
+  });
+
+  it('draws a recorded trace as a sequence diagram, with what trace check finds marked', async () => {
+    // A simulated run, recorded as a node records, with a fault planted: the monitor's receipts of
+    // member pulses cut from 1.5 s on, while its bitmaps still count the members alive.
+    const run = await tracedSim({ seed: 3, nodes: 3, periodMs: 100 }, (c) => void c.run(3000));
+    const dir = mkdtempSync(join(tmpdir(), 'mangrove-e2e-trace-'));
+    try {
+      const file = join(dir, 'planted.trace');
+      const w = new TraceWriter(file);
+      for (const r of run.records) if (!(r.env.kind === 'hb.member_pulse' && r.dir === 'recv' && r.t > run.startAt + 1500)) w.record(r);
+      w.close();
+      await view('traces');
+      await page.setInputFiles('#trace-file', file);
+      await page.waitForSelector('#view-traces[data-state="loaded"]', { timeout: SEE_MS });
+      expect(Number(await page.getAttribute('#view-traces', 'data-messages'))).to.be.above(100);
+      expect(Number(await page.getAttribute('#view-traces', 'data-violations'))).to.be.at.least(1);
+      expect(await page.$$eval('.trace-violation', (li) => [...new Set(li.map((e) => e.getAttribute('data-rule')))])).to.deep.equal(['hb.alive-within-deadlines']);
+      expect(Number(await page.getAttribute('svg.sequence', 'data-rows'))).to.be.above(50);
+      expect(await page.$$eval('svg.sequence .violation-mark', (m) => m.length)).to.be.at.least(1);
+      await page.click('.trace-violation');
+      await shoot('traces');
+      // What is not a trace is refused, and said so on the page (the browser logs the 400 itself).
+      const logged = errors.length;
+      const junk = join(dir, 'junk.trace');
+      writeFileSync(junk, 'not a trace at all');
+      await page.setInputFiles('#trace-file', junk);
+      await page.waitForSelector('#view-traces[data-state="failed"]', { timeout: SEE_MS });
+      expect(await page.textContent('#trace-summary')).to.match(/E_BAD_ARGUMENT/);
+      expect(errors.slice(logged).filter((e) => !/status of 400/.test(e))).to.deep.equal([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** A page of bytes starting with `text`. */
+  function pageOf(text: string): Uint8Array {
+    const data = new Uint8Array(PAGE_BYTES);
+    data.set(new TextEncoder().encode(text));
+    data.fill(0xa5, 48);
+    return data;
+  }
+
+  /** The first 64 bytes as the page shows them. */
+  function hexHead(data: Uint8Array): string {
+    return Buffer.from(data.subarray(0, 64)).toString('hex');
+  }
+
+});
