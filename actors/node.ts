@@ -11,6 +11,7 @@ import { MangroveError } from '../bus/errors.js';
 import type { Body, NdbOp, NodeDbSnapshot } from '../bus/messages/index.js';
 import type { ErrorCode } from '../bus/errors.js';
 import type { Inbound, ReplyRoute, Transport } from '../bus/transport/transport.js';
+import type { ClientRole } from '../bus/transport/key-holder.js';
 import { nativeDecoder } from '../bus/codec.js';
 import { arenasOf, findNode } from '../machines/membership/node-db.js';
 import { HeartbeatActor, type HeartbeatNews } from './membership/heartbeat.js';
@@ -29,6 +30,7 @@ import type { TxnLogStore } from './storage/txn-log-store.js';
 import { RebuildActor, type RebuildPhaseNews } from './recovery/rebuild.js';
 import { FailoverActor } from './recovery/failover.js';
 import { FileSystem } from './fs/file-system.js';
+import { allowed, operationOf } from './access.js';
 
 export interface NodeDeps {
   settings: NodeSettings;
@@ -105,6 +107,8 @@ export class MangroveNode {
   /** Node-database updates the engine asked for, by ticket, until they are run. */
   private readonly proposals = new Map<number, { resolve(version: number): void; reject(err: unknown): void }>();
   private proposalSeq = 0;
+  /** Client requests refused for their role (access.ts). */
+  private forbidden = 0;
   /** The node database as the engine last saw it, for what changed in the arena table. */
   private engineDb: NodeDbSnapshot;  private readonly subs: Subscription[] = [];
   private running = false;
@@ -327,10 +331,11 @@ export class MangroveNode {
     this.news$.next(n);
   }
 
-  private dispatch({ env, route }: Inbound): void {
+  private dispatch({ env, route, role }: Inbound): void {
     try {
       const ns = env.kind.slice(0, env.kind.indexOf('.'));
-      if (ns === 'hb') this.heartbeat.handle(env);
+      if (ns === 'client' && role !== undefined && !allowed(role, env)) this.forbid(env, route, role);
+      else if (ns === 'hb') this.heartbeat.handle(env);
       else if (env.kind === 'ndb.propose') this.onProposal(env);
       else if (ns === 'ndb') this.nodeDb.handle(env, route);
       else if (ns === 'pan') this.pan.handle(env);
@@ -343,6 +348,15 @@ export class MangroveNode {
       // One bad message must not stop the node: log it and carry on.
       this.deps.log.error({ err: String(e), kind: env.kind, from: env.from }, 'message handling failed');
     }
+  }
+
+  /** A request the client's role does not allow (access.ts): refused, counted, never run. */
+  private forbid(env: Envelope, route: ReplyRoute, role: ClientRole): void {
+    this.forbidden++;
+    const op = operationOf(env);
+    const may = role === 'read-only' ? 'a read-write or admin key may' : 'only an admin key may change the node database or the fault filter';
+    this.deps.log.debug({ kind: env.kind, from: env.from, role }, 'request forbidden for its role');
+    this.outbox.reply(route, env, 'reply.err', { code: 'E_FORBIDDEN', message: `a ${role} client may not ${op} (${may})` });
   }
 
   private onClient(env: Envelope, route: ReplyRoute): void {
@@ -474,6 +488,7 @@ export class MangroveNode {
       replication: this.engine.replication(),
       arenas: arenasOf(db).map((a) => ({ arena: a.arena, home: a.home, gen: a.gen })),
       fs: this.fs.status(),
+      security: { secure: s.secure ?? false, forbidden: this.forbidden },
     };
   }
 }

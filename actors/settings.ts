@@ -24,4 +24,6 @@ export interface NodeSettings {
   software: string;
   /** The node's HTTP port once bound (/status, /metrics, /machines); absent or null when it serves none. */
   httpPort?: number | null;
+  /** Its links are authenticated (CURVE, keys in its config): only members and known clients get in. Absent: insecure (the simulator). */
+  secure?: boolean;
 }

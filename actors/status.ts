@@ -65,4 +65,6 @@ export interface NodeStatus {
   arenas?: { arena: number; home: string; gen: number }[];
   /** The file system on this node (M18-M22): calls served and failed, handles open, half-done updates recovered. */
   fs?: FsStats;
+  /** Whether only keys the config knows get in (docs/security.md), and the client requests refused for their role. */
+  security?: { secure: boolean; forbidden: number };
 }

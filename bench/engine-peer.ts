@@ -390,7 +390,7 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
 
 async function embedded(e: NonNullable<Plan['embedded']>): Promise<void> {
   const { startNode } = (await import('../runtime/node/embedded.js')) as typeof import('../runtime/node/embedded.js');
-  const node = await startNode({ listen: e.listen, dataDir: e.dataDir, anchors: [e.listen], anchor: true, logLevel: 'warn' });
+  const node = await startNode({ listen: e.listen, dataDir: e.dataDir, anchors: [e.listen], anchor: true, logLevel: 'warn', insecure: true });
   const c = node.client();
   try {
     await node.ready(e.formMs);

@@ -38,7 +38,17 @@ export type RejectReason =
   | 'bad_version'
   | 'stale_epoch'
   | 'misaddressed'
-  | 'multipart';
+  | 'multipart'
+  /** Links that authenticate (CURVE): a handshake refused (zap.ts) — no CURVE, a key nobody authorized, a failed handshake... */
+  | 'no_key'
+  | 'unknown_key'
+  | 'bad_handshake'
+  /** ...an envelope on a link whose key was never proven (link-auth.ts), a proof that does not hold, */
+  | 'unauthenticated'
+  | 'bad_proof'
+  /** a node's key sending in another node's name, a client's key sending what only nodes send. */
+  | 'forged_from'
+  | 'not_a_node';
 
 export const REJECT_REASONS: readonly RejectReason[] = [
   'malformed',
@@ -49,4 +59,11 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   'stale_epoch',
   'misaddressed',
   'multipart',
+  'no_key',
+  'unknown_key',
+  'bad_handshake',
+  'unauthenticated',
+  'bad_proof',
+  'forged_from',
+  'not_a_node',
 ];

@@ -54,6 +54,8 @@ export type ErrorCode =
   | 'E_CORRUPT'
   /** This host lacks what the call needs (the mount's FUSE binding or addon was not built). */
   | 'E_UNSUPPORTED'
+  /** A call the client's role may not make (a read-only client writing, a non-admin changing the node database). */
+  | 'E_FORBIDDEN'
   /** A bug: the report carries the stack. */
   | 'E_INTERNAL';
 
@@ -110,6 +112,7 @@ const POSIX: Partial<Record<ErrorCode, string>> = {
   E_RECOVERING: 'EAGAIN',
   E_CLOSED: 'ESHUTDOWN',
   E_UNSUPPORTED: 'ENOTSUP',
+  E_FORBIDDEN: 'EACCES',
 };
 
 export function posixOf(code: string): string | undefined {

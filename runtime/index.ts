@@ -2,11 +2,15 @@
  * The package's public entry (`import { connect } from 'mangrove'`): what a
  * program needs to use a running cluster's pages (connect, MangroveClient),
  * run a node in its own process and use it without a socket (startNode),
- * talk to a node at the message level (ZmqClient) and read a node's config.
+ * talk to a node at the message level (ZmqClient) and read a node's config;
+ * the key files a client of a node with keys uses (docs/security.md).
  * Kept small on purpose: everything here is a promise to users.
  */
 export { MangroveError, isMangroveError, type ErrorCode } from '../bus/errors.js';
 export { ZmqClient, type ZmqClientOptions } from '../bus/transport/zmq-client.js';
+export { generateKeyPair, readKeyFile, writeKeyFile, type ClientCurve, type CurveKeyPair, type KeyFile } from '../bus/transport/curve.js';
+export { clientCurveFor, findClientKey, loadClientKey, type ClientKey } from './client/client-key.js';
+export type { ClientRole } from '../bus/transport/key-holder.js';
 export { loadConfig, type NodeConfig, type NodeConfigInput } from './node/config.js';
 export { startNode, EmbeddedNode, type LocalClientOptions, type StartNodeOptions } from './node/embedded.js';
 export {

@@ -5,10 +5,11 @@
  * `pan.` primary anchor election (M16) in membership.ts; `page.` the memory
  * engine (M7-M13) in page.ts; `rec.` the rebuild (M14) in recovery.ts; `client.` requests from the CLI and client
  * library and `reply.` their answers in client.ts (and `client.page` in
- * page.ts, `client.fs` in fs.ts). Sizes are bounded in the schemas so a hostile frame cannot make
+ * page.ts, `client.fs` in fs.ts); `auth.` a link's proof of its key, in auth.ts. Sizes are bounded in the schemas so a hostile frame cannot make
  * a node allocate without limit.
  */
 import type { z } from 'zod';
+import { authBodies } from './auth.js';
 import { clientBodies } from './client.js';
 import { fsBodies } from './fs.js';
 import { membershipBodies } from './membership.js';
@@ -24,6 +25,7 @@ export const bodies = {
   ...pageBodies,
   ...recoveryBodies,
   ...fsBodies,
+  ...authBodies,
 } as const;
 
 export type Kind = keyof typeof bodies;

@@ -16,6 +16,7 @@ import { basename, dirname, join } from 'node:path';
 import * as zmq from 'zeromq';
 import { present } from '../assert.js';
 import { MangroveError } from '../errors.js';
+import type { KeyHolder } from './key-holder.js';
 
 export interface CurveKeyPair {
   publicKey: string;
@@ -30,6 +31,13 @@ export interface CurveOptions {
   authorize(publicKey: string): string | null;
   /** The server public key of the node at an endpoint we connect to; null = unknown (the connection is refused with a clear error). */
   serverKeyOf(endpoint: string): string | null;
+  /**
+   * Who holds a key `authorize` lets in: a node or a client with its role.
+   * Given, every inbound link must prove its key before anything it sends
+   * is let through, and is bound to its holder (link-auth.ts); without it,
+   * a link is known only to hold some authorized key.
+   */
+  holderOf?(publicKey: string): KeyHolder | null;
 }
 
 /** What a client process needs to talk to one node: its own pair and the node's public key. */
@@ -42,14 +50,19 @@ export interface ClientCurve {
 export interface KeyFile {
   publicKey: string;
   secretKey?: string;
+  /** A client's file may carry the public keys of the nodes it talks to, by endpoint (`mangrove local` writes them). */
+  nodes?: Record<string, string>;
 }
 
 export const curveLimits = {
   /** Z85 characters of a key: 32 bytes, 4 bytes to 5 characters. */
   keyChars: 40,
   keyBytes: 32,
-  /** A key file is a few hundred bytes; anything much bigger is not one. */
-  keyFileBytesMax: 4096,
+  /** A key file is a few hundred bytes, a client's with its nodes' keys a few ten thousand; anything much bigger is not one. */
+  keyFileBytesMax: 256 * 1024,
+  /** Nodes a client's key file may name. */
+  keyFileNodesMax: 1024,
+  endpointCharsMax: 256,
 } as const;
 
 /** ZeroMQ's Z85 alphabet (RFC 32). */
@@ -144,6 +157,7 @@ export function publicKeyOf(secretKey: string): string {
 export function writeKeyFile(path: string, keys: KeyFile, opts: { overwrite?: boolean } = {}): void {
   const content: KeyFile = { publicKey: checkKey(`${path}: publicKey`, keys.publicKey) };
   if (keys.secretKey !== undefined) content.secretKey = checkKeyPair(`${path}: `, keys).secretKey;
+  if (keys.nodes !== undefined) content.nodes = checkNodes(path, keys.nodes);
   const text = `${JSON.stringify(content, null, 2)}\n`;
   if (!opts.overwrite) {
     try {
@@ -187,11 +201,27 @@ export function readKeyFile(path: string): KeyFile {
     throw new MangroveError('E_BAD_CONFIG', `${path} is not a key file: expected a JSON object {"publicKey": "...", "secretKey": "..."}`);
   }
   const fields = parsed as Record<string, unknown>;
-  const unknown = Object.keys(fields).find((k) => k !== 'publicKey' && k !== 'secretKey');
-  if (unknown !== undefined) throw new MangroveError('E_BAD_CONFIG', `${path}: unknown field ${JSON.stringify(unknown)} (a key file has publicKey and secretKey)`);
-  if (fields.secretKey === undefined) return { publicKey: checkKey(`${path}: publicKey`, fields.publicKey) };
+  const unknown = Object.keys(fields).find((k) => k !== 'publicKey' && k !== 'secretKey' && k !== 'nodes');
+  if (unknown !== undefined) throw new MangroveError('E_BAD_CONFIG', `${path}: unknown field ${JSON.stringify(unknown)} (a key file has publicKey, secretKey and, a client's, nodes)`);
+  const nodes = fields.nodes === undefined ? {} : { nodes: checkNodes(path, fields.nodes) };
+  if (fields.secretKey === undefined) return { publicKey: checkKey(`${path}: publicKey`, fields.publicKey), ...nodes };
   const pair = checkKeyPair(`${path}: `, fields);
-  return { publicKey: pair.publicKey, secretKey: pair.secretKey };
+  return { publicKey: pair.publicKey, secretKey: pair.secretKey, ...nodes };
+}
+
+/** A key file's `nodes`: endpoint → the node's public key, each checked. */
+function checkNodes(path: string, value: unknown): Record<string, string> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new MangroveError('E_BAD_CONFIG', `${path}: nodes must be an object {"tcp://HOST:PORT": "<public key>", ...}`);
+  }
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length > curveLimits.keyFileNodesMax) throw new MangroveError('E_BAD_CONFIG', `${path}: nodes names ${entries.length} nodes, more than ${curveLimits.keyFileNodesMax}`);
+  const nodes: Record<string, string> = {};
+  for (const [endpoint, key] of entries) {
+    if (endpoint.length === 0 || endpoint.length > curveLimits.endpointCharsMax) throw new MangroveError('E_BAD_CONFIG', `${path}: nodes has an endpoint of ${endpoint.length} characters`);
+    nodes[endpoint] = checkKey(`${path}: nodes[${JSON.stringify(endpoint)}]`, key);
+  }
+  return nodes;
 }
 
 /** A key file that must hold a pair (the owner's own keys, not a peer's public key). */

@@ -14,6 +14,8 @@ import type { Clock } from '../clock.js';
 import { decodeFrame, encode, type DecodeResult } from '../codec.js';
 import { limits, REJECT_REASONS, type Envelope, type RejectReason } from '../envelope.js';
 import { MangroveError } from '../errors.js';
+import type { ClientRole } from './key-holder.js';
+import type { Vouch } from './link-auth.js';
 import type { Inbound, ReplyRoute, TraceSink, Transport, TransportStats } from './transport.js';
 
 export const transportLimits = {
@@ -47,6 +49,9 @@ export interface BaseTransportOptions {
 
 /** The reply route of a looped envelope: nobody to answer. */
 const LOOP_ROUTE = Object.freeze({ loop: true });
+
+/** What a transport that does not authenticate its links says of every envelope. */
+const PASS: Vouch = Object.freeze({ verdict: 'pass' });
 
 export abstract class BaseTransport implements Transport {
   readonly self: string;
@@ -185,6 +190,17 @@ export abstract class BaseTransport implements Transport {
     }
   }
 
+  /**
+   * What a transport that authenticates its links (zmq.ts with CURVE,
+   * link-auth.ts) says of an inbound envelope, before its sender's epoch is
+   * looked at: pass it on (with the role its client link proved), drop it
+   * counted, or keep it (a link's own hello). Without authentication every
+   * envelope passes, as in the simulator.
+   */
+  protected vouch(_env: Envelope, _route: ReplyRoute): Vouch {
+    return PASS;
+  }
+
   /** Stops delivery: completes `inbound` and refuses further sends. */
   protected markClosed(): void {
     if (this.closed) return;
@@ -216,6 +232,9 @@ export abstract class BaseTransport implements Transport {
     if (env.to !== this.self && env.to !== '') {
       return this.rejectFrame('misaddressed', `${env.kind} from ${env.from} is addressed to ${env.to}`);
     }
+    const vouched = this.vouch(env, route);
+    if (vouched.verdict === 'reject') return this.rejectFrame(vouched.reason, vouched.detail);
+    if (vouched.verdict === 'kept') return;
     if (this.droppedIds.has(env.from)) {
       this.counts.filtered++;
       return;
@@ -225,16 +244,16 @@ export abstract class BaseTransport implements Transport {
       return this.rejectFrame('stale_epoch', `${env.kind} from ${env.from} epoch ${env.epoch}, current ${known}`);
     }
     this.rememberEpoch(env.from, env.epoch);
-    this.deliver(env, route);
+    this.deliver(env, route, vouched.role);
   }
 
   /** Counts, traces and hands on an envelope the gate accepted (replay
    * feeds recorded envelopes here, past a gate they already passed). */
-  protected deliver(env: Envelope, route: ReplyRoute): void {
+  protected deliver(env: Envelope, route: ReplyRoute, role?: ClientRole): void {
     this.counts.received++;
     this.counts.receivedByKind[env.kind] = (this.counts.receivedByKind[env.kind] ?? 0) + 1;
     this.record('recv', env);
-    this.subject.next({ env, route });
+    this.subject.next(role === undefined ? { env, route } : { env, route, role });
   }
 
   private rememberEpoch(from: string, epoch: number): void {

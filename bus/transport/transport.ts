@@ -7,6 +7,7 @@
  */
 import type { Observable } from 'rxjs';
 import type { Envelope, RejectReason } from '../envelope.js';
+import type { ClientRole } from './key-holder.js';
 import type { CurveRefusal } from './zap.js';
 
 /** How to answer the sender of an inbound envelope on the link it came in by
@@ -16,6 +17,8 @@ export type ReplyRoute = unknown;
 export interface Inbound {
   env: Envelope;
   route: ReplyRoute;
+  /** The role of the client key the link proved (link-auth.ts); absent from a node, or where links are not authenticated (a node then lets any request in). */
+  role?: ClientRole;
 }
 
 export interface TransportStats {

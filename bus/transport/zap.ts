@@ -24,6 +24,7 @@
 import * as zmq from 'zeromq';
 import { MangroveError } from '../errors.js';
 import { curveLimits, z85Encode } from './curve.js';
+import { closeSocket, watch } from './watched-sockets.js';
 
 /** Why a handshake was refused: no CURVE at all (a plain or PLAIN client), a
  * key `authorize` does not know, or a CURVE handshake that failed before
@@ -112,11 +113,19 @@ async function unregister(name: string): Promise<void> {
  * client with the wrong server key fails to decrypt. Refusals by the
  * handler are counted by the handler; libzmq reports them here as
  * 'handshake:error:auth', not counted twice.
+ *
+ * Both ends of a link read the other's greeting at once, so a client
+ * without CURVE in another process finds the mismatch first about as often
+ * as we do, and hangs up: we see the handshake broken off ('other', EPIPE).
+ * A CURVE client never breaks off first (a wrong server key fails here, at
+ * its HELLO), so a handshake broken off is a process without a key too:
+ * one that spoke plain ZMTP, or only connected and left.
  */
 export function watchHandshakes(router: zmq.Router, registration: ZapRegistration): void {
-  router.events.on('handshake:error:protocol', (e) => {
+  watch(router).on('handshake:error:protocol', (e) => {
     registration.count(e.error.code === 'ERR_ZMTP_MECHANISM_MISMATCH' ? 'no_key' : 'bad_handshake');
   });
+  watch(router).on('handshake:error:other', () => registration.count('no_key'));
 }
 
 class ZapHandler {
@@ -132,7 +141,7 @@ class ZapHandler {
     try {
       await socket.bind(ZAP_ENDPOINT);
     } catch (err) {
-      socket.close();
+      closeSocket(socket);
       const reason = err instanceof Error ? err.message : String(err);
       throw new MangroveError('E_BAD_CONFIG', `cannot authenticate CURVE connections: ${ZAP_ENDPOINT} is taken (another ZAP handler in this process?): ${reason}`);
     }
@@ -147,7 +156,7 @@ class ZapHandler {
     } catch {
       // Closing frees it in the end anyway.
     }
-    this.socket.close();
+    closeSocket(this.socket);
     await this.loop;
   }
 

@@ -10,8 +10,9 @@
  * those that wait too long.
  *
  * With `curve`, the link is encrypted and the node checks the client's key
- * (curve.ts); a node that refuses the key fails every request at once,
- * saying so, rather than leave each to time out.
+ * (curve.ts), which the client proves in its first message (link-hello.ts)
+ * so the node knows its role; a node that refuses the key fails every
+ * request at once, saying so, rather than leave each to time out.
  */
 import { randomBytes } from 'node:crypto';
 import * as zmq from 'zeromq';
@@ -20,9 +21,11 @@ import { ENVELOPE_VERSION, limits } from '../envelope.js';
 import { MangroveError, type ErrorCode } from '../errors.js';
 import type { Body, Kind } from '../messages/index.js';
 import { checkKey, checkKeyPair, type ClientCurve } from './curve.js';
+import { LinkHello } from './link-hello.js';
 import { describeError } from './transport-base.js';
 import { TurnBatches } from './turn-batches.js';
 import { openDealer, zmqLimits } from './zmq.js';
+import { closeSocket, watch } from './watched-sockets.js';
 
 export const clientLimits = {
   /** Requests awaiting an answer; more are refused rather than queued. */
@@ -59,7 +62,8 @@ export class ZmqClient {
   private closed = false;
   /** Why the node will not talk to us, once it has said so: every request fails with it. */
   private refusal: MangroveError | undefined;
-  private curve = false;
+  /** Under CURVE: the proof of our key, said before the first request and again when due. */
+  private hello: LinkHello | undefined;
   /** The last CURVE handshake failed in a way the node does not explain (a wrong server key, a node without CURVE): said in timeouts. */
   private handshakeFailed = false;
   private readonly out = new TurnBatches<zmq.Dealer, number>((dealer, frame, seqs) => this.sendBatch(dealer, frame, seqs));
@@ -92,26 +96,43 @@ export class ZmqClient {
     }
     let dealer: zmq.Dealer;
     try {
-      dealer = openDealer(endpoint, opts.curve);
+      dealer = openDealer(endpoint, opts.curve, true);
     } catch (err) {
       throw new MangroveError('E_BAD_ARGUMENT', describeError(err));
     }
     const client = new ZmqClient(dealer, endpoint, clientId, opts.timeoutMs);
-    if (opts.curve) client.watchHandshakes(dealer);
+    if (opts.curve) client.watchHandshakes(dealer, new LinkHello(opts.curve.keys, opts.curve.serverKey, clientId));
+    else client.watchPlain(dealer);
     return client;
   }
 
-  private watchHandshakes(dealer: zmq.Dealer): void {
-    this.curve = true;
-    dealer.events.on('handshake:error:auth', () => this.refused());
-    dealer.events.on('handshake:error:protocol', () => void (this.handshakeFailed = true));
-    dealer.events.on('handshake:error:other', () => void (this.handshakeFailed = true));
-    dealer.events.on('handshake', () => void (this.handshakeFailed = false));
+  /**
+   * A node with keys greets with CURVE, which a client without one cannot
+   * speak: the first time it reads such a greeting (when the node reads
+   * ours first, it hangs up, and libzmq dials again until we do), every
+   * request fails at once, saying what is missing, rather than time out.
+   */
+  private watchPlain(dealer: zmq.Dealer): void {
+    watch(dealer).on('handshake:error:protocol', (e) => {
+      if (e.error.code !== 'ERR_ZMTP_MECHANISM_MISMATCH' || this.refusal) return;
+      this.refused(`${this.endpoint} lets in only clients with a key (it is a secure node): give this client its key file (--key FILE, or $MANGROVE_KEY)`);
+      // Redialling could only fail the same way.
+      closeSocket(this.dealer);
+    });
   }
 
-  /** The node refused our key (ZAP 400); libzmq will not dial it again, so nothing waiting can be answered. */
-  private refused(): void {
-    this.refusal = new MangroveError('E_UNREACHABLE', `${this.endpoint} refused this client's CURVE key: is the client's public key authorized on that node?`);
+  private watchHandshakes(dealer: zmq.Dealer, hello: LinkHello): void {
+    this.hello = hello;
+    hello.watch(dealer);
+    watch(dealer).on('handshake:error:auth', () => this.refused(`${this.endpoint} refused this client's CURVE key: is the client's public key authorized on that node?`));
+    watch(dealer).on('handshake:error:protocol', () => void (this.handshakeFailed = true));
+    watch(dealer).on('handshake:error:other', () => void (this.handshakeFailed = true));
+    watch(dealer).on('handshake', () => void (this.handshakeFailed = false));
+  }
+
+  /** The node refused us (our key, ZAP 400; or no key at all); libzmq will not dial it again, so nothing waiting can be answered. */
+  private refused(why: string): void {
+    this.refusal = new MangroveError('E_UNREACHABLE', why);
     for (const seq of [...this.pending.keys()]) this.settle(seq)?.reject(this.refusal);
   }
 
@@ -130,7 +151,7 @@ export class ZmqClient {
     }
     // The queue is asked once a turn (a call into the addon); the turn's later requests join its batch.
     if (!this.out.has('') && !this.dealer.writable) {
-      return this.curve ? this.unwritable().then((err) => Promise.reject(err)) : Promise.reject(queueFull(this.endpoint));
+      return this.unwritable().then((err) => Promise.reject(err));
     }
     return new Promise<unknown>((resolve, reject) => {
       if (this.pending.size === 0) this.sweeper.ref();
@@ -145,15 +166,19 @@ export class ZmqClient {
       for (const seq of seqs) this.settle(seq)?.reject(err);
     };
     if (dealer.closed) return;
-    if (!dealer.writable) return this.curve ? void this.unwritable().then(failed) : failed(queueFull(this.endpoint));
+    if (!dealer.writable) return void this.unwritable().then(failed);
+    const hello = this.hello;
+    const said = hello?.due();
+    if (hello && said) dealer.send(said).catch(() => hello.again());
     dealer.send(frame).catch((err: unknown) => failed(new MangroveError('E_UNREACHABLE', `cannot send to ${this.endpoint}: ${describeError(err)}`)));
   }
 
   /**
-   * Why nothing can be written. A node that refuses our CURVE key drops the
-   * connection, which leaves the DEALER nowhere to write, and the event
-   * saying why comes a moment later, from the socket's monitor: a CURVE
-   * client waits for it (briefly) rather than call a refusal a full queue.
+   * Why nothing can be written. A node that refuses our CURVE key, or our
+   * lack of one, drops the connection, which leaves the DEALER nowhere to
+   * write, and the event saying why comes a moment later, from the socket's
+   * monitor: the client waits for it (briefly) rather than call a refusal a
+   * full queue.
    */
   private async unwritable(): Promise<MangroveError> {
     if (!this.refusal) await new Promise((resolve) => setTimeout(resolve, clientLimits.refusalWaitMs));
@@ -182,7 +207,7 @@ export class ZmqClient {
     this.closed = true;
     clearInterval(this.sweeper);
     this.out.clear();
-    this.dealer.close();
+    closeSocket(this.dealer);
     for (const seq of [...this.pending.keys()]) {
       this.settle(seq)?.reject(new MangroveError('E_CLOSED', 'the client was closed before the answer came'));
     }

@@ -9,16 +9,22 @@
  * With `curve`, every link is encrypted and authenticated (CurveZMQ): the
  * ROUTER is a CURVE server that lets in only the keys `authorize` names
  * (zap.ts), and each DEALER a CURVE client that must know the public key of
- * the node it dials. Without it, links are plain TCP, as before.
+ * the node it dials. Each DEALER proves its key in its first message
+ * (link-hello.ts), and with `holderOf` the ROUTER lets through only what
+ * links that proved a key send, bound to the key's holder (link-auth.ts).
+ * Without `curve`, links are plain TCP, as before.
  */
 import * as zmq from 'zeromq';
 import { limits, type Envelope } from '../envelope.js';
 import { MangroveError } from '../errors.js';
 import { checkKey, checkKeyPair, type ClientCurve, type CurveOptions } from './curve.js';
+import { LinkAuth, type Vouch } from './link-auth.js';
+import { LinkHello, linkRoutingId } from './link-hello.js';
 import { BaseTransport, describeError, type BaseTransportOptions, type WriteResult, type WriteTarget } from './transport-base.js';
-import type { TransportStats } from './transport.js';
+import type { ReplyRoute, TransportStats } from './transport.js';
 import { TurnBatches } from './turn-batches.js';
 import { registerZap, watchHandshakes, type ZapRegistration } from './zap.js';
+import { closeSocket, watch } from './watched-sockets.js';
 
 export const zmqLimits = {
   /** Frames queued towards one peer before further sends count as unsent. */
@@ -42,6 +48,12 @@ export type ZmqRoute = Uint8Array | { endpoint: string };
 /** Where a batch goes: out of our DEALER to a peer, or back through the ROUTER to a connection. */
 type Link = { dealer: zmq.Dealer; endpoint: string } | { route: Uint8Array };
 
+/** An outbound link: its DEALER, and under CURVE the hello that proves our key to the node it dials. */
+interface Dialed {
+  dealer: zmq.Dealer;
+  hello?: LinkHello;
+}
+
 export interface ZmqTransportOptions extends BaseTransportOptions {
   /** Where the ROUTER binds, e.g. 'tcp://127.0.0.1:7400' ('tcp://127.0.0.1:*' picks a port). */
   endpoint: string;
@@ -56,7 +68,9 @@ interface Curve {
 }
 
 export class ZmqTransport extends BaseTransport {
-  private readonly links = new Map<string, zmq.Dealer>();
+  private readonly links = new Map<string, Dialed>();
+  /** Which key each inbound link proved, with `curve.holderOf`. */
+  private readonly auth: LinkAuth | undefined;
   private readonly loops = new Set<Promise<void>>();
   private closing: Promise<void> | undefined;
   /** What this turn sends, per link (turn-batches.ts). */
@@ -70,6 +84,11 @@ export class ZmqTransport extends BaseTransport {
     private readonly curve: Curve | undefined,
   ) {
     super(opts);
+    const holderOf = curve?.options.holderOf;
+    if (curve && holderOf) {
+      const { keys, serverKeyOf } = curve.options;
+      this.auth = new LinkAuth({ keys, holderOf: (k) => holderOf(k), keyAt: (e) => serverKeyOf(e), endpointOf: (id) => this.endpointOf(id) });
+    }
     this.track(this.readLoop(router, (frames) => this.accept(frames.slice(1), frames[0])));
   }
 
@@ -81,15 +100,29 @@ export class ZmqTransport extends BaseTransport {
       router = await listen(opts.endpoint, curve);
       return new ZmqTransport(opts, router, router.lastEndpoint ?? opts.endpoint, curve);
     } catch (err) {
-      router?.close();
+      if (router) closeSocket(router);
       await curve?.zap.close();
       throw err;
     }
   }
 
+  /** Under CURVE, the handshakes refused count among the rejections too, so status and /metrics show them by reason. */
   override stats(): TransportStats {
-    const curve = this.curve ? { curve: { refusedByReason: this.curve.zap.refusals() } } : {};
-    return { ...super.stats(), wire: { ...this.out.counts }, ...curve };
+    const stats = { ...super.stats(), wire: { ...this.out.counts } };
+    if (!this.curve) return stats;
+    const refusedByReason = this.curve.zap.refusals();
+    for (const [reason, n] of Object.entries(refusedByReason) as [keyof typeof refusedByReason, number][]) {
+      stats.rejectedByReason[reason] += n;
+      stats.rejected += n;
+    }
+    return { ...stats, curve: { refusedByReason } };
+  }
+
+  protected override vouch(env: Envelope, route: ReplyRoute): Vouch {
+    if (this.auth && (route instanceof Uint8Array || isEndpointRoute(route))) return this.auth.vouch(env, route);
+    // A hello is for a gate that binds links; without one it is only noise.
+    if (env.kind === 'auth.hello') return { verdict: 'kept' };
+    return super.vouch(env, route);
   }
 
   close(): Promise<void> {
@@ -115,12 +148,12 @@ export class ZmqTransport extends BaseTransport {
       this.out.add(key, undefined, frame, env);
       return null;
     }
-    const dealer = this.link(endpoint);
-    if (typeof dealer === 'string') return dealer;
+    const link = this.link(endpoint);
+    if (typeof link === 'string') return link;
     // Not writable means the queue to that peer is full: drop now rather
     // than let send() wait, which would queue without bound in JavaScript.
-    if (!dealer.writable) return queueFull(endpoint);
-    this.out.add(key, { dealer, endpoint }, frame, env);
+    if (!link.dealer.writable) return queueFull(endpoint);
+    this.out.add(key, { dealer: link.dealer, endpoint }, frame, env);
     return null;
   }
 
@@ -136,10 +169,14 @@ export class ZmqTransport extends BaseTransport {
     const { dealer, endpoint } = link;
     if (dealer.closed) return failed(`the link to ${endpoint} was closed`);
     if (!dealer.writable) return failed(queueFull(endpoint));
+    const dialed = this.links.get(endpoint);
+    const hello = dialed?.dealer === dealer ? dialed.hello : undefined;
+    const said = hello?.due();
+    if (hello && said) dealer.send(said).catch(() => hello.again());
     dealer.send(frame).catch((err: unknown) => failed(describeError(err)));
   }
 
-  private link(endpoint: string): zmq.Dealer | string {
+  private link(endpoint: string): Dialed | string {
     const existing = this.links.get(endpoint);
     if (existing) {
       // Re-inserting keeps the Map in least-recently-used order.
@@ -147,21 +184,25 @@ export class ZmqTransport extends BaseTransport {
       this.links.set(endpoint, existing);
       return existing;
     }
-    let dealer: zmq.Dealer;
+    let dialed: Dialed;
     try {
-      dealer = openDealer(endpoint, this.clientCurve(endpoint));
+      const curve = this.clientCurve(endpoint);
+      const dealer = openDealer(endpoint, curve, curve !== undefined);
+      dialed = curve ? { dealer, hello: new LinkHello(curve.keys, curve.serverKey, this.self) } : { dealer };
     } catch (err) {
       return describeError(err);
     }
+    const { dealer, hello } = dialed;
     if (this.curve) this.watchHandshakes(endpoint, dealer);
-    this.links.set(endpoint, dealer);
+    hello?.watch(dealer);
+    this.links.set(endpoint, dialed);
     this.track(this.readLoop(dealer, (frames) => this.accept(frames, { endpoint })));
     if (this.links.size > zmqLimits.linksMax) {
-      const [oldest, socket] = this.links.entries().next().value!;
+      const [oldest, link] = this.links.entries().next().value!;
       this.links.delete(oldest);
-      socket.close();
+      closeSocket(link.dealer);
     }
-    return dealer;
+    return dialed;
   }
 
   /** The CURVE client settings for a link to `endpoint`; throws a sentence naming it if its server key is unknown or bad. */
@@ -181,9 +222,9 @@ export class ZmqTransport extends BaseTransport {
    * redialled by libzmq; it is reported once a link, not on every retry.
    */
   private watchHandshakes(endpoint: string, dealer: zmq.Dealer): void {
-    dealer.events.on('handshake:error:auth', () => {
-      if (this.links.get(endpoint) === dealer) this.links.delete(endpoint);
-      dealer.close();
+    watch(dealer).on('handshake:error:auth', () => {
+      if (this.links.get(endpoint)?.dealer === dealer) this.links.delete(endpoint);
+      closeSocket(dealer);
       this.report('link', `${endpoint} refused this node's CURVE key`);
     });
     let told = false;
@@ -192,8 +233,8 @@ export class ZmqTransport extends BaseTransport {
       told = true;
       this.report('link', `the CURVE handshake with ${endpoint} failed (${describeError(e.error)}): is the server key this node has for it that node's, and does it use CURVE?`);
     };
-    dealer.events.on('handshake:error:protocol', failed);
-    dealer.events.on('handshake:error:other', failed);
+    watch(dealer).on('handshake:error:protocol', failed);
+    watch(dealer).on('handshake:error:other', failed);
   }
 
   /** Reads one socket until it is closed; nothing a peer sends can end it. */
@@ -221,8 +262,8 @@ export class ZmqTransport extends BaseTransport {
   private async shutdown(): Promise<void> {
     this.markClosed();
     this.out.clear();
-    this.router.close();
-    for (const dealer of this.links.values()) dealer.close();
+    closeSocket(this.router);
+    for (const link of this.links.values()) closeSocket(link.dealer);
     this.links.clear();
     await Promise.allSettled([...this.loops]);
     // Only once the ROUTER is gone: no handshake of ours may find the handler missing.
@@ -251,7 +292,7 @@ async function listen(endpoint: string, curve: Curve | undefined): Promise<zmq.R
   try {
     await router.bind(endpoint);
   } catch (err) {
-    router.close();
+    closeSocket(router);
     throw new MangroveError('E_BAD_CONFIG', `cannot listen on ${endpoint}: ${describeError(err)} (is another node using that port?)`);
   }
   return router;
@@ -270,6 +311,9 @@ function curveServerOptions(curve: Curve): Partial<zmq.SocketOptions<zmq.Router>
     zapDomain: curve.zap.domain,
     // Without a handler, fail the handshake; libzmq's default would let every key in.
     zapEnforceDomain: true,
+    // A DEALER that redials keeps its routing id (link-hello.ts); its new
+    // connection replaces the old one the ROUTER may not have seen close yet.
+    handover: true,
   };
 }
 
@@ -281,10 +325,13 @@ function isEndpointRoute(route: unknown): route is { endpoint: string } {
  * A Dealer connected to `endpoint` with the bus's limits: never blocks a
  * send (a full queue refuses at once), never lingers at close. With
  * `curve`, a CURVE client of the server whose key it names (keys checked
- * by the caller). Throws a sentence naming the endpoint if the endpoint
- * cannot be parsed.
+ * by the caller), with a random routing id of its own (link-auth.ts).
+ * `watched`: its events are watched from before it dials (libzmq gives up
+ * on a link whose handshake failed, so the one event saying why must not
+ * be missed). Throws a sentence naming the endpoint if the endpoint cannot
+ * be parsed.
  */
-export function openDealer(endpoint: string, curve?: ClientCurve): zmq.Dealer {
+export function openDealer(endpoint: string, curve?: ClientCurve, watched = false): zmq.Dealer {
   const dealer = new zmq.Dealer({
     linger: 0,
     sendTimeout: 0,
@@ -292,12 +339,14 @@ export function openDealer(endpoint: string, curve?: ClientCurve): zmq.Dealer {
     receiveHighWaterMark: zmqLimits.receiveQueueMax,
     maxMessageSize: zmqLimits.wireBytesMax,
     reconnectMaxInterval: zmqLimits.reconnectMaxMs,
-    ...(curve ? { curvePublicKey: curve.keys.publicKey, curveSecretKey: curve.keys.secretKey, curveServerKey: curve.serverKey } : {}),
+    ...(curve ? { curvePublicKey: curve.keys.publicKey, curveSecretKey: curve.keys.secretKey, curveServerKey: curve.serverKey, routingId: linkRoutingId() } : {}),
   });
+  // The monitor starts here; events it sees before anyone listens wait for the first listener.
+  if (watched) watch(dealer);
   try {
     dealer.connect(endpoint);
   } catch (err) {
-    dealer.close();
+    closeSocket(dealer);
     throw new Error(`cannot connect to ${JSON.stringify(endpoint)}: ${describeError(err)}`);
   }
   return dealer;

@@ -1,7 +1,8 @@
 /**
  * How a command reaches a node: `--connect` checked before anything is
- * loaded or sent, then one request and its answer, the client closed
- * whatever happens. The ZeroMQ client is loaded only here, when a command
+ * loaded or sent, then one request and its answer with the client's key
+ * (`--key`, runtime/client/client-key.ts), the client closed whatever
+ * happens. The ZeroMQ client is loaded only here, when a command
  * needs it, so `mangrove --help` pays nothing for it.
  */
 import { MangroveError } from '../../bus/errors.js';
@@ -19,7 +20,8 @@ export async function checkConnect(endpoint: string, example: string): Promise<s
 export async function ask<T>(endpoint: string, timeoutMs: number, kind: 'client.status' | 'client.fault' | 'client.ndb_update', body: object, example: string): Promise<T> {
   await checkConnect(endpoint, example);
   const { ZmqClient } = await import('../../bus/transport/zmq-client.js');
-  const client = await ZmqClient.connect(endpoint, { timeoutMs });
+  const { clientCurveFor, findClientKey } = await import('../client/client-key.js');
+  const client = await ZmqClient.connect(endpoint, { timeoutMs, curve: clientCurveFor(endpoint, findClientKey()) });
   try {
     const reply = (await client.request(kind, body as never)) as { result: T };
     return reply.result;

@@ -27,6 +27,8 @@ export function addKeysCommands(program: Command): void {
         '',
         'A key file is JSON {"publicKey": "...", "secretKey": "..."} (Z85, 40 characters each).',
         'Keep the secret key where it is; give peers the public key.',
+        'A client\'s key file also names the nodes it talks to: "nodes": {"tcp://HOST:PORT": "<node public key>"}',
+        '(mangrove local writes DIR/client.key so); commands take it with --key FILE or $MANGROVE_KEY.',
       ),
     );
 

@@ -6,19 +6,22 @@
  * the cluster as each node sees it until Ctrl-C stops them all.
  *
  * Layout of DIR: node-<i>/config.json, node-<i>/node.log, node-<i>/node.mdb
- * (the node's store; its dataDir is its own folder), and node-<i>.trace in
- * the --trace folder when asked.
+ * (the node's store; its dataDir is its own folder), node-<i>/node.key and
+ * client.key (the cluster's keys, local-keys.ts; not with --insecure), and
+ * node-<i>.trace in the --trace folder when asked.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import type { NodeStatus } from '../../actors/status.js';
 import { MangroveError } from '../../bus/errors.js';
+import type { CurveKeyPair } from '../../bus/transport/curve.js';
 import type { ZmqClient } from '../../bus/transport/zmq-client.js';
 import { MEMBERS_PER_GROUP_MAX } from '../../machines/membership/identity.js';
 import { configLimits, loadConfig, writeConfig, type NodeConfig, type NodeConfigInput } from '../node/config.js';
 import { renderLocal, type LocalNode } from './render.js';
+import { CLIENT_KEY_FILE, insecureLocalCluster, keyLocalCluster, localSecure, readConfigInput } from './local-keys.js';
 
 export const localLimits = {
   /** HTTP ports start at base-port + 100, so more nodes would collide with them. */
@@ -40,6 +43,8 @@ export interface LocalOptions {
   basePort: number;
   periodMs: number;
   traceDir?: string;
+  /** No keys: configs say `"insecure": true` (a cluster from an earlier run keeps what its configs say). */
+  insecure?: boolean;
 }
 
 export interface LocalPlanEntry {
@@ -105,7 +110,7 @@ export function planLocal(o: LocalOptions): LocalPlanEntry[] {
  * anchors of the reused configs win, and a new node is an anchor only if
  * its endpoint is among them.
  */
-export function adoptAnchors(plans: LocalPlanEntry[], reused: readonly NodeConfig[]): LocalPlanEntry[] {
+export function adoptAnchors(plans: LocalPlanEntry[], reused: readonly Pick<NodeConfig, 'anchors'>[]): LocalPlanEntry[] {
   const anchors = reused[0]?.anchors;
   if (!anchors) return plans;
   return plans.map((p) => ({ ...p, config: { ...p.config, anchors: [...anchors], anchor: anchors.includes(p.config.listen) } }));
@@ -113,6 +118,12 @@ export function adoptAnchors(plans: LocalPlanEntry[], reused: readonly NodeConfi
 
 function tracePath(traceDir: string, i: number): string {
   return join(resolve(traceDir), `node-${i}.trace`);
+}
+
+/** The launcher's own key, for its status clients: the admin client's pair and the nodes' public keys. */
+interface LauncherKey {
+  keys: CurveKeyPair;
+  peers: Record<string, string>;
 }
 
 interface Member {
@@ -125,32 +136,40 @@ interface Member {
 
 /** Runs the cluster until SIGINT/SIGTERM; resolves with the exit code. */
 export async function runLocal(options: LocalOptions, cliPath: string, out: NodeJS.WriteStream = process.stdout): Promise<number> {
-  const { members, reused } = await prepareMembers(options);
+  const { members, reused, key } = await prepareMembers(options);
   const dir = resolve(options.dir);
-  printLayout(dir, members, reused, options.traceDir);
-  await launchMembers(members, cliPath, options.traceDir);
+  printLayout(dir, members, reused, options.traceDir, key !== undefined);
+  await launchMembers(members, cliPath, options.traceDir, key);
   return showUntilStopped(members, dir, out);
 }
 
-/** Checks the options, writes the configs not kept from an earlier run, and checks every port is free. */
-async function prepareMembers(options: LocalOptions): Promise<{ members: Member[]; reused: number }> {
+/**
+ * Checks the options, writes the configs (an earlier run's keep their
+ * settings; each gets the cluster's keys, local-keys.ts), and checks every
+ * port is free.
+ */
+async function prepareMembers(options: LocalOptions): Promise<{ members: Member[]; reused: number; key?: LauncherKey }> {
   validateLocal(options);
   const plans = planLocal(options);
   if (options.traceDir !== undefined) mkdirSync(resolve(options.traceDir), { recursive: true });
-  const existing = new Map(plans.filter((p) => existsSync(p.configPath)).map((p) => [p.index, loadConfig(p.configPath)]));
-  const members: Member[] = adoptAnchors(plans, [...existing.values()]).map((plan) => {
-    if (!existing.has(plan.index)) writeConfig(plan.configPath, plan.config);
-    return { plan, config: existing.get(plan.index) ?? loadConfig(plan.configPath), view: { index: plan.index, pid: null } };
+  const earlier = new Map(plans.filter((p) => existsSync(p.configPath)).map((p) => [p.index, readConfigInput(p.configPath)]));
+  const files = adoptAnchors(plans, [...earlier.values()]).map((plan) => ({ configPath: plan.configPath, config: earlier.get(plan.index) ?? plan.config, reused: earlier.has(plan.index) }));
+  const keyed = localSecure(files, options.insecure === true) ? keyLocalCluster(resolve(options.dir), files) : undefined;
+  const configs = keyed?.configs ?? insecureLocalCluster(files);
+  const members: Member[] = plans.map((plan, i) => {
+    writeConfig(plan.configPath, configs[i]);
+    return { plan, config: loadConfig(plan.configPath), view: { index: plan.index, pid: null } };
   });
   await checkPortsFree(members);
-  return { members, reused: existing.size };
+  return { members, reused: earlier.size, key: keyed && { keys: keyed.admin, peers: keyed.peers } };
 }
 
-function printLayout(dir: string, members: Member[], reused: number, traceDir: string | undefined): void {
+function printLayout(dir: string, members: Member[], reused: number, traceDir: string | undefined, secure: boolean): void {
   process.stderr.write(
     `mangrove local: ${members.length} nodes in ${dir}\n` +
       `  configs: ${join(dir, 'node-<i>', 'config.json')}${reused > 0 ? ` (${reused} reused from a previous run; their settings win over flags)` : ''}\n` +
       `  logs:    ${join(dir, 'node-<i>', 'node.log')}\n` +
+      keysLine(dir, secure) +
       (traceDir !== undefined ? `  traces:  ${join(resolve(traceDir), 'node-<i>.trace')}\n` : '') +
       `  status:  mangrove status --connect ${members[0].config.listen}\n` +
       (members[0].config.httpPort !== undefined ? `  dashboard: http://127.0.0.1:${members[0].config.httpPort}/  (every node serves one on its HTTP port)\n` : '') +
@@ -158,8 +177,16 @@ function printLayout(dir: string, members: Member[], reused: number, traceDir: s
   );
 }
 
-/** Starts each node's process and connects a status client to it. */
-async function launchMembers(members: Member[], cliPath: string, traceDir: string | undefined): Promise<void> {
+/** Where the keys are, and how the CLI finds the admin client's. */
+function keysLine(dir: string, secure: boolean): string {
+  if (!secure) return '  keys:    none ("insecure": true): every process that reaches a node\'s port gets in\n';
+  const clientKey = join(dir, CLIENT_KEY_FILE);
+  const found = basename(dir) === 'mangrove-local' ? `the CLI finds it when run in ${dirname(dir)}` : `give it to the CLI: --key ${clientKey} or export MANGROVE_KEY=${clientKey}`;
+  return `  keys:    ${join(dir, 'node-<i>', 'node.key')}; the admin client's ${clientKey} (${found})\n`;
+}
+
+/** Starts each node's process and connects a status client to it (with the admin client's key, in a secure cluster). */
+async function launchMembers(members: Member[], cliPath: string, traceDir: string | undefined, key: LauncherKey | undefined): Promise<void> {
   const { ZmqClient } = await import('../../bus/transport/zmq-client.js');
   // Should this launcher die on an error, its nodes must not outlive it.
   process.on('exit', () => {
@@ -168,7 +195,9 @@ async function launchMembers(members: Member[], cliPath: string, traceDir: strin
   for (const member of members) {
     member.child = spawnNode(member, cliPath, traceDir);
     member.view.pid = member.child.pid ?? null;
-    member.client = await ZmqClient.connect(member.config.listen, { timeoutMs: localLimits.statusTimeoutMs });
+    const serverKey = key?.peers[member.config.listen];
+    const curve = key && serverKey !== undefined ? { keys: key.keys, serverKey } : undefined;
+    member.client = await ZmqClient.connect(member.config.listen, { timeoutMs: localLimits.statusTimeoutMs, curve });
   }
 }
 

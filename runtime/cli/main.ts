@@ -8,6 +8,7 @@
  * Every failure prints `error E_CODE: sentence` on stderr: exit 2 for a
  * usage error (E_BAD_ARGUMENT, E_BAD_ADDRESS), 1 for anything else.
  */
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import type { NodeStatus } from '../../actors/status.js';
@@ -59,12 +60,26 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** The bare `mangrove` program: its help, version and error handling. */
+/**
+ * The bare `mangrove` program: its help, version, error handling, and the
+ * `--key` every command that talks to a node takes (before or after the
+ * command's name). It becomes $MANGROVE_KEY, absolute, so the client library
+ * and a command's own child processes (a mount's) find it the same way
+ * (runtime/client/client-key.ts).
+ */
 function createRootCommand(): Command {
-  return new Command('mangrove')
+  const program = new Command('mangrove');
+  program.hook('preAction', () => {
+    const key = program.opts<{ key?: string }>().key;
+    if (key !== undefined) process.env.MANGROVE_KEY = resolve(key);
+  });
+  return program
     .description('Mangrove: a cluster of peer nodes with heartbeat membership, quorum and a node database, sharing one paged 128-bit address space (US patent 5,909,540).')
     .version(packageVersion(), '-V, --version', 'print the version')
+    .option('--key <file>', 'the client key file for nodes with keys (default: $MANGROVE_KEY, else ./mangrove-local/client.key if there is one)')
     .helpOption('-h, --help', 'show help')
+    // Every command's --help lists --key too.
+    .configureHelp({ showGlobalOptions: true })
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ outputError: () => {} })
@@ -93,7 +108,10 @@ function addStartCommand(program: Command): void {
         '',
         'A minimal config (paths are relative to the config file):',
         '  {"listen": "tcp://127.0.0.1:7400", "dataDir": "data",',
-        '   "anchors": ["tcp://127.0.0.1:7400"], "anchor": true, "httpPort": 7500}',
+        '   "anchors": ["tcp://127.0.0.1:7400"], "anchor": true, "httpPort": 7500,',
+        '   "keyFile": "node.key", "peers": {"tcp://127.0.0.1:7400": "<its public key>"},',
+        '   "clients": [{"publicKey": "<a client\'s public key>", "role": "admin"}]}',
+        'or "insecure": true instead of the last three fields: no keys, every process gets in.',
       ),
     )
     .action(async (opts: { config: string; trace?: string }) => {
@@ -113,6 +131,7 @@ function addLocalCommand(program: Command): void {
     .option('-p, --base-port <port>', 'node i listens on P+i and serves HTTP (/metrics, /status) on P+100+i', integer, cliDefaults.basePort)
     .option('--period <ms>', 'heartbeat period of new configs, in ms', integer, cliDefaults.periodMs)
     .option('--trace <dir>', 'record each node\'s messages to DIR/node-<i>.trace')
+    .option('--insecure', 'no keys: configs say "insecure": true, and any process that reaches a node\'s port gets in (default: keys in DIR/node-<i>/node.key, the admin client\'s in DIR/client.key)')
     .addHelpText(
       'after',
       examples(
@@ -122,12 +141,14 @@ function addLocalCommand(program: Command): void {
         '',
         'Each node runs as `mangrove start --config DIR/node-<i>/config.json`, output in DIR/node-<i>/node.log.',
         'Fault injection is on, so `mangrove fault` can cut nodes off from each other.',
+        'Only keys get in: each node has its pair, and DIR/client.key is an admin client\'s, which',
+        'every command run in the folder holding ./mangrove-local finds by itself (elsewhere: --key DIR/client.key).',
       ),
     )
-    .action(async (opts: { nodes: number; anchors?: number; groups: number; dir: string; basePort: number; period: number; trace?: string }) => {
+    .action(async (opts: { nodes: number; anchors?: number; groups: number; dir: string; basePort: number; period: number; trace?: string; insecure?: boolean }) => {
       const { runLocal } = await import('./local.js');
       const code = await runLocal(
-        { nodes: opts.nodes, anchors: opts.anchors, groups: opts.groups, dir: opts.dir, basePort: opts.basePort, periodMs: opts.period, traceDir: opts.trace },
+        { nodes: opts.nodes, anchors: opts.anchors, groups: opts.groups, dir: opts.dir, basePort: opts.basePort, periodMs: opts.period, traceDir: opts.trace, insecure: opts.insecure },
         fileURLToPath(import.meta.url),
       );
       process.exitCode = code;

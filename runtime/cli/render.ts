@@ -48,6 +48,12 @@ function recoveryLine(s: NodeStatus): string {
   return `state ${r.state}, network ${r.network}, ${round}${coordinating}${dropped > 0 ? `; ${dropped} bad rebuild message${dropped === 1 ? '' : 's'} dropped` : ''}`;
 }
 
+/** Whether only known keys get in (docs/security.md), and what roles were refused. */
+function securityLine(sec: NonNullable<NodeStatus['security']>): string {
+  if (!sec.secure) return 'INSECURE: no keys ("insecure": true), every process that reaches the port gets in';
+  return `secure: only the keys of its config get in; ${sec.forbidden} request${sec.forbidden === 1 ? '' : 's'} forbidden for their role`;
+}
+
 /** Re-replication (M15) of what this node serves: what is left, what was done. */
 function replicationLine(s: NodeStatus): string {
   const r = s.replication;
@@ -73,6 +79,7 @@ export function renderStatus(s: NodeStatus): string {
     ['node db', `version ${s.version}, ${s.nodes.length} node${s.nodes.length === 1 ? '' : 's'}: ${alive} alive, ${failed} failed`],
     ['messages', `sent ${s.messages.sent}${s.messages.wireMessages === undefined ? '' : ` (in ${s.messages.wireMessages} wire messages)`}, received ${s.messages.received}, unsent ${s.messages.unsent}, filtered ${s.messages.filtered}, rejected ${rejected}`],
     ['faults', `injection ${s.faults.enabled ? 'on' : 'off'}, dropping ${dropped}`],
+    ...(s.security === undefined ? [] : [['security', securityLine(s.security)]]),
     ['codec', s.codec.native ? 'native' : 'JavaScript (native decoder not loaded)'],
     ['pages', pagesLine(s)],
     ['recovery', recoveryLine(s)],

@@ -41,6 +41,7 @@ import {
   type WriteResult,
 } from '../../bus/messages/page.js';
 import { ZmqClient } from '../../bus/transport/zmq-client.js';
+import { clientCurveFor, findClientKey } from './client-key.js';
 import { clientFsOp, type ClientFsOp } from '../../bus/messages/fs.js';
 import { FsClient } from './files.js';
 import { PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
@@ -103,6 +104,12 @@ export interface ConnectOptions {
    * (the CLI's). 1000 to 3600000, default 10000.
    */
   lockLeaseMs?: number;
+  /**
+   * The client's key file, for a node with keys (docs/security.md): its
+   * pair and the nodes' public keys. Default: $MANGROVE_KEY, else
+   * ./mangrove-local/client.key when there is one, else none (a plain link).
+   */
+  key?: string;
 }
 
 /** What a MangroveClient takes besides its link: `connect` passes recoveryWaitMs; specs pass a clock and a random source too. */
@@ -186,13 +193,15 @@ export async function connect(endpoint: string, opts: ConnectOptions = {}): Prom
   if (typeof endpoint !== 'string' || !isTcpEndpoint(endpoint)) {
     throw new MangroveError('E_BAD_ARGUMENT', `the endpoint must be like tcp://127.0.0.1:7400, not ${describe(endpoint)}`);
   }
-  checkKeys(opts, ['timeoutMs', 'clientId', 'recoveryWaitMs', 'lockLeaseMs'], 'connect options');
+  checkKeys(opts, ['timeoutMs', 'clientId', 'recoveryWaitMs', 'lockLeaseMs', 'key'], 'connect options');
   const timeoutMs = checkMs('timeoutMs', opts.timeoutMs ?? clientDefaults.timeoutMs, 1, clientLimits.timeoutMsMax);
-  const { clientId, recoveryWaitMs, lockLeaseMs } = opts;
+  const { clientId, recoveryWaitMs, lockLeaseMs, key } = opts;
   checkClientId(clientId);
   checkRecoveryWaitMs(recoveryWaitMs);
   checkLockLeaseMs(lockLeaseMs);
-  return new MangroveClient(await ZmqClient.connect(endpoint, { timeoutMs, clientId }), { recoveryWaitMs, lockLeaseMs });
+  if (key !== undefined && (typeof key !== 'string' || key.length === 0)) throw new MangroveError('E_BAD_ARGUMENT', `key must be the path of a key file, not ${describe(key)}`);
+  const curve = clientCurveFor(endpoint, findClientKey(key));
+  return new MangroveClient(await ZmqClient.connect(endpoint, { timeoutMs, clientId, curve }), { recoveryWaitMs, lockLeaseMs });
 }
 
 function checkRecoveryWaitMs(ms: unknown): number {

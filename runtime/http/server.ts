@@ -1,13 +1,15 @@
 /**
- * The node's HTTP port, on 127.0.0.1 only: `/metrics` for Prometheus and
- * `/status` (the same JSON as `mangrove status --json`). Routes are a table
- * of path → handler so the dashboard can add its pages beside these two.
+ * The node's HTTP port, on 127.0.0.1 unless configured otherwise, and then
+ * only with a token (access.ts): `/metrics` for Prometheus and `/status`
+ * (the same JSON as `mangrove status --json`). Routes are a table of
+ * path → handler so the dashboard can add its pages beside these two.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { NodeStatus } from '../../actors/status.js';
 import { MangroveError } from '../../bus/errors.js';
+import { HttpAccess } from './access.js';
 
 export const httpLimits = {
   connectionsMax: 64,
@@ -47,11 +49,13 @@ export function baseRoutes(sources: HttpSources): Record<string, RouteHandler> {
   };
 }
 
-export async function startHttp(port: number, sources: HttpSources): Promise<HttpServer> {
+/** Serves `sources` on `port`, where `access` says (access.ts: 127.0.0.1 by default; elsewhere only with a token). */
+export async function startHttp(port: number, sources: HttpSources, access = new HttpAccess()): Promise<HttpServer> {
   const routes: Record<string, RouteHandler> = { ...baseRoutes(sources), ...sources.routes };
   const posts = sources.postRoutes ?? {};
   const server = createServer((req, res) => {
-    void handle(routes, posts, req, res);
+    const url = new URL(req.url ?? '/', `http://${HTTP_HOST}`);
+    if (access.admit(req, res, url)) void handle(routes, posts, req, res, url);
   });
   server.maxConnections = httpLimits.connectionsMax;
   server.requestTimeout = httpLimits.requestTimeoutMs;
@@ -60,9 +64,9 @@ export async function startHttp(port: number, sources: HttpSources): Promise<Htt
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       const why = err.code === 'EADDRINUSE' ? 'the port is in use (is another node using it? change "httpPort")' : err.message;
-      reject(new MangroveError('E_BAD_CONFIG', `cannot serve HTTP on ${HTTP_HOST}:${port}: ${why}`));
+      reject(new MangroveError('E_BAD_CONFIG', `cannot serve HTTP on ${access.host}:${port}: ${why}`));
     });
-    server.listen(port, HTTP_HOST, () => resolve());
+    server.listen(port, access.host, () => resolve());
   });
 
   let closing: Promise<void> | undefined;
@@ -79,8 +83,7 @@ export async function startHttp(port: number, sources: HttpSources): Promise<Htt
   };
 }
 
-async function handle(routes: Record<string, RouteHandler>, posts: Record<string, RouteHandler>, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', `http://${HTTP_HOST}`);
+async function handle(routes: Record<string, RouteHandler>, posts: Record<string, RouteHandler>, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   const post = Object.hasOwn(posts, url.pathname) ? posts[url.pathname] : undefined;
   const get = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
   if (!get && !post) return send(res, 404, 'text/plain; charset=utf-8', `not found: ${url.pathname}\n`);

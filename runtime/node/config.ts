@@ -4,7 +4,8 @@
  * field and what the field must be, and unknown fields are errors, so a
  * typo ("perodMs") stops the node instead of silently keeping a default.
  * Relative paths in the file are relative to the file's folder, so a
- * cluster directory can be moved or started from anywhere.
+ * cluster directory can be moved or started from anywhere. The security
+ * fields (keyFile, peers, clients, insecure) are config-keys.ts's.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
@@ -12,6 +13,8 @@ import { z } from 'zod';
 import { MangroveError } from '../../bus/errors.js';
 import { isPermanentId } from '../../machines/membership/identity.js';
 import { isTcpEndpoint } from '../../bus/transport/endpoint.js';
+import { checkKeyConfig, keyRules, keySchema, type KeyConfig } from './config-keys.js';
+import { HTTP_TOKEN_CHARS_MIN, isLoopback } from '../http/access.js';
 
 export { isTcpEndpoint };
 
@@ -36,7 +39,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** A validated config: defaults filled, paths absolute. */
-export interface NodeConfig {
+export interface NodeConfig extends KeyConfig {
   listen: string;
   dataDir: string;
   anchors: string[];
@@ -46,6 +49,9 @@ export interface NodeConfig {
   periodMs: number;
   quorumTimeoutMs: number;
   httpPort?: number;
+  /** Where the HTTP port listens; 127.0.0.1 unless set, and then `httpToken` is required (runtime/http/access.ts). */
+  httpHost?: string;
+  httpToken?: string;
   faultInjection: boolean;
   monitorPreference: string[];
   panPreference: string[];
@@ -62,6 +68,8 @@ export interface NodeConfig {
 /** What a config file may hold: the required fields, anything else optional. */
 export type NodeConfigInput = Pick<NodeConfig, 'listen' | 'dataDir' | 'anchors'> & Partial<Omit<NodeConfig, 'listen' | 'dataDir' | 'anchors'>>;
 
+export type { ClientKeyEntry } from './config-keys.js';
+
 const endpoint = z.string().refine(isTcpEndpoint);
 const permanentId = z.string().refine(isPermanentId);
 const path = z.string().min(1).max(configLimits.pathCharsMax);
@@ -77,6 +85,8 @@ const schema = z.strictObject({
   periodMs: int(configLimits.periodMsMin, configLimits.periodMsMax).default(1000),
   quorumTimeoutMs: int(1, configLimits.quorumTimeoutMsMax).optional(),
   httpPort: int(0, 65535).optional(),
+  httpHost: z.string().min(1).max(255).optional(),
+  httpToken: z.string().min(HTTP_TOKEN_CHARS_MIN).max(256).optional(),
   faultInjection: z.boolean().default(false),
   monitorPreference: z.array(permanentId).max(configLimits.preferenceMax).default([]),
   panPreference: z.array(permanentId).max(configLimits.preferenceMax).default([]),
@@ -85,6 +95,7 @@ const schema = z.strictObject({
   ramMiB: int(1, configLimits.ramMiBMax).default(256),
   diskPages: int(1, configLimits.diskPagesMax).default(1 << 20),
   copies: int(1, configLimits.copiesMax).default(2),
+  ...keySchema,
 });
 
 const ENDPOINT_RULE = 'a tcp endpoint tcp://HOST:PORT with a concrete host and a port 1-65535, e.g. tcp://127.0.0.1:7400';
@@ -101,6 +112,8 @@ const rules: Record<keyof NodeConfig, { whole: string; item?: string }> = {
   periodMs: { whole: `a number >= ${configLimits.periodMsMin} (an integer, at most ${configLimits.periodMsMax})` },
   quorumTimeoutMs: { whole: `an integer number of milliseconds, at most ${configLimits.quorumTimeoutMsMax}` },
   httpPort: { whole: 'an integer port from 0 to 65535 (0 picks a free port)' },
+  httpHost: { whole: 'a host name or address for the HTTP port (default 127.0.0.1; any other needs "httpToken")' },
+  httpToken: { whole: `a string of ${HTTP_TOKEN_CHARS_MIN} to 256 characters that every HTTP request must carry` },
   faultInjection: { whole: 'true or false' },
   monitorPreference: { whole: `a list of at most ${configLimits.preferenceMax} node ids`, item: ID_RULE },
   panPreference: { whole: `a list of at most ${configLimits.preferenceMax} node ids`, item: ID_RULE },
@@ -109,6 +122,7 @@ const rules: Record<keyof NodeConfig, { whole: string; item?: string }> = {
   ramMiB: { whole: `an integer number of MiB from 1 to ${configLimits.ramMiBMax}` },
   diskPages: { whole: `an integer number of 4 KiB pages from 1 to ${configLimits.diskPagesMax}` },
   copies: { whole: `an integer from 1 to ${configLimits.copiesMax}` },
+  ...keyRules,
 };
 
 export interface ParseOptions {
@@ -138,6 +152,8 @@ export function parseConfig(obj: unknown, sourceName: string, opts: ParseOptions
     fail(`"anchors" lists this node's own endpoint ${c.listen}, but "anchor" is false (set "anchor": true or remove it)`);
   }
 
+  const keys = checkKeyConfig(c, c.anchors, sourceName, fail);
+
   const baseDir = opts.baseDir ?? dirname(resolve(sourceName));
   const config: NodeConfig = {
     listen: c.listen,
@@ -155,8 +171,14 @@ export function parseConfig(obj: unknown, sourceName: string, opts: ParseOptions
     ramMiB: c.ramMiB,
     diskPages: c.diskPages,
     copies: c.copies,
+    ...keys,
   };
+  if (c.keyFile !== undefined) config.keyFile = resolve(baseDir, c.keyFile);
   if (c.httpPort !== undefined) config.httpPort = c.httpPort;
+  if (c.httpHost !== undefined) config.httpHost = c.httpHost;
+  if (c.httpToken !== undefined) config.httpToken = c.httpToken;
+  // Checked here, so a config that would open the port to other machines without a token never starts.
+  if (!isLoopback(c.httpHost ?? '127.0.0.1') && c.httpToken === undefined) fail(`"httpHost" ${c.httpHost} lets other machines in: give "httpToken" too, or keep the default 127.0.0.1`);
   if (c.trace !== undefined) config.trace = resolve(baseDir, c.trace);
   return config;
 }
@@ -214,6 +236,11 @@ export function writeConfig(file: string, cfg: NodeConfigInput): void {
 type Issue = z.core.$ZodIssue;
 
 function describeIssue(issue: Issue, obj: Record<string, unknown>): string {
+  if (issue.code === 'unrecognized_keys' && issue.path.length > 0) {
+    const [field, ...rest] = issue.path as (string | number)[];
+    const rule = rules[field as keyof NodeConfig];
+    return `"${String(field)}${rest.map((k) => `[${String(k)}]`).join('')}" has an unknown field "${issue.keys[0]}": it must be ${rule?.item ?? rule?.whole ?? 'as documented'}`;
+  }
   if (issue.code === 'unrecognized_keys') {
     const key = issue.keys[0];
     const near = closest(key, Object.keys(rules));

@@ -21,8 +21,12 @@ import { ZmqTransport } from '../../bus/transport/zmq.js';
 import { makePermanentId } from '../../machines/membership/identity.js';
 import { WallClock } from '../world/clock.js';
 import { loadConfig, type NodeConfig } from './config.js';
+import { nodeCurve } from './node-keys.js';
+import { registerSecurityMetrics } from './security-metrics.js';
 import { startHttp, type HttpServer } from '../http/server.js';
 import { dashboardRoutes } from '../http/dashboard/routes.js';
+import { HttpAccess } from '../http/access.js';
+import type { CurveOptions } from '../../bus/transport/curve.js';
 import { LmdbNodeStore } from '../storage/lmdb-node-store.js';
 import { LmdbPageStore } from '../storage/lmdb-pages.js';
 import { LmdbTxnLogStore } from '../storage/lmdb-txn-log.js';
@@ -82,15 +86,17 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     const log = baseLog.child({ node: identity.id });
     const clock = new WallClock();
 
-    const transport = await ZmqTransport.open({ self: identity.id, endpoint: config.listen, clock, ...transportComplaints(log) });
+    const curve = nodeCurve(config);
+    const transport = await ZmqTransport.open({ self: identity.id, endpoint: config.listen, clock, curve, ...transportComplaints(log) });
     undo.push(() => transport.close());
     const tracePath = opts.trace ?? config.trace;
     const trace = tracePath === undefined ? undefined : attachTrace(transport, tracePath, undo);
 
     const { node, settings, watch, removed } = startMangroveNode({ config, id: identity.id, epoch, log, clock, transport, trace, stores }, undo);
     const metrics = createMetrics(node, transport, { processMetrics: opts.processMetrics });
+    registerSecurityMetrics(metrics.registry, () => node.status());
     undo.push(() => metrics.stop());
-    const http = await serveHttp(config, node, transport, metrics, watch, settings, undo);
+    const http = await serveHttp(config, node, transport, curve, metrics, watch, settings, undo);
     logReady(log, config, epoch, transport, http, tracePath);
 
     let stopping: Promise<void> | undefined;
@@ -183,6 +189,7 @@ async function serveHttp(
   config: NodeConfig,
   node: MangroveNode,
   transport: ZmqTransport,
+  curve: CurveOptions | undefined,
   metrics: NodeMetrics,
   watch: MachineWatch | undefined,
   settings: NodeSettings,
@@ -195,9 +202,16 @@ async function serveHttp(
     engine: (op, client) => node.engine.call(op, client),
     fs: (op, client) => node.fs.call(op, client),
     heartbeatMs: settings.periodMs,
+    // Other nodes are asked with this node's own pair, which they let in as a node's.
+    curveFor: (endpoint) => {
+      const serverKey = curve?.serverKeyOf(endpoint);
+      return curve && serverKey ? { keys: curve.keys, serverKey } : undefined;
+    },
   });
   undo.push(() => dashboard.close());
-  const http = await startHttp(config.httpPort, { status: () => node.status(), registry: metrics.registry, routes: { ...machineRoutes(watch), ...dashboard.routes }, postRoutes: dashboard.postRoutes });
+  const access = new HttpAccess({ host: config.httpHost, token: config.httpToken });
+  const sources = { status: () => node.status(), registry: metrics.registry, routes: { ...machineRoutes(watch), ...dashboard.routes }, postRoutes: dashboard.postRoutes };
+  const http = await startHttp(config.httpPort, sources, access);
   undo.push(() => http.close());
   // Known only once bound ("httpPort": 0 lets the OS pick); `machines watch` finds it in the status.
   settings.httpPort = http.port;
@@ -207,9 +221,10 @@ async function serveHttp(
 function logReady(log: Logger, config: NodeConfig, epoch: number, transport: ZmqTransport, http: HttpServer | undefined, tracePath: string | undefined): void {
   const native = nativeDecoder();
   log.info(
-    { epoch, listen: transport.endpoint, anchors: config.anchors, anchor: config.anchor, dataDir: config.dataDir, httpPort: http?.port, trace: tracePath, codecNative: native },
+    { epoch, listen: transport.endpoint, anchors: config.anchors, anchor: config.anchor, dataDir: config.dataDir, httpPort: http?.port, trace: tracePath, codecNative: native, secure: !config.insecure },
     'node process ready',
   );
+  if (config.insecure) log.info({}, 'running without keys ("insecure": true): every process that reaches this node\'s port is let in, with every right');
   if (!native) log.warn({}, 'the native CBOR decoder is not loaded: decoding runs in JavaScript, slower (is cbor-extract installed?)');
 }
 
@@ -295,6 +310,7 @@ export function settingsFrom(config: NodeConfig, id: string, epoch: number): Nod
     panPreference: config.panPreference,
     faultInjection: config.faultInjection,
     software: packageVersion(),
+    secure: !config.insecure,
   };
 }
 

@@ -35,7 +35,7 @@ describe('an embedded node (startNode), used without a socket', function () {
 
   it('alone forms a one-node cluster and serves every call, the program\'s buffers its own', async () => {
     const listen = `tcp://127.0.0.1:${await freePort()}`;
-    const node = await startNode({ listen, dataDir: temp(), anchors: [listen], anchor: true, periodMs: 200, logLevel: 'silent' });
+    const node = await startNode({ insecure: true, listen, dataDir: temp(), anchors: [listen], anchor: true, periodMs: 200, logLevel: 'silent' });
     let written = 0n;
     try {
       await node.ready(20_000);
@@ -68,7 +68,7 @@ describe('an embedded node (startNode), used without a socket', function () {
     }
     expect(() => node.client()).to.throw(/stopping/);
     // Started again on its data: a restart is a rebuild round of one, and what was flushed is there.
-    const again = await startNode({ listen, dataDir: dirs[0], anchors: [listen], anchor: true, periodMs: 200, logLevel: 'silent' });
+    const again = await startNode({ insecure: true, listen, dataDir: dirs[0], anchors: [listen], anchor: true, periodMs: 200, logLevel: 'silent' });
     try {
       await again.ready(20_000);
       const c = again.client();
@@ -82,7 +82,7 @@ describe('an embedded node (startNode), used without a socket', function () {
   it('says when it does not get to serve: ready() times out naming its anchors', async () => {
     const listen = `tcp://127.0.0.1:${await freePort()}`;
     const nowhere = `tcp://127.0.0.1:${await freePort()}`;
-    const node = await startNode({ listen, dataDir: temp(), anchors: [nowhere], periodMs: 100, logLevel: 'silent' });
+    const node = await startNode({ insecure: true, listen, dataDir: temp(), anchors: [nowhere], periodMs: 100, logLevel: 'silent' });
     try {
       const err = await node.ready(500).then(() => undefined, (e: unknown) => e);
       expect(err).to.include({ code: 'E_TIMEOUT' });
@@ -95,10 +95,10 @@ describe('an embedded node (startNode), used without a socket', function () {
 
   it('refuses a bad config naming the field, and leaves nothing open', async () => {
     const listen = `tcp://127.0.0.1:${await freePort()}`;
-    expect(await codeOf(startNode({ listen, dataDir: temp(), anchors: [listen], anchor: true, periodMs: 1 }))).to.equal('E_BAD_CONFIG');
-    expect(await startNode({ listen, dataDir: temp(), anchors: [listen], anchor: true, copies: 0 }).then(() => '', (err: Error) => err.message)).to.match(/copies/);
+    expect(await codeOf(startNode({ insecure: true, listen, dataDir: temp(), anchors: [listen], anchor: true, periodMs: 1 }))).to.equal('E_BAD_CONFIG');
+    expect(await startNode({ insecure: true, listen, dataDir: temp(), anchors: [listen], anchor: true, copies: 0 }).then(() => '', (err: Error) => err.message)).to.match(/copies/);
     // The port is free again: a node that failed to start left no socket behind.
-    const node = await startNode({ listen, dataDir: temp(), anchors: [listen], anchor: true, logLevel: 'silent' });
+    const node = await startNode({ insecure: true, listen, dataDir: temp(), anchors: [listen], anchor: true, logLevel: 'silent' });
     await node.stop();
   });
 
@@ -110,7 +110,7 @@ describe('an embedded node (startNode), used without a socket', function () {
       cluster = await ProcessCluster.start({ nodes: 2, anchors: 2, periodMs: 200 });
       const c = cluster;
       expect(await c.waitFor(() => c.converged(), 30_000), 'the two processes form').to.be.at.least(0);
-      node = await startNode({ listen: `tcp://127.0.0.1:${await freePort()}`, dataDir: temp(), anchors: c.endpoints, periodMs: 200, logLevel: 'silent' });
+      node = await startNode({ insecure: true, listen: `tcp://127.0.0.1:${await freePort()}`, dataDir: temp(), anchors: c.endpoints, periodMs: 200, logLevel: 'silent' });
       const n = node;
       await n.ready(30_000);
       expect(n.status().nodes).to.have.length(3);

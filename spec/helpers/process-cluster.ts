@@ -2,14 +2,18 @@
  * Real node processes on 127.0.0.1 for spec/cluster: each node is
  * `node dist/runtime/cli/main.js start --config …` in its own process, reached over
  * ZeroMQ. Every process this starts is stopped by pid in `stop()`, and every
- * wait is a bounded loop.
+ * wait is a bounded loop. Nodes run `"insecure": true` unless `secure` is
+ * asked: then each has its key pair, every config the full peers map and an
+ * admin client, whose key this helper's own clients use.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMangroveError } from '../../bus/errors.js';
+import { generateKeyPair, writeKeyFile, type ClientCurve, type CurveKeyPair } from '../../bus/transport/curve.js';
 import { ZmqClient } from '../../bus/transport/zmq-client.js';
+import type { ClientKeyEntry } from '../../runtime/node/config.js';
 import type { NodeStatus } from '../../actors/status.js';
 import { freePort } from './ports.js';
 import { CLI } from './run-cli.js';
@@ -27,6 +31,8 @@ export interface ProcessClusterOptions {
   trace?: boolean;
   /** Core copies of a page, and directory replicas + 1 (the config's `copies`). */
   copies?: number;
+  /** Keys (docs/security.md), and clients to let in besides the admin one this helper uses. */
+  secure?: { clients?: ClientKeyEntry[] };
 }
 
 export class ProcessCluster {
@@ -36,8 +42,28 @@ export class ProcessCluster {
   private readonly clients = new Map<number, ZmqClient>();
   /** Nodes a spec stopped on purpose; any other that is not running has died. */
   private readonly killed = new Set<number>();
+  /** With `secure`: the admin client's pair (also in adminKeyPath), and each node's public key by endpoint. */
+  readonly admin: CurveKeyPair | undefined;
+  readonly peers: Record<string, string> = {};
 
-  private constructor(readonly options: ProcessClusterOptions) {}
+  private constructor(readonly options: ProcessClusterOptions) {
+    this.admin = options.secure ? generateKeyPair() : undefined;
+  }
+
+  /** Node i's key file (with `secure`). */
+  keyPath(i: number): string {
+    return join(this.dir, `node-${i}`, 'node.key');
+  }
+
+  /** The admin client's key file, with every node's public key (with `secure`): what `--key` takes. */
+  get adminKeyPath(): string {
+    return join(this.dir, 'client.key');
+  }
+
+  /** How a client reaches node i: CURVE with the admin key when the cluster is secure. */
+  curveFor(i: number, keys: CurveKeyPair | undefined = this.admin): ClientCurve | undefined {
+    return keys ? { keys, serverKey: this.peers[this.endpoints[i]] } : undefined;
+  }
 
   static async start(options: ProcessClusterOptions): Promise<ProcessCluster> {
     const c = new ProcessCluster(options);
@@ -109,7 +135,7 @@ export class ProcessCluster {
   async status(i: number, timeoutMs = 1000): Promise<NodeStatus> {
     let client = this.clients.get(i);
     if (!client) {
-      client = await ZmqClient.connect(this.endpoints[i], { timeoutMs });
+      client = await ZmqClient.connect(this.endpoints[i], { timeoutMs, curve: this.curveFor(i) });
       this.clients.set(i, client);
     }
     const reply = (await client.request('client.status', {})) as { result: NodeStatus };
@@ -200,8 +226,9 @@ export class ProcessCluster {
     const groups = this.options.groups ?? 1;
     const ports = await Promise.all([...Array(nodes)].map(() => freePort()));
     for (const p of ports) this.endpoints.push(`tcp://127.0.0.1:${p}`);
+    for (let i = 0; i < nodes; i++) mkdirSync(join(this.dir, `node-${i}`), { recursive: true });
+    const security = this.writeKeys();
     for (let i = 0; i < nodes; i++) {
-      mkdirSync(join(this.dir, `node-${i}`), { recursive: true });
       const config = {
         listen: this.endpoints[i],
         dataDir: '.',
@@ -216,8 +243,22 @@ export class ProcessCluster {
         ...(this.options.http ? { httpPort: 0 } : {}),
         ...(this.options.trace ? { trace: 'node.trace' } : {}),
         ...(this.options.copies ? { copies: this.options.copies } : {}),
+        ...security,
       };
       writeFileSync(this.configPath(i), JSON.stringify(config, null, 2));
     }
+  }
+
+  /** With `secure`, every node's pair and the admin client's key file; the security fields of every config. */
+  private writeKeys(): Record<string, unknown> {
+    if (!this.admin) return { insecure: true };
+    this.endpoints.forEach((endpoint, i) => {
+      const pair = generateKeyPair();
+      writeKeyFile(this.keyPath(i), pair);
+      this.peers[endpoint] = pair.publicKey;
+    });
+    writeKeyFile(this.adminKeyPath, { ...this.admin, nodes: this.peers });
+    const clients = [{ publicKey: this.admin.publicKey, role: 'admin', name: 'spec admin' }, ...(this.options.secure?.clients ?? [])];
+    return { keyFile: 'node.key', peers: this.peers, clients };
   }
 }

@@ -1,9 +1,9 @@
-/** Runs the built `mangrove` command (dist/; npm test builds it first). */
+/** Runs the built `mangrove` command (dist/; npm test builds it first; $MANGROVE_CLI names another build). */
 import { execFile } from 'node:child_process';
 import { expect } from 'chai';
 import { resolve } from 'node:path';
 
-export const CLI = resolve('dist', 'runtime', 'cli', 'main.js');
+export const CLI = process.env.MANGROVE_CLI ? resolve(process.env.MANGROVE_CLI) : resolve('dist', 'runtime', 'cli', 'main.js');
 
 export interface Run {
   code: number;

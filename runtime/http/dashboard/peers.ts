@@ -5,6 +5,7 @@
  * with what this node last heard from it; it never holds the others up.
  */
 import type { NodeStatus } from '../../../actors/status.js';
+import type { ClientCurve } from '../../../bus/transport/curve.js';
 import { ZmqClient } from '../../../bus/transport/zmq-client.js';
 
 /** One node in the dashboard's view: its own status, or why there is none. */
@@ -26,6 +27,8 @@ export class PeerStatuses {
   constructor(
     private readonly self: () => NodeStatus,
     private readonly now: () => number,
+    /** The CURVE settings to dial a node with, in a secure cluster. */
+    private readonly curveFor: (endpoint: string) => ClientCurve | undefined = () => undefined,
   ) {}
 
   /** Every node of this node's node database, each with its own status (this one's at once), asked at most `timeoutMs`. */
@@ -60,7 +63,8 @@ export class PeerStatuses {
     if (this.closed) throw new Error('the dashboard is closed');
     let client = this.clients.get(endpoint);
     if (!client) {
-      client = ZmqClient.connect(endpoint, { timeoutMs, clientId: `dashboard-${Math.random().toString(16).slice(2, 14)}` });
+      const curve = this.curveFor(endpoint);
+      client = ZmqClient.connect(endpoint, { timeoutMs, clientId: `dashboard-${Math.random().toString(16).slice(2, 14)}`, ...(curve ? { curve } : {}) });
       this.clients.set(endpoint, client);
       // A link that could not be made is made again at the next ask.
       client.catch(() => this.clients.delete(endpoint));

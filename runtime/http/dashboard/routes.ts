@@ -20,6 +20,7 @@ import { isMangroveError, MangroveError } from '../../../bus/errors.js';
 import type { ClientFsOp } from '../../../bus/messages/fs.js';
 import type { ClientPageOp } from '../../../bus/messages/page.js';
 import type { TransportStats } from '../../../bus/transport/transport.js';
+import type { ClientCurve } from '../../../bus/transport/curve.js';
 import { addressKey, parseAddress } from '../../../machines/memory/address.js';
 import { chartOf } from '../../inspect/chart.js';
 import { machineCatalog } from '../../inspect/catalog.js';
@@ -36,6 +37,8 @@ export interface DashboardSources {
   engine: (op: ClientPageOp, client: string) => Promise<unknown>;
   fs: (op: ClientFsOp, client: string) => Promise<unknown>;
   heartbeatMs: number;
+  /** How to dial another node for its status: its CURVE settings in a secure cluster, else undefined (plain). */
+  curveFor?: (endpoint: string) => ClientCurve | undefined;
   now?: () => number;
 }
 
@@ -46,7 +49,7 @@ const HEAD_BYTES = 64;
 
 export function dashboardRoutes(sources: DashboardSources): { routes: Record<string, RouteHandler>; postRoutes: Record<string, RouteHandler>; close: () => Promise<void> } {
   const now = sources.now ?? Date.now;
-  const peers = new PeerStatuses(sources.status, now);
+  const peers = new PeerStatuses(sources.status, now, sources.curveFor);
   const feed = new ClusterFeed(peers, sources.transport, now, sources.heartbeatMs);
   const charts = JSON.stringify({ machines: machineCatalog.map((e) => ({ ...chartOf(e.machine), spec: e.spec, summary: e.summary })) });
   const routes: Record<string, RouteHandler> = {

@@ -100,6 +100,6 @@ describe('bus/transport/curve: keys and key files', () => {
     const mixed = at('e.key', JSON.stringify({ publicKey: generateKeyPair().publicKey, secretKey: pair.secretKey }));
     expect(errorOf(() => readKeyFile(mixed))).to.match(/publicKey is not the public key of .*secretKey/);
     const extra = at('f.key', JSON.stringify({ ...pair, comment: 'x' }));
-    expect(errorOf(() => readKeyFile(extra))).to.equal(`E_BAD_CONFIG: ${extra}: unknown field "comment" (a key file has publicKey and secretKey)`);
+    expect(errorOf(() => readKeyFile(extra))).to.equal(`E_BAD_CONFIG: ${extra}: unknown field "comment" (a key file has publicKey, secretKey and, a client's, nodes)`);
   });
 });

@@ -6,7 +6,7 @@ import { isMangroveError } from '../../../../bus/errors.js';
 import { loadConfig, parseConfig, writeConfig, type NodeConfigInput } from '../../../../runtime/node/config.js';
 
 const ID = '0a1b2c3d4e5f-018f2c3a4b5c';
-const minimal = { listen: 'tcp://127.0.0.1:7400', dataDir: 'data', anchors: ['tcp://127.0.0.1:7400'], anchor: true };
+const minimal = { listen: 'tcp://127.0.0.1:7400', dataDir: 'data', anchors: ['tcp://127.0.0.1:7400'], anchor: true, insecure: true };
 
 function parse(obj: unknown) {
   return parseConfig(obj, 'config.json', { baseDir: '/srv/node' });
@@ -27,7 +27,7 @@ function failure(obj: unknown): string {
 describe('runtime/node/config', () => {
   describe('a valid config', () => {
     it('fills every default', () => {
-      const c = parse({ listen: 'tcp://127.0.0.1:7401', dataDir: 'd', anchors: ['tcp://127.0.0.1:7400'] });
+      const c = parse({ listen: 'tcp://127.0.0.1:7401', dataDir: 'd', anchors: ['tcp://127.0.0.1:7400'], insecure: true });
       expect(c).to.deep.equal({
         listen: 'tcp://127.0.0.1:7401',
         dataDir: '/srv/node/d',
@@ -44,6 +44,7 @@ describe('runtime/node/config', () => {
         ramMiB: 256,
         diskPages: 1048576,
         copies: 2,
+        insecure: true,
       });
     });
 
@@ -82,6 +83,11 @@ describe('runtime/node/config', () => {
   });
 
   describe('an invalid config names the field and what it must be', () => {
+    it('takes an HTTP host other than loopback with a token, and keeps both', () => {
+      const c = parse({ ...minimal, httpPort: 7500, httpHost: '0.0.0.0', httpToken: 'a-token-of-some-length' });
+      expect(c).to.deep.include({ httpHost: '0.0.0.0', httpToken: 'a-token-of-some-length' });
+    });
+
     it('periodMs given as a word', () => {
       expect(failure({ ...minimal, periodMs: 'fast' })).to.equal('config.json: "periodMs" must be a number >= 10 (an integer, at most 60000) (got "fast")');
     });
@@ -91,6 +97,8 @@ describe('runtime/node/config', () => {
       ['listen on every interface', { listen: 'tcp://*:7400' }, '"listen" must be a tcp endpoint'],
       ['listen port out of range', { listen: 'tcp://127.0.0.1:70000' }, '(got "tcp://127.0.0.1:70000")'],
       ['dataDir empty', { dataDir: '' }, '"dataDir" must be a non-empty path'],
+      ['an HTTP port open to other machines without a token', { httpHost: '0.0.0.0' }, '"httpHost" 0.0.0.0 lets other machines in: give "httpToken" too'],
+      ['an HTTP token too short', { httpHost: '0.0.0.0', httpToken: 'short' }, '"httpToken" must be a string of 16 to 256 characters'],
       ['anchors empty', { anchors: [] }, '"anchors" must be a non-empty list'],
       ['an anchor not an endpoint', { anchors: ['tcp://127.0.0.1:7400', 'udp://x:1'] }, '"anchors[1]" must be a tcp endpoint'],
       ['anchors listed twice', { anchors: ['tcp://127.0.0.1:7400', 'tcp://127.0.0.1:7400'] }, '"anchors" lists tcp://127.0.0.1:7400 twice'],
@@ -121,7 +129,7 @@ describe('runtime/node/config', () => {
     }
 
     it('a missing required field', () => {
-      expect(failure({ dataDir: 'd', anchors: ['tcp://127.0.0.1:7400'] })).to.match(/^config\.json: "listen" is required: a tcp endpoint/);
+      expect(failure({ dataDir: 'd', anchors: ['tcp://127.0.0.1:7400'], insecure: true })).to.match(/^config\.json: "listen" is required: a tcp endpoint/);
     });
 
     it('an unknown field, with the field it was probably meant to be', () => {

@@ -56,7 +56,7 @@ describe('runtime/node/start and runtime/cli/local (real processes)', function (
     const httpPort = await freePort();
     const endpoint = `tcp://127.0.0.1:${port}`;
     const config = join(dir, 'node', 'config.json');
-    writeConfig(config, { listen: endpoint, dataDir: 'data', anchors: [endpoint], anchor: true, periodMs: 50, httpPort });
+    writeConfig(config, { insecure: true, listen: endpoint, dataDir: 'data', anchors: [endpoint], anchor: true, periodMs: 50, httpPort });
 
     const first = launch(['start', '--config', config]);
     const s1 = await until('the node to answer', () => statusOf(endpoint), PROCESS_WAIT);
@@ -96,7 +96,7 @@ describe('runtime/node/start and runtime/cli/local (real processes)', function (
     try {
       const endpoint = `tcp://127.0.0.1:${port}`;
       const config = join(dir, 'config.json');
-      writeConfig(config, { listen: endpoint, dataDir: 'data', anchors: [endpoint], anchor: true });
+      writeConfig(config, { insecure: true, listen: endpoint, dataDir: 'data', anchors: [endpoint], anchor: true });
       const r = await mangrove(['start', '--config', config]);
       expect(r.code).to.equal(1);
       expect(r.stderr).to.match(new RegExp(`^error E_BAD_CONFIG: cannot listen on ${endpoint}`));
@@ -107,7 +107,7 @@ describe('runtime/node/start and runtime/cli/local (real processes)', function (
 
   it('local starts a cluster, shows it, stops every node on SIGTERM and reuses it next time', async () => {
     const basePort = 20_000 + Math.floor(Math.random() * 20_000);
-    const args = ['local', '--nodes', '2', '--dir', join(dir, 'cluster'), '--base-port', String(basePort), '--period', '50'];
+    const args = ['local', '--nodes', '2', '--dir', join(dir, 'cluster'), '--base-port', String(basePort), '--period', '50', '--insecure'];
     const endpoint = `tcp://127.0.0.1:${basePort + 1}`;
 
     const run = launch(args);
