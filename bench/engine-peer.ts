@@ -46,6 +46,8 @@ export interface Plan {
     workloads?: Workload[];
     /** Added to every figure's name (`mangroveLocalRead` + tag + `Ops`), so several client processes report apart. */
     tag?: string;
+    /** The client key file for a cluster with keys (CURVE on every link); none for an insecure one. */
+    key?: string;
   };
   /** A one-node cluster embedded in this process (runtime/node/embedded.ts), used without a socket. */
   embedded?: {
@@ -277,8 +279,8 @@ async function mangrove(p: NonNullable<Plan['mangrove']>): Promise<void> {
       error(`mangrove: cannot load the page client (runtime/client/pages.ts): ${message(err)}`);
       return;
     }
-    c0 = await connect(p.node0, { timeoutMs: plan.opTimeoutMs, clientId: `bench-engine-0${tag}` });
-    c1 = await connect(p.node1, { timeoutMs: plan.opTimeoutMs, clientId: `bench-engine-1${tag}` });
+    c0 = await connect(p.node0, { timeoutMs: plan.opTimeoutMs, clientId: `bench-engine-0${tag}`, key: p.key });
+    c1 = await connect(p.node1, { timeoutMs: plan.opTimeoutMs, clientId: `bench-engine-1${tag}`, key: p.key });
     const n0 = c0;
     const n1 = c1;
 

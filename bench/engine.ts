@@ -24,6 +24,10 @@
  * Then 4 client processes at once against node 0 (local-hit read, and
  * write+flush), 8 in flight each: `mangrove4Clients…`, throughput summed,
  * p50 and p99 the worst client's.
+ * The same with keys: a second 3-node cluster whose configs have keys
+ * (CURVE on every link, each link proving its key), its admin client's key
+ * in the client process, local-hit read and write+flush: `…Curve…`, and the
+ * ratios `curveVsPlain…` to the cluster without keys.
  * LMDB: runtime/storage/lmdb-pages.ts's store in a temp dir on the same disk,
  * synchronous durable 4 KiB puts, one at a time: the ceiling a node's own
  * durable commit sets.
@@ -234,6 +238,45 @@ async function mangrove(): Promise<void> {
   }
 }
 
+/** A second cluster, with keys: the cost of CURVE and the link proofs on the same workloads. */
+async function mangroveCurve(): Promise<void> {
+  let cluster: ProcessCluster | undefined;
+  const handle = {
+    stop: async () => {
+      await cluster?.stop();
+    },
+    kill: () => {
+      for (let i = 0; i < 3; i++) if (cluster?.isRunning(i)) killPid(cluster.pid(i), 'SIGKILL');
+    },
+  };
+  running.add(handle);
+  try {
+    cluster = await ProcessCluster.start({ nodes: 3, anchors: 3, secure: {} });
+    const c = cluster;
+    if ((await c.waitFor(() => c.converged(), timing.clusterFormMs, 100)) < 0) {
+      fail('mangrove with keys', `the 3-node cluster with keys did not form within ${timing.clusterFormMs / 1000} s. ${c.died().join(' ')}`);
+      return;
+    }
+    await runPeer(
+      'mangrove with keys',
+      {
+        concurrency: CONCURRENCY,
+        warmupMs: timing.warmupMs,
+        measureMs: timing.measureMs,
+        opTimeoutMs: timing.opTimeoutMs,
+        mangrove: { ...mangrovePlan(c), workloads: ['localRead', 'writeFlush'], tag: 'Curve', key: c.adminKeyPath },
+      },
+      timing.mangrovePeerMs,
+    );
+    delete figures.mangroveFlushHoldersMinCurve;
+  } catch (err) {
+    fail('mangrove with keys', message(err));
+  } finally {
+    await handle.stop().catch((err: unknown) => fail('mangrove with keys', `stopping the cluster: ${message(err)}`));
+    running.delete(handle);
+  }
+}
+
 // ------------------------------------------------------------ an embedded node
 
 /** A one-node cluster inside the client process (`startNode`), read without a socket. */
@@ -353,6 +396,8 @@ const rows: [string, string][] = [
   ['mangroveWriteFlush', 'Mangrove write+flush (2 holders)'],
   ['mangrove4ClientsLocalRead', 'Mangrove local-hit read, 4 clients'],
   ['mangrove4ClientsWriteFlush', 'Mangrove write+flush, 4 clients'],
+  ['mangroveLocalReadCurve', 'Mangrove local-hit read, with keys'],
+  ['mangroveWriteFlushCurve', 'Mangrove write+flush, with keys'],
   ['embeddedLocalRead', 'Embedded node local-hit read'],
   ['redisGet', 'Redis GET'],
   ['redisSet', 'Redis SET'],
@@ -369,6 +414,8 @@ function ratios(): Record<string, number> {
     ['writeVsSet', 'mangroveWriteOps', 'redisSetOps'],
     ['durableWriteVsSetWait', 'mangroveWriteFlushOps', 'redisSetWaitOps'],
     ['durableWriteVsLmdbSync', 'mangroveWriteFlushOps', 'lmdbSyncPutOps'],
+    ['curveVsPlainLocalRead', 'mangroveLocalReadCurveOps', 'mangroveLocalReadOps'],
+    ['curveVsPlainWriteFlush', 'mangroveWriteFlushCurveOps', 'mangroveWriteFlushOps'],
   ];
   return ratiosOf(figures, pairs);
 }
@@ -378,7 +425,7 @@ async function main(): Promise<number> {
   figures.pageBytes = PAGE_BYTES;
   figures.copies = COPIES;
   try {
-    for (const part of [mangrove, embedded, redis, lmdb]) if (!cleanup.stopping) await part();
+    for (const part of [mangrove, mangroveCurve, embedded, redis, lmdb]) if (!cleanup.stopping) await part();
   } finally {
     await stopAll();
   }

@@ -48,7 +48,9 @@ export type RejectReason =
   | 'bad_proof'
   /** a node's key sending in another node's name, a client's key sending what only nodes send. */
   | 'forged_from'
-  | 'not_a_node';
+  | 'not_a_node'
+  /** More than its connection's share (flood-gate.ts). */
+  | 'flood';
 
 export const REJECT_REASONS: readonly RejectReason[] = [
   'malformed',
@@ -66,4 +68,5 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   'bad_proof',
   'forged_from',
   'not_a_node',
+  'flood',
 ];

@@ -15,6 +15,7 @@ import { decodeFrame, encode, type DecodeResult } from '../codec.js';
 import { limits, REJECT_REASONS, type Envelope, type RejectReason } from '../envelope.js';
 import { MangroveError } from '../errors.js';
 import type { ClientRole } from './key-holder.js';
+import { FloodGate, type FloodLimit } from './flood-gate.js';
 import type { Vouch } from './link-auth.js';
 import type { Inbound, ReplyRoute, TraceSink, Transport, TransportStats } from './transport.js';
 
@@ -45,6 +46,8 @@ export interface BaseTransportOptions {
   onReject?: (reason: RejectReason, detail: string) => void;
   /** Called for envelopes not sent, and for errors the transport contained. */
   onError?: (source: TransportErrorSource, detail: string) => void;
+  /** A cap on what one inbound connection may send (flood-gate.ts); none when absent. */
+  flood?: FloodLimit;
 }
 
 /** The reply route of a looped envelope: nobody to answer. */
@@ -68,6 +71,8 @@ export abstract class BaseTransport implements Transport {
   private readonly counts: TransportStats;
   private readonly onReject?: (reason: RejectReason, detail: string) => void;
   private readonly onError?: (source: TransportErrorSource, detail: string) => void;
+  /** Caps what one inbound connection may send; null without a limit. */
+  private readonly floodGate: FloodGate | null;
 
   constructor(opts: BaseTransportOptions) {
     if (opts.self.length === 0 || opts.self.length > limits.idCharsMax) {
@@ -77,6 +82,7 @@ export abstract class BaseTransport implements Transport {
     this.clock = opts.clock;
     this.onReject = opts.onReject;
     this.onError = opts.onError;
+    this.floodGate = opts.flood === undefined ? null : new FloodGate(opts.flood, opts.clock);
     this.inbound = new GuardedStream(this.subject, (err) => this.report('subscriber', describeError(err)));
     const rejectedByReason = Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>;
     this.counts = {
@@ -218,6 +224,10 @@ export abstract class BaseTransport implements Transport {
   }
 
   private admit(frames: Uint8Array | readonly Uint8Array[], route: ReplyRoute): void {
+    // Refused before anything is decoded: a flood costs the node as little as can be.
+    if (this.floodGate !== null && route instanceof Uint8Array && !this.floodGate.admit(Buffer.from(route.buffer, route.byteOffset, route.byteLength).toString('latin1'))) {
+      return this.rejectFrame('flood', 'a connection sent more than its share of messages a second');
+    }
     let frame: Uint8Array;
     if (frames instanceof Uint8Array) frame = frames;
     else if (frames.length === 1) frame = frames[0];

@@ -52,6 +52,8 @@ export interface NodeConfig extends KeyConfig {
   /** Where the HTTP port listens; 127.0.0.1 unless set, and then `httpToken` is required (runtime/http/access.ts). */
   httpHost?: string;
   httpToken?: string;
+  /** Wire messages one inbound connection may send a second; the excess is refused, counted as 'flood' (bus/transport/flood-gate.ts). */
+  floodPerSecond: number;
   faultInjection: boolean;
   monitorPreference: string[];
   panPreference: string[];
@@ -87,6 +89,7 @@ const schema = z.strictObject({
   httpPort: int(0, 65535).optional(),
   httpHost: z.string().min(1).max(255).optional(),
   httpToken: z.string().min(HTTP_TOKEN_CHARS_MIN).max(256).optional(),
+  floodPerSecond: int(1, 10_000_000).default(50_000),
   faultInjection: z.boolean().default(false),
   monitorPreference: z.array(permanentId).max(configLimits.preferenceMax).default([]),
   panPreference: z.array(permanentId).max(configLimits.preferenceMax).default([]),
@@ -114,6 +117,7 @@ const rules: Record<keyof NodeConfig, { whole: string; item?: string }> = {
   httpPort: { whole: 'an integer port from 0 to 65535 (0 picks a free port)' },
   httpHost: { whole: 'a host name or address for the HTTP port (default 127.0.0.1; any other needs "httpToken")' },
   httpToken: { whole: `a string of ${HTTP_TOKEN_CHARS_MIN} to 256 characters that every HTTP request must carry` },
+  floodPerSecond: { whole: 'an integer from 1 to 10000000: wire messages one connection may send a second (default 50000)' },
   faultInjection: { whole: 'true or false' },
   monitorPreference: { whole: `a list of at most ${configLimits.preferenceMax} node ids`, item: ID_RULE },
   panPreference: { whole: `a list of at most ${configLimits.preferenceMax} node ids`, item: ID_RULE },
@@ -171,6 +175,7 @@ export function parseConfig(obj: unknown, sourceName: string, opts: ParseOptions
     ramMiB: c.ramMiB,
     diskPages: c.diskPages,
     copies: c.copies,
+    floodPerSecond: c.floodPerSecond,
     ...keys,
   };
   if (c.keyFile !== undefined) config.keyFile = resolve(baseDir, c.keyFile);

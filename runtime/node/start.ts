@@ -87,7 +87,7 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     const clock = new WallClock();
 
     const curve = nodeCurve(config);
-    const transport = await ZmqTransport.open({ self: identity.id, endpoint: config.listen, clock, curve, ...transportComplaints(log) });
+    const transport = await ZmqTransport.open({ self: identity.id, endpoint: config.listen, clock, curve, flood: { perSecond: config.floodPerSecond }, ...transportComplaints(log) });
     undo.push(() => transport.close());
     const tracePath = opts.trace ?? config.trace;
     const trace = tracePath === undefined ? undefined : attachTrace(transport, tracePath, undo);

@@ -44,6 +44,7 @@ describe('runtime/node/config', () => {
         ramMiB: 256,
         diskPages: 1048576,
         copies: 2,
+        floodPerSecond: 50_000,
         insecure: true,
       });
     });
@@ -71,6 +72,7 @@ describe('runtime/node/config', () => {
         ramMiB: 64,
         diskPages: 4096,
         copies: 3,
+        floodPerSecond: 1000,
       };
       expect(parse(full)).to.deep.equal(full);
     });
