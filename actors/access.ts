@@ -7,7 +7,7 @@
  *
  * - read-only: reads that change nothing another client could see: status,
  *   page reads, stats and attributes, the file system's stats, listings,
- *   reads, opens for reading, checks without repair; and keeping its own
+ *   reads, opens for reading, checks with `repair: false`; and keeping its own
  *   session alive (renew, close, a mount's report).
  * - read-write: everything but what changes the cluster itself.
  * - admin: that too: the node database (nodes added, changed, removed) and
@@ -57,6 +57,7 @@ function readsPages(op: ClientPageOp): boolean {
 
 function readsFiles(op: ClientFsOp): boolean {
   if (op.op === 'open') return op.write !== true && op.create !== true && op.truncate !== true && op.append !== true && op.excl !== true;
-  if (op.op === 'check') return op.repair !== true;
+  // A check repairs unless told not to (actors/fs/file-system.ts): only `repair: false` is a read.
+  if (op.op === 'check') return op.repair === false;
   return FS_READS.has(op.op);
 }

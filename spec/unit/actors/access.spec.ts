@@ -29,7 +29,7 @@ const reads = [
   fs({ op: 'read', handle: '1.1', offset: 0, length: 10 }),
   fs({ op: 'readlink', fs: 'default', path: '/l' }),
   fs({ op: 'streams', fs: 'default', path: '/a' }),
-  fs({ op: 'check', fs: 'default' }),
+  fs({ op: 'check', fs: 'default', repair: false }),
 ];
 const writes = [
   page({ op: 'write', addr, data: new Uint8Array(4096) }),
@@ -42,6 +42,8 @@ const writes = [
   fs({ op: 'write', handle: '1.1', data: new Uint8Array(1) }),
   fs({ op: 'mkdir', fs: 'default', path: '/d', txn: 't2' }),
   fs({ op: 'check', fs: 'default', repair: true }),
+  // A check repairs unless told not to.
+  fs({ op: 'check', fs: 'default' }),
   fs({ op: 'fileset_create', name: 'x' }),
 ];
 const admin = [req('client.ndb_update', { change: { op: 'delete', id: 'n3' } }), req('client.fault', { heal: true })];
