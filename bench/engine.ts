@@ -178,8 +178,12 @@ function sumClients(prefix: string, into: string, tags: string[]): void {
   for (const t of tags.slice(1)) delete figures[`mangroveFlushHoldersMin${t}`];
 }
 
-async function mangrove(): Promise<void> {
-  ensureBuild((line) => console.error(`bench engine: ${line}`), (why) => fail('build', why));
+/**
+ * A 3-node cluster of `options` for one part of the bench: formed, handed
+ * to `work`, stopped after (killed by pid if the bench is interrupted);
+ * what fails is reported under `part`.
+ */
+async function withCluster(part: string, options: Parameters<typeof ProcessCluster.start>[0], work: (c: ProcessCluster) => Promise<void>): Promise<void> {
   let cluster: ProcessCluster | undefined;
   const handle = {
     stop: async () => {
@@ -192,89 +196,46 @@ async function mangrove(): Promise<void> {
   running.add(handle);
   try {
     const started = performance.now();
-    cluster = await ProcessCluster.start({ nodes: 3, anchors: 3 });
+    cluster = await ProcessCluster.start(options);
     const c = cluster;
     if ((await c.waitFor(() => c.converged(), timing.clusterFormMs, 100)) < 0) {
-      fail('mangrove', `the 3-node cluster did not form (quorum, all 3 alive) within ${timing.clusterFormMs / 1000} s. ${c.died().join(' ')}`);
+      fail(part, `the 3-node cluster did not form (quorum, all 3 alive) within ${timing.clusterFormMs / 1000} s. ${c.died().join(' ')}`);
       return;
     }
-    console.error(`bench engine: 3-node cluster formed in ${Math.round(performance.now() - started)} ms (${c.dir})`);
-    await runPeer(
-      'mangrove',
-      {
-        concurrency: CONCURRENCY,
-        warmupMs: timing.warmupMs,
-        measureMs: timing.measureMs,
-        opTimeoutMs: timing.opTimeoutMs,
-        mangrove: mangrovePlan(c),
-      },
-      timing.mangrovePeerMs,
-    );
-    // The same node, 4 client processes at once, each with its 8 in flight: what one node serves, not one client.
-    const tags = [...Array(CLIENT_PROCESSES).keys()].map((i) => `C${i}`);
-    await Promise.all(
-      tags.map((tag) =>
-        runPeer(
-          `mangrove, client process ${tag}`,
-          {
-            concurrency: CONCURRENCY,
-            warmupMs: timing.warmupMs,
-            measureMs: timing.measureMs,
-            opTimeoutMs: timing.opTimeoutMs,
-            mangrove: { ...mangrovePlan(c), workloads: ['localRead', 'writeFlush'], tag },
-          },
-          timing.mangrovePeerMs,
-        ),
-      ),
-    );
-    for (const w of ['LocalRead', 'WriteFlush']) sumClients(`mangrove${w}`, `mangrove${CLIENT_PROCESSES}Clients${w}`, tags);
+    console.error(`bench engine: ${part}: 3-node cluster formed in ${Math.round(performance.now() - started)} ms (${c.dir})`);
+    await work(c);
     const died = c.died();
-    if (died.length > 0) fail('mangrove', `nodes died during the run: ${died.join(' ')}`);
+    if (died.length > 0) fail(part, `nodes died during the run: ${died.join(' ')}`);
   } catch (err) {
-    fail('mangrove', message(err));
+    fail(part, message(err));
   } finally {
-    await handle.stop().catch((err: unknown) => fail('mangrove', `stopping the cluster: ${message(err)}`));
+    await handle.stop().catch((err: unknown) => fail(part, `stopping the cluster: ${message(err)}`));
     running.delete(handle);
   }
 }
 
+/** The measured runs of one client process against `c` (`mangrove` plan fields beside the cluster's own). */
+function peerPlan(c: ProcessCluster, extra: Partial<NonNullable<Plan['mangrove']>> = {}): Plan {
+  return { concurrency: CONCURRENCY, warmupMs: timing.warmupMs, measureMs: timing.measureMs, opTimeoutMs: timing.opTimeoutMs, mangrove: { ...mangrovePlan(c), ...extra } };
+}
+
+async function mangrove(): Promise<void> {
+  ensureBuild((line) => console.error(`bench engine: ${line}`), (why) => fail('build', why));
+  await withCluster('mangrove', { nodes: 3, anchors: 3 }, async (c) => {
+    await runPeer('mangrove', peerPlan(c), timing.mangrovePeerMs);
+    // The same node, 4 client processes at once, each with its 8 in flight: what one node serves, not one client.
+    const tags = [...Array(CLIENT_PROCESSES).keys()].map((i) => `C${i}`);
+    await Promise.all(tags.map((tag) => runPeer(`mangrove, client process ${tag}`, peerPlan(c, { workloads: ['localRead', 'writeFlush'], tag }), timing.mangrovePeerMs)));
+    for (const w of ['LocalRead', 'WriteFlush']) sumClients(`mangrove${w}`, `mangrove${CLIENT_PROCESSES}Clients${w}`, tags);
+  });
+}
+
 /** A second cluster, with keys: the cost of CURVE and the link proofs on the same workloads. */
 async function mangroveCurve(): Promise<void> {
-  let cluster: ProcessCluster | undefined;
-  const handle = {
-    stop: async () => {
-      await cluster?.stop();
-    },
-    kill: () => {
-      for (let i = 0; i < 3; i++) if (cluster?.isRunning(i)) killPid(cluster.pid(i), 'SIGKILL');
-    },
-  };
-  running.add(handle);
-  try {
-    cluster = await ProcessCluster.start({ nodes: 3, anchors: 3, secure: {} });
-    const c = cluster;
-    if ((await c.waitFor(() => c.converged(), timing.clusterFormMs, 100)) < 0) {
-      fail('mangrove with keys', `the 3-node cluster with keys did not form within ${timing.clusterFormMs / 1000} s. ${c.died().join(' ')}`);
-      return;
-    }
-    await runPeer(
-      'mangrove with keys',
-      {
-        concurrency: CONCURRENCY,
-        warmupMs: timing.warmupMs,
-        measureMs: timing.measureMs,
-        opTimeoutMs: timing.opTimeoutMs,
-        mangrove: { ...mangrovePlan(c), workloads: ['localRead', 'writeFlush'], tag: 'Curve', key: c.adminKeyPath },
-      },
-      timing.mangrovePeerMs,
-    );
+  await withCluster('mangrove with keys', { nodes: 3, anchors: 3, secure: {} }, async (c) => {
+    await runPeer('mangrove with keys', peerPlan(c, { workloads: ['localRead', 'writeFlush'], tag: 'Curve', key: c.adminKeyPath }), timing.mangrovePeerMs);
     delete figures.mangroveFlushHoldersMinCurve;
-  } catch (err) {
-    fail('mangrove with keys', message(err));
-  } finally {
-    await handle.stop().catch((err: unknown) => fail('mangrove with keys', `stopping the cluster: ${message(err)}`));
-    running.delete(handle);
-  }
+  });
 }
 
 // ------------------------------------------------------------ an embedded node
