@@ -17,7 +17,6 @@ import { expect } from 'chai';
 import { get } from 'node:http';
 import type { NodeStatus } from '../../actors/status.js';
 import { ENVELOPE_VERSION } from '../../bus/envelope.js';
-import { isMangroveError } from '../../bus/errors.js';
 import { generateKeyPair, readKeyPair, writeKeyFile, type CurveKeyPair } from '../../bus/transport/curve.js';
 import { ZmqClient } from '../../bus/transport/zmq-client.js';
 import { ZmqTransport } from '../../bus/transport/zmq.js';
@@ -28,18 +27,9 @@ import { freePort } from '../helpers/ports.js';
 import { ProcessCluster } from '../helpers/process-cluster.js';
 import { CLI, mangrove, type Run } from '../helpers/run-cli.js';
 import { until } from '../helpers/until.js';
+import { rejectionOf } from '../helpers/error-of.js';
 
 const PERIOD = 100;
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isMangroveError(err)) return `${err.code}: ${err.message}`;
-    throw err;
-  }
-  return 'resolved';
-}
 
 /** The built CLI run in `cwd` with `env` added, bounded. */
 function mangroveIn(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 10_000): Promise<Run> {
@@ -141,7 +131,7 @@ describe('security: only members get in', function () {
     for (let i = 0; i < 3; i++) {
       const before = (await cluster.status(i)).rejectedByReason.no_key;
       const started = Date.now();
-      const answer = await codeOf((await raw(i, undefined, 60_000)).request('client.status', {}));
+      const answer = await rejectionOf((await raw(i, undefined, 60_000)).request('client.status', {}));
       expect(answer).to.equal(`E_UNREACHABLE: ${cluster.endpoints[i]} lets in only clients with a key (it is a secure node): give this client its key file (--key FILE, or $MANGROVE_KEY)`);
       expect(Date.now() - started, 'refused, not timed out').to.be.below(10_000);
       await until(`node ${i} to count the refusal`, async () => (await cluster.status(i)).rejectedByReason.no_key > before, { timeoutMs: 5000 });
@@ -150,7 +140,7 @@ describe('security: only members get in', function () {
 
   it('refuses a client whose key no config lists, and counts it as unknown_key', async () => {
     const before = (await cluster.status(1)).rejectedByReason.unknown_key;
-    const answer = await codeOf((await raw(1, generateKeyPair(), 60_000)).request('client.status', {}));
+    const answer = await rejectionOf((await raw(1, generateKeyPair(), 60_000)).request('client.status', {}));
     expect(answer).to.equal(`E_UNREACHABLE: ${cluster.endpoints[1]} refused this client's CURVE key: is the client's public key authorized on that node?`);
     expect((await cluster.status(1)).rejectedByReason.unknown_key).to.equal(before + 1);
   });
@@ -201,10 +191,10 @@ describe('security: only members get in', function () {
     expect((await ro.read(base, 1))[0]).to.equal(7);
     expect((await ro.stat(base)).address).to.be.a('string');
     const before = (await cluster.status(1)).security!.forbidden;
-    expect(await codeOf(ro.write(base, new Uint8Array(PAGE_BYTES)))).to.equal(
+    expect(await rejectionOf(ro.write(base, new Uint8Array(PAGE_BYTES)))).to.equal(
       'E_FORBIDDEN: a read-only client may not client.page write (a read-write or admin key may)',
     );
-    expect(await codeOf(ro.fs.mkdir('/made-by-a-reader'))).to.match(/^E_FORBIDDEN: a read-only client may not client\.fs mkdir/);
+    expect(await rejectionOf(ro.fs.mkdir('/made-by-a-reader'))).to.match(/^E_FORBIDDEN: a read-only client may not client\.fs mkdir/);
     expect((await cluster.status(1)).security!.forbidden).to.equal(before + 2);
     expect((await admin.read(base, 1))[0], 'the page is as the admin wrote it').to.equal(7);
   });
@@ -215,14 +205,14 @@ describe('security: only members get in', function () {
     await rw.alloc(base, 1);
     expect(await rw.write(base, new Uint8Array(PAGE_BYTES).fill(1))).to.have.length(1);
     const link = await raw(0, writer);
-    expect(await codeOf(link.request('client.fault', { heal: true }))).to.equal(
+    expect(await rejectionOf(link.request('client.fault', { heal: true }))).to.equal(
       'E_FORBIDDEN: a read-write client may not client.fault (only an admin key may change the node database or the fault filter)',
     );
-    expect(await codeOf(link.request('client.ndb_update', { change: { op: 'delete', id: 'nobody' } }))).to.match(/^E_FORBIDDEN: a read-write client may not client\.ndb_update/);
+    expect(await rejectionOf(link.request('client.ndb_update', { change: { op: 'delete', id: 'nobody' } }))).to.match(/^E_FORBIDDEN: a read-write client may not client\.ndb_update/);
     const admin = await raw(0, cluster.admin);
     expect(await admin.request('client.fault', { heal: true })).to.deep.equal({ result: { dropped: [] } });
     // Past the role check, the node database itself answers: there is no such node.
-    expect(await codeOf(admin.request('client.ndb_update', { change: { op: 'delete', id: 'nobody' } }))).to.match(/^E_NOT_FOUND: /);
+    expect(await rejectionOf(admin.request('client.ndb_update', { change: { op: 'delete', id: 'nobody' } }))).to.match(/^E_NOT_FOUND: /);
   });
 
   it('runs the CLI with --key or $MANGROVE_KEY, says what is missing without one, and refuses a node its key file does not know', async () => {

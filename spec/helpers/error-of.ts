@@ -14,3 +14,14 @@ export function errorOf(fn: () => unknown): string {
   }
   return 'no error';
 }
+
+/** What a promise rejected with, as `CODE: message`; 'resolved' when it did not. A rejection that is not a MangroveError is rethrown. */
+export async function rejectionOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (isMangroveError(err)) return `${err.code}: ${err.message}`;
+    throw err;
+  }
+  return 'resolved';
+}

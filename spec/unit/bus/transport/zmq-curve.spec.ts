@@ -8,7 +8,6 @@
 import { expect } from 'chai';
 import * as zmq from 'zeromq';
 import { encode } from '../../../../bus/codec.js';
-import { isMangroveError } from '../../../../bus/errors.js';
 import { generateKeyPair, type CurveKeyPair, type CurveOptions } from '../../../../bus/transport/curve.js';
 import type { Inbound } from '../../../../bus/transport/transport.js';
 import { zapHandlerOpen, type CurveRefusal } from '../../../../bus/transport/zap.js';
@@ -18,19 +17,10 @@ import { WallClock } from '../../../../runtime/world/clock.js';
 import { freePort } from '../../../helpers/ports.js';
 import { until } from '../../../helpers/until.js';
 import { envelope, transportCompliance } from './transport-compliance.js';
+import { rejectionOf } from '../../../helpers/error-of.js';
 
 async function soon(done: () => boolean, what: string): Promise<void> {
   await until(what, done, { timeoutMs: 5000, pollMs: 2 });
-}
-
-async function rejection(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isMangroveError(err)) return `${err.code}: ${err.message}`;
-    throw err;
-  }
-  return 'resolved';
 }
 
 const localEndpoint = async (): Promise<string> => `tcp://127.0.0.1:${await freePort()}`;
@@ -175,15 +165,15 @@ describe('ZmqTransport with CURVE on the wire', () => {
 
   it('lets nothing in from a key it does not know, counted as unknown_key, and tells the client at once', async () => {
     const c = await client(strangerKeys, nodeKeys.publicKey, node.endpoint, 60_000);
-    const answer = await rejection(c.request('client.status', {}));
+    const answer = await rejectionOf(c.request('client.status', {}));
     expect(answer).to.equal(`E_UNREACHABLE: ${node.endpoint} refused this client's CURVE key: is the client's public key authorized on that node?`);
     expect(refused(node, 'unknown_key')).to.equal(1);
-    expect(await rejection(c.request('client.status', {})), 'later requests fail at once too').to.equal(answer);
+    expect(await rejectionOf(c.request('client.status', {})), 'later requests fail at once too').to.equal(answer);
     // Refused before its first request: the link is gone, or going, by then,
     // and that is told as a refusal all the same, not as a full queue.
     const late = await client(strangerKeys, nodeKeys.publicKey, node.endpoint, 60_000);
     await soon(() => refused(node, 'unknown_key') === 2, 'the second stranger to be refused');
-    expect(await rejection(late.request('client.status', {}))).to.equal(answer);
+    expect(await rejectionOf(late.request('client.status', {}))).to.equal(answer);
     await sentinel();
   });
 
@@ -193,7 +183,7 @@ describe('ZmqTransport with CURVE on the wire', () => {
     await soon(() => refused(node, 'bad_handshake') >= 1, 'the handshake with the wrong server key to fail');
     await sentinel();
     const c = await client(clientKeys, strangerKeys.publicKey, node.endpoint, 300);
-    expect(await rejection(c.request('client.status', {}))).to.match(/no answer from .* within 300 ms: is the node running\? \(the CURVE handshake failed/);
+    expect(await rejectionOf(c.request('client.status', {}))).to.match(/no answer from .* within 300 ms: is the node running\? \(the CURVE handshake failed/);
   });
 
   it('counts a send to an endpoint whose server key it does not know as unsent, naming the endpoint', async () => {
@@ -260,8 +250,8 @@ describe('ZmqTransport with CURVE on the wire', () => {
     serve(other);
     const toNode = await client(otherClientKeys, nodeKeys.publicKey, node.endpoint, 60_000);
     const toOther = await client(clientKeys, otherKeys.publicKey, other.endpoint, 60_000);
-    expect(await rejection(toNode.request('client.status', {}))).to.match(/refused this client's CURVE key/);
-    expect(await rejection(toOther.request('client.status', {}))).to.match(/refused this client's CURVE key/);
+    expect(await rejectionOf(toNode.request('client.status', {}))).to.match(/refused this client's CURVE key/);
+    expect(await rejectionOf(toOther.request('client.status', {}))).to.match(/refused this client's CURVE key/);
     const rightNode = await client(clientKeys, nodeKeys.publicKey, node.endpoint);
     const rightOther = await client(otherClientKeys, otherKeys.publicKey, other.endpoint);
     expect(await rightNode.request('client.status', {})).to.deep.equal({ result: { by: 'node-n' } });
@@ -273,11 +263,11 @@ describe('ZmqTransport with CURVE on the wire', () => {
   it('refuses bad keys in its options naming the field, and leaves no ZAP handler behind', async () => {
     const bad = { ...nodeKeys, secretKey: nodeKeys.secretKey.slice(0, 39) };
     const open = ZmqTransport.open({ self: 'node-b', endpoint: await localEndpoint(), clock: new WallClock(), curve: curveOf(bad, names, servers) });
-    expect(await rejection(open)).to.match(/^E_BAD_CONFIG: curve\.keys\.secretKey must be a CURVE key/);
+    expect(await rejectionOf(open)).to.match(/^E_BAD_CONFIG: curve\.keys\.secretKey must be a CURVE key/);
     const taken = ZmqTransport.open({ self: 'node-c', endpoint: node.endpoint, clock: new WallClock(), curve: curveOf(nodeKeys, names, servers) });
-    expect(await rejection(taken)).to.match(/^E_BAD_CONFIG: cannot listen on/);
+    expect(await rejectionOf(taken)).to.match(/^E_BAD_CONFIG: cannot listen on/);
     const client = ZmqClient.connect(node.endpoint, { timeoutMs: 100, curve: { keys: clientKeys, serverKey: 'x' } });
-    expect(await rejection(client)).to.match(/^E_BAD_CONFIG: curve\.serverKey must be a CURVE key/);
+    expect(await rejectionOf(client)).to.match(/^E_BAD_CONFIG: curve\.serverKey must be a CURVE key/);
     for (const t of others) await t.close();
     others = [];
     expect(zapHandlerOpen(), 'the handler closes with the last CURVE transport').to.equal(false);

@@ -12,7 +12,7 @@ import { FS_ATTR_BYTES as STORE_FS_ATTR_BYTES } from '../../../../actors/storage
 import { MAX_ADDRESS, PAGE_BYTES } from '../../../../machines/memory/address.js';
 import { clientDefaults, clientLimits, connect, MangroveClient, recoveryBackoff, recoveryBackoffMs, TXN_RECORD_BYTES_MAX, type PageLink } from '../../../../runtime/client/pages.js';
 import { SimClock } from '../../../../runtime/world/clock.js';
-import { errorOf } from '../../../helpers/error-of.js';
+import { errorOf, rejectionOf } from '../../../helpers/error-of.js';
 
 type Sent = { kind: string; body: Record<string, unknown> };
 
@@ -36,17 +36,6 @@ class FakeLink implements PageLink {
 
 function bytesOf(hex: string): Uint8Array {
   return new Uint8Array(Buffer.from(hex, 'hex'));
-}
-
-/** `CODE: message` of a rejection, or 'resolved'. */
-async function refusal(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MangroveError) return `${err.code}: ${err.message}`;
-    throw err;
-  }
-  return 'resolved';
 }
 
 describe('runtime/client/pages', () => {
@@ -147,24 +136,24 @@ describe('runtime/client/pages', () => {
         { op: 'access', addr: bytesOf('00000000000000000000000000002000'), pages: 2, mode: 'write' },
         { op: 'unreference', addr: bytesOf('00000000000000000000000000002000'), pages: 2 },
       ]);
-      expect(await refusal(c.access(0x2000n, 1, 'own' as never))).to.match(/^E_BAD_ARGUMENT: access is for 'read' or 'write'/);
+      expect(await rejectionOf(c.access(0x2000n, 1, 'own' as never))).to.match(/^E_BAD_ARGUMENT: access is for 'read' or 'write'/);
       expect(link.sent).to.have.length(2);
       const wrong = new MangroveClient(new FakeLink(() => ({ result: { dropped: 5 } })));
-      expect(await refusal(wrong.unreference(0x2000n, 2))).to.match(/^E_BAD_MESSAGE/);
+      expect(await rejectionOf(wrong.unreference(0x2000n, 2))).to.match(/^E_BAD_MESSAGE/);
     });
 
     it('passes the node\'s refusal through with its code', async () => {
       const link = new FakeLink(() => Promise.reject(new MangroveError('E_LOCKED', 'client-b holds an exclusive lock')));
-      expect(await refusal(new MangroveClient(link).lock(0x1000n))).to.equal('E_LOCKED: client-b holds an exclusive lock');
+      expect(await rejectionOf(new MangroveClient(link).lock(0x1000n))).to.equal('E_LOCKED: client-b holds an exclusive lock');
     });
 
     it('refuses an answer that breaks the protocol with E_BAD_MESSAGE', async () => {
       const short = new MangroveClient(new FakeLink(() => ({ result: { data: new Uint8Array(10), versions: [1] } })));
-      expect(await refusal(short.read(0x1000n))).to.match(/^E_BAD_MESSAGE: the node's answer to read should hold 4096 bytes of data, but has 10 bytes/);
+      expect(await rejectionOf(short.read(0x1000n))).to.match(/^E_BAD_MESSAGE: the node's answer to read should hold 4096 bytes of data, but has 10 bytes/);
       const versions = new MangroveClient(new FakeLink(() => ({ result: { versions: [1] } })));
-      expect(await refusal(versions.write(0x1000n, new Uint8Array(2 * PAGE_BYTES)))).to.match(/^E_BAD_MESSAGE: .*2 page versions/);
+      expect(await rejectionOf(versions.write(0x1000n, new Uint8Array(2 * PAGE_BYTES)))).to.match(/^E_BAD_MESSAGE: .*2 page versions/);
       const address = new MangroveClient(new FakeLink(() => ({ result: { address: 'here' } })));
-      expect(await refusal(address.reserve(1))).to.match(/^E_BAD_MESSAGE: .*an address in 0x hex, but has a string \("here"\)/);
+      expect(await rejectionOf(address.reserve(1))).to.match(/^E_BAD_MESSAGE: .*an address in 0x hex, but has a string \("here"\)/);
     });
   });
 
@@ -207,7 +196,7 @@ describe('runtime/client/pages', () => {
     for (const [what, call, expected] of cases) {
       it(what, async () => {
         const link = new FakeLink();
-        expect(await refusal(call(new MangroveClient(link)))).to.match(expected);
+        expect(await rejectionOf(call(new MangroveClient(link)))).to.match(expected);
         expect(link.sent, 'nothing sent').to.deep.equal([]);
       });
     }
@@ -215,12 +204,12 @@ describe('runtime/client/pages', () => {
 
   describe('connect', () => {
     it('refuses a bad endpoint, timeout or client id before opening anything', async () => {
-      expect(await refusal(connect('localhost:7400'))).to.match(/^E_BAD_ARGUMENT: the endpoint must be like tcp:\/\/127\.0\.0\.1:7400, not a string \("localhost:7400"\)/);
-      expect(await refusal(connect('tcp://127.0.0.1:7400', { timeoutMs: 0 }))).to.match(/^E_BAD_ARGUMENT: timeoutMs must be an integer from 1 to 2147483647, not a number \(0\)/);
-      expect(await refusal(connect('tcp://127.0.0.1:7400', { timeoutMs: 2 ** 31 }))).to.match(/^E_BAD_ARGUMENT: timeoutMs must be/);
-      expect(await refusal(connect('tcp://127.0.0.1:7400', { clientId: '' }))).to.match(/^E_BAD_ARGUMENT: clientId must be a string of 1 to 64 characters/);
-      expect(await refusal(connect('tcp://127.0.0.1:7400', { clientId: 'x'.repeat(65) }))).to.match(/^E_BAD_ARGUMENT: clientId must be/);
-      expect(await refusal(connect('tcp://127.0.0.1:7400', { timeout: 5 } as never))).to.match(/^E_BAD_ARGUMENT: connect options has no "timeout"/);
+      expect(await rejectionOf(connect('localhost:7400'))).to.match(/^E_BAD_ARGUMENT: the endpoint must be like tcp:\/\/127\.0\.0\.1:7400, not a string \("localhost:7400"\)/);
+      expect(await rejectionOf(connect('tcp://127.0.0.1:7400', { timeoutMs: 0 }))).to.match(/^E_BAD_ARGUMENT: timeoutMs must be an integer from 1 to 2147483647, not a number \(0\)/);
+      expect(await rejectionOf(connect('tcp://127.0.0.1:7400', { timeoutMs: 2 ** 31 }))).to.match(/^E_BAD_ARGUMENT: timeoutMs must be/);
+      expect(await rejectionOf(connect('tcp://127.0.0.1:7400', { clientId: '' }))).to.match(/^E_BAD_ARGUMENT: clientId must be a string of 1 to 64 characters/);
+      expect(await rejectionOf(connect('tcp://127.0.0.1:7400', { clientId: 'x'.repeat(65) }))).to.match(/^E_BAD_ARGUMENT: clientId must be/);
+      expect(await rejectionOf(connect('tcp://127.0.0.1:7400', { timeout: 5 } as never))).to.match(/^E_BAD_ARGUMENT: connect options has no "timeout"/);
     });
 
     it('opens a link without a node; a call then times out with the ZeroMQ client\'s error', async () => {
@@ -228,11 +217,11 @@ describe('runtime/client/pages', () => {
       try {
         expect(c.endpoint).to.equal('tcp://127.0.0.1:1');
         expect(c.clientId).to.equal('spec-client');
-        expect(await refusal(c.space())).to.match(/^E_UNREACHABLE: no answer from tcp:\/\/127\.0\.0\.1:1 within 200 ms/);
+        expect(await rejectionOf(c.space())).to.match(/^E_UNREACHABLE: no answer from tcp:\/\/127\.0\.0\.1:1 within 200 ms/);
       } finally {
         await c.close();
       }
-      expect(await refusal(c.space())).to.match(/^E_CLOSED/);
+      expect(await rejectionOf(c.space())).to.match(/^E_CLOSED/);
     });
 
     it('gives every client its own random id by default', async () => {
@@ -290,23 +279,23 @@ describe('runtime/client/pages: the transaction log (M7)', () => {
 
   it('passes the node\'s refusal through with its code', async () => {
     const link = new FakeLink(() => Promise.reject(new MangroveError('E_NOT_FOUND', 'transaction 9 cannot be ended: it was aborted or ended')));
-    expect(await refusal(new MangroveClient(link).txnEnd(9))).to.equal('E_NOT_FOUND: transaction 9 cannot be ended: it was aborted or ended');
+    expect(await rejectionOf(new MangroveClient(link).txnEnd(9))).to.equal('E_NOT_FOUND: transaction 9 cannot be ended: it was aborted or ended');
   });
 
   it('refuses an answer that breaks the protocol with E_BAD_MESSAGE', async () => {
     const answering = (result: unknown) => new MangroveClient(new FakeLink(() => ({ result })));
-    expect(await refusal(answering({ txn: 0 }).txnBegin())).to.match(/^E_BAD_MESSAGE: the node's answer to txn_begin should hold a transaction id, but has a number \(0\)/);
-    expect(await refusal(answering({ txn: 1 }).txnLog(1, new Uint8Array(1)))).to.match(/^E_BAD_MESSAGE: the node's answer to txn_log should hold a field seq/);
-    expect(await refusal(answering({ txn: 1, state: 'aborted', records: 0 }).txnCommit(1))).to.match(
+    expect(await rejectionOf(answering({ txn: 0 }).txnBegin())).to.match(/^E_BAD_MESSAGE: the node's answer to txn_begin should hold a transaction id, but has a number \(0\)/);
+    expect(await rejectionOf(answering({ txn: 1 }).txnLog(1, new Uint8Array(1)))).to.match(/^E_BAD_MESSAGE: the node's answer to txn_log should hold a field seq/);
+    expect(await rejectionOf(answering({ txn: 1, state: 'aborted', records: 0 }).txnCommit(1))).to.match(
       /^E_BAD_MESSAGE: the node's answer to txn_commit should hold \{txn: 1, state: 'committed', records\}/,
     );
-    expect(await refusal(answering({ txn: 2, state: 'ended', records: 0 }).txnEnd(1))).to.match(/^E_BAD_MESSAGE: .*txn_end/);
-    expect(await refusal(answering({ txn: 1, state: 'aborted', records: -1 }).txnAbort(1))).to.match(/^E_BAD_MESSAGE: .*txn_abort/);
-    expect(await refusal(answering({ records: 'none' }).txnRead())).to.match(/^E_BAD_MESSAGE: .*an array of records, but has a string/);
-    expect(await refusal(answering({ records: [{ txn: 2, seq: 1, data: new Uint8Array(1) }] }).txnRead(1))).to.match(
+    expect(await rejectionOf(answering({ txn: 2, state: 'ended', records: 0 }).txnEnd(1))).to.match(/^E_BAD_MESSAGE: .*txn_end/);
+    expect(await rejectionOf(answering({ txn: 1, state: 'aborted', records: -1 }).txnAbort(1))).to.match(/^E_BAD_MESSAGE: .*txn_abort/);
+    expect(await rejectionOf(answering({ records: 'none' }).txnRead())).to.match(/^E_BAD_MESSAGE: .*an array of records, but has a string/);
+    expect(await rejectionOf(answering({ records: [{ txn: 2, seq: 1, data: new Uint8Array(1) }] }).txnRead(1))).to.match(
       /^E_BAD_MESSAGE: the node's answer to txn_read should hold records of transaction 1 with a seq/,
     );
-    expect(await refusal(answering({ records: [{ txn: 1, seq: 1, data: [1] }] }).txnRead())).to.match(/^E_BAD_MESSAGE: .*records of at most 4096 bytes, but has an array of 1/);
+    expect(await rejectionOf(answering({ records: [{ txn: 1, seq: 1, data: [1] }] }).txnRead())).to.match(/^E_BAD_MESSAGE: .*records of at most 4096 bytes, but has an array of 1/);
   });
 
   describe('refuses bad arguments before sending anything', () => {
@@ -323,7 +312,7 @@ describe('runtime/client/pages: the transaction log (M7)', () => {
     for (const [what, call, shown] of cases) {
       it(what, async () => {
         const link = new FakeLink();
-        const refused = await refusal(call(new MangroveClient(link)));
+        const refused = await rejectionOf(call(new MangroveClient(link)));
         expect(refused).to.match(idRule);
         expect(refused).to.match(shown);
         expect(link.sent, 'nothing sent').to.deep.equal([]);
@@ -339,7 +328,7 @@ describe('runtime/client/pages: the transaction log (M7)', () => {
     for (const [what, record, expected] of records) {
       it(what, async () => {
         const link = new FakeLink();
-        expect(await refusal(new MangroveClient(link).txnLog(1, record as Uint8Array))).to.match(expected);
+        expect(await rejectionOf(new MangroveClient(link).txnLog(1, record as Uint8Array))).to.match(expected);
         expect(link.sent, 'nothing sent').to.deep.equal([]);
       });
     }
@@ -377,7 +366,7 @@ describe('runtime/client/pages: every limit is the wire schema\'s (runtime/clien
       expect(ok.sent).to.have.length(1);
       expect(clientPageOp.safeParse(ok.sent[0].body).success, 'what is sent passes the wire schema').to.equal(true);
       const no = new FakeLink(answer);
-      expect(await refusal(past(new MangroveClient(no)))).to.match(refused);
+      expect(await rejectionOf(past(new MangroveClient(no)))).to.match(refused);
       expect(no.sent, 'nothing sent').to.deep.equal([]);
     });
   }
@@ -394,7 +383,7 @@ describe('runtime/client/pages: every limit is the wire schema\'s (runtime/clien
       ];
       for (const [what, call, body] of tries) {
         const link = new FakeLink(answer);
-        const client = await refusal(call(new MangroveClient(link)));
+        const client = await rejectionOf(call(new MangroveClient(link)));
         const wire = clientPageOp.safeParse(body).success;
         expect(client === 'resolved', `${what} ${String(value)}: client says ${client}, the wire says ${wire ? 'yes' : 'no'}`).to.equal(wire);
         if (!wire) expect(client, `${what} ${String(value)}`).to.match(/^E_BAD_ARGUMENT: /);
@@ -414,11 +403,11 @@ describe('runtime/client/pages: every limit is the wire schema\'s (runtime/clien
     } finally {
       await c.close();
     }
-    expect(await refusal(connect('tcp://127.0.0.1:1', { clientId: 7 as unknown as string }))).to.match(/^E_BAD_ARGUMENT: clientId must be a string of 1 to 64 characters, not a number \(7\)$/);
+    expect(await rejectionOf(connect('tcp://127.0.0.1:1', { clientId: 7 as unknown as string }))).to.match(/^E_BAD_ARGUMENT: clientId must be a string of 1 to 64 characters, not a number \(7\)$/);
   });
 
   it('names the first wrong argument in the order it always has', async () => {
-    const first = async (call: (c: MangroveClient) => Promise<unknown>) => refusal(call(new MangroveClient(new FakeLink())));
+    const first = async (call: (c: MangroveClient) => Promise<unknown>) => rejectionOf(call(new MangroveClient(new FakeLink())));
     // The address before the count, the count before the options' keys, the keys before their values.
     expect(await first((c) => c.alloc(0x10n, 0, { copis: 1 } as never))).to.match(/^E_BAD_ADDRESS: /);
     expect(await first((c) => c.alloc(page, 0, { copis: 1 } as never))).to.match(/^E_BAD_ARGUMENT: pages must be/);
@@ -458,7 +447,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
   /** `p`'s outcome as `refusal` tells it, with the clock's timers (and the promises they start) run until it settles. */
   async function inSimTime(clock: SimClock, p: Promise<unknown>): Promise<string> {
     let done = false;
-    const outcome = refusal(p).finally(() => (done = true));
+    const outcome = rejectionOf(p).finally(() => (done = true));
     for (let steps = 0; !done; steps++) {
       expect(steps, 'the call settles within 10000 timer steps').to.be.below(10_000);
       await clock.runUntilAsync(clock.nextAt() ?? clock.now());
@@ -537,7 +526,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
       const clock = new SimClock();
       const link = scripted(clock, () => Promise.reject(new MangroveError(code, 'no')));
       const c = new MangroveClient(link, { clock, random: randoms() });
-      expect(await refusal(c.lock(0x1000n))).to.equal(`${code}: no`);
+      expect(await rejectionOf(c.lock(0x1000n))).to.equal(`${code}: no`);
       expect(link.sent).to.have.length(1);
       expect(clock.pending(), 'no wait begun').to.equal(0);
       expect(c.stats()).to.deep.equal({ recoveryRetries: 0, recoveryGiveUps: 0, recoveryPauseMsMax: 0, lockLeasesLost: 0 });
@@ -548,7 +537,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
     const clock = new SimClock();
     const link = scripted(clock, rebuilding);
     const c = new MangroveClient(link, { clock, random: randoms(), recoveryWaitMs: 0 });
-    expect(await refusal(c.write(0x1000n, page))).to.equal(`E_RECOVERING: ${REBUILDING}`);
+    expect(await rejectionOf(c.write(0x1000n, page))).to.equal(`E_RECOVERING: ${REBUILDING}`);
     expect(link.sent).to.have.length(1);
     expect(clock.pending()).to.equal(0);
     expect(c.stats()).to.deep.equal({ recoveryRetries: 0, recoveryGiveUps: 1, recoveryPauseMsMax: 0, lockLeasesLost: 0 });
@@ -558,7 +547,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
     const clock = new SimClock();
     const link = scripted(clock, rebuilding);
     const c = new MangroveClient(link, { clock, random: () => 0 });
-    const read = refusal(c.read(0x1000n));
+    const read = rejectionOf(c.read(0x1000n));
     await new Promise((resolve) => setImmediate(resolve));
     expect(clock.pending(), 'the call waits').to.equal(1);
     await c.close();
@@ -570,7 +559,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
   it('does not retry status: the node answers it while it rebuilds', async () => {
     const clock = new SimClock();
     const link = scripted(clock, rebuilding);
-    expect(await refusal(new MangroveClient(link, { clock }).status())).to.equal(`E_RECOVERING: ${REBUILDING}`);
+    expect(await rejectionOf(new MangroveClient(link, { clock }).status())).to.equal(`E_RECOVERING: ${REBUILDING}`);
     expect(link.sent).to.have.length(1);
   });
 
@@ -586,7 +575,7 @@ describe('runtime/client/pages: a rebuild costs a pause, not an error (M6)', () 
     for (const [value, shown] of bad) {
       it(`recoveryWaitMs ${shown}, in connect and in the constructor`, async () => {
         const says = `E_BAD_ARGUMENT: recoveryWaitMs must be an integer from 0 to ${clientLimits.recoveryWaitMsMax}, not ${shown}`;
-        expect(await refusal(connect('tcp://127.0.0.1:1', { recoveryWaitMs: value as number }))).to.equal(says);
+        expect(await rejectionOf(connect('tcp://127.0.0.1:1', { recoveryWaitMs: value as number }))).to.equal(says);
         expect(errorOf(() => new MangroveClient(new FakeLink(), { recoveryWaitMs: value as number }))).to.equal(says);
       });
     }
@@ -674,7 +663,7 @@ describe('runtime/client/pages: lock leases (M14: a client that went away loses 
       ['10s', 'E_BAD_ARGUMENT: lockLeaseMs must be an integer from 0 to 3600000, not a string ("10s")'],
     ] as const) {
       expect(errorOf(() => new MangroveClient(new FakeLink(), { lockLeaseMs: value as number })), String(value)).to.equal(says);
-      expect(await refusal(connect('tcp://127.0.0.1:1', { lockLeaseMs: value as number })), String(value)).to.equal(says);
+      expect(await rejectionOf(connect('tcp://127.0.0.1:1', { lockLeaseMs: value as number })), String(value)).to.equal(says);
     }
   });
 });
