@@ -3,7 +3,8 @@
  * `/` is its page, `/dashboard/NAME` each file of
  * runtime/http/dashboard/static/, and `/dashboard/lib/NAME` the browser
  * libraries it uses, from node_modules. Nothing comes from a CDN and nothing
- * is built at install: the files are read once, when the node starts.
+ * is built at install: which files there are is listed when the node starts,
+ * and each is read once, when it is first asked for.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -32,13 +33,15 @@ export function staticDir(): string {
   return join(root, 'runtime', 'http', 'dashboard', 'static');
 }
 
-/** Routes for every file of the dashboard, read now. */
+/** Routes for every file of the dashboard (listed now, read when first asked for). */
 export function assetRoutes(dir = staticDir()): Record<string, RouteHandler> {
   const routes: Record<string, RouteHandler> = {};
   const serve = (path: string, file: string) => {
-    const body = readFileSync(file);
+    // Read on first use and kept: a node that nobody watches reads none of it.
+    let cached: Buffer | undefined;
     const type = TYPES[extname(file)] ?? 'application/octet-stream';
     routes[path] = (_req, res) => {
+      const body = (cached ??= readFileSync(file));
       res.statusCode = 200;
       res.setHeader('Content-Type', type);
       res.setHeader('Cache-Control', 'no-cache');

@@ -51,11 +51,13 @@ export function dashboardRoutes(sources: DashboardSources): { routes: Record<str
   const now = sources.now ?? Date.now;
   const peers = new PeerStatuses(sources.status, now, sources.curveFor);
   const feed = new ClusterFeed(peers, sources.transport, now, sources.heartbeatMs);
-  const charts = JSON.stringify({ machines: machineCatalog.map((e) => ({ ...chartOf(e.machine), spec: e.spec, summary: e.summary })) });
+  // Drawn from the machine definitions when first asked for, then kept: they do not change while the node runs.
+  let charts: string | undefined;
+  const chartsJson = () => (charts ??= JSON.stringify({ machines: machineCatalog.map((e) => ({ ...chartOf(e.machine), spec: e.spec, summary: e.summary })) }));
   const routes: Record<string, RouteHandler> = {
     ...assetRoutes(),
     '/dashboard/stream': (req, res) => feed.open(req, res),
-    '/dashboard/charts': (_req, res) => send(res, 200, JSON_TYPE, `${charts}\n`),
+    '/dashboard/charts': (_req, res) => send(res, 200, JSON_TYPE, `${chartsJson()}\n`),
     '/dashboard/page': (_req, res, url) => answer(res, () => page(sources, url.searchParams.get('addr'))),
     '/dashboard/filesets': (_req, res) => answer(res, () => sources.fs({ op: 'fileset_list' }, CLIENT)),
     '/dashboard/files': (_req, res, url) =>
