@@ -18,7 +18,7 @@ import { ENVELOPE_VERSION } from '../envelope.js';
 import type { CurveKeyPair } from './curve.js';
 import { linkAuthLimits } from './link-auth.js';
 import { proveKey } from './link-proof.js';
-import { closeSocket, watch } from './watched-sockets.js';
+import { watch } from './watched-sockets.js';
 
 export class LinkHello {
   private readonly frame: Uint8Array;
