@@ -22,7 +22,7 @@ import type { ClientRole } from '../bus/transport/key-holder.js';
 const ADMIN_KINDS: ReadonlySet<string> = new Set(['client.ndb_update', 'client.fault']);
 
 /** Page ops that read (or only keep the session alive). */
-const PAGE_READS: ReadonlySet<ClientPageOp['op']> = new Set(['read', 'stat', 'space', 'get_attrs', 'super_root', 'txn_read', 'renew']);
+const PAGE_READS: ReadonlySet<ClientPageOp['op']> = new Set(['read', 'stat', 'space', 'get_attrs', 'super_root', 'dir_page', 'txn_read', 'renew']);
 
 /** File-system ops that read (or only keep the session alive); `open` and `check` depend on their flags. */
 const FS_READS: ReadonlySet<ClientFsOp['op']> = new Set(['fileset_list', 'statfs', 'stat', 'fstat', 'readdir', 'read', 'readlink', 'streams', 'close', 'fsync', 'renew', 'mount_report']);

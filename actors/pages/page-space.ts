@@ -19,8 +19,9 @@
  * the loss of its home's disk as data pages do.
  */
 import { MangroveError } from '../../bus/errors.js';
-import { formatAddress, PAGE_BYTES, pageRange, type PageRange } from '../../machines/memory/address.js';
+import { checkPageAddress, formatAddress, PAGE_BYTES, pageRange, type PageRange } from '../../machines/memory/address.js';
 import { Directory, type DirectoryEntry, type DirectoryPages } from '../../machines/memory/directory.js';
+import { decodeDirectoryPage, type DirectoryPage } from '../../machines/memory/directory-page.js';
 import { FS_ATTR_BYTES, type PageStore } from '../storage/page-store.js';
 
 const ARENA_SHIFT = 64n;
@@ -129,6 +130,21 @@ export class PageSpace {
     };
     const dir = Directory.open(readOnly, root);
     return { entries: dir.count(), pages: dir.shape().pages, rootVersion: stored.version };
+  }
+
+  /**
+   * One page of `arena`'s directory as this node's disk has it, decoded
+   * (E_STORAGE if damaged), with its version; undefined if there is none.
+   * `addr` must be a page of the arena's directory region. Reading writes nothing.
+   */
+  directoryPage(arena: bigint, addr: bigint): { page: DirectoryPage; version: number } | undefined {
+    const base = arenaBase(arena);
+    checkPageAddress(addr);
+    if (addr < base || addr >= base + DATA_OFFSET) {
+      throw new MangroveError('E_BAD_ARGUMENT', `${formatAddress(addr)} is no page of arena ${arena}'s directory (${formatAddress(base)} up to ${formatAddress(base + DATA_OFFSET)})`);
+    }
+    const stored = this.store.get(addr);
+    return stored && { page: decodeDirectoryPage(addr, stored.data), version: stored.version };
   }
 
   /** Whether `arena`'s directory exists here (reading one never creates it). */

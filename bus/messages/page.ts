@@ -54,6 +54,8 @@ export const clientPageOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('set_super_root'), addr: wireAddress, ifNone: z.boolean().optional() }),
   z.object({ op: z.literal('access'), addr: wireAddress, pages: ioPages, mode }),
   z.object({ op: z.literal('unreference'), addr: wireAddress, pages: ioPages }),
+  /** One page of an arena's directory (the GDD, M8), as its home has it: the root without `page`. Reads only. */
+  z.object({ op: z.literal('dir_page'), arena: count, page: wireAddress.optional() }),
   // The transaction log (M7): records of one transaction become durable together at commit.
   z.object({ op: z.literal('txn_begin') }),
   z.object({ op: z.literal('txn_log'), txn: count, record: txnRecord }),
@@ -135,6 +137,8 @@ export const peerCall = z.discriminatedUnion('op', [
   z.object({ op: z.literal('dir_check'), arena: count }),
   /** From an arena's home to the PAN (M16): name these nodes its directory replicas, by a node-database update. */
   z.object({ op: z.literal('dir_replicas'), arena: count, gen: count, replicas: z.array(id).max(16) }),
+  /** To an arena's home: one page of its directory, decoded (the root without `page`), for browsing it. */
+  z.object({ op: z.literal('dir_page'), arena: count, page: wireAddress.optional() }),
 ]);
 export type PeerCall = z.infer<typeof peerCall>;
 
@@ -175,7 +179,7 @@ export type CoherenceBody<K extends CoherenceKind> = Omit<z.infer<(typeof pageBo
  * flush → FlushResult; stat → PageStat; space → SpaceReport;
  * get_attrs and set_attrs → PageAttrs; super_root → {address};
  * access → {pages, versions}; unreference → {pages, dropped};
- * txn_begin → {txn}; txn_log → {txn, seq}; txn_commit, txn_abort, txn_end →
+ * dir_page → DirectoryPageView; txn_begin → {txn}; txn_log → {txn, seq}; txn_commit, txn_abort, txn_end →
  * {txn, state: 'committed' | 'aborted' | 'ended', records}; txn_read →
  * {records: TxnRecord[], more, txns?} (without a txn: whole transactions up
  * to 2 MiB, `more` if there are others, `txns` naming every committed one);
@@ -236,6 +240,29 @@ export interface SpaceReport {
   homePages: number;
   /** The whole cluster, summed over the nodes that answered. */
   cluster?: { nodes: number; totalRamBytes: number; freeRamBytes: number; totalDiskPages: number; freeDiskPages: number };
+}
+
+/**
+ * One page of an arena's directory (the GDD, M8; patent FIG. 1, 11, 12), as
+ * the arena's home has it on disk: an inner page names its children, a leaf
+ * its entries (one reservation range each). Addresses are `0x` hex.
+ */
+export interface DirectoryPageView {
+  arena: number;
+  /** The arena's home, which answered. */
+  home: string;
+  address: string;
+  /** The page's version on the home's disk (it grows with every rewrite). */
+  version: number;
+  kind: 'leaf' | 'inner';
+  /** 0 for a leaf; the height above the leaves for an inner page. */
+  level: number;
+  /** The root page only: the reservation high-water mark, the super-root (arena 0), and the whole tree's size. */
+  root: { highWater: string; superRoot: string | null; entries: number; pages: number; depth: number } | null;
+  /** An inner page's children, in key order: child i holds the ranges starting from `from` (the first child: from the page's own lower bound, null). */
+  children: { address: string; from: string | null }[];
+  /** A leaf's entries, in address order. */
+  entries: { start: string; pages: number; state: 'reserved' | 'materialized'; copies: number; volatile: boolean; holders: string[]; cacheInRam: boolean }[];
 }
 
 /** One durable transaction-log record, as `txn_read` returns it: only committed, not yet ended, transactions have any. */

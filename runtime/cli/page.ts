@@ -12,12 +12,12 @@
  * any other usage error, with E_BAD_ADDRESS (runtime/cli/main/main.ts).
  */
 import { open } from 'node:fs/promises';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX } from '../../bus/messages/page-limits.js';
 import { formatAddress, PAGE_BYTES, pageRange, parsePageAddress } from '../../machines/memory/address.js';
-import type { FlushResult, MangroveClient, PageAttrs, PageStat, SpaceReport } from '../client/pages.js';
-import { chunksOf, examples, jsonLine, positive, print } from './util.js';
+import type { DirectoryPageView, FlushResult, MangroveClient, PageAttrs, PageStat, SpaceReport } from '../client/pages.js';
+import { chunksOf, examples, integer, jsonLine, positive, print } from './util.js';
 import { checkConnect } from './ask.js';
 
 export const pageCliDefaults = {
@@ -238,6 +238,20 @@ function addInspect(cli: PageCli): void {
       print(o.json ? jsonLine(s) : renderStat(s));
     });
 
+  subcommand(cli, 'dir', 'one page of an arena\'s directory (the GDD), as its home has it: the root, or --page', 'print the page as {"arena","home","address","kind","level","root","children","entries"}')
+    .argument('<arena>', 'the arena: 0 is the system\'s, a node\'s is its short id + 1 (`mangrove status` lists them)', (v: string) => {
+      const n = integer(v);
+      if (n < 0) throw new InvalidArgumentError('It must be 0 or more.');
+      return n;
+    })
+    .option('--page <addr>', 'a page of the directory, 0x hex, as a parent names it (default: the root)')
+    .addHelpText('after', examples('mangrove page dir 1', 'mangrove page dir 1 --page 0x10000000000001000', 'mangrove page dir 2 --json | jq \'.entries[] | select(.state == "materialized")\''))
+    .action(async (arena: number, o: LinkOpts & { page?: string }) => {
+      const at = o.page === undefined ? undefined : parsePageAddress(o.page);
+      const v = await session(o, (c) => c.directoryPage(arena, at));
+      print(o.json ? jsonLine(v) : renderDirectoryPage(v));
+    });
+
   subcommand(cli, 'space', 'RAM and disk of the node, and free space in the cluster', 'print the node\'s space report')
     .addHelpText('after', examples('mangrove page space', 'mangrove page space --connect tcp://127.0.0.1:7401 --json | jq .cluster'))
     .action(async (o: LinkOpts) => {
@@ -428,6 +442,26 @@ export function renderStat(s: PageStat): string {
     ['version', String(s.version)],
     ['lock', lock],
   ]);
+}
+
+export function renderDirectoryPage(v: DirectoryPageView): string {
+  const rows: [string, string][] = [
+    ['arena', `${v.arena} (home ${v.home})`],
+    ['page', `${v.address}, version ${v.version}, ${v.kind === 'leaf' ? 'a leaf' : `an inner page, level ${v.level}`}`],
+  ];
+  if (v.root) {
+    rows.push(['tree', `${v.root.entries} entr${v.root.entries === 1 ? 'y' : 'ies'} in ${plural(v.root.pages, 'page')}, ${v.root.depth} deep`]);
+    rows.push(['high water', v.root.highWater]);
+    if (v.root.superRoot !== null) rows.push(['super-root', v.root.superRoot]);
+  }
+  const lines = [table(rows)];
+  for (const c of v.children) lines.push(`  child ${c.address}  ${c.from === null ? 'the lowest keys' : `from ${c.from}`}`);
+  for (const e of v.entries) {
+    const where = e.state === 'reserved' ? 'reserved' : `${e.copies} ${e.volatile ? 'volatile ' : ''}cop${e.copies === 1 ? 'y' : 'ies'} on ${list(e.holders, 'no node')}`;
+    lines.push(`  ${e.start}  ${plural(e.pages, 'page').padEnd(12)} ${where}${e.cacheInRam ? ', cached in RAM' : ''}`);
+  }
+  if (v.kind === 'leaf' && v.entries.length === 0) lines.push('  (no entries)');
+  return lines.join('\n');
 }
 
 export function renderSpace(s: SpaceReport): string {

@@ -31,6 +31,7 @@ import {
   PAGES_PER_REQUEST_MAX,
   TXN_RECORD_BYTES_MAX,
   type ClientPageOp,
+  type DirectoryPageView,
   type FlushResult,
   type PageAttrs,
   type PageStat,
@@ -44,14 +45,14 @@ import { ZmqClient } from '../../bus/transport/zmq-client.js';
 import { clientCurveFor, findClientKey } from './client-key.js';
 import { clientFsOp, type ClientFsOp } from '../../bus/messages/fs.js';
 import { FsClient } from './files.js';
-import { PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
+import { addressKey, PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
 import { isTcpEndpoint } from '../../bus/transport/endpoint.js';
 import { withTxn } from './txn.js';
 import { checkClientId, checkField, checkKeys, checkMs, describe, hotOp, pageBase, wireOp, type ApiOp, type ApiOptions } from './checks.js';
 
 export { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX, TXN_RECORD_BYTES_MAX };
 export { describe };
-export type { FlushResult, PageAttrs, PageStat, SpaceReport, TxnOutcome, TxnRecord, TxnState };
+export type { DirectoryPageView, FlushResult, PageAttrs, PageStat, SpaceReport, TxnOutcome, TxnRecord, TxnState };
 
 export const clientDefaults = {
   timeoutMs: 10_000,
@@ -393,6 +394,15 @@ export class MangroveClient {
 
   async setSuperRoot(addr: bigint): Promise<void> {
     await this.call({ op: 'set_super_root', addr });
+  }
+
+  /**
+   * One page of arena `arena`'s directory (the GDD, M8), as the arena's home
+   * has it: the root without `page`; an inner page names its children, a
+   * leaf its reservations. For browsing: it changes nothing.
+   */
+  async directoryPage(arena: number, page?: bigint): Promise<DirectoryPageView> {
+    return this.call<DirectoryPageView>({ op: 'dir_page', arena, ...(page === undefined ? {} : { page: addressKey(pageBase(page)) }) });
   }
 
   /**

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { formatAddress, MAX_ADDRESS, PAGE_BYTES, parseAddress } from '../../machines/memory/address.js';
-import type { PageStat } from '../../bus/messages/page.js';
+import type { DirectoryPageView, PageStat } from '../../bus/messages/page.js';
 import { connect, type MangroveClient } from '../../runtime/client/pages.js';
 import { ProcessCluster } from '../helpers/process-cluster.js';
 import { CLI } from '../helpers/run-cli.js';
@@ -150,6 +150,24 @@ describe('pages through the CLI and the client library, on real processes', func
     const text = await mangrove(['page', 'stat', formatAddress(base), ...on(2)]);
     ok(text, 'stat (text)');
     expect(text.stdout.toString()).to.match(/^core holders {2}\S+, \S+ \(2 of 2 copies\)$/m);
+  });
+
+  it("page dir shows the arena's directory from its home, asked through another node: both reservations, the allocated one on 2 core holders", async () => {
+    const arena = String(base >> 64n);
+    const r = await mangrove(['page', 'dir', arena, '--json', ...on(2)]);
+    ok(r, 'page dir');
+    const v = json<DirectoryPageView>(r);
+    expect([v.home, v.kind, v.root?.entries]).to.deep.equal([ids[0], 'leaf', 2]);
+    expect(v.entries.map((e) => [e.start, e.pages, e.state, e.holders.length])).to.deep.equal([
+      [formatAddress(base), PAGES, 'materialized', 2],
+      [formatAddress(unmaterialized), 1, 'reserved', 0],
+    ]);
+    const text = await mangrove(['page', 'dir', arena, ...on(1)]);
+    ok(text, 'page dir (text)');
+    expect(text.stdout.toString()).to.match(/^tree +2 entries in 1 page, 1 deep$/m);
+    expect(text.stdout.toString()).to.contain(`${formatAddress(base)}  ${PAGES} pages`);
+    const bad = await mangrove(['page', 'dir', arena, '--page', formatAddress(base), ...on(1)]);
+    expect([bad.code, bad.stderr.toString()], 'a data page is no directory page').to.satisfy(([code, err]: [number, string]) => code !== 0 && err.includes('E_BAD_ARGUMENT'));
   });
 
   it('a lock one client holds refuses a second client with E_LOCKED until it is released', async () => {

@@ -165,6 +165,43 @@ describe('the dashboard in a browser', function () {
     expect(await page.textContent('#page-note')).to.match(/Changed at .*version \d+ → \d+/);
   });
 
+  it("browses an arena's directory from its root to the reservations, and a reservation clicked is watched", async () => {
+    const c = cluster!;
+    // Enough reservations that the root splits: the tree has inner pages and several leaves.
+    const first = await client!.reserve(1);
+    for (let i = 0; i < 299; i++) await client!.reserve(1 + (i % 4));
+    await client!.alloc(first, 1, { copies: 2 });
+    const arena = Number(first >> 64n);
+    const firstHex = `0x${first.toString(16).padStart(32, '0')}`;
+    const home = (await c.statuses())[other]!.self;
+
+    await view('store');
+    await page.click(`#dir-arenas [data-arena="${arena}"]`);
+    const summary = await until('the root of the arena, read again once it changed', async () => {
+      const text = (await page.textContent('#dir-summary')) ?? '';
+      const n = Number(/^([\d,]+) reservations/.exec(text)?.[1]?.replace(/,/g, '') ?? 0);
+      return n >= 300 && (await page.$('#dir-tree > ul > li[data-kind="inner"]')) ? text : undefined;
+    }, { timeoutMs: SEE_MS, pollMs: 250 });
+    expect(summary).to.match(/in \d+ directory pages, \d levels deep/);
+    expect(await page.getAttribute('#dir-summary .mono', 'title')).to.equal(home);
+
+    // The root opens on its children; the first (lowest addresses) holds the first reservation.
+    const firstChild = '#dir-tree > ul > li > ul > li:first-child';
+    await page.waitForSelector(`${firstChild} > .dir-row`, { timeout: SEE_MS });
+    expect(await page.getAttribute(firstChild, 'data-kind'), 'a few hundred reservations: a root over leaves').to.equal('leaf');
+    await page.click(`${firstChild} > .dir-row`);
+    const row = `#dir-tree tr[data-start="${firstHex}"]`;
+    await page.waitForSelector(row, { timeout: SEE_MS });
+    expect(await page.getAttribute(row, 'data-state')).to.equal('materialized');
+    expect(((await page.textContent(`${row} td:last-child`)) ?? '').split(',').length, 'two core holders').to.equal(2);
+    expect(await page.$$eval(`${firstChild} tr[data-start]`, (rows) => rows.length)).to.be.greaterThan(10);
+    await shoot('store-directory');
+
+    await page.click(`${row} a`);
+    await page.waitForFunction((hex) => document.getElementById('page-watch')?.dataset.addr === hex, firstHex, { timeout: SEE_MS });
+  });
+
+
   it("draws every machine's chart", async () => {
     const charts = ((await (await fetch(`${base}/dashboard/charts`)).json()) as { machines: Chart[] }).machines;
     expect(charts.length).to.be.greaterThan(0);

@@ -3,7 +3,9 @@
  * actors/pages/directory-replicas.ts): as a replica, store an arena's
  * directory pages (`peer.dir_store`) and read them back whole
  * (`peer.dir_check`); as the PAN, name an arena's replicas in the arena
- * table (`peer.dir_replicas`).
+ * table (`peer.dir_replicas`); and, for browsing (the dashboard, `page dir`),
+ * one page of an arena's directory as its home has it (`client.dir_page`,
+ * asked of the home as `peer.dir_page`; it only reads).
  *
  * Fencing (M16): a replica takes directory pages only from the arena's home
  * at the arena's current generation, as its copy of the arena table has
@@ -14,8 +16,9 @@
  */
 import { MangroveError } from '../../../bus/errors.js';
 import type { NdbOp } from '../../../bus/messages/index.js';
-import type { PeerCall } from '../../../bus/messages/page.js';
+import type { ClientPageOp, DirectoryPageView, PeerCall } from '../../../bus/messages/page.js';
 import { addressFromKey, formatAddress } from '../../../machines/memory/address.js';
+import type { DirectoryPage } from '../../../machines/memory/directory-page.js';
 import { arenaEntryOf } from '../../../machines/membership/node-db.js';
 import { FS_ATTR_BYTES } from '../../storage/page-store.js';
 import { arenaBase, arenaOf, DATA_OFFSET } from '../../pages/page-space.js';
@@ -27,6 +30,47 @@ export function registerDirectoryApplets(engine: EngineParts): void {
   engine.scheduler.register('peer.dir_store', { applet: async (input, ctx) => storeDirectory(engine, input as Call<'dir_store'>, ctx.origin) });
   engine.scheduler.register('peer.dir_check', { applet: async (input) => engine.space.check(BigInt((input as Call<'dir_check'>).arena)) });
   engine.scheduler.register('peer.dir_replicas', { applet: async (input) => nameReplicas(engine, input as Call<'dir_replicas'>) });
+  engine.scheduler.register('peer.dir_page', { applet: async (input) => pageAtHome(engine, input as Call<'dir_page'>) });
+  engine.scheduler.register('client.dir_page', {
+    applet: async (input) => {
+      const { arena, page } = input as Extract<ClientPageOp, { op: 'dir_page' }>;
+      return engine.calls.call<DirectoryPageView>(engine.homeOf(arenaBase(BigInt(arena))), { op: 'dir_page', arena, page });
+    },
+  });
+}
+
+/** As the arena's home: one page of its directory, decoded, read from this node's disk (the root without `page`). */
+function pageAtHome(engine: EngineParts, req: Call<'dir_page'>): DirectoryPageView {
+  const arena = BigInt(req.arena);
+  const base = arenaBase(arena);
+  const home = engine.homeOf(base);
+  if (home !== engine.deps.self) throw new MangroveError('E_RECOVERING', `arena ${req.arena} is served by ${home}, not this node (the arena table changed; try again)`);
+  const addr = req.page === undefined ? base : addressFromKey(req.page);
+  // Nothing was reserved in the arena yet: its directory is not written, and reads as an empty root (reading creates nothing).
+  if (addr === base && !engine.space.hasDirectory(arena)) {
+    return { arena: req.arena, home: engine.deps.self, address: formatAddress(base), version: 0, kind: 'leaf', level: 0, root: { highWater: formatAddress(base + DATA_OFFSET), superRoot: null, entries: 0, pages: 0, depth: 1 }, children: [], entries: [] };
+  }
+  const found = engine.space.directoryPage(arena, addr);
+  if (!found) throw new MangroveError('E_NOT_FOUND', `${formatAddress(addr)} is no page of arena ${req.arena}'s directory (a page is released when a split or a merge replaces it)`);
+  return viewOf(engine, req.arena, addr, found.page, found.version);
+}
+
+function viewOf(engine: EngineParts, arena: number, addr: bigint, page: DirectoryPage, version: number): DirectoryPageView {
+  const isRoot = addr === arenaBase(BigInt(arena));
+  let root: DirectoryPageView['root'] = null;
+  if (isRoot) {
+    const dir = engine.space.directory(BigInt(arena));
+    const meta = dir.meta();
+    const shape = dir.shape();
+    root = { highWater: formatAddress(arenaBase(BigInt(arena)) + meta.highWater), superRoot: meta.superRoot === null ? null : formatAddress(meta.superRoot), entries: dir.count(), pages: shape.pages, depth: shape.depth };
+  }
+  const common = { arena, home: engine.deps.self, address: formatAddress(addr), version, level: page.level, root };
+  if (page.kind === 'inner') {
+    const children = page.children.map((child, i) => ({ address: formatAddress(child), from: i === 0 ? null : formatAddress(page.keys[i]) }));
+    return { ...common, kind: 'inner', children, entries: [] };
+  }
+  const entries = page.entries.map((e) => ({ start: formatAddress(e.start), pages: e.pages, state: e.state, copies: e.copies, volatile: e.volatile, holders: [...e.holders], cacheInRam: e.cacheInRam }));
+  return { ...common, kind: 'leaf', children: [], entries };
 }
 
 function storeDirectory(engine: EngineParts, req: Call<'dir_store'>, from: string): { stored: number } {

@@ -8,6 +8,9 @@
  *                                  definition (runtime/inspect/chart.ts, as `machines export --format json`)
  * GET /dashboard/page?addr=0x…     {"stat": PageStat, "head": HEX, "read": ERROR|null}: where a page
  *                                  lives (home, owner, readers, core holders, version) and its first bytes
+ * GET /dashboard/directory?arena=N[&page=0x…]
+ *                                  one page of arena N's directory (the GDD; DirectoryPageView, as
+ *                                  `page dir --json`): the root without `page`, asked of the arena's home
  * GET /dashboard/filesets          the file system's filesets (`fs fileset list`)
  * GET /dashboard/files?fs=F&path=P {"entries": [FsDirEntry…]}: a directory of a fileset, at most 1000
  * POST /dashboard/trace            a trace file in, its messages and `trace check` violations out (trace-view.ts)
@@ -59,6 +62,7 @@ export function dashboardRoutes(sources: DashboardSources): { routes: Record<str
     '/dashboard/stream': (req, res) => feed.open(req, res),
     '/dashboard/charts': (_req, res) => send(res, 200, JSON_TYPE, `${chartsJson()}\n`),
     '/dashboard/page': (_req, res, url) => answer(res, () => page(sources, url.searchParams.get('addr'))),
+    '/dashboard/directory': (_req, res, url) => answer(res, () => directoryPage(sources, url.searchParams)),
     '/dashboard/filesets': (_req, res) => answer(res, () => sources.fs({ op: 'fileset_list' }, CLIENT)),
     '/dashboard/files': (_req, res, url) =>
       answer(res, () => sources.fs({ op: 'readdir', fs: url.searchParams.get('fs') ?? 'default', path: url.searchParams.get('path') ?? '/', max: 1000 }, CLIENT)),
@@ -71,6 +75,15 @@ export function dashboardRoutes(sources: DashboardSources): { routes: Record<str
       await peers.close();
     },
   };
+}
+
+/** One page of an arena's directory, as its home has it (the engine's `dir_page`). */
+function directoryPage(sources: DashboardSources, q: URLSearchParams): Promise<unknown> {
+  const raw = q.get('arena');
+  const arena = raw === null || raw === '' ? NaN : Number(raw);
+  if (!Number.isSafeInteger(arena) || arena < 0) throw new MangroveError('E_BAD_ARGUMENT', `arena is a whole number (0 is the system's), not ${JSON.stringify(raw)}: /dashboard/directory?arena=N[&page=0x…]`);
+  const page = q.get('page');
+  return sources.engine({ op: 'dir_page', arena, ...(page === null ? {} : { page: addressKey(parseAddress(page)) }) }, CLIENT);
 }
 
 async function page(sources: DashboardSources, raw: string | null): Promise<unknown> {
@@ -91,7 +104,7 @@ async function answer(res: ServerResponse, work: () => Promise<unknown>): Promis
     send(res, 200, JSON_TYPE, `${JSON.stringify(await work())}\n`);
   } catch (err) {
     if (!isMangroveError(err)) throw err;
-    const code = err.code === 'E_NOT_FOUND' ? 404 : err.code === 'E_BAD_ARGUMENT' || err.code === 'E_BAD_ADDRESS' ? 400 : 503;
+    const code = err.code === 'E_NOT_FOUND' || err.code === 'E_NOT_RESERVED' ? 404 : err.code === 'E_BAD_ARGUMENT' || err.code === 'E_BAD_ADDRESS' ? 400 : 503;
     send(res, code, JSON_TYPE, `${JSON.stringify(err.toJSON())}\n`);
   }
 }

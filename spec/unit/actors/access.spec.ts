@@ -22,6 +22,7 @@ const reads = [
   page({ op: 'stat', addr }),
   page({ op: 'space' }),
   page({ op: 'get_attrs', addr }),
+  page({ op: 'dir_page', arena: 1 }),
   page({ op: 'access', addr, pages: 1, mode: 'read' }),
   fs({ op: 'stat', fs: 'default', path: '/a' }),
   fs({ op: 'readdir', fs: 'default', path: '/' }),

@@ -2,8 +2,10 @@
 // each node's node database has them, RAM and disk use per node (M24),
 // re-replication (M15), and a page watch: where one page lives and its
 // first bytes, read through this node once per feed period
-// (GET /dashboard/page?addr=0x…), marked when its version or bytes change.
+// (GET /dashboard/page?addr=0x…), marked when its version or bytes change;
+// and each arena's directory to browse (directory.js).
 
+import { DirectoryBrowser } from './directory.js';
 import { badge, bar, fill, fmtBytes, fmtNum, fmtTime, getJson, h, shortId } from './util.js';
 
 /** An address as the CLI and JSON write it: 0x and up to 32 hex digits (128 bits). */
@@ -27,6 +29,16 @@ export class StoreView {
       info: this.root.querySelector('#page-info'),
       note: this.root.querySelector('#page-note'),
     };
+    this.directory = new DirectoryBrowser(ctx, {
+      arenas: this.root.querySelector('#dir-arenas'),
+      summary: this.root.querySelector('#dir-summary'),
+      tree: this.root.querySelector('#dir-tree'),
+      refresh: this.root.querySelector('#dir-refresh'),
+    }, (addr) => {
+      this.el.input.value = addr;
+      this.startWatch(addr);
+      this.el.form.scrollIntoView({ behavior: 'smooth', block: 'start' });
+    });
     /** The page watched: its address, the last answer, and the timer of the next poll. */
     this.watch = null;
     this.el.form.addEventListener('submit', (e) => {
@@ -47,6 +59,7 @@ export class StoreView {
   onCluster(msg, visible) {
     if (!visible) return;
     this.renderArenas(msg);
+    this.directory.onCluster(msg);
     this.renderUsage(msg);
     this.renderReplication(msg);
   }

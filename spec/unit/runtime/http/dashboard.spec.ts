@@ -10,7 +10,7 @@ import { request } from 'node:http';
 import { MangroveError } from '../../../../bus/errors.js';
 import type { ClientFsOp } from '../../../../bus/messages/fs.js';
 import type { ClientPageOp } from '../../../../bus/messages/page.js';
-import { formatAddress } from '../../../../machines/memory/address.js';
+import { addressFromKey, formatAddress } from '../../../../machines/memory/address.js';
 import { dashboardRoutes } from '../../../../runtime/http/dashboard/routes.js';
 import { startHttp, type HttpServer } from '../../../../runtime/http/server.js';
 import { machineNames } from '../../../../runtime/inspect/catalog.js';
@@ -86,6 +86,8 @@ describe('runtime/http/dashboard', function () {
         if (op.op === 'stat') return { address: formatAddress(ADDR), version: 7, home: status.self };
         if (op.op === 'read' && readRefused) throw new MangroveError('E_RECOVERING', 'the cluster is rebuilding');
         if (op.op === 'read') return { data: new Uint8Array(4096).fill(0xab) };
+        if (op.op === 'dir_page' && op.arena === 9) throw new MangroveError('E_NOT_RESERVED', 'no node serves arena 9');
+        if (op.op === 'dir_page') return { arena: op.arena, home: status.self, asked: op.page === undefined ? null : formatAddress(addressFromKey(op.page)) };
         throw new Error(`unexpected ${op.op}`);
       },
       fs: async (op) => {
@@ -142,6 +144,19 @@ describe('runtime/http/dashboard', function () {
     const bad = await get(http.port, '/dashboard/page?addr=zz');
     expect(bad.status).to.equal(400);
     expect(JSON.parse(bad.body).code).to.match(/^E_BAD_/);
+  });
+
+  it("reads an arena's directory page through the engine: the root, or the page named; bad arguments 400, an arena no node serves 404", async () => {
+    expect(JSON.parse((await get(http.port, '/dashboard/directory?arena=2')).body)).to.deep.equal({ arena: 2, home: sampleStatus().self, asked: null });
+    const child = formatAddress((2n << 64n) + 0x3000n);
+    expect(JSON.parse((await get(http.port, `/dashboard/directory?arena=2&page=${child}`)).body).asked).to.equal(child);
+    for (const bad of ['', '?arena=', '?arena=-1', '?arena=1.5', '?arena=x', '?arena=1&page=zz']) {
+      const r = await get(http.port, `/dashboard/directory${bad}`);
+      expect(r.status, bad).to.equal(400);
+      expect(JSON.parse(r.body).code, bad).to.match(/^E_BAD_/);
+    }
+    const none = await get(http.port, '/dashboard/directory?arena=9');
+    expect([none.status, JSON.parse(none.body).code]).to.deep.equal([404, 'E_NOT_RESERVED']);
   });
 
   it('lists filesets and a directory; a directory that is not there is 404', async () => {
