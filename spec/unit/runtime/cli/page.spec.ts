@@ -12,10 +12,10 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_REQUEST_MAX, type FlushResult, type PageAttrs, type PageStat, type SpaceReport } from '../../../../bus/messages/page.js';
+import { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_REQUEST_MAX, type DirectoryPageView, type FlushResult, type PageAttrs, type PageStat, type SpaceReport } from '../../../../bus/messages/page.js';
 import { PAGE_BYTES } from '../../../../machines/memory/address.js';
 import { clientDefaults } from '../../../../runtime/client/pages.js';
-import { addPageCommands, chunkPlan, pageChunks, pageCliDefaults, parseFsAttr, renderAttrs, renderFlush, renderSpace, renderStat } from '../../../../runtime/cli/page.js';
+import { addPageCommands, chunkPlan, pageChunks, pageCliDefaults, parseFsAttr, renderAttrs, renderDirectoryPage, renderFlush, renderSpace, renderStat } from '../../../../runtime/cli/page.js';
 import { errorOf } from '../../../helpers/error-of.js';
 import { CLI, itRefusesUsage, mangrove } from '../../../helpers/run-cli.js';
 
@@ -189,12 +189,41 @@ describe('runtime/cli/page', () => {
     });
   });
 
+  it("renders a directory page: the root's totals and its children, a leaf's reservations", () => {
+    const common = { arena: 2, home: 'node-a', version: 9 };
+    const root: DirectoryPageView = {
+      ...common, address: '0x20', kind: 'inner', level: 1, entries: [],
+      root: { highWater: '0x2000', superRoot: null, entries: 301, pages: 4, depth: 2 },
+      children: [{ address: '0x21', from: null }, { address: '0x22', from: '0x1f000' }],
+    };
+    expect(renderDirectoryPage(root).split('\n')).to.deep.equal([
+      'arena       2 (home node-a)',
+      'page        0x20, version 9, an inner page, level 1',
+      'tree        301 entries in 4 pages, 2 deep',
+      'high water  0x2000',
+      '  child 0x21  the lowest keys',
+      '  child 0x22  from 0x1f000',
+    ]);
+    const leaf: DirectoryPageView = {
+      ...common, address: '0x22', kind: 'leaf', level: 0, root: null, children: [],
+      entries: [
+        { start: '0x1f000', pages: 3, state: 'materialized', copies: 2, volatile: false, holders: ['node-a', 'node-b'], cacheInRam: true },
+        { start: '0x22000', pages: 1, state: 'reserved', copies: 0, volatile: false, holders: [], cacheInRam: false },
+      ],
+    };
+    expect(renderDirectoryPage(leaf).split('\n').slice(2)).to.deep.equal([
+      '  0x1f000  3 pages      2 copies on node-a, node-b, cached in RAM',
+      '  0x22000  1 page       reserved',
+    ]);
+    expect(renderDirectoryPage({ ...leaf, entries: [] })).to.match(/\(no entries\)$/);
+  });
+
   it('adds every page subcommand to a program', () => {
     const program = new Command('mangrove');
     addPageCommands(program, { connect: 'tcp://127.0.0.1:7400' });
     const page = program.commands.find((c) => c.name() === 'page')!;
     expect(page.commands.map((c) => c.name())).to.have.members([
-      'reserve', 'unreserve', 'unallocate', 'dealloc', 'alloc', 'write', 'read', 'lock', 'unlock', 'flush', 'stat', 'space', 'attrs', 'super-root',
+      'reserve', 'unreserve', 'unallocate', 'dealloc', 'alloc', 'write', 'read', 'lock', 'unlock', 'flush', 'stat', 'dir', 'space', 'attrs', 'super-root',
     ]);
     for (const c of page.commands) {
       const longs = c.options.map((o) => o.long);
