@@ -6,7 +6,7 @@
  * carry no role and are not checked.
  *
  * - read-only: reads that change nothing another client could see: status,
- *   page reads, stats and attributes, the file system's stats, listings,
+ *   the protocol machines' states, page reads, stats and attributes, the file system's stats, listings,
  *   reads, opens for reading, checks with `repair: false`; and keeping its own
  *   session alive (renew, close, a mount's report).
  * - read-write: everything but what changes the cluster itself.
@@ -40,6 +40,7 @@ export function allowed(role: ClientRole, env: Envelope): boolean {
   if (role === 'read-write') return true;
   switch (env.kind) {
     case 'client.status':
+    case 'client.machines':
       return true;
     case 'client.page':
       return readsPages(env.body as ClientPageOp);

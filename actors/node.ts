@@ -21,7 +21,7 @@ import { Outbox } from './outbox.js';
 import { PanActor } from './membership/pan.js';
 import { QuorumActor } from './membership/quorum.js';
 import type { NodeSettings } from './settings.js';
-import type { NodeStatus, NodeView } from './status.js';
+import type { MachinesSource, NodeStatus, NodeView } from './status.js';
 import type { NodeStore } from './storage/node-store.js';
 import { engineDefaults, PageEngine, type EngineSettings } from './engine/page-engine.js';
 import type { PageStore } from './storage/page-store.js';
@@ -40,6 +40,8 @@ export interface NodeDeps {
   store: NodeStore;
   log: Log;
   inspect?: (e: InspectionEvent) => void;
+  /** What `client.machines` answers (M26): the host's watch of what `inspect` reports, where it keeps one. */
+  machines?: MachinesSource;
   /** The disk cache of the memory engine (M9): LMDB in a node process, the memory twin in the simulator. */
   pages: PageStore;
   /** The transaction log's store (M7), LMDB or its memory twin likewise. */
@@ -365,6 +367,11 @@ export class MangroveNode {
     switch (env.kind) {
       case 'client.status':
         return ok(this.status());
+      case 'client.machines': {
+        const machines = this.deps.machines;
+        if (!machines) return err(new MangroveError('E_UNSUPPORTED', 'this node does not watch its protocol machines (a node watches them only when its config gives it an "httpPort")'));
+        return ok(machines((env.body as Body<'client.machines'>).after));
+      }
       case 'client.fault': {
         if (!this.deps.settings.faultInjection) {
           return err(new MangroveError('E_FAULTS_DISABLED', 'fault injection is off in this node\'s config ("faultInjection": true turns it on)'));

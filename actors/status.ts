@@ -68,3 +68,51 @@ export interface NodeStatus {
   /** Whether only keys the config knows get in (docs/security.md), and the client requests refused for their role. */
   security?: { secure: boolean; forbidden: number };
 }
+
+/** One protocol machine's actor running on a node: its state (dotted paths, `monitoring.ticking`) and since when. */
+export interface MachineActorView {
+  actor: string;
+  machine: string;
+  state: string;
+  since: number;
+}
+
+/** A state change of one actor, as the node's machine watch keeps it, numbered from 1 in the node's process (`id`). */
+export interface MachineTransitionView {
+  id: number;
+  t: number;
+  node: string;
+  machine: string;
+  actor: string;
+  /** null for an actor's first state. */
+  from: string | null;
+  /** null when the actor stopped. */
+  to: string | null;
+  event: string;
+}
+
+/**
+ * A node's protocol machines as its machine watch has them (M26): the answer
+ * to `client.machines` and to the dashboard's `/dashboard/machines`. Records
+ * are the kept transitions numbered after the `after` asked, the newest
+ * `machinesAnswerLimits.recordsMax` of them, oldest first; `last` is the
+ * newest number, for the next ask's `after`.
+ */
+export interface MachinesSnapshot {
+  node: string;
+  /** The node's clock (ms since the epoch). */
+  t: number;
+  actors: MachineActorView[];
+  records: MachineTransitionView[];
+  last: number;
+  /** Transitions after `after` not in `records`: more than fit, or no longer kept. */
+  missed: number;
+}
+
+export const machinesAnswerLimits = {
+  /** Transitions in one answer: a poll once a heartbeat period keeps up with any node's machines. */
+  recordsMax: 200,
+} as const;
+
+/** Where a node reads its own machines: present in a node process that watches them (it has an HTTP port). */
+export type MachinesSource = (after?: number) => MachinesSnapshot;

@@ -17,8 +17,16 @@
  *   from then on run the new one; those already running finish on the old.
  * - Queues are bounded: past `queuedMax` waiting requests for one key, a
  *   dispatch fails at once with `E_BUSY` rather than queue without limit.
+ * - Every request is timed from dispatch to settle, its wait in the queue
+ *   included, into its op-code's latency histogram (op-latency.ts;
+ *   `latencies()`): two reads of the injected clock and a few increments.
+ *   The times are only reported, never acted on, so a simulation stays
+ *   deterministic whatever clock it runs on. A program's reads and writes
+ *   answered on the fast path (fast-path.ts) never reach the scheduler and
+ *   are not timed; their nested steps (`page.*`) are timed as their own ops.
  */
 import { MangroveError } from '../../bus/errors.js';
+import { OpLatency, type LatencySnapshot } from './op-latency.js';
 
 /** What an applet is given besides its input. */
 export interface AppletContext {
@@ -56,13 +64,18 @@ interface Held {
 export class FlowScheduler {
   private readonly ops = new Map<string, OpCode>();
   private readonly stats = new Map<string, OpStats>();
+  private readonly latency = new Map<string, OpLatency>();
   /** Per key, the tail of its chain of requests and how many wait on it. */
   private readonly lanes = new Map<string, { tail: Promise<void>; length: number }>();
+
+  /** `now`: a monotonic clock in ms, read only to time requests. */
+  constructor(private readonly now: () => number = () => performance.now()) {}
 
   register<I, O>(op: string, code: OpCode<I, O>): void {
     if (this.ops.has(op)) throw new MangroveError('E_BAD_ARGUMENT', `op-code ${op} is already registered; replace() swaps its applet`);
     this.ops.set(op, code as OpCode);
     this.stats.set(op, { dispatched: 0, running: 0, failed: 0, replaced: 0 });
+    this.latency.set(op, new OpLatency());
   }
 
   /** Swaps the applet of `op` for requests dispatched from now on; returns the old one. */
@@ -81,6 +94,13 @@ export class FlowScheduler {
   statsOf(op: string): OpStats {
     this.codeOf(op);
     return { ...this.stats.get(op)! };
+  }
+
+  /** Per op-code with at least one settled request, how long its requests took (copies). */
+  latencies(): Record<string, LatencySnapshot> {
+    const out: Record<string, LatencySnapshot> = {};
+    for (const [op, l] of this.latency) if (l.count > 0) out[op] = l.snapshot();
+    return out;
   }
 
   /** Whether no request with `key` is running or waiting: one dispatched now would start at once. */
@@ -104,6 +124,8 @@ export class FlowScheduler {
     const applet = code.applet;
     const key = code.key?.(input);
     const stats = this.stats.get(op)!;
+    const latency = this.latency.get(op)!;
+    const startedMs = this.now();
     stats.dispatched++;
     const keys = key === undefined ? held.keys : new Set([...held.keys, key]);
     const ctx: AppletContext = {
@@ -113,22 +135,26 @@ export class FlowScheduler {
     const go = async (): Promise<O> => {
       stats.running++;
       try {
-        return (await applet(input, ctx)) as O;
+        const out = (await applet(input, ctx)) as O;
+        latency.record(this.now() - startedMs, false);
+        return out;
       } catch (err) {
         stats.failed++;
+        latency.record(this.now() - startedMs, true);
         throw err;
       } finally {
         stats.running--;
       }
     };
     if (key === undefined || held.keys.has(key)) return go();
-    return this.inLane(key, go);
+    return this.inLane(key, go, () => latency.record(this.now() - startedMs, true));
   }
 
-  /** Runs `task` after every earlier task of `key` has settled. */
-  private inLane<O>(key: string, task: () => Promise<O>): Promise<O> {
+  /** Runs `task` after every earlier task of `key` has settled; `refused` is called when the lane is full. */
+  private inLane<O>(key: string, task: () => Promise<O>, refused: () => void): Promise<O> {
     const lane = this.lanes.get(key) ?? { tail: Promise.resolve(), length: 0 };
     if (lane.length >= schedulerLimits.queuedMax) {
+      refused();
       return Promise.reject(new MangroveError('E_BUSY', `${lane.length} requests already wait for ${key}; try again later`));
     }
     lane.length++;

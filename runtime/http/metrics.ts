@@ -13,6 +13,7 @@ import type { NodeStatus } from '../../actors/status.js';
 import type { TransportStats } from '../../bus/transport/transport.js';
 import type { MountReport } from '../../bus/messages/fs.js';
 import { PAGE_BYTES } from '../../machines/memory/address.js';
+import { registerRequestMetrics, type RequestLatencies } from './request-metrics.js';
 
 /** The loose shape of the node's news, enough to count it. */
 export interface NewsLike {
@@ -34,6 +35,8 @@ export interface MetricsOptions {
   /** Process metrics (CPU, memory, event-loop lag, GC). They observe the whole
    * process and cannot be stopped, so in-process specs turn them off. */
   processMetrics?: boolean;
+  /** The engine's request latencies (its FlowScheduler's `latencies`), read at scrape time; none: no request metrics. */
+  requests?: RequestLatencies;
 }
 
 export interface NodeMetrics {
@@ -60,6 +63,7 @@ export function createMetrics(node: MetricsNode, transport: MetricsTransport, op
   registerTransportCounters(registry, () => transport.stats());
   registerStatusGauges(registry, status);
   registerRecoveryMetrics(registry, status);
+  if (opts.requests) registerRequestMetrics(registry, opts.requests);
   const subscription = countNews(registry, node.news$);
 
   return {

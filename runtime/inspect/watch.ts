@@ -19,6 +19,7 @@
  * follows the start of the heartbeat-monitor its actor starts, at the same t.
  */
 import type { InspectionEvent, StateValue } from 'xstate';
+import { machinesAnswerLimits, type MachinesSnapshot } from '../../actors/status.js';
 import { RingBuffer } from './ring-buffer.js';
 
 export interface TransitionRecord {
@@ -122,6 +123,18 @@ export class MachineWatch {
   /** Kept records after `seq`, oldest first (all kept ones when `seq` is older than the oldest). */
   since(seq: number): Kept[] {
     return this.kept.last().filter((k) => k.seq > seq);
+  }
+
+  /**
+   * The running actors and the kept transitions numbered after `after`
+   * (`client.machines`, M26). An `after` past the newest number is from
+   * before this process started (the node restarted): every kept one is new.
+   */
+  snapshot(after = 0, recordsMax: number = machinesAnswerLimits.recordsMax): MachinesSnapshot {
+    const from = after > this.seq ? 0 : after;
+    const kept = this.since(from).slice(-recordsMax);
+    const records = kept.map((k) => ({ id: k.seq, ...k.record }));
+    return { node: this.node, t: this.now(), actors: this.actors(), records, last: this.seq, missed: this.seq - from - records.length };
   }
 
   /** Listens until the returned function is called. */

@@ -93,7 +93,7 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     const trace = tracePath === undefined ? undefined : attachTrace(transport, tracePath, undo);
 
     const { node, settings, watch, removed } = startMangroveNode({ config, id: identity.id, epoch, log, clock, transport, trace, stores }, undo);
-    const metrics = createMetrics(node, transport, { processMetrics: opts.processMetrics });
+    const metrics = createMetrics(node, transport, { processMetrics: opts.processMetrics, requests: () => node.engine.scheduler.latencies() });
     registerSecurityMetrics(metrics.registry, () => node.status());
     undo.push(() => metrics.stop());
     const http = await serveHttp(config, node, transport, curve, metrics, watch, settings, undo);
@@ -175,7 +175,7 @@ function startMangroveNode(parts: NodeParts, undo: UndoSteps): { node: MangroveN
   // The node's clock stands still while it handles an input, as replay's does (bus/trace/traced-clock.ts).
   if (trace && traced) transport.setTrace(traced.inputs(trace));
   const nodeClock = traced ?? clock;
-  const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, txnLog, engineClock: clock, engine: { ramBytes: config.ramMiB * 1024 * 1024, copies: config.copies }, log, inspect: watch?.inspect });
+  const node = new MangroveNode({ settings, transport, clock: nodeClock, random: new SeededRandom(seed), store, pages, txnLog, engineClock: clock, engine: { ramBytes: config.ramMiB * 1024 * 1024, copies: config.copies }, log, inspect: watch?.inspect, machines: watch ? (after) => watch.snapshot(after) : undefined });
   // Subscribed before the node starts, so a removal is never missed, however early.
   let tellRemoved: (version: number) => void = () => {};
   const removed = new Promise<number>((resolve) => (tellRemoved = resolve));
@@ -199,9 +199,11 @@ async function serveHttp(
   const dashboard = dashboardRoutes({
     status: () => node.status(),
     transport: () => transport.stats(),
+    requests: () => node.engine.scheduler.latencies(),
     engine: (op, client) => node.engine.call(op, client),
     fs: (op, client) => node.fs.call(op, client),
     heartbeatMs: settings.periodMs,
+    machines: (after) => watch.snapshot(after),
     // Other nodes are asked with this node's own pair, which they let in as a node's.
     curveFor: (endpoint) => {
       const serverKey = curve?.serverKeyOf(endpoint);

@@ -125,6 +125,15 @@ describe('security: only members get in', function () {
     });
     expect(first.nodes.map((n) => n.id).sort()).to.deep.equal([...ids].sort());
     for (const n of first.nodes) expect(n.status, `${n.id}: ${n.error}`).to.not.equal(null);
+    // Another node's machines, asked over the bus with the same key (client.machines).
+    const res = await fetch(`http://127.0.0.1:${port}/dashboard/machines?node=${ids[1]}`);
+    const theirs = (await res.json()) as { node: string; actors: { machine: string }[]; records: { id: number; node: string }[]; last: number };
+    expect(res.status, JSON.stringify(theirs)).to.equal(200);
+    expect(theirs.node).to.equal(ids[1]);
+    expect(theirs.actors.map((a) => a.machine)).to.include('quorum');
+    expect(theirs.records.length).to.be.above(0);
+    expect(theirs.records.every((r) => r.node === ids[1])).to.equal(true);
+    expect(theirs.last).to.equal(theirs.records.at(-1)!.id);
   });
 
   it('gives a process without a key nothing from any port, at once, and counts it as no_key', async () => {
@@ -189,6 +198,9 @@ describe('security: only members get in', function () {
     await admin.write(base, new Uint8Array(PAGE_BYTES).fill(7));
     const ro = await client(1, keyFileOf('reader', reader));
     expect((await ro.read(base, 1))[0]).to.equal(7);
+    // A node's machines are a read too.
+    const machines = (await (await raw(1, reader)).request('client.machines', {})) as { result: { node: string } };
+    expect(machines.result.node).to.equal(ids[1]);
     expect((await ro.stat(base)).address).to.be.a('string');
     const before = (await cluster.status(1)).security!.forbidden;
     expect(await rejectionOf(ro.write(base, new Uint8Array(PAGE_BYTES)))).to.equal(

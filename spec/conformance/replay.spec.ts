@@ -50,6 +50,8 @@ async function simulate(seed: number, nodes: number, groups = 1): Promise<TraceE
     c.start(1);
     c.run(2500);
     ask(2, 'client.status', {});
+    // Its machines: a simulated node keeps no watch of them, so it answers E_UNSUPPORTED.
+    ask(2, 'client.machines', { after: 3 });
     c.run(500);
   });
   return run.entries;
@@ -186,6 +188,19 @@ describe('replay conformance', function () {
         }),
       );
       expect(rules(r)).to.deep.equal(['replay.reply']);
+    });
+
+    it("not a node's answer to client.machines, which comes from its host's watch, not its protocols", async () => {
+      const at = flat.findIndex((e) => isSend(e, 'reply.err') && (e.env.body as { code: string }).code === 'E_UNSUPPORTED');
+      expect(at, 'the run asks a node its machines').to.be.greaterThan(0);
+      // As a node process with an HTTP port answers it; the replayed node has no watch and answers E_UNSUPPORTED.
+      const r = await replayTrace(
+        plant(at, (e) => {
+          const rec = e as TraceRecord;
+          return { ...rec, env: { ...rec.env, kind: 'reply.ok', body: { result: { node: rec.node, t: rec.t, actors: [], records: [], last: 0, missed: 0 } } } };
+        }),
+      );
+      expect(r.violations.map((v) => v.detail)).to.deep.equal([]);
     });
 
     it('a start record with the wrong settings', async () => {

@@ -201,10 +201,13 @@ class ReplyLedger {
   private readonly made = new Map<string, Envelope[]>();
   private readonly recorded: TraceRecord[] = [];
   private readonly statusRequests = new Set<string>();
+  /** Requests whose replies replay leaves unchecked: the memory engine's, and `client.machines`. */
   private readonly engine = new Set<string>();
 
   request(env: Envelope): void {
     if (env.kind === 'client.status') this.statusRequests.add(key(env.from, env.seq));
+    // Answered from the host's machine watch, which a replayed node has none of (it answers E_UNSUPPORTED): not the protocols' to check.
+    if (env.kind === 'client.machines') this.engine.add(key(env.from, env.seq));
   }
 
   /** A request to the memory engine: its reply is not the membership's to check. */

@@ -2,18 +2,27 @@
  * The dashboard's live feed (M25): `GET /dashboard/stream`, Server-Sent
  * Events. Once a period (the heartbeat's, at least a second) while a browser
  * listens, one `cluster` message: every node's own status as it answered
- * (peers.ts), and this node's message counts by kind for the traffic
- * charts. Nothing is asked while no one listens. A browser whose socket is
+ * (peers.ts), this node's message counts by kind and its programs'
+ * requests (`client.*` page calls, `fs.*` file-system calls) with their
+ * latency histograms (actors/engine/op-latency.ts; fast-path reads and
+ * writes are not timed) for the traffic charts; every count is a total
+ * since the node started, so a chart subtracts two messages. Nothing is
+ * asked while no one listens. A browser whose socket is
  * still full at the next message misses that message; one that misses
  * `behindMax` in a row is closed (the node never waits for a reader).
  *
  *   event: cluster
  *   data: {"t": MS, "self": ID, "periodMs": N, "nodes": [PeerView…],
- *          "traffic": {"sentByKind": {KIND: N}, "receivedByKind": {KIND: N}}}
+ *          "traffic": {"sentByKind": {KIND: N}, "receivedByKind": {KIND: N}},
+ *          "requests": {OP: {"n": N, "failed": N, "sumMs": MS, "buckets": [N…]}},
+ *          "requestBoundsMs": [MS…]}
+ *   (`buckets` counts per bucket, not cumulative: one per bound of
+ *   `requestBoundsMs`, each up to and including it, and a last one past it)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MangroveError } from '../../../bus/errors.js';
 import type { TransportStats } from '../../../bus/transport/transport.js';
+import { clientLatencies, LATENCY_BOUNDS_MS, type LatencySnapshot } from '../../../actors/engine/op-latency.js';
 import { send } from '../server.js';
 import type { PeerStatuses, PeerView } from './peers.js';
 
@@ -32,6 +41,8 @@ export interface ClusterMessage {
   periodMs: number;
   nodes: PeerView[];
   traffic: { sentByKind: Record<string, number>; receivedByKind: Record<string, number> };
+  requests: Record<string, LatencySnapshot>;
+  requestBoundsMs: readonly number[];
 }
 
 interface Listener {
@@ -50,6 +61,8 @@ export class ClusterFeed {
     private readonly transport: () => TransportStats,
     private readonly now: () => number,
     heartbeatMs: number,
+    /** Per op-code, how long this node's requests took (FlowScheduler.latencies); the client ops are sent. */
+    private readonly requests: () => Record<string, LatencySnapshot> = () => ({}),
   ) {
     this.periodMs = Math.max(feedLimits.periodMsMin, heartbeatMs);
   }
@@ -80,7 +93,7 @@ export class ClusterFeed {
     try {
       const nodes = await this.peers.gather(Math.min(this.periodMs, 2000));
       const stats = this.transport();
-      const msg: ClusterMessage = { t: this.now(), self: nodes[0]!.id, periodMs: this.periodMs, nodes, traffic: { sentByKind: stats.sentByKind, receivedByKind: stats.receivedByKind } };
+      const msg: ClusterMessage = { t: this.now(), self: nodes[0]!.id, periodMs: this.periodMs, nodes, traffic: { sentByKind: stats.sentByKind, receivedByKind: stats.receivedByKind }, requests: clientLatencies(this.requests()), requestBoundsMs: LATENCY_BOUNDS_MS };
       const text = `event: cluster\ndata: ${JSON.stringify(msg)}\n\n`;
       for (const l of this.listeners) this.write(l, text);
     } finally {

@@ -3,8 +3,12 @@
  * status, and each other node's own, asked over the bus (`client.status`)
  * once a period. A node that does not answer in time is shown as such,
  * with what this node last heard from it; it never holds the others up.
+ * One node's protocol machines (M26) are asked the same way
+ * (`client.machines`), on the same link, when a browser shows them.
  */
-import type { NodeStatus } from '../../../actors/status.js';
+import type { MachinesSnapshot, NodeStatus } from '../../../actors/status.js';
+import { MangroveError } from '../../../bus/errors.js';
+import type { Body } from '../../../bus/messages/index.js';
 import type { ClientCurve } from '../../../bus/transport/curve.js';
 import { ZmqClient } from '../../../bus/transport/zmq-client.js';
 
@@ -39,7 +43,7 @@ export class PeerStatuses {
     const views = await Promise.all(
       others.map(async (n): Promise<PeerView> => {
         try {
-          const status = await this.ask(n.endpoint, timeoutMs);
+          const status = await this.ask<'client.status', NodeStatus>(n.endpoint, timeoutMs, 'client.status', {});
           this.heard.set(n.id, this.now());
           return { id: n.id, endpoint: n.endpoint, status, error: null, heardMs: this.now() };
         } catch (err) {
@@ -52,6 +56,20 @@ export class PeerStatuses {
     return [{ id: mine.self, endpoint: mine.endpoint, status: mine, error: null, heardMs: this.now() }, ...views];
   }
 
+  /** Node `id`'s machines, asked over the bus; E_NOT_FOUND when this node's database has no such node. */
+  async machinesOf(id: string, after: number | undefined, timeoutMs: number): Promise<MachinesSnapshot> {
+    const node = this.self().nodes.find((n) => n.id === id);
+    if (!node) throw new MangroveError('E_NOT_FOUND', `this node's node database has no node ${JSON.stringify(id)}`);
+    const body: Body<'client.machines'> = after === undefined ? {} : { after };
+    try {
+      return await this.ask<'client.machines', MachinesSnapshot>(node.endpoint, timeoutMs, 'client.machines', body);
+    } catch (err) {
+      // The node answered (reply.err): the link is sound. Else a fresh one next time, as for a status.
+      if (!(err instanceof MangroveError) || err.code === 'E_UNREACHABLE' || err.code === 'E_CLOSED') this.drop(node.endpoint);
+      throw err;
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const all = [...this.clients.values()];
@@ -59,8 +77,8 @@ export class PeerStatuses {
     await Promise.allSettled(all.map(async (c) => (await c).close()));
   }
 
-  private async ask(endpoint: string, timeoutMs: number): Promise<NodeStatus> {
-    if (this.closed) throw new Error('the dashboard is closed');
+  private async ask<K extends 'client.status' | 'client.machines', T>(endpoint: string, timeoutMs: number, kind: K, body: Body<K>): Promise<T> {
+    if (this.closed) throw new MangroveError('E_CLOSED', 'the dashboard is closed');
     let client = this.clients.get(endpoint);
     if (!client) {
       const curve = this.curveFor(endpoint);
@@ -69,7 +87,7 @@ export class PeerStatuses {
       // A link that could not be made is made again at the next ask.
       client.catch(() => this.clients.delete(endpoint));
     }
-    const reply = (await (await client).request('client.status', {})) as { result: NodeStatus };
+    const reply = (await (await client).request(kind, body)) as { result: T };
     return reply.result;
   }
 

@@ -18,6 +18,7 @@ const fs = (body: object) => req('client.fs', body);
 
 const reads = [
   req('client.status', {}),
+  req('client.machines', { after: 12 }),
   page({ op: 'read', addr, pages: 1 }),
   page({ op: 'stat', addr }),
   page({ op: 'space' }),
@@ -66,6 +67,13 @@ describe('actors/access', () => {
 
   it('lets an admin do anything', () => {
     expect(may('admin', [...reads, ...writes, ...admin])).to.have.length(reads.length + writes.length + admin.length);
+  });
+
+  it("lets a read-only client read a node's machines, which change nothing", () => {
+    expect(allowed('read-only', req('client.machines', {}))).to.equal(true);
+    expect(allowed('read-only', req('client.machines', { after: 40 }))).to.equal(true);
+    // A kind the table does not know is no read: refused, not waved through.
+    expect(allowed('read-only', req('client.machinez', {}))).to.equal(false);
   });
 
   it('names the operation as an error shows it', () => {

@@ -1,10 +1,12 @@
 // The Machines view (M26): a protocol machine's chart, drawn with
 // Cytoscape from its definition (GET /dashboard/charts), with the state of
-// each running actor of that machine on a node highlighted (GET /machines)
-// and moved as it changes (GET /machines/stream?machine=NAME). Another
-// node's actors are read from that node's own HTTP port; a browser allows
-// that only if the node allows it (CORS), else the view links to that
-// node's dashboard.
+// each running actor of that machine on a node highlighted and moved as it
+// changes. This node's: GET /machines, then its live stream
+// (GET /machines/stream?machine=NAME). Any other node's: asked over the bus
+// through this node (GET /dashboard/machines?node=ID&after=N, once a feed
+// period): its actors, and the transitions since the last answer, replayed
+// on the chart as the stream's are. A page never calls another node's HTTP
+// port, which may be loopback-only, token-protected, or refuse the origin.
 
 import { CHART_STYLE, drawnChart, trigger } from './chart-layout.js';
 import { Stream, ago, badge, fill, fmtTime, getJson, h, shortId } from './util.js';
@@ -39,14 +41,15 @@ export class MachinesView {
     this.running = new Map();
     this.recent = [];
     this.stream = null;
+    /** The next ask of another node's machines (a timeout), while one is shown. */
+    this.pollTimer = null;
     this.visible = false;
     /** Bumped at each connect: answers for an older choice are dropped. */
     this.seq = 0;
     this.replayUntil = 0;
-    /** Other nodes' origins that refused this page (no CORS): not asked again. */
-    this.refused = new Set();
     this.el.node.addEventListener('change', () => {
       this.nodeId = this.el.node.value || null;
+      this.forget();
       this.connect();
     });
     window.addEventListener('resize', () => {
@@ -80,7 +83,7 @@ export class MachinesView {
     // The node list follows the cluster; the choice stays while its node does.
     const prev = this.el.node.value;
     const options = msg.nodes.map((v) => h('option', { value: v.id === msg.self ? '' : v.id },
-      `${shortId(v.id)}${v.id === msg.self ? ' (this node)' : ''}${v.status?.http ? ` · :${v.status.http}` : v.status ? ' · no HTTP' : ' · unreachable'}`));
+      `${shortId(v.id)}${v.id === msg.self ? ' (this node)' : ''}${v.status ? '' : ' · unreachable'}`));
     const same = this.el.node.options.length === options.length && [...this.el.node.options].every((o, i) => o.textContent === options[i].textContent);
     if (!same) {
       fill(this.el.node, ...options);
@@ -88,6 +91,7 @@ export class MachinesView {
       // The node shown left the cluster's list: back to this one.
       if (this.el.node.value !== prev && this.nodeId !== null) {
         this.nodeId = null;
+        this.forget();
         this.connect();
       }
     }
@@ -121,11 +125,18 @@ export class MachinesView {
       h('p', { class: 'dim' }, chart.summary),
       h('p', { class: 'legend small' }, h('span', { class: 'lg lg-active' }), ' current state of a running actor  ', h('span', { class: 'lg lg-event' }), ' on an event  ',
         h('span', { class: 'lg lg-after' }), ' after a delay  ', h('span', { class: 'lg lg-always' }), ' eventless  ', h('span', { class: 'lg lg-init' }), ' initial'));
-    this.actors.clear();
-    this.recent = [];
-    this.renderRecent();
+    this.forget();
     this.draw(chart);
     this.connect();
+  }
+
+  /** What was shown of the previous machine or node. */
+  forget() {
+    this.actors.clear();
+    this.recent = [];
+    delete this.el.chart.dataset.node;
+    this.renderRecent();
+    this.highlight();
   }
 
   draw(chart) {
@@ -174,80 +185,81 @@ export class MachinesView {
     this.disconnect();
     if (!this.name || !this.visible) return;
     const name = this.name;
-    const base = this.baseFor(this.nodeId);
-    if (base === null) return;
     fill(this.el.notice);
     const seq = ++this.seq;
-    const open = () => {
-      // The newest few first, so the list of transitions does not start empty.
-      this.stream = new Stream(`${base}/machines/stream?machine=${encodeURIComponent(name)}&replay=${RECENT_MAX}`, {
-        onMessage: (r) => this.onTransition(r),
-        // (Re)opened: what happened while it was closed is read again.
-        onState: (up) => {
-          if (!up) return this.note('The machine stream is closed; it reconnects by itself.', 'warn');
-          this.replayUntil = performance.now() + REPLAY_MS;
-          void this.snapshot(base, name, seq);
-        },
-      });
-    };
-    if (base === '') return open();
-    // Another node: its stream only once its /machines could be read (a refusal would repeat at every reconnect).
-    if (this.refused.has(base)) return this.crossNode(base);
-    void this.snapshot(base, name, seq).then((ok) => {
-      if (ok && seq === this.seq) open();
+    if (this.nodeId !== null) return this.poll(this.nodeId, name, seq);
+    // The newest few first, so the list of transitions does not start empty.
+    this.stream = new Stream(`/machines/stream?machine=${encodeURIComponent(name)}&replay=${RECENT_MAX}`, {
+      onMessage: (r) => this.onTransition(r),
+      // (Re)opened: what happened while it was closed is read again.
+      onState: (up) => {
+        if (!up) return this.note('The machine stream is closed; it reconnects by itself.', 'warn');
+        this.replayUntil = performance.now() + REPLAY_MS;
+        void this.snapshot(name, seq);
+      },
     });
   }
 
   disconnect() {
     this.stream?.close();
     this.stream = null;
+    clearTimeout(this.pollTimer);
+    this.pollTimer = null;
   }
 
-  /** '' for this node; the other node's origin; null (and a notice) when it cannot be reached. */
-  baseFor(id) {
-    if (id === null) return '';
-    const view = this.ctx.last?.nodes.find((v) => v.id === id);
-    const port = view?.status?.http;
-    if (!view?.status) {
-      this.note(`Node ${shortId(id)} does not answer${view?.error ? ` (${view.error})` : ''}.`, 'bad');
-      return null;
-    }
-    if (!port) {
-      this.note(`Node ${shortId(id)} serves no HTTP port: it has no /machines to read.`, 'warn');
-      return null;
-    }
-    return `http://127.0.0.1:${port}`;
-  }
-
-  /** The actors running on the node, from its /machines; false when it could not be read. */
-  async snapshot(base, name, seq) {
+  /** This node's running actors, from its /machines. */
+  async snapshot(name, seq) {
     let body;
     try {
-      body = await getJson(`${base}/machines`);
+      body = await getJson('/machines');
     } catch (err) {
-      if (seq !== this.seq) return false;
-      if (base !== '') {
-        this.refused.add(base);
-        this.crossNode(base);
-      } else this.note(`Cannot read /machines: ${err.message}`, 'bad');
-      return false;
+      if (seq === this.seq) this.note(`Cannot read /machines: ${err.code ?? 'error'}: ${err.message}`, 'bad');
+      return;
     }
-    if (seq !== this.seq || this.name !== name) return false;
+    if (seq !== this.seq || this.name !== name) return;
     fill(this.el.notice);
+    this.showActors(body, name);
+  }
+
+  /**
+   * Another node's machines, asked over the bus through this node once a
+   * feed period (a second at least), each ask resuming after the newest
+   * transition the last answer had; stops when the view, machine or node
+   * changes (`seq`).
+   */
+  poll(id, name, seq) {
+    const periodMs = Math.max(1000, Number(this.ctx.periodMs) || 1000);
+    let after = null;
+    const tick = async () => {
+      try {
+        const body = await getJson(`/dashboard/machines?node=${encodeURIComponent(id)}${after === null ? '' : `&after=${after}`}`);
+        if (seq !== this.seq) return;
+        // The first answer, or one from a node restarted since (its numbers start again): history, not news.
+        const history = after === null || body.last < after;
+        after = body.last;
+        for (const r of body.records.filter((x) => x.machine === name).slice(-RECENT_MAX)) this.remember(r, !history);
+        this.showActors(body, name);
+        const behind = !history && body.missed > 0 ? ` (${body.missed} transitions came faster than this view asks; the newest are shown)` : '';
+        fill(this.el.notice, h('p', { class: 'dim small', dataset: { source: 'bus' } },
+          `Node ${shortId(id)}'s machines, asked over the bus through this node every ${(periodMs / 1000).toFixed(periodMs % 1000 ? 1 : 0)} s${behind}.`));
+      } catch (err) {
+        if (seq !== this.seq) return;
+        this.note(`Cannot read node ${shortId(id)}'s machines: ${err.code ?? 'error'}: ${err.message}`, 'bad');
+      }
+      if (seq === this.seq) this.pollTimer = setTimeout(tick, periodMs);
+    };
+    void tick();
+  }
+
+  /** The running actors of a node's answer: the list's counts, and the chart's lit states for the machine shown. */
+  showActors(body, name) {
     this.running = new Map();
     for (const a of body.actors) this.running.set(a.machine, (this.running.get(a.machine) ?? 0) + 1);
     this.renderList();
     this.actors = new Map(body.actors.filter((a) => a.machine === name).map((a) => [a.actor, { state: a.state, since: a.since }]));
     this.now = body.t;
-    this.highlight();
-    return true;
-  }
-
-  crossNode(base) {
-    const url = `${base}/`;
-    this.note(h('span', {}, `This browser may not read another node's machines from this page (that node allows no cross-origin reads). Open that node's dashboard: `,
-      h('a', { href: url, class: 'mono', dataset: { crossNode: url } }, url)), 'warn');
-    this.actors.clear();
+    // Whose machines these are, for whoever reads the page without seeing the canvas.
+    this.el.chart.dataset.node = body.node;
     this.highlight();
   }
 
@@ -260,12 +272,17 @@ export class MachinesView {
     if (r.to === null) this.actors.delete(r.actor);
     else this.actors.set(r.actor, { state: r.to, since: r.t });
     this.now = r.t;
+    this.highlight();
+    // What the node replays as the stream opens is history: only what happens now is animated.
+    this.remember(r, performance.now() > this.replayUntil);
+  }
+
+  /** A transition into the list, and onto the chart as a flash when it is news. */
+  remember(r, animate) {
     this.recent.unshift(r);
     this.recent.length = Math.min(this.recent.length, RECENT_MAX);
     this.renderRecent();
-    this.highlight();
-    // What the node replays as the stream opens is history: only what happens now is animated.
-    if (performance.now() > this.replayUntil) this.flash(r.from, r.to);
+    if (animate) this.flash(r.from, r.to);
   }
 
   highlight() {

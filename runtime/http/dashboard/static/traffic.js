@@ -5,6 +5,13 @@
 // the time between them; file-system calls and rejected messages are summed
 // over the nodes that answered both times; failures detected is this node's
 // `mangrove_failures_detected_total` (GET /metrics). Charts are inline SVG.
+// Requests are a program's page and file-system calls to this node
+// (`requests`: per op-code, totals since the node started, with a latency
+// histogram over `requestBoundsMs`; runtime/http/dashboard/feed.ts): a rate
+// is the difference of `n` between two messages over the time between them,
+// the mean latency that of `sumMs` over that of `n`, and the p99 is read off
+// the difference of the buckets (linear within a bucket, as Prometheus's
+// histogram_quantile does). Fast-path reads and writes are not timed.
 
 import { fill, fmtNum, h, svg } from './util.js';
 
@@ -18,6 +25,12 @@ const KIND_W = 300;
 const GRID_GAP = 12;
 const CARD_INSET = 18;
 const COLORS = { sent: '#5794f2', received: '#ff9830', calls: '#73bf69', failed: '#f2495c', detected: '#f2495c', seen: '#fade2a', rejected: '#b877d9' };
+/** Ops charted: the busiest by requests in the window. */
+const RATE_OPS_MAX = 6;
+const LATENCY_OPS_MAX = 3;
+/** One color an op, kept while the page is open; red is the failures'. */
+const OP_COLORS = ['#5794f2', '#ff9830', '#73bf69', '#b877d9', '#fade2a', '#8ab8ff', '#ffb357', '#96d98d'];
+const P99 = 0.99;
 
 export class TrafficView {
   constructor(ctx) {
@@ -29,7 +42,15 @@ export class TrafficView {
       quiet: this.root.querySelector('#traffic-quiet'),
       fs: this.root.querySelector('#traffic-fs'),
       failures: this.root.querySelector('#traffic-failures'),
+      requestRates: h('div', { id: 'traffic-request-rates' }),
+      requestLatency: h('div', { id: 'traffic-request-latency' }),
     };
+    this.el.kinds.closest('.panel').after(h('div', { class: 'panel' },
+      h('h2', { class: 'panel-title' }, 'Requests ', h('span', { class: 'dim small' }, "a program's page (client.*) and file-system (fs.*) calls to this node; reads and writes answered on the fast path are not timed")),
+      h('div', { class: 'two-col' }, this.el.requestRates, this.el.requestLatency)));
+    /** The latency buckets' upper bounds, ms (the feed's `requestBoundsMs`); one more bucket past the last. */
+    this.boundsMs = [];
+    this.opColors = new Map();
     this.samples = [];
     this.failuresDetected = null;
     this.metricsBusy = false;
@@ -49,7 +70,8 @@ export class TrafficView {
       seenFailed = Math.max(seenFailed, s.nodes.filter((n) => !n.alive).length);
     }
     // Browser time: the samples' spacing is what the rates divide by, and the feed's `t` is the node's clock, which is fine too, but one clock for all.
-    this.samples.push({ t: Date.now(), sent: { ...msg.traffic.sentByKind }, received: { ...msg.traffic.receivedByKind }, perNode, seenFailed, detected: this.failuresDetected });
+    if (Array.isArray(msg.requestBoundsMs)) this.boundsMs = msg.requestBoundsMs;
+    this.samples.push({ t: Date.now(), sent: { ...msg.traffic.sentByKind }, received: { ...msg.traffic.receivedByKind }, requests: msg.requests ?? {}, perNode, seenFailed, detected: this.failuresDetected });
     const cut = Date.now() - WINDOW_MS;
     while (this.samples.length > SAMPLES_MAX || (this.samples.length > 0 && this.samples[0].t < cut)) this.samples.shift();
     void this.readMetrics();
@@ -144,6 +166,8 @@ export class TrafficView {
       ], t0, now, wide(this.el.fs), 120)
       : h('p', { class: 'dim' }, 'No node reports file-system calls.'));
 
+    this.renderRequests(t0, now, wide);
+
     const fw = wide(this.el.failures);
     fill(this.el.failures,
       card('failures detected, this node (total)', 'count', [{ name: 'detected', color: COLORS.detected, points: this.samples.filter((s) => s.detected !== null).map((s) => [s.t, s.detected]) }], t0, now, fw, 96),
@@ -151,33 +175,91 @@ export class TrafficView {
       card('messages rejected, all nodes', 'per second', [{ name: 'rejected', color: COLORS.rejected, points: this.series(perNode('rejected')) }], t0, now, fw, 96),
     );
   }
+
+  /** Request rates by op, and the mean and p99 latency of the busiest ops, per interval between two samples. */
+  renderRequests(t0, now, wide) {
+    const first = this.samples[0].requests;
+    const last = this.samples[this.samples.length - 1].requests;
+    const moved = (op) => (last[op]?.n ?? 0) - (first[op]?.n ?? 0);
+    const ops = Object.keys(last).filter((op) => moved(op) > 0).sort((a, b) => moved(b) - moved(a) || a.localeCompare(b));
+    if (ops.length === 0) {
+      fill(this.el.requestRates, h('p', { class: 'dim' }, 'No requests in the window.'));
+      fill(this.el.requestLatency);
+      return;
+    }
+    const color = (op) => {
+      if (!this.opColors.has(op)) this.opColors.set(op, OP_COLORS[this.opColors.size % OP_COLORS.length]);
+      return this.opColors.get(op);
+    };
+    // An op missing from the earlier sample had no request yet; a count that went down is a restarted node: not told.
+    const delta = (a, b, op, field) => {
+      const d = (b.requests[op]?.[field] ?? 0) - (a.requests[op]?.[field] ?? 0);
+      return d >= 0 ? d : null;
+    };
+    const rate = (op) => (a, b, s) => {
+      const d = delta(a, b, op, 'n');
+      return d === null ? null : d / s;
+    };
+    const failed = (a, b, s) => {
+      let d = 0;
+      for (const op of Object.keys(b.requests)) d += delta(a, b, op, 'failed') ?? 0;
+      return d / s;
+    };
+    const mean = (op) => (a, b) => {
+      const n = delta(a, b, op, 'n');
+      const sumMs = delta(a, b, op, 'sumMs');
+      return n && sumMs !== null ? sumMs / n : null;
+    };
+    const p99 = (op) => (a, b) => {
+      const bb = b.requests[op]?.buckets;
+      if (!bb || !(delta(a, b, op, 'n') > 0)) return null;
+      const ab = a.requests[op]?.buckets ?? [];
+      return quantileMs(bb.map((v, i) => v - (ab[i] ?? 0)), this.boundsMs, P99);
+    };
+    fill(this.el.requestRates, card('requests per second, by op', 'requests per second', [
+      ...ops.slice(0, RATE_OPS_MAX).map((op) => ({ name: op, color: color(op), points: this.series(rate(op)) })),
+      { name: 'failed (all ops)', color: COLORS.failed, dash: true, points: this.series(failed) },
+    ], t0, now, wide(this.el.requestRates), 150, { chart: 'request-rates' }));
+    fill(this.el.requestLatency, card('latency per interval: mean (solid), p99 (dashed)', 'milliseconds, log scale', ops.slice(0, LATENCY_OPS_MAX).flatMap((op) => [
+      { name: `${op} mean`, color: color(op), points: this.series(mean(op)) },
+      { name: `${op} p99`, color: color(op), dash: true, points: this.series(p99(op)) },
+    ]), t0, now, wide(this.el.requestLatency), 150, { chart: 'request-latency' }, { fmt: fmtMs, yLog: true }));
+  }
 }
 
-/** One chart with its title and latest values, `width` wide (border and padding included). */
-function card(title, unit, series, t0, t1, width, height, dataset) {
+/**
+ * One chart with its title and latest values, `width` wide (border and
+ * padding included). `opts.fmt` formats the values (the y axis's labels
+ * too), `opts.yLog` puts the y axis on a log scale; `dataset` marks the card.
+ */
+function card(title, unit, series, t0, t1, width, height, dataset, opts = {}) {
+  const fmt = opts.fmt ?? fmtNum;
   const latest = series.map((s) => {
     const v = [...s.points].reverse().find((p) => p[1] !== null)?.[1];
-    return h('span', { class: 'chart-value', style: { color: s.color } }, `${s.name} ${v === undefined ? '—' : fmtNum(v)}`);
+    return h('span', { class: 'chart-value', style: { color: s.color } }, `${s.name} ${v === undefined ? '—' : fmt(v)}`);
   });
+  // Many series: their values wrap under the title rather than run off the card.
+  const wrap = series.length > 3 ? { flexWrap: 'wrap' } : undefined;
   return h('figure', { class: 'chart-card', dataset },
-    h('figcaption', {}, h('span', { class: 'chart-title mono' }, title), h('span', { class: 'chart-values' }, latest)),
-    lineChart(series, t0, t1, unit, width - CARD_INSET, height));
+    h('figcaption', { style: wrap }, h('span', { class: 'chart-title mono' }, title), h('span', { class: 'chart-values', style: wrap }, latest)),
+    lineChart(series, t0, t1, unit, width - CARD_INSET, height, { fmt, yLog: opts.yLog }));
 }
 
-/** Polylines over [t0, t1]; a null value breaks its line. */
-export function lineChart(series, t0, t1, unit, W, H) {
-  const pad = { l: 40, r: 8, t: 8, b: 18 };
+/** Polylines over [t0, t1]; a null value breaks its line; a series with `dash` is drawn dashed. */
+export function lineChart(series, t0, t1, unit, W, H, opts = {}) {
+  const pad = { l: 44, r: 8, t: 8, b: 18 };
   const w = W - pad.l - pad.r;
   const hgt = H - pad.t - pad.b;
   const values = series.flatMap((s) => s.points.map((p) => p[1]).filter((v) => v !== null && Number.isFinite(v)));
-  const yMax = niceMax(Math.max(0, ...values));
+  const axis = opts.yLog ? logAxis(values) : linearAxis(values);
+  const fmt = opts.fmt ?? fmtNum;
   const x = (t) => pad.l + ((t - t0) / (t1 - t0)) * w;
-  const y = (v) => pad.t + hgt - (v / yMax) * hgt;
+  const y = (v) => pad.t + hgt - axis.at(v) * hgt;
   const parts = [];
-  for (const f of [0, 0.5, 1]) {
-    const yy = y(yMax * f);
+  for (const v of axis.ticks) {
+    const yy = y(v);
     parts.push(svg('line', { x1: pad.l, x2: pad.l + w, y1: yy, y2: yy, class: 'grid-line' }));
-    parts.push(svg('text', { x: pad.l - 4, y: yy + 3, 'text-anchor': 'end', class: 'axis' }, fmtNum(yMax * f)));
+    parts.push(svg('text', { x: pad.l - 4, y: yy + 3, 'text-anchor': 'end', class: 'axis' }, fmt(v)));
   }
   for (const [f, label] of [[0, `−${span(t1 - t0)}`], [0.5, `−${span((t1 - t0) / 2)}`], [1, 'now']]) {
     parts.push(svg('text', { x: pad.l + f * w, y: H - 4, 'text-anchor': f === 0 ? 'start' : f === 1 ? 'end' : 'middle', class: 'axis' }, label));
@@ -185,8 +267,8 @@ export function lineChart(series, t0, t1, unit, W, H) {
   for (const s of series) {
     let run = [];
     const flush = () => {
-      if (run.length === 1) parts.push(svg('circle', { cx: run[0][0], cy: run[0][1], r: 1.5, fill: s.color }));
-      if (run.length > 1) parts.push(svg('polyline', { points: run.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(' '), fill: 'none', stroke: s.color, 'stroke-width': 1.5, 'stroke-linejoin': 'round' }));
+      if (run.length === 1) parts.push(svg('circle', { cx: run[0][0], cy: run[0][1], r: 2, fill: s.color, 'data-series': s.name }));
+      if (run.length > 1) parts.push(svg('polyline', { points: run.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(' '), fill: 'none', stroke: s.color, 'stroke-width': 1.5, 'stroke-linejoin': 'round', 'stroke-dasharray': s.dash ? '5 3' : undefined, 'data-series': s.name }));
       run = [];
     };
     for (const [t, v] of s.points) {
@@ -201,6 +283,52 @@ export function lineChart(series, t0, t1, unit, W, H) {
 
 function span(ms) {
   return ms >= 60_000 ? `${+(ms / 60_000).toFixed(1)} min` : `${Math.round(ms / 1000)} s`;
+}
+
+/** 0 to a round maximum: ticks at 0, half and the top. */
+function linearAxis(values) {
+  const yMax = niceMax(Math.max(0, ...values));
+  return { ticks: [0, yMax / 2, yMax], at: (v) => v / yMax };
+}
+
+/** Whole decades around the values (at least one); a value at or below the bottom sits on it. */
+function logAxis(values) {
+  const positive = values.filter((v) => v > 0);
+  const lo = positive.length ? Math.floor(Math.log10(Math.min(...positive))) : -1;
+  const hi = Math.max(lo + 1, positive.length ? Math.ceil(Math.log10(Math.max(...positive))) : lo + 2);
+  const step = Math.ceil((hi - lo) / 4);
+  const ticks = [];
+  for (let e = lo; e <= hi; e += step) ticks.push(10 ** e);
+  return { ticks, at: (v) => (Math.log10(Math.max(v, 10 ** lo)) - lo) / (hi - lo) };
+}
+
+/** Milliseconds, in the unit that reads best: 0.25 ms, 3.1 ms, 40 ms, 1.5 s. */
+function fmtMs(ms) {
+  if (!Number.isFinite(ms)) return '—';
+  if (ms >= 1000) return `${+(ms / 1000).toFixed(ms >= 10_000 ? 0 : 1)} s`;
+  if (ms >= 10) return `${Math.round(ms)} ms`;
+  return `${+ms.toFixed(ms >= 1 ? 1 : 2)} ms`;
+}
+
+/**
+ * The `q` quantile of the requests counted in `d` (per bucket, over `boundsMs`
+ * and one bucket past them), linear within its bucket; in the last bucket,
+ * the last bound (all that can be told is "more than that").
+ */
+export function quantileMs(d, boundsMs, q) {
+  const total = d.reduce((a, b) => a + b, 0);
+  if (!(total > 0)) return null;
+  const rank = q * total;
+  let below = 0;
+  for (let i = 0; i < d.length; i++) {
+    if (d[i] > 0 && below + d[i] >= rank) {
+      if (i >= boundsMs.length) return boundsMs[boundsMs.length - 1] ?? null;
+      const lo = i === 0 ? 0 : boundsMs[i - 1];
+      return lo + ((boundsMs[i] - lo) * (rank - below)) / d[i];
+    }
+    below += d[i];
+  }
+  return null;
 }
 
 /** 1, 2 or 5 times a power of ten, at least the value (and at least 1). */

@@ -12,15 +12,20 @@ import type { ClientFsOp } from '../../../../bus/messages/fs.js';
 import type { ClientPageOp } from '../../../../bus/messages/page.js';
 import { addressFromKey, formatAddress } from '../../../../machines/memory/address.js';
 import { dashboardRoutes } from '../../../../runtime/http/dashboard/routes.js';
+import { LATENCY_BOUNDS_MS, type LatencySnapshot } from '../../../../actors/engine/op-latency.js';
 import { startHttp, type HttpServer } from '../../../../runtime/http/server.js';
 import { machineNames } from '../../../../runtime/inspect/catalog.js';
-import { sampleStatus } from '../../../fixtures/status.js';
+import { IDS, sampleStatus } from '../../../fixtures/status.js';
 import { freePort } from '../../../helpers/ports.js';
 import { tempTrace } from '../../../helpers/temp-trace.js';
 import { tracedSim } from '../../../helpers/traced-sim.js';
 import { traceViewLimits } from '../../../../runtime/http/dashboard/trace-view.js';
 import type { TraceRecord } from '../../../../bus/transport/transport.js';
 import { readFileSync } from 'node:fs';
+import type { MachinesSnapshot } from '../../../../actors/status.js';
+import { ENVELOPE_VERSION } from '../../../../bus/envelope.js';
+import { ZmqTransport } from '../../../../bus/transport/zmq.js';
+import { WallClock } from '../../../../runtime/world/clock.js';
 
 function get(port: number, path: string, method = 'GET', upload?: Uint8Array): Promise<{ status: number; type: string; body: string; allow?: string }> {
   return new Promise((resolve, reject) => {
@@ -65,6 +70,14 @@ function events(port: number, path: string, count: number): Promise<{ status: nu
 
 const ADDR = (1n << 64n) + 0x3000n;
 
+/** A node's machines as its watch would answer them. */
+function snapshotOf(node: string, after: number | undefined): MachinesSnapshot {
+  const record = { id: 8, t: 1000, node, machine: 'quorum', actor: 'x:3', from: 'forming', to: 'quorate', event: 'QUORUM_GAINED' };
+  return { node, t: 1234, actors: [{ actor: 'x:3', machine: 'quorum', state: 'quorate', since: 1000 }], records: (after ?? 0) < 8 ? [record] : [], last: 8, missed: 0 };
+}
+/** A latency snapshot the engine stand-in reports for its requests. */
+const WRITES: LatencySnapshot = { n: 3, failed: 1, sumMs: 42.5, buckets: [0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0] };
+
 describe('runtime/http/dashboard', function () {
   this.timeout(20_000);
   let http: HttpServer;
@@ -72,15 +85,26 @@ describe('runtime/http/dashboard', function () {
   const engineCalls: ClientPageOp[] = [];
   const fsCalls: ClientFsOp[] = [];
   let readRefused = false;
+  /** The second node: a transport that answers `client.machines` only (so its status goes unanswered). */
+  let peer: ZmqTransport;
+  const peerAsked: unknown[] = [];
 
   before(async () => {
-    // Peers on ports where nothing listens: the feed must show them unanswered, not wait on them.
+    // Peers on ports where nothing answers a status: the feed must show them unanswered, not wait on them.
     const [p1, p2] = [await freePort(), await freePort()];
+    peer = await ZmqTransport.open({ self: IDS[1], endpoint: `tcp://127.0.0.1:${p1}`, clock: new WallClock() });
+    peer.inbound.subscribe(({ env, route }) => {
+      if (env.kind !== 'client.machines') return;
+      const body = env.body as { after?: number };
+      peerAsked.push(body);
+      peer.reply(route, { v: ENVELOPE_VERSION, kind: 'reply.ok', from: IDS[1], to: env.from, epoch: 1, seq: peerAsked.length, re: env.seq, body: { result: snapshotOf(IDS[1], body.after) } });
+    });
     const base = sampleStatus();
     const status = sampleStatus({ nodes: base.nodes.map((n, i) => (i === 0 ? n : { ...n, endpoint: `tcp://127.0.0.1:${i === 1 ? p1 : p2}` })) });
     const d = dashboardRoutes({
       status: () => status,
       transport: () => ({ sent: 3, received: 2, unsent: 0, filtered: 0, rejected: 0, rejectedByReason: {} as never, sentByKind: { 'hb.member_pulse': 3 }, receivedByKind: { 'hb.monitor_pulse': 2 } }),
+      requests: () => ({ 'client.write': WRITES, 'fs.stat': WRITES, 'peer.fetch': WRITES, 'page.write1': WRITES }),
       engine: async (op) => {
         engineCalls.push(op);
         if (op.op === 'stat') return { address: formatAddress(ADDR), version: 7, home: status.self };
@@ -98,6 +122,7 @@ describe('runtime/http/dashboard', function () {
         throw new Error(`unexpected ${op.op}`);
       },
       heartbeatMs: 250,
+      machines: (after) => snapshotOf(status.self, after),
     });
     close = d.close;
     http = await startHttp(0, { status: () => status, registry: { metrics: async () => '', contentType: 'text/plain' } as never, routes: d.routes, postRoutes: d.postRoutes });
@@ -105,6 +130,7 @@ describe('runtime/http/dashboard', function () {
   after(async () => {
     await close();
     await http.close();
+    await peer.close();
   });
 
   it('serves its page at / and its files under /dashboard/, and the chart library from the package', async () => {
@@ -169,10 +195,10 @@ describe('runtime/http/dashboard', function () {
     expect(JSON.parse(gone.body).code).to.equal('E_NOT_FOUND');
   });
 
-  it('feeds the cluster at once and every period: this node\'s status, the others as unanswered, the traffic by kind', async () => {
+  it('feeds the cluster at once and every period: this node\'s status, the others as unanswered, the traffic by kind, its programs\' requests', async () => {
     const started = Date.now();
     const { messages } = await events(http.port, '/dashboard/stream', 2);
-    const [first, second] = messages.map((m) => JSON.parse(m.data) as { self: string; periodMs: number; nodes: { id: string; status: unknown; error: string | null }[]; traffic: { sentByKind: Record<string, number> } });
+    const [first, second] = messages.map((m) => JSON.parse(m.data) as { self: string; periodMs: number; nodes: { id: string; status: unknown; error: string | null }[]; traffic: { sentByKind: Record<string, number> }; requests: Record<string, LatencySnapshot>; requestBoundsMs: number[] });
     expect(messages.map((m) => m.event)).to.deep.equal(['cluster', 'cluster']);
     expect(first!.periodMs).to.equal(1000);
     expect(first!.nodes).to.have.length(3);
@@ -183,9 +209,43 @@ describe('runtime/http/dashboard', function () {
       expect(peer.error).to.be.a('string').and.match(/no answer|did not answer|timed out/i);
     }
     expect(first!.traffic.sentByKind).to.deep.equal({ 'hb.member_pulse': 3 });
+    // A program's page and file-system calls, with their latencies; the engine's own steps and other nodes' calls are not sent.
+    expect(first!.requests).to.deep.equal({ 'client.write': WRITES, 'fs.stat': WRITES });
+    expect(first!.requestBoundsMs).to.deep.equal([...LATENCY_BOUNDS_MS]);
     expect(second!.nodes).to.have.length(3);
     // Two messages: the first at once, the next a period (1 s at least) later.
     expect(Date.now() - started).to.be.at.least(900);
+  });
+
+  it("answers any node's machines: this node's from its watch, another's over the bus, resuming after an id", async () => {
+    const own = await get(http.port, `/dashboard/machines?node=${IDS[0]}`);
+    expect(own.status, own.body).to.equal(200);
+    expect(JSON.parse(own.body)).to.deep.equal(snapshotOf(IDS[0], undefined));
+    const other = await get(http.port, `/dashboard/machines?node=${IDS[1]}&after=4`);
+    expect(other.status, other.body).to.equal(200);
+    const snap = JSON.parse(other.body) as MachinesSnapshot;
+    expect(snap.node).to.equal(IDS[1]);
+    expect(snap.actors.map((a) => a.state)).to.deep.equal(['quorate']);
+    expect(snap.records.map((r) => r.id)).to.deep.equal([8]);
+    expect(snap.last).to.equal(8);
+    expect(peerAsked.at(-1), 'the peer was asked after the id given').to.deep.equal({ after: 4 });
+    const caughtUp = JSON.parse((await get(http.port, `/dashboard/machines?node=${IDS[1]}&after=8`)).body) as MachinesSnapshot;
+    expect(caughtUp.records).to.deep.equal([]);
+    expect(peerAsked.at(-1)).to.deep.equal({ after: 8 });
+  });
+
+  it('refuses a node it does not know (404), a bad node or after (400), and a node that does not answer (503)', async () => {
+    const unknown = await get(http.port, '/dashboard/machines?node=ffffffffffff-000000000000');
+    expect(unknown.status).to.equal(404);
+    expect(JSON.parse(unknown.body).code).to.equal('E_NOT_FOUND');
+    for (const q of ['', '?node=', `?node=${IDS[1]}&after=-1`, `?node=${IDS[1]}&after=x`, `?node=${IDS[1]}&after=`, `?node=${IDS[1]}&after=1.5`]) {
+      const bad = await get(http.port, `/dashboard/machines${q}`);
+      expect(bad.status, q).to.equal(400);
+      expect(JSON.parse(bad.body).code, q).to.equal('E_BAD_ARGUMENT');
+    }
+    const silent = await get(http.port, `/dashboard/machines?node=${IDS[2]}`);
+    expect(silent.status).to.equal(503);
+    expect(JSON.parse(silent.body).code).to.equal('E_UNREACHABLE');
   });
 
   describe('the trace viewer (POST /dashboard/trace)', () => {

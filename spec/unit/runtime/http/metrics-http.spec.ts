@@ -6,6 +6,8 @@ import type { TransportStats } from '../../../../bus/transport/transport.js';
 import { startHttp, type HttpServer } from '../../../../runtime/http/server.js';
 import { createMetrics, metricsLimits, type NewsLike, type NodeMetrics } from '../../../../runtime/http/metrics.js';
 import { IDS, sampleStatus } from '../../../fixtures/status.js';
+import { FlowScheduler } from '../../../../actors/engine/flow-scheduler.js';
+import { MangroveError } from '../../../../bus/errors.js';
 
 function stats(): TransportStats {
   const rejectedByReason = Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>;
@@ -105,6 +107,43 @@ describe('runtime/http/metrics and runtime/http/server', () => {
     const text = await metrics.registry.metrics();
     expect(sample(text, `mangrove_failures_detected_total{${L}}`)).to.equal(2);
     expect(sample(text, `mangrove_news_total{type="quorum",${L}}`)).to.equal(1);
+  });
+
+  it("reads a program's request latencies from the scheduler when scraped, as a histogram by op (client.*, fs.* only)", async () => {
+    let clockMs = 0;
+    const scheduler = new FlowScheduler(() => clockMs);
+    const g = { open: () => {} };
+    const held = new Promise<void>((resolve) => (g.open = resolve));
+    scheduler.register('client.read', { applet: async () => held });
+    scheduler.register('fs.stat', { applet: async () => Promise.reject(new MangroveError('E_NOT_FOUND', 'no such file')) });
+    scheduler.register('peer.fetch', { applet: async () => 1 });
+    const read = scheduler.dispatch('client.read', {});
+    await scheduler.dispatch('fs.stat', {}).catch(() => undefined);
+    await scheduler.dispatch('peer.fetch', {});
+    clockMs = 30;
+    g.open();
+    await read;
+    const m = createMetrics(node, transport, { processMetrics: false, requests: () => scheduler.latencies() });
+    try {
+      const text = await m.registry.metrics();
+      expect(text).to.include('# TYPE mangrove_request_duration_seconds histogram');
+      const bucket = (op: string, le: string) => sample(text, `mangrove_request_duration_seconds_bucket{le="${le}",${L},op="${op}"}`);
+      // 30 ms: not yet in the 25 ms bucket, in the 50 ms one and every wider one (the buckets are cumulative).
+      expect(bucket('client.read', '0.025')).to.equal(0);
+      expect(bucket('client.read', '0.05')).to.equal(1);
+      expect(bucket('client.read', '+Inf')).to.equal(1);
+      expect(sample(text, `mangrove_request_duration_seconds_sum{${L},op="client.read"}`)).to.be.closeTo(0.03, 1e-9);
+      expect(sample(text, `mangrove_request_duration_seconds_count{${L},op="client.read"}`)).to.equal(1);
+      expect(bucket('fs.stat', '0.0001')).to.equal(1);
+      expect(sample(text, `mangrove_requests_failed_total{op="fs.stat",${L}}`)).to.equal(1);
+      expect(sample(text, `mangrove_requests_failed_total{op="client.read",${L}}`)).to.equal(0);
+      expect(text).not.to.include('op="peer.fetch"');
+      // Read again at the next scrape, not kept from the first.
+      await scheduler.dispatch('client.read', {});
+      expect(sample(await m.registry.metrics(), `mangrove_request_duration_seconds_count{${L},op="client.read"}`)).to.equal(2);
+    } finally {
+      m.stop();
+    }
   });
 
   it('serves /metrics as Prometheus text', async () => {

@@ -129,6 +129,28 @@ describe('runtime/inspect/watch', () => {
     expect(watch.actors()).to.have.length(1);
   });
 
+  it('answers a snapshot after a record id (client.machines): the newest few, what it missed, a restart counted from the start', () => {
+    const watch = new MachineWatch({ node: 'n1', now: () => 77, recordsMax: 10 });
+    const ns = nodeState(watch).start();
+    for (let i = 0; i < 3; i++) {
+      for (const type of ['QUIESCE', 'QUIESCED', 'START_REPOPULATING', 'RESUME'] as const) ns.send({ type });
+    }
+    // 13 records made, 10 kept (4..13); at most 3 an answer.
+    const all = watch.snapshot(0, 3);
+    expect(all).to.deep.include({ node: 'n1', t: 77, last: 13, missed: 10 });
+    expect(all.records.map((r) => r.id)).to.deep.equal([11, 12, 13]);
+    expect(all.records[2]).to.include({ id: 13, node: 'n1', machine: 'node-state', to: 'normal' });
+    expect(all.actors).to.deep.equal(watch.actors());
+    const tail = watch.snapshot(11, 3);
+    expect(tail.records.map((r) => r.id)).to.deep.equal([12, 13]);
+    expect(tail.missed).to.equal(0);
+    expect(watch.snapshot(13).records).to.deep.equal([]);
+    // An id this process never gave: the asker saw the node's previous process, so all of this one's is new.
+    const restarted = watch.snapshot(500, 3);
+    expect(restarted.records.map((r) => r.id)).to.deep.equal([11, 12, 13]);
+    expect(restarted.last).to.equal(13);
+  });
+
   it('follows at most actorsMax actors and counts the rest', () => {
     const watch = new MachineWatch({ node: 'n1', now: () => 0, actorsMax: 1 });
     nodeState(watch).start();
