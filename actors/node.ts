@@ -13,7 +13,7 @@ import type { ErrorCode } from '../bus/errors.js';
 import type { Inbound, ReplyRoute, Transport } from '../bus/transport/transport.js';
 import type { ClientRole } from '../bus/transport/key-holder.js';
 import { nativeDecoder } from '../bus/codec.js';
-import { arenasOf, findNode } from '../machines/membership/node-db.js';
+import { arenasOf, findNode, keysOf } from '../machines/membership/node-db.js';
 import { HeartbeatActor, type HeartbeatNews } from './membership/heartbeat.js';
 import type { Log } from './log.js';
 import { NodeDbActor } from './membership/node-db.js';
@@ -495,7 +495,7 @@ export class MangroveNode {
       replication: this.engine.replication(),
       arenas: arenasOf(db).map((a) => ({ arena: a.arena, home: a.home, gen: a.gen })),
       fs: this.fs.status(),
-      security: { secure: s.secure ?? false, forbidden: this.forbidden },
+      security: { secure: s.secure ?? false, forbidden: this.forbidden, memberKeys: keysOf(db).map((k) => ({ ...k })) },
     };
   }
 }

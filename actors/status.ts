@@ -65,8 +65,12 @@ export interface NodeStatus {
   arenas?: { arena: number; home: string; gen: number }[];
   /** The file system on this node (M18-M22): calls served and failed, handles open, half-done updates recovered. */
   fs?: FsStats;
-  /** Whether only keys the config knows get in (docs/security.md), and the client requests refused for their role. */
-  security?: { secure: boolean; forbidden: number };
+  /**
+   * Whether only known keys get in (docs/security.md), the client requests
+   * refused for their role, and the member keys of this node's node database
+   * (endpoint → public key; the config's `peers` are let in besides).
+   */
+  security?: { secure: boolean; forbidden: number; memberKeys?: { endpoint: string; key: string }[] };
 }
 
 /** One protocol machine's actor running on a node: its state (dotted paths, `monitoring.ticking`) and since when. */

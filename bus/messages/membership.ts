@@ -49,6 +49,18 @@ export const arenaEntry = z.object({
 });
 export type ArenaEntry = z.infer<typeof arenaEntry>;
 
+/** A CURVE public key as ZeroMQ writes it: 40 characters of the Z85 alphabet (bus/transport/curve.ts checks it in full). */
+export const publicKey = z.string().regex(/^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/, 'a CURVE public key: 40 Z85 characters');
+
+/**
+ * A member key (SPEC M2, docs/security.md): the node at `endpoint` holds the
+ * key's secret. Kept in the node database so every node lets it in and dials
+ * it with that key, and a change needs a quorum-committed update; a node's
+ * config `peers` may name keys too (they are let in besides these).
+ */
+export const memberKey = z.object({ endpoint, key: publicKey });
+export type MemberKey = z.infer<typeof memberKey>;
+
 export const nodeDbSnapshot = z.object({
   version: count,
   nodes: list(nodeEntry),
@@ -56,6 +68,8 @@ export const nodeDbSnapshot = z.object({
   arenas: list(arenaEntry).optional(),
   /** The next arena number to hand out. */
   nextArena: count.optional(),
+  /** Member keys, sorted by endpoint, one per endpoint and each key at one endpoint. Absent: none (snapshots from before, or keys from configs only). */
+  keys: list(memberKey).optional(),
 });
 export type NodeDbSnapshot = z.infer<typeof nodeDbSnapshot>;
 
@@ -79,6 +93,8 @@ export const ndbOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('arena_replicas'), arena: count, gen: count, replicas: list(id).max(16) }),
   /** Gives `member`, which serves no arena (its own was handed over while it was counted out, and it lives on), a new one to reserve in. */
   z.object({ op: z.literal('arena_new'), member: id }),
+  /** Lets the node at `endpoint` in with `key` (replacing the key it had: a rotation), or with null takes its key away (a revocation). */
+  z.object({ op: z.literal('key'), endpoint, key: publicKey.nullable() }),
 ]);
 export type NdbOp = z.infer<typeof ndbOp>;
 

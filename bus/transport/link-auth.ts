@@ -11,7 +11,8 @@
  *   epoch is looked at, so a member cannot push another's epoch up either;
  * - a client's key: the link carries the client's role to the node
  *   (actors/access.ts) and may send client requests only (`not_a_node`);
- * - no proven key: everything it sends is dropped (`unauthenticated`).
+ * - no proven key, or a key no longer let in (taken away from the node
+ *   database): everything it sends is dropped (`unauthenticated`).
  *
  * Inbound links are ROUTER connections, named by their routing id. An
  * honest dialer picks a random one of ROUTE_BYTES_MIN bytes or more, which
@@ -73,6 +74,11 @@ export class LinkAuth {
     if (env.kind === 'auth.hello') return this.hello(name, route.byteLength, env);
     const binding = this.bindings.get(name);
     if (!binding) return reject('unauthenticated', `${env.kind} from ${env.from} came by a link that has not proven its key`);
+    // A key taken away since (the node database's keys change with quorum) speaks no more, on links already open too.
+    if (this.opts.holderOf(binding.publicKey) === null) {
+      this.bindings.delete(name);
+      return reject('unauthenticated', `${env.kind} from ${env.from} came by a key this node no longer lets in`);
+    }
     // Re-inserting keeps the Map in least-recently-heard order for eviction.
     this.bindings.delete(name);
     this.bindings.set(name, binding);

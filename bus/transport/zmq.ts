@@ -52,6 +52,8 @@ type Link = { dealer: zmq.Dealer; endpoint: string } | { route: Uint8Array };
 interface Dialed {
   dealer: zmq.Dealer;
   hello?: LinkHello;
+  /** The server key the link was dialed with: a link to an endpoint whose key changed since (rotated, taken away) is dialed again. */
+  serverKey?: string;
 }
 
 export interface ZmqTransportOptions extends BaseTransportOptions {
@@ -178,7 +180,11 @@ export class ZmqTransport extends BaseTransport {
 
   private link(endpoint: string): Dialed | string {
     const existing = this.links.get(endpoint);
-    if (existing) {
+    if (existing && existing.serverKey !== undefined && this.curve?.options.serverKeyOf(endpoint) !== existing.serverKey) {
+      // The node database changed the endpoint's key: what was dialed with the old one is closed, and the link dialed anew below.
+      this.links.delete(endpoint);
+      closeSocket(existing.dealer);
+    } else if (existing) {
       // Re-inserting keeps the Map in least-recently-used order.
       this.links.delete(endpoint);
       this.links.set(endpoint, existing);
@@ -188,7 +194,7 @@ export class ZmqTransport extends BaseTransport {
     try {
       const curve = this.clientCurve(endpoint);
       const dealer = openDealer(endpoint, curve, curve !== undefined);
-      dialed = curve ? { dealer, hello: new LinkHello(curve.keys, curve.serverKey, this.self) } : { dealer };
+      dialed = curve ? { dealer, hello: new LinkHello(curve.keys, curve.serverKey, this.self), serverKey: curve.serverKey } : { dealer };
     } catch (err) {
       return describeError(err);
     }

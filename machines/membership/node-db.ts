@@ -8,7 +8,7 @@
  * Nodes are kept sorted by permanent id so equal databases are equal
  * byte for byte.
  */
-import type { ArenaEntry, Identity, NdbOp, NodeDbSnapshot, NodeEntry } from '../../bus/messages/index.js';
+import type { ArenaEntry, Identity, MemberKey, NdbOp, NodeDbSnapshot, NodeEntry } from '../../bus/messages/index.js';
 import { MEMBERS_PER_GROUP_MAX, compareIds, groupOf, shortIdOf } from './identity.js';
 
 /** The most nodes a snapshot may hold: `limits.listItemsMax` of bus/envelope.ts, which a machine may not import. */
@@ -23,7 +23,8 @@ export type NdbErrorCode =
   | 'E_DB_FULL'
   | 'E_UNKNOWN_ARENA'
   | 'E_STALE_GEN'
-  | 'E_BAD_REPLICAS';
+  | 'E_BAD_REPLICAS'
+  | 'E_KEY_TAKEN';
 
 /** Most directory replicas an arena names (the wire's bound). */
 export const ARENA_REPLICAS_MAX = 16;
@@ -143,7 +144,7 @@ function placementError(others: readonly NodeEntry[], node: NodeEntry): NdbError
   return undefined;
 }
 
-/** One add, change, delete or arena hand-over (M2, M8), giving the next version, or why it does not apply. */
+/** One add, change, delete, arena hand-over (M2, M8) or member key, giving the next version, or why it does not apply. */
 export function applyChange(db: NodeDbSnapshot, change: NdbOp): NdbResult<{ db: NodeDbSnapshot }> {
   const version = db.version + 1;
   switch (change.op) {
@@ -176,7 +177,37 @@ export function applyChange(db: NodeDbSnapshot, change: NdbOp): NdbResult<{ db: 
       if ((derived.arenas ?? []).some((a) => a.home === change.member && a.arena !== 0)) return fail('E_EXISTS', `node ${change.member} serves an arena already`);
       return { ok: true, db: servedArenaFor({ ...derived, version }, change.member) };
     }
+    case 'key':
+      return setKey(db, change);
   }
+}
+
+// ---- Member keys (docs/security.md): who the cluster lets in ----
+
+/** The member keys of a snapshot, sorted by endpoint. */
+export function keysOf(db: NodeDbSnapshot): readonly MemberKey[] {
+  return db.keys ?? [];
+}
+
+/** The key the database gives `endpoint`, if any. */
+export function keyAt(db: NodeDbSnapshot, endpoint: string): string | undefined {
+  return keysOf(db).find((k) => k.endpoint === endpoint)?.key;
+}
+
+/** A key set for an endpoint (a rotation if it had one), or taken away; a key stays at one endpoint. */
+function setKey(db: NodeDbSnapshot, change: Extract<NdbOp, { op: 'key' }>): NdbResult<{ db: NodeDbSnapshot }> {
+  const keys = keysOf(db);
+  const others = keys.filter((k) => k.endpoint !== change.endpoint);
+  if (change.key === null) {
+    if (others.length === keys.length) return fail('E_UNKNOWN_NODE', `the node database gives ${change.endpoint} no key`);
+  } else {
+    const holder = others.find((k) => k.key === change.key);
+    if (holder) return fail('E_KEY_TAKEN', `that key is already the key of ${holder.endpoint}: each node has a pair of its own`);
+    if (keys.length >= NODES_MAX && others.length === keys.length) return fail('E_DB_FULL', `the database holds ${NODES_MAX} keys`);
+  }
+  const next = change.key === null ? others : [...others, { endpoint: change.endpoint, key: change.key }].sort((a, b) => (a.endpoint < b.endpoint ? -1 : a.endpoint > b.endpoint ? 1 : 0));
+  const { keys: _old, ...rest } = withDerivedArenas(db);
+  return { ok: true, db: next.length > 0 ? { ...rest, version: db.version + 1, keys: next } : { ...rest, version: db.version + 1 } };
 }
 
 /** Live nodes of the database that serve no arena but the system's: each wants a new one to reserve in (`arena_new`). */
@@ -299,9 +330,12 @@ const entryKey = (n: NodeEntry): string =>
 
 const arenaKey = (a: ArenaEntry): string => JSON.stringify([a.arena, a.home, a.gen, a.madeFor, a.replicas ?? []]);
 
-/** Same version, same nodes and same arenas, in any order: two anchors committed the same database. */
+const keysKey = (db: NodeDbSnapshot): string => JSON.stringify(keysOf(db).map((k) => [k.endpoint, k.key]).sort());
+
+/** Same version, same nodes, same arenas and same keys, in any order: two anchors committed the same database. */
 export function sameContents(a: NodeDbSnapshot, b: NodeDbSnapshot): boolean {
   if (a.version !== b.version || a.nodes.length !== b.nodes.length) return false;
+  if (keysKey(a) !== keysKey(b)) return false;
   const keys = new Set(a.nodes.map(entryKey));
   if (!(b.nodes.every((n) => keys.has(entryKey(n))) && keys.size === b.nodes.length)) return false;
   const arenasA = arenasOf(a).map(arenaKey).sort();
@@ -320,6 +354,8 @@ export function sameChange(a: NdbOp, b: NdbOp): boolean {
       return b.op === 'arena_replicas' && a.arena === b.arena && a.gen === b.gen && a.replicas.join() === b.replicas.join();
     case 'arena_new':
       return b.op === 'arena_new' && a.member === b.member;
+    case 'key':
+      return b.op === 'key' && a.endpoint === b.endpoint && a.key === b.key;
     default:
       return (b.op === 'add' || b.op === 'change') && a.op === b.op && entryKey(a.node) === entryKey(b.node);
   }

@@ -23,6 +23,7 @@ import type { NodeStatus, NodeView } from '../../actors/status.js';
 import { MangroveError, isMangroveError } from '../../bus/errors.js';
 import type { NdbOp } from '../../bus/messages/index.js';
 import { ask } from './ask.js';
+import { addMemberKeyCommands } from './member-keys.js';
 import { examples, jsonLine, positive, print } from './util.js';
 
 export const nodeCliDefaults = {
@@ -67,18 +68,20 @@ interface LinkOpts {
 export function addNodeCommands(program: Command, defaults: { connect: string }): void {
   const node = program
     .command('node')
-    .description('the cluster\'s members: remove a node from the node database')
+    .description('the cluster\'s members: remove a node from the node database, give a node its member key')
     .addHelpText(
       'after',
       examples(
         'mangrove node remove 0a1b2c3d4e5f-018f2c3a4b5c   # a node that failed and will not come back',
         'mangrove node remove 0a1b2c --force              # one still running: it stops itself',
         'mangrove node remove --help                      # what refuses a removal',
+        'mangrove node key add tcp://10.0.0.4:7400 --key-file node.key   # let a new node of a secure cluster in',
         '',
         'Ids are in `mangrove status`.',
       ),
     );
   addRemove(node, defaults.connect);
+  addMemberKeyCommands(node, defaults.connect);
 }
 
 function addRemove(node: Command, connect: string): void {

@@ -22,6 +22,8 @@ import { makePermanentId } from '../../machines/membership/identity.js';
 import { WallClock } from '../world/clock.js';
 import { loadConfig, type NodeConfig } from './config.js';
 import { nodeCurve } from './node-keys.js';
+import type { MemberKey } from '../../bus/messages/index.js';
+import { keysOf } from '../../machines/membership/node-db.js';
 import { registerSecurityMetrics } from './security-metrics.js';
 import { startHttp, type HttpServer } from '../http/server.js';
 import { dashboardRoutes } from '../http/dashboard/routes.js';
@@ -86,13 +88,17 @@ export async function openNode(config: NodeConfig, baseLog: Logger, opts: OpenOp
     const log = baseLog.child({ node: identity.id });
     const clock = new WallClock();
 
-    const curve = nodeCurve(config);
+    // The node database's member keys, once the node (started below, on this transport) has its database.
+    const savedKeys = stores.store.loadNodeDb()?.keys ?? [];
+    let memberKeys: () => readonly MemberKey[] = () => savedKeys;
+    const curve = nodeCurve(config, () => memberKeys());
     const transport = await ZmqTransport.open({ self: identity.id, endpoint: config.listen, clock, curve, flood: { perSecond: config.floodPerSecond }, ...transportComplaints(log) });
     undo.push(() => transport.close());
     const tracePath = opts.trace ?? config.trace;
     const trace = tracePath === undefined ? undefined : attachTrace(transport, tracePath, undo);
 
     const { node, settings, watch, removed } = startMangroveNode({ config, id: identity.id, epoch, log, clock, transport, trace, stores }, undo);
+    memberKeys = () => keysOf(node.database());
     const metrics = createMetrics(node, transport, { processMetrics: opts.processMetrics, requests: () => node.engine.scheduler.latencies() });
     registerSecurityMetrics(metrics.registry, () => node.status());
     undo.push(() => metrics.stop());

@@ -32,7 +32,9 @@ export interface ProcessClusterOptions {
   /** Core copies of a page, and directory replicas + 1 (the config's `copies`). */
   copies?: number;
   /** Keys (docs/security.md), and clients to let in besides the admin one this helper uses. */
-  secure?: { clients?: ClientKeyEntry[] };
+  secure?: { clients?: ClientKeyEntry[]; unlisted?: number[] };
+  /** More fields for every node's config (runtime/node/config.ts), e.g. `{ floodPerSecond: 2000 }`; they win over this helper's own. */
+  config?: Record<string, unknown>;
 }
 
 export class ProcessCluster {
@@ -244,9 +246,17 @@ export class ProcessCluster {
         ...(this.options.trace ? { trace: 'node.trace' } : {}),
         ...(this.options.copies ? { copies: this.options.copies } : {}),
         ...security,
+        ...(security.peers ? { peers: this.peersFor(i) } : {}),
+        ...this.options.config,
       };
       writeFileSync(this.configPath(i), JSON.stringify(config, null, 2));
     }
+  }
+
+  /** The `peers` of node i's config: every node's key but those of `secure.unlisted` (a node's own config always has its own). */
+  private peersFor(i: number): Record<string, string> {
+    const unlisted = new Set((this.options.secure?.unlisted ?? []).filter((j) => j !== i).map((j) => this.endpoints[j]));
+    return Object.fromEntries(Object.entries(this.peers).filter(([endpoint]) => !unlisted.has(endpoint)));
   }
 
   /** With `secure`, every node's pair and the admin client's key file; the security fields of every config. */

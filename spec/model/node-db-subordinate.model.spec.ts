@@ -83,6 +83,7 @@ function changeKey(c: NdbOp): string {
   if (c.op === 'arena') return `arena:${c.arena}:${c.home}:${c.gen}`;
   if (c.op === 'arena_replicas') return `replicas:${c.arena}:${c.gen}:${c.replicas.join(',')}`;
   if (c.op === 'arena_new') return `arena_new:${c.member}`;
+  if (c.op === 'key') return `key:${c.endpoint}:${c.key ?? '-'}`;
   return `${c.op}:${c.node.id}`;
 }
 

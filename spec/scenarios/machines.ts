@@ -119,7 +119,7 @@ const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON
 function describeChange(v: unknown): unknown {
   const op = v as NdbOp;
   if (op.op === 'delete') return `delete:${op.id}`;
-  if (op.op === 'arena' || op.op === 'arena_replicas' || op.op === 'arena_new') return undefined;
+  if (op.op === 'arena' || op.op === 'arena_replicas' || op.op === 'arena_new' || op.op === 'key') return undefined;
   const slot = op.node.shortId;
   return sameJson(op.node, nodeAt(op.node.id, slot)) ? `${op.op}:${op.node.id}@${slot}` : undefined;
 }

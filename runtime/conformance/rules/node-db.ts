@@ -93,6 +93,7 @@ function describeChange(c: NdbOp): string {
   if (c.op === 'arena') return `arena ${c.arena} to ${c.home} (generation ${c.gen})`;
   if (c.op === 'arena_replicas') return `arena ${c.arena}'s directory replicas: ${c.replicas.join(', ') || 'none'} (generation ${c.gen})`;
   if (c.op === 'arena_new') return `a new arena for ${c.member}`;
+  if (c.op === 'key') return c.key === null ? `no key for ${c.endpoint}` : `a key for ${c.endpoint}`;
   return `${c.op} ${c.node.id} (short id ${c.node.shortId})`;
 }
 

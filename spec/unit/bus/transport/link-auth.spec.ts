@@ -118,6 +118,20 @@ describe('bus/transport/link-auth', () => {
     expect(g.vouch(env('client-1', 'client.status'), r)).to.deep.equal({ verdict: 'pass', role: 'read-only' });
   });
 
+  it('drops what a bound link sends once its key is no longer let in (taken away from the node database), and keeps it dropped', () => {
+    let revoked = false;
+    const g = new LinkAuth({ keys: self, holderOf: (k) => (revoked && k === nodeB.publicKey ? null : (holders.get(k) ?? null)), keyAt: (e) => keyAt.get(e) ?? null, endpointOf: (id) => endpointOf.get(id) });
+    const r = route();
+    g.vouch(hello('b', nodeB), r);
+    expect(verdict(g.vouch(env('b'), r))).to.equal('pass');
+    revoked = true;
+    const v = g.vouch(env('b'), r);
+    expect(verdict(v)).to.equal('reject unauthenticated');
+    expect(v.verdict === 'reject' && v.detail).to.match(/no longer lets in/);
+    expect(g.size, 'the binding is forgotten').to.equal(0);
+    expect(verdict(g.vouch(hello('b', nodeB), r)), 'its hello proves a key not let in').to.equal('reject bad_proof');
+  });
+
   it('checks answers on its own DEALERs against the key of the endpoint dialed', () => {
     const g = gate();
     expect(verdict(g.vouch(env('b'), { endpoint: E_B }))).to.equal('pass');

@@ -11,6 +11,8 @@ import {
   emptyDb,
   findNode,
   genesis,
+  keyAt,
+  keysOf,
   maxGroup,
   nextShortId,
   reservingArena,
@@ -268,6 +270,27 @@ describe('node database (M2)', () => {
       ]);
       const next = mustApply(old, { op: 'add', node: entry('m', 1) });
       expect(arenaEntryOf(next, 7)?.home).to.equal('m');
+    });
+
+    it('keeps member keys: one per endpoint, each key at one endpoint, sorted; a rotation replaces, null takes away', () => {
+      const [k1, k2, k3] = ['1'.repeat(40), '2'.repeat(40), '3'.repeat(40)];
+      const db = formed();
+      const one = mustApply(db, { op: 'key', endpoint: 'tcp://h:2', key: k1 });
+      const two = mustApply(one, { op: 'key', endpoint: 'tcp://h:1', key: k2 });
+      expect(keysOf(two)).to.deep.equal([{ endpoint: 'tcp://h:1', key: k2 }, { endpoint: 'tcp://h:2', key: k1 }]);
+      expect([two.version, two.arenas], 'one version each; the arenas untouched').to.deep.equal([db.version + 2, db.arenas]);
+      const rotated = mustApply(two, { op: 'key', endpoint: 'tcp://h:2', key: k3 });
+      expect(keyAt(rotated, 'tcp://h:2')).to.equal(k3);
+      const taken = applyChange(rotated, { op: 'key', endpoint: 'tcp://h:1', key: k3 });
+      expect(taken.ok === false && [taken.code, taken.reason]).to.deep.equal(['E_KEY_TAKEN', 'that key is already the key of tcp://h:2: each node has a pair of its own']);
+      const gone = mustApply(mustApply(rotated, { op: 'key', endpoint: 'tcp://h:1', key: null }), { op: 'key', endpoint: 'tcp://h:2', key: null });
+      expect([keysOf(gone), 'keys' in gone], 'the last key taken away leaves no field').to.deep.equal([[], false]);
+      const none = applyChange(gone, { op: 'key', endpoint: 'tcp://h:1', key: null });
+      expect(none.ok === false && none.code).to.equal('E_UNKNOWN_NODE');
+      expect(sameContents(one, mustApply(db, { op: 'key', endpoint: 'tcp://h:2', key: k1 }))).to.equal(true);
+      expect(sameContents(one, { ...mustApply(db, { op: 'key', endpoint: 'tcp://h:2', key: k2 }) })).to.equal(false);
+      expect(sameChange({ op: 'key', endpoint: 'tcp://h:2', key: k1 }, { op: 'key', endpoint: 'tcp://h:2', key: k1 })).to.equal(true);
+      expect(sameChange({ op: 'key', endpoint: 'tcp://h:2', key: k1 }, { op: 'key', endpoint: 'tcp://h:2', key: null })).to.equal(false);
     });
 
     it('counts the arena table in sameContents and in sameChange', () => {

@@ -104,6 +104,24 @@ describe('runtime/node/config: keys', () => {
       expect(curve.serverKeyOf('tcp://127.0.0.1:9999')).to.equal(null);
     });
 
+    it('lets in and dials the member keys of the node database as they are now: added, rotated, taken away', () => {
+      writeKeyFile(join(dir, 'node.key'), ka);
+      const C = 'tcp://127.0.0.1:7402';
+      let members: { endpoint: string; key: string }[] = [];
+      const curve = nodeCurve(parseConfig(secure, join(dir, 'config.json')), () => members)!;
+      expect([curve.authorize(kd.publicKey), curve.serverKeyOf(C)], 'not yet a member').to.deep.equal([null, null]);
+      members = [{ endpoint: C, key: kd.publicKey }];
+      expect(curve.holderOf!(kd.publicKey)).to.deep.equal({ kind: 'node' });
+      expect([curve.authorize(kd.publicKey), curve.serverKeyOf(C)], 'added').to.deep.equal(['node', kd.publicKey]);
+      const rotated = generateKeyPair();
+      members = [{ endpoint: C, key: rotated.publicKey }, { endpoint: B, key: kd.publicKey }];
+      expect([curve.authorize(kd.publicKey), curve.serverKeyOf(C)], 'rotated: the new key dialed; the old one now B\'s').to.deep.equal(['node', rotated.publicKey]);
+      expect(curve.serverKeyOf(B), 'the database\'s key for an endpoint comes before the config\'s').to.equal(kd.publicKey);
+      members = [];
+      expect([curve.holderOf!(rotated.publicKey), curve.serverKeyOf(C)], 'taken away').to.deep.equal([null, null]);
+      expect([curve.holderOf!(kb.publicKey), curve.serverKeyOf(B)], 'a key the config lists stays').to.deep.equal([{ kind: 'node' }, kb.publicKey]);
+    });
+
     it('refuses a key file that is missing, or whose key peers gives to another node, naming keyFile', () => {
       expect(() => nodeCurve(parseConfig(secure, join(dir, 'config.json')))).to.throw(/^"keyFile": no key file at .*node\.key$/);
       writeKeyFile(join(dir, 'node.key'), kb);
