@@ -8,7 +8,7 @@
 // on the chart as the stream's are. A page never calls another node's HTTP
 // port, which may be loopback-only, token-protected, or refuse the origin.
 
-import { CHART_STYLE, drawnChart, trigger } from './chart-layout.js';
+import { CHART_STYLE, drawnChart, placeLabels, segmentsThrough, trigger } from './chart-layout.js';
 import { Stream, ago, badge, fill, fmtTime, getJson, h, shortId } from './util.js';
 
 const RECENT_MAX = 14;
@@ -162,6 +162,8 @@ export class MachinesView {
     const layout = cy.layout({ name: 'preset', positions: (n) => placed.positions.get(n.id()), fit: false, animate: false });
     layout.one('layoutstop', () => {
       if (this.cy !== cy) return;
+      routeArrows(cy, placed.routes);
+      placeArrowLabels(cy);
       cy.fit(undefined, 24);
       if (cy.zoom() > 1.3) {
         cy.zoom(1.3);
@@ -178,6 +180,12 @@ export class MachinesView {
       this.tapped = true;
       this.showState(chart, e.target.data('path'));
     });
+    // An arrow's whole label (a long one is cut on the chart, and past three triggers counted), as the chart's tooltip.
+    cy.on('mouseover', 'edge', (e) => {
+      const all = e.target.data('all');
+      if (all) box.title = `${e.target.source().data('label')} → ${e.target.target().data('label')}\n${all}`;
+    });
+    cy.on('mouseout', 'edge', () => box.removeAttribute('title'));
   }
 
   /** Reads the actors of the node shown, then follows its transitions of the machine shown. */
@@ -345,6 +353,48 @@ export class MachinesView {
       h('p', { class: 'small dim' }, 'leaves on'), h('ul', { class: 'small' }, out.length ? out.map((t) => row(t, 'out')) : h('li', { class: 'dim' }, 'nothing')),
       h('p', { class: 'small dim' }, 'entered on'), h('ul', { class: 'small' }, into.length ? into.map((t) => row(t, 'in')) : h('li', { class: 'dim' }, 'nothing')));
   }
+}
+
+/** Bends each arrow that skips layers through the slots the layout kept for it (chart-layout.js). */
+function routeArrows(cy, routes) {
+  cy.batch(() => {
+    for (const [id, points] of routes) {
+      const e = cy.getElementById(id);
+      if (e.empty() || e.source().same(e.target())) continue;
+      const { weights, distances } = segmentsThrough(points, e.source().position(), e.target().position());
+      e.data({ bendWeights: weights, bendDistances: distances }).addClass('routed');
+    }
+  });
+}
+
+/** Slides each arrow's label along its arrow to where it covers no state and no other label (chart-layout.js `placeLabels`). */
+function placeArrowLabels(cy) {
+  const box = (bb) => ({ x1: bb.x1, y1: bb.y1, x2: bb.x2, y2: bb.y2 });
+  const labelOnly = { includeNodes: false, includeEdges: false, includeLabels: true, includeMainLabels: true, includeSourceLabels: false, includeTargetLabels: false, includeOverlays: false, includeUnderlays: false };
+  const obstacles = cy.nodes().filter((n) => !n.isParent()).map((n) => box(n.boundingBox({ includeLabels: false, includeOverlays: false, includeUnderlays: false })));
+  // A compound state's name, above its box; and the labels of loops, which stay where Cytoscape puts them.
+  for (const n of cy.nodes(':parent')) obstacles.push(box(n.boundingBox(labelOnly)));
+  for (const e of cy.edges('.loop')) if (e.data('label')) obstacles.push(box(e.boundingBox(labelOnly)));
+  const labels = cy.edges().filter((e) => e.data('label') && !e.hasClass('loop')).map((e) => {
+    const bb = e.boundingBox(labelOnly);
+    return { id: e.id(), w: bb.w, h: bb.h, at: { x: (bb.x1 + bb.x2) / 2, y: (bb.y1 + bb.y2) / 2 }, path: arrowPath(e) };
+  });
+  const shifts = placeLabels(labels, obstacles);
+  cy.batch(() => {
+    for (const [id, { dx, dy }] of shifts) cy.getElementById(id).style({ 'text-margin-x': dx, 'text-margin-y': dy });
+  });
+}
+
+/** An arrow as Cytoscape draws it, as a polyline: straight, bent through its route, or a curve (sampled). */
+function arrowPath(e) {
+  const s = e.sourceEndpoint();
+  const t = e.targetEndpoint();
+  if (e.hasClass('routed')) return [s, ...(e.segmentPoints() ?? []), t];
+  const c = e.controlPoints();
+  if (!c?.length) return [s, t];
+  if (c.length > 1) return [s, ...c, t];
+  const at = (u) => ({ x: (1 - u) ** 2 * s.x + 2 * (1 - u) * u * c[0].x + u ** 2 * t.x, y: (1 - u) ** 2 * s.y + 2 * (1 - u) * u * c[0].y + u ** 2 * t.y });
+  return Array.from({ length: 17 }, (_, i) => at(i / 16));
 }
 
 /** `node.normal,coordinator.quiet` (a parallel machine's state) → its leaf paths. */
