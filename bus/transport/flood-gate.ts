@@ -13,7 +13,12 @@ import type { Clock } from '../clock.js';
 export interface FloodLimit {
   /** Wire messages a connection may send a second, on average. */
   perSecond: number;
-  /** How many it may send at once after a quiet while; default one second's worth. */
+  /**
+   * How many it may send at once after a quiet while; default a tenth of a
+   * second's worth. Not more: what is let through is served, and a second's
+   * worth at once (thousands of status requests) stalled a node long enough
+   * to be counted failed (spec/cluster/flood.cluster.spec.ts).
+   */
   burst?: number;
 }
 
@@ -33,7 +38,7 @@ export class FloodGate {
     private readonly limit: FloodLimit,
     private readonly clock: Clock,
   ) {
-    this.burst = limit.burst ?? limit.perSecond;
+    this.burst = limit.burst ?? Math.max(1, Math.ceil(limit.perSecond / 10));
   }
 
   /** Whether the link `key` may send one more wire message now (it is then counted). */
