@@ -81,17 +81,22 @@ export interface MachineActorView {
   since: number;
 }
 
-/** A state change of one actor, as the node's machine watch keeps it, numbered from 1 in the node's process (`id`). */
+/** A state change of one actor, as the node's machine watch keeps it (runtime/inspect/watch.ts), numbered from 1 in the node's process (`id`). */
 export interface MachineTransitionView {
   id: number;
+  /** The node's clock (ms since the epoch on a real node). */
   t: number;
+  /** The node's permanent id. */
   node: string;
+  /** The machine's id, which is its catalog name (`heartbeat-member`). */
   machine: string;
+  /** The actor running it, unique in its node process (`x:12`). */
   actor: string;
-  /** null for an actor's first state. */
+  /** The state before, as dotted paths (`monitoring.ticking`); null for the actor's first state. */
   from: string | null;
-  /** null when the actor stopped. */
+  /** The state after; null when the actor stopped or failed. */
   to: string | null;
+  /** The event type that caused it (`xstate.init` on start, `xstate.stop` on stop). */
   event: string;
 }
 

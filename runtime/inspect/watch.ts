@@ -19,25 +19,11 @@
  * follows the start of the heartbeat-monitor its actor starts, at the same t.
  */
 import type { InspectionEvent, StateValue } from 'xstate';
-import { machinesAnswerLimits, type MachinesSnapshot } from '../../actors/status.js';
+import { machinesAnswerLimits, type MachinesSnapshot, type MachineTransitionView } from '../../actors/status.js';
 import { RingBuffer } from './ring-buffer.js';
 
-export interface TransitionRecord {
-  /** The node's clock (ms since the epoch on a real node). */
-  t: number;
-  /** The node's permanent id. */
-  node: string;
-  /** The machine's id, which is its catalog name (`heartbeat-member`). */
-  machine: string;
-  /** The actor running it, unique in its node process (`x:12`). */
-  actor: string;
-  /** The state before, as dotted paths (`monitoring.ticking`); null for the actor's first state. */
-  from: string | null;
-  /** The state after; null when the actor stopped or failed. */
-  to: string | null;
-  /** The event type that caused it (`xstate.init` on start, `xstate.stop` on stop). */
-  event: string;
-}
+/** One transition as the watch records it: what `client.machines` answers, without its number. */
+export type TransitionRecord = Omit<MachineTransitionView, 'id'>;
 
 export interface Kept {
   /** Numbers kept records in order, from 1: Server-Sent Event ids. */
