@@ -15,7 +15,7 @@ import { open } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { isMangroveError, MangroveError } from '../../bus/errors.js';
 import { COPIES_MAX, FS_ATTR_BYTES, PAGES_PER_RANGE_MAX, PAGES_PER_REQUEST_MAX } from '../../bus/messages/page-limits.js';
-import { formatAddress, PAGE_BYTES, pageRange, parsePageAddress } from '../../machines/memory/address.js';
+import { formatAddress, PAGE_BYTES, pageRange, parseAddress, parsePageAddress } from '../../machines/memory/address.js';
 import type { DirectoryPageView, FlushResult, MangroveClient, PageAttrs, PageStat, SpaceReport } from '../client/pages.js';
 import { chunksOf, examples, integer, jsonLine, positive, print } from './util.js';
 import { checkConnect } from './ask.js';
@@ -239,16 +239,22 @@ function addInspect(cli: PageCli): void {
     });
 
   subcommand(cli, 'dir', 'one page of an arena\'s directory (the GDD), as its home has it: the root, or --page', 'print the page as {"arena","home","address","kind","level","root","children","entries"}')
-    .argument('<arena>', 'the arena: 0 is the system\'s, a node\'s is its short id + 1 (`mangrove status` lists them)', (v: string) => {
+    .argument('[arena]', 'the arena: 0 is the system\'s; `mangrove status --json` lists them (arenas), or give --of', (v: string) => {
       const n = integer(v);
       if (n < 0) throw new InvalidArgumentError('It must be 0 or more.');
       return n;
     })
+    .option('--of <addr>', 'the arena an address is in (the high 64 bits of it), instead of ARENA')
     .option('--page <addr>', 'a page of the directory, 0x hex, as a parent names it (default: the root)')
-    .addHelpText('after', examples('mangrove page dir 1', 'mangrove page dir 1 --page 0x10000000000001000', 'mangrove page dir 2 --json | jq \'.entries[] | select(.state == "materialized")\''))
-    .action(async (arena: number, o: LinkOpts & { page?: string }) => {
+    .addHelpText(
+      'after',
+      examples('mangrove page dir --of $A                # the directory that holds reservation $A', 'mangrove page dir 1 --page 0x10000000000001000', 'mangrove page dir 2 --json | jq \'.entries[] | select(.state == "materialized")\''),
+    )
+    .action(async (arena: number | undefined, o: LinkOpts & { of?: string; page?: string }) => {
+      if ((arena === undefined) === (o.of === undefined)) throw new MangroveError('E_BAD_ARGUMENT', 'name the arena: an ARENA number or --of ADDRESS (one of the two)');
+      const which = arena ?? Number(parseAddress(o.of!) >> 64n);
       const at = o.page === undefined ? undefined : parsePageAddress(o.page);
-      const v = await session(o, (c) => c.directoryPage(arena, at));
+      const v = await session(o, (c) => c.directoryPage(which, at));
       print(o.json ? jsonLine(v) : renderDirectoryPage(v));
     });
 
@@ -449,7 +455,8 @@ export function renderDirectoryPage(v: DirectoryPageView): string {
     ['arena', `${v.arena} (home ${v.home})`],
     ['page', `${v.address}, version ${v.version}, ${v.kind === 'leaf' ? 'a leaf' : `an inner page, level ${v.level}`}`],
   ];
-  if (v.root) {
+  if (v.root && v.root.pages === 0) rows.push(['tree', 'none yet: nothing was reserved in this arena']);
+  else if (v.root) {
     rows.push(['tree', `${v.root.entries} entr${v.root.entries === 1 ? 'y' : 'ies'} in ${plural(v.root.pages, 'page')}, ${v.root.depth} deep`]);
     rows.push(['high water', v.root.highWater]);
     if (v.root.superRoot !== null) rows.push(['super-root', v.root.superRoot]);

@@ -51,7 +51,7 @@ function recoveryLine(s: NodeStatus): string {
 /** Whether only known keys get in (docs/security.md), and what roles were refused. */
 function securityLine(sec: NonNullable<NodeStatus['security']>): string {
   if (!sec.secure) return 'INSECURE: no keys ("insecure": true), every process that reaches the port gets in';
-  return `secure: only the keys of its config get in; ${sec.forbidden} request${sec.forbidden === 1 ? '' : 's'} forbidden for their role`;
+  return `secure: only the keys of its config and node database get in; ${sec.forbidden} request${sec.forbidden === 1 ? '' : 's'} forbidden for their role`;
 }
 
 /** Re-replication (M15) of what this node serves: what is left, what was done. */

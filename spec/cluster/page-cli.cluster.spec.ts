@@ -162,10 +162,12 @@ describe('pages through the CLI and the client library, on real processes', func
       [formatAddress(base), PAGES, 'materialized', 2],
       [formatAddress(unmaterialized), 1, 'reserved', 0],
     ]);
-    const text = await mangrove(['page', 'dir', arena, ...on(1)]);
+    const text = await mangrove(['page', 'dir', '--of', formatAddress(base), ...on(1)]);
     ok(text, 'page dir (text)');
     expect(text.stdout.toString()).to.match(/^tree +2 entries in 1 page, 1 deep$/m);
     expect(text.stdout.toString()).to.contain(`${formatAddress(base)}  ${PAGES} pages`);
+    const neither = await mangrove(['page', 'dir', ...on(1)]);
+    expect([neither.code, neither.stderr.toString()], 'no arena named').to.satisfy(([code, err]: [number, string]) => code === 2 && err.includes('one of the two'));
     const bad = await mangrove(['page', 'dir', arena, '--page', formatAddress(base), ...on(1)]);
     expect([bad.code, bad.stderr.toString()], 'a data page is no directory page').to.satisfy(([code, err]: [number, string]) => code !== 0 && err.includes('E_BAD_ARGUMENT'));
   });

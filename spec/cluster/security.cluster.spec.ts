@@ -233,7 +233,7 @@ describe('security: only members get in', function () {
     expect(withFlag.code, withFlag.stderr).to.equal(0);
     expect((JSON.parse(withFlag.stdout) as NodeStatus).security).to.deep.include({ secure: true });
     const human = await mangroveIn(cluster.dir, ['status', ...at], { MANGROVE_KEY: cluster.adminKeyPath });
-    expect(human.stdout).to.match(/^security +secure: only the keys of its config get in/m);
+    expect(human.stdout).to.match(/^security +secure: only the keys of its config and node database get in/m);
     const none = await mangroveIn(cluster.dir, ['status', ...at]);
     expect(none.code).to.equal(1);
     expect(none.stderr).to.match(/^error E_UNREACHABLE: .* lets in only clients with a key/);

@@ -216,6 +216,8 @@ describe('runtime/cli/page', () => {
       '  0x22000  1 page       reserved',
     ]);
     expect(renderDirectoryPage({ ...leaf, entries: [] })).to.match(/\(no entries\)$/);
+    const empty: DirectoryPageView = { ...leaf, entries: [], root: { highWater: '0x2000', superRoot: null, entries: 0, pages: 0, depth: 1 } };
+    expect(renderDirectoryPage(empty)).to.match(/^tree +none yet: nothing was reserved in this arena$/m);
   });
 
   it('adds every page subcommand to a program', () => {
