@@ -42,12 +42,9 @@ export class TrafficView {
       quiet: this.root.querySelector('#traffic-quiet'),
       fs: this.root.querySelector('#traffic-fs'),
       failures: this.root.querySelector('#traffic-failures'),
-      requestRates: h('div', { id: 'traffic-request-rates' }),
-      requestLatency: h('div', { id: 'traffic-request-latency' }),
+      requestRates: this.root.querySelector('#traffic-request-rates'),
+      requestLatency: this.root.querySelector('#traffic-request-latency'),
     };
-    this.el.kinds.closest('.panel').after(h('div', { class: 'panel' },
-      h('h2', { class: 'panel-title' }, 'Requests ', h('span', { class: 'dim small' }, "a program's page (client.*) and file-system (fs.*) calls to this node; reads and writes answered on the fast path are not timed")),
-      h('div', { class: 'two-col' }, this.el.requestRates, this.el.requestLatency)));
     /** The latency buckets' upper bounds, ms (the feed's `requestBoundsMs`); one more bucket past the last. */
     this.boundsMs = [];
     this.opColors = new Map();

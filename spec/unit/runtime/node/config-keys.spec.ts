@@ -9,10 +9,10 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MangroveError } from '../../../../bus/errors.js';
 import { generateKeyPair, writeKeyFile } from '../../../../bus/transport/curve.js';
 import { parseConfig } from '../../../../runtime/node/config.js';
 import { nodeCurve } from '../../../../runtime/node/node-keys.js';
+import { failure, parse } from '../../../helpers/config-parse.js';
 
 const A = 'tcp://127.0.0.1:7400';
 const B = 'tcp://127.0.0.1:7401';
@@ -20,21 +20,6 @@ const base = { listen: A, dataDir: 'data', anchors: [A, B], anchor: true };
 const [ka, kb, kc, kd] = [generateKeyPair(), generateKeyPair(), generateKeyPair(), generateKeyPair()];
 const peers = { [A]: ka.publicKey, [B]: kb.publicKey };
 const secure = { ...base, keyFile: 'node.key', peers, clients: [{ publicKey: kc.publicKey, role: 'read-only', name: 'reader' }] };
-
-function parse(obj: unknown) {
-  return parseConfig(obj, 'config.json', { baseDir: '/srv/node' });
-}
-
-function failure(obj: unknown): string {
-  try {
-    parse(obj);
-  } catch (err) {
-    if (!(err instanceof MangroveError)) throw err;
-    expect(err.code).to.equal('E_BAD_CONFIG');
-    return err.message;
-  }
-  throw new Error(`expected ${JSON.stringify(obj)} to be refused`);
-}
 
 describe('runtime/node/config: keys', () => {
   it('refuses a config with neither keys nor "insecure", naming both fields', () => {

@@ -2,27 +2,11 @@ import { expect } from 'chai';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isMangroveError } from '../../../../bus/errors.js';
-import { loadConfig, parseConfig, writeConfig, type NodeConfigInput } from '../../../../runtime/node/config.js';
+import { loadConfig, writeConfig, type NodeConfigInput } from '../../../../runtime/node/config.js';
+import { failure, parse } from '../../../helpers/config-parse.js';
 
 const ID = '0a1b2c3d4e5f-018f2c3a4b5c';
 const minimal = { listen: 'tcp://127.0.0.1:7400', dataDir: 'data', anchors: ['tcp://127.0.0.1:7400'], anchor: true, insecure: true };
-
-function parse(obj: unknown) {
-  return parseConfig(obj, 'config.json', { baseDir: '/srv/node' });
-}
-
-/** The E_BAD_CONFIG message parsing `obj` fails with. */
-function failure(obj: unknown): string {
-  try {
-    parse(obj);
-  } catch (err) {
-    if (!isMangroveError(err)) throw err;
-    expect(err.code).to.equal('E_BAD_CONFIG');
-    return err.message;
-  }
-  throw new Error(`expected ${JSON.stringify(obj)} to be refused`);
-}
 
 describe('runtime/node/config', () => {
   describe('a valid config', () => {
