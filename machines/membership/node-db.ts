@@ -184,9 +184,11 @@ export function applyChange(db: NodeDbSnapshot, change: NdbOp): NdbResult<{ db: 
 
 // ---- Member keys (docs/security.md): who the cluster lets in ----
 
-/** The member keys of a snapshot, sorted by endpoint. */
+const NO_KEYS: readonly MemberKey[] = Object.freeze([]);
+
+/** The member keys of a snapshot, sorted by endpoint: the same array for the same snapshot (callers index it once). */
 export function keysOf(db: NodeDbSnapshot): readonly MemberKey[] {
-  return db.keys ?? [];
+  return db.keys ?? NO_KEYS;
 }
 
 /** The key the database gives `endpoint`, if any. */

@@ -23,6 +23,7 @@ import { arenaEntryOf } from '../../../machines/membership/node-db.js';
 import { FS_ATTR_BYTES } from '../../storage/page-store.js';
 import { arenaBase, arenaOf, DATA_OFFSET } from '../../pages/page-space.js';
 import type { EngineParts } from '../engine-parts.js';
+import { mustBeHome } from './home.js';
 
 type Call<O extends PeerCall['op']> = Extract<PeerCall, { op: O }>;
 
@@ -43,8 +44,8 @@ export function registerDirectoryApplets(engine: EngineParts): void {
 function pageAtHome(engine: EngineParts, req: Call<'dir_page'>): DirectoryPageView {
   const arena = BigInt(req.arena);
   const base = arenaBase(arena);
-  const home = engine.homeOf(base);
-  if (home !== engine.deps.self) throw new MangroveError('E_RECOVERING', `arena ${req.arena} is served by ${home}, not this node (the arena table changed; try again)`);
+  // Another node's arena (the asker's arena table is behind or ahead) is refused E_RECOVERING, and asked again.
+  mustBeHome(engine, base);
   const addr = req.page === undefined ? base : addressFromKey(req.page);
   // Nothing was reserved in the arena yet: its directory is not written, and reads as an empty root (reading creates nothing).
   if (addr === base && !engine.space.hasDirectory(arena)) {

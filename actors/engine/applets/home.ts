@@ -165,7 +165,7 @@ function notHome(engine: EngineParts, addr: bigint): MangroveError | undefined {
   return engine.arenaRefusal(arenaOf(addr));
 }
 
-function mustBeHome(engine: EngineParts, addr: bigint): void {
+export function mustBeHome(engine: EngineParts, addr: bigint): void {
   const refused = notHome(engine, addr);
   if (refused) throw refused;
 }

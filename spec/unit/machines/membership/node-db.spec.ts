@@ -285,6 +285,7 @@ describe('node database (M2)', () => {
       expect(taken.ok === false && [taken.code, taken.reason]).to.deep.equal(['E_KEY_TAKEN', 'that key is already the key of tcp://h:2: each node has a pair of its own']);
       const gone = mustApply(mustApply(rotated, { op: 'key', endpoint: 'tcp://h:1', key: null }), { op: 'key', endpoint: 'tcp://h:2', key: null });
       expect([keysOf(gone), 'keys' in gone], 'the last key taken away leaves no field').to.deep.equal([[], false]);
+      expect(keysOf(gone), 'the same (empty) array each time: the transport indexes keys only when the array changes').to.equal(keysOf(db));
       const none = applyChange(gone, { op: 'key', endpoint: 'tcp://h:1', key: null });
       expect(none.ok === false && none.code).to.equal('E_UNKNOWN_NODE');
       expect(sameContents(one, mustApply(db, { op: 'key', endpoint: 'tcp://h:2', key: k1 }))).to.equal(true);
